@@ -1,0 +1,2 @@
+//! Side-by-side benchmarks of multiproc against Python's multiprocessing.
+fn main() {}

@@ -1,0 +1,14 @@
+//! multiproc's foundation: the wire codec, channels between processes, shared
+//! memory, cross-process synchronization, and the fork machinery behind
+//! [`Process`](process::Process), pools and managers.
+//!
+//! All `unsafe` code of multiproc lives in the private `sys` module of this
+//! crate; every other module is safe Rust.
+#![deny(unsafe_code)]
+
+pub mod codec;
+pub mod error;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, WireError};

@@ -1,0 +1,27 @@
+//! The system-call boundary: every `unsafe` block of multiproc is in this module.
+
+use std::io;
+
+/// Turns a libc-style return value (`-1` and `errno` on failure) into an `io::Result`.
+#[allow(dead_code)]
+pub(crate) fn cvt<T: IsMinusOne>(ret: T) -> io::Result<T> {
+    if ret.is_minus_one() {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Integer return types of system calls.
+pub(crate) trait IsMinusOne: Copy {
+    fn is_minus_one(self) -> bool;
+}
+
+macro_rules! impl_is_minus_one {
+    ($($t:ty)*) => {$(
+        impl IsMinusOne for $t {
+            fn is_minus_one(self) -> bool { self == -1 }
+        }
+    )*};
+}
+impl_is_minus_one! { i32 i64 isize }

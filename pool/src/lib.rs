@@ -1,0 +1,2 @@
+//! multiproc's supervised process pool.
+#![forbid(unsafe_code)]
