@@ -12,3 +12,4 @@ pub mod error;
 mod sys;
 
 pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, WireError};
+pub mod shm;

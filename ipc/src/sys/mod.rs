@@ -25,3 +25,5 @@ macro_rules! impl_is_minus_one {
     )*};
 }
 impl_is_minus_one! { i32 i64 isize }
+
+pub(crate) mod shm;
