@@ -26,4 +26,6 @@ macro_rules! impl_is_minus_one {
 }
 impl_is_minus_one! { i32 i64 isize }
 
+#[allow(dead_code)] // the sync primitives and queues build on it
+pub(crate) mod futex;
 pub(crate) mod shm;
