@@ -28,4 +28,6 @@ impl_is_minus_one! { i32 i64 isize }
 
 #[allow(dead_code)] // the sync primitives and queues build on it
 pub(crate) mod futex;
+#[allow(dead_code)] // the sync primitives and queues build on it
+pub(crate) mod mutex;
 pub(crate) mod shm;

@@ -1,0 +1,247 @@
+//! A robust, process-shared pthread mutex that lives in shared memory.
+//!
+//! If the thread holding it dies (its process killed), the next locker, and
+//! one already waiting, gets [`Locked::OwnerDied`] and must call
+//! [`RobustMutex::consistent`] before unlocking, else the mutex becomes
+//! unusable (`ENOTRECOVERABLE`).
+//!
+//! Fresh shared memory is all zeroes; the mutex initialises itself on first
+//! use (an init word moves 0 → 1 → 2 under compare-and-swap), so placing one
+//! in a region needs no separate, easy-to-misuse init step.
+
+use std::cell::UnsafeCell;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::shm::ShmSafe;
+
+const UNINIT: u32 = 0;
+const INITIALIZING: u32 = 1;
+const READY: u32 = 2;
+
+/// A robust process-shared mutex; `#[repr(C)]`, 48 bytes, 8-aligned.
+#[repr(C)]
+pub(crate) struct RobustMutex {
+    init: AtomicU32,
+    _pad: u32,
+    raw: UnsafeCell<libc::pthread_mutex_t>,
+}
+
+// SAFETY: all-zero bytes are the valid "not yet initialised" state (init word
+// 0); the pthread object is initialised process-shared exactly once, under the
+// init word, and then only used through pthread calls that are safe across
+// processes and threads; it contains no pointers that matter across processes
+// (glibc's robust list entry is rewritten by each locker).
+unsafe impl ShmSafe for RobustMutex {}
+// SAFETY: pthread mutexes are designed for concurrent use from many threads.
+unsafe impl Sync for RobustMutex {}
+
+/// How a lock was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// Normally.
+    Ok,
+    /// The previous owner died holding it; the protected state may be
+    /// inconsistent. Call `consistent` before unlocking to keep the mutex usable.
+    OwnerDied,
+}
+
+impl RobustMutex {
+    fn ensure_init(&self) -> io::Result<()> {
+        loop {
+            match self.init.load(Ordering::Acquire) {
+                READY => return Ok(()),
+                UNINIT => {
+                    if self
+                        .init
+                        .compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        let r = self.init_raw();
+                        // On failure go back to UNINIT so a later call can retry.
+                        self.init
+                            .store(if r.is_ok() { READY } else { UNINIT }, Ordering::Release);
+                        return r;
+                    }
+                }
+                _ => std::thread::yield_now(),
+            }
+        }
+    }
+
+    fn init_raw(&self) -> io::Result<()> {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        // SAFETY: attr is initialised by pthread_mutexattr_init before any
+        // other use and destroyed at the end; `raw` is ours alone while the
+        // init word is INITIALIZING (no other process touches it until READY).
+        unsafe {
+            check(libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
+            let a = attr.as_mut_ptr();
+            let r = check(libc::pthread_mutexattr_setpshared(
+                a,
+                libc::PTHREAD_PROCESS_SHARED,
+            ))
+            .and_then(|_| {
+                check(libc::pthread_mutexattr_setrobust(
+                    a,
+                    libc::PTHREAD_MUTEX_ROBUST,
+                ))
+            })
+            .and_then(|_| {
+                check(libc::pthread_mutexattr_settype(
+                    a,
+                    libc::PTHREAD_MUTEX_ERRORCHECK,
+                ))
+            })
+            .and_then(|_| check(libc::pthread_mutex_init(self.raw.get(), a)));
+            libc::pthread_mutexattr_destroy(a);
+            r
+        }
+    }
+
+    /// Locks, waiting at most `timeout` (forever if `None`).
+    ///
+    /// Errors: `TimedOut` when the time ran out; `EDEADLK` if this thread
+    /// already holds it; `ENOTRECOVERABLE` if an owner died and nobody made it
+    /// consistent.
+    pub(crate) fn lock(&self, timeout: Option<Duration>) -> io::Result<Locked> {
+        self.ensure_init()?;
+        let r = match timeout {
+            // SAFETY: `raw` is an initialised process-shared mutex.
+            None => unsafe { libc::pthread_mutex_lock(self.raw.get()) },
+            Some(d) => {
+                let deadline = realtime_deadline(d)?;
+                // SAFETY: as above; deadline is a valid absolute CLOCK_REALTIME time.
+                unsafe { libc::pthread_mutex_timedlock(self.raw.get(), &deadline) }
+            }
+        };
+        outcome(r)
+    }
+
+    /// Locks if free right now; `Ok(None)` if someone holds it.
+    pub(crate) fn try_lock(&self) -> io::Result<Option<Locked>> {
+        self.ensure_init()?;
+        // SAFETY: `raw` is an initialised process-shared mutex.
+        let r = unsafe { libc::pthread_mutex_trylock(self.raw.get()) };
+        if r == libc::EBUSY {
+            return Ok(None);
+        }
+        outcome(r).map(Some)
+    }
+
+    /// Marks the state protected by a mutex obtained with `OwnerDied` as repaired.
+    pub(crate) fn consistent(&self) -> io::Result<()> {
+        // SAFETY: `raw` is initialised (we hold it, so lock ran ensure_init).
+        check(unsafe { libc::pthread_mutex_consistent(self.raw.get()) })
+    }
+
+    /// Unlocks; `EPERM` if the calling thread does not hold it.
+    pub(crate) fn unlock(&self) -> io::Result<()> {
+        if self.init.load(Ordering::Acquire) != READY {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        // SAFETY: `raw` is initialised; an error-checking mutex reports EPERM
+        // instead of misbehaving when the caller is not the owner.
+        check(unsafe { libc::pthread_mutex_unlock(self.raw.get()) })
+    }
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
+fn outcome(r: libc::c_int) -> io::Result<Locked> {
+    match r {
+        0 => Ok(Locked::Ok),
+        libc::EOWNERDEAD => Ok(Locked::OwnerDied),
+        libc::ETIMEDOUT => Err(io::Error::new(io::ErrorKind::TimedOut, "lock timed out")),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Now plus `d` on CLOCK_REALTIME, the clock `pthread_mutex_timedlock` uses.
+pub(crate) fn realtime_deadline(d: Duration) -> io::Result<libc::timespec> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    super::cvt(unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) })?;
+    let total_ns = now.tv_nsec as u128 + d.subsec_nanos() as u128;
+    let secs = (now.tv_sec as u128)
+        .saturating_add(d.as_secs() as u128)
+        .saturating_add(total_ns / 1_000_000_000)
+        .min(i64::MAX as u128 / 2);
+    Ok(libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: (total_ns % 1_000_000_000) as libc::c_long,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeroed() -> Box<RobustMutex> {
+        Box::new(RobustMutex {
+            init: AtomicU32::new(0),
+            _pad: 0,
+            // SAFETY: an all-zero pthread_mutex_t is a valid bit pattern (it is
+            // re-initialised by ensure_init before use anyway).
+            raw: UnsafeCell::new(unsafe { std::mem::zeroed() }),
+        })
+    }
+
+    #[test]
+    fn layout_is_pinned() {
+        assert_eq!(std::mem::size_of::<RobustMutex>(), 48);
+        assert_eq!(std::mem::align_of::<RobustMutex>(), 8);
+    }
+
+    #[test]
+    fn lock_unlock_trylock_and_errors() {
+        let m = zeroed();
+        assert_eq!(m.unlock().unwrap_err().raw_os_error(), Some(libc::EPERM));
+        assert_eq!(m.lock(None).unwrap(), Locked::Ok);
+        assert_eq!(
+            m.lock(None).unwrap_err().raw_os_error(),
+            Some(libc::EDEADLK)
+        );
+        m.unlock().unwrap();
+        assert_eq!(m.try_lock().unwrap(), Some(Locked::Ok));
+        let m2: &'static RobustMutex = Box::leak(m);
+        let other = std::thread::spawn(move || {
+            let busy = m2.try_lock().unwrap();
+            let t = std::time::Instant::now();
+            let timed = m2.lock(Some(Duration::from_millis(30))).unwrap_err();
+            (busy, timed.kind(), t.elapsed())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(other.0, None);
+        assert_eq!(other.1, io::ErrorKind::TimedOut);
+        assert!(other.2 >= Duration::from_millis(18));
+        m2.unlock().unwrap();
+    }
+
+    #[test]
+    fn dead_owner_thread_is_reported_and_recoverable() {
+        let m: &'static RobustMutex = Box::leak(zeroed());
+        std::thread::spawn(move || {
+            m.lock(None).unwrap();
+            // Exits holding it.
+        })
+        .join()
+        .unwrap();
+        assert_eq!(m.lock(None).unwrap(), Locked::OwnerDied);
+        m.consistent().unwrap();
+        m.unlock().unwrap();
+        assert_eq!(m.lock(None).unwrap(), Locked::Ok);
+        m.unlock().unwrap();
+    }
+}
