@@ -3,6 +3,7 @@
 //! Python's `multiprocessing`, done right, for Rust on Linux.
 #![forbid(unsafe_code)]
 
+pub use multiproc_ipc::channel;
 pub use multiproc_ipc::codec;
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 
