@@ -3,7 +3,10 @@
 //! Python's `multiprocessing`, done right, for Rust on Linux.
 #![forbid(unsafe_code)]
 
-pub use multiproc_ipc::{codec, shm};
+// One re-export per line, so that features land without merge conflicts.
+pub use multiproc_ipc::channel;
+pub use multiproc_ipc::codec;
+pub use multiproc_ipc::shm;
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 
 /// The names most programs need, in one `use multiproc::prelude::*;`.

@@ -6,6 +6,7 @@
 //! crate; every other module is safe Rust.
 #![deny(unsafe_code)]
 
+pub mod channel;
 pub mod codec;
 pub mod error;
 #[allow(unsafe_code)]

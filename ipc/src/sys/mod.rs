@@ -2,6 +2,8 @@
 
 use std::io;
 
+pub(crate) mod sock;
+
 /// Turns a libc-style return value (`-1` and `errno` on failure) into an `io::Result`.
 #[allow(dead_code)]
 pub(crate) fn cvt<T: IsMinusOne>(ret: T) -> io::Result<T> {
