@@ -57,6 +57,8 @@ pub fn init() -> Result<()> {
             ),
         ));
     }
+    // Children of the server inherit the hook instead of installing it.
+    crate::process::install_panic_hook();
     let server = Zygote::start_forked()?;
     let _ = SERVER.set(server);
     Ok(())
