@@ -479,6 +479,13 @@ impl ZygoteShared {
 
 impl Drop for ZygoteShared {
     fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl ZygoteShared {
+    /// Makes the zygote exit and reaps it (bounded: SIGKILL after 2 s).
+    fn shutdown(&self) {
         if self.owner != fork::getpid() {
             // A copy inherited by a plain fork: the socket is the owner's.
             return;
@@ -618,6 +625,11 @@ impl Zygote {
     /// The pid of the process that started the zygote.
     pub(crate) fn owner(&self) -> i32 {
         self.shared.owner
+    }
+
+    /// Stops the zygote (its remaining children die with it) and reaps it.
+    pub(crate) fn shutdown(&self) {
+        self.shared.shutdown();
     }
 
     /// The zygote's own pid.
