@@ -7,6 +7,7 @@
 pub use multiproc_ipc::channel;
 pub use multiproc_ipc::codec;
 pub use multiproc_ipc::shm;
+pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 
 /// The names most programs need, in one `use multiproc::prelude::*;`.

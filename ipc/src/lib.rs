@@ -1,6 +1,6 @@
 //! multiproc's foundation: the wire codec, channels between processes, shared
 //! memory, cross-process synchronization, and the fork machinery behind
-//! [`Process`](process::Process), pools and managers.
+//! [`Process`], pools and managers.
 //!
 //! All `unsafe` code of multiproc lives in the private `sys` module of this
 //! crate; every other module is safe Rust.
@@ -9,8 +9,14 @@
 pub mod channel;
 pub mod codec;
 pub mod error;
+pub mod forkserver;
+pub mod process;
 #[allow(unsafe_code)]
 mod sys;
+pub mod zygote;
 
 pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, WireError};
 pub mod shm;
+pub use forkserver::{fork_server, init};
+pub use process::{Process, ProcessBuilder};
+pub use zygote::{FnRef, Zygote, ZygoteChild};
