@@ -25,8 +25,6 @@ pub struct Record {
 impl Record {
     /// The common fields of a multiproc line for `n` operations timed over
     /// `seconds` (`ops_per_sec` rounded to one decimal, as in Python).
-    // Unused only while no scenario is compiled in (feature `process` off).
-    #[cfg_attr(not(feature = "process"), allow(dead_code))]
     pub fn timed(bench: &str, n: u64, seconds: f64) -> Record {
         let ops_per_sec = if seconds > 0.0 {
             Value::from(round(n as f64 / seconds, 1))

@@ -84,13 +84,10 @@ impl From<String> for BenchError {
 
 /// The sizes one run of a scenario uses (full or quick).
 #[derive(Debug, Clone, Copy)]
-// Unused only while no scenario is compiled in (feature `process` off).
-#[cfg_attr(not(feature = "process"), allow(dead_code))]
 pub struct Params {
     sizes: Sizes,
 }
 
-#[cfg_attr(not(feature = "process"), allow(dead_code))]
 impl Params {
     /// The size called `name`.
     pub fn get(&self, name: &str) -> Result<u64, BenchError> {
@@ -136,10 +133,7 @@ impl Scenario {
     }
 }
 
-#[cfg(feature = "process")]
 const PROCESS_SPAWN_JOIN: Option<RunFn> = Some(crate::scenarios::process::spawn_join);
-#[cfg(not(feature = "process"))]
-const PROCESS_SPAWN_JOIN: Option<RunFn> = None;
 
 const KILL_FULL: Sizes = &[
     ("task_sleep_ms", 500),

@@ -3,5 +3,4 @@
 //! Each function runs the timed section exactly as the Python counterpart
 //! does, checks its results, and returns the JSON line.
 
-#[cfg(feature = "process")]
 pub mod process;
