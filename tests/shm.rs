@@ -182,3 +182,40 @@ fn region_handle_reattaches_in_another_process() {
     drop(region);
     assert!(!in_dev_shm(&name));
 }
+
+fn drop_inherited_block(name: String) -> bool {
+    // The forked child sees the parent's handle (inherited memory) and drops
+    // its own attachment; neither may unlink the owner's block.
+    let attached = SharedMemory::attach(&name).unwrap();
+    assert!(!attached.is_owner());
+    drop(attached);
+    in_dev_shm(&name)
+}
+
+fn drop_inherited_owner_handle(_: ()) -> bool {
+    let block = INHERITED.lock().unwrap().take().unwrap();
+    let name = block.name().to_owned();
+    assert!(!block.is_owner(), "ownership must not cross fork");
+    drop(block);
+    in_dev_shm(&name)
+}
+
+static INHERITED: std::sync::Mutex<Option<SharedMemory>> = std::sync::Mutex::new(None);
+
+#[test]
+fn a_forked_child_dropping_an_inherited_handle_does_not_unlink() {
+    let name = format!("test-fork-drop-{}", std::process::id());
+    let block = SharedMemory::create(&name, 32).unwrap();
+    *INHERITED.lock().unwrap() = Some(block.clone());
+    let p = multiproc::Process::spawn(drop_inherited_owner_handle, ()).unwrap();
+    assert!(
+        p.join().unwrap(),
+        "child saw the block vanish after its drop"
+    );
+    let p = multiproc::Process::spawn(drop_inherited_block, name.clone()).unwrap();
+    assert!(p.join().unwrap());
+    assert!(in_dev_shm(&name), "the block must survive children's drops");
+    INHERITED.lock().unwrap().take();
+    drop(block);
+    assert!(!in_dev_shm(&name), "the owner's last drop unlinks");
+}
