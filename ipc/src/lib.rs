@@ -14,3 +14,4 @@ mod sys;
 pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, WireError};
 pub mod shm;
 pub mod sync;
+pub mod value;
