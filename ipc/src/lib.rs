@@ -8,6 +8,9 @@
 
 pub mod codec;
 pub mod error;
+pub mod forkserver;
+pub mod process;
+pub mod zygote;
 #[allow(unsafe_code)]
 mod sys;
 
@@ -15,3 +18,6 @@ pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, Wir
 pub mod shm;
 pub mod sync;
 pub mod value;
+pub use forkserver::{fork_server, init};
+pub use process::{Process, ProcessBuilder};
+pub use zygote::{FnRef, Zygote, ZygoteChild};

@@ -32,3 +32,6 @@ pub(crate) mod futex;
 pub(crate) mod mutex;
 pub(crate) mod shm;
 pub(crate) mod layout;
+pub(crate) mod fd;
+pub(crate) mod fork;
+pub(crate) mod wait;
