@@ -106,13 +106,13 @@ impl Semaphore {
 
     /// Takes one unit if one is available now.
     pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-        self.take().then_some(SemaphoreGuard { sem: self })
+        self.take().then(|| SemaphoreGuard { sem: self })
     }
 
     /// Takes one unit, waiting at most `timeout`; `None` if the time ran out.
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
         self.acquire_until(deadline_after(timeout))
-            .then_some(SemaphoreGuard { sem: self })
+            .then(|| SemaphoreGuard { sem: self })
     }
 
     /// Gives one unit back (wakes one waiter).
@@ -289,6 +289,10 @@ mod tests {
             sem.release().unwrap();
             h.join().unwrap();
         });
+        assert_eq!(sem.get_value(), 0);
+        // Failed attempts leave the value alone.
+        assert!(sem.try_acquire().is_none());
+        assert!(sem.acquire_timeout(Duration::from_millis(1)).is_none());
         assert_eq!(sem.get_value(), 0);
         assert!(Semaphore::new(SEM_VALUE_MAX + 1).is_err());
     }
