@@ -71,6 +71,9 @@ fn main() -> multiproc::Result<()> {
     for w in workers {
         w.join()?;
     }
-    println!("array squared by {WORKERS} processes: {:?}", arr.lock()?.to_vec());
+    println!(
+        "array squared by {WORKERS} processes: {:?}",
+        arr.lock()?.to_vec()
+    );
     Ok(())
 }

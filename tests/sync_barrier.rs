@@ -64,7 +64,9 @@ fn abort_and_reset_break_current_waiters() {
     let _s = serial();
     let b = Barrier::new(3).unwrap();
     let limit = LIMIT.as_millis() as u64;
-    let kids: Vec<_> = (0..2).map(|_| Kid::spawn(wait_report, (b.clone(), limit))).collect();
+    let kids: Vec<_> = (0..2)
+        .map(|_| Kid::spawn(wait_report, (b.clone(), limit)))
+        .collect();
     eventually(|| b.n_waiting() == 2);
     b.abort().unwrap();
     for k in kids {
@@ -72,14 +74,18 @@ fn abort_and_reset_break_current_waiters() {
     }
     b.reset().unwrap();
 
-    let kids: Vec<_> = (0..2).map(|_| Kid::spawn(wait_report, (b.clone(), limit))).collect();
+    let kids: Vec<_> = (0..2)
+        .map(|_| Kid::spawn(wait_report, (b.clone(), limit)))
+        .collect();
     eventually(|| b.n_waiting() == 2);
     b.reset().unwrap();
     for k in kids {
         assert_eq!(k.join(), broken());
     }
     assert!(!b.broken(), "reset leaves it usable");
-    let kids: Vec<_> = (0..2).map(|_| Kid::spawn(wait_report, (b.clone(), limit))).collect();
+    let kids: Vec<_> = (0..2)
+        .map(|_| Kid::spawn(wait_report, (b.clone(), limit)))
+        .collect();
     let mine = b.wait_timeout(LIMIT).unwrap();
     let mut all = vec![mine];
     for k in kids {

@@ -95,7 +95,10 @@ fn wait_for_rechecks_the_predicate_and_times_out() {
     assert_eq!(waiting(&cond), 0, "a timed-out waiter withdraws");
     // A guard of another condition is refused.
     let other = Condition::new().unwrap();
-    assert_eq!(other.notify(&g, 1).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        other.notify(&g, 1).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 }
 
 fn hold_forever((cond, locked): (Condition, Event)) {

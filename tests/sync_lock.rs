@@ -148,12 +148,18 @@ fn rlock_is_reentrant_per_process_and_checks_the_owner() {
     let _s = serial();
     let rlock = RLock::new().unwrap();
     let (locked, release) = (Event::new().unwrap(), Event::new().unwrap());
-    let kid = Kid::spawn(rlock_twice_until, (rlock.clone(), locked.clone(), release.clone()));
+    let kid = Kid::spawn(
+        rlock_twice_until,
+        (rlock.clone(), locked.clone(), release.clone()),
+    );
     assert!(locked.wait_timeout(LIMIT));
     // Held (twice) by the other process: not ours to take or release.
     assert!(!rlock.is_owned());
     assert!(matches!(rlock.try_lock(), Err(LockError::WouldBlock)));
-    assert_eq!(rlock.release().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        rlock.release().unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     release.set();
     assert_eq!(kid.join(), 2);
     // Free once the other process dropped both levels.

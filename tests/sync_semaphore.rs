@@ -98,7 +98,10 @@ fn bounded_semaphore_refuses_over_release_from_any_process() {
     let _s = serial();
     let sem = BoundedSemaphore::new(2).unwrap();
     assert_eq!(sem.max_value(), 2);
-    assert_eq!(sem.release().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        sem.release().unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     sem.acquire().forget();
     let kid = Kid::spawn(release_twice, sem.clone());
     assert_eq!(kid.join(), (true, ErrorKind::InvalidArgument.to_string()));

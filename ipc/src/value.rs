@@ -78,7 +78,11 @@ mod sealed {
         fn fetch_add(slot: Slot<'_>, v: Self) -> Self;
         fn fetch_sub(slot: Slot<'_>, v: Self) -> Self;
         fn swap(slot: Slot<'_>, v: Self) -> Self;
-        fn compare_exchange(slot: Slot<'_>, current: Self, new: Self) -> std::result::Result<Self, Self>;
+        fn compare_exchange(
+            slot: Slot<'_>,
+            current: Self,
+            new: Self,
+        ) -> std::result::Result<Self, Self>;
     }
 }
 
@@ -189,7 +193,10 @@ impl<T: Plain> Store<T> {
             .checked_mul(T::SIZE)
             .and_then(|b| b.checked_add(DATA_OFFSET))
             .ok_or_else(|| {
-                Error::new(ErrorKind::InvalidArgument, format!("{len} elements do not fit in memory"))
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{len} elements do not fit in memory"),
+                )
             })?;
         let region = ShmRegion::create(bytes)?;
         let h = sync::view::<ValueHeader>(&region, 0)?;
@@ -262,7 +269,10 @@ impl<T: Plain> Store<T> {
     fn index_error(&self, i: usize) -> Error {
         Error::new(
             ErrorKind::InvalidArgument,
-            format!("index {i} is out of range for a shared array of length {}", self.len),
+            format!(
+                "index {i} is out of range for a shared array of length {}",
+                self.len
+            ),
         )
     }
 
@@ -737,7 +747,9 @@ impl<T: PlainInt> RawArray<T> {
 
 impl<T: Plain> fmt::Debug for RawArray<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawArray").field("len", &self.len()).finish()
+        f.debug_struct("RawArray")
+            .field("len", &self.len())
+            .finish()
     }
 }
 

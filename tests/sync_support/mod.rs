@@ -21,14 +21,22 @@ pub struct Serial {
 pub fn serial() -> Serial {
     static M: Mutex<()> = Mutex::new(());
     let g = M.lock().unwrap_or_else(|p| p.into_inner());
-    assert_eq!(leftovers(), Vec::<String>::new(), "shared memory left before the test");
+    assert_eq!(
+        leftovers(),
+        Vec::<String>::new(),
+        "shared memory left before the test"
+    );
     Serial { _g: g }
 }
 
 impl Drop for Serial {
     fn drop(&mut self) {
         if !std::thread::panicking() {
-            assert_eq!(leftovers(), Vec::<String>::new(), "the test leaked shared memory");
+            assert_eq!(
+                leftovers(),
+                Vec::<String>::new(),
+                "the test leaked shared memory"
+            );
         }
     }
 }
@@ -111,7 +119,10 @@ pub fn assert_lasted(start: Instant, timeout: Duration) {
 pub fn eventually(mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + LIMIT;
     while !cond() {
-        assert!(Instant::now() < deadline, "condition not reached in {LIMIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached in {LIMIT:?}"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }

@@ -313,7 +313,10 @@ mod tests {
             }
             b.abort().unwrap();
             for h in hs {
-                assert_eq!(h.join().unwrap().unwrap_err().kind(), ErrorKind::BrokenBarrier);
+                assert_eq!(
+                    h.join().unwrap().unwrap_err().kind(),
+                    ErrorKind::BrokenBarrier
+                );
             }
         });
         assert!(b.broken());

@@ -417,7 +417,9 @@ impl fmt::Debug for ConditionGuard<'_> {
             Inner::Lock(_) => "Lock",
             Inner::RLock(_) => "RLock",
         };
-        f.debug_struct("ConditionGuard").field("lock", &kind).finish()
+        f.debug_struct("ConditionGuard")
+            .field("lock", &kind)
+            .finish()
     }
 }
 
@@ -441,9 +443,7 @@ mod tests {
             std::thread::scope(|s| {
                 let h = s.spawn(|| {
                     let g = cond.lock().unwrap();
-                    let g = cond
-                        .wait_for(g, || flag.load(Ordering::SeqCst))
-                        .unwrap();
+                    let g = cond.wait_for(g, || flag.load(Ordering::SeqCst)).unwrap();
                     drop(g);
                 });
                 loop {

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    cell, check, create_region, deadline_after, magic, spin_until, LockError, LockResult,
+    check, create_region, deadline_after, magic, shm_ref, spin_until, LockError, LockResult,
     RawLockError, RawLocked, Wait,
 };
 use crate::shm::ShmRegion;
 use crate::sys::layout::LockCell;
 use crate::sys::mutex::Locked;
+use crate::sys::shm_ref::ShmRef;
 
 /// Locks the robust mutex of `c`: try, spin while it looks held, then block.
 /// A dead owner's mutex is made consistent at once, so it stays usable
@@ -37,10 +38,7 @@ pub(crate) fn raw_lock(c: &LockCell, wait: Wait) -> Result<RawLocked, RawLockErr
     if got {
         return result;
     }
-    let timeout = match deadline {
-        None => None,
-        Some(d) => Some(d.saturating_duration_since(Instant::now())),
-    };
+    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
     match c.mutex.lock(timeout) {
         Ok(l) => finish(c, l),
         Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(RawLockError::Timeout),
@@ -118,7 +116,7 @@ pub(crate) fn raw_unlock(c: &LockCell) -> io::Result<()> {
 /// deadlock. Fork while holding it and the child does not hold it.
 #[derive(Clone)]
 pub struct Lock {
-    region: ShmRegion,
+    cell: ShmRef<LockCell>,
     offset: usize,
 }
 
@@ -130,17 +128,23 @@ impl Lock {
     /// `Io` if shared memory cannot be created.
     pub fn new() -> crate::Result<Lock> {
         let region = create_region::<LockCell>(magic::LOCK, 0)?;
-        Ok(Lock { region, offset: 0 })
+        Ok(Lock {
+            cell: shm_ref(region, 0)?,
+            offset: 0,
+        })
     }
 
     /// A handle to the lock stamped at `offset` of `region`.
     pub(crate) fn at(region: ShmRegion, offset: usize) -> crate::Result<Lock> {
         check::<LockCell>(&region, offset, magic::LOCK)?;
-        Ok(Lock { region, offset })
+        Ok(Lock {
+            cell: shm_ref(region, offset)?,
+            offset,
+        })
     }
 
     pub(crate) fn cell(&self) -> &LockCell {
-        cell(&self.region, self.offset)
+        &self.cell
     }
 
     fn acquire(&self, wait: Wait) -> LockResult<LockGuard<'_>> {
@@ -189,14 +193,14 @@ impl Lock {
 
     /// True if both handles refer to the same lock.
     pub fn same_lock(&self, other: &Lock) -> bool {
-        self.offset == other.offset && self.region.same_region(&other.region)
+        self.offset == other.offset && self.cell.region().same_region(other.cell.region())
     }
 }
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
-            .field("region", &self.region.name())
+            .field("region", &self.cell.region().name())
             .field("offset", &self.offset)
             .field("locked", &self.is_locked())
             .finish()
@@ -205,7 +209,7 @@ impl fmt::Debug for Lock {
 
 impl Serialize for Lock {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (&self.region, self.offset as u64).serialize(s)
+        (self.cell.region(), self.offset as u64).serialize(s)
     }
 }
 
@@ -248,7 +252,9 @@ impl Drop for LockGuard<'_> {
 
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard").field("lock", &self.lock).finish()
+        f.debug_struct("LockGuard")
+            .field("lock", &self.lock)
+            .finish()
     }
 }
 

@@ -2,7 +2,7 @@
 //! `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition` and
 //! `Barrier`.
 //!
-//! Every primitive lives in a [`ShmRegion`](crate::shm::ShmRegion): a handle is
+//! Every primitive lives in a [`ShmRegion`]: a handle is
 //! usable in the process that made it and in every process forked after that
 //! (which inherit the mapping), it is [`Clone`] (clones are handles to the same
 //! object), and it serializes to its region's name, so it can be passed to a
@@ -42,6 +42,7 @@ use crate::shm::ShmRegion;
 use crate::sys::futex::{self, Wake};
 use crate::sys::layout::{Header, LAYOUT_VERSION};
 use crate::sys::shm::ShmSafe;
+use crate::sys::shm_ref::ShmRef;
 
 mod barrier;
 mod condition;
@@ -212,7 +213,11 @@ pub(crate) fn view<C: ShmSafe>(region: &ShmRegion, offset: usize) -> crate::Resu
 
 /// Checks that a `C` fits at `offset` and that its header says `magic`, in
 /// this layout version: what a handle checks when it re-attaches.
-pub(crate) fn check<C: ShmSafe>(region: &ShmRegion, offset: usize, magic: u32) -> crate::Result<()> {
+pub(crate) fn check<C: ShmSafe>(
+    region: &ShmRegion,
+    offset: usize,
+    magic: u32,
+) -> crate::Result<()> {
     view::<C>(region, offset)?;
     let header = view::<Header>(region, offset)?;
     let found = header.magic.load(Ordering::Acquire);
@@ -239,6 +244,21 @@ pub(crate) fn check<C: ShmSafe>(region: &ShmRegion, offset: usize, magic: u32) -
         ));
     }
     Ok(())
+}
+
+/// A pre-resolved reference to the `C` at `offset`, after [`check`] (or
+/// [`create_region`]) validated it.
+pub(crate) fn shm_ref<C: ShmSafe>(region: ShmRegion, offset: usize) -> crate::Result<ShmRef<C>> {
+    let len = region.len();
+    ShmRef::new(region, offset).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "a {}-byte object does not fit at offset {offset} of a {len}-byte region",
+                std::mem::size_of::<C>()
+            ),
+        )
+    })
 }
 
 /// The `C` at `offset` of a region whose layout was checked when the handle
@@ -410,7 +430,9 @@ impl RawLockError {
                      (use an RLock)"
                 ),
             )),
-            RawLockError::Os(e) => LockError::Failed(Error::io(format!("cannot lock the {what}"), e)),
+            RawLockError::Os(e) => {
+                LockError::Failed(Error::io(format!("cannot lock the {what}"), e))
+            }
         }
     }
 }

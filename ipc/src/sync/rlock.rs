@@ -9,12 +9,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::lock::{raw_lock, raw_unlock};
 use super::{
-    cell, check, create_region, deadline_after, magic, LockError, LockResult, RawLockError,
+    check, create_region, deadline_after, magic, shm_ref, LockError, LockResult, RawLockError,
     RawLocked, Wait,
 };
 use crate::error::{Error, ErrorKind};
 use crate::shm::ShmRegion;
 use crate::sys::layout::LockCell;
+use crate::sys::shm_ref::ShmRef;
 
 /// A re-entrant cross-process lock, Python's `multiprocessing.RLock`.
 ///
@@ -40,7 +41,7 @@ use crate::sys::layout::LockCell;
 /// ```
 #[derive(Clone)]
 pub struct RLock {
-    region: ShmRegion,
+    cell: ShmRef<LockCell>,
 }
 
 impl RLock {
@@ -51,11 +52,13 @@ impl RLock {
     /// `Io` if shared memory cannot be created.
     pub fn new() -> crate::Result<RLock> {
         let region = create_region::<LockCell>(magic::RLOCK, 0)?;
-        Ok(RLock { region })
+        Ok(RLock {
+            cell: shm_ref(region, 0)?,
+        })
     }
 
     pub(crate) fn cell(&self) -> &LockCell {
-        cell(&self.region, 0)
+        &self.cell
     }
 
     fn acquire(&self, wait: Wait) -> LockResult<RLockGuard<'_>> {
@@ -180,14 +183,14 @@ impl RLock {
 
     /// True if both handles refer to the same lock.
     pub fn same_lock(&self, other: &RLock) -> bool {
-        self.region.same_region(&other.region)
+        self.cell.region().same_region(other.cell.region())
     }
 }
 
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLock")
-            .field("region", &self.region.name())
+            .field("region", &self.cell.region().name())
             .field("locked", &(self.cell().held.load(Ordering::Relaxed) != 0))
             .finish()
     }
@@ -195,7 +198,7 @@ impl fmt::Debug for RLock {
 
 impl Serialize for RLock {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.serialize(s)
+        self.cell.region().serialize(s)
     }
 }
 
@@ -203,7 +206,9 @@ impl<'de> Deserialize<'de> for RLock {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RLock, D::Error> {
         let region = ShmRegion::deserialize(d)?;
         check::<LockCell>(&region, 0, magic::RLOCK).map_err(serde::de::Error::custom)?;
-        Ok(RLock { region })
+        Ok(RLock {
+            cell: shm_ref(region, 0).map_err(serde::de::Error::custom)?,
+        })
     }
 }
 

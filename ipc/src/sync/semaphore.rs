@@ -125,13 +125,15 @@ impl Semaphore {
     pub fn release(&self) -> crate::Result<()> {
         let c = self.cell();
         let max = c.max.load(Ordering::Relaxed);
-        let r = c.value.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-            if v < max {
-                Some(v + 1)
-            } else {
-                None
-            }
-        });
+        let r = c
+            .value
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                if v < max {
+                    Some(v + 1)
+                } else {
+                    None
+                }
+            });
         if r.is_err() {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,

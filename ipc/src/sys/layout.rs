@@ -97,10 +97,11 @@ pub(crate) struct ValueHeader {
     pub(crate) len: AtomicU64,
 }
 
-// SAFETY (for every impl below): the types are #[repr(C)], made only of
+// The layouts above are #[repr(C)], made only of
 // atomics and RobustMutex (itself ShmSafe), so they hold no pointers or fds,
 // accept every bit pattern including all zeroes, and mutate only through
 // atomics or the process-shared mutex.
+// SAFETY: see above.
 unsafe impl ShmSafe for Header {}
 // SAFETY: see above.
 unsafe impl ShmSafe for LockCell {}
@@ -138,8 +139,14 @@ mod tests {
             (size_of::<ConditionCell>(), align_of::<ConditionCell>()),
             (24, 4)
         );
-        assert_eq!((size_of::<BarrierCell>(), align_of::<BarrierCell>()), (88, 8));
-        assert_eq!((size_of::<ValueHeader>(), align_of::<ValueHeader>()), (24, 8));
+        assert_eq!(
+            (size_of::<BarrierCell>(), align_of::<BarrierCell>()),
+            (88, 8)
+        );
+        assert_eq!(
+            (size_of::<ValueHeader>(), align_of::<ValueHeader>()),
+            (24, 8)
+        );
         assert_eq!(std::mem::offset_of!(LockCell, mutex), 16);
         assert_eq!(std::mem::offset_of!(BarrierCell, mutex), 8);
         assert_eq!(std::mem::offset_of!(BarrierCell, outcomes), 80);

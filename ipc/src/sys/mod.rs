@@ -31,7 +31,10 @@ pub(crate) mod futex;
 #[allow(dead_code)] // the sync primitives and queues build on it
 pub(crate) mod mutex;
 pub(crate) mod shm;
-pub(crate) mod layout;
 pub(crate) mod fd;
 pub(crate) mod fork;
 pub(crate) mod wait;
+
+// Shared-memory layouts and references of the sync primitives and values.
+pub(crate) mod layout;
+pub(crate) mod shm_ref;
