@@ -56,6 +56,28 @@ pub fn leftovers() -> Vec<String> {
     v
 }
 
+/// Pids of this process's children, running or zombie.
+pub fn children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command: state, ppid, ...
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) == Some(me.as_str()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// A forked child that is SIGKILLed and reaped if the test fails.
 pub struct Kid<T: Serialize + DeserializeOwned + 'static> {
     p: Option<Process<T>>,
