@@ -145,13 +145,16 @@ impl RobustMutex {
             return false;
         }
         const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+        // Set by the kernel when the owner died: then nobody holds it, even a
+        // new thread that happens to reuse the dead owner's id.
+        const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
         // SAFETY: pthread_mutex_t is at least 4 bytes, 4-aligned (it is
         // 8-aligned at offset 8 of this repr(C) struct), and glibc accesses its
         // first word only atomically, so an atomic load of it is not a data race.
         let word = unsafe { &*(self.raw.get() as *const AtomicU32) }.load(Ordering::Relaxed);
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() } as u32;
-        word & FUTEX_TID_MASK == tid
+        word & FUTEX_OWNER_DIED == 0 && word & FUTEX_TID_MASK == tid
     }
 
     /// Unlocks; `EPERM` if the calling thread does not hold it.
