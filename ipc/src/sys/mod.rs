@@ -36,3 +36,7 @@ pub(crate) mod futex;
 pub(crate) mod mutex;
 pub(crate) mod shm;
 pub(crate) mod wait;
+
+// Shared-memory layouts and references of the sync primitives and values.
+pub(crate) mod layout;
+pub(crate) mod shm_ref;
