@@ -6,6 +6,8 @@
 // One re-export per line, so that features land without merge conflicts.
 pub use multiproc_ipc::channel;
 pub use multiproc_ipc::codec;
+pub use multiproc_ipc::pipe;
+pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendConnection};
 pub use multiproc_ipc::shm;
 pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
@@ -20,6 +22,7 @@ pub use multiproc_ipc::{sync, value};
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::shm::SharedMemory;
+    pub use crate::{Connection, Inherited, Pipe, RecvConnection, SendConnection};
     pub use crate::{Error, ErrorKind, Result};
 
     // Cross-process synchronization and shared values.

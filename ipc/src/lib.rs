@@ -10,6 +10,7 @@ pub mod channel;
 pub mod codec;
 pub mod error;
 pub mod forkserver;
+pub mod pipe;
 pub mod process;
 #[allow(unsafe_code)]
 mod sys;
