@@ -237,7 +237,7 @@ pub const SCENARIOS: &[Scenario] = &[
         full: &[("processes", 2), ("increments_per_process", 200000)],
         quick: &[("processes", 2), ("increments_per_process", 5000)],
         headlines: &[higher("ops_per_sec"), info("final_value")],
-        run: None,
+        run: Some(crate::scenarios::sync::value_lock_increment),
     },
     Scenario {
         name: "queue_throughput",

@@ -4,3 +4,4 @@
 //! does, checks its results, and returns the JSON line.
 
 pub mod process;
+pub mod sync;
