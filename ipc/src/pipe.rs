@@ -11,7 +11,7 @@
 //! Every end carries typed messages (encoded by the [`codec`](crate::codec))
 //! and raw byte messages ([`send_bytes`](Connection::send_bytes),
 //! [`recv_bytes`](Connection::recv_bytes)) in one stream, framed by
-//! [`channel::duplex`](crate::channel::duplex), which this module wraps.
+//! [`channel::duplex`], which this module wraps.
 //! Operations return [`Error`] with kind [`Closed`](ErrorKind::Closed) when
 //! the peer is gone, [`Timeout`](ErrorKind::Timeout) or
 //! [`Empty`](ErrorKind::Empty) when nothing arrived in time,
