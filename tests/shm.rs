@@ -87,7 +87,7 @@ fn child_entry() {
     match role.as_str() {
         "read" => {
             let block = SharedMemory::attach(&name).unwrap();
-            let text = std::str::from_utf8(&block.as_slice()[..11])
+            let text = std::str::from_utf8(&block.to_vec()[..11])
                 .unwrap()
                 .to_owned();
             block.write_at(11, b"!").unwrap();
@@ -124,7 +124,7 @@ fn block_written_by_one_process_is_read_by_another() {
     assert!(!in_dev_shm(&name), "unlink must remove the name");
     assert!(SharedMemory::attach(&name).is_err());
     // The mapping outlives the name.
-    assert_eq!(&block.as_slice()[..5], b"hello");
+    assert_eq!(&block.to_vec()[..5], b"hello");
 }
 
 #[test]

@@ -149,10 +149,10 @@ impl Drop for Named {
 ///
 /// let name = format!("doc-example-{}", std::process::id());
 /// let mut block = SharedMemory::create(&name, 16)?;
-/// block.as_mut_slice()[..5].copy_from_slice(b"hello");
+/// block.as_mut_slice()?[..5].copy_from_slice(b"hello");
 ///
 /// let other = SharedMemory::attach(&name)?; // as another process would
-/// assert_eq!(&other.as_slice()[..5], b"hello");
+/// assert_eq!(&other.to_vec()[..5], b"hello");
 /// assert_eq!(other.size(), 16);
 /// drop(other);
 /// drop(block); // the owner's last handle: the block is unlinked
@@ -221,22 +221,33 @@ impl SharedMemory {
         self.inner.is_owner()
     }
 
-    /// The block's bytes. See the caveat on [`SharedMemory`].
-    pub fn as_slice(&self) -> &[u8] {
-        self.inner.map.as_slice()
+    /// A copy of the block's bytes.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.size()];
+        // The range is the whole block, so it is always in bounds.
+        let _ = self.inner.map.read_at(0, &mut v);
+        v
     }
 
-    /// The block's bytes, mutable. Needs the only handle in this process
-    /// (clones share one mapping); otherwise use [`write_at`](SharedMemory::write_at).
+    /// The block's bytes, to read and write in place (Python's `buf`).
     ///
-    /// # Panics
+    /// Needs the only handle to the block in this process, so that no
+    /// `write_at` through a clone can change the bytes under the slice; other
+    /// processes still can (see the caveat on [`SharedMemory`]).
     ///
-    /// Never; returns an empty slice when other handles to the block exist in
-    /// this process.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+    /// # Errors
+    ///
+    /// `InvalidArgument` when clones of this handle exist in this process; use
+    /// [`read_at`](SharedMemory::read_at) and [`write_at`](SharedMemory::write_at)
+    /// with shared handles.
+    pub fn as_mut_slice(&mut self) -> Result<&mut [u8]> {
         match Arc::get_mut(&mut self.inner) {
-            Some(named) => named.map.as_mut_slice(),
-            None => &mut [],
+            Some(named) => Ok(named.map.as_mut_slice()),
+            None => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "other handles to this shared memory block exist in this process; \
+                 use read_at/write_at",
+            )),
         }
     }
 
@@ -639,6 +650,15 @@ mod tests {
         b.read_at(4, &mut out).unwrap();
         assert_eq!(&out, b"abcd");
         assert!(b.read_at(usize::MAX, &mut out).is_err());
+        let mut only = b;
+        only.as_mut_slice().unwrap()[0] = 7;
+        let clone = only.clone();
+        assert_eq!(
+            only.as_mut_slice().unwrap_err().kind(),
+            ErrorKind::InvalidArgument,
+            "a slice must not alias a clone's writes"
+        );
+        assert_eq!(clone.to_vec()[0], 7);
     }
 
     #[test]

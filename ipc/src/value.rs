@@ -247,6 +247,22 @@ impl<T: Plain> Store<T> {
         })
     }
 
+    /// This store as the backing of a single value: it must hold exactly one
+    /// element (an `Array` handle decoded as a `Value` is refused).
+    fn scalar(self) -> Result<Store<T>> {
+        if self.len == 1 {
+            Ok(self)
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "a shared array of {} elements is not a shared value",
+                    self.len
+                ),
+            ))
+        }
+    }
+
     fn lock(&self) -> Result<Lock> {
         let h = sync::cell::<ValueHeader>(&self.region, 0);
         if h.has_lock.load(Ordering::Relaxed) != 1 {
@@ -345,8 +361,7 @@ impl<'de, T: Plain> Deserialize<'de> for Store<T> {
 /// assert_eq!(v.get(), 3.0);
 /// # Ok::<(), multiproc_ipc::Error>(())
 /// ```
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(bound(deserialize = "T: Plain"))]
+#[derive(Clone, Serialize)]
 pub struct RawValue<T> {
     store: Store<T>,
 }
@@ -399,6 +414,15 @@ impl<T: PlainInt> RawValue<T> {
     /// `Err(actual)` if the value was not `current`.
     pub fn compare_exchange(&self, current: T, new: T) -> std::result::Result<T, T> {
         T::compare_exchange(self.store.slot(0), current, new)
+    }
+}
+
+impl<'de, T: Plain> Deserialize<'de> for RawValue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<RawValue<T>, D::Error> {
+        let store = Store::<T>::deserialize(d)?
+            .scalar()
+            .map_err(serde::de::Error::custom)?;
+        Ok(RawValue { store })
     }
 }
 
@@ -592,7 +616,9 @@ impl<T> Serialize for Value<T> {
 
 impl<'de, T: Plain> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Value<T>, D::Error> {
-        let store = Store::<T>::deserialize(d)?;
+        let store = Store::<T>::deserialize(d)?
+            .scalar()
+            .map_err(serde::de::Error::custom)?;
         let lock = store.lock().map_err(serde::de::Error::custom)?;
         Ok(Value {
             raw: RawValue { store },
@@ -930,7 +956,9 @@ impl<T> Serialize for Array<T> {
 
 impl<'de, T: Plain> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Array<T>, D::Error> {
-        let store = Store::<T>::deserialize(d)?;
+        let store = Store::<T>::deserialize(d)?
+            .scalar()
+            .map_err(serde::de::Error::custom)?;
         let lock = store.lock().map_err(serde::de::Error::custom)?;
         Ok(Array {
             raw: RawArray { store },
@@ -1062,6 +1090,17 @@ mod tests {
         let bytes = crate::codec::encode(&lock).unwrap();
         // A Lock's wire form is (region, offset): not a value.
         assert!(crate::codec::decode::<Value<u32>>(&bytes).is_err());
+    }
+
+    #[test]
+    fn an_array_is_not_a_value() {
+        let empty = Array::<u64>::new(0).unwrap();
+        let bytes = crate::codec::encode(&empty).unwrap();
+        assert!(crate::codec::decode::<Value<u64>>(&bytes).is_err());
+        assert!(crate::codec::decode::<RawValue<u64>>(&bytes).is_err());
+        let raw = RawArray::<u64>::new(3).unwrap();
+        let bytes = crate::codec::encode(&raw).unwrap();
+        assert!(crate::codec::decode::<RawValue<u64>>(&bytes).is_err());
     }
 
     #[test]

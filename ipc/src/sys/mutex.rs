@@ -17,7 +17,8 @@ use std::time::Duration;
 use super::shm::ShmSafe;
 
 const UNINIT: u32 = 0;
-const INITIALIZING: u32 = 1;
+/// `INITIALIZING | pid`: process `pid` is initialising the pthread object.
+const INITIALIZING: u32 = 1 << 31;
 const READY: u32 = 2;
 
 /// A robust process-shared mutex; `#[repr(C)]`, 48 bytes, 8-aligned.
@@ -49,13 +50,15 @@ pub(crate) enum Locked {
 
 impl RobustMutex {
     fn ensure_init(&self) -> io::Result<()> {
+        let me = INITIALIZING | (std::process::id() & !INITIALIZING);
+        let mut spins = 0u32;
         loop {
             match self.init.load(Ordering::Acquire) {
                 READY => return Ok(()),
                 UNINIT => {
                     if self
                         .init
-                        .compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire)
+                        .compare_exchange(UNINIT, me, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                     {
                         let r = self.init_raw();
@@ -65,7 +68,25 @@ impl RobustMutex {
                         return r;
                     }
                 }
-                _ => std::thread::yield_now(),
+                state => {
+                    // Someone is initialising. If that process died half-way
+                    // (SIGKILLed between the two stores), take over instead of
+                    // waiting forever: the object was never handed out.
+                    spins = spins.wrapping_add(1);
+                    if spins % 64 == 0 {
+                        let pid = (state & !INITIALIZING) as i32;
+                        if state & INITIALIZING != 0 && !super::shm::pid_alive(pid) {
+                            let _ = self.init.compare_exchange(
+                                state,
+                                UNINIT,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
+                            continue;
+                        }
+                    }
+                    std::thread::yield_now()
+                }
             }
         }
     }
@@ -111,9 +132,10 @@ impl RobustMutex {
             // SAFETY: `raw` is an initialised process-shared mutex.
             None => unsafe { libc::pthread_mutex_lock(self.raw.get()) },
             Some(d) => {
-                let deadline = realtime_deadline(d)?;
-                // SAFETY: as above; deadline is a valid absolute CLOCK_REALTIME time.
-                unsafe { libc::pthread_mutex_timedlock(self.raw.get(), &deadline) }
+                let deadline = monotonic_deadline(d)?;
+                // SAFETY: as above; deadline is a valid absolute CLOCK_MONOTONIC
+                // time, so wall-clock steps do not stretch or cut the timeout.
+                unsafe { pthread_mutex_clocklock(self.raw.get(), libc::CLOCK_MONOTONIC, &deadline) }
             }
         };
         outcome(r)
@@ -185,14 +207,23 @@ fn outcome(r: libc::c_int) -> io::Result<Locked> {
     }
 }
 
-/// Now plus `d` on CLOCK_REALTIME, the clock `pthread_mutex_timedlock` uses.
-pub(crate) fn realtime_deadline(d: Duration) -> io::Result<libc::timespec> {
+extern "C" {
+    // glibc >= 2.30; the libc crate does not declare it yet.
+    fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+}
+
+/// Now plus `d` on CLOCK_MONOTONIC.
+pub(crate) fn monotonic_deadline(d: Duration) -> io::Result<libc::timespec> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the timespec we own.
-    super::cvt(unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) })?;
+    super::cvt(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) })?;
     let total_ns = now.tv_nsec as u128 + d.subsec_nanos() as u128;
     let secs = (now.tv_sec as u128)
         .saturating_add(d.as_secs() as u128)
@@ -251,6 +282,18 @@ mod tests {
         assert_eq!(other.1, io::ErrorKind::TimedOut);
         assert!(other.2 >= Duration::from_millis(18));
         m2.unlock().unwrap();
+    }
+
+    #[test]
+    fn a_dead_initialiser_does_not_block_others() {
+        let m = zeroed();
+        // A process that no longer exists (pid far above pid_max) was
+        // initialising it when it died.
+        m.init.store(INITIALIZING | 0x7fff_fff0, Ordering::SeqCst);
+        let t = std::time::Instant::now();
+        assert_eq!(m.lock(Some(Duration::from_secs(5))).unwrap(), Locked::Ok);
+        assert!(t.elapsed() < Duration::from_secs(5));
+        m.unlock().unwrap();
     }
 
     #[test]

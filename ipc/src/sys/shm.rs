@@ -226,22 +226,13 @@ impl Mapping {
         }
     }
 
-    /// The whole mapping as bytes.
-    ///
-    /// Other processes may write the memory at any time; see the caveat on the
-    /// public `SharedMemory::as_slice`.
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        // SAFETY: the mapping is `len` readable bytes for the lifetime of &self.
-        // Concurrent writers in other processes are the documented caveat of the
-        // public API (as with any memory map); within this process mutation
-        // needs `&mut self` (as_mut_slice) or goes through raw pointers.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
     /// The whole mapping as mutable bytes.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as as_slice; `&mut self` makes this the only slice of the
-        // mapping in this process for the borrow's lifetime.
+        // SAFETY: the mapping is `len` writable bytes for the borrow's
+        // lifetime; `&mut self` (and the caller's uniqueness check on its
+        // handle) makes this the only access to the mapping in this process
+        // meanwhile. Writes by other processes are the documented caveat of the
+        // public API, as with any memory map.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
