@@ -8,14 +8,17 @@
 
 pub mod codec;
 pub mod error;
+pub mod fnref2;
 pub mod forkserver;
+pub mod park;
 pub mod process;
-pub mod zygote;
 #[allow(unsafe_code)]
 mod sys;
+pub mod zygote;
 
 pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, WireError};
 pub mod shm;
+pub use fnref2::FnRef2;
 pub use forkserver::{fork_server, init};
 pub use process::{Process, ProcessBuilder};
 pub use zygote::{FnRef, Zygote, ZygoteChild};
