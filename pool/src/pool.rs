@@ -310,6 +310,9 @@ impl fmt::Debug for Pool {
     }
 }
 
+type Callback<R> = Box<dyn FnOnce(&R) + Send>;
+type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
+
 /// Options of one asynchronous submission: callbacks and a timeout.
 ///
 /// # Examples
@@ -333,8 +336,8 @@ impl fmt::Debug for Pool {
 /// # Ok::<(), multiproc_pool::Error>(())
 /// ```
 pub struct ApplyOptions<R> {
-    callback: Option<Box<dyn FnOnce(&R) + Send>>,
-    error_callback: Option<Box<dyn FnOnce(&Error) + Send>>,
+    callback: Option<Callback<R>>,
+    error_callback: Option<ErrorCallback>,
     timeout: Option<Duration>,
 }
 

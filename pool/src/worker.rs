@@ -150,7 +150,7 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             _ => read_block(rec.body),
         };
         let out = match (rec.tramp, body) {
-            (Some(t), Ok(body)) => t.call(body).unwrap_or_else(|e| error_outcome(e)),
+            (Some(t), Ok(body)) => t.call(body).unwrap_or_else(error_outcome),
             (_, Err(e)) => error_outcome(e),
             (None, _) => error_outcome(multiproc_ipc::Error::new(
                 multiproc_ipc::ErrorKind::Serialization,
