@@ -21,10 +21,13 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::result::{AsyncResult, Cell, IMapIter, Stream};
+use crate::result::{AsyncResult, Cell, Help, IMapIter, Stream};
 use crate::ring::{spin_until, Bell};
 use crate::task::{self, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INLINE};
 use crate::worker::{self, SlotView, WorkerArg};
+use multiproc_ipc::park;
+use std::sync::atomic::AtomicU32;
+use std::sync::Weak;
 
 /// Tasks a worker may have queued in its ring at once.
 const MAX_OUTSTANDING: usize = 256;
@@ -266,7 +269,44 @@ struct Shared {
     wake_tx: UnixStream,
     shutdown: AtomicBool,
     callback_panics: Arc<AtomicU64>,
+    /// Threads collecting results while they wait (see [`Help`]); the
+    /// result thread stays asleep while there are any.
+    helpers: AtomicU32,
     config: Config,
+}
+
+thread_local! {
+    static HELP_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Help for Shared {
+    fn enter(&self) {
+        self.helpers.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn help(&self) {
+        let Ok(mut g) = self.inner.try_lock() else {
+            return;
+        };
+        let mut done = Vec::new();
+        HELP_BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            pump(self, &mut g, &mut buf, &mut done);
+        });
+        if g.tasks.is_empty() {
+            self.idle.notify_all();
+        }
+        drop(g);
+        for (complete, outcome) in done {
+            complete(outcome);
+        }
+    }
+
+    fn leave(&self) {
+        if self.helpers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            park::wake_all_u32(&self.helpers);
+        }
+    }
 }
 
 /// A pool of worker processes, Python's `multiprocessing.Pool`.
@@ -501,6 +541,7 @@ impl Pool {
             wake_tx,
             shutdown: AtomicBool::new(false),
             callback_panics: Arc::new(AtomicU64::new(0)),
+            helpers: AtomicU32::new(0),
             config,
         });
         let mut threads = Vec::new();
@@ -522,6 +563,11 @@ impl Pool {
             shared,
             threads: Mutex::new(threads),
         })
+    }
+
+    fn helper(&self) -> Weak<dyn Help> {
+        let weak: Weak<Shared> = Arc::downgrade(&self.shared);
+        weak
     }
 
     /// The number of worker processes.
@@ -640,7 +686,7 @@ impl Pool {
             ));
         }
         let body = codec::encode(&(FnRef::new(f), arg))?;
-        let cell = Cell::<R>::new();
+        let cell = Cell::<R>::new(Some(self.helper()));
         let c = Arc::clone(&cell);
         let panics = Arc::clone(&self.shared.callback_panics);
         let ApplyOptions {
@@ -994,7 +1040,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let total: usize = chunks.iter().map(|c| c.2).sum();
-        let cell = Cell::<Vec<R>>::new();
+        let cell = Cell::<Vec<R>>::new(Some(self.helper()));
         let ApplyOptions {
             callback,
             error_callback,
@@ -1198,7 +1244,7 @@ impl Pool {
         Pool::check_chunksize(chunksize)?;
         self.check_running()?;
         let items: Vec<A> = items.into_iter().collect();
-        let stream = Stream::<R>::new(ordered, items.len());
+        let stream = Stream::<R>::new(ordered, items.len(), Some(self.helper()));
         let chunks = Pool::encode_chunks(FnRef::new(f), items, chunksize);
         let s = Arc::clone(&stream);
         let deliver = Arc::new(move |first: usize, v: Vec<Result<R>>| s.deliver(first, v));
@@ -1710,9 +1756,16 @@ fn collector_loop(shared: &Shared) {
         if worked {
             continue;
         }
+        let h = shared.helpers.load(Ordering::SeqCst);
+        if h > 0 {
+            // A waiting caller collects; stay off the CPUs until it leaves.
+            park::wait_u32(&shared.helpers, h, Some(Duration::from_millis(1)));
+            continue;
+        }
         let ready = || {
             shared.event_flag.load(Ordering::Acquire)
                 || shared.shutdown.load(Ordering::Acquire)
+                || shared.helpers.load(Ordering::Relaxed) > 0
                 || shared.result_rings.iter().any(|r| r.has_data())
         };
         if spin_until(COLLECT_SPIN, ready) {
