@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::result::{AsyncResult, Cell, Help, IMapIter, Stream};
 use crate::ring::{spin_until, Bell};
-use crate::task::{self, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INLINE};
+use crate::task::{self, ChunkResult, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INLINE};
 use crate::worker::{self, SlotView, WorkerArg};
 use multiproc_ipc::park;
 use std::sync::atomic::AtomicU32;
@@ -762,7 +762,7 @@ impl Pool {
         tramp: Tramp,
         chunks: Vec<(usize, Result<Vec<u8>>, usize)>,
         timeout: Option<Duration>,
-        deliver: Arc<dyn Fn(usize, Vec<Result<T>>) + Send + Sync>,
+        deliver: Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
     ) -> Result<()>
     where
         T: DeserializeOwned + Send + 'static,
@@ -792,8 +792,8 @@ impl Pool {
                 };
                 let complete: Completion = Box::new(move |outcome: Result<Vec<u8>>| {
                     let items = match outcome {
-                        Ok(bytes) => task::decode_outcomes::<T>(&bytes, n),
-                        Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+                        Ok(bytes) => task::decode_chunk::<T>(&bytes, n),
+                        Err(e) => ChunkResult::failed(n, &e),
                     };
                     d(first, items);
                 });
@@ -812,7 +812,7 @@ impl Pool {
             dispatch(&self.shared, &mut g);
         }
         for (first, n, e) in failed {
-            deliver(first, (0..n).map(|_| Err(e.clone())).collect());
+            deliver(first, ChunkResult::failed(n, &e));
         }
         Ok(())
     }
@@ -823,11 +823,11 @@ impl Pool {
         items: Vec<A>,
         chunksize: usize,
     ) -> Vec<(usize, Result<Vec<u8>>, usize)> {
-        let mut chunks = Vec::with_capacity(items.len().div_ceil(chunksize.max(1)));
+        let chunksize = chunksize.max(1);
+        let mut chunks = Vec::with_capacity(items.len().div_ceil(chunksize));
         let mut first = 0;
-        let mut iter = items.into_iter().peekable();
-        while iter.peek().is_some() {
-            let chunk: Vec<A> = iter.by_ref().take(chunksize).collect();
+        for chunk in items.chunks(chunksize) {
+            // A slice encodes exactly like the `Vec<A>` the worker decodes.
             let n = chunk.len();
             chunks.push((first, codec::encode(&(f, chunk)).map_err(Error::from), n));
             first += n;
@@ -1070,37 +1070,53 @@ impl Pool {
             return Ok(AsyncResult::from_cell(cell));
         }
         struct Gather<R> {
-            slots: Vec<Option<Result<R>>>,
+            chunks: Vec<(usize, Vec<R>)>,
+            first_error: Option<(usize, Error)>,
             remaining: usize,
         }
         let state = Mutex::new(Gather::<R> {
-            slots: (0..total).map(|_| None).collect(),
+            chunks: Vec::new(),
+            first_error: None,
             remaining: total,
         });
         let finish = Mutex::new(Some(finish));
-        let deliver = Arc::new(move |first: usize, items: Vec<Result<R>>| {
+        let deliver = Arc::new(move |first: usize, result: ChunkResult<R>| {
             let done = {
                 let mut g = lock(&state);
-                for (i, v) in items.into_iter().enumerate() {
-                    if let Some(s) = g.slots.get_mut(first + i) {
-                        if s.is_none() {
-                            *s = Some(v);
-                            g.remaining -= 1;
+                match result {
+                    ChunkResult::All(v) => {
+                        g.remaining = g.remaining.saturating_sub(v.len());
+                        g.chunks.push((first, v));
+                    }
+                    ChunkResult::Mixed(items) => {
+                        g.remaining = g.remaining.saturating_sub(items.len());
+                        let mut ok = Vec::with_capacity(items.len());
+                        for (i, r) in items.into_iter().enumerate() {
+                            match r {
+                                Ok(v) => ok.push(v),
+                                Err(e) => {
+                                    if g.first_error.as_ref().is_none_or(|(j, _)| first + i < *j) {
+                                        g.first_error = Some((first + i, e));
+                                    }
+                                }
+                            }
                         }
+                        g.chunks.push((first, ok));
                     }
                 }
                 if g.remaining == 0 {
-                    let slots = std::mem::take(&mut g.slots);
-                    Some(
-                        slots
-                            .into_iter()
-                            .map(|s| {
-                                s.unwrap_or_else(|| {
-                                    Err(Error::new(ErrorKind::Io, "missing result"))
-                                })
-                            })
-                            .collect::<Result<Vec<R>>>(),
-                    )
+                    Some(match g.first_error.take() {
+                        Some((_, e)) => Err(e),
+                        None => {
+                            let mut chunks = std::mem::take(&mut g.chunks);
+                            chunks.sort_unstable_by_key(|c| c.0);
+                            let mut all = Vec::with_capacity(total);
+                            for (_, v) in chunks {
+                                all.extend(v);
+                            }
+                            Ok(all)
+                        }
+                    })
                 } else {
                     None
                 }
@@ -1247,7 +1263,8 @@ impl Pool {
         let stream = Stream::<R>::new(ordered, items.len(), Some(self.helper()));
         let chunks = Pool::encode_chunks(FnRef::new(f), items, chunksize);
         let s = Arc::clone(&stream);
-        let deliver = Arc::new(move |first: usize, v: Vec<Result<R>>| s.deliver(first, v));
+        let deliver =
+            Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
         self.submit_chunks(task::tramp_chunk::<A, R>(), chunks, None, deliver)?;
         Ok(IMapIter::new(stream))
     }
@@ -1487,6 +1504,7 @@ fn reap(children: &[Arc<ZygoteChild>], deadline: Instant) {
 /// with a timeout only to idle workers; publishes each ring once (batching).
 fn dispatch(shared: &Shared, g: &mut Inner) {
     let max_tasks = shared.config.max_tasks;
+    let mut new_deadline = false;
     while let Some(&id) = g.backlog.front() {
         let Some(task) = g.tasks.get(&id) else {
             g.backlog.pop_front();
@@ -1512,11 +1530,18 @@ fn dispatch(shared: &Shared, g: &mut Inner) {
         w.dispatched += 1;
         if let Some(to) = task.timeout {
             w.timed = true;
+            new_deadline = true;
             if let Some(p) = g.tasks.get_mut(&id) {
                 p.deadline = Some(Instant::now() + to);
             }
         }
         g.backlog.pop_front();
+    }
+    if new_deadline {
+        // The result thread may be asleep without a deadline: let it see this
+        // one (the flag covers a thread that is just about to sleep).
+        shared.event_flag.store(true, Ordering::SeqCst);
+        shared.parent_bell.ring_always();
     }
     for w in &mut g.workers {
         if let Some(t) = w.staged.take() {

@@ -117,33 +117,67 @@ where
     out
 }
 
-/// Trampoline for a chunk: body `(FnRef<A, R>, Vec<A>)`, one outcome per item.
+/// Marks chunk outcome bytes holding one encoded `Vec<R>` (every item ok).
+const CHUNK_ALL_OK: u8 = 0;
+/// Marks chunk outcome bytes holding one encoded `ItemOutcome<R>` per item.
+const CHUNK_PER_ITEM: u8 = 1;
+
+/// Runs `f` over `items`: while every item succeeds the results are kept as
+/// a plain `Vec<R>` and encoded in one go; from the first failure on, each
+/// item's outcome is encoded separately.
+fn run_items<A, R: Serialize>(items: Vec<A>, f: impl Fn(A) -> R) -> Vec<u8> {
+    let mut oks: Vec<R> = Vec::with_capacity(items.len());
+    let mut mixed: Option<Vec<u8>> = None;
+    for arg in items {
+        let r = call(&f, arg);
+        match (&mut mixed, r) {
+            (None, Ok(v)) => oks.push(v),
+            (Some(out), r) => push_outcome(out, &r),
+            (None, Err(e)) => {
+                let mut out = vec![CHUNK_PER_ITEM];
+                for v in oks.drain(..) {
+                    push_outcome(&mut out, &Ok(v));
+                }
+                push_outcome::<R>(&mut out, &Err(e));
+                mixed = Some(out);
+            }
+        }
+    }
+    if let Some(out) = mixed {
+        return out;
+    }
+    let mut out = vec![CHUNK_ALL_OK];
+    if codec::Codec::default().encode_into(&oks, &mut out).is_err() {
+        // Some result does not encode: find out which, item by item.
+        out = vec![CHUNK_PER_ITEM];
+        for v in oks {
+            push_outcome(&mut out, &Ok(v));
+        }
+    }
+    out
+}
+
+/// Chunk outcome bytes for a failure that hit every item of the chunk.
+fn chunk_error<R: Serialize>(e: WireError) -> Vec<u8> {
+    let mut out = vec![CHUNK_PER_ITEM];
+    let err: ItemOutcome<R> = Err(e);
+    let _ = encode_err(&err, &mut out);
+    out
+}
+
+/// Trampoline for a chunk: body `(FnRef<A, R>, Vec<A>)`.
 fn run_chunk<A, R>(body: Vec<u8>) -> Vec<u8>
 where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let mut out = Vec::new();
     match codec::decode::<(FnRef<A, R>, Vec<A>)>(&body) {
         Ok((f, items)) => match f.get() {
-            Ok(f) => {
-                for arg in items {
-                    push_outcome(&mut out, &call(f, arg));
-                }
-            }
-            Err(e) => {
-                let err: ItemOutcome<R> = Err(e.to_wire());
-                let _ = encode_err(&err, &mut out);
-            }
+            Ok(f) => run_items(items, f),
+            Err(e) => chunk_error::<R>(e.to_wire()),
         },
-        Err(e) => {
-            // The parent expects one outcome per item; it reports the
-            // shortfall as a Serialization error for the missing items.
-            let err: ItemOutcome<R> = Err(ser_error("cannot decode the chunk's arguments", e));
-            let _ = encode_err(&err, &mut out);
-        }
+        Err(e) => chunk_error::<R>(ser_error("cannot decode the chunk's arguments", e)),
     }
-    out
 }
 
 /// Trampoline for a chunk of a two-argument function: body
@@ -154,25 +188,58 @@ where
     B: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let mut out = Vec::new();
     match codec::decode::<(FnRef2<A, B, R>, Vec<(A, B)>)>(&body) {
         Ok((f, items)) => match f.get() {
-            Ok(f) => {
-                for (a, b) in items {
-                    push_outcome(&mut out, &call(|(a, b)| f(a, b), (a, b)));
-                }
-            }
-            Err(e) => {
-                let err: ItemOutcome<R> = Err(e.to_wire());
-                let _ = encode_err(&err, &mut out);
-            }
+            Ok(f) => run_items(items, |(a, b)| f(a, b)),
+            Err(e) => chunk_error::<R>(e.to_wire()),
         },
-        Err(e) => {
-            let err: ItemOutcome<R> = Err(ser_error("cannot decode the chunk's arguments", e));
-            let _ = encode_err(&err, &mut out);
+        Err(e) => chunk_error::<R>(ser_error("cannot decode the chunk's arguments", e)),
+    }
+}
+
+/// The results of one chunk, in the parent.
+pub(crate) enum ChunkResult<R> {
+    /// Every item succeeded.
+    All(Vec<R>),
+    /// At least one item failed.
+    Mixed(Vec<Result<R, Error>>),
+}
+
+impl<R> ChunkResult<R> {
+    /// Every item failed with `e`.
+    pub(crate) fn failed(n: usize, e: &Error) -> ChunkResult<R> {
+        ChunkResult::Mixed((0..n).map(|_| Err(e.clone())).collect())
+    }
+
+    /// One result per item.
+    pub(crate) fn into_items(self) -> Vec<Result<R, Error>> {
+        match self {
+            ChunkResult::All(v) => v.into_iter().map(Ok).collect(),
+            ChunkResult::Mixed(v) => v,
         }
     }
-    out
+}
+
+/// Decodes the outcome bytes of a chunk of `n` items.
+pub(crate) fn decode_chunk<R: DeserializeOwned>(bytes: &[u8], n: usize) -> ChunkResult<R> {
+    match bytes.split_first() {
+        Some((&CHUNK_ALL_OK, rest)) => match codec::decode::<Vec<R>>(rest) {
+            Ok(v) if v.len() == n => ChunkResult::All(v),
+            Ok(v) => ChunkResult::failed(
+                n,
+                &Error::new(
+                    ErrorKind::Serialization,
+                    format!("the worker sent {} results for {n} items", v.len()),
+                ),
+            ),
+            Err(e) => ChunkResult::failed(n, &Error::from(e)),
+        },
+        Some((&CHUNK_PER_ITEM, rest)) => ChunkResult::Mixed(decode_outcomes(rest, n)),
+        _ => ChunkResult::failed(
+            n,
+            &Error::new(ErrorKind::Serialization, "malformed chunk result"),
+        ),
+    }
 }
 
 /// The trampoline for one task of `fn(A) -> R`.
@@ -308,7 +375,7 @@ mod tests {
         install_panic_hook();
         let body = codec::encode(&(FnRef::new(boom), vec![1u64, 3, 5])).unwrap();
         let out = tramp_chunk::<u64, u64>().call(body).unwrap();
-        let got = decode_outcomes::<u64>(&out, 3);
+        let got = decode_chunk::<u64>(&out, 3).into_items();
         assert_eq!(*got[0].as_ref().unwrap(), 1);
         let e = got[1].as_ref().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TaskPanicked);
@@ -317,6 +384,20 @@ mod tests {
         assert!(p.location.as_deref().unwrap().contains("task.rs"), "{p:?}");
         assert_eq!(*got[2].as_ref().unwrap(), 5);
         let _ = std::panic::take_hook();
+    }
+
+    #[test]
+    fn an_all_ok_chunk_decodes_in_one_go() {
+        let body = codec::encode(&(FnRef::new(square), vec![1u64, 2, 3])).unwrap();
+        let out = tramp_chunk::<u64, u64>().call(body).unwrap();
+        match decode_chunk::<u64>(&out, 3) {
+            ChunkResult::All(v) => assert_eq!(v, vec![1, 4, 9]),
+            ChunkResult::Mixed(_) => panic!("expected the all-ok form"),
+        }
+        assert!(matches!(
+            decode_chunk::<u64>(&out, 4),
+            ChunkResult::Mixed(_)
+        ));
     }
 
     #[test]
