@@ -1260,13 +1260,14 @@ impl Pool {
         Pool::check_chunksize(chunksize)?;
         self.check_running()?;
         let items: Vec<A> = items.into_iter().collect();
-        let stream = Stream::<R>::new(ordered, items.len(), Some(self.helper()));
+        let total = items.len();
+        let stream = Stream::<R>::new(ordered, Some(self.helper()));
         let chunks = Pool::encode_chunks(FnRef::new(f), items, chunksize);
         let s = Arc::clone(&stream);
         let deliver =
             Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
         self.submit_chunks(task::tramp_chunk::<A, R>(), chunks, None, deliver)?;
-        Ok(IMapIter::new(stream))
+        Ok(IMapIter::new(stream, total))
     }
 
     /// Stops accepting tasks; the submitted ones still run. Then call

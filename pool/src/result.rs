@@ -1,7 +1,7 @@
 //! Handles on results that arrive later: [`AsyncResult`], and the iterators
 //! of `imap` and `imap_unordered`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -316,14 +316,16 @@ impl<R> Future for AsyncResult<R> {
 
 struct StreamState<R> {
     ordered: bool,
-    by_index: HashMap<usize, Result<R>>,
-    queue: VecDeque<Result<R>>,
+    /// Ordered: delivered chunks by their first index.
+    by_index: BTreeMap<usize, Vec<Result<R>>>,
+    /// Unordered: delivered chunks in arrival order.
+    queue: VecDeque<Vec<Result<R>>>,
+    /// Ordered: the first index not yet handed to the iterator.
     next: usize,
-    total: usize,
-    yielded: usize,
 }
 
-/// The shared state behind an `imap` iterator.
+/// The shared state behind an `imap` iterator: whole chunks are handed
+/// over, so the iterator locks once per chunk, not once per item.
 pub(crate) struct Stream<R> {
     helper: Option<Weak<dyn Help>>,
     available: AtomicBool,
@@ -332,21 +334,15 @@ pub(crate) struct Stream<R> {
 }
 
 impl<R> Stream<R> {
-    pub(crate) fn new(
-        ordered: bool,
-        total: usize,
-        helper: Option<Weak<dyn Help>>,
-    ) -> Arc<Stream<R>> {
+    pub(crate) fn new(ordered: bool, helper: Option<Weak<dyn Help>>) -> Arc<Stream<R>> {
         Arc::new(Stream {
             helper,
             available: AtomicBool::new(false),
             state: Mutex::new(StreamState {
                 ordered,
-                by_index: HashMap::new(),
+                by_index: BTreeMap::new(),
                 queue: VecDeque::new(),
                 next: 0,
-                total,
-                yielded: 0,
             }),
             cond: Condvar::new(),
         })
@@ -357,37 +353,33 @@ impl<R> Stream<R> {
         {
             let mut s = lock(&self.state);
             if s.ordered {
-                for (i, v) in values.into_iter().enumerate() {
-                    s.by_index.insert(first + i, v);
-                }
+                s.by_index.insert(first, values);
             } else {
-                s.queue.extend(values);
+                s.queue.push_back(values);
             }
             self.available.store(true, Ordering::Release);
         }
         self.cond.notify_all();
     }
 
-    fn try_take(s: &mut StreamState<R>) -> Option<Result<R>> {
+    fn try_take(s: &mut StreamState<R>) -> Option<Vec<Result<R>>> {
         if s.ordered {
             let i = s.next;
             let v = s.by_index.remove(&i)?;
-            s.next += 1;
+            s.next += v.len().max(1);
             Some(v)
         } else {
             s.queue.pop_front()
         }
     }
 
-    fn next_until(&self, deadline: Option<Instant>) -> Option<Result<R>> {
+    /// The next delivered chunk (in order if ordered), waiting until
+    /// `deadline`; `Err(Timeout)` if none came in time.
+    fn next_chunk(&self, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
         let mut s = lock(&self.state);
         loop {
-            if s.yielded >= s.total {
-                return None;
-            }
             if let Some(v) = Stream::try_take(&mut s) {
-                s.yielded += 1;
-                return Some(v);
+                return Ok(v);
             }
             self.available.store(false, Ordering::Release);
             drop(s);
@@ -396,19 +388,15 @@ impl<R> Stream<R> {
             if more {
                 continue;
             }
-            if s.yielded >= s.total {
-                return None;
-            }
             if let Some(v) = Stream::try_take(&mut s) {
-                s.yielded += 1;
-                return Some(v);
+                return Ok(v);
             }
             match deadline {
                 None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return Some(Err(Error::timeout("no result arrived in time")));
+                        return Err(Error::timeout("no result arrived in time"));
                     }
                     s = self
                         .cond
@@ -418,11 +406,6 @@ impl<R> Stream<R> {
                 }
             }
         }
-    }
-
-    fn remaining(&self) -> usize {
-        let s = lock(&self.state);
-        s.total - s.yielded
     }
 }
 
@@ -445,19 +428,41 @@ impl<R> Stream<R> {
 /// ```
 pub struct IMapIter<R> {
     stream: Arc<Stream<R>>,
+    local: std::vec::IntoIter<Result<R>>,
+    remaining: usize,
 }
 
 impl<R> fmt::Debug for IMapIter<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IMapIter")
-            .field("remaining", &self.stream.remaining())
+            .field("remaining", &self.remaining)
             .finish()
     }
 }
 
 impl<R> IMapIter<R> {
-    pub(crate) fn new(stream: Arc<Stream<R>>) -> IMapIter<R> {
-        IMapIter { stream }
+    pub(crate) fn new(stream: Arc<Stream<R>>, total: usize) -> IMapIter<R> {
+        IMapIter {
+            stream,
+            local: Vec::new().into_iter(),
+            remaining: total,
+        }
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        loop {
+            if let Some(v) = self.local.next() {
+                self.remaining -= 1;
+                return Some(v);
+            }
+            if self.remaining == 0 {
+                return None;
+            }
+            match self.stream.next_chunk(deadline) {
+                Ok(chunk) => self.local = chunk.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 
     /// The next result, waiting at most `timeout` (Python's `next(timeout)`);
@@ -477,7 +482,7 @@ impl<R> IMapIter<R> {
     /// # Ok::<(), multiproc_pool::Error>(())
     /// ```
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        self.stream.next_until(Some(Instant::now() + timeout))
+        self.next_until(Some(Instant::now() + timeout))
     }
 }
 
@@ -485,12 +490,11 @@ impl<R> Iterator for IMapIter<R> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.stream.next_until(None)
+        self.next_until(None)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.stream.remaining();
-        (n, Some(n))
+        (self.remaining, Some(self.remaining))
     }
 }
 
