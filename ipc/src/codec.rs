@@ -161,6 +161,30 @@ impl Codec {
         }
     }
 
+    /// Encodes `value` straight into `writer` (a shared-memory block, a
+    /// socket...), returning the number of bytes written.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::Encode`] if the value's `Serialize` or the writer fails
+    /// (the writer may then hold part of the message),
+    /// [`CodecError::TooLarge`] if the message exceeds the limit.
+    pub fn encode_to_writer<T: Serialize + ?Sized, W: std::io::Write>(
+        &self,
+        value: &T,
+        writer: &mut W,
+    ) -> Result<usize, CodecError> {
+        let n = self.encoded_len(value)?;
+        if n > self.max_message {
+            return Err(CodecError::TooLarge {
+                size: n,
+                max: self.max_message,
+            });
+        }
+        bincode::serde::encode_into_std_write(value, writer, base_config())
+            .map_err(|e| CodecError::Encode(e.to_string()))
+    }
+
     /// The exact encoded size of `value`, without allocating.
     ///
     /// # Errors

@@ -210,7 +210,7 @@ type Completion = Box<dyn FnOnce(Result<Vec<u8>>) + Send>;
 struct Pending {
     record: Vec<u8>,
     /// Keeps a large argument's block alive until the task ends.
-    _block: Option<SharedMemory>,
+    block: Option<SharedMemory>,
     timeout: Option<Duration>,
     deadline: Option<Instant>,
     complete: Completion,
@@ -269,6 +269,8 @@ struct Shared {
     wake_tx: UnixStream,
     shutdown: AtomicBool,
     callback_panics: Arc<AtomicU64>,
+    /// Large-payload blocks kept for reuse.
+    spare_blocks: Mutex<Vec<SharedMemory>>,
     /// Threads collecting results while they wait (see [`Help`]); the
     /// result thread stays asleep while there are any.
     helpers: AtomicU32,
@@ -542,6 +544,7 @@ impl Pool {
             shutdown: AtomicBool::new(false),
             callback_panics: Arc::new(AtomicU64::new(0)),
             helpers: AtomicU32::new(0),
+            spare_blocks: Mutex::new(Vec::new()),
             config,
         });
         let mut threads = Vec::new();
@@ -685,7 +688,7 @@ impl Pool {
                 "the timeout must be positive",
             ));
         }
-        let body = codec::encode(&(FnRef::new(f), arg))?;
+        let body = self.shared.encode_body(&(FnRef::new(f), arg))?;
         let cell = Cell::<R>::new(Some(self.helper()));
         let c = Arc::clone(&cell);
         let panics = Arc::clone(&self.shared.callback_panics);
@@ -727,7 +730,7 @@ impl Pool {
     fn submit(
         &self,
         tramp: Tramp,
-        body: Vec<u8>,
+        body: Body,
         timeout: Option<Duration>,
         complete: Completion,
     ) -> Result<()> {
@@ -744,7 +747,7 @@ impl Pool {
             id,
             Pending {
                 record,
-                _block: block,
+                block,
                 timeout,
                 deadline: None,
                 complete,
@@ -783,7 +786,7 @@ impl Pool {
                 };
                 let id = g.next_id;
                 g.next_id += 1;
-                let (record, block) = match make_record(id, &tramp, body) {
+                let (record, block) = match make_record(id, &tramp, Body::Inline(body)) {
                     Ok(r) => r,
                     Err(e) => {
                         failed.push((first, n, e));
@@ -801,7 +804,7 @@ impl Pool {
                     id,
                     Pending {
                         record,
-                        _block: block,
+                        block,
                         timeout,
                         deadline: None,
                         complete,
@@ -1446,16 +1449,99 @@ fn check_state(g: &Inner) -> Result<()> {
     }
 }
 
-/// Builds a task record: inline, or with the body in its own block.
-fn make_record(id: u64, tramp: &Tramp, body: Vec<u8>) -> Result<(Vec<u8>, Option<SharedMemory>)> {
-    let head_inline = task::task_head(KIND_INLINE, id, tramp)?;
-    if head_inline.len() + body.len() + 8 <= worker::RING_CAP / 2 - 64 {
-        let mut rec = head_inline;
-        rec.extend_from_slice(&body);
-        return Ok((rec, None));
+/// The most bytes of task body that travel inline in a ring record.
+const INLINE_MAX: usize = worker::RING_CAP / 2 - 256;
+/// How many large-payload blocks the pool keeps for reuse (their pages stay
+/// mapped in the parent and in the workers: no page faults on reuse).
+const SPARE_BLOCKS: usize = 4;
+
+/// An encoded task body, ready to go.
+enum Body {
+    Inline(Vec<u8>),
+    Block(SharedMemory, usize),
+}
+
+/// Writes into a shared-memory block from the start.
+struct ShmWriter<'a> {
+    shm: &'a SharedMemory,
+    pos: usize,
+}
+
+impl Write for ShmWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.shm
+            .write_at(self.pos, buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::WriteZero, e.to_string()))?;
+        self.pos += buf.len();
+        Ok(buf.len())
     }
-    let block = worker::write_block(&body, 0)?;
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// Encodes a task body: into a buffer, or, when large, straight into a
+    /// (reused) shared-memory block.
+    fn encode_body<T: Serialize>(&self, value: &T) -> Result<Body> {
+        let c = codec::Codec::default();
+        let len = c.encoded_len(value)?;
+        if len <= INLINE_MAX {
+            let mut v = Vec::with_capacity(len);
+            c.encode_into(value, &mut v)?;
+            return Ok(Body::Inline(v));
+        }
+        let block = self.take_block(len)?;
+        c.encode_to_writer(
+            value,
+            &mut ShmWriter {
+                shm: &block,
+                pos: 0,
+            },
+        )?;
+        Ok(Body::Block(block, len))
+    }
+
+    /// A spare block of at least `len` bytes, or a new one.
+    fn take_block(&self, len: usize) -> Result<SharedMemory> {
+        {
+            let mut spare = lock(&self.spare_blocks);
+            if let Some(i) = spare
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.size() >= len)
+                .min_by_key(|(_, b)| b.size())
+                .map(|(i, _)| i)
+            {
+                return Ok(spare.swap_remove(i));
+            }
+        }
+        SharedMemory::create(&worker::block_name(), len.next_multiple_of(1 << 20))
+    }
+
+    /// Keeps a block whose task has finished for the next large payload.
+    fn recycle(&self, block: SharedMemory) {
+        let mut spare = lock(&self.spare_blocks);
+        if spare.len() < SPARE_BLOCKS {
+            spare.push(block);
+        }
+    }
+}
+
+/// Builds a task record: inline, or naming the block that holds the body.
+fn make_record(id: u64, tramp: &Tramp, body: Body) -> Result<(Vec<u8>, Option<SharedMemory>)> {
+    let (block, len) = match body {
+        Body::Inline(body) if body.len() <= INLINE_MAX => {
+            let mut rec = task::task_head(KIND_INLINE, id, tramp)?;
+            rec.extend_from_slice(&body);
+            return Ok((rec, None));
+        }
+        Body::Inline(body) => (worker::write_block(&body, 0)?, body.len()),
+        Body::Block(block, len) => (block, len),
+    };
     let mut rec = task::task_head(KIND_BLOCK, id, tramp)?;
+    rec.extend_from_slice(&(len as u64).to_le_bytes());
     rec.extend_from_slice(block.name().as_bytes());
     Ok((rec, Some(block)))
 }
@@ -1554,6 +1640,7 @@ fn dispatch(shared: &Shared, g: &mut Inner) {
 
 /// Reads every result available in worker `wi`'s ring.
 fn drain_worker(
+    shared: &Shared,
     g: &mut Inner,
     wi: usize,
     buf: &mut Vec<u8>,
@@ -1580,6 +1667,9 @@ fn drain_worker(
         }
         w.timed = false;
         if let Some(p) = g.tasks.remove(&id) {
+            if let Some(b) = p.block {
+                shared.recycle(b);
+            }
             done.push((p.complete, outcome));
         }
     }
@@ -1621,7 +1711,7 @@ fn handle_death(
         return;
     }
     // Results it published before dying are valid.
-    drain_worker(g, slot, buf, done);
+    drain_worker(shared, g, slot, buf, done);
     let w = &mut g.workers[slot];
     let Some(child) = w.child.take() else { return };
     let status = match child.try_wait() {
@@ -1734,7 +1824,7 @@ fn pump(
 ) -> (bool, Option<Instant>) {
     let mut any = false;
     for wi in 0..g.workers.len() {
-        any |= drain_worker(g, wi, buf, done);
+        any |= drain_worker(shared, g, wi, buf, done);
     }
     if shared.event_flag.swap(false, Ordering::AcqRel) {
         let events: Vec<Event> = std::mem::take(&mut *lock(&shared.events));

@@ -20,7 +20,24 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The type every trampoline has.
-pub(crate) type Tramp = FnRef<Vec<u8>, Vec<u8>>;
+pub(crate) type Tramp = FnRef<TaskBody, Vec<u8>>;
+
+/// A task's encoded body as the worker gets it: copied out of the ring, or
+/// in place in a shared-memory block (large arguments: decoded straight
+/// from the block, no intermediate copy).
+pub(crate) enum TaskBody {
+    Inline(Vec<u8>),
+    Shared(multiproc_ipc::shm::SharedMemory, usize),
+}
+
+impl TaskBody {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            TaskBody::Inline(v) => v,
+            TaskBody::Shared(shm, len) => shm.as_slice().get(..*len).unwrap_or(&[]),
+        }
+    }
+}
 
 pub(crate) const KIND_INLINE: u8 = 1;
 pub(crate) const KIND_BLOCK: u8 = 2;
@@ -100,13 +117,13 @@ fn encode_err<R: Serialize>(err: &ItemOutcome<R>, out: &mut Vec<u8>) -> Result<(
 }
 
 /// Trampoline for a single task: body `(FnRef<A, R>, A)`.
-fn run_one<A, R>(body: Vec<u8>) -> Vec<u8>
+fn run_one<A, R>(body: TaskBody) -> Vec<u8>
 where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
     let mut out = Vec::new();
-    let outcome: ItemOutcome<R> = match codec::decode::<(FnRef<A, R>, A)>(&body) {
+    let outcome: ItemOutcome<R> = match codec::decode::<(FnRef<A, R>, A)>(body.bytes()) {
         Ok((f, arg)) => match f.get() {
             Ok(f) => call(f, arg),
             Err(e) => Err(e.to_wire()),
@@ -166,12 +183,12 @@ fn chunk_error<R: Serialize>(e: WireError) -> Vec<u8> {
 }
 
 /// Trampoline for a chunk: body `(FnRef<A, R>, Vec<A>)`.
-fn run_chunk<A, R>(body: Vec<u8>) -> Vec<u8>
+fn run_chunk<A, R>(body: TaskBody) -> Vec<u8>
 where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    match codec::decode::<(FnRef<A, R>, Vec<A>)>(&body) {
+    match codec::decode::<(FnRef<A, R>, Vec<A>)>(body.bytes()) {
         Ok((f, items)) => match f.get() {
             Ok(f) => run_items(items, f),
             Err(e) => chunk_error::<R>(e.to_wire()),
@@ -182,13 +199,13 @@ where
 
 /// Trampoline for a chunk of a two-argument function: body
 /// `(FnRef2<A, B, R>, Vec<(A, B)>)`.
-fn run_star<A, B, R>(body: Vec<u8>) -> Vec<u8>
+fn run_star<A, B, R>(body: TaskBody) -> Vec<u8>
 where
     A: DeserializeOwned + 'static,
     B: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    match codec::decode::<(FnRef2<A, B, R>, Vec<(A, B)>)>(&body) {
+    match codec::decode::<(FnRef2<A, B, R>, Vec<(A, B)>)>(body.bytes()) {
         Ok((f, items)) => match f.get() {
             Ok(f) => run_items(items, |(a, b)| f(a, b)),
             Err(e) => chunk_error::<R>(e.to_wire()),
@@ -374,7 +391,9 @@ mod tests {
     fn chunk_outcomes_keep_per_item_errors() {
         install_panic_hook();
         let body = codec::encode(&(FnRef::new(boom), vec![1u64, 3, 5])).unwrap();
-        let out = tramp_chunk::<u64, u64>().call(body).unwrap();
+        let out = tramp_chunk::<u64, u64>()
+            .call(TaskBody::Inline(body))
+            .unwrap();
         let got = decode_chunk::<u64>(&out, 3).into_items();
         assert_eq!(*got[0].as_ref().unwrap(), 1);
         let e = got[1].as_ref().unwrap_err();
@@ -389,7 +408,9 @@ mod tests {
     #[test]
     fn an_all_ok_chunk_decodes_in_one_go() {
         let body = codec::encode(&(FnRef::new(square), vec![1u64, 2, 3])).unwrap();
-        let out = tramp_chunk::<u64, u64>().call(body).unwrap();
+        let out = tramp_chunk::<u64, u64>()
+            .call(TaskBody::Inline(body))
+            .unwrap();
         match decode_chunk::<u64>(&out, 3) {
             ChunkResult::All(v) => assert_eq!(v, vec![1, 4, 9]),
             ChunkResult::Mixed(_) => panic!("expected the all-ok form"),
@@ -408,7 +429,11 @@ mod tests {
         let rec = [head, body].concat();
         let t = parse_task(&rec).unwrap();
         assert_eq!((t.kind, t.id), (KIND_INLINE, 42));
-        let out = t.tramp.unwrap().call(t.body.to_vec()).unwrap();
+        let out = t
+            .tramp
+            .unwrap()
+            .call(TaskBody::Inline(t.body.to_vec()))
+            .unwrap();
         assert_eq!(decode_outcomes::<u64>(&out, 1)[0].as_ref().unwrap(), &81);
         assert!(parse_task(&rec[..5]).is_none());
     }

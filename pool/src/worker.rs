@@ -9,7 +9,7 @@ use multiproc_ipc::shm::{SharedMemory, ShmRegion};
 use serde::{Deserialize, Serialize};
 
 use crate::ring::{spin_until, Bell, Ring, RING_HEADER};
-use crate::task::{self, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INLINE};
+use crate::task::{self, TaskBody, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INLINE};
 
 /// Bytes of each ring's data area.
 pub(crate) const RING_CAP: usize = 1 << 20;
@@ -111,7 +111,7 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
     let parent = parent_bell(&region);
     if let Some((tramp, body)) = arg.initializer {
         let ok = tramp
-            .call(body)
+            .call(TaskBody::Inline(body))
             .ok()
             .map(|out| task::decode_outcomes::<()>(&out, 1))
             .and_then(|mut v| v.pop());
@@ -129,6 +129,7 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
     let mut done = 0u64;
     let mut blocks: VecDeque<(u64, SharedMemory)> = VecDeque::new();
     let mut block_seq = 0u64;
+    let mut attached: VecDeque<SharedMemory> = VecDeque::new();
     loop {
         if !slot.tasks.pop(&mut buf) {
             if !spin_until(spin, || slot.tasks.has_data()) {
@@ -146,8 +147,8 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
         let id = rec.id;
         slot.current().store(id, Ordering::SeqCst);
         let body = match rec.kind {
-            KIND_INLINE => Ok(rec.body.to_vec()),
-            _ => read_block(rec.body),
+            KIND_INLINE => Ok(TaskBody::Inline(rec.body.to_vec())),
+            _ => open_block(rec.body, &mut attached),
         };
         let out = match (rec.tramp, body) {
             (Some(t), Ok(body)) => t.call(body).unwrap_or_else(error_outcome),
@@ -192,12 +193,45 @@ fn error_outcome(e: multiproc_ipc::Error) -> Vec<u8> {
     multiproc_ipc::codec::encode(&err).unwrap_or_default()
 }
 
-fn read_block(name: &[u8]) -> multiproc_ipc::Result<Vec<u8>> {
-    let name = std::str::from_utf8(name).map_err(|e| {
-        multiproc_ipc::Error::new(multiproc_ipc::ErrorKind::Serialization, e.to_string())
-    })?;
-    let shm = SharedMemory::attach(name)?;
-    Ok(shm.as_slice().to_vec())
+/// Opens the block of a large task body (`[len u64][name]`), reusing this
+/// worker's mapping when the parent reuses a block.
+fn open_block(
+    rec: &[u8],
+    attached: &mut VecDeque<SharedMemory>,
+) -> multiproc_ipc::Result<TaskBody> {
+    let bad = || {
+        multiproc_ipc::Error::new(
+            multiproc_ipc::ErrorKind::Serialization,
+            "malformed large-task record",
+        )
+    };
+    let len = rec
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(bad)? as usize;
+    let name = rec
+        .get(8..)
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .ok_or_else(bad)?;
+    let shm = match attached
+        .iter()
+        .find(|s| s.name().trim_start_matches('/') == name.trim_start_matches('/'))
+    {
+        Some(s) => s.clone(),
+        None => {
+            let s = SharedMemory::attach(name)?;
+            if attached.len() >= 4 {
+                attached.pop_front();
+            }
+            attached.push_back(s.clone());
+            s
+        }
+    };
+    if len > shm.size() {
+        return Err(bad());
+    }
+    Ok(TaskBody::Shared(shm, len))
 }
 
 static BLOCK_NAMES: AtomicU64 = AtomicU64::new(0);
