@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -244,12 +245,32 @@ impl WorkerSlot {
 struct Inner {
     state: State,
     workers: Vec<WorkerSlot>,
-    tasks: HashMap<u64, Pending>,
+    tasks: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
     backlog: VecDeque<u64>,
     next_id: u64,
     zygote: Option<Zygote>,
     /// Set when the pool cannot run tasks any more (no worker can be forked).
     broken: Option<Error>,
+}
+
+/// Hashes task ids (sequential `u64`s) with one multiplication.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 enum Event {
@@ -295,7 +316,7 @@ impl Help for Shared {
             let mut buf = b.borrow_mut();
             pump(self, &mut g, &mut buf, &mut done);
         });
-        if g.tasks.is_empty() {
+        if g.tasks.is_empty() && g.state != State::Running {
             self.idle.notify_all();
         }
         drop(g);
@@ -527,7 +548,7 @@ impl Pool {
             inner: Mutex::new(Inner {
                 state: State::Running,
                 workers,
-                tasks: HashMap::new(),
+                tasks: HashMap::default(),
                 backlog: VecDeque::new(),
                 next_id: 1,
                 zygote: Some(zygote),
@@ -681,7 +702,6 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.check_running()?;
         if options.timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -1857,7 +1877,8 @@ fn collector_loop(shared: &Shared) {
         let (any, next_deadline) = {
             let mut g = lock(&shared.inner);
             let r = pump(shared, &mut g, &mut buf, &mut done);
-            if g.tasks.is_empty() {
+            // Only `join` (after `close`) waits for the pool to go idle.
+            if g.tasks.is_empty() && g.state != State::Running {
                 shared.idle.notify_all();
             }
             r

@@ -55,6 +55,8 @@ struct Slot<R> {
     value: Option<Result<R>>,
     successful: Option<bool>,
     waker: Option<Waker>,
+    /// Threads blocked on the condition variable (notify only if any).
+    sleepers: usize,
 }
 
 /// The shared state behind an [`AsyncResult`].
@@ -74,6 +76,7 @@ impl<R> Cell<R> {
                 value: None,
                 successful: None,
                 waker: None,
+                sleepers: 0,
             }),
             cond: Condvar::new(),
         })
@@ -81,7 +84,7 @@ impl<R> Cell<R> {
 
     /// Stores the outcome and wakes every waiter; later calls are ignored.
     pub(crate) fn resolve(&self, value: Result<R>) {
-        let waker = {
+        let (waker, sleepers) = {
             let mut s = lock(&self.slot);
             if s.successful.is_some() {
                 return;
@@ -89,9 +92,11 @@ impl<R> Cell<R> {
             s.successful = Some(value.is_ok());
             s.value = Some(value);
             self.ready.store(true, Ordering::Release);
-            s.waker.take()
+            (s.waker.take(), s.sleepers)
         };
-        self.cond.notify_all();
+        if sleepers > 0 {
+            self.cond.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -108,11 +113,13 @@ impl<R> Cell<R> {
         }
         let mut s = lock(&self.slot);
         while s.successful.is_none() {
+            s.sleepers += 1;
             match deadline {
                 None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        s.sleepers -= 1;
                         return false;
                     }
                     s = self
@@ -122,6 +129,7 @@ impl<R> Cell<R> {
                         .0;
                 }
             }
+            s.sleepers -= 1;
         }
         true
     }
