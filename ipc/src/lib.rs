@@ -1,6 +1,6 @@
 //! multiproc's foundation: the wire codec, channels between processes, shared
 //! memory, cross-process synchronization, and the fork machinery behind
-//! [`Process`](process::Process), pools and managers.
+//! [`Process`], pools and managers.
 //!
 //! All `unsafe` code of multiproc lives in the private `sys` module of this
 //! crate; every other module is safe Rust.
