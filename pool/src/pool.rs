@@ -434,6 +434,10 @@ impl<R> ApplyOptions<R> {
     /// `get` returns it), whether or not anybody calls `get`. A panicking
     /// callback is reported on stderr and counted
     /// ([`Pool::callback_panics`]); the pool goes on.
+    ///
+    /// Callbacks run on the pool's result thread (or on a thread waiting in
+    /// `get`); keep them short. One that waits for another result of the
+    /// same pool collects results itself meanwhile, so it does not deadlock.
     pub fn callback(mut self, f: impl FnOnce(&R) + Send + 'static) -> Self {
         self.callback = Some(Box::new(f));
         self
@@ -572,7 +576,7 @@ impl Pool {
         let s = Arc::clone(&shared);
         threads.push(
             std::thread::Builder::new()
-                .name("multiproc-pool-results".into())
+                .name(crate::result::RESULT_THREAD.into())
                 .spawn(move || collector_loop(&s))
                 .map_err(|e| Error::io("cannot start the pool's result thread", e))?,
         );

@@ -47,6 +47,33 @@ fn spin_helping(helper: &Option<Weak<dyn Help>>, ready: impl Fn() -> bool) -> bo
     }
 }
 
+/// The name of the pool's result thread, which runs callbacks.
+pub(crate) const RESULT_THREAD: &str = "multiproc-pool-results";
+
+fn on_result_thread() -> bool {
+    std::thread::current().name() == Some(RESULT_THREAD)
+}
+
+/// Collects results on this thread until `ready()` or `deadline`.
+fn help_until(
+    helper: &Option<Weak<dyn Help>>,
+    deadline: Option<Instant>,
+    ready: impl Fn() -> bool,
+) -> bool {
+    loop {
+        if let Some(h) = helper.as_ref().and_then(Weak::upgrade) {
+            h.help();
+        }
+        if ready() {
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -110,6 +137,11 @@ impl<R> Cell<R> {
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         if self.is_ready() || spin_helping(&self.helper, || self.is_ready()) {
             return true;
+        }
+        if on_result_thread() {
+            // A callback is waiting for another result: nobody else may be
+            // collecting, so keep collecting here instead of sleeping.
+            return help_until(&self.helper, deadline, || self.is_ready());
         }
         let mut s = lock(&self.slot);
         while s.successful.is_none() {
@@ -398,6 +430,16 @@ impl<R> Stream<R> {
             }
             if let Some(v) = Stream::try_take(&mut s) {
                 return Ok(v);
+            }
+            if on_result_thread() {
+                drop(s);
+                if !help_until(&self.helper, deadline, || {
+                    self.available.load(Ordering::Acquire)
+                }) {
+                    return Err(Error::timeout("no result arrived in time"));
+                }
+                s = lock(&self.state);
+                continue;
             }
             match deadline {
                 None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),

@@ -185,3 +185,23 @@ fn async_results_are_futures() {
         assert_eq!(z.unwrap_err().kind(), ErrorKind::TaskPanicked);
     });
 }
+
+#[test]
+fn a_callback_may_wait_for_another_result() {
+    bounded(LIMIT, || {
+        let pool = Arc::new(Pool::new(2).unwrap());
+        let (tx, rx) = mpsc::channel();
+        let p = Arc::clone(&pool);
+        pool.apply_async_with(
+            square,
+            2,
+            ApplyOptions::new().callback(move |v: &u64| {
+                let inner = p.apply(square, *v).unwrap();
+                tx.send(inner).unwrap();
+            }),
+        )
+        .unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), 16);
+        drop(pool);
+    });
+}
