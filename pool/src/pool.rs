@@ -2,9 +2,8 @@
 //! thread (results, deaths, timeouts, dispatch) and the supervisor thread
 //! (pidfds).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -209,6 +208,7 @@ enum State {
 type Completion = Box<dyn FnOnce(Result<Vec<u8>>) + Send>;
 
 struct Pending {
+    id: u64,
     record: Vec<u8>,
     /// Keeps a large argument's block alive until the task ends.
     block: Option<SharedMemory>,
@@ -222,7 +222,8 @@ struct WorkerSlot {
     child: Option<Arc<ZygoteChild>>,
     pid: i32,
     generation: u64,
-    outstanding: VecDeque<u64>,
+    /// Tasks in its ring, in order (it runs them first to last).
+    outstanding: VecDeque<Pending>,
     dispatched: u64,
     /// Runs a task with a timeout: gets nothing else meanwhile.
     timed: bool,
@@ -245,31 +246,33 @@ impl WorkerSlot {
 struct Inner {
     state: State,
     workers: Vec<WorkerSlot>,
-    tasks: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
-    backlog: VecDeque<u64>,
+    /// Tasks waiting for a worker, in submission order.
+    backlog: VecDeque<Pending>,
     next_id: u64,
     zygote: Option<Zygote>,
     /// Set when the pool cannot run tasks any more (no worker can be forked).
     broken: Option<Error>,
 }
 
-/// Hashes task ids (sequential `u64`s) with one multiplication.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl Inner {
+    /// Tasks submitted and not finished.
+    fn pending(&self) -> usize {
+        self.backlog.len()
+            + self
+                .workers
+                .iter()
+                .map(|w| w.outstanding.len())
+                .sum::<usize>()
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+    /// Takes every unfinished task (terminate, or a broken pool).
+    fn take_all(&mut self) -> Vec<Pending> {
+        let mut all: Vec<Pending> = self.backlog.drain(..).collect();
+        for w in &mut self.workers {
+            all.extend(w.outstanding.drain(..));
+            w.timed = false;
         }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        all
     }
 }
 
@@ -316,7 +319,7 @@ impl Help for Shared {
             let mut buf = b.borrow_mut();
             pump(self, &mut g, &mut buf, &mut done);
         });
-        if g.tasks.is_empty() && g.state != State::Running {
+        if g.pending() == 0 && g.state != State::Running {
             self.idle.notify_all();
         }
         drop(g);
@@ -368,7 +371,7 @@ impl fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("processes", &self.shared.config.processes)
             .field("state", &g.state)
-            .field("pending_tasks", &g.tasks.len())
+            .field("pending_tasks", &g.pending())
             .finish()
     }
 }
@@ -552,7 +555,6 @@ impl Pool {
             inner: Mutex::new(Inner {
                 state: State::Running,
                 workers,
-                tasks: HashMap::default(),
                 backlog: VecDeque::new(),
                 next_id: 1,
                 zygote: Some(zygote),
@@ -767,17 +769,14 @@ impl Pool {
         let id = g.next_id;
         g.next_id += 1;
         let (record, block) = make_record(id, &tramp, body)?;
-        g.tasks.insert(
+        g.backlog.push_back(Pending {
             id,
-            Pending {
-                record,
-                block,
-                timeout,
-                deadline: None,
-                complete,
-            },
-        );
-        g.backlog.push_back(id);
+            record,
+            block,
+            timeout,
+            deadline: None,
+            complete,
+        });
         dispatch(&self.shared, &mut g);
         Ok(())
     }
@@ -824,17 +823,14 @@ impl Pool {
                     };
                     d(first, items);
                 });
-                g.tasks.insert(
+                g.backlog.push_back(Pending {
                     id,
-                    Pending {
-                        record,
-                        block,
-                        timeout,
-                        deadline: None,
-                        complete,
-                    },
-                );
-                g.backlog.push_back(id);
+                    record,
+                    block,
+                    timeout,
+                    deadline: None,
+                    complete,
+                });
             }
             dispatch(&self.shared, &mut g);
         }
@@ -1343,7 +1339,8 @@ impl Pool {
             }
             g.state = State::Terminated;
             g.backlog.clear();
-            let completions: Vec<Completion> = g.tasks.drain().map(|(_, p)| p.complete).collect();
+            let completions: Vec<Completion> =
+                g.take_all().into_iter().map(|p| p.complete).collect();
             let mut children = Vec::new();
             for w in &mut g.workers {
                 w.outstanding.clear();
@@ -1402,7 +1399,7 @@ impl Pool {
             }
             State::Closed | State::Stopping => {}
         }
-        while !g.tasks.is_empty() && g.state != State::Terminated {
+        while g.pending() != 0 && g.state != State::Terminated {
             g = self
                 .shared
                 .idle
@@ -1616,37 +1613,35 @@ fn reap(children: &[Arc<ZygoteChild>], deadline: Instant) {
 fn dispatch(shared: &Shared, g: &mut Inner) {
     let max_tasks = shared.config.max_tasks;
     let mut new_deadline = false;
-    while let Some(&id) = g.backlog.front() {
-        let Some(task) = g.tasks.get(&id) else {
-            g.backlog.pop_front();
-            continue;
-        };
+    let Inner {
+        backlog, workers, ..
+    } = g;
+    while let Some(task) = backlog.front() {
         let needs_idle = task.timeout.is_some();
-        let best = g
-            .workers
+        let best = workers
             .iter()
             .enumerate()
             .filter(|(_, w)| w.accepts(max_tasks, needs_idle))
             .min_by_key(|(_, w)| w.outstanding.len())
             .map(|(i, _)| i);
         let Some(wi) = best else { break };
-        let w = &mut g.workers[wi];
+        let w = &mut workers[wi];
         let mut t = w.staged.unwrap_or_else(|| w.view.tasks.tail_pos());
         if !w.view.tasks.stage(&mut t, &[&task.record]) {
             // Ring full: publish what is staged and let results drain it.
             break;
         }
+        let Some(mut task) = backlog.pop_front() else {
+            break;
+        };
         w.staged = Some(t);
-        w.outstanding.push_back(id);
         w.dispatched += 1;
         if let Some(to) = task.timeout {
             w.timed = true;
             new_deadline = true;
-            if let Some(p) = g.tasks.get_mut(&id) {
-                p.deadline = Some(Instant::now() + to);
-            }
+            task.deadline = Some(Instant::now() + to);
         }
-        g.backlog.pop_front();
+        w.outstanding.push_back(task);
     }
     if new_deadline {
         // The result thread may be asleep without a deadline: let it see this
@@ -1686,11 +1681,14 @@ fn drain_worker(
         } else {
             Ok(buf[9..].to_vec())
         };
-        if let Some(pos) = w.outstanding.iter().position(|&x| x == id) {
-            w.outstanding.remove(pos);
-        }
+        // Results come back in dispatch order: the task is at the front.
+        let pos = if w.outstanding.front().is_some_and(|p| p.id == id) {
+            Some(0)
+        } else {
+            w.outstanding.iter().position(|p| p.id == id)
+        };
         w.timed = false;
-        if let Some(p) = g.tasks.remove(&id) {
+        if let Some(p) = pos.and_then(|i| w.outstanding.remove(i)) {
             if let Some(b) = p.block {
                 shared.recycle(b);
             }
@@ -1744,16 +1742,17 @@ fn handle_death(
     };
     let current = w.view.current().load(Ordering::SeqCst);
     let timed_out = w.timed_out.take();
-    let outstanding: Vec<u64> = w.outstanding.drain(..).collect();
+    let outstanding: Vec<Pending> = w.outstanding.drain(..).collect();
     let pid = w.pid;
     w.timed = false;
     w.view.reset();
     w.dispatched = 0;
     let mut requeue = Vec::new();
-    for id in outstanding {
+    for mut p in outstanding {
+        let id = p.id;
         let ran = id == current || Some(id) == timed_out;
         if ran {
-            if let Some(p) = g.tasks.remove(&id) {
+            {
                 let err = if Some(id) == timed_out {
                     Error::timeout(format!(
                         "task {id} exceeded its timeout of {:?}; worker {pid} was killed",
@@ -1769,14 +1768,12 @@ fn handle_death(
                 done.push((p.complete, Err(err)));
             }
         } else {
-            requeue.push(id);
+            p.deadline = None;
+            requeue.push(p);
         }
     }
-    for id in requeue.into_iter().rev() {
-        if let Some(p) = g.tasks.get_mut(&id) {
-            p.deadline = None;
-        }
-        g.backlog.push_front(id);
+    for p in requeue.into_iter().rev() {
+        g.backlog.push_front(p);
     }
     if matches!(g.state, State::Running | State::Closed) {
         respawn(shared, g, slot);
@@ -1820,10 +1817,7 @@ fn check_timeouts(g: &mut Inner) -> Option<Instant> {
         if !w.timed || w.timed_out.is_some() {
             continue;
         }
-        let Some(&id) = w.outstanding.front() else {
-            continue;
-        };
-        let Some(deadline) = g.tasks.get(&id).and_then(|p| p.deadline) else {
+        let Some((id, Some(deadline))) = w.outstanding.front().map(|p| (p.id, p.deadline)) else {
             continue;
         };
         if deadline <= now {
@@ -1858,12 +1852,11 @@ fn pump(
         }
     }
     if g.broken.is_some() {
-        g.backlog.clear();
         let err = g
             .broken
             .clone()
             .unwrap_or_else(|| Error::new(ErrorKind::Io, "broken"));
-        for (_, p) in g.tasks.drain() {
+        for p in g.take_all() {
             done.push((p.complete, Err(err.clone())));
         }
     }
@@ -1882,7 +1875,7 @@ fn collector_loop(shared: &Shared) {
             let mut g = lock(&shared.inner);
             let r = pump(shared, &mut g, &mut buf, &mut done);
             // Only `join` (after `close`) waits for the pool to go idle.
-            if g.tasks.is_empty() && g.state != State::Running {
+            if g.pending() == 0 && g.state != State::Running {
                 shared.idle.notify_all();
             }
             r
