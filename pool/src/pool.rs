@@ -248,7 +248,6 @@ struct Inner {
     workers: Vec<WorkerSlot>,
     /// Tasks waiting for a worker, in submission order.
     backlog: VecDeque<Pending>,
-    next_id: u64,
     zygote: Option<Zygote>,
     /// Set when the pool cannot run tasks any more (no worker can be forked).
     broken: Option<Error>,
@@ -293,6 +292,8 @@ struct Shared {
     wake_tx: UnixStream,
     shutdown: AtomicBool,
     callback_panics: Arc<AtomicU64>,
+    /// The next task id.
+    next_id: AtomicU64,
     /// Large-payload blocks kept for reuse.
     spare_blocks: Mutex<Vec<SharedMemory>>,
     /// Threads collecting results while they wait (see [`Help`]); the
@@ -556,7 +557,6 @@ impl Pool {
                 state: State::Running,
                 workers,
                 backlog: VecDeque::new(),
-                next_id: 1,
                 zygote: Some(zygote),
                 broken: None,
             }),
@@ -572,6 +572,7 @@ impl Pool {
             callback_panics: Arc::new(AtomicU64::new(0)),
             helpers: AtomicU32::new(0),
             spare_blocks: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
             config,
         });
         let mut threads = Vec::new();
@@ -714,7 +715,8 @@ impl Pool {
                 "the timeout must be positive",
             ));
         }
-        let body = self.shared.encode_body(&(FnRef::new(f), arg))?;
+        let template = task::head_template(&task::tramp_one::<A, R>())?;
+        let encoded = self.shared.build_record(&template, &(FnRef::new(f), arg))?;
         let cell = Cell::<R>::new(Some(self.helper()));
         let c = Arc::clone(&cell);
         let panics = Arc::clone(&self.shared.callback_panics);
@@ -743,7 +745,7 @@ impl Pool {
             }
             c.resolve(res);
         });
-        self.submit(task::tramp_one::<A, R>(), body, timeout, complete)?;
+        self.submit(encoded, timeout, complete)?;
         Ok(AsyncResult::from_cell(cell))
     }
 
@@ -755,8 +757,7 @@ impl Pool {
     /// Queues one encoded task and dispatches what can be dispatched.
     fn submit(
         &self,
-        tramp: Tramp,
-        body: Body,
+        (id, record, block): Encoded,
         timeout: Option<Duration>,
         complete: Completion,
     ) -> Result<()> {
@@ -766,9 +767,6 @@ impl Pool {
             drop(g);
             return Err(e);
         }
-        let id = g.next_id;
-        g.next_id += 1;
-        let (record, block) = make_record(id, &tramp, body)?;
         g.backlog.push_back(Pending {
             id,
             record,
@@ -785,8 +783,7 @@ impl Pool {
     /// each chunk's item results in the parent.
     fn submit_chunks<T>(
         &self,
-        tramp: Tramp,
-        chunks: Vec<(usize, Result<Vec<u8>>, usize)>,
+        chunks: Vec<(usize, Result<Encoded>, usize)>,
         timeout: Option<Duration>,
         deliver: Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
     ) -> Result<()>
@@ -800,17 +797,8 @@ impl Pool {
             check_state(&g)?;
             for (first, body, n) in chunks {
                 let d = Arc::clone(&deliver);
-                let body = match body {
+                let (id, record, block) = match body {
                     Ok(b) => b,
-                    Err(e) => {
-                        failed.push((first, n, e));
-                        continue;
-                    }
-                };
-                let id = g.next_id;
-                g.next_id += 1;
-                let (record, block) = match make_record(id, &tramp, Body::Inline(body)) {
-                    Ok(r) => r,
                     Err(e) => {
                         failed.push((first, n, e));
                         continue;
@@ -840,22 +828,25 @@ impl Pool {
         Ok(())
     }
 
-    /// Encodes `items` in chunks of `chunksize` for `tramp`'s task.
+    /// Encodes `items` in chunks of `chunksize` as records for `tramp`.
     fn encode_chunks<F: Serialize + Copy, A: Serialize>(
+        &self,
+        tramp: &Tramp,
         f: F,
         items: Vec<A>,
         chunksize: usize,
-    ) -> Vec<(usize, Result<Vec<u8>>, usize)> {
+    ) -> Result<Vec<(usize, Result<Encoded>, usize)>> {
+        let template = task::head_template(tramp)?;
         let chunksize = chunksize.max(1);
         let mut chunks = Vec::with_capacity(items.len().div_ceil(chunksize));
         let mut first = 0;
         for chunk in items.chunks(chunksize) {
             // A slice encodes exactly like the `Vec<A>` the worker decodes.
             let n = chunk.len();
-            chunks.push((first, codec::encode(&(f, chunk)).map_err(Error::from), n));
+            chunks.push((first, self.shared.build_record(&template, &(f, chunk)), n));
             first += n;
         }
-        chunks
+        Ok(chunks)
     }
 
     fn check_chunksize(chunksize: usize) -> Result<()> {
@@ -987,8 +978,8 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
         Pool::check_chunksize(cs)?;
-        let chunks = Pool::encode_chunks(FnRef::new(f), items, cs);
-        self.gather(task::tramp_chunk::<A, R>(), chunks, options)
+        let chunks = self.encode_chunks(&task::tramp_chunk::<A, R>(), FnRef::new(f), items, cs)?;
+        self.gather(chunks, options)
     }
 
     /// Applies `f(a, b)` to every pair (Python's `starmap`), in order.
@@ -1048,15 +1039,15 @@ impl Pool {
         let items: Vec<(A, B)> = items.into_iter().collect();
         let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
         Pool::check_chunksize(cs)?;
-        let chunks = Pool::encode_chunks(FnRef2::new(f), items, cs);
-        self.gather(task::tramp_star::<A, B, R>(), chunks, ApplyOptions::new())
+        let chunks =
+            self.encode_chunks(&task::tramp_star::<A, B, R>(), FnRef2::new(f), items, cs)?;
+        self.gather(chunks, ApplyOptions::new())
     }
 
     /// Submits chunks whose results are gathered into one ordered list.
     fn gather<R>(
         &self,
-        tramp: Tramp,
-        chunks: Vec<(usize, Result<Vec<u8>>, usize)>,
+        chunks: Vec<(usize, Result<Encoded>, usize)>,
         options: ApplyOptions<Vec<R>>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
@@ -1150,7 +1141,7 @@ impl Pool {
                 }
             }
         });
-        self.submit_chunks(tramp, chunks, timeout, deliver)?;
+        self.submit_chunks(chunks, timeout, deliver)?;
         Ok(AsyncResult::from_cell(cell))
     }
 
@@ -1285,11 +1276,16 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let total = items.len();
         let stream = Stream::<R>::new(ordered, Some(self.helper()));
-        let chunks = Pool::encode_chunks(FnRef::new(f), items, chunksize);
+        let chunks = self.encode_chunks(
+            &task::tramp_chunk::<A, R>(),
+            FnRef::new(f),
+            items,
+            chunksize,
+        )?;
         let s = Arc::clone(&stream);
         let deliver =
             Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
-        self.submit_chunks(task::tramp_chunk::<A, R>(), chunks, None, deliver)?;
+        self.submit_chunks(chunks, None, deliver)?;
         Ok(IMapIter::new(stream, total))
     }
 
@@ -1476,11 +1472,9 @@ const INLINE_MAX: usize = worker::RING_CAP / 2 - 256;
 /// mapped in the parent and in the workers: no page faults on reuse).
 const SPARE_BLOCKS: usize = 4;
 
-/// An encoded task body, ready to go.
-enum Body {
-    Inline(Vec<u8>),
-    Block(SharedMemory, usize),
-}
+/// A task record ready to queue: its id, its bytes, and the block that
+/// holds its body when it is large.
+type Encoded = (u64, Vec<u8>, Option<SharedMemory>);
 
 /// Writes into a shared-memory block from the start.
 struct ShmWriter<'a> {
@@ -1503,15 +1497,20 @@ impl Write for ShmWriter<'_> {
 }
 
 impl Shared {
-    /// Encodes a task body: into a buffer, or, when large, straight into a
-    /// (reused) shared-memory block.
-    fn encode_body<T: Serialize>(&self, value: &T) -> Result<Body> {
+    /// Builds the record of a new task from `template` (see
+    /// [`task::head_template`]) and its body `value`: inline when small,
+    /// else with the body encoded straight into a (reused) shared-memory
+    /// block. Needs no lock: ids come from an atomic counter.
+    fn build_record<T: Serialize + ?Sized>(&self, template: &[u8], value: &T) -> Result<Encoded> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let c = codec::Codec::default();
         let len = c.encoded_len(value)?;
         if len <= INLINE_MAX {
-            let mut v = Vec::with_capacity(len);
-            c.encode_into(value, &mut v)?;
-            return Ok(Body::Inline(v));
+            let mut rec = Vec::with_capacity(template.len() + len);
+            rec.extend_from_slice(template);
+            task::set_head(&mut rec, KIND_INLINE, id);
+            c.encode_into(value, &mut rec)?;
+            return Ok((id, rec, None));
         }
         let block = self.take_block(len)?;
         c.encode_to_writer(
@@ -1521,7 +1520,12 @@ impl Shared {
                 pos: 0,
             },
         )?;
-        Ok(Body::Block(block, len))
+        let mut rec = Vec::with_capacity(template.len() + 8 + block.name().len());
+        rec.extend_from_slice(template);
+        task::set_head(&mut rec, KIND_BLOCK, id);
+        rec.extend_from_slice(&(len as u64).to_le_bytes());
+        rec.extend_from_slice(block.name().as_bytes());
+        Ok((id, rec, Some(block)))
     }
 
     /// A spare block of at least `len` bytes, or a new one.
@@ -1548,23 +1552,6 @@ impl Shared {
             spare.push(block);
         }
     }
-}
-
-/// Builds a task record: inline, or naming the block that holds the body.
-fn make_record(id: u64, tramp: &Tramp, body: Body) -> Result<(Vec<u8>, Option<SharedMemory>)> {
-    let (block, len) = match body {
-        Body::Inline(body) if body.len() <= INLINE_MAX => {
-            let mut rec = task::task_head(KIND_INLINE, id, tramp)?;
-            rec.extend_from_slice(&body);
-            return Ok((rec, None));
-        }
-        Body::Inline(body) => (worker::write_block(&body, 0)?, body.len()),
-        Body::Block(block, len) => (block, len),
-    };
-    let mut rec = task::task_head(KIND_BLOCK, id, tramp)?;
-    rec.extend_from_slice(&(len as u64).to_le_bytes());
-    rec.extend_from_slice(block.name().as_bytes());
-    Ok((rec, Some(block)))
 }
 
 /// Forks one worker for `slot` through the zygote.

@@ -331,6 +331,22 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
     out
 }
 
+/// The fixed part of the records of tasks run by `tramp`, with kind and id
+/// left zero (fill them in with [`set_head`]).
+pub(crate) fn head_template(tramp: &Tramp) -> Result<Vec<u8>, Error> {
+    task_head(0, 0, tramp)
+}
+
+/// Sets the kind and id of a record built from [`head_template`].
+pub(crate) fn set_head(rec: &mut [u8], kind: u8, id: u64) {
+    if let Some(k) = rec.get_mut(0) {
+        *k = kind;
+    }
+    if let Some(i) = rec.get_mut(1..9) {
+        i.copy_from_slice(&id.to_le_bytes());
+    }
+}
+
 /// Encodes a task record's fixed part: kind, id and trampoline.
 pub(crate) fn task_head(kind: u8, id: u64, tramp: &Tramp) -> Result<Vec<u8>, Error> {
     let t = codec::encode(tramp)?;
