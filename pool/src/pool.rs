@@ -34,7 +34,7 @@ const MAX_OUTSTANDING: usize = 256;
 /// How long the collector spins for results before it sleeps.
 const COLLECT_SPIN: Duration = Duration::from_micros(50);
 /// How long a worker spins for its next task before it sleeps.
-const WORKER_SPIN: Duration = Duration::from_micros(50);
+const WORKER_SPIN: Duration = Duration::from_micros(200);
 /// How long `join` and `terminate` wait for a worker to exit before killing it.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
 
@@ -329,8 +329,13 @@ impl Help for Shared {
         }
     }
 
-    fn leave(&self) {
-        if self.helpers.fetch_sub(1, Ordering::SeqCst) == 1 {
+    fn leave(&self, going_to_sleep: bool) {
+        // A helper that got its result does not wake the result thread (it
+        // re-checks within a millisecond): waking it after every `get` would
+        // put a third thread on two CPUs in exactly the ping-pong that
+        // spinning keeps fast. One that is about to sleep must wake it, or
+        // nobody would collect its result.
+        if self.helpers.fetch_sub(1, Ordering::SeqCst) == 1 && going_to_sleep {
             park::wake_all_u32(&self.helpers);
         }
     }

@@ -14,8 +14,11 @@ use multiproc_ipc::{Error, ErrorKind, Result};
 
 use crate::ring::spin_until;
 
-/// How long a blocking wait spins before it sleeps (about one wake-up's cost).
-pub(crate) const GET_SPIN: Duration = Duration::from_micros(20);
+/// How long a blocking wait spins (collecting results) before it sleeps:
+/// a few wake-ups' worth, so that a worker that has just gone to sleep can
+/// be woken and answer before the caller gives up and sleeps too (otherwise
+/// both sides settle into paying a wake-up on every hand-off).
+pub(crate) const GET_SPIN: Duration = Duration::from_micros(100);
 
 /// A pool that a waiting thread can help: while a caller waits for a result
 /// it collects results itself instead of waiting for the result thread to
@@ -25,8 +28,9 @@ pub(crate) trait Help: Send + Sync {
     fn enter(&self);
     /// Collects what has arrived, if no other thread is collecting.
     fn help(&self);
-    /// The thread stops helping.
-    fn leave(&self);
+    /// The thread stops helping; `going_to_sleep` if it will now block
+    /// (then the result thread must take over at once).
+    fn leave(&self, going_to_sleep: bool);
 }
 
 /// Spins up to `budget` until `ready()`, helping `helper` meanwhile.
@@ -40,7 +44,7 @@ fn spin_helping(helper: &Option<Weak<dyn Help>>, ready: impl Fn() -> bool) -> bo
                     ready()
                 }
             });
-            h.leave();
+            h.leave(!r);
             r
         }
         None => spin_until(GET_SPIN, ready),
