@@ -720,7 +720,7 @@ impl Pool {
                 "the timeout must be positive",
             ));
         }
-        let template = task::head_template(&task::tramp_one::<A, R>())?;
+        let template = task::one_template::<A, R>()?;
         let encoded = self.shared.build_record(&template, &(FnRef::new(f), arg))?;
         let cell = Cell::<R>::new(Some(self.helper()));
         let c = Arc::clone(&cell);

@@ -12,8 +12,11 @@
 //! A result record is `[kind u8][id u64][payload]`: the outcome bytes inline,
 //! or `[seq u64][block name]` for a large outcome.
 
+use std::any::TypeId;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 
 use multiproc_ipc::{codec, Error, ErrorKind, FnRef, FnRef2, RemotePanic, WireError};
 use serde::de::DeserializeOwned;
@@ -335,6 +338,26 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
 /// left zero (fill them in with [`set_head`]).
 pub(crate) fn head_template(tramp: &Tramp) -> Result<Vec<u8>, Error> {
     task_head(0, 0, tramp)
+}
+
+thread_local! {
+    static ONE_TEMPLATES: RefCell<HashMap<TypeId, Rc<[u8]>>> = RefCell::new(HashMap::new());
+}
+
+/// [`head_template`] of [`tramp_one::<A, R>`](tramp_one), cached per thread
+/// (`apply_async` needs it for every task).
+pub(crate) fn one_template<A, R>() -> Result<Rc<[u8]>, Error>
+where
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    let key = TypeId::of::<fn(A) -> R>();
+    if let Some(t) = ONE_TEMPLATES.with(|m| m.borrow().get(&key).cloned()) {
+        return Ok(t);
+    }
+    let t: Rc<[u8]> = head_template(&tramp_one::<A, R>())?.into();
+    ONE_TEMPLATES.with(|m| m.borrow_mut().insert(key, Rc::clone(&t)));
+    Ok(t)
 }
 
 /// Sets the kind and id of a record built from [`head_template`].
