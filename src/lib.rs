@@ -11,6 +11,7 @@ pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendC
 pub use multiproc_ipc::shm;
 pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
+pub use multiproc_pool::{ApplyOptions, AsyncResult, IMapIter, Pool, PoolBuilder, StartMethod};
 
 // Cross-process synchronization and shared values.
 pub use multiproc_ipc::sync::{
@@ -22,6 +23,7 @@ pub use multiproc_ipc::{sync, value};
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::shm::SharedMemory;
+    pub use crate::{AsyncResult, Pool};
     pub use crate::{Connection, Inherited, Pipe, RecvConnection, SendConnection};
     pub use crate::{Error, ErrorKind, Result};
 

@@ -86,15 +86,15 @@ fn child_entry() {
     let name = std::env::var(NAME).unwrap();
     match role.as_str() {
         "read" => {
-            let block = SharedMemory::attach(&name).unwrap();
-            let text = std::str::from_utf8(&block.to_vec()[..11])
+            let mut block = SharedMemory::attach(&name).unwrap();
+            let text = std::str::from_utf8(&block.as_slice()[..11])
                 .unwrap()
                 .to_owned();
             block.write_at(11, b"!").unwrap();
             println!("read:{text}");
         }
         "own-and-hang" => {
-            let block = SharedMemory::create(&name, 4096).unwrap();
+            let mut block = SharedMemory::create(&name, 4096).unwrap();
             let region = ShmRegion::create(4096).unwrap();
             println!("region:{}", region.name().unwrap());
             block.write_at(0, b"x").unwrap();
@@ -112,7 +112,7 @@ fn child_entry() {
 #[test]
 fn block_written_by_one_process_is_read_by_another() {
     let name = format!("test-rw-{}", std::process::id());
-    let block = SharedMemory::create(&name, 64).unwrap();
+    let mut block = SharedMemory::create(&name, 64).unwrap();
     block.write_at(0, b"hello world").unwrap();
     let out = ChildGuard::spawn("read", &name).wait(Duration::from_secs(30));
     assert!(out.contains("read:hello world"), "{out}");
@@ -124,7 +124,7 @@ fn block_written_by_one_process_is_read_by_another() {
     assert!(!in_dev_shm(&name), "unlink must remove the name");
     assert!(SharedMemory::attach(&name).is_err());
     // The mapping outlives the name.
-    assert_eq!(&block.to_vec()[..5], b"hello");
+    assert_eq!(&block.as_slice()[..5], b"hello");
 }
 
 #[test]
@@ -135,10 +135,11 @@ fn owner_drop_unlinks_but_attached_handles_do_not() {
     assert!(!attached.is_owner());
     drop(attached);
     assert!(in_dev_shm(&name), "a non-owner drop must not unlink");
-    let clone = owner.clone();
-    drop(owner);
-    assert!(in_dev_shm(&name), "the owner's last handle is still alive");
-    drop(clone);
+    let shared = std::sync::Arc::new(owner);
+    let other = shared.clone();
+    drop(shared);
+    assert!(in_dev_shm(&name), "the owner's handle is still alive");
+    drop(other);
     assert!(!in_dev_shm(&name));
 }
 
@@ -200,12 +201,13 @@ fn drop_inherited_owner_handle(_: ()) -> bool {
     in_dev_shm(&name)
 }
 
-static INHERITED: std::sync::Mutex<Option<SharedMemory>> = std::sync::Mutex::new(None);
+static INHERITED: std::sync::Mutex<Option<std::sync::Arc<SharedMemory>>> =
+    std::sync::Mutex::new(None);
 
 #[test]
 fn a_forked_child_dropping_an_inherited_handle_does_not_unlink() {
     let name = format!("test-fork-drop-{}", std::process::id());
-    let block = SharedMemory::create(&name, 32).unwrap();
+    let block = std::sync::Arc::new(SharedMemory::create(&name, 32).unwrap());
     *INHERITED.lock().unwrap() = Some(block.clone());
     let p = multiproc::Process::spawn(drop_inherited_owner_handle, ()).unwrap();
     assert!(

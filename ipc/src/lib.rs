@@ -9,7 +9,9 @@
 pub mod channel;
 pub mod codec;
 pub mod error;
+pub mod fnref2;
 pub mod forkserver;
+pub mod park;
 pub mod pipe;
 pub mod process;
 #[allow(unsafe_code)]
@@ -20,6 +22,7 @@ pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, Wir
 pub mod shm;
 pub mod sync;
 pub mod value;
+pub use fnref2::FnRef2;
 pub use forkserver::{fork_server, init};
 pub use process::{Process, ProcessBuilder};
 pub use zygote::{FnRef, Zygote, ZygoteChild};

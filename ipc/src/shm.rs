@@ -136,9 +136,12 @@ impl Drop for Named {
 
 /// A named block of shared memory, Python's `shared_memory.SharedMemory`.
 ///
-/// The creating process owns the block: it is unlinked when the owner's last
-/// handle is dropped (or on [`unlink`](SharedMemory::unlink)). Handles are
-/// cheap to clone; a clone or a handle inherited by a forked child never unlinks.
+/// The creating process owns the block: it is unlinked when the owner drops
+/// it (or on [`unlink`](SharedMemory::unlink)). A handle inherited by a
+/// forked child, or made by `attach`, never unlinks. A handle is not `Clone`:
+/// reads borrow it shared and writes borrow it exclusively, so a slice from
+/// [`as_slice`](SharedMemory::as_slice) cannot change under you through this
+/// process (share one handle with `Arc` and it becomes read-only).
 /// A `SharedMemory` serializes to its name, so it can be passed to another
 /// process, which attaches on deserialization.
 ///
@@ -149,10 +152,10 @@ impl Drop for Named {
 ///
 /// let name = format!("doc-example-{}", std::process::id());
 /// let mut block = SharedMemory::create(&name, 16)?;
-/// block.as_mut_slice()?[..5].copy_from_slice(b"hello");
+/// block.as_mut_slice()[..5].copy_from_slice(b"hello");
 ///
 /// let other = SharedMemory::attach(&name)?; // as another process would
-/// assert_eq!(&other.to_vec()[..5], b"hello");
+/// assert_eq!(&other.as_slice()[..5], b"hello");
 /// assert_eq!(other.size(), 16);
 /// drop(other);
 /// drop(block); // the owner's last handle: the block is unlinked
@@ -165,9 +168,8 @@ impl Drop for Named {
 /// Other processes can write the block at any time. Reading a slice while
 /// another process writes it gives torn, unspecified bytes (as in Python);
 /// guard shared data with a cross-process lock.
-#[derive(Clone)]
 pub struct SharedMemory {
-    inner: Arc<Named>,
+    inner: Named,
 }
 
 impl SharedMemory {
@@ -183,7 +185,7 @@ impl SharedMemory {
     /// system refuses the memory.
     pub fn create(name: &str, size: usize) -> Result<SharedMemory> {
         Ok(SharedMemory {
-            inner: Arc::new(Named::create(&check_name(name)?, size)?),
+            inner: Named::create(&check_name(name)?, size)?,
         })
     }
 
@@ -197,12 +199,12 @@ impl SharedMemory {
         let name = check_name(name)?;
         let map = Mapping::attach_named(&name).map_err(io_error)?;
         Ok(SharedMemory {
-            inner: Arc::new(Named {
+            inner: Named {
                 name,
                 map,
                 owner: None,
                 unlinked: Mutex::new(false),
-            }),
+            },
         })
     }
 
@@ -229,26 +231,15 @@ impl SharedMemory {
         v
     }
 
-    /// The block's bytes, to read and write in place (Python's `buf`).
-    ///
-    /// Needs the only handle to the block in this process, so that no
-    /// `write_at` through a clone can change the bytes under the slice; other
-    /// processes still can (see the caveat on [`SharedMemory`]).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` when clones of this handle exist in this process; use
-    /// [`read_at`](SharedMemory::read_at) and [`write_at`](SharedMemory::write_at)
-    /// with shared handles.
-    pub fn as_mut_slice(&mut self) -> Result<&mut [u8]> {
-        match Arc::get_mut(&mut self.inner) {
-            Some(named) => Ok(named.map.as_mut_slice()),
-            None => Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "other handles to this shared memory block exist in this process; \
-                 use read_at/write_at",
-            )),
-        }
+    /// The block's bytes, read in place (Python's `buf`). See the caveat on
+    /// [`SharedMemory`] about other processes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.inner.map.as_slice()
+    }
+
+    /// The block's bytes, to read and write in place.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.inner.map.as_mut_slice()
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the block.
@@ -269,7 +260,7 @@ impl SharedMemory {
     /// # Errors
     ///
     /// `InvalidArgument` if the range is outside the block.
-    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
         if self.inner.map.write_at(offset, data) {
             Ok(())
         } else {
@@ -419,8 +410,7 @@ impl ShmRegion {
                 });
             }
         }
-        let shm = SharedMemory::attach(&name)?;
-        let named = shm.inner;
+        let named = Arc::new(SharedMemory::attach(&name)?.inner);
         let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
         reg.retain(|(_, w)| w.strong_count() > 0);
         reg.push((named.name.clone(), Arc::downgrade(&named)));
@@ -643,22 +633,16 @@ mod tests {
     #[test]
     fn ranges_are_checked() {
         let name = format!("unit-range-{}", std::process::id());
-        let b = SharedMemory::create(&name, 8).unwrap();
+        let mut b = SharedMemory::create(&name, 8).unwrap();
         b.write_at(4, b"abcd").unwrap();
         assert!(b.write_at(5, b"abcd").is_err());
         let mut out = [0u8; 4];
         b.read_at(4, &mut out).unwrap();
         assert_eq!(&out, b"abcd");
         assert!(b.read_at(usize::MAX, &mut out).is_err());
-        let mut only = b;
-        only.as_mut_slice().unwrap()[0] = 7;
-        let clone = only.clone();
-        assert_eq!(
-            only.as_mut_slice().unwrap_err().kind(),
-            ErrorKind::InvalidArgument,
-            "a slice must not alias a clone's writes"
-        );
-        assert_eq!(clone.to_vec()[0], 7);
+        b.as_mut_slice()[0] = 7;
+        assert_eq!(b.as_slice()[0], 7);
+        assert_eq!(b.to_vec()[..1], [7]);
     }
 
     #[test]

@@ -3,5 +3,6 @@
 //! Each function runs the timed section exactly as the Python counterpart
 //! does, checks its results, and returns the JSON line.
 
+pub mod pool;
 pub mod process;
 pub mod sync;

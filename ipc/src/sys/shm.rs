@@ -226,13 +226,26 @@ impl Mapping {
         }
     }
 
+    /// The whole mapping as bytes.
+    ///
+    /// Other processes may write the memory at any time (the documented
+    /// caveat of the public API); in this process, writes need `&mut` on the
+    /// owning handle, so they cannot overlap this borrow.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes for the lifetime of
+        // &self. Every in-process write path to a named block's bytes takes
+        // `&mut` of its unique handle (SharedMemory is not Clone), so none
+        // overlaps this shared borrow. ShmRegion never hands out slices.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
     /// The whole mapping as mutable bytes.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: the mapping is `len` writable bytes for the borrow's
-        // lifetime; `&mut self` (and the caller's uniqueness check on its
-        // handle) makes this the only access to the mapping in this process
-        // meanwhile. Writes by other processes are the documented caveat of the
-        // public API, as with any memory map.
+        // lifetime; `&mut self` on the unique handle makes this the only
+        // access to the mapping in this process meanwhile. Writes by other
+        // processes are the documented caveat of the public API, as with any
+        // memory map.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
