@@ -4,11 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub use multiproc_ipc::{codec, shm};
-pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 pub use multiproc_ipc::{init, Process, ProcessBuilder};
+pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::shm::SharedMemory;
     pub use crate::{Error, ErrorKind, Result};
+    pub use crate::{JoinableQueue, Queue, SimpleQueue};
 }
+pub use multiproc_ipc::queue::{self, JoinableQueue, Queue, SimpleQueue};
