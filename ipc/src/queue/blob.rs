@@ -50,23 +50,21 @@ fn io(context: String, e: std::io::Error) -> Error {
 }
 
 /// Creates a segment for `bytes` named after the queue; returns its name.
-pub(crate) fn create(queue_name: &str, bytes: &[u8]) -> Result<String> {
+pub(crate) fn create(queue_name: &str, parts: [&[u8]; 2]) -> Result<String> {
+    let len = parts[0].len() + parts[1].len();
     let name = format!(
         "{queue_name}.{}-{}",
         std::process::id(),
         SEQUENCE.fetch_add(1, Ordering::Relaxed)
     );
     // A segment must have at least one byte.
-    let map = Mapping::create_named(&name, bytes.len().max(1)).map_err(|e| {
+    let map = Mapping::create_named(&name, len.max(1)).map_err(|e| {
         io(
-            format!(
-                "cannot create a segment for a queue item of {} bytes",
-                bytes.len()
-            ),
+            format!("cannot create a segment for a queue item of {len} bytes"),
             e,
         )
     })?;
-    if !map.write_at(0, bytes) {
+    if !(map.write_at(0, parts[0]) && map.write_at(parts[0].len(), parts[1])) {
         drop(map);
         discard(&name);
         return Err(Error::new(

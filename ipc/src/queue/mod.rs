@@ -57,6 +57,7 @@ mod blob;
 mod error;
 mod ring;
 
+use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -73,7 +74,7 @@ pub use ring::fault;
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::ShmRegion;
-use ring::{record_size, Flavor, GetStep, PutStep, Record, Ring, Stop};
+use ring::{record_size, Flavor, GetStep, PutStep, Record, Ring, Sink, Stop};
 
 /// The default size of a queue's ring: 8 MiB (shared memory pages are only
 /// allocated as the ring is used).
@@ -196,35 +197,60 @@ enum Why {
     Failed(Error),
 }
 
-fn put_impl<T: Serialize>(core: &Core, item: T, mode: Mode) -> std::result::Result<(), (T, Why)> {
-    with_buffer(&ENCODE_BUF, |buf| {
-        buf.clear();
-        if let Err(e) = Codec::default().encode_into(&item, buf) {
+/// True if `T` is `Vec<u8>`: such items skip the codec's byte-by-byte path
+/// and are copied as one block. Their bytes in the ring are exactly the
+/// codec's encoding (its length prefix, then the bytes), so either side may
+/// use the general path.
+fn is_byte_vec<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<Vec<u8>>()
+}
+
+fn put_impl<T: Serialize + 'static>(
+    core: &Core,
+    item: T,
+    mode: Mode,
+) -> std::result::Result<(), (T, Why)> {
+    let codec = Codec::default();
+    if let Some(bytes) = (&item as &dyn Any).downcast_ref::<Vec<u8>>() {
+        let mut prefix = Vec::with_capacity(10);
+        if let Err(e) = codec.encode_into(&(bytes.len() as u64), &mut prefix) {
             return Err((item, Why::Failed(e.into())));
         }
-        publish(&core.ring, buf, mode).map_err(|why| (item, why))
+        return publish(&core.ring, [&prefix, bytes], mode).map_err(|why| (item, why));
+    }
+    with_buffer(&ENCODE_BUF, |buf| {
+        buf.clear();
+        if let Err(e) = codec.encode_into(&item, buf) {
+            return Err((item, Why::Failed(e.into())));
+        }
+        publish(&core.ring, [buf, &[]], mode).map_err(|why| (item, why))
     })
 }
 
-fn publish(ring: &Ring, bytes: &[u8], mode: Mode) -> std::result::Result<(), Why> {
+fn publish(ring: &Ring, parts: [&[u8]; 2], mode: Mode) -> std::result::Result<(), Why> {
     let deadline = mode.lock_deadline();
+    let len = parts[0].len() + parts[1].len();
     let mut blob_name = None;
     let reference;
-    let rec = if bytes.len() <= ring.inline_max() {
-        Record::Inline(bytes)
+    let rec = if len <= ring.inline_max() {
+        Record {
+            kind: ring::KIND_INLINE,
+            parts,
+        }
     } else {
         if ring.is_closed() {
             return Err(Why::Closed);
         }
         ring.mark_blobs_used();
-        let name = blob::create(ring.name(), bytes).map_err(Why::Failed)?;
-        reference = blob::encode_ref(&name, bytes.len());
+        let name = blob::create(ring.name(), parts).map_err(Why::Failed)?;
+        reference = blob::encode_ref(&name, len);
         blob_name = Some(name);
-        Record::BlobRef(&reference)
+        Record {
+            kind: ring::KIND_BLOB,
+            parts: [&reference, &[]],
+        }
     };
-    let size = match &rec {
-        Record::Inline(b) | Record::BlobRef(b) => record_size(b.len()),
-    };
+    let size = record_size(rec.len());
     let outcome = loop {
         match ring.try_put(&rec, deadline) {
             Ok(PutStep::Done) => break Ok(()),
@@ -249,39 +275,89 @@ fn publish(ring: &Ring, bytes: &[u8], mode: Mode) -> std::result::Result<(), Why
     outcome
 }
 
-fn get_impl<T: DeserializeOwned>(core: &Core, mode: Mode) -> std::result::Result<T, Why> {
-    let ring = &core.ring;
-    let deadline = mode.lock_deadline();
-    let decode = |bytes: &[u8]| -> std::result::Result<T, Why> {
+/// Turns a `Vec<u8>` into the `T` it is (see [`is_byte_vec`]).
+fn from_byte_vec<T: 'static>(v: Vec<u8>) -> std::result::Result<T, Why> {
+    let any: Box<dyn Any> = Box::new(v);
+    any.downcast::<T>()
+        .map(|b| *b)
+        .map_err(|_| Why::Failed(Error::new(ErrorKind::Serialization, "item type mismatch")))
+}
+
+/// Decodes what one get step produced.
+fn finish<T: DeserializeOwned + 'static>(
+    step: GetStep,
+    buf: &[u8],
+    bytes: &mut Vec<u8>,
+) -> std::result::Result<Option<T>, Why> {
+    let decode = |b: &[u8]| -> std::result::Result<T, Why> {
         Codec::default()
-            .decode(bytes)
+            .decode(b)
             .map_err(|e| Why::Failed(e.into()))
     };
+    match step {
+        GetStep::Inline(n) if is_byte_vec::<T>() => {
+            let mut v = std::mem::take(bytes);
+            v.truncate(n);
+            from_byte_vec(v).map(Some)
+        }
+        GetStep::Inline(n) => decode(&buf[..n]).map(Some),
+        GetStep::Blob(b) if is_byte_vec::<T>() => {
+            let all = b.bytes();
+            let (_, used) =
+                ring::bytes_prefix(&all[..all.len().min(10)], all.len()).map_err(Why::Failed)?;
+            from_byte_vec(all[used..].to_vec()).map(Some)
+        }
+        GetStep::Blob(b) => decode(b.bytes()).map(Some),
+        GetStep::Closed => Err(Why::Closed),
+        GetStep::Empty => Ok(None),
+    }
+}
+
+fn get_impl<T: DeserializeOwned + 'static>(core: &Core, mode: Mode) -> std::result::Result<T, Why> {
+    let ring = &core.ring;
+    let deadline = mode.lock_deadline();
+    let byte_vec = is_byte_vec::<T>();
+    let mut bytes = Vec::new();
     with_buffer(&DECODE_BUF, |buf| loop {
-        match ring.try_get(buf, deadline) {
-            Ok(GetStep::Inline(n)) => return decode(&buf[..n]),
-            Ok(GetStep::Blob(b)) => return decode(b.bytes()),
-            Ok(GetStep::Closed) => return Err(Why::Closed),
-            Ok(GetStep::Empty) => {
-                if let Mode::Try = mode {
-                    return Err(Why::Empty);
-                }
-                match ring.wait_items(deadline) {
-                    Ok(()) => {}
-                    Err(Stop::TimedOut) => {
-                        // One last look: an item may have arrived at the wire.
-                        return match ring.try_get(buf, None) {
-                            Ok(GetStep::Inline(n)) => decode(&buf[..n]),
-                            Ok(GetStep::Blob(b)) => decode(b.bytes()),
-                            Ok(GetStep::Closed) => Err(Why::Closed),
-                            Ok(GetStep::Empty) | Err(Stop::TimedOut) => Err(Why::Timeout),
-                            Err(Stop::Failed(e)) => Err(Why::Failed(e)),
-                        };
-                    }
-                    Err(Stop::Failed(e)) => return Err(Why::Failed(e)),
+        let step = {
+            let mut sink = if byte_vec {
+                Sink::Bytes(&mut bytes)
+            } else {
+                Sink::Encoded(buf)
+            };
+            ring.try_get(&mut sink, deadline)
+        };
+        match step {
+            Ok(step) => {
+                if let Some(item) = finish(step, buf, &mut bytes)? {
+                    return Ok(item);
                 }
             }
             Err(Stop::TimedOut) => return Err(Why::Timeout),
+            Err(Stop::Failed(e)) => return Err(Why::Failed(e)),
+        }
+        // Empty.
+        if let Mode::Try = mode {
+            return Err(Why::Empty);
+        }
+        match ring.wait_items(deadline) {
+            Ok(()) => {}
+            Err(Stop::TimedOut) => {
+                // One last look: an item may have arrived at the wire.
+                let step = {
+                    let mut sink = if byte_vec {
+                        Sink::Bytes(&mut bytes)
+                    } else {
+                        Sink::Encoded(buf)
+                    };
+                    ring.try_get(&mut sink, None)
+                };
+                return match step {
+                    Ok(step) => finish(step, buf, &mut bytes)?.ok_or(Why::Timeout),
+                    Err(Stop::TimedOut) => Err(Why::Timeout),
+                    Err(Stop::Failed(e)) => Err(Why::Failed(e)),
+                };
+            }
             Err(Stop::Failed(e)) => return Err(Why::Failed(e)),
         }
     })
@@ -378,7 +454,7 @@ impl<T> fmt::Debug for QueueBuilder<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
+impl<T: Serialize + DeserializeOwned + 'static> QueueBuilder<T> {
     /// At most `maxsize` items in the queue; 0 (the default) for no item bound
     /// (Python's `maxsize <= 0`).
     pub fn maxsize(mut self, maxsize: usize) -> Self {
@@ -424,7 +500,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Queue<T> {
+impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// Creates a queue with no item bound (only the ring's byte capacity).
     ///
     /// # Errors
@@ -672,7 +748,7 @@ impl<T> fmt::Debug for JoinableQueue<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     /// Creates a joinable queue with no item bound.
     ///
     /// # Errors
@@ -894,7 +970,7 @@ impl<T> fmt::Debug for SimpleQueue<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+impl<T: Serialize + DeserializeOwned + 'static> SimpleQueue<T> {
     /// Creates a simple queue.
     ///
     /// # Errors
@@ -1002,6 +1078,25 @@ mod tests {
         assert_eq!(q.get().unwrap(), 5);
         assert!(crate::codec::decode::<Queue<String>>(&bytes).is_err());
         assert!(crate::codec::decode::<JoinableQueue<u32>>(&bytes).is_err());
+    }
+
+    #[test]
+    fn byte_vectors_are_stored_as_the_codec_encodes_them() {
+        for len in [0usize, 1, 127, 128, 70_000] {
+            let v: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut prefix = Vec::new();
+            Codec::default()
+                .encode_into(&(len as u64), &mut prefix)
+                .unwrap();
+            prefix.extend_from_slice(&v);
+            assert_eq!(crate::codec::encode(&v).unwrap(), prefix);
+        }
+        let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
+        for len in [0usize, 1, 300, 16_000, 100_000] {
+            let v: Vec<u8> = (0..len).map(|i| (i * 3) as u8).collect();
+            q.put(v.clone()).unwrap();
+            assert_eq!(q.get().unwrap(), v);
+        }
     }
 
     #[test]

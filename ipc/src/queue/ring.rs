@@ -82,12 +82,11 @@ const OFF_GET_TAIL_CACHE: usize = 328;
 const OFF_HEAD: usize = 384;
 const OFF_GET_COUNT: usize = 392;
 // Waiting (written only around parking).
-const OFF_GETTERS_WAITING: usize = 448;
-const OFF_PUTTERS_WAITING: usize = 452;
-const OFF_ITEMS_SEQ: usize = 456;
-const OFF_SPACE_SEQ: usize = 460;
-const OFF_JOINERS_WAITING: usize = 464;
-const OFF_JOIN_SEQ: usize = 468;
+// Event words: bit 0 = someone is parked on it, bits 1.. = a sequence bumped
+// by every notification that found the bit set.
+const OFF_ITEMS_EVENT: usize = 448;
+const OFF_SPACE_EVENT: usize = 452;
+const OFF_JOIN_EVENT: usize = 456;
 // JoinableQueue: task_done calls so far.
 const OFF_DONE_COUNT: usize = 512;
 /// Where the ring starts (page aligned).
@@ -152,6 +151,19 @@ pub(crate) fn stable_hash(s: &str) -> u64 {
     h
 }
 
+/// Decodes the codec's length prefix of a byte vector whose encoding is
+/// `total` bytes long; returns (byte count, prefix length).
+pub(crate) fn bytes_prefix(head: &[u8], total: usize) -> Result<(usize, usize)> {
+    let (n, used) = crate::codec::Codec::default().decode_prefix::<u64>(head)?;
+    if (used as u64).checked_add(n) != Some(total as u64) {
+        return Err(Error::new(
+            ErrorKind::Serialization,
+            format!("queue item of {total} bytes does not hold a byte vector of {n}"),
+        ));
+    }
+    Ok((n as usize, used))
+}
+
 /// Why a blocking step stopped.
 #[derive(Debug)]
 pub(crate) enum Stop {
@@ -180,20 +192,27 @@ pub(crate) enum GetStep {
     Closed,
 }
 
-/// A record to publish.
-pub(crate) enum Record<'a> {
-    Inline(&'a [u8]),
-    /// The payload of a blob reference (see `blob::encode_ref`).
-    BlobRef(&'a [u8]),
+/// A record to publish: its kind and its payload, in up to two parts (the
+/// codec's length prefix and the raw bytes, for byte-vector items).
+pub(crate) struct Record<'a> {
+    pub(crate) kind: u32,
+    pub(crate) parts: [&'a [u8]; 2],
 }
 
 impl Record<'_> {
-    fn parts(&self) -> (u32, &[u8]) {
-        match self {
-            Record::Inline(b) => (KIND_INLINE, b),
-            Record::BlobRef(b) => (KIND_BLOB, b),
-        }
+    pub(crate) fn len(&self) -> usize {
+        self.parts[0].len() + self.parts[1].len()
     }
+}
+
+/// Where a get puts an inline item.
+pub(crate) enum Sink<'a> {
+    /// The codec's bytes, into a reusable buffer (grown as needed, never
+    /// shrunk): `GetStep::Inline(n)` means `buf[..n]`.
+    Encoded(&'a mut Vec<u8>),
+    /// For byte-vector items: just the bytes after the codec's length
+    /// prefix, into this vector, which ends up exactly that long.
+    Bytes(&'a mut Vec<u8>),
 }
 
 /// The process-local handle on one queue region.
@@ -435,8 +454,8 @@ impl Ring {
         if self.a32(journal).load(Ordering::Acquire) == 1 {
             let p = self.a64(j_pos).load(Ordering::Relaxed);
             let c = self.a64(j_count).load(Ordering::Relaxed);
-            self.a64(pos).store(p, Ordering::Release);
             self.a64(count).store(c, Ordering::Release);
+            self.a64(pos).store(p, Ordering::Release);
             self.a32(journal).store(0, Ordering::Release);
         }
         // Whoever waited for the dead holder's publish may have missed it.
@@ -465,8 +484,10 @@ impl Ring {
         self.a64(j_count).store(new_count, Ordering::Relaxed);
         self.a32(journal).store(1, Ordering::Release);
         fault::hit(fault::Point::Committing);
-        self.a64(pos).store(new_pos, Ordering::Release);
+        // The count first: an item is never visible (through `tail`) before it
+        // is counted, so `task_done` after a `get` always finds it counted.
         self.a64(count).store(new_count, Ordering::Release);
+        self.a64(pos).store(new_pos, Ordering::Release);
         self.a32(journal).store(0, Ordering::Release);
     }
 
@@ -534,9 +555,9 @@ impl Ring {
     }
 
     fn wake_all_waiters(&self) {
-        for seq in [OFF_ITEMS_SEQ, OFF_SPACE_SEQ, OFF_JOIN_SEQ] {
-            self.a32(seq).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.a32(seq));
+        for event in [OFF_ITEMS_EVENT, OFF_SPACE_EVENT, OFF_JOIN_EVENT] {
+            self.a32(event).fetch_add(2, Ordering::SeqCst);
+            futex::wake_all(self.a32(event));
         }
     }
 
@@ -552,8 +573,8 @@ impl Ring {
         if self.is_closed() {
             return Ok(PutStep::Closed);
         }
-        let (kind, payload) = rec.parts();
-        let size = record_size(payload.len());
+        let len = rec.len();
+        let size = record_size(len);
         let guard = self.lock(Side::Put, deadline)?;
         let tail = self.a64(OFF_TAIL).load(Ordering::Relaxed);
         let mut head = self.a64(OFF_PUT_HEAD_CACHE).load(Ordering::Relaxed);
@@ -576,19 +597,17 @@ impl Ring {
             }
         }
         let mut header = [0u8; RECORD_HEADER];
-        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        header[4..].copy_from_slice(&kind.to_le_bytes());
+        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        header[4..].copy_from_slice(&rec.kind.to_le_bytes());
+        let body = tail + RECORD_HEADER as u64;
         self.write_ring(tail, &header)
-            .and_then(|()| self.write_ring(tail + RECORD_HEADER as u64, payload))
+            .and_then(|()| self.write_ring(body, rec.parts[0]))
+            .and_then(|()| self.write_ring(body + rec.parts[0].len() as u64, rec.parts[1]))
             .map_err(Stop::Failed)?;
         fault::hit(fault::Point::PutWritten);
         self.commit(Side::Put, tail + size, put + 1);
         drop(guard);
-        fence(Ordering::SeqCst);
-        if self.a32(OFF_GETTERS_WAITING).load(Ordering::Relaxed) > 0 {
-            self.a32(OFF_ITEMS_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake(self.a32(OFF_ITEMS_SEQ), 1);
-        }
+        self.notify(OFF_ITEMS_EVENT);
         Ok(PutStep::Done)
     }
 
@@ -601,19 +620,17 @@ impl Ring {
     ) -> std::result::Result<(), Stop> {
         self.wait_for(
             || self.is_closed() || self.has_space(size),
-            OFF_PUTTERS_WAITING,
-            OFF_SPACE_SEQ,
+            OFF_SPACE_EVENT,
             deadline,
         )
     }
 
     // -- get ---------------------------------------------------------------
 
-    /// One attempt to take a record. Inline items are copied into `buf`
-    /// (grown as needed, never shrunk).
+    /// One attempt to take a record. Inline items are copied into `sink`.
     pub(crate) fn try_get(
         &self,
-        buf: &mut Vec<u8>,
+        sink: &mut Sink<'_>,
         deadline: Option<Instant>,
     ) -> std::result::Result<GetStep, Stop> {
         loop {
@@ -652,12 +669,10 @@ impl Ring {
             }
             let got = self.a64(OFF_GET_COUNT).load(Ordering::Relaxed);
             let step = if kind == KIND_INLINE {
-                if buf.len() < len {
-                    buf.resize(len, 0);
-                }
-                self.read_ring(head + RECORD_HEADER as u64, &mut buf[..len])
+                let n = self
+                    .read_item(head + RECORD_HEADER as u64, len, sink)
                     .map_err(Stop::Failed)?;
-                Some(GetStep::Inline(len))
+                Some(GetStep::Inline(n))
             } else {
                 let mut reference = vec![0u8; len];
                 self.read_ring(head + RECORD_HEADER as u64, &mut reference)
@@ -672,16 +687,11 @@ impl Ring {
             self.commit(Side::Get, head + size, got + 1);
             drop(guard);
             fault::hit(fault::Point::GetCommitted);
-            fence(Ordering::SeqCst);
-            if self.a32(OFF_PUTTERS_WAITING).load(Ordering::Relaxed) > 0 {
-                self.a32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
-                futex::wake_all(self.a32(OFF_SPACE_SEQ));
-            }
-            if self.a32(OFF_GETTERS_WAITING).load(Ordering::Relaxed) > 0 && self.has_items() {
-                // Pass the baton: a wake-up may have gone to a getter that
-                // left before using it.
-                self.a32(OFF_ITEMS_SEQ).fetch_add(1, Ordering::SeqCst);
-                futex::wake(self.a32(OFF_ITEMS_SEQ), 1);
+            self.notify(OFF_SPACE_EVENT);
+            if self.has_items() {
+                // Pass the baton: a getter woken for an earlier item may have
+                // left (timed out) without taking it.
+                self.notify(OFF_ITEMS_EVENT);
             }
             match step {
                 Some(s) => return Ok(s),
@@ -693,12 +703,34 @@ impl Ring {
         }
     }
 
+    /// Copies the inline item of `len` bytes at `pos` into `sink`.
+    fn read_item(&self, pos: u64, len: usize, sink: &mut Sink<'_>) -> Result<usize> {
+        match sink {
+            Sink::Encoded(buf) => {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                self.read_ring(pos, &mut buf[..len])?;
+                Ok(len)
+            }
+            Sink::Bytes(out) => {
+                let mut prefix = [0u8; 10];
+                let k = len.min(prefix.len());
+                self.read_ring(pos, &mut prefix[..k])?;
+                let (n, used) = bytes_prefix(&prefix[..k], len)?;
+                out.clear();
+                out.resize(n, 0);
+                self.read_ring(pos + used as u64, out)?;
+                Ok(n)
+            }
+        }
+    }
+
     /// Waits until an item may be available, the queue closes, or the deadline passes.
     pub(crate) fn wait_items(&self, deadline: Option<Instant>) -> std::result::Result<(), Stop> {
         self.wait_for(
             || self.is_closed() || self.has_items(),
-            OFF_GETTERS_WAITING,
-            OFF_ITEMS_SEQ,
+            OFF_ITEMS_EVENT,
             deadline,
         )
     }
@@ -725,10 +757,8 @@ impl Ring {
                 Err(now) => d = now,
             }
         }
-        fence(Ordering::SeqCst);
-        if self.a32(OFF_JOINERS_WAITING).load(Ordering::Relaxed) > 0 && self.unfinished() == 0 {
-            self.a32(OFF_JOIN_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.a32(OFF_JOIN_SEQ));
+        if self.unfinished() == 0 {
+            self.notify(OFF_JOIN_EVENT);
         }
         true
     }
@@ -745,24 +775,40 @@ impl Ring {
             if self.unfinished() == 0 {
                 return Ok(());
             }
-            self.wait_for(
-                || self.unfinished() == 0,
-                OFF_JOINERS_WAITING,
-                OFF_JOIN_SEQ,
-                deadline,
-            )?;
+            self.wait_for(|| self.unfinished() == 0, OFF_JOIN_EVENT, deadline)?;
         }
     }
 
     // -- waiting -----------------------------------------------------------
 
-    /// Spins, then parks on `seq` announcing itself in `waiters`, until
-    /// `ready()` holds (or spuriously: callers re-try their operation).
+    /// Wakes whoever is parked on `event`, if anyone: the cheap side of the
+    /// protocol (a fence and a load when nobody sleeps).
+    fn notify(&self, event: usize) {
+        // Orders the caller's publish before reading the parked bit; the
+        // parker's fetch_or is the matching full barrier.
+        fence(Ordering::SeqCst);
+        let word = self.a32(event);
+        let w = word.load(Ordering::Relaxed);
+        if w & 1 != 0
+            && word
+                .compare_exchange(
+                    w,
+                    (w & !1).wrapping_add(2),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            futex::wake_all(word);
+        }
+    }
+
+    /// Spins, then parks on `event`, until `ready()` holds (or spuriously:
+    /// callers re-try their operation).
     fn wait_for(
         &self,
         ready: impl Fn() -> bool,
-        waiters: usize,
-        seq: usize,
+        event: usize,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), Stop> {
         if ready() {
@@ -784,30 +830,24 @@ impl Ring {
                     break;
                 }
             }
-            // The other side is slow: spin less next time (at least 2 µs).
+            // The other side is slow: spin less next time.
             self.spin_ns
                 .store((budget / 2).max(MIN_SPIN_NS), Ordering::Relaxed);
-        }
-        let seq = self.a32(seq);
-        let waiters = self.a32(waiters);
-        let seen = seq.load(Ordering::SeqCst);
-        waiters.fetch_add(1, Ordering::SeqCst);
-        if ready() {
-            waiters.fetch_sub(1, Ordering::SeqCst);
-            return Ok(());
         }
         let slice = match deadline {
             None => PARK_SLICE,
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => left.min(PARK_SLICE),
-                _ => {
-                    waiters.fetch_sub(1, Ordering::SeqCst);
-                    return Err(Stop::TimedOut);
-                }
+                _ => return Err(Stop::TimedOut),
             },
         };
-        let woke = futex::wait(seq, seen, Some(slice));
-        waiters.fetch_sub(1, Ordering::SeqCst);
+        let word = self.a32(event);
+        // Announce: a notifier that publishes after this sees the bit.
+        let seen = word.fetch_or(1, Ordering::SeqCst) | 1;
+        if ready() {
+            return Ok(());
+        }
+        let woke = futex::wait(word, seen, Some(slice));
         if woke == futex::Wake::TimedOut {
             self.housekeeping();
             if deadline.is_some_and(|d| Instant::now() >= d) && !ready() {
