@@ -97,6 +97,22 @@ pub(crate) const RECORD_HEADER: usize = 8;
 pub(crate) const KIND_INLINE: u32 = 1;
 pub(crate) const KIND_BLOB: u32 = 2;
 
+// The layout, pinned at compile time: aligned words, the locks and their
+// journals apart, producers' and consumers' words on different cache lines.
+const _: () = {
+    let lock = std::mem::size_of::<RobustMutex>();
+    assert!(lock == 48 && std::mem::align_of::<RobustMutex>() == 8);
+    assert!(OFF_PUT_LOCK % 8 == 0 && OFF_GET_LOCK % 8 == 0);
+    assert!(OFF_PUT_LOCK + lock <= OFF_PUT_JOURNAL);
+    assert!(OFF_GET_LOCK + lock <= OFF_GET_JOURNAL);
+    assert!(OFF_PUT_J_TAIL % 8 == 0 && OFF_GET_J_HEAD % 8 == 0);
+    assert!(OFF_PUT_GOT_CACHE + 8 <= OFF_TAIL && OFF_GET_TAIL_CACHE + 8 <= OFF_HEAD);
+    assert!(OFF_TAIL / 64 != OFF_HEAD / 64 && OFF_TAIL / 64 != OFF_PUT_LOCK / 64);
+    assert!(OFF_HEAD / 64 != OFF_GET_LOCK / 64);
+    assert!(OFF_JOIN_EVENT + 4 <= OFF_DONE_COUNT && OFF_DONE_COUNT + 8 <= RING_START);
+    assert!(RING_START % 4096 == 0 && OFF_MAGIC == 0 && OFF_BLOBS_USED < OFF_PUT_LOCK);
+};
+
 /// The smallest ring.
 pub(crate) const MIN_CAPACITY: usize = 4096;
 /// The largest ring (positions and lengths stay far from overflow).
@@ -919,40 +935,6 @@ pub mod fault {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn layout_offsets_are_aligned_and_disjoint() {
-        let lock = std::mem::size_of::<RobustMutex>();
-        assert_eq!(lock, 48);
-        assert!(OFF_PUT_LOCK + lock <= OFF_PUT_JOURNAL);
-        assert!(OFF_GET_LOCK + lock <= OFF_GET_JOURNAL);
-        for off in [
-            OFF_CAPACITY,
-            OFF_MAXSIZE,
-            OFF_TYPE_HASH,
-            OFF_PUT_LOCK,
-            OFF_PUT_J_TAIL,
-            OFF_PUT_J_COUNT,
-            OFF_PUT_HEAD_CACHE,
-            OFF_PUT_GOT_CACHE,
-            OFF_TAIL,
-            OFF_PUT_COUNT,
-            OFF_GET_LOCK,
-            OFF_GET_J_HEAD,
-            OFF_GET_J_COUNT,
-            OFF_GET_TAIL_CACHE,
-            OFF_HEAD,
-            OFF_GET_COUNT,
-            OFF_DONE_COUNT,
-        ] {
-            assert_eq!(off % 8, 0, "{off}");
-        }
-        // Producers' and consumers' words live on different cache lines.
-        assert_ne!(OFF_TAIL / 64, OFF_HEAD / 64);
-        assert_ne!(OFF_PUT_J_TAIL / 64, OFF_GET_J_HEAD / 64);
-        assert!(OFF_DONE_COUNT + 8 <= RING_START);
-        assert_eq!(RING_START % 4096, 0);
-    }
 
     #[test]
     fn records_are_padded() {
