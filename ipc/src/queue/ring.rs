@@ -4,7 +4,8 @@
 //!
 //! One [`ShmRegion`]: a header (fixed offsets below, grouped so that what
 //! producers write, what consumers write and what both read sit on separate
-//! cache lines), then the ring of `capacity` bytes.
+//! 128-byte pairs of cache lines, the unit the adjacent-line prefetcher
+//! moves), then the ring of `capacity` bytes.
 //!
 //! # Records
 //!
@@ -63,32 +64,32 @@ const OFF_CREATOR: usize = 40;
 const OFF_CLOSED: usize = 44;
 const OFF_BLOBS_USED: usize = 48;
 // Producers' private lines: the put lock, its journal, their caches.
-const OFF_PUT_LOCK: usize = 64;
-const OFF_PUT_JOURNAL: usize = 112;
-const OFF_PUT_J_TAIL: usize = 120;
-const OFF_PUT_J_COUNT: usize = 128;
-const OFF_PUT_HEAD_CACHE: usize = 136;
-const OFF_PUT_GOT_CACHE: usize = 144;
+const OFF_PUT_LOCK: usize = 128;
+const OFF_PUT_JOURNAL: usize = 176;
+const OFF_PUT_J_TAIL: usize = 184;
+const OFF_PUT_J_COUNT: usize = 192;
+const OFF_PUT_HEAD_CACHE: usize = 200;
+const OFF_PUT_GOT_CACHE: usize = 208;
 // Published by producers.
-const OFF_TAIL: usize = 192;
-const OFF_PUT_COUNT: usize = 200;
+const OFF_TAIL: usize = 256;
+const OFF_PUT_COUNT: usize = 264;
 // Consumers' private lines.
-const OFF_GET_LOCK: usize = 256;
-const OFF_GET_JOURNAL: usize = 304;
-const OFF_GET_J_HEAD: usize = 312;
-const OFF_GET_J_COUNT: usize = 320;
-const OFF_GET_TAIL_CACHE: usize = 328;
+const OFF_GET_LOCK: usize = 384;
+const OFF_GET_JOURNAL: usize = 432;
+const OFF_GET_J_HEAD: usize = 440;
+const OFF_GET_J_COUNT: usize = 448;
+const OFF_GET_TAIL_CACHE: usize = 456;
 // Published by consumers.
-const OFF_HEAD: usize = 384;
-const OFF_GET_COUNT: usize = 392;
+const OFF_HEAD: usize = 512;
+const OFF_GET_COUNT: usize = 520;
 // Waiting (written only around parking).
 // Event words: bit 0 = someone is parked on it, bits 1.. = a sequence bumped
 // by every notification that found the bit set.
-const OFF_ITEMS_EVENT: usize = 448;
-const OFF_SPACE_EVENT: usize = 452;
-const OFF_JOIN_EVENT: usize = 456;
+const OFF_ITEMS_EVENT: usize = 640;
+const OFF_SPACE_EVENT: usize = 644;
+const OFF_JOIN_EVENT: usize = 648;
 // JoinableQueue: task_done calls so far.
-const OFF_DONE_COUNT: usize = 512;
+const OFF_DONE_COUNT: usize = 768;
 /// Where the ring starts (page aligned).
 pub(crate) const RING_START: usize = 4096;
 
@@ -107,8 +108,11 @@ const _: () = {
     assert!(OFF_GET_LOCK + lock <= OFF_GET_JOURNAL);
     assert!(OFF_PUT_J_TAIL % 8 == 0 && OFF_GET_J_HEAD % 8 == 0);
     assert!(OFF_PUT_GOT_CACHE + 8 <= OFF_TAIL && OFF_GET_TAIL_CACHE + 8 <= OFF_HEAD);
-    assert!(OFF_TAIL / 64 != OFF_HEAD / 64 && OFF_TAIL / 64 != OFF_PUT_LOCK / 64);
-    assert!(OFF_HEAD / 64 != OFF_GET_LOCK / 64);
+    assert!(OFF_PUT_GOT_CACHE / 128 == OFF_PUT_LOCK / 128);
+    assert!(OFF_GET_TAIL_CACHE / 128 == OFF_GET_LOCK / 128);
+    assert!(OFF_TAIL / 128 != OFF_PUT_LOCK / 128 && OFF_TAIL / 128 != OFF_HEAD / 128);
+    assert!(OFF_HEAD / 128 != OFF_GET_LOCK / 128 && OFF_ITEMS_EVENT / 128 != OFF_HEAD / 128);
+    assert!(OFF_DONE_COUNT / 128 != OFF_ITEMS_EVENT / 128);
     assert!(OFF_JOIN_EVENT + 4 <= OFF_DONE_COUNT && OFF_DONE_COUNT + 8 <= RING_START);
     assert!(RING_START % 4096 == 0 && OFF_MAGIC == 0 && OFF_BLOBS_USED < OFF_PUT_LOCK);
 };
@@ -178,6 +182,28 @@ pub(crate) fn bytes_prefix(head: &[u8], total: usize) -> Result<(usize, usize)> 
         ));
     }
     Ok((n as usize, used))
+}
+
+/// Records up to this size (header included) are copied in and out whole.
+const SMALL: usize = 64;
+
+/// Puts an item already copied out of the ring into `sink`.
+fn fill_sink(item: &[u8], sink: &mut Sink<'_>) -> Result<usize> {
+    match sink {
+        Sink::Encoded(buf) => {
+            if buf.len() < item.len() {
+                buf.resize(item.len(), 0);
+            }
+            buf[..item.len()].copy_from_slice(item);
+            Ok(item.len())
+        }
+        Sink::Bytes(out) => {
+            let (n, used) = bytes_prefix(&item[..item.len().min(10)], item.len())?;
+            out.clear();
+            out.extend_from_slice(&item[used..]);
+            Ok(n)
+        }
+    }
 }
 
 /// Why a blocking step stopped.
@@ -542,9 +568,13 @@ impl Ring {
     }
 
     /// True if a record is published and not taken (a hint without the lock).
+    ///
+    /// Consults the consumers' cached tail first, so a consumer working
+    /// through a backlog does not touch the producers' cache line.
     fn has_items(&self) -> bool {
         let head = self.a64(OFF_HEAD).load(Ordering::Acquire);
-        self.a64(OFF_TAIL).load(Ordering::Acquire) != head
+        self.a64(OFF_GET_TAIL_CACHE).load(Ordering::Relaxed) != head
+            || self.a64(OFF_TAIL).load(Ordering::Acquire) != head
     }
 
     /// True if a record of `size` bytes would fit now (a hint without the lock).
@@ -616,10 +646,20 @@ impl Ring {
         header[..4].copy_from_slice(&(len as u32).to_le_bytes());
         header[4..].copy_from_slice(&rec.kind.to_le_bytes());
         let body = tail + RECORD_HEADER as u64;
-        self.write_ring(tail, &header)
-            .and_then(|()| self.write_ring(body, rec.parts[0]))
-            .and_then(|()| self.write_ring(body + rec.parts[0].len() as u64, rec.parts[1]))
-            .map_err(Stop::Failed)?;
+        let written = if RECORD_HEADER + len <= SMALL {
+            // A small record goes in with one copy.
+            let mut b = [0u8; SMALL];
+            let p0 = rec.parts[0].len();
+            b[..RECORD_HEADER].copy_from_slice(&header);
+            b[RECORD_HEADER..RECORD_HEADER + p0].copy_from_slice(rec.parts[0]);
+            b[RECORD_HEADER + p0..RECORD_HEADER + len].copy_from_slice(rec.parts[1]);
+            self.write_ring(tail, &b[..RECORD_HEADER + len])
+        } else {
+            self.write_ring(tail, &header)
+                .and_then(|()| self.write_ring(body, rec.parts[0]))
+                .and_then(|()| self.write_ring(body + rec.parts[0].len() as u64, rec.parts[1]))
+        };
+        written.map_err(Stop::Failed)?;
         fault::hit(fault::Point::PutWritten);
         self.commit(Side::Put, tail + size, put + 1);
         drop(guard);
@@ -669,8 +709,12 @@ impl Ring {
                     continue;
                 }
             }
-            let mut header = [0u8; RECORD_HEADER];
-            self.read_ring(head, &mut header).map_err(Stop::Failed)?;
+            // The header and, for a small record, all of it in one copy.
+            let mut first = [0u8; SMALL];
+            let k = tail.wrapping_sub(head).min(SMALL as u64) as usize;
+            self.read_ring(head, &mut first[..k])
+                .map_err(Stop::Failed)?;
+            let header = &first[..RECORD_HEADER];
             let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
             let kind = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
             let size = record_size(len);
@@ -684,7 +728,11 @@ impl Ring {
                 )));
             }
             let got = self.a64(OFF_GET_COUNT).load(Ordering::Relaxed);
-            let step = if kind == KIND_INLINE {
+            let step = if kind == KIND_INLINE && RECORD_HEADER + len <= k {
+                let n = fill_sink(&first[RECORD_HEADER..RECORD_HEADER + len], sink)
+                    .map_err(Stop::Failed)?;
+                Some(GetStep::Inline(n))
+            } else if kind == KIND_INLINE {
                 let n = self
                     .read_item(head + RECORD_HEADER as u64, len, sink)
                     .map_err(Stop::Failed)?;
@@ -703,11 +751,13 @@ impl Ring {
             self.commit(Side::Get, head + size, got + 1);
             drop(guard);
             fault::hit(fault::Point::GetCommitted);
-            self.notify(OFF_SPACE_EVENT);
-            if self.has_items() {
+            // One fence for both checks.
+            fence(Ordering::SeqCst);
+            self.notify_fenced(OFF_SPACE_EVENT);
+            if self.a32(OFF_ITEMS_EVENT).load(Ordering::Relaxed) & 1 != 0 && self.has_items() {
                 // Pass the baton: a getter woken for an earlier item may have
                 // left (timed out) without taking it.
-                self.notify(OFF_ITEMS_EVENT);
+                self.notify_fenced(OFF_ITEMS_EVENT);
             }
             match step {
                 Some(s) => return Ok(s),
@@ -768,7 +818,7 @@ impl Ring {
             if d >= self.a64(OFF_PUT_COUNT).load(Ordering::Acquire) {
                 return false;
             }
-            match done.compare_exchange_weak(d, d + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match done.compare_exchange_weak(d, d + 1, Ordering::SeqCst, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(now) => d = now,
             }
@@ -803,6 +853,11 @@ impl Ring {
         // Orders the caller's publish before reading the parked bit; the
         // parker's fetch_or is the matching full barrier.
         fence(Ordering::SeqCst);
+        self.notify_fenced(event);
+    }
+
+    /// [`notify`](Ring::notify) for a caller that has just fenced.
+    fn notify_fenced(&self, event: usize) {
         let word = self.a32(event);
         let w = word.load(Ordering::Relaxed);
         if w & 1 != 0
@@ -834,15 +889,22 @@ impl Ring {
         if budget > 0 {
             let start = Instant::now();
             let limit = Duration::from_nanos(u64::from(budget));
+            // Look less often the longer we wait (up to every 16 pauses): a
+            // reader hammering the other side's line slows its writer down,
+            // and a short backlog lets both sides work from their caches.
+            let mut pauses = 1u32;
             let mut i = 0u32;
             loop {
-                std::hint::spin_loop();
+                for _ in 0..pauses {
+                    std::hint::spin_loop();
+                }
                 if ready() {
                     self.spin_ns.store(MAX_SPIN_NS, Ordering::Relaxed);
                     return Ok(());
                 }
+                pauses = (pauses * 2).min(16);
                 i = i.wrapping_add(1);
-                if i % 32 == 0 && start.elapsed() >= limit {
+                if i % 8 == 0 && start.elapsed() >= limit {
                     break;
                 }
             }
