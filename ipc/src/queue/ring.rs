@@ -32,13 +32,16 @@
 //!
 //! # Waiting
 //!
-//! Spin first (adaptive, 2-20 µs; none on a single CPU), then park on a shared
-//! futex sequence word. A parked side announces itself in a waiter counter
-//! and the other side only calls into the kernel when it sees a waiter; the
-//! announce and the publish are each followed by a full fence, so one of the
-//! two always sees the other. Parking is sliced (at most [`PARK_SLICE`]) so a
-//! wake-up lost to a killed peer costs a delay, never a hang, and each slice
-//! also repairs a lock whose owner died.
+//! Spin first (adaptive, 2-20 µs with backoff between looks; none on a
+//! single CPU), then park on a shared futex *event word*: bit 0 says someone
+//! is parked, the other bits are a sequence. A parker sets the bit (a full
+//! barrier) and re-checks its condition before sleeping; the other side, after
+//! publishing, fences and reads the word, and only if the bit is set does it
+//! clear it, bump the sequence and call into the kernel. So one of the two
+//! always sees the other, and nobody pays a system call while nobody sleeps.
+//! Parking is sliced (at most [`PARK_SLICE`]) so a wake-up lost to a killed
+//! peer costs a delay, never a hang, and each slice also repairs a lock whose
+//! owner died.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
