@@ -97,11 +97,13 @@ fn produce((q, lo, hi): (Queue<u64>, u64, u64)) {
     }
 }
 
-fn consume_all(q: Queue<u64>) -> Vec<u64> {
+/// Takes items until the queue is closed; returns them packed as LE bytes
+/// (a compact result for the trip back to the parent).
+fn consume_all(q: Queue<u64>) -> Vec<u8> {
     let mut got = Vec::new();
     loop {
         match q.get() {
-            Ok(x) => got.push(x),
+            Ok(x) => got.extend_from_slice(&x.to_le_bytes()),
             Err(GetError::Closed) => return got,
             Err(e) => panic!("{e}"),
         }
@@ -211,7 +213,10 @@ fn four_producers_four_consumers_deliver_every_item_exactly_once() {
     let mut seen = HashSet::new();
     let mut total = 0;
     for c in consumers {
-        let got = join(c);
+        let got: Vec<u64> = join(c)
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
         total += got.len();
         for x in got {
             assert!(seen.insert(x), "item {x} delivered twice");
