@@ -818,7 +818,11 @@ impl Ring {
         let done = self.a64(OFF_DONE_COUNT);
         let mut d = done.load(Ordering::Acquire);
         loop {
-            if d >= self.a64(OFF_PUT_COUNT).load(Ordering::Acquire) {
+            // Items taken never exceed items put: below the (consumers'
+            // own) get count there is no need to read the producers' line.
+            if d >= self.a64(OFF_GET_COUNT).load(Ordering::Acquire)
+                && d >= self.a64(OFF_PUT_COUNT).load(Ordering::Acquire)
+            {
                 return false;
             }
             match done.compare_exchange_weak(d, d + 1, Ordering::SeqCst, Ordering::Acquire) {
@@ -826,8 +830,10 @@ impl Ring {
                 Err(now) => d = now,
             }
         }
-        if self.unfinished() == 0 {
-            self.notify(OFF_JOIN_EVENT);
+        // The SeqCst read-modify-write above is the full barrier of the
+        // waiting protocol: a joiner that parks after it sees the new count.
+        if self.a32(OFF_JOIN_EVENT).load(Ordering::SeqCst) & 1 != 0 && self.unfinished() == 0 {
+            self.notify_fenced(OFF_JOIN_EVENT);
         }
         true
     }
