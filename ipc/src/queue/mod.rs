@@ -194,7 +194,13 @@ enum Why {
     Empty,
     Timeout,
     Closed,
-    Failed(Error),
+    Failed(Box<Error>),
+}
+
+impl Why {
+    fn failed(e: Error) -> Why {
+        Why::Failed(Box::new(e))
+    }
 }
 
 /// True if `T` is `Vec<u8>`: such items skip the codec's byte-by-byte path
@@ -214,14 +220,14 @@ fn put_impl<T: Serialize + 'static>(
     if let Some(bytes) = (&item as &dyn Any).downcast_ref::<Vec<u8>>() {
         let mut prefix = Vec::with_capacity(10);
         if let Err(e) = codec.encode_into(&(bytes.len() as u64), &mut prefix) {
-            return Err((item, Why::Failed(e.into())));
+            return Err((item, Why::failed(e.into())));
         }
         return publish(&core.ring, [&prefix, bytes], mode).map_err(|why| (item, why));
     }
     with_buffer(&ENCODE_BUF, |buf| {
         buf.clear();
         if let Err(e) = codec.encode_into(&item, buf) {
-            return Err((item, Why::Failed(e.into())));
+            return Err((item, Why::failed(e.into())));
         }
         publish(&core.ring, [buf, &[]], mode).map_err(|why| (item, why))
     })
@@ -242,7 +248,7 @@ fn publish(ring: &Ring, parts: [&[u8]; 2], mode: Mode) -> std::result::Result<()
             return Err(Why::Closed);
         }
         ring.mark_blobs_used();
-        let name = blob::create(ring.name(), parts).map_err(Why::Failed)?;
+        let name = blob::create(ring.name(), parts).map_err(Why::failed)?;
         reference = blob::encode_ref(&name, len);
         blob_name = Some(name);
         Record {
@@ -280,7 +286,7 @@ fn from_byte_vec<T: 'static>(v: Vec<u8>) -> std::result::Result<T, Why> {
     let any: Box<dyn Any> = Box::new(v);
     any.downcast::<T>()
         .map(|b| *b)
-        .map_err(|_| Why::Failed(Error::new(ErrorKind::Serialization, "item type mismatch")))
+        .map_err(|_| Why::failed(Error::new(ErrorKind::Serialization, "item type mismatch")))
 }
 
 /// Decodes what one get step produced.
@@ -292,7 +298,7 @@ fn finish<T: DeserializeOwned + 'static>(
     let decode = |b: &[u8]| -> std::result::Result<T, Why> {
         Codec::default()
             .decode(b)
-            .map_err(|e| Why::Failed(e.into()))
+            .map_err(|e| Why::failed(e.into()))
     };
     match step {
         GetStep::Inline(n) if is_byte_vec::<T>() => {
@@ -304,7 +310,7 @@ fn finish<T: DeserializeOwned + 'static>(
         GetStep::Blob(b) if is_byte_vec::<T>() => {
             let all = b.bytes();
             let (_, used) =
-                ring::bytes_prefix(&all[..all.len().min(10)], all.len()).map_err(Why::Failed)?;
+                ring::bytes_prefix(&all[..all.len().min(10)], all.len()).map_err(Why::failed)?;
             from_byte_vec(all[used..].to_vec()).map(Some)
         }
         GetStep::Blob(b) => decode(b.bytes()).map(Some),
@@ -544,7 +550,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
         put_impl(&self.core, item, Mode::Until(None)).map_err(|(t, why)| match why {
             Why::Closed => PutError::Closed(t),
-            Why::Failed(e) => PutError::Failed(t, e),
+            Why::Failed(e) => PutError::Failed(t, *e),
             _ => PutError::Failed(t, Error::new(ErrorKind::Io, "put stopped unexpectedly")),
         })
     }
@@ -559,7 +565,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         put_impl(&self.core, item, Mode::Try).map_err(|(t, why)| match why {
             Why::Full | Why::Timeout => TryPutError::Full(t),
             Why::Closed => TryPutError::Closed(t),
-            Why::Failed(e) => TryPutError::Failed(t, e),
+            Why::Failed(e) => TryPutError::Failed(t, *e),
             Why::Empty => {
                 TryPutError::Failed(t, Error::new(ErrorKind::Io, "put stopped unexpectedly"))
             }
@@ -580,7 +586,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         put_impl(&self.core, item, Mode::timeout(timeout)).map_err(|(t, why)| match why {
             Why::Full | Why::Timeout => PutTimeoutError::Timeout(t),
             Why::Closed => PutTimeoutError::Closed(t),
-            Why::Failed(e) => PutTimeoutError::Failed(t, e),
+            Why::Failed(e) => PutTimeoutError::Failed(t, *e),
             Why::Empty => {
                 PutTimeoutError::Failed(t, Error::new(ErrorKind::Io, "put stopped unexpectedly"))
             }
@@ -597,7 +603,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     pub fn get(&self) -> std::result::Result<T, GetError> {
         get_impl(&self.core, Mode::Until(None)).map_err(|why| match why {
             Why::Closed => GetError::Closed,
-            Why::Failed(e) => GetError::Failed(e),
+            Why::Failed(e) => GetError::Failed(*e),
             _ => GetError::Failed(Error::new(ErrorKind::Io, "get stopped unexpectedly")),
         })
     }
@@ -612,7 +618,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         get_impl(&self.core, Mode::Try).map_err(|why| match why {
             Why::Empty | Why::Timeout | Why::Full => TryGetError::Empty,
             Why::Closed => TryGetError::Closed,
-            Why::Failed(e) => TryGetError::Failed(e),
+            Why::Failed(e) => TryGetError::Failed(*e),
         })
     }
 
@@ -626,7 +632,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         get_impl(&self.core, Mode::timeout(timeout)).map_err(|why| match why {
             Why::Empty | Why::Timeout | Why::Full => GetTimeoutError::Timeout,
             Why::Closed => GetTimeoutError::Closed,
-            Why::Failed(e) => GetTimeoutError::Failed(e),
+            Why::Failed(e) => GetTimeoutError::Failed(*e),
         })
     }
 }
@@ -870,7 +876,7 @@ impl<T> JoinableQueue<T> {
                 "{} task(s) still unfinished after {timeout:?}",
                 self.unfinished_tasks()
             ))),
-            Err(Stop::Failed(e)) => Err(e),
+            Err(Stop::Failed(e)) => Err(*e),
         }
     }
 

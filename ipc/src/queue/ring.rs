@@ -214,8 +214,15 @@ fn fill_sink(item: &[u8], sink: &mut Sink<'_>) -> Result<usize> {
 pub(crate) enum Stop {
     /// The deadline passed.
     TimedOut,
-    /// A real failure (a lock that cannot be recovered, a corrupt ring).
-    Failed(Error),
+    /// A real failure (a lock that cannot be recovered, a corrupt ring);
+    /// boxed to keep the hot paths' results small.
+    Failed(Box<Error>),
+}
+
+impl Stop {
+    pub(crate) fn failed(e: Error) -> Stop {
+        Stop::Failed(Box::new(e))
+    }
 }
 
 /// Outcome of one non-blocking put attempt.
@@ -468,12 +475,12 @@ impl Ring {
         let locked = match locked {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Stop::TimedOut),
-            Err(e) => return Err(Stop::Failed(lock_error(e))),
+            Err(e) => return Err(Stop::failed(lock_error(e))),
         };
         let guard = SideGuard { lock: m };
         if locked == Locked::OwnerDied {
             self.repair(side);
-            m.consistent().map_err(|e| Stop::Failed(lock_error(e)))?;
+            m.consistent().map_err(|e| Stop::failed(lock_error(e)))?;
         }
         Ok(guard)
     }
@@ -662,7 +669,7 @@ impl Ring {
                 .and_then(|()| self.write_ring(body, rec.parts[0]))
                 .and_then(|()| self.write_ring(body + rec.parts[0].len() as u64, rec.parts[1]))
         };
-        written.map_err(Stop::Failed)?;
+        written.map_err(Stop::failed)?;
         fault::hit(fault::Point::PutWritten);
         self.commit(Side::Put, tail + size, put + 1);
         drop(guard);
@@ -716,13 +723,13 @@ impl Ring {
             let mut first = [0u8; SMALL];
             let k = tail.wrapping_sub(head).min(SMALL as u64) as usize;
             self.read_ring(head, &mut first[..k])
-                .map_err(Stop::Failed)?;
+                .map_err(Stop::failed)?;
             let header = &first[..RECORD_HEADER];
             let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
             let kind = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
             let size = record_size(len);
             if size > tail.wrapping_sub(head) || (kind != KIND_INLINE && kind != KIND_BLOB) {
-                return Err(Stop::Failed(Error::new(
+                return Err(Stop::failed(Error::new(
                     ErrorKind::Io,
                     format!(
                         "queue {} is corrupt: record of {len} bytes, kind {kind} at {head}",
@@ -733,21 +740,21 @@ impl Ring {
             let got = self.a64(OFF_GET_COUNT).load(Ordering::Relaxed);
             let step = if kind == KIND_INLINE && RECORD_HEADER + len <= k {
                 let n = fill_sink(&first[RECORD_HEADER..RECORD_HEADER + len], sink)
-                    .map_err(Stop::Failed)?;
+                    .map_err(Stop::failed)?;
                 Some(GetStep::Inline(n))
             } else if kind == KIND_INLINE {
                 let n = self
                     .read_item(head + RECORD_HEADER as u64, len, sink)
-                    .map_err(Stop::Failed)?;
+                    .map_err(Stop::failed)?;
                 Some(GetStep::Inline(n))
             } else {
                 let mut reference = vec![0u8; len];
                 self.read_ring(head + RECORD_HEADER as u64, &mut reference)
-                    .map_err(Stop::Failed)?;
+                    .map_err(Stop::failed)?;
                 // Taking a blob over unlinks its name: from here the segment
                 // lives exactly as long as our mapping, whatever happens to us.
                 super::blob::take(&reference)
-                    .map_err(Stop::Failed)?
+                    .map_err(Stop::failed)?
                     .map(GetStep::Blob)
             };
             fault::hit(fault::Point::GetRead);
