@@ -504,3 +504,79 @@ fn handles_pass_through_the_codec_to_other_processes() {
     drop(q);
     assert_clean(name);
 }
+
+/// Role of this binary when re-executed as an unrelated process.
+const ROLE: &str = "MP_QUEUE_TEST_ROLE";
+const HANDLE: &str = "MP_QUEUE_TEST_HANDLE";
+
+/// The body of the re-executed child; a no-op in a normal test run.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let bytes = std::fs::read(std::env::var(HANDLE).unwrap()).unwrap();
+    match role.as_str() {
+        "put-three" => {
+            // Attaches by name: this process never shared memory with the creator.
+            let q: JoinableQueue<String> = multiproc::codec::decode(&bytes).unwrap();
+            for w in ["a", "bb", "ccc"] {
+                q.put(w.to_string()).unwrap();
+            }
+            q.put("x".repeat(3 << 20)).unwrap(); // a large item, in its own segment
+            q.join_timeout(LIMIT).unwrap();
+            println!("joined");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn an_unrelated_process_attaches_by_name() {
+    let _s = serial();
+    let q: JoinableQueue<String> = JoinableQueue::new().unwrap();
+    let path = std::env::temp_dir().join(format!("mp-queue-handle-{}", std::process::id()));
+    std::fs::write(&path, multiproc::codec::encode(&q).unwrap()).unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(ROLE, "put-three")
+        .env(HANDLE, &path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        match q.get_timeout(LIMIT) {
+            Ok(s) => got.push(s.len()),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{e}");
+            }
+        }
+        q.task_done().unwrap();
+    }
+    assert_eq!(got, vec![1, 2, 3, 3 << 20]);
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child's join never returned");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(
+        status.success() && out.contains("joined"),
+        "{status:?}\n{out}"
+    );
+    let _ = std::fs::remove_file(&path);
+    let name = q.name().to_owned();
+    drop(q);
+    assert_clean(name);
+}
