@@ -20,6 +20,9 @@ pub use multiproc_ipc::sync::{
 pub use multiproc_ipc::value::{Array, RawArray, RawValue, Value};
 pub use multiproc_ipc::{sync, value};
 
+// Queues.
+pub use multiproc_ipc::queue::{self, JoinableQueue, Queue, SimpleQueue};
+
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::shm::SharedMemory;
@@ -32,4 +35,7 @@ pub mod prelude {
     pub use crate::{
         Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore,
     };
+
+    // Queues.
+    pub use crate::{JoinableQueue, Queue, SimpleQueue};
 }

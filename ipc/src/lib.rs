@@ -26,3 +26,4 @@ pub use fnref2::FnRef2;
 pub use forkserver::{fork_server, init};
 pub use process::{Process, ProcessBuilder};
 pub use zygote::{FnRef, Zygote, ZygoteChild};
+pub mod queue;
