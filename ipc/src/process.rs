@@ -412,9 +412,9 @@ impl ProcessBuilder {
                     target: FnRef::new(target),
                     args,
                 };
-                server
-                    .spawn(server_main::<A, T>, &arg, &[w.as_fd()])?
-                    .into_proc()
+                let child = server.spawn(server_main::<A, T>, &arg, &[w.as_fd()])?;
+                drop(w);
+                child.into_proc()
             }
             None => {
                 // Installed here, children inherit it instead of each
@@ -422,21 +422,13 @@ impl ProcessBuilder {
                 install_panic_hook();
                 let _ = std::io::stdout().flush();
                 let _ = std::io::stderr().flush();
-                let mut read_end = Some(r.try_clone().map_err(|e| Error::io("dup", e))?);
-                let mut write_end = Some(w.try_clone().map_err(|e| Error::io("dup", e))?);
-                let child = ChildProc::fork_direct(|| {
-                    drop(read_end.take());
-                    match write_end.take() {
-                        Some(w) => child_run(target, args, w),
-                        None => 127,
-                    }
-                })?;
-                drop(read_end);
-                drop(write_end);
-                child
+                // The child owns the write end (moved into the closure:
+                // closed here when the fork returns) and must not keep the
+                // read end, or a child whose reader is gone would block
+                // forever on a full pipe instead of getting EPIPE.
+                ChildProc::fork_direct(&[r.as_fd()], move || child_run(target, args, w))?
             }
         };
-        drop(w);
         let child = Arc::new(child);
         register(&child, self.daemon);
         Ok(Process {

@@ -246,7 +246,7 @@ impl ZygoteState {
         };
         let mut child_fds = Some(frame.fds);
         let payload = frame.payload;
-        let forked = fork::fork_single_threaded(|| {
+        let forked = fork::fork_single_threaded(&[], || {
             // Drop what belongs to the zygote: its socket, its children's pidfds.
             self.sock = None;
             self.children.clear();
@@ -571,20 +571,11 @@ impl Zygote {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| Error::io("cannot create the zygote socketpair", e))?;
         let (ours, theirs) = (OwnedFd::from(ours), OwnedFd::from(theirs));
-        let mut parent_end = Some(ours);
-        let mut child_end = Some(theirs);
-        let pid = fork::fork_plain(|| {
-            drop(parent_end.take());
-            match child_end.take() {
-                Some(sock) => zygote_loop(sock),
-                None => 2,
-            }
-        })
-        .map_err(|e| Error::io("cannot fork the zygote", e))?;
-        drop(child_end);
-        let ours = parent_end
-            .take()
-            .ok_or_else(|| Error::new(ErrorKind::Io, "zygote socket missing"))?;
+        // The zygote owns `theirs` (moved in: closed here when the fork
+        // returns) and must not keep `ours`, or it would never see end of
+        // file when the requester drops its handle.
+        let pid = fork::fork_plain(&[ours.as_fd()], move || zygote_loop(theirs))
+            .map_err(|e| Error::io("cannot fork the zygote", e))?;
         let pidfd = wait::pidfd_open(pid).map_err(|e| Error::io("pidfd_open on the zygote", e))?;
         Ok(Zygote::from_parts(
             ours,
@@ -746,9 +737,14 @@ pub(crate) struct ChildProc {
 }
 
 impl ChildProc {
-    /// Forks the caller (plain fork) and wraps the child.
-    pub(crate) fn fork_direct(child: impl FnOnce() -> i32) -> Result<ChildProc> {
-        let pid = fork::fork_plain(child).map_err(|e| Error::io("fork failed", e))?;
+    /// Forks the caller (plain fork) and wraps the child; `close_in_child`
+    /// are descriptors of the caller that the child must not keep.
+    pub(crate) fn fork_direct(
+        close_in_child: &[BorrowedFd<'_>],
+        child: impl FnOnce() -> i32,
+    ) -> Result<ChildProc> {
+        let pid =
+            fork::fork_plain(close_in_child, child).map_err(|e| Error::io("fork failed", e))?;
         let pidfd = match wait::pidfd_open(pid) {
             Ok(p) => p,
             Err(e) => {

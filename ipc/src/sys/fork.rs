@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,7 +19,10 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 
 /// Forks the calling process and runs `child` in the new one.
 ///
-/// In the child: `PR_SET_PDEATHSIG(SIGKILL)` is set if the caller is the
+/// In the child: the descriptors of `close_in_child` are closed first (they
+/// belong to the parent: the child never runs destructors, so a descriptor it
+/// inherits but does not own stays open until it exits unless closed here);
+/// `PR_SET_PDEATHSIG(SIGKILL)` is set if the caller is the
 /// main thread (the signal fires when the forking *thread* exits; from other
 /// threads a small watcher thread in the child polls a pidfd of the parent
 /// process and kills the child when it exits instead); if the parent is
@@ -27,14 +30,19 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 /// and the process ends with `_exit(code)`; it never returns into the
 /// caller's frames and never runs the parent's `atexit` handlers. A panic
 /// escaping `child` exits with [`PANIC_EXIT_CODE`]. In the parent, returns the
-/// child's pid.
+/// child's pid (and `child` is dropped there, so descriptors it owns are
+/// closed in the parent).
 ///
 /// # Safety
 ///
 /// The caller is single-threaded, or accepts that `child` runs in a copy of a
 /// threaded process where locks held by other threads at the fork stay locked
 /// forever (POSIX allows only async-signal-safe calls there).
-pub(crate) unsafe fn fork_with(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+unsafe fn fork_with(
+    close_in_child: &[BorrowedFd<'_>],
+    child: impl FnOnce() -> i32,
+) -> io::Result<Pid> {
+    let close: Vec<RawFd> = close_in_child.iter().map(|f| f.as_raw_fd()).collect();
     // SAFETY: getpid and gettid have no preconditions.
     let (parent, from_main_thread) = unsafe { (libc::getpid(), libc::gettid() == libc::getpid()) };
     // SAFETY: the caller accepts the consequences of forking (see # Safety);
@@ -44,6 +52,12 @@ pub(crate) unsafe fn fork_with(child: impl FnOnce() -> i32) -> io::Result<Pid> {
         return Ok(pid);
     }
     // In the child from here on.
+    for &fd in &close {
+        // SAFETY: `fd` was open in the parent, hence here; the `OwnedFd` or
+        // `BorrowedFd` naming it in the parent's frames is never used nor
+        // dropped in this process (it leaves with `_exit`).
+        unsafe { libc::close(fd) };
+    }
     if from_main_thread {
         // PDEATHSIG fires when the forking *thread* exits; the main thread
         // lives as long as the process.
@@ -86,24 +100,32 @@ fn watch_parent(parent: Pid) {
     }
 }
 
-/// Forks from a process known to be single-threaded (a zygote).
-pub(crate) fn fork_single_threaded(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+/// Forks from a process known to be single-threaded (a zygote), closing
+/// `close_in_child` in the child.
+pub(crate) fn fork_single_threaded(
+    close_in_child: &[BorrowedFd<'_>],
+    child: impl FnOnce() -> i32,
+) -> io::Result<Pid> {
     // SAFETY: callers are zygote loops, which run in a forked process that
     // never starts a thread, so no lock can be held by another thread.
-    unsafe { fork_with(child) }
+    unsafe { fork_with(close_in_child, child) }
 }
 
-/// Forks the caller's process as it is (Python's `fork` start method).
+/// Forks the caller's process as it is (Python's `fork` start method),
+/// closing `close_in_child` in the child.
 ///
 /// Used by `Process::spawn` without a fork server and by `Zygote::start`
 /// before any fork server exists; both are documented as meant for
 /// single-threaded callers, and as hazardous (a lock held by another thread
 /// stays locked in the child) otherwise, exactly like Python's `fork`.
-pub(crate) fn fork_plain(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+pub(crate) fn fork_plain(
+    close_in_child: &[BorrowedFd<'_>],
+    child: impl FnOnce() -> i32,
+) -> io::Result<Pid> {
     // SAFETY: the public entry points reaching here document the threaded
     // hazard; glibc's own atfork handlers keep malloc usable in the child,
     // and the child only runs the caller's code and `_exit`s.
-    unsafe { fork_with(child) }
+    unsafe { fork_with(close_in_child, child) }
 }
 
 /// Flushes stdout and stderr and ends the process at once with `code`,
