@@ -321,7 +321,10 @@ static COUNTER: AtomicUsize = AtomicUsize::new(1);
 /// Without [`init`](crate::init), the child is a plain fork of the calling
 /// process: in a program running other threads, a lock one of them holds at
 /// that instant (stdout, the environment, a runtime's) stays held in the
-/// child forever, as with Python's `fork` start method. Children die with
+/// child forever, as with Python's `fork` start method; such a child does not
+/// flush stdout when it exits (the lock may be held), so a last line it
+/// prints without a newline is lost unless it flushes it itself
+/// (`std::io::stdout().flush()`), or runs from the fork server. Children die with
 /// the parent process (`PR_SET_PDEATHSIG` when spawned from the main thread,
 /// a pidfd watcher thread in the child otherwise), not with the spawning
 /// thread.
@@ -420,8 +423,6 @@ impl ProcessBuilder {
                 // Installed here, children inherit it instead of each
                 // installing its own.
                 install_panic_hook();
-                let _ = std::io::stdout().flush();
-                let _ = std::io::stderr().flush();
                 // The child owns the write end (moved into the closure:
                 // closed here when the fork returns) and must not keep the
                 // read end, or a child whose reader is gone would block

@@ -555,6 +555,9 @@ impl Zygote {
     /// this before the program starts threads, or accept that a lock held by
     /// another thread at that instant stays held in the zygote and in every
     /// child (call [`init`](crate::init) first in `main` to avoid this).
+    /// For that reason the children of such a zygote do not flush stdout
+    /// when they exit: a last line printed without a newline is lost unless
+    /// the child flushes it itself.
     /// Started from a thread other than the main one, the zygote has a
     /// second thread, a watcher that kills it when the parent process exits
     /// (`PR_SET_PDEATHSIG` would fire when the starting *thread* exits); it

@@ -1,0 +1,179 @@
+//! `Zygote` edge cases: buffered stdout across forks, an ignored `SIGCHLD`,
+//! a zygote that cannot be supervised, a zygote that dies while a stray
+//! process keeps its socket open.
+//!
+//! The scenarios that change process-wide state (stdout contents, signal
+//! dispositions, descriptor limits) run in a re-executed copy of this binary
+//! (`MP_ROLE` set), with a bounded wait and its children killed on failure.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use multiproc::{ErrorKind, ExitStatus};
+use multiproc_ipc::Zygote;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn exit_with(code: i32, _fds: Vec<OwnedFd>) -> i32 {
+    code
+}
+
+fn print_then_exit(text: String, _fds: Vec<OwnedFd>) -> i32 {
+    print!("{text}");
+    0
+}
+
+fn role() -> Option<String> {
+    std::env::var("MP_ROLE").ok()
+}
+
+/// Pids of our children that are zombies.
+fn zombie_children() -> Vec<i32> {
+    children(true)
+}
+
+/// Pids of our children (only the zombies with `zombies_only`).
+fn children(zombies_only: bool) -> Vec<i32> {
+    let mut out = Vec::new();
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[1] == me && (!zombies_only || fields[0] == "Z") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// True if `pid` no longer exists or is a zombie.
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
+
+fn kill_pid(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Waits up to `limit` for every child of this process to be gone.
+fn no_children_left(limit: Duration) -> Vec<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = children(false);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs this binary as helper `test` with `MP_ROLE=role`, waits up to
+/// `LIMIT` for it to exit (SIGKILLing it and the `CHILD <pid>`s it printed
+/// otherwise) and returns its exit status and stdout.
+fn run_helper(role: &str, test: &str) -> (std::process::ExitStatus, String) {
+    let mut helper = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("MP_ROLE", role)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = helper.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(s) = helper.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = helper.kill();
+            let _ = helper.wait();
+            let out = reader.join().unwrap();
+            for pid in child_pids(&out) {
+                kill_pid(pid);
+            }
+            panic!("helper {test} did not exit within {LIMIT:?}; its output:\n{out}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = reader.join().unwrap();
+    for pid in child_pids(&out) {
+        assert!(gone(pid), "{pid} left running by {test}");
+    }
+    (status, out)
+}
+
+fn child_pids(out: &str) -> Vec<i32> {
+    out.lines()
+        .filter_map(|l| l.split_once("CHILD ").map(|(_, p)| p.trim()))
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Buffered stdout is printed once.
+
+#[test]
+fn helper_partial_line() {
+    if role().as_deref() != Some("partial_line") {
+        return;
+    }
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().to_owned()))
+        .unwrap();
+    println!("THREADS {threads}");
+    // A partial line sits in stdout's buffer when the zygote is forked.
+    print!("PARTIAL");
+    let z = Zygote::start().unwrap();
+    println!("\nCHILD {}", z.pid());
+    for i in 0..3 {
+        let mut c = z.spawn(print_then_exit, &format!("OUT{i}|"), &[]).unwrap();
+        assert_eq!(c.wait_timeout(LIMIT).unwrap(), ExitStatus::Code(0));
+    }
+    drop(z);
+    println!("\nEND");
+}
+
+#[test]
+fn buffered_stdout_is_not_repeated_by_zygote_and_children() {
+    if role().is_some() {
+        return;
+    }
+    let (status, out) = run_helper("partial_line", "helper_partial_line");
+    assert!(status.success(), "{status:?}\n{out}");
+    assert!(out.contains("\nEND"), "{out}");
+    assert_eq!(out.matches("PARTIAL").count(), 1, "{out}");
+    // A zygote forked from a single-threaded process has a usable stdout
+    // lock: its children flush their partial lines at exit. (Forked from a
+    // threaded one, they exit without touching the lock.)
+    if out.contains("THREADS 1\n") {
+        for i in 0..3 {
+            assert_eq!(out.matches(&format!("OUT{i}|")).count(), 1, "{out}");
+        }
+    }
+}
