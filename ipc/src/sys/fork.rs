@@ -125,6 +125,10 @@ fn exit_child(code: i32, flush: bool) -> ! {
 
 /// Starts a thread that kills this process with `SIGKILL` when `parent`
 /// exits (the parent-death signal, for children of non-main threads).
+///
+/// The thread only waits in `poll` on a pidfd: it takes no lock and does not
+/// allocate, so the process may still fork safely while it runs (zygotes
+/// started from a non-main thread rely on this).
 fn watch_parent(parent: Pid) {
     let Ok(pidfd) = super::wait::pidfd_open(parent) else {
         exit_child(1, false)
@@ -137,7 +141,7 @@ fn watch_parent(parent: Pid) {
     let started = std::thread::Builder::new()
         .name("multiproc-lifeline".into())
         .spawn(move || {
-            let _ = super::fd::wait_readable(std::os::fd::AsFd::as_fd(&pidfd), None);
+            super::fd::wait_readable_forever(std::os::fd::AsFd::as_fd(&pidfd));
             // SAFETY: kill with our own pid and a signal number.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         });
@@ -146,16 +150,18 @@ fn watch_parent(parent: Pid) {
     }
 }
 
-/// Forks from a process known to be single-threaded (a zygote), closing
-/// `close_in_child` in the child. The child flushes stdout at exit unless
-/// the zygote itself was forked from a threaded process.
+/// Forks from a zygote, closing `close_in_child` in the child. The child
+/// flushes stdout at exit unless the zygote itself was forked from a
+/// threaded process.
 pub(crate) fn fork_single_threaded(
     close_in_child: &[BorrowedFd<'_>],
     child: impl FnOnce() -> i32,
 ) -> io::Result<Pid> {
     let stdio = child_stdio(true);
-    // SAFETY: callers are zygote loops, which run in a forked process that
-    // never starts a thread, so no lock can be held by another thread.
+    // SAFETY: callers are zygote loops. A zygote runs one thread, plus, when
+    // it was started from a non-main thread, the lifeline watcher of
+    // `watch_parent`, which only waits in a raw `poll` (no lock, no
+    // allocation): no lock can be held by another thread at the fork.
     unsafe { fork_with(close_in_child, stdio, child) }
 }
 
