@@ -266,31 +266,24 @@ impl ZygoteState {
         let pidfd = match wait::pidfd_open(pid) {
             Ok(p) => p,
             Err(e) => {
-                // Cannot supervise it: kill it and reap it now.
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                wait::kill_and_reap(pid);
                 let message = format!("pidfd_open failed: {e}");
+                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
+            }
+        };
+        let copy = match pidfd.try_clone() {
+            Ok(copy) => copy,
+            Err(e) => {
+                drop(pidfd);
+                wait::kill_and_reap(pid);
+                let message = format!("cannot duplicate the pidfd: {e}");
                 return self.reply(&Reply::SpawnFailed { message }, Vec::new());
             }
         };
         let id = self.next_id;
         self.next_id += 1;
-        let copy = pidfd.try_clone();
         self.children.push((id, pid, pidfd));
-        match copy {
-            Ok(copy) => self.reply(&Reply::Spawned { id, pid }, vec![copy]),
-            Err(e) => {
-                let message = format!("cannot duplicate the pidfd: {e}");
-                self.reply(&Reply::SpawnFailed { message }, Vec::new());
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+        self.reply(&Reply::Spawned { id, pid }, vec![copy]);
     }
 
     fn reap(&mut self, ready: &[bool]) {
@@ -577,18 +570,8 @@ impl Zygote {
         // The zygote owns `theirs` (moved in: closed here when the fork
         // returns) and must not keep `ours`, or it would never see end of
         // file when the requester drops its handle.
-        let pid = fork::fork_plain(&[ours.as_fd()], move || zygote_loop(theirs))
-            .map_err(|e| Error::io("cannot fork the zygote", e))?;
-        let pidfd = wait::pidfd_open(pid).map_err(|e| Error::io("pidfd_open on the zygote", e))?;
-        Ok(Zygote::from_parts(
-            ours,
-            ChildProc {
-                pid,
-                pidfd,
-                reaper: Reaper::Direct,
-                status: Mutex::new(None),
-            },
-        ))
+        let process = ChildProc::fork_direct(&[ours.as_fd()], move || zygote_loop(theirs))?;
+        Ok(Zygote::from_parts(ours, process))
     }
 
     fn start_via(server: &Zygote) -> Result<Zygote> {
@@ -751,11 +734,8 @@ impl ChildProc {
         let pidfd = match wait::pidfd_open(pid) {
             Ok(p) => p,
             Err(e) => {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                // Cannot supervise it: kill it and reap it now.
+                wait::kill_and_reap(pid);
                 return Err(Error::io("pidfd_open failed", e));
             }
         };

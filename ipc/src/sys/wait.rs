@@ -23,6 +23,21 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Kills our child `pid` with `SIGKILL` and reaps it: for a child we just
+/// forked but cannot supervise (no pidfd). Not yet reaped, the pid is still
+/// ours, so it cannot name another process.
+pub(crate) fn kill_and_reap(pid: i32) {
+    // SAFETY: kill takes a pid and a signal number; no memory.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    loop {
+        // SAFETY: a null status pointer is allowed; no other memory.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        if r != -1 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
 /// Sends `sig` to the process behind `pidfd`. A process that has already been
 /// reaped gives `ESRCH`.
 pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
@@ -90,5 +105,29 @@ fn status_from_siginfo(info: &libc::siginfo_t) -> Option<ExitStatus> {
     match info.si_code {
         libc::CLD_EXITED => Some(ExitStatus::Code(status)),
         _ => Some(ExitStatus::Signal(status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_and_reap_leaves_nothing() {
+        let pid = super::super::fork::fork_plain(&[], || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            0
+        })
+        .expect("fork");
+        kill_and_reap(pid);
+        // Reaped: the pid is gone (not a zombie) and no longer our child.
+        assert!(std::fs::metadata(format!("/proc/{pid}")).is_err());
+        // SAFETY: a null status pointer is allowed.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        assert_eq!(r, -1);
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ECHILD)
+        );
     }
 }
