@@ -177,3 +177,75 @@ fn buffered_stdout_is_not_repeated_by_zygote_and_children() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// A program that ignores SIGCHLD.
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn quit(code: i32) {
+    std::process::exit(code)
+}
+
+#[test]
+fn helper_sigchld_ignored() {
+    if role().as_deref() != Some("sigchld_ignored") {
+        return;
+    }
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) }.unwrap();
+    let bound = Duration::from_secs(8);
+
+    // The zygote reaps its children itself whatever the program ignores.
+    let z = Zygote::start().unwrap();
+    println!("CHILD {}", z.pid());
+    let t = Instant::now();
+    let mut c = z.spawn(exit_with, &3, &[]).unwrap();
+    println!("CHILD {}", c.pid());
+    assert_eq!(c.wait_timeout(bound).unwrap(), ExitStatus::Code(3));
+    let c = z.spawn(exit_with, &4, &[]).unwrap();
+    println!("CHILD {}", c.pid());
+    let mut pfd = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&c),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    assert_eq!(nix::poll::poll(&mut pfd, 8_000u16).unwrap(), 1);
+    assert_eq!(c.try_wait().unwrap(), Some(ExitStatus::Code(4)));
+    assert!(t.elapsed() < bound, "{:?}", t.elapsed());
+
+    // A plain-forked child is reaped by the kernel: its result still comes
+    // back; without one, join says the status is lost, promptly.
+    // (Many: a child that exits at once must not vanish before its pidfd
+    // is open.)
+    for i in 0..20 {
+        let mut p = multiproc::Process::spawn(square, i).unwrap();
+        println!("CHILD {}", p.pid());
+        assert_eq!(p.join_timeout(bound).unwrap(), i * i);
+    }
+    let t = Instant::now();
+    let mut p = multiproc::Process::spawn(quit, 5).unwrap();
+    println!("CHILD {}", p.pid());
+    let err = p.join_timeout(bound).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(err.to_string().contains("unavailable"), "{err}");
+    assert!(t.elapsed() < bound, "{:?}", t.elapsed());
+    assert!(!p.is_alive());
+    assert_eq!(p.exit_status(), None);
+
+    // The zygote itself is reaped by the kernel too: dropping it returns.
+    drop(z);
+    println!("SIGCHLD-OK");
+}
+
+#[test]
+fn ignored_sigchld_does_not_hang_zygote_waits() {
+    if role().is_some() {
+        return;
+    }
+    let (status, out) = run_helper("sigchld_ignored", "helper_sigchld_ignored");
+    assert!(status.success(), "{status:?}\n{out}");
+    assert!(out.contains("SIGCHLD-OK"), "{out}");
+}

@@ -43,7 +43,7 @@ use crate::error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 use crate::forkserver::fork_server;
 use crate::sys::fd::{self, Poll};
 use crate::sys::fork;
-use crate::zygote::{ChildProc, FnRef};
+use crate::zygote::{ChildProc, FnRef, Reaped};
 
 /// How long daemon children get between `SIGTERM` and `SIGKILL` when the
 /// parent exits.
@@ -277,7 +277,13 @@ fn reaper_loop(wake: OwnedFd, list: Arc<Mutex<Vec<Arc<ChildProc>>>>) {
             let _ = nix::unistd::read(&wake, &mut buf);
         }
         for (c, r) in children.iter().zip(revents.iter().skip(1)) {
-            if !r.is_empty() && c.wait_status(Some(Instant::now())).is_ok() {
+            // Reaped, or beyond reaping (its status is lost, or the zygote
+            // failed): either way, stop polling it.
+            let done = || match c.wait_reaped(Some(Instant::now())) {
+                Err(e) => !e.is_timeout(),
+                Ok(_) => true,
+            };
+            if !r.is_empty() && done() {
                 list.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .retain(|x| !Arc::ptr_eq(x, c));
@@ -482,7 +488,11 @@ where
     ///   (killed by a signal, or exited early; [`Error::exit_info`] says how);
     /// - [`ErrorKind::Serialization`] if the result could not be encoded in
     ///   the child or decoded here;
-    /// - [`ErrorKind::NotRunning`] if the process was already joined.
+    /// - [`ErrorKind::NotRunning`] if the process was already joined;
+    /// - [`ErrorKind::Io`] if the child ended without a result and its exit
+    ///   status is unavailable (the kernel reaps children itself when the
+    ///   program ignores `SIGCHLD`; a child that sent its result still
+    ///   gives it).
     pub fn join(mut self) -> Result<T> {
         self.join_until(None)
     }
@@ -563,17 +573,18 @@ where
             }
         }
         // 2. The exit status.
-        let status = self.child.wait_status(deadline)?;
+        let reaped = self.child.wait_reaped(deadline)?;
         self.joined = true;
         self.result = None;
         unregister(&self.child);
         // 3. The outcome.
-        let lost = || {
-            Error::worker_lost(ExitInfo {
+        let lost = || match reaped {
+            Reaped::Status(status) => Error::worker_lost(ExitInfo {
                 pid: self.child.pid,
                 status,
                 task: None,
-            })
+            }),
+            Reaped::Unavailable => self.child.unavailable(),
         };
         if !self.frame_complete() {
             return Err(lost());
@@ -620,7 +631,8 @@ impl<T> Process<T> {
         self.child.is_alive()
     }
 
-    /// How the child ended, or `None` while it runs (Python's `exitcode`).
+    /// How the child ended, or `None` while it runs (Python's `exitcode`)
+    /// or if its status is unavailable (the program ignores `SIGCHLD`).
     ///
     /// A child whose result is larger than the pipe's buffer (64 KiB) stays
     /// alive until [`join`](Process::join) reads it.
@@ -653,10 +665,9 @@ impl<T> Drop for Process<T> {
             return;
         }
         self.result = None;
-        if self.child.wait_status(Some(Instant::now())).is_ok() {
-            unregister(&self.child);
-        } else {
-            adopt(Arc::clone(&self.child));
+        match self.child.wait_reaped(Some(Instant::now())) {
+            Err(e) if e.is_timeout() => adopt(Arc::clone(&self.child)),
+            _ => unregister(&self.child),
         }
     }
 }

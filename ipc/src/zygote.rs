@@ -166,7 +166,17 @@ enum Reply {
     /// The fork (or the request) failed.
     SpawnFailed { message: String },
     /// Child `id` was reaped.
-    Exited { id: u64, status: ExitStatus },
+    Exited { id: u64, status: Reaped },
+}
+
+/// How a child ended, as far as its parent can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Reaped {
+    /// It exited or was killed: its status.
+    Status(ExitStatus),
+    /// It is gone but its status is lost: the kernel reaped it (its parent
+    /// ignored `SIGCHLD`) or `waitid` failed.
+    Unavailable,
 }
 
 /// Decodes the argument and calls the child's main: the monomorphized entry
@@ -194,6 +204,9 @@ fn trampoline<A: DeserializeOwned + 'static>(
 
 struct ZygoteState {
     sock: Option<OwnedFd>,
+    /// The `SIGCHLD` disposition inherited from the program, restored in
+    /// each child (the zygote itself needs the default to reap).
+    sigchld: Option<wait::SigchldDisposition>,
     children: Vec<(u64, i32, OwnedFd)>,
     reader: FrameReader,
     out: VecDeque<(Vec<u8>, Vec<OwnedFd>, usize)>,
@@ -252,6 +265,9 @@ impl ZygoteState {
             self.children.clear();
             self.out.clear();
             self.reader = FrameReader::default();
+            if let Some(saved) = &self.sigchld {
+                wait::restore_sigchld(saved);
+            }
             entry(main, &payload, child_fds.take().unwrap_or_default())
         });
         drop(child_fds);
@@ -293,7 +309,15 @@ impl ZygoteState {
             let is_ready = ready.get(k).copied().unwrap_or(false);
             k += 1;
             if is_ready {
-                if let Ok(Some(status)) = wait::waitid_pidfd(self.children[i].2.as_fd(), false) {
+                let reaped = match wait::waitid_pidfd(self.children[i].2.as_fd(), false) {
+                    Ok(Some(status)) => Some(Reaped::Status(status)),
+                    Ok(None) => None,
+                    // Its pidfd says it is dead, yet it cannot be reaped
+                    // (someone else did): report it, or it would be polled
+                    // forever.
+                    Err(_) => Some(Reaped::Unavailable),
+                };
+                if let Some(status) = reaped {
                     let (id, _, _) = self.children.remove(i);
                     self.reply(&Reply::Exited { id, status }, Vec::new());
                     continue;
@@ -306,8 +330,12 @@ impl ZygoteState {
 
 /// The zygote's event loop; returns its exit code when the requester is gone.
 fn zygote_loop(sock: OwnedFd) -> i32 {
+    // An inherited `SIG_IGN` would let the kernel reap our children and
+    // lose their statuses.
+    let sigchld = wait::default_sigchld().ok();
     let mut st = ZygoteState {
         sock: Some(sock),
+        sigchld,
         children: Vec::new(),
         reader: FrameReader::default(),
         out: VecDeque::new(),
@@ -384,7 +412,7 @@ fn zygote_main(_: (), mut fds: Vec<OwnedFd>) -> i32 {
 struct ClientIo {
     sock: OwnedFd,
     reader: FrameReader,
-    statuses: HashMap<u64, ExitStatus>,
+    statuses: HashMap<u64, Reaped>,
     forgotten: HashSet<u64>,
     closed: bool,
 }
@@ -719,7 +747,7 @@ pub(crate) struct ChildProc {
     pub(crate) pid: i32,
     pub(crate) pidfd: OwnedFd,
     reaper: Reaper,
-    status: Mutex<Option<ExitStatus>>,
+    status: Mutex<Option<Reaped>>,
 }
 
 impl ChildProc {
@@ -729,9 +757,30 @@ impl ChildProc {
         close_in_child: &[BorrowedFd<'_>],
         child: impl FnOnce() -> i32,
     ) -> Result<ChildProc> {
-        let pid =
-            fork::fork_plain(close_in_child, child).map_err(|e| Error::io("fork failed", e))?;
-        let pidfd = match wait::pidfd_open(pid) {
+        // If the kernel reaps our children itself, a child that exits at once
+        // could vanish before `pidfd_open`: it then waits at a gate until the
+        // pidfd is open.
+        let (gate_r, gate_w) = if wait::children_auto_reaped() {
+            let (r, w) = fd::pipe().map_err(|e| Error::io("cannot create a pipe", e))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        let mut close = close_in_child.to_vec();
+        close.extend(gate_w.as_ref().map(|w| w.as_fd()));
+        let pid = fork::fork_plain(&close, move || {
+            if let Some(gate) = gate_r {
+                fd::wait_readable_forever(gate.as_fd());
+            }
+            child()
+        })
+        .map_err(|e| Error::io("fork failed", e))?;
+        let pidfd = wait::pidfd_open(pid);
+        if let Some(w) = gate_w {
+            // A byte, not end of file: other forks may hold copies of `w`.
+            let _ = nix::unistd::write(&w, &[1]);
+        }
+        let pidfd = match pidfd {
             Ok(p) => p,
             Err(e) => {
                 // Cannot supervise it: kill it and reap it now.
@@ -748,18 +797,26 @@ impl ChildProc {
     }
 
     pub(crate) fn is_alive(&self) -> bool {
-        if self.known_status().is_some() {
+        if self.reaped().is_some() {
             return false;
         }
         !fd::is_readable(&self.pidfd).unwrap_or(true)
     }
 
-    pub(crate) fn known_status(&self) -> Option<ExitStatus> {
+    fn reaped(&self) -> Option<Reaped> {
         *self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The exit status, if the child has been reaped and it is known.
+    pub(crate) fn known_status(&self) -> Option<ExitStatus> {
+        match self.reaped() {
+            Some(Reaped::Status(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     pub(crate) fn signal(&self, sig: i32) -> Result<()> {
-        if self.known_status().is_some() {
+        if self.reaped().is_some() {
             return Ok(());
         }
         match wait::pidfd_send_signal(self.pidfd.as_fd(), sig) {
@@ -770,11 +827,33 @@ impl ChildProc {
         }
     }
 
+    /// The error for a child whose exit status is [`Reaped::Unavailable`].
+    pub(crate) fn unavailable(&self) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "process {} has exited but its exit status is unavailable (it was reaped \
+                 elsewhere: is SIGCHLD ignored?)",
+                self.pid
+            ),
+        )
+    }
+
     /// The exit status, waiting for the exit until `deadline`
-    /// (`Some(now)`: do not wait). Timeout if still running.
+    /// (`Some(now)`: do not wait). Timeout if still running; `Io` if it
+    /// exited but its status is unavailable.
     pub(crate) fn wait_status(&self, deadline: Option<Instant>) -> Result<ExitStatus> {
-        if let Some(s) = self.known_status() {
-            return Ok(s);
+        match self.wait_reaped(deadline)? {
+            Reaped::Status(s) => Ok(s),
+            Reaped::Unavailable => Err(self.unavailable()),
+        }
+    }
+
+    /// How the child ended, waiting for the exit until `deadline`
+    /// (`Some(now)`: do not wait). Timeout if still running.
+    pub(crate) fn wait_reaped(&self, deadline: Option<Instant>) -> Result<Reaped> {
+        if let Some(r) = self.reaped() {
+            return Ok(r);
         }
         if !wait::wait_exit(self.pidfd.as_fd(), deadline)
             .map_err(|e| Error::io("poll on a pidfd", e))?
@@ -785,13 +864,18 @@ impl ChildProc {
             )));
         }
         let mut guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = *guard {
-            return Ok(s);
+        if let Some(r) = *guard {
+            return Ok(r);
         }
-        let status = match &self.reaper {
-            Reaper::Direct => wait::waitid_pidfd(self.pidfd.as_fd(), true)
-                .map_err(|e| Error::io(format!("cannot reap process {}", self.pid), e))?
-                .ok_or_else(|| Error::new(ErrorKind::Io, "waitid reported nothing"))?,
+        let reaped = match &self.reaper {
+            Reaper::Direct => match wait::waitid_pidfd(self.pidfd.as_fd(), true) {
+                Ok(Some(status)) => Reaped::Status(status),
+                Ok(None) => return Err(Error::new(ErrorKind::Io, "waitid reported nothing")),
+                // Dead (its pidfd said so) and not ours to reap any more: the
+                // kernel reaped it because SIGCHLD is ignored.
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Reaped::Unavailable,
+                Err(e) => return Err(Error::io(format!("cannot reap process {}", self.pid), e)),
+            },
             Reaper::Zygote { id, zygote, .. } => {
                 // It is dead; the zygote reaps it and reports promptly. The
                 // bound only guards against a stopped zygote.
@@ -804,13 +888,27 @@ impl ChildProc {
                         .remove(id)
                         .ok_or_else(|| Error::new(ErrorKind::Io, "status vanished"))?,
                     // The zygote died: its children got SIGKILL (PDEATHSIG).
-                    Err(e) if e.kind() == ErrorKind::Closed => ExitStatus::Signal(libc::SIGKILL),
+                    Err(e) if e.kind() == ErrorKind::Closed => {
+                        Reaped::Status(ExitStatus::Signal(libc::SIGKILL))
+                    }
+                    // The child is dead: not a timeout of the caller's, a
+                    // zygote that failed to report.
+                    Err(e) if e.is_timeout() => {
+                        return Err(Error::new(
+                            ErrorKind::Io,
+                            format!(
+                                "process {} has exited but its zygote did not report its \
+                                 exit status",
+                                self.pid
+                            ),
+                        ))
+                    }
                     Err(e) => return Err(e),
                 }
             }
         };
-        *guard = Some(status);
-        Ok(status)
+        *guard = Some(reaped);
+        Ok(reaped)
     }
 }
 
@@ -907,8 +1005,12 @@ impl ZygoteChild {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] on an OS or protocol failure. A dead zygote is not
-    /// an error: its children were killed, and this gives `Signal(SIGKILL)`.
+    /// [`ErrorKind::Io`] on an OS or protocol failure, or if the child
+    /// exited but its status is unavailable (reaped by someone else; the
+    /// zygote resets an ignored `SIGCHLD` to the default, so only a program
+    /// that reaps other processes' children can cause this). A dead zygote
+    /// is not an error: its children were killed, and this gives
+    /// `Signal(SIGKILL)`.
     pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
         match self.p().wait_status(Some(Instant::now())) {
             Ok(s) => Ok(Some(s)),

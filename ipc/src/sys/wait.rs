@@ -38,6 +38,48 @@ pub(crate) fn kill_and_reap(pid: i32) {
     }
 }
 
+/// A saved disposition of `SIGCHLD`, to restore with [`restore_sigchld`].
+pub(crate) struct SigchldDisposition(libc::sigaction);
+
+/// Sets `SIGCHLD` to its default disposition and returns the previous one.
+///
+/// A process that inherited `SIG_IGN` has its children reaped by the kernel
+/// as they exit, so their exit status is lost and `waitid` fails with
+/// `ECHILD`: a process that reaps its children (a zygote) calls this first.
+pub(crate) fn default_sigchld() -> io::Result<SigchldDisposition> {
+    // SAFETY: sigaction is plain data; all-zero is a valid value (empty mask,
+    // no flags), and SIG_DFL is a valid handler.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: as above.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to two local sigaction structs.
+    cvt(unsafe { libc::sigaction(libc::SIGCHLD, &new, &mut old) })?;
+    Ok(SigchldDisposition(old))
+}
+
+/// True if the kernel reaps this process's children itself as they exit
+/// (`SIGCHLD` ignored, or `SA_NOCLDWAIT`): their statuses are lost, and a
+/// child that exits at once may be gone before `pidfd_open` names it.
+pub(crate) fn children_auto_reaped() -> bool {
+    // SAFETY: sigaction is plain data; all-zero is a valid value.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; a valid pointer for the old.
+    if unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut cur) } == -1 {
+        return false;
+    }
+    cur.sa_sigaction == libc::SIG_IGN || cur.sa_flags & libc::SA_NOCLDWAIT != 0
+}
+
+/// Restores a disposition of `SIGCHLD` saved by [`default_sigchld`] (in a
+/// child of the process that saved it: same program image, so a handler
+/// address saved there is valid here).
+pub(crate) fn restore_sigchld(saved: &SigchldDisposition) {
+    // SAFETY: a valid pointer to a sigaction the kernel filled in, and a null
+    // pointer for the old one.
+    unsafe { libc::sigaction(libc::SIGCHLD, &saved.0, std::ptr::null_mut()) };
+}
+
 /// Sends `sig` to the process behind `pidfd`. A process that has already been
 /// reaped gives `ESRCH`.
 pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
