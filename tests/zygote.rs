@@ -249,3 +249,93 @@ fn ignored_sigchld_does_not_hang_zygote_waits() {
     assert!(status.success(), "{status:?}\n{out}");
     assert!(out.contains("SIGCHLD-OK"), "{out}");
 }
+
+// ---------------------------------------------------------------------------
+// A dead zygote whose socket a stray process keeps open.
+
+fn sleep_child(ms: u64, _fds: Vec<OwnedFd>) -> i32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    0
+}
+
+/// A copy, in this process, of the zygote's own end of its socketpair (as
+/// a process forked while the zygote started could hold), via
+/// `pidfd_getfd`; `None` if the kernel refuses.
+fn steal_zygote_socket(zpid: i32) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let target: i32 = std::fs::read_dir(format!("/proc/{zpid}/fd"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path())
+                .map(|l| l.to_string_lossy().starts_with("socket:"))
+                .unwrap_or(false)
+        })?
+        .file_name()
+        .to_string_lossy()
+        .parse()
+        .ok()?;
+    // SAFETY: pidfd_open takes a pid and flags; no memory.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, zpid, 0) };
+    if pidfd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    // SAFETY: a valid pidfd, a descriptor number in that process, flags 0.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_getfd,
+            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+            target,
+            0,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[test]
+fn dead_zygote_is_seen_despite_a_stray_socket_copy() {
+    if role().is_some() {
+        return;
+    }
+    let z = Zygote::start().unwrap();
+    let zpid = z.pid();
+    let child = z.spawn(sleep_child, &60_000, &[]).unwrap();
+    let cpid = child.pid();
+    let Some(stray) = steal_zygote_socket(zpid) else {
+        eprintln!("pidfd_getfd refused: cannot stage a stray socket copy; skipped");
+        return;
+    };
+    kill_pid(zpid);
+    // Both a wait on its child and a new request must see the death
+    // promptly, not wait for an end of file the stray copy prevents.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let z2 = z.clone();
+    let worker = std::thread::spawn(move || {
+        let mut child = child;
+        let t = Instant::now();
+        let status = child.wait_timeout(LIMIT);
+        let spawned = z2.spawn(exit_with, &0, &[]).map(|c| c.pid());
+        let _ = tx.send((status, spawned, t.elapsed()));
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(10));
+    // Unblocks the worker if it hangs (the end of file then arrives).
+    drop(stray);
+    worker.join().unwrap();
+    let (status, spawned, took) = outcome.expect("hung on a dead zygote");
+    assert_eq!(status.unwrap(), ExitStatus::Signal(libc::SIGKILL));
+    assert_eq!(spawned.unwrap_err().kind(), ErrorKind::Closed);
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    drop(z);
+    assert!(gone(zpid) && gone(cpid));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::metadata(format!("/proc/{zpid}")).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+}

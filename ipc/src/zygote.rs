@@ -80,17 +80,31 @@ fn frame_bytes(msg: &[u8], payload: &[u8], nfds: usize) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Sends one frame, blocking until all of it is written.
+/// Sends one frame to the zygote whose pidfd is `zygote`, blocking until
+/// all of it is written, or until the zygote is dead (`BrokenPipe`, even if
+/// a stray copy of its end of the socket keeps the connection open).
 fn send_frame(
     sock: BorrowedFd<'_>,
+    zygote: BorrowedFd<'_>,
     msg: &[u8],
     payload: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
     let bytes = frame_bytes(msg, payload, fds.len())?;
-    let mut sent = fd::send_with_fds(sock, &bytes, fds, false)?;
+    let mut sent = 0;
     while sent < bytes.len() {
-        sent += fd::send_with_fds(sock, &bytes[sent..], &[], false)?;
+        let attach = if sent == 0 { fds } else { &[] };
+        match fd::send_with_fds(sock, &bytes[sent..], attach, true) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let revents =
+                    fd::poll_until(&[(sock, Poll::POLLOUT), (zygote, Poll::POLLIN)], None)?;
+                if revents.get(1).is_some_and(|r| !r.is_empty()) {
+                    return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -422,8 +436,14 @@ impl ClientIo {
     /// `Stop::Reply`, returned) or the status of child `id` is known (with
     /// `Stop::Status(id)`), or `deadline` passes (Timeout), or the zygote is
     /// gone (Closed). Exit reports are recorded on the way.
+    ///
+    /// `zygote` is the zygote's pidfd: the zygote is gone when it is readable
+    /// and the socket holds nothing more, even if the socket never reports
+    /// end of file (a process forked from ours while it held the zygote's
+    /// end of the socketpair may keep that end open).
     fn pump(
         &mut self,
+        zygote: BorrowedFd<'_>,
         deadline: Option<Instant>,
         stop: Stop,
     ) -> Result<Option<(Reply, Vec<OwnedFd>)>> {
@@ -454,15 +474,24 @@ impl ClientIo {
             if self.closed {
                 return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
             }
-            if !fd::wait_readable(self.sock.as_fd(), deadline)
-                .map_err(|e| Error::io("poll on the zygote socket", e))?
-            {
+            let revents = fd::poll_until(
+                &[(self.sock.as_fd(), Poll::POLLIN), (zygote, Poll::POLLIN)],
+                deadline,
+            )
+            .map_err(|e| Error::io("poll on the zygote socket", e))?;
+            let Some(zygote_dead) = revents.get(1).map(|r| !r.is_empty()) else {
                 return Err(Error::timeout("no reply from the zygote in time"));
-            }
+            };
+            // Nonblocking: the socket may be quiet when only the zygote's
+            // death woke us. What it sent before dying is read first.
             match self.reader.fill(self.sock.as_fd(), true) {
                 Ok(0) => self.closed = true,
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if zygote_dead {
+                        self.closed = true;
+                    }
+                }
                 Err(_) => self.closed = true,
             }
         }
@@ -693,14 +722,15 @@ impl Zygote {
         if io.closed {
             return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
         }
-        if let Err(e) = send_frame(io.sock.as_fd(), &msg, &payload, fds) {
+        let zygote = self.shared.process.pidfd.as_fd();
+        if let Err(e) = send_frame(io.sock.as_fd(), zygote, &msg, &payload, fds) {
             if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset {
                 io.closed = true;
                 return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
             }
             return Err(Error::io("cannot send a request to the zygote", e));
         }
-        let answer = io.pump(None, Stop::Reply)?;
+        let answer = io.pump(self.shared.process.pidfd.as_fd(), None, Stop::Reply)?;
         drop(io);
         let (id, pid, pidfd) = match answer {
             Some((Reply::Spawned { id, pid }, mut fds)) => match fds.pop() {
@@ -882,7 +912,7 @@ impl ChildProc {
                 let bound = Instant::now() + Duration::from_secs(10);
                 let deadline = Some(deadline.map_or(bound, |d| d.max(bound)));
                 let mut io = zygote.lock();
-                match io.pump(deadline, Stop::Status(*id)) {
+                match io.pump(zygote.process.pidfd.as_fd(), deadline, Stop::Status(*id)) {
                     Ok(_) => io
                         .statuses
                         .remove(id)
