@@ -31,11 +31,6 @@ fn role() -> Option<String> {
 
 /// Pids of our children that are zombies.
 fn zombie_children() -> Vec<i32> {
-    children(true)
-}
-
-/// Pids of our children (only the zombies with `zombies_only`).
-fn children(zombies_only: bool) -> Vec<i32> {
     let mut out = Vec::new();
     let me = std::process::id().to_string();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -49,7 +44,7 @@ fn children(zombies_only: bool) -> Vec<i32> {
             continue;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.len() > 2 && fields[1] == me && (!zombies_only || fields[0] == "Z") {
+        if fields.len() > 2 && fields[1] == me && fields[0] == "Z" {
             out.push(pid);
         }
     }
@@ -72,18 +67,6 @@ fn kill_pid(pid: i32) {
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     );
-}
-
-/// Waits up to `limit` for every child of this process to be gone.
-fn no_children_left(limit: Duration) -> Vec<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = children(false);
-        if left.is_empty() || Instant::now() > deadline {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Runs this binary as helper `test` with `MP_ROLE=role`, waits up to
