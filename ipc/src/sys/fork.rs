@@ -203,14 +203,40 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> io::Result<()> {
     Ok(())
 }
 
-/// The number of threads of this process, from `/proc/self/status`.
+/// The number of threads of this process, from `/proc/self/stat` (cheaper
+/// for the kernel to produce than `/proc/self/status`; read on every plain
+/// fork).
 pub(crate) fn thread_count() -> io::Result<usize> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Threads: line"))
+    use std::io::Read;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
+    let mut buf = [0u8; 1024];
+    let mut file = std::fs::File::open("/proc/self/stat")?;
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if len == buf.len() {
+            return Err(bad());
+        }
+    }
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so
+    // fields are counted after the last `)`; `num_threads` is field 20, the
+    // 18th after it.
+    let line = &buf[..len];
+    let close = line.iter().rposition(|&b| b == b')').ok_or_else(bad)?;
+    let field = line[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(17)
+        .ok_or_else(bad)?;
+    std::str::from_utf8(field)
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(bad)
 }
 
 // ---------------------------------------------------------------------------
@@ -328,5 +354,20 @@ impl FnAddr {
         // the address is that same function here. `F` is a thin fn pointer
         // the size of `usize` (checked above).
         Some(unsafe { std::mem::transmute_copy::<usize, F>(&self.addr) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thread_count_counts_threads() {
+        let before = super::thread_count().expect("thread count");
+        assert!(before >= 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        // Other tests may start or end threads meanwhile: only a lower bound.
+        assert!(super::thread_count().expect("thread count") >= 2);
+        drop(tx);
+        let _ = t.join();
     }
 }
