@@ -438,3 +438,96 @@ fn daemon_terminated_and_non_daemon_joined_at_exit() {
     assert!(gone(pids[0]));
     assert!(gone(pids[1]));
 }
+
+/// Runs this binary as helper `test` with `MP_ROLE=role`, waits up to
+/// `limit` for it to exit (SIGKILLing it and the `CHILD <pid>`s it printed
+/// otherwise) and returns its exit status and stdout.
+fn run_helper_to_exit(
+    role: &str,
+    test: &str,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut helper = run_helper(role, test);
+    let mut out = helper.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = helper.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = helper.kill();
+            let _ = helper.wait();
+            let out = reader.join().unwrap();
+            for pid in out
+                .lines()
+                .filter_map(|l| l.split_once("CHILD ").map(|(_, p)| p.trim()))
+                .filter_map(|p| p.parse().ok())
+            {
+                kill_pid(pid);
+            }
+            panic!("helper {test} did not exit within {limit:?}; its output:\n{out}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, reader.join().unwrap())
+}
+
+fn one_mib(_: ()) -> Vec<u8> {
+    vec![1u8; 1 << 20]
+}
+
+#[test]
+fn helper_drop_large_result() {
+    if std::env::var("MP_ROLE").as_deref() != Ok("drop_large_result") {
+        return;
+    }
+    // A dropped handle closes the only read end: the child's write of its
+    // 1 MiB result fails with EPIPE, it exits, and the reaper reaps it.
+    let p = Process::spawn(one_mib, ()).unwrap();
+    let pid = p.pid();
+    println!("CHILD {pid}");
+    drop(p);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(format!("/proc/{pid}")).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "child {pid} still blocked on its result"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("REAPED {pid}");
+    // Dropped again, then the program returns from main: the exit handler
+    // waits for this non-daemon child, which must not block on its result.
+    let p = Process::spawn(one_mib, ()).unwrap();
+    println!("CHILD {}", p.pid());
+    drop(p);
+}
+
+#[test]
+fn dropped_process_with_large_result_exits() {
+    if std::env::var("MP_ROLE").is_ok() {
+        return;
+    }
+    let (status, out) = run_helper_to_exit(
+        "drop_large_result",
+        "helper_drop_large_result",
+        Duration::from_secs(20),
+    );
+    assert!(status.success(), "{status:?}\n{out}");
+    assert!(out.contains("REAPED "), "{out}");
+    let pids: Vec<i32> = out
+        .lines()
+        .filter_map(|l| l.split_once("CHILD ").map(|(_, p)| p.trim()))
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{out}");
+    for pid in pids {
+        assert!(gone(pid), "{pid} left running");
+    }
+}

@@ -38,7 +38,7 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 /// # Errors
 ///
 /// [`ErrorKind::InvalidArgument`] if the program already runs more than one
-/// thread (read from `/proc/self/status`): the fork server would inherit
+/// thread (read from `/proc/self/stat`): the fork server would inherit
 /// whatever those threads hold, defeating its purpose, so it is not started
 /// and spawning keeps forking the program directly. [`ErrorKind::Io`] if the
 /// fork fails.

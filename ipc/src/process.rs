@@ -43,7 +43,7 @@ use crate::error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 use crate::forkserver::fork_server;
 use crate::sys::fd::{self, Poll};
 use crate::sys::fork;
-use crate::zygote::{ChildProc, FnRef};
+use crate::zygote::{ChildProc, FnRef, Reaped};
 
 /// How long daemon children get between `SIGTERM` and `SIGKILL` when the
 /// parent exits.
@@ -277,7 +277,13 @@ fn reaper_loop(wake: OwnedFd, list: Arc<Mutex<Vec<Arc<ChildProc>>>>) {
             let _ = nix::unistd::read(&wake, &mut buf);
         }
         for (c, r) in children.iter().zip(revents.iter().skip(1)) {
-            if !r.is_empty() && c.wait_status(Some(Instant::now())).is_ok() {
+            // Reaped, or beyond reaping (its status is lost, or the zygote
+            // failed): either way, stop polling it.
+            let done = || match c.wait_reaped(Some(Instant::now())) {
+                Err(e) => !e.is_timeout(),
+                Ok(_) => true,
+            };
+            if !r.is_empty() && done() {
                 list.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .retain(|x| !Arc::ptr_eq(x, c));
@@ -321,7 +327,10 @@ static COUNTER: AtomicUsize = AtomicUsize::new(1);
 /// Without [`init`](crate::init), the child is a plain fork of the calling
 /// process: in a program running other threads, a lock one of them holds at
 /// that instant (stdout, the environment, a runtime's) stays held in the
-/// child forever, as with Python's `fork` start method. Children die with
+/// child forever, as with Python's `fork` start method; such a child does not
+/// flush stdout when it exits (the lock may be held), so a last line it
+/// prints without a newline is lost unless it flushes it itself
+/// (`std::io::stdout().flush()`), or runs from the fork server. Children die with
 /// the parent process (`PR_SET_PDEATHSIG` when spawned from the main thread,
 /// a pidfd watcher thread in the child otherwise), not with the spawning
 /// thread.
@@ -412,31 +421,21 @@ impl ProcessBuilder {
                     target: FnRef::new(target),
                     args,
                 };
-                server
-                    .spawn(server_main::<A, T>, &arg, &[w.as_fd()])?
-                    .into_proc()
+                let child = server.spawn(server_main::<A, T>, &arg, &[w.as_fd()])?;
+                drop(w);
+                child.into_proc()
             }
             None => {
                 // Installed here, children inherit it instead of each
                 // installing its own.
                 install_panic_hook();
-                let _ = std::io::stdout().flush();
-                let _ = std::io::stderr().flush();
-                let mut read_end = Some(r.try_clone().map_err(|e| Error::io("dup", e))?);
-                let mut write_end = Some(w.try_clone().map_err(|e| Error::io("dup", e))?);
-                let child = ChildProc::fork_direct(|| {
-                    drop(read_end.take());
-                    match write_end.take() {
-                        Some(w) => child_run(target, args, w),
-                        None => 127,
-                    }
-                })?;
-                drop(read_end);
-                drop(write_end);
-                child
+                // The child owns the write end (moved into the closure:
+                // closed here when the fork returns) and must not keep the
+                // read end, or a child whose reader is gone would block
+                // forever on a full pipe instead of getting EPIPE.
+                ChildProc::fork_direct(&[r.as_fd()], move || child_run(target, args, w))?
             }
         };
-        drop(w);
         let child = Arc::new(child);
         register(&child, self.daemon);
         Ok(Process {
@@ -489,7 +488,11 @@ where
     ///   (killed by a signal, or exited early; [`Error::exit_info`] says how);
     /// - [`ErrorKind::Serialization`] if the result could not be encoded in
     ///   the child or decoded here;
-    /// - [`ErrorKind::NotRunning`] if the process was already joined.
+    /// - [`ErrorKind::NotRunning`] if the process was already joined;
+    /// - [`ErrorKind::Io`] if the child ended without a result and its exit
+    ///   status is unavailable (the kernel reaps children itself when the
+    ///   program ignores `SIGCHLD`; a child that sent its result still
+    ///   gives it).
     pub fn join(mut self) -> Result<T> {
         self.join_until(None)
     }
@@ -570,17 +573,18 @@ where
             }
         }
         // 2. The exit status.
-        let status = self.child.wait_status(deadline)?;
+        let reaped = self.child.wait_reaped(deadline)?;
         self.joined = true;
         self.result = None;
         unregister(&self.child);
         // 3. The outcome.
-        let lost = || {
-            Error::worker_lost(ExitInfo {
+        let lost = || match reaped {
+            Reaped::Status(status) => Error::worker_lost(ExitInfo {
                 pid: self.child.pid,
                 status,
                 task: None,
-            })
+            }),
+            Reaped::Unavailable => self.child.unavailable(),
         };
         if !self.frame_complete() {
             return Err(lost());
@@ -627,7 +631,8 @@ impl<T> Process<T> {
         self.child.is_alive()
     }
 
-    /// How the child ended, or `None` while it runs (Python's `exitcode`).
+    /// How the child ended, or `None` while it runs (Python's `exitcode`)
+    /// or if its status is unavailable (the program ignores `SIGCHLD`).
     ///
     /// A child whose result is larger than the pipe's buffer (64 KiB) stays
     /// alive until [`join`](Process::join) reads it.
@@ -660,10 +665,9 @@ impl<T> Drop for Process<T> {
             return;
         }
         self.result = None;
-        if self.child.wait_status(Some(Instant::now())).is_ok() {
-            unregister(&self.child);
-        } else {
-            adopt(Arc::clone(&self.child));
+        match self.child.wait_reaped(Some(Instant::now())) {
+            Err(e) if e.is_timeout() => adopt(Arc::clone(&self.child)),
+            _ => unregister(&self.child),
         }
     }
 }

@@ -80,17 +80,31 @@ fn frame_bytes(msg: &[u8], payload: &[u8], nfds: usize) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Sends one frame, blocking until all of it is written.
+/// Sends one frame to the zygote whose pidfd is `zygote`, blocking until
+/// all of it is written, or until the zygote is dead (`BrokenPipe`, even if
+/// a stray copy of its end of the socket keeps the connection open).
 fn send_frame(
     sock: BorrowedFd<'_>,
+    zygote: BorrowedFd<'_>,
     msg: &[u8],
     payload: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
     let bytes = frame_bytes(msg, payload, fds.len())?;
-    let mut sent = fd::send_with_fds(sock, &bytes, fds, false)?;
+    let mut sent = 0;
     while sent < bytes.len() {
-        sent += fd::send_with_fds(sock, &bytes[sent..], &[], false)?;
+        let attach = if sent == 0 { fds } else { &[] };
+        match fd::send_with_fds(sock, &bytes[sent..], attach, true) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let revents =
+                    fd::poll_until(&[(sock, Poll::POLLOUT), (zygote, Poll::POLLIN)], None)?;
+                if revents.get(1).is_some_and(|r| !r.is_empty()) {
+                    return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -166,7 +180,17 @@ enum Reply {
     /// The fork (or the request) failed.
     SpawnFailed { message: String },
     /// Child `id` was reaped.
-    Exited { id: u64, status: ExitStatus },
+    Exited { id: u64, status: Reaped },
+}
+
+/// How a child ended, as far as its parent can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Reaped {
+    /// It exited or was killed: its status.
+    Status(ExitStatus),
+    /// It is gone but its status is lost: the kernel reaped it (its parent
+    /// ignored `SIGCHLD`) or `waitid` failed.
+    Unavailable,
 }
 
 /// Decodes the argument and calls the child's main: the monomorphized entry
@@ -194,6 +218,9 @@ fn trampoline<A: DeserializeOwned + 'static>(
 
 struct ZygoteState {
     sock: Option<OwnedFd>,
+    /// The `SIGCHLD` disposition inherited from the program, restored in
+    /// each child (the zygote itself needs the default to reap).
+    sigchld: Option<wait::SigchldDisposition>,
     children: Vec<(u64, i32, OwnedFd)>,
     reader: FrameReader,
     out: VecDeque<(Vec<u8>, Vec<OwnedFd>, usize)>,
@@ -246,12 +273,15 @@ impl ZygoteState {
         };
         let mut child_fds = Some(frame.fds);
         let payload = frame.payload;
-        let forked = fork::fork_single_threaded(|| {
+        let forked = fork::fork_single_threaded(&[], || {
             // Drop what belongs to the zygote: its socket, its children's pidfds.
             self.sock = None;
             self.children.clear();
             self.out.clear();
             self.reader = FrameReader::default();
+            if let Some(saved) = &self.sigchld {
+                wait::restore_sigchld(saved);
+            }
             entry(main, &payload, child_fds.take().unwrap_or_default())
         });
         drop(child_fds);
@@ -266,31 +296,24 @@ impl ZygoteState {
         let pidfd = match wait::pidfd_open(pid) {
             Ok(p) => p,
             Err(e) => {
-                // Cannot supervise it: kill it and reap it now.
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                wait::kill_and_reap(pid);
                 let message = format!("pidfd_open failed: {e}");
+                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
+            }
+        };
+        let copy = match pidfd.try_clone() {
+            Ok(copy) => copy,
+            Err(e) => {
+                drop(pidfd);
+                wait::kill_and_reap(pid);
+                let message = format!("cannot duplicate the pidfd: {e}");
                 return self.reply(&Reply::SpawnFailed { message }, Vec::new());
             }
         };
         let id = self.next_id;
         self.next_id += 1;
-        let copy = pidfd.try_clone();
         self.children.push((id, pid, pidfd));
-        match copy {
-            Ok(copy) => self.reply(&Reply::Spawned { id, pid }, vec![copy]),
-            Err(e) => {
-                let message = format!("cannot duplicate the pidfd: {e}");
-                self.reply(&Reply::SpawnFailed { message }, Vec::new());
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+        self.reply(&Reply::Spawned { id, pid }, vec![copy]);
     }
 
     fn reap(&mut self, ready: &[bool]) {
@@ -300,7 +323,15 @@ impl ZygoteState {
             let is_ready = ready.get(k).copied().unwrap_or(false);
             k += 1;
             if is_ready {
-                if let Ok(Some(status)) = wait::waitid_pidfd(self.children[i].2.as_fd(), false) {
+                let reaped = match wait::waitid_pidfd(self.children[i].2.as_fd(), false) {
+                    Ok(Some(status)) => Some(Reaped::Status(status)),
+                    Ok(None) => None,
+                    // Its pidfd says it is dead, yet it cannot be reaped
+                    // (someone else did): report it, or it would be polled
+                    // forever.
+                    Err(_) => Some(Reaped::Unavailable),
+                };
+                if let Some(status) = reaped {
                     let (id, _, _) = self.children.remove(i);
                     self.reply(&Reply::Exited { id, status }, Vec::new());
                     continue;
@@ -313,8 +344,12 @@ impl ZygoteState {
 
 /// The zygote's event loop; returns its exit code when the requester is gone.
 fn zygote_loop(sock: OwnedFd) -> i32 {
+    // An inherited `SIG_IGN` would let the kernel reap our children and
+    // lose their statuses.
+    let sigchld = wait::default_sigchld().ok();
     let mut st = ZygoteState {
         sock: Some(sock),
+        sigchld,
         children: Vec::new(),
         reader: FrameReader::default(),
         out: VecDeque::new(),
@@ -391,7 +426,7 @@ fn zygote_main(_: (), mut fds: Vec<OwnedFd>) -> i32 {
 struct ClientIo {
     sock: OwnedFd,
     reader: FrameReader,
-    statuses: HashMap<u64, ExitStatus>,
+    statuses: HashMap<u64, Reaped>,
     forgotten: HashSet<u64>,
     closed: bool,
 }
@@ -401,8 +436,14 @@ impl ClientIo {
     /// `Stop::Reply`, returned) or the status of child `id` is known (with
     /// `Stop::Status(id)`), or `deadline` passes (Timeout), or the zygote is
     /// gone (Closed). Exit reports are recorded on the way.
+    ///
+    /// `zygote` is the zygote's pidfd: the zygote is gone when it is readable
+    /// and the socket holds nothing more, even if the socket never reports
+    /// end of file (a process forked from ours while it held the zygote's
+    /// end of the socketpair may keep that end open).
     fn pump(
         &mut self,
+        zygote: BorrowedFd<'_>,
         deadline: Option<Instant>,
         stop: Stop,
     ) -> Result<Option<(Reply, Vec<OwnedFd>)>> {
@@ -433,15 +474,24 @@ impl ClientIo {
             if self.closed {
                 return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
             }
-            if !fd::wait_readable(self.sock.as_fd(), deadline)
-                .map_err(|e| Error::io("poll on the zygote socket", e))?
-            {
+            let revents = fd::poll_until(
+                &[(self.sock.as_fd(), Poll::POLLIN), (zygote, Poll::POLLIN)],
+                deadline,
+            )
+            .map_err(|e| Error::io("poll on the zygote socket", e))?;
+            let Some(zygote_dead) = revents.get(1).map(|r| !r.is_empty()) else {
                 return Err(Error::timeout("no reply from the zygote in time"));
-            }
+            };
+            // Nonblocking: the socket may be quiet when only the zygote's
+            // death woke us. What it sent before dying is read first.
             match self.reader.fill(self.sock.as_fd(), true) {
                 Ok(0) => self.closed = true,
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if zygote_dead {
+                        self.closed = true;
+                    }
+                }
                 Err(_) => self.closed = true,
             }
         }
@@ -555,6 +605,9 @@ impl Zygote {
     /// this before the program starts threads, or accept that a lock held by
     /// another thread at that instant stays held in the zygote and in every
     /// child (call [`init`](crate::init) first in `main` to avoid this).
+    /// For that reason the children of such a zygote do not flush stdout
+    /// when they exit: a last line printed without a newline is lost unless
+    /// the child flushes it itself.
     /// Started from a thread other than the main one, the zygote has a
     /// second thread, a watcher that kills it when the parent process exits
     /// (`PR_SET_PDEATHSIG` would fire when the starting *thread* exits); it
@@ -571,30 +624,11 @@ impl Zygote {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| Error::io("cannot create the zygote socketpair", e))?;
         let (ours, theirs) = (OwnedFd::from(ours), OwnedFd::from(theirs));
-        let mut parent_end = Some(ours);
-        let mut child_end = Some(theirs);
-        let pid = fork::fork_plain(|| {
-            drop(parent_end.take());
-            match child_end.take() {
-                Some(sock) => zygote_loop(sock),
-                None => 2,
-            }
-        })
-        .map_err(|e| Error::io("cannot fork the zygote", e))?;
-        drop(child_end);
-        let ours = parent_end
-            .take()
-            .ok_or_else(|| Error::new(ErrorKind::Io, "zygote socket missing"))?;
-        let pidfd = wait::pidfd_open(pid).map_err(|e| Error::io("pidfd_open on the zygote", e))?;
-        Ok(Zygote::from_parts(
-            ours,
-            ChildProc {
-                pid,
-                pidfd,
-                reaper: Reaper::Direct,
-                status: Mutex::new(None),
-            },
-        ))
+        // The zygote owns `theirs` (moved in: closed here when the fork
+        // returns) and must not keep `ours`, or it would never see end of
+        // file when the requester drops its handle.
+        let process = ChildProc::fork_direct(&[ours.as_fd()], move || zygote_loop(theirs))?;
+        Ok(Zygote::from_parts(ours, process))
     }
 
     fn start_via(server: &Zygote) -> Result<Zygote> {
@@ -688,14 +722,15 @@ impl Zygote {
         if io.closed {
             return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
         }
-        if let Err(e) = send_frame(io.sock.as_fd(), &msg, &payload, fds) {
+        let zygote = self.shared.process.pidfd.as_fd();
+        if let Err(e) = send_frame(io.sock.as_fd(), zygote, &msg, &payload, fds) {
             if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset {
                 io.closed = true;
                 return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
             }
             return Err(Error::io("cannot send a request to the zygote", e));
         }
-        let answer = io.pump(None, Stop::Reply)?;
+        let answer = io.pump(self.shared.process.pidfd.as_fd(), None, Stop::Reply)?;
         drop(io);
         let (id, pid, pidfd) = match answer {
             Some((Reply::Spawned { id, pid }, mut fds)) => match fds.pop() {
@@ -742,21 +777,44 @@ pub(crate) struct ChildProc {
     pub(crate) pid: i32,
     pub(crate) pidfd: OwnedFd,
     reaper: Reaper,
-    status: Mutex<Option<ExitStatus>>,
+    status: Mutex<Option<Reaped>>,
 }
 
 impl ChildProc {
-    /// Forks the caller (plain fork) and wraps the child.
-    pub(crate) fn fork_direct(child: impl FnOnce() -> i32) -> Result<ChildProc> {
-        let pid = fork::fork_plain(child).map_err(|e| Error::io("fork failed", e))?;
-        let pidfd = match wait::pidfd_open(pid) {
+    /// Forks the caller (plain fork) and wraps the child; `close_in_child`
+    /// are descriptors of the caller that the child must not keep.
+    pub(crate) fn fork_direct(
+        close_in_child: &[BorrowedFd<'_>],
+        child: impl FnOnce() -> i32,
+    ) -> Result<ChildProc> {
+        // If the kernel reaps our children itself, a child that exits at once
+        // could vanish before `pidfd_open`: it then waits at a gate until the
+        // pidfd is open.
+        let (gate_r, gate_w) = if wait::children_auto_reaped() {
+            let (r, w) = fd::pipe().map_err(|e| Error::io("cannot create a pipe", e))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        let mut close = close_in_child.to_vec();
+        close.extend(gate_w.as_ref().map(|w| w.as_fd()));
+        let pid = fork::fork_plain(&close, move || {
+            if let Some(gate) = gate_r {
+                fd::wait_readable_forever(gate.as_fd());
+            }
+            child()
+        })
+        .map_err(|e| Error::io("fork failed", e))?;
+        let pidfd = wait::pidfd_open(pid);
+        if let Some(w) = gate_w {
+            // A byte, not end of file: other forks may hold copies of `w`.
+            let _ = nix::unistd::write(&w, &[1]);
+        }
+        let pidfd = match pidfd {
             Ok(p) => p,
             Err(e) => {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                // Cannot supervise it: kill it and reap it now.
+                wait::kill_and_reap(pid);
                 return Err(Error::io("pidfd_open failed", e));
             }
         };
@@ -769,18 +827,26 @@ impl ChildProc {
     }
 
     pub(crate) fn is_alive(&self) -> bool {
-        if self.known_status().is_some() {
+        if self.reaped().is_some() {
             return false;
         }
         !fd::is_readable(&self.pidfd).unwrap_or(true)
     }
 
-    pub(crate) fn known_status(&self) -> Option<ExitStatus> {
+    fn reaped(&self) -> Option<Reaped> {
         *self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The exit status, if the child has been reaped and it is known.
+    pub(crate) fn known_status(&self) -> Option<ExitStatus> {
+        match self.reaped() {
+            Some(Reaped::Status(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     pub(crate) fn signal(&self, sig: i32) -> Result<()> {
-        if self.known_status().is_some() {
+        if self.reaped().is_some() {
             return Ok(());
         }
         match wait::pidfd_send_signal(self.pidfd.as_fd(), sig) {
@@ -791,11 +857,33 @@ impl ChildProc {
         }
     }
 
+    /// The error for a child whose exit status is [`Reaped::Unavailable`].
+    pub(crate) fn unavailable(&self) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "process {} has exited but its exit status is unavailable (it was reaped \
+                 elsewhere: is SIGCHLD ignored?)",
+                self.pid
+            ),
+        )
+    }
+
     /// The exit status, waiting for the exit until `deadline`
-    /// (`Some(now)`: do not wait). Timeout if still running.
+    /// (`Some(now)`: do not wait). Timeout if still running; `Io` if it
+    /// exited but its status is unavailable.
     pub(crate) fn wait_status(&self, deadline: Option<Instant>) -> Result<ExitStatus> {
-        if let Some(s) = self.known_status() {
-            return Ok(s);
+        match self.wait_reaped(deadline)? {
+            Reaped::Status(s) => Ok(s),
+            Reaped::Unavailable => Err(self.unavailable()),
+        }
+    }
+
+    /// How the child ended, waiting for the exit until `deadline`
+    /// (`Some(now)`: do not wait). Timeout if still running.
+    pub(crate) fn wait_reaped(&self, deadline: Option<Instant>) -> Result<Reaped> {
+        if let Some(r) = self.reaped() {
+            return Ok(r);
         }
         if !wait::wait_exit(self.pidfd.as_fd(), deadline)
             .map_err(|e| Error::io("poll on a pidfd", e))?
@@ -806,32 +894,51 @@ impl ChildProc {
             )));
         }
         let mut guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = *guard {
-            return Ok(s);
+        if let Some(r) = *guard {
+            return Ok(r);
         }
-        let status = match &self.reaper {
-            Reaper::Direct => wait::waitid_pidfd(self.pidfd.as_fd(), true)
-                .map_err(|e| Error::io(format!("cannot reap process {}", self.pid), e))?
-                .ok_or_else(|| Error::new(ErrorKind::Io, "waitid reported nothing"))?,
+        let reaped = match &self.reaper {
+            Reaper::Direct => match wait::waitid_pidfd(self.pidfd.as_fd(), true) {
+                Ok(Some(status)) => Reaped::Status(status),
+                Ok(None) => return Err(Error::new(ErrorKind::Io, "waitid reported nothing")),
+                // Dead (its pidfd said so) and not ours to reap any more: the
+                // kernel reaped it because SIGCHLD is ignored.
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Reaped::Unavailable,
+                Err(e) => return Err(Error::io(format!("cannot reap process {}", self.pid), e)),
+            },
             Reaper::Zygote { id, zygote, .. } => {
                 // It is dead; the zygote reaps it and reports promptly. The
                 // bound only guards against a stopped zygote.
                 let bound = Instant::now() + Duration::from_secs(10);
                 let deadline = Some(deadline.map_or(bound, |d| d.max(bound)));
                 let mut io = zygote.lock();
-                match io.pump(deadline, Stop::Status(*id)) {
+                match io.pump(zygote.process.pidfd.as_fd(), deadline, Stop::Status(*id)) {
                     Ok(_) => io
                         .statuses
                         .remove(id)
                         .ok_or_else(|| Error::new(ErrorKind::Io, "status vanished"))?,
                     // The zygote died: its children got SIGKILL (PDEATHSIG).
-                    Err(e) if e.kind() == ErrorKind::Closed => ExitStatus::Signal(libc::SIGKILL),
+                    Err(e) if e.kind() == ErrorKind::Closed => {
+                        Reaped::Status(ExitStatus::Signal(libc::SIGKILL))
+                    }
+                    // The child is dead: not a timeout of the caller's, a
+                    // zygote that failed to report.
+                    Err(e) if e.is_timeout() => {
+                        return Err(Error::new(
+                            ErrorKind::Io,
+                            format!(
+                                "process {} has exited but its zygote did not report its \
+                                 exit status",
+                                self.pid
+                            ),
+                        ))
+                    }
                     Err(e) => return Err(e),
                 }
             }
         };
-        *guard = Some(status);
-        Ok(status)
+        *guard = Some(reaped);
+        Ok(reaped)
     }
 }
 
@@ -928,8 +1035,12 @@ impl ZygoteChild {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] on an OS or protocol failure. A dead zygote is not
-    /// an error: its children were killed, and this gives `Signal(SIGKILL)`.
+    /// [`ErrorKind::Io`] on an OS or protocol failure, or if the child
+    /// exited but its status is unavailable (reaped by someone else; the
+    /// zygote resets an ignored `SIGCHLD` to the default, so only a program
+    /// that reaps other processes' children can cause this). A dead zygote
+    /// is not an error: its children were killed, and this gives
+    /// `Signal(SIGKILL)`.
     pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
         match self.p().wait_status(Some(Instant::now())) {
             Ok(s) => Ok(Some(s)),

@@ -130,6 +130,24 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io
     Ok(!poll_until(&[(fd, PollFlags::POLLIN)], deadline)?.is_empty())
 }
 
+/// Blocks until `fd` is readable (or hung up, or in error), with no
+/// deadline, without allocating or taking any lock (safe to run in a thread
+/// of a process that forks).
+pub(crate) fn wait_readable_forever(fd: BorrowedFd<'_>) {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid `pollfd` on the stack, count 1, no timeout.
+        let n = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if n > 0 || (n == -1 && Errno::last() != Errno::EINTR) {
+            return;
+        }
+    }
+}
+
 /// True if `fd` is readable (or hung up) right now.
 pub(crate) fn is_readable(fd: impl AsFd) -> io::Result<bool> {
     let now = Some(Instant::now());

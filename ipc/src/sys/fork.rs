@@ -3,9 +3,9 @@
 
 use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,22 +19,37 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 
 /// Forks the calling process and runs `child` in the new one.
 ///
-/// In the child: `PR_SET_PDEATHSIG(SIGKILL)` is set if the caller is the
-/// main thread (the signal fires when the forking *thread* exits; from other
-/// threads a small watcher thread in the child polls a pidfd of the parent
-/// process and kills the child when it exits instead); if the parent is
-/// already gone, the child exits at once. Then `child` runs with panics caught,
-/// and the process ends with `_exit(code)`; it never returns into the
-/// caller's frames and never runs the parent's `atexit` handlers. A panic
-/// escaping `child` exits with [`PANIC_EXIT_CODE`]. In the parent, returns the
-/// child's pid.
+/// Before the fork, stdout and stderr are flushed (so text buffered in the
+/// parent is not printed again by the child). In the child: the descriptors
+/// of `close_in_child` are closed first (they belong to the parent: the child
+/// never runs destructors, so a descriptor it inherits but does not own stays
+/// open until it exits unless closed here); `PR_SET_PDEATHSIG(SIGKILL)` is
+/// set if the caller is the main thread (the signal fires when the forking
+/// *thread* exits; from other threads a small watcher thread in the child
+/// polls a pidfd of the parent process and kills the child when it exits
+/// instead); if the parent is already gone, the child exits at once. Then
+/// `child` runs with panics caught, and the process ends with `_exit(code)`;
+/// it never returns into the caller's frames and never runs the parent's
+/// `atexit` handlers. A panic escaping `child` exits with [`PANIC_EXIT_CODE`].
+/// In the parent, returns the child's pid (and `child` is dropped there, so
+/// descriptors it owns are closed in the parent).
+///
+/// The child flushes stdout and stderr before `_exit` only with
+/// [`ChildStdio::Flush`], and records that choice for its own children.
 ///
 /// # Safety
 ///
 /// The caller is single-threaded, or accepts that `child` runs in a copy of a
 /// threaded process where locks held by other threads at the fork stay locked
 /// forever (POSIX allows only async-signal-safe calls there).
-pub(crate) unsafe fn fork_with(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+unsafe fn fork_with(
+    close_in_child: &[BorrowedFd<'_>],
+    stdio: ChildStdio,
+    child: impl FnOnce() -> i32,
+) -> io::Result<Pid> {
+    let close: Vec<RawFd> = close_in_child.iter().map(|f| f.as_raw_fd()).collect();
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
     // SAFETY: getpid and gettid have no preconditions.
     let (parent, from_main_thread) = unsafe { (libc::getpid(), libc::gettid() == libc::getpid()) };
     // SAFETY: the caller accepts the consequences of forking (see # Safety);
@@ -44,6 +59,14 @@ pub(crate) unsafe fn fork_with(child: impl FnOnce() -> i32) -> io::Result<Pid> {
         return Ok(pid);
     }
     // In the child from here on.
+    let flush = stdio == ChildStdio::Flush;
+    STDIO_FREE.store(flush, Ordering::Relaxed);
+    for &fd in &close {
+        // SAFETY: `fd` was open in the parent, hence here; the `OwnedFd` or
+        // `BorrowedFd` naming it in the parent's frames is never used nor
+        // dropped in this process (it leaves with `_exit`).
+        unsafe { libc::close(fd) };
+    }
     if from_main_thread {
         // PDEATHSIG fires when the forking *thread* exits; the main thread
         // lives as long as the process.
@@ -52,7 +75,7 @@ pub(crate) unsafe fn fork_with(child: impl FnOnce() -> i32) -> io::Result<Pid> {
         // SAFETY: getppid has no preconditions.
         if unsafe { libc::getppid() } != parent {
             // The parent died before prctl took effect: die with it.
-            exit_now(1);
+            exit_child(1, false);
         }
     } else {
         // Forked from a thread that may exit long before the process: watch
@@ -60,59 +83,108 @@ pub(crate) unsafe fn fork_with(child: impl FnOnce() -> i32) -> io::Result<Pid> {
         watch_parent(parent);
     }
     let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(PANIC_EXIT_CODE);
-    exit_now(code)
+    exit_child(code, flush)
+}
+
+/// Whether a forked child flushes stdout and stderr when it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildStdio {
+    /// No other thread can have held the stdout lock at the fork: the
+    /// parent had a single thread (or one whose only other thread takes no
+    /// lock), and its own stdout lock was free.
+    Flush,
+    /// Another thread may have held the stdout lock at the fork, and it
+    /// stays locked forever in the child: exit without touching it.
+    NoFlush,
+}
+
+/// False in a process forked while another thread may have held the stdout
+/// lock (then it may stay locked forever here, and in our forks).
+static STDIO_FREE: AtomicBool = AtomicBool::new(true);
+
+/// [`ChildStdio::Flush`] if this process's stdout lock is known to be free
+/// and `single_threaded` says no other thread can hold it at a fork.
+fn child_stdio(single_threaded: bool) -> ChildStdio {
+    if single_threaded && STDIO_FREE.load(Ordering::Relaxed) {
+        ChildStdio::Flush
+    } else {
+        ChildStdio::NoFlush
+    }
+}
+
+/// Ends a forked child with `code`, flushing stdout and stderr first if
+/// `flush`, without running `atexit` handlers or destructors.
+fn exit_child(code: i32, flush: bool) -> ! {
+    if flush {
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
+    }
+    // SAFETY: _exit has no preconditions and does not return.
+    unsafe { libc::_exit(code) }
 }
 
 /// Starts a thread that kills this process with `SIGKILL` when `parent`
 /// exits (the parent-death signal, for children of non-main threads).
+///
+/// The thread only waits in `poll` on a pidfd: it takes no lock and does not
+/// allocate, so the process may still fork safely while it runs (zygotes
+/// started from a non-main thread rely on this).
 fn watch_parent(parent: Pid) {
     let Ok(pidfd) = super::wait::pidfd_open(parent) else {
-        exit_now(1)
+        exit_child(1, false)
     };
     // SAFETY: getppid has no preconditions.
     if unsafe { libc::getppid() } != parent {
         // The parent died (the pidfd may even name a recycled pid).
-        exit_now(1);
+        exit_child(1, false);
     }
     let started = std::thread::Builder::new()
         .name("multiproc-lifeline".into())
         .spawn(move || {
-            let _ = super::fd::wait_readable(std::os::fd::AsFd::as_fd(&pidfd), None);
+            super::fd::wait_readable_forever(std::os::fd::AsFd::as_fd(&pidfd));
             // SAFETY: kill with our own pid and a signal number.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         });
     if started.is_err() {
-        exit_now(1);
+        exit_child(1, false);
     }
 }
 
-/// Forks from a process known to be single-threaded (a zygote).
-pub(crate) fn fork_single_threaded(child: impl FnOnce() -> i32) -> io::Result<Pid> {
-    // SAFETY: callers are zygote loops, which run in a forked process that
-    // never starts a thread, so no lock can be held by another thread.
-    unsafe { fork_with(child) }
+/// Forks from a zygote, closing `close_in_child` in the child. The child
+/// flushes stdout at exit unless the zygote itself was forked from a
+/// threaded process.
+pub(crate) fn fork_single_threaded(
+    close_in_child: &[BorrowedFd<'_>],
+    child: impl FnOnce() -> i32,
+) -> io::Result<Pid> {
+    let stdio = child_stdio(true);
+    // SAFETY: callers are zygote loops. A zygote runs one thread, plus, when
+    // it was started from a non-main thread, the lifeline watcher of
+    // `watch_parent`, which only waits in a raw `poll` (no lock, no
+    // allocation): no lock can be held by another thread at the fork.
+    unsafe { fork_with(close_in_child, stdio, child) }
 }
 
-/// Forks the caller's process as it is (Python's `fork` start method).
+/// Forks the caller's process as it is (Python's `fork` start method),
+/// closing `close_in_child` in the child.
 ///
 /// Used by `Process::spawn` without a fork server and by `Zygote::start`
 /// before any fork server exists; both are documented as meant for
 /// single-threaded callers, and as hazardous (a lock held by another thread
-/// stays locked in the child) otherwise, exactly like Python's `fork`.
-pub(crate) fn fork_plain(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+/// stays locked in the child) otherwise, exactly like Python's `fork`. If the
+/// caller runs other threads (or their number cannot be read), the child
+/// exits without flushing stdout (whose lock another thread may have held at
+/// the fork): such children should flush what they print themselves.
+pub(crate) fn fork_plain(
+    close_in_child: &[BorrowedFd<'_>],
+    child: impl FnOnce() -> i32,
+) -> io::Result<Pid> {
+    let stdio = child_stdio(thread_count().is_ok_and(|n| n == 1));
     // SAFETY: the public entry points reaching here document the threaded
     // hazard; glibc's own atfork handlers keep malloc usable in the child,
-    // and the child only runs the caller's code and `_exit`s.
-    unsafe { fork_with(child) }
-}
-
-/// Flushes stdout and stderr and ends the process at once with `code`,
-/// without running `atexit` handlers or destructors.
-pub(crate) fn exit_now(code: i32) -> ! {
-    let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
-    // SAFETY: _exit has no preconditions and does not return.
-    unsafe { libc::_exit(code) }
+    // and the child only runs the caller's code and `_exit`s (not touching
+    // stdout's lock unless the process was single-threaded).
+    unsafe { fork_with(close_in_child, stdio, child) }
 }
 
 /// The process's own pid.
@@ -131,14 +203,40 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> io::Result<()> {
     Ok(())
 }
 
-/// The number of threads of this process, from `/proc/self/status`.
+/// The number of threads of this process, from `/proc/self/stat` (cheaper
+/// for the kernel to produce than `/proc/self/status`; read on every plain
+/// fork).
 pub(crate) fn thread_count() -> io::Result<usize> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Threads: line"))
+    use std::io::Read;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
+    let mut buf = [0u8; 1024];
+    let mut file = std::fs::File::open("/proc/self/stat")?;
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if len == buf.len() {
+            return Err(bad());
+        }
+    }
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so
+    // fields are counted after the last `)`; `num_threads` is field 20, the
+    // 18th after it.
+    let line = &buf[..len];
+    let close = line.iter().rposition(|&b| b == b')').ok_or_else(bad)?;
+    let field = line[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(17)
+        .ok_or_else(bad)?;
+    std::str::from_utf8(field)
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(bad)
 }
 
 // ---------------------------------------------------------------------------
@@ -256,5 +354,20 @@ impl FnAddr {
         // the address is that same function here. `F` is a thin fn pointer
         // the size of `usize` (checked above).
         Some(unsafe { std::mem::transmute_copy::<usize, F>(&self.addr) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thread_count_counts_threads() {
+        let before = super::thread_count().expect("thread count");
+        assert!(before >= 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        // Other tests may start or end threads meanwhile: only a lower bound.
+        assert!(super::thread_count().expect("thread count") >= 2);
+        drop(tx);
+        let _ = t.join();
     }
 }

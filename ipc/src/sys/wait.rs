@@ -23,6 +23,63 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Kills our child `pid` with `SIGKILL` and reaps it: for a child we just
+/// forked but cannot supervise (no pidfd). Not yet reaped, the pid is still
+/// ours, so it cannot name another process.
+pub(crate) fn kill_and_reap(pid: i32) {
+    // SAFETY: kill takes a pid and a signal number; no memory.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    loop {
+        // SAFETY: a null status pointer is allowed; no other memory.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        if r != -1 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// A saved disposition of `SIGCHLD`, to restore with [`restore_sigchld`].
+pub(crate) struct SigchldDisposition(libc::sigaction);
+
+/// Sets `SIGCHLD` to its default disposition and returns the previous one.
+///
+/// A process that inherited `SIG_IGN` has its children reaped by the kernel
+/// as they exit, so their exit status is lost and `waitid` fails with
+/// `ECHILD`: a process that reaps its children (a zygote) calls this first.
+pub(crate) fn default_sigchld() -> io::Result<SigchldDisposition> {
+    // SAFETY: sigaction is plain data; all-zero is a valid value (empty mask,
+    // no flags), and SIG_DFL is a valid handler.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: as above.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to two local sigaction structs.
+    cvt(unsafe { libc::sigaction(libc::SIGCHLD, &new, &mut old) })?;
+    Ok(SigchldDisposition(old))
+}
+
+/// True if the kernel reaps this process's children itself as they exit
+/// (`SIGCHLD` ignored, or `SA_NOCLDWAIT`): their statuses are lost, and a
+/// child that exits at once may be gone before `pidfd_open` names it.
+pub(crate) fn children_auto_reaped() -> bool {
+    // SAFETY: sigaction is plain data; all-zero is a valid value.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; a valid pointer for the old.
+    if unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut cur) } == -1 {
+        return false;
+    }
+    cur.sa_sigaction == libc::SIG_IGN || cur.sa_flags & libc::SA_NOCLDWAIT != 0
+}
+
+/// Restores a disposition of `SIGCHLD` saved by [`default_sigchld`] (in a
+/// child of the process that saved it: same program image, so a handler
+/// address saved there is valid here).
+pub(crate) fn restore_sigchld(saved: &SigchldDisposition) {
+    // SAFETY: a valid pointer to a sigaction the kernel filled in, and a null
+    // pointer for the old one.
+    unsafe { libc::sigaction(libc::SIGCHLD, &saved.0, std::ptr::null_mut()) };
+}
+
 /// Sends `sig` to the process behind `pidfd`. A process that has already been
 /// reaped gives `ESRCH`.
 pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
@@ -90,5 +147,29 @@ fn status_from_siginfo(info: &libc::siginfo_t) -> Option<ExitStatus> {
     match info.si_code {
         libc::CLD_EXITED => Some(ExitStatus::Code(status)),
         _ => Some(ExitStatus::Signal(status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_and_reap_leaves_nothing() {
+        let pid = super::super::fork::fork_plain(&[], || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            0
+        })
+        .expect("fork");
+        kill_and_reap(pid);
+        // Reaped: the pid is gone (not a zombie) and no longer our child.
+        assert!(std::fs::metadata(format!("/proc/{pid}")).is_err());
+        // SAFETY: a null status pointer is allowed.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        assert_eq!(r, -1);
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ECHILD)
+        );
     }
 }
