@@ -5,4 +5,5 @@
 
 pub mod pool;
 pub mod process;
+pub mod queue;
 pub mod sync;
