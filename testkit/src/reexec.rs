@@ -113,8 +113,8 @@ impl Helper {
         self.pid
     }
 
-    /// Pids to SIGKILL too if the helper has to be killed (processes it
-    /// started and reported).
+    /// Pids to SIGKILL too if the helper has to be killed, or is dropped,
+    /// before it was waited for (processes it started and reported).
     pub fn adopt(&mut self, pids: &[i32]) {
         self.strays.extend_from_slice(pids);
     }
@@ -132,13 +132,14 @@ impl Helper {
         self.child().stdout.take().expect("helper stdout piped")
     }
 
-    /// Kills the helper and the pids it reported (on a failure path).
+    /// Kills the helper, if it was not waited for, and the pids it reported
+    /// (on a failure path; once the helper is reaped, they are left alone).
     fn abort(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            self.strays.drain(..).for_each(kill_pid);
         }
-        self.strays.drain(..).for_each(kill_pid);
     }
 
     /// Waits up to `limit` for a line of the helper's stdout that contains
