@@ -134,12 +134,7 @@ fn orphan_parent() {
 
 fn children_die_with_parent() {
     let mut helper = Reexec::program().env("MP_ROLE", "orphan_parent").spawn();
-    let line = helper.read_line("PIDS ", LIMIT);
-    let pids: Vec<i32> = line
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    helper.adopt(&pids);
+    let pids = helper.read_pids("PIDS ", LIMIT);
     assert!(pids.iter().all(|&p| !gone(p)));
     helper.kill();
     let alive = kill_survivors(&pids, Duration::from_secs(1));

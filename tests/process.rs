@@ -280,12 +280,7 @@ fn children_die_when_parent_is_sigkilled() {
         return;
     }
     let mut helper = run_helper("orphan_parent", "helper_orphan_parent");
-    let line = helper.read_line("PIDS ", LIMIT);
-    let pids: Vec<i32> = line
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    helper.adopt(&pids);
+    let pids = helper.read_pids("PIDS ", LIMIT);
     assert_eq!(pids.len(), 3);
     for &pid in &pids {
         assert!(!gone(pid), "{pid} should run");
@@ -330,12 +325,7 @@ fn daemon_terminated_and_non_daemon_joined_at_exit() {
         .env("MP_ROLE", "exit_semantics")
         .env("MP_MARKER", &marker)
         .spawn();
-    let line = helper.read_line("PIDS ", LIMIT);
-    let pids: Vec<i32> = line
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    helper.adopt(&pids);
+    let pids = helper.read_pids("PIDS ", LIMIT);
     let status = helper.wait(LIMIT);
     assert!(status.success());
     // The non-daemon child finished its work before the parent exited.

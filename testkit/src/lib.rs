@@ -1,18 +1,18 @@
 //! Helpers shared by multiproc's integration tests: one copy of each.
 //!
-//! - [`procs`]: this process's children, zombies, whether a pid is gone,
+//! - [`procs`](mod@procs): this process's children, zombies, whether a pid is gone,
 //!   SIGKILL; and the settle-then-assert checks [`assert_no_zombie_children`]
 //!   and [`assert_no_children`], which tolerate another test's child that has
 //!   exited but is not yet joined.
-//! - [`wait`]: polling with a deadline ([`wait_until`], [`eventually`]),
+//! - [`wait`](mod@wait): polling with a deadline ([`wait_until`], [`eventually`]),
 //!   running a closure with a deadline ([`bounded`]), tolerant timing bounds
 //!   ([`assert_lasted`]).
-//! - [`shm`]: `/dev/shm` entries and leak checks.
-//! - [`serial`]: the process-wide lock that runs fork-heavy tests one at a
+//! - [`shm`](mod@shm): `/dev/shm` entries and leak checks.
+//! - [`serial`](mod@serial): the process-wide lock that runs fork-heavy tests one at a
 //!   time, with guards that check for leaks, and the [`checked`] runner.
-//! - [`kid`]: a forked [`Process`](multiproc_ipc::Process) that is killed and
+//! - [`kid`](mod@kid): a forked [`Process`](multiproc_ipc::Process) that is killed and
 //!   reaped if the test fails.
-//! - [`reexec`]: this test binary run again in a role, as an unrelated
+//! - [`reexec`](mod@reexec): this test binary run again in a role, as an unrelated
 //!   process, always waited for with a deadline.
 //!
 //! Dev-only: used by the workspace's tests, never published.

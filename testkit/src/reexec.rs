@@ -170,6 +170,23 @@ impl Helper {
         }
     }
 
+    /// Waits up to `limit` for a line containing `prefix` followed by
+    /// whitespace-separated pids (`PIDS 12 13`), returns those pids and
+    /// [adopts](Helper::adopt) them.
+    ///
+    /// # Panics
+    ///
+    /// As [`Helper::read_line`], or if a pid does not parse.
+    pub fn read_pids(&mut self, prefix: &str, limit: Duration) -> Vec<i32> {
+        let line = self.read_line(prefix, limit);
+        let pids: Vec<i32> = line
+            .split_whitespace()
+            .map(|s| s.parse().expect("a pid"))
+            .collect();
+        self.adopt(&pids);
+        pids
+    }
+
     /// Waits up to `limit` for the helper to exit; returns its status and
     /// checks that it is reaped.
     ///
