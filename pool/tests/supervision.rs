@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use multiproc_pool::{ErrorKind, ExitStatus, Pool};
-use multiproc_testkit::{alive, checked, wait_gone, LIMIT};
+use multiproc_testkit::{alive, checked, wait_gone, wait_until, LIMIT};
 
 fn pid_then_sleep(ms: u64) -> i32 {
     std::thread::sleep(Duration::from_millis(ms));
@@ -36,15 +36,10 @@ fn current_pid(_: ()) -> i32 {
 
 /// Waits (bounded) until the pool is back to `n` live workers.
 fn full_size(pool: &Pool, n: usize) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
+    wait_until(Duration::from_secs(10), || {
         let pids = pool.worker_pids();
-        if pids.len() == n && pids.iter().all(|&p| alive(p)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
+        pids.len() == n && pids.iter().all(|&p| alive(p))
+    })
 }
 
 /// The pid of the worker that is running the only busy task right now.
