@@ -5,13 +5,13 @@
 //! `harness = false`: `init()` must run before any thread exists.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiproc::{ErrorKind, ExitStatus, Process};
 use multiproc_ipc::Zygote;
+use multiproc_testkit::{gone, kill_survivors, wait_until, Reexec};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -33,16 +33,6 @@ fn sleep_ms(ms: u64) -> u64 {
 fn sleep_child(ms: u64, _: Vec<std::os::fd::OwnedFd>) -> i32 {
     std::thread::sleep(Duration::from_millis(ms));
     0
-}
-
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, r)| r.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-    }
 }
 
 fn no_deadlock_under_lock_pressure() {
@@ -108,11 +98,7 @@ fn zygote_through_server() {
     let zpid = z.pid();
     drop(c);
     drop(z);
-    let deadline = Instant::now() + LIMIT;
-    while !gone(zpid) {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(wait_until(LIMIT, || gone(zpid)));
     eprintln!("ok: zygote through the fork server");
 }
 
@@ -147,44 +133,11 @@ fn orphan_parent() {
 }
 
 fn children_die_with_parent() {
-    let mut helper = Command::new(std::env::current_exe().unwrap())
-        .env("MP_ROLE", "orphan_parent")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = helper.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("PIDS ") {
-                let _ = tx.send(rest.to_string());
-            }
-        }
-    });
-    let Ok(line) = rx.recv_timeout(LIMIT) else {
-        let _ = helper.kill();
-        let _ = helper.wait();
-        panic!("helper printed nothing");
-    };
-    let pids: Vec<i32> = line
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let mut helper = Reexec::program().env("MP_ROLE", "orphan_parent").spawn();
+    let pids = helper.read_pids("PIDS ", LIMIT);
     assert!(pids.iter().all(|&p| !gone(p)));
-    helper.kill().unwrap();
-    helper.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while pids.iter().any(|&p| !gone(p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let alive: Vec<i32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
-    for &p in &alive {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    helper.kill();
+    let alive = kill_survivors(&pids, Duration::from_secs(1));
     assert!(
         alive.is_empty(),
         "alive 1 s after the parent died: {alive:?}"

@@ -7,14 +7,11 @@
 //! test's ends and delay `Closed`); every child is joined or killed within a
 //! deadline, and each test checks that it leaves no child behind.
 
-mod sync_support;
-
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use multiproc::prelude::*;
+use multiproc_testkit::{assert_lasted, bounded, eventually, serial_clean, Kid, LIMIT};
 use serde::{Deserialize, Serialize};
-use sync_support::{assert_lasted, children, eventually, serial, Kid, Serial, LIMIT};
 
 const BIG: usize = 16 << 20;
 
@@ -23,36 +20,6 @@ enum Msg {
     Ping(u64),
     Pong(u64, u32),
     Stop,
-}
-
-/// One test at a time; on return, no child process (running or zombie) is left.
-struct Clean {
-    _s: Serial,
-}
-
-fn clean() -> Clean {
-    let s = serial();
-    assert_eq!(children(), Vec::<i32>::new(), "children before the test");
-    Clean { _s: s }
-}
-
-impl Drop for Clean {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            eventually(|| children().is_empty());
-        }
-    }
-}
-
-/// Runs `f` on another thread; panics if it does not finish within [`LIMIT`]
-/// (so a receive that would hang fails the test instead).
-fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(LIMIT)
-        .unwrap_or_else(|_| panic!("operation did not finish within {LIMIT:?}"))
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -154,7 +121,7 @@ fn simplex_consumer(end: Inherited<RecvConnection<u64>>) -> u64 {
 
 #[test]
 fn ping_pong_with_a_child() {
-    let _c = clean();
+    let _c = serial_clean();
     let (parent, child) = Pipe::new::<Msg>().unwrap();
     let kid = Kid::spawn(pong_server, child.into_inherited());
     for i in 0..2_000 {
@@ -171,13 +138,13 @@ fn ping_pong_with_a_child() {
     parent.send(Msg::Stop).unwrap();
     assert_eq!(kid.join(), 2_000);
     // The child is gone and the parent holds no copy of its end.
-    let e = bounded(move || parent.recv().unwrap_err());
+    let e = bounded(LIMIT, move || parent.recv().unwrap_err());
     assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
 }
 
 #[test]
 fn sixteen_mib_messages_both_ways() {
-    let _c = clean();
+    let _c = serial_clean();
     let (parent, child) = Pipe::new::<Vec<u8>>().unwrap();
     let kid = Kid::spawn(big_echo, child.into_inherited());
     parent.send(pattern(BIG, 1)).unwrap();
@@ -199,7 +166,7 @@ fn sixteen_mib_messages_both_ways() {
 
 #[test]
 fn sigkilled_child_makes_a_blocked_recv_return_closed() {
-    let _c = clean();
+    let _c = serial_clean();
     let (parent, child) = Pipe::new::<Msg>().unwrap();
     let kid = Kid::spawn(ready_then_sleep, child.into_inherited());
     assert_eq!(parent.recv_timeout(LIMIT).unwrap(), Msg::Ping(0));
@@ -209,7 +176,7 @@ fn sigkilled_child_makes_a_blocked_recv_return_closed() {
         kid.kill();
     });
     let start = Instant::now();
-    let (parent, e) = bounded(move || {
+    let (parent, e) = bounded(LIMIT, move || {
         let e = parent.recv().unwrap_err();
         (parent, e)
     });
@@ -229,7 +196,7 @@ fn sigkilled_child_makes_a_blocked_recv_return_closed() {
 
 #[test]
 fn close_reaches_a_child_that_holds_a_copy_of_the_parent_end() {
-    let _c = clean();
+    let _c = serial_clean();
     let (parent, child) = Pipe::new::<Msg>().unwrap();
     let kid = Kid::spawn(wait_for_close, child.into_inherited());
     // The child inherited a copy of `parent` too; `close` shuts the socket
@@ -241,7 +208,7 @@ fn close_reaches_a_child_that_holds_a_copy_of_the_parent_end() {
 
 #[test]
 fn timeouts_poll_and_try_recv_across_processes() {
-    let _c = clean();
+    let _c = serial_clean();
     let (parent, child) = Pipe::new::<Msg>().unwrap();
     let kid = Kid::spawn(send_late, (child.into_inherited(), 1_500));
 
@@ -280,7 +247,7 @@ fn timeouts_poll_and_try_recv_across_processes() {
 
 #[test]
 fn simplex_child_sends_parent_receives() {
-    let _c = clean();
+    let _c = serial_clean();
     let (rx, tx) = Pipe::simplex::<u64>().unwrap();
     let kid = Kid::spawn(simplex_producer, (tx.into_inherited(), 10_000));
     for i in 0..10_000 {
@@ -288,13 +255,13 @@ fn simplex_child_sends_parent_receives() {
     }
     assert_eq!(rx.recv_bytes_timeout(LIMIT).unwrap(), b"done");
     assert_eq!(kid.join(), 10_000);
-    let e = bounded(move || rx.recv().unwrap_err());
+    let e = bounded(LIMIT, move || rx.recv().unwrap_err());
     assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
 }
 
 #[test]
 fn simplex_parent_sends_child_receives_until_close() {
-    let _c = clean();
+    let _c = serial_clean();
     let (rx, tx) = Pipe::simplex::<u64>().unwrap();
     let kid = Kid::spawn(simplex_consumer, rx.into_inherited());
     for i in 1..=1_000 {

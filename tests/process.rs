@@ -5,11 +5,13 @@
 //! live in `fork_threads.rs`.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, ExitStatus, Process};
 use multiproc_ipc::Zygote;
+use multiproc_testkit::{
+    assert_no_zombie_children, gone, kill_survivors, printed_pids, reaped, wait_until, Reexec,
+};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -24,46 +26,6 @@ fn sleep_ms(ms: u64) -> u64 {
 
 fn boom(msg: String) -> u32 {
     panic!("boom: {msg}");
-}
-
-/// Pids of our children that are zombies.
-fn zombie_children() -> Vec<i32> {
-    let mut out = Vec::new();
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.len() > 2 && fields[1] == me.to_string() && fields[0] == "Z" {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// True if `pid` no longer exists or is a zombie.
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, r)| r.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-    }
-}
-
-fn kill_pid(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
 }
 
 #[test]
@@ -195,8 +157,7 @@ fn thousand_processes_leave_no_zombie() {
     for mut p in procs {
         p.join_timeout(LIMIT).unwrap();
     }
-    let z = zombie_children();
-    assert!(z.is_empty(), "zombies: {z:?}");
+    assert_no_zombie_children();
 }
 
 #[test]
@@ -204,12 +165,11 @@ fn dropped_process_is_reaped_in_background() {
     let p = Process::spawn(sleep_ms, 100).unwrap();
     let pid = p.pid();
     drop(p);
-    let deadline = Instant::now() + LIMIT;
     // Reaped means the pid disappears entirely (a zombie would stay).
-    while std::fs::metadata(format!("/proc/{pid}")).is_ok() {
-        assert!(Instant::now() < deadline, "child {pid} never reaped");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_until(LIMIT, || reaped(pid)),
+        "child {pid} never reaped"
+    );
 }
 
 #[test]
@@ -291,42 +251,15 @@ fn zygote_is_usable_from_many_threads() {
     let zpid = z.pid();
     drop(z);
     assert!(gone(zpid));
-    assert!(zombie_children().is_empty());
+    assert_no_zombie_children();
 }
 
 // ---------------------------------------------------------------------------
 // Re-executed helpers: this binary, run with MP_ROLE set.
 
-fn run_helper(role: &str, test: &str) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("MP_ROLE", role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn read_line_with_deadline(child: &mut std::process::Child, prefix: &str) -> String {
-    use std::io::BufRead;
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let prefix = prefix.to_string();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some((_, rest)) = line.split_once(prefix.as_str()) {
-                let _ = tx.send(rest.to_string());
-            }
-        }
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(l) => l,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("helper printed nothing");
-        }
-    }
+/// This binary, running only the helper test `test` with `MP_ROLE=role`.
+fn run_helper(role: &str, test: &str) -> multiproc_testkit::Helper {
+    Reexec::test(test).env("MP_ROLE", role).spawn()
 }
 
 #[test]
@@ -347,25 +280,13 @@ fn children_die_when_parent_is_sigkilled() {
         return;
     }
     let mut helper = run_helper("orphan_parent", "helper_orphan_parent");
-    let line = read_line_with_deadline(&mut helper, "PIDS ");
-    let pids: Vec<i32> = line
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let pids = helper.read_pids("PIDS ", LIMIT);
     assert_eq!(pids.len(), 3);
     for &pid in &pids {
         assert!(!gone(pid), "{pid} should run");
     }
-    helper.kill().unwrap();
-    helper.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while pids.iter().any(|&p| !gone(p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let alive: Vec<i32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
-    for &p in &alive {
-        kill_pid(p);
-    }
+    helper.kill();
+    let alive = kill_survivors(&pids, Duration::from_secs(1));
     assert!(
         alive.is_empty(),
         "still alive 1 s after the parent died: {alive:?}"
@@ -400,36 +321,12 @@ fn daemon_terminated_and_non_daemon_joined_at_exit() {
     }
     let marker = std::env::temp_dir().join(format!("mp-marker-{}", std::process::id()));
     let _ = std::fs::remove_file(&marker);
-    let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "helper_exit_semantics",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut helper = Reexec::test("helper_exit_semantics")
         .env("MP_ROLE", "exit_semantics")
         .env("MP_MARKER", &marker)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let line = read_line_with_deadline(&mut helper, "PIDS ");
-    let pids: Vec<i32> = line
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(s) = helper.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = helper.kill();
-            let _ = helper.wait();
-            pids.iter().for_each(|&p| kill_pid(p));
-            panic!("helper did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        .spawn();
+    let pids = helper.read_pids("PIDS ", LIMIT);
+    let status = helper.wait(LIMIT);
     assert!(status.success());
     // The non-daemon child finished its work before the parent exited.
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "done");
@@ -437,45 +334,6 @@ fn daemon_terminated_and_non_daemon_joined_at_exit() {
     // The daemon was terminated.
     assert!(gone(pids[0]));
     assert!(gone(pids[1]));
-}
-
-/// Runs this binary as helper `test` with `MP_ROLE=role`, waits up to
-/// `limit` for it to exit (SIGKILLing it and the `CHILD <pid>`s it printed
-/// otherwise) and returns its exit status and stdout.
-fn run_helper_to_exit(
-    role: &str,
-    test: &str,
-    limit: Duration,
-) -> (std::process::ExitStatus, String) {
-    use std::io::Read;
-    let mut helper = run_helper(role, test);
-    let mut out = helper.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = helper.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = helper.kill();
-            let _ = helper.wait();
-            let out = reader.join().unwrap();
-            for pid in out
-                .lines()
-                .filter_map(|l| l.split_once("CHILD ").map(|(_, p)| p.trim()))
-                .filter_map(|p| p.parse().ok())
-            {
-                kill_pid(pid);
-            }
-            panic!("helper {test} did not exit within {limit:?}; its output:\n{out}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    (status, reader.join().unwrap())
 }
 
 fn one_mib(_: ()) -> Vec<u8> {
@@ -493,14 +351,10 @@ fn helper_drop_large_result() {
     let pid = p.pid();
     println!("CHILD {pid}");
     drop(p);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::metadata(format!("/proc/{pid}")).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "child {pid} still blocked on its result"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), || reaped(pid)),
+        "child {pid} still blocked on its result"
+    );
     println!("REAPED {pid}");
     // Dropped again, then the program returns from main: the exit handler
     // waits for this non-daemon child, which must not block on its result.
@@ -514,18 +368,11 @@ fn dropped_process_with_large_result_exits() {
     if std::env::var("MP_ROLE").is_ok() {
         return;
     }
-    let (status, out) = run_helper_to_exit(
-        "drop_large_result",
-        "helper_drop_large_result",
-        Duration::from_secs(20),
-    );
+    let (status, out) =
+        run_helper("drop_large_result", "helper_drop_large_result").output(Duration::from_secs(20));
     assert!(status.success(), "{status:?}\n{out}");
     assert!(out.contains("REAPED "), "{out}");
-    let pids: Vec<i32> = out
-        .lines()
-        .filter_map(|l| l.split_once("CHILD ").map(|(_, p)| p.trim()))
-        .filter_map(|p| p.parse().ok())
-        .collect();
+    let pids = printed_pids(&out, "CHILD ");
     assert_eq!(pids.len(), 2, "{out}");
     for pid in pids {
         assert!(gone(pid), "{pid} left running");

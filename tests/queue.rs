@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use multiproc::queue::fault::{self, Point};
@@ -16,77 +16,22 @@ use multiproc::queue::{
 };
 use multiproc::shm::ShmRegion;
 use multiproc::{ErrorKind, JoinableQueue, Process, Queue, SimpleQueue};
+use multiproc_testkit::{
+    assert_lasted, assert_no_zombie_children, assert_shm_removed, kill_and_reap, serial, shm_names,
+    wait_until, Reexec,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Fork-heavy tests run one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// Drops the queue (by name) and checks nothing of it is left behind.
+fn assert_clean(name: String) {
+    assert_shm_removed(&name);
+    assert_no_zombie_children();
 }
 
 /// Joins `p` within `LIMIT`, killing it on timeout.
-fn join<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(mut p: Process<T>) -> T {
-    match p.join_timeout(LIMIT) {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = p.kill();
-            let _ = p.join_timeout(Duration::from_secs(5));
-            panic!("child failed or hung: {e}");
-        }
-    }
-}
-
-/// Kills `p` and reaps it.
-fn kill<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(mut p: Process<T>) {
-    p.kill().unwrap();
-    let e = p
-        .join_timeout(LIMIT)
-        .err()
-        .expect("a killed child has no result");
-    assert_eq!(e.kind(), ErrorKind::WorkerLost, "{e}");
-}
-
-fn zombie_children() -> Vec<i32> {
-    let me = std::process::id().to_string();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[1] == me && f[0] == "Z" {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// `/dev/shm` entries of the queue named `name` (its region and its items).
-fn shm_entries(name: &str) -> Vec<String> {
-    let bare = name.trim_start_matches('/');
-    std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|f| f.starts_with(bare))
-        .collect()
-}
-
-/// Drops the queue (by name) and checks nothing of it is left behind.
-fn assert_clean(name: String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !shm_entries(&name).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
-    assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+fn join<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(p: Process<T>) -> T {
+    multiproc_testkit::join_or_kill(p, LIMIT)
 }
 
 // -- children ---------------------------------------------------------------
@@ -182,14 +127,10 @@ fn point_from(p: u8) -> Point {
 }
 
 fn wait_stalled(flag: &ShmRegion) {
-    let deadline = Instant::now() + LIMIT;
-    while flag.atomic_u32(0).load(Ordering::SeqCst) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "child never reached the fault point"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    assert!(
+        wait_until(LIMIT, || flag.atomic_u32(0).load(Ordering::SeqCst) != 0),
+        "child never reached the fault point"
+    );
 }
 
 // -- tests ------------------------------------------------------------------
@@ -248,11 +189,7 @@ fn bounded_queue_gives_items_back_and_times_out() {
         Err(PutTimeoutError::Timeout(x)) => assert_eq!(x, 4),
         other => panic!("{other:?}"),
     }
-    let took = t.elapsed();
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
-        "{took:?}"
-    );
+    assert_lasted(t, Duration::from_millis(500));
 
     // A child blocked on the full queue is released by a get here.
     let p = Process::spawn(blocked_put, (q.clone(), 5)).unwrap();
@@ -268,11 +205,7 @@ fn bounded_queue_gives_items_back_and_times_out() {
         q.get_timeout(Duration::from_millis(500)),
         Err(GetTimeoutError::Timeout)
     ));
-    let took = t.elapsed();
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
-        "{took:?}"
-    );
+    assert_lasted(t, Duration::from_millis(500));
     assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
     let name = q.name().to_owned();
     drop(q);
@@ -300,7 +233,7 @@ fn one_byte_and_64_mib_items_cross_processes() {
     join(p);
     assert_eq!(q.qsize(), 2);
     assert_eq!(
-        shm_entries(q.name()).len(),
+        shm_names(q.name()).len(),
         3,
         "the region and two item segments"
     );
@@ -400,7 +333,7 @@ fn kill_consumer_at(point: u8, item_len: usize) -> Vec<u64> {
     let flag = ShmRegion::create(8).unwrap();
     let p = Process::spawn(stalled_get, (q.clone(), flag.clone(), point)).unwrap();
     wait_stalled(&flag);
-    kill(p);
+    kill_and_reap(p);
     // Another process and this one go on using the queue.
     let other = Process::spawn(put_bytes, (q.clone(), vec![8])).unwrap();
     join(other);
@@ -450,7 +383,7 @@ fn producer_killed_mid_put_either_put_or_not() {
         let flag = ShmRegion::create(8).unwrap();
         let p = Process::spawn(stalled_put, (q.clone(), flag.clone(), point, vec![9; 8])).unwrap();
         wait_stalled(&flag);
-        kill(p);
+        kill_and_reap(p);
         // The next put repairs the put side and goes on.
         q.put(vec![10; 8]).unwrap();
         let mut got = Vec::new();
@@ -485,7 +418,7 @@ fn simple_queue_between_processes() {
     inq.close();
     join(p);
     drop((inq, outq));
-    assert!(zombie_children().is_empty());
+    assert_no_zombie_children();
 }
 
 #[test]
@@ -537,40 +470,20 @@ fn an_unrelated_process_attaches_by_name() {
     let q: JoinableQueue<String> = JoinableQueue::new().unwrap();
     let path = std::env::temp_dir().join(format!("mp-queue-handle-{}", std::process::id()));
     std::fs::write(&path, multiproc::codec::encode(&q).unwrap()).unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+    let child = Reexec::test("child_entry")
         .env(ROLE, "put-three")
         .env(HANDLE, &path)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     let mut got = Vec::new();
     for _ in 0..4 {
         match q.get_timeout(LIMIT) {
             Ok(s) => got.push(s.len()),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{e}");
-            }
+            Err(e) => panic!("{e}"),
         }
         q.task_done().unwrap();
     }
     assert_eq!(got, vec![1, 2, 3, 3 << 20]);
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the child's join never returned");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut out = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let (status, out) = child.output(LIMIT);
     assert!(
         status.success() && out.contains("joined"),
         "{status:?}\n{out}"

@@ -3,78 +3,29 @@
 //! "Another process" here is this test binary run again with a role in the
 //! environment (`MP_SHM_ROLE`): a real, unrelated process that attaches by name.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiproc::shm::{SharedMemory, ShmRegion};
+use multiproc_testkit::{in_dev_shm, wait_until, Helper, Reexec};
 
 const ROLE: &str = "MP_SHM_ROLE";
 const NAME: &str = "MP_SHM_NAME";
 
-/// Runs this binary's `child_entry` test with a role; the child is killed if
-/// the guard is dropped before it exits.
-struct ChildGuard(Option<Child>);
-
-impl ChildGuard {
-    fn spawn(role: &str, name: &str) -> ChildGuard {
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-            .env(ROLE, role)
-            .env(NAME, name)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        ChildGuard(Some(child))
-    }
-
-    /// Waits up to `limit` for the child, returning its stdout.
-    fn wait(mut self, limit: Duration) -> String {
-        let mut child = self.0.take().unwrap();
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut out = String::new();
-                std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
-                assert!(status.success(), "child failed: {status:?}\n{out}");
-                return out;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("child did not finish within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+/// Runs this binary's `child_entry` test with a role (killed if dropped
+/// before it exits).
+fn spawn_role(role: &str, name: &str) -> Helper {
+    Reexec::test("child_entry")
+        .env(ROLE, role)
+        .env(NAME, name)
+        .spawn()
 }
 
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn in_dev_shm(name: &str) -> bool {
-    Path::new("/dev/shm")
-        .join(name.trim_start_matches('/'))
-        .exists()
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
+/// Runs a role to its end, within `limit`; returns its stdout.
+fn run_role(role: &str, name: &str, limit: Duration) -> String {
+    let (status, out) = spawn_role(role, name).output(limit);
+    assert!(status.success(), "child failed: {status:?}\n{out}");
+    out
 }
 
 /// The body of the re-executed child; a no-op in a normal test run.
@@ -114,7 +65,7 @@ fn block_written_by_one_process_is_read_by_another() {
     let name = format!("test-rw-{}", std::process::id());
     let mut block = SharedMemory::create(&name, 64).unwrap();
     block.write_at(0, b"hello world").unwrap();
-    let out = ChildGuard::spawn("read", &name).wait(Duration::from_secs(30));
+    let out = run_role("read", &name, Duration::from_secs(30));
     assert!(out.contains("read:hello world"), "{out}");
     let mut bang = [0u8; 1];
     block.read_at(11, &mut bang).unwrap();
@@ -146,23 +97,15 @@ fn owner_drop_unlinks_but_attached_handles_do_not() {
 #[test]
 fn segments_of_a_sigkilled_owner_are_removed() {
     let name = format!("test-crash-{}", std::process::id());
-    let mut guard = ChildGuard::spawn("own-and-hang", &name);
-    let child = guard.0.as_mut().unwrap();
-    // Wait for the child to report its region name (it created both by then).
-    let mut line = String::new();
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // libtest may print "test child_entry ... " on the same line first.
-    while !line.contains("region:") {
-        line.clear();
-        assert!(Instant::now() < deadline, "child never reported");
-        let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-        assert!(n > 0, "child exited early");
-    }
-    let region = line.trim().rsplit("region:").next().unwrap().to_owned();
+    let mut child = spawn_role("own-and-hang", &name);
+    // Wait for the child to report its region name (it created both by then;
+    // libtest may print "test child_entry ... " on the same line first).
+    let region = child
+        .read_line("region:", Duration::from_secs(30))
+        .trim()
+        .to_owned();
     assert!(in_dev_shm(&name) && in_dev_shm(&region));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
     assert!(
         wait_until(Duration::from_secs(5), || !in_dev_shm(&name)
             && !in_dev_shm(&region)),
@@ -176,7 +119,11 @@ fn region_handle_reattaches_in_another_process() {
     region.atomic_u64(8).store(1, Ordering::SeqCst);
     let file = std::env::temp_dir().join(format!("mp-region-{}", std::process::id()));
     std::fs::write(&file, multiproc::codec::encode(&region).unwrap()).unwrap();
-    ChildGuard::spawn("region-add", file.to_str().unwrap()).wait(Duration::from_secs(30));
+    run_role(
+        "region-add",
+        file.to_str().unwrap(),
+        Duration::from_secs(30),
+    );
     let _ = std::fs::remove_file(&file);
     assert_eq!(region.atomic_u64(8).load(Ordering::SeqCst), 42);
     let name = region.name().unwrap().to_owned();

@@ -1,13 +1,11 @@
 //! `Barrier` across processes: indices, reuse, and breaking by timeout,
 //! abort and reset for every waiter.
 
-mod sync_support;
-
 use std::time::{Duration, Instant};
 
 use multiproc::sync::Barrier;
 use multiproc::ErrorKind;
-use sync_support::{assert_lasted, eventually, serial, Kid, LIMIT};
+use multiproc_testkit::{assert_lasted, eventually, serial_shm_checked, Kid, LIMIT};
 
 fn pass_rounds(b: Barrier) -> Vec<usize> {
     (0..50).map(|_| b.wait_timeout(LIMIT).unwrap()).collect()
@@ -15,7 +13,7 @@ fn pass_rounds(b: Barrier) -> Vec<usize> {
 
 #[test]
 fn parties_pass_together_with_distinct_indices_round_after_round() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let b = Barrier::new(3).unwrap();
     assert_eq!(b.parties(), 3);
     let kids: Vec<_> = (0..2).map(|_| Kid::spawn(pass_rounds, b.clone())).collect();
@@ -43,7 +41,7 @@ fn broken() -> String {
 
 #[test]
 fn a_timeout_breaks_the_barrier_for_every_waiter() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let b = Barrier::new(3).unwrap();
     let patient = Kid::spawn(wait_report, (b.clone(), LIMIT.as_millis() as u64));
     eventually(|| b.n_waiting() == 1);
@@ -61,7 +59,7 @@ fn a_timeout_breaks_the_barrier_for_every_waiter() {
 
 #[test]
 fn abort_and_reset_break_current_waiters() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let b = Barrier::new(3).unwrap();
     let limit = LIMIT.as_millis() as u64;
     let kids: Vec<_> = (0..2)

@@ -1,14 +1,12 @@
 //! `Condition` across processes: notify(n) wakes exactly n waiters,
 //! notify_all wakes all, wait_for and timeouts, and a SIGKILLed lock holder.
 
-mod sync_support;
-
 use std::time::{Duration, Instant};
 
 use multiproc::sync::{Condition, Event, Lock, LockError};
 use multiproc::value::RawValue;
 use multiproc::ErrorKind;
-use sync_support::{assert_lasted, eventually, serial, settle, Kid, LIMIT};
+use multiproc_testkit::{assert_lasted, eventually, serial_shm_checked, settle, Kid, LIMIT};
 
 /// Waits once (up to LIMIT); counts itself in `woken` when notified.
 fn wait_once((cond, woken): (Condition, RawValue<u32>)) -> bool {
@@ -32,7 +30,7 @@ fn waiting(cond: &Condition) -> usize {
 
 #[test]
 fn notify_wakes_exactly_n_and_notify_all_the_rest() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     for cond in [
         Condition::new().unwrap(),
         Condition::with_lock(Lock::new().unwrap()).unwrap(),
@@ -69,7 +67,7 @@ fn wait_for_value((cond, v): (Condition, RawValue<u32>)) -> u32 {
 
 #[test]
 fn wait_for_rechecks_the_predicate_and_times_out() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let cond = Condition::new().unwrap();
     let v = RawValue::new(0u32).unwrap();
     let kid = Kid::spawn(wait_for_value, (cond.clone(), v.clone()));
@@ -120,7 +118,7 @@ fn wait_then_report((cond, started): (Condition, Event)) -> String {
 
 #[test]
 fn killed_holder_of_the_condition_lock_gives_owner_died() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let cond = Condition::new().unwrap();
     let (started, locked) = (Event::new().unwrap(), Event::new().unwrap());
     // The waiter is inside wait() (lock released) when the holder takes the

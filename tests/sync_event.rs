@@ -1,11 +1,9 @@
 //! `Event` across processes.
 
-mod sync_support;
-
 use std::time::{Duration, Instant};
 
 use multiproc::sync::Event;
-use sync_support::{assert_lasted, serial, settle, Kid, LIMIT};
+use multiproc_testkit::{assert_lasted, serial_shm_checked, settle, Kid, LIMIT};
 
 fn wait_for_it((ev, started): (Event, Event)) -> bool {
     started.set();
@@ -18,7 +16,7 @@ fn set_it(ev: Event) {
 
 #[test]
 fn set_wakes_every_waiting_process() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let ev = Event::new().unwrap();
     let started: Vec<Event> = (0..3).map(|_| Event::new().unwrap()).collect();
     let kids: Vec<_> = started

@@ -1,14 +1,12 @@
 //! `Lock` and `RLock` across processes: exclusion, timeouts, re-entrance,
 //! ownership errors, and a holder killed with SIGKILL.
 
-mod sync_support;
-
 use std::time::{Duration, Instant};
 
 use multiproc::sync::{Event, Lock, LockError, RLock};
 use multiproc::value::RawValue;
 use multiproc::ErrorKind;
-use sync_support::{assert_lasted, serial, settle, Kid, LIMIT};
+use multiproc_testkit::{assert_lasted, serial_shm_checked, settle, Kid, LIMIT};
 
 const N: u64 = 20_000;
 
@@ -23,7 +21,7 @@ fn add_under_lock((lock, total): (Lock, RawValue<u64>)) -> u64 {
 
 #[test]
 fn lock_excludes_other_processes() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let lock = Lock::new().unwrap();
     let total = RawValue::new(0u64).unwrap();
     let kids: Vec<_> = (0..2)
@@ -51,7 +49,7 @@ fn hold_forever((lock, locked): (Lock, Event)) {
 
 #[test]
 fn try_lock_and_timeout_while_another_process_holds() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let lock = Lock::new().unwrap();
     let (locked, release) = (Event::new().unwrap(), Event::new().unwrap());
     let kid = Kid::spawn(hold_until, (lock.clone(), locked.clone(), release.clone()));
@@ -79,7 +77,7 @@ fn lock_and_report(lock: Lock) -> String {
 
 #[test]
 fn killed_lock_holder_gives_owner_died_to_a_waiting_locker() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let lock = Lock::new().unwrap();
     let locked = Event::new().unwrap();
     let holder = Kid::spawn(hold_forever, (lock.clone(), locked.clone()));
@@ -94,7 +92,7 @@ fn killed_lock_holder_gives_owner_died_to_a_waiting_locker() {
 
 #[test]
 fn killed_lock_holder_gives_owner_died_to_the_next_locker_who_recovers() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let lock = Lock::new().unwrap();
     let locked = Event::new().unwrap();
     let holder = Kid::spawn(hold_forever, (lock.clone(), locked.clone()));
@@ -145,7 +143,7 @@ fn rlock_lock_and_report(rlock: RLock) -> String {
 
 #[test]
 fn rlock_is_reentrant_per_process_and_checks_the_owner() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let rlock = RLock::new().unwrap();
     let (locked, release) = (Event::new().unwrap(), Event::new().unwrap());
     let kid = Kid::spawn(
@@ -173,7 +171,7 @@ fn rlock_is_reentrant_per_process_and_checks_the_owner() {
 
 #[test]
 fn killed_rlock_holder_gives_owner_died_to_waiting_and_next_lockers() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let rlock = RLock::new().unwrap();
     let locked = Event::new().unwrap();
     let holder = Kid::spawn(rlock_hold_forever, (rlock.clone(), locked.clone()));

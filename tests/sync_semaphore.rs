@@ -1,13 +1,11 @@
 //! `Semaphore` and `BoundedSemaphore` across processes.
 
-mod sync_support;
-
 use std::time::{Duration, Instant};
 
 use multiproc::sync::{BoundedSemaphore, Event, Semaphore};
 use multiproc::value::RawValue;
 use multiproc::ErrorKind;
-use sync_support::{assert_lasted, eventually, serial, settle, Kid, LIMIT};
+use multiproc_testkit::{assert_lasted, eventually, serial_shm_checked, settle, Kid, LIMIT};
 
 /// Takes the semaphore 200 times, tracking how many holders are inside.
 fn use_semaphore((sem, inside, most): (Semaphore, RawValue<u32>, RawValue<u32>)) -> u32 {
@@ -29,7 +27,7 @@ fn use_semaphore((sem, inside, most): (Semaphore, RawValue<u32>, RawValue<u32>))
 
 #[test]
 fn semaphore_admits_at_most_its_value() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let sem = Semaphore::new(2).unwrap();
     let inside = RawValue::new(0u32).unwrap();
     let most = RawValue::new(0u32).unwrap();
@@ -57,7 +55,7 @@ fn take_and_die((sem, taken): (Semaphore, Event)) {
 
 #[test]
 fn release_in_one_process_wakes_a_waiter_in_another() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let sem = Semaphore::new(0).unwrap();
     let started = Event::new().unwrap();
     let kid = Kid::spawn(acquire_and_report, (sem.clone(), started.clone()));
@@ -76,7 +74,7 @@ fn release_in_one_process_wakes_a_waiter_in_another() {
 
 #[test]
 fn a_dead_holder_never_hangs_a_timed_acquire() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let sem = Semaphore::new(1).unwrap();
     let taken = Event::new().unwrap();
     let kid = Kid::spawn(take_and_die, (sem.clone(), taken.clone()));
@@ -95,7 +93,7 @@ fn release_twice(sem: BoundedSemaphore) -> (bool, String) {
 
 #[test]
 fn bounded_semaphore_refuses_over_release_from_any_process() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let sem = BoundedSemaphore::new(2).unwrap();
     assert_eq!(sem.max_value(), 2);
     assert_eq!(

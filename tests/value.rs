@@ -1,15 +1,13 @@
 //! `Value` and `Array` across processes: exact counts under the lock, atomic
 //! operations, re-attaching in an unrelated process, and cleanup.
 
-mod sync_support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use multiproc::sync::Event;
 use multiproc::value::{Array, RawArray, Value};
 use multiproc::ErrorKind;
-use sync_support::{serial, Kid, LIMIT};
+use multiproc_testkit::{serial_shm_checked, Kid, LIMIT};
 
 const N: u64 = 20_000;
 
@@ -38,7 +36,7 @@ fn add_atomic(v: Value<u64>) -> u64 {
 
 #[test]
 fn two_processes_increment_exactly_under_the_lock() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     for f in [add_locked, add_with_get_lock, add_atomic] {
         let v = Value::new(0u64).unwrap();
         let kids: Vec<_> = (0..2).map(|_| Kid::spawn(f, v.clone())).collect();
@@ -62,7 +60,7 @@ fn fill_half((a, first): (Array<i32>, bool)) -> usize {
 
 #[test]
 fn array_is_shared_by_processes() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let a = Array::<i32>::new(100).unwrap();
     let kids: Vec<_> = [true, false]
         .into_iter()
@@ -114,7 +112,7 @@ fn child_entry() {
 
 #[test]
 fn handles_reattach_in_an_unrelated_process() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let v = Value::new(5u64).unwrap();
     let done = Event::new().unwrap();
     let arg = hex(&multiproc::codec::encode(&(v.clone(), done.clone())).unwrap());
@@ -136,15 +134,19 @@ fn handles_reattach_in_an_unrelated_process() {
 
 #[test]
 fn dropping_the_last_handle_removes_the_shared_memory() {
-    let _s = serial();
+    let _s = serial_shm_checked();
     let v = Value::new(1.5f64).unwrap();
     let clone = v.clone();
-    let before = sync_support::leftovers();
+    let before = multiproc_testkit::leftovers();
     assert_eq!(before.len(), 1, "one region per value: {before:?}");
     drop(v);
-    assert_eq!(sync_support::leftovers(), before, "a clone keeps it alive");
+    assert_eq!(
+        multiproc_testkit::leftovers(),
+        before,
+        "a clone keeps it alive"
+    );
     drop(clone);
-    assert!(sync_support::leftovers().is_empty());
+    assert!(multiproc_testkit::leftovers().is_empty());
     // A lock with a short timeout also works on values.
     let v = Value::new(0i32).unwrap();
     let g = v.lock().unwrap();

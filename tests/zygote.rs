@@ -6,13 +6,14 @@
 //! dispositions, descriptor limits) run in a re-executed copy of this binary
 //! (`MP_ROLE` set), with a bounded wait and its children killed on failure.
 
-use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, ExitStatus};
 use multiproc_ipc::Zygote;
+use multiproc_testkit::{
+    assert_no_zombie_children, gone, kill_pid, printed_pids, reaped, wait_until, Reexec,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -29,91 +30,19 @@ fn role() -> Option<String> {
     std::env::var("MP_ROLE").ok()
 }
 
-/// Pids of our children that are zombies.
-fn zombie_children() -> Vec<i32> {
-    let mut out = Vec::new();
-    let me = std::process::id().to_string();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.len() > 2 && fields[1] == me && fields[0] == "Z" {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// True if `pid` no longer exists or is a zombie.
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, r)| r.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-    }
-}
-
-fn kill_pid(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
-
 /// Runs this binary as helper `test` with `MP_ROLE=role`, waits up to
 /// `LIMIT` for it to exit (SIGKILLing it and the `CHILD <pid>`s it printed
-/// otherwise) and returns its exit status and stdout.
+/// otherwise), checks those children are gone, and returns its exit status
+/// and stdout.
 fn run_helper(role: &str, test: &str) -> (std::process::ExitStatus, String) {
-    let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+    let (status, out) = Reexec::test(test)
         .env("MP_ROLE", role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
-        .unwrap();
-    let mut out = helper.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(s) = helper.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = helper.kill();
-            let _ = helper.wait();
-            let out = reader.join().unwrap();
-            for pid in child_pids(&out) {
-                kill_pid(pid);
-            }
-            panic!("helper {test} did not exit within {LIMIT:?}; its output:\n{out}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let out = reader.join().unwrap();
-    for pid in child_pids(&out) {
+        .output(LIMIT);
+    for pid in printed_pids(&out, "CHILD ") {
         assert!(gone(pid), "{pid} left running by {test}");
     }
     (status, out)
-}
-
-fn child_pids(out: &str) -> Vec<i32> {
-    out.lines()
-        .filter_map(|l| l.split_once("CHILD ").map(|(_, p)| p.trim()))
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -316,9 +245,6 @@ fn dead_zygote_is_seen_despite_a_stray_socket_copy() {
     assert!(took < Duration::from_secs(8), "{took:?}");
     drop(z);
     assert!(gone(zpid) && gone(cpid));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::metadata(format!("/proc/{zpid}")).is_ok() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+    wait_until(Duration::from_secs(5), || reaped(zpid));
+    assert_no_zombie_children();
 }

@@ -1,7 +1,5 @@
 //! AsyncResult semantics, callbacks and error callbacks, and `Future`.
 
-mod common;
-
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,8 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use common::{bounded, LIMIT};
 use multiproc_pool::{ApplyOptions, ErrorKind, Pool};
+use multiproc_testkit::{checked, LIMIT};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -51,7 +49,7 @@ fn block_on<F: Future>(fut: F) -> F::Output {
 
 #[test]
 fn get_timeout_times_out_and_a_later_get_succeeds() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         let r = pool.apply_async(sleep_ms, 300).unwrap();
         let t = Instant::now();
@@ -67,7 +65,7 @@ fn get_timeout_times_out_and_a_later_get_succeeds() {
 
 #[test]
 fn ready_successful_and_wait() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         let ok = pool.apply_async(square, 4).unwrap();
         let bad = pool.apply_async(fails, ()).unwrap();
@@ -88,7 +86,7 @@ fn ready_successful_and_wait() {
 
 #[test]
 fn callbacks_run_in_the_parent_without_get() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let (tx, rx) = mpsc::channel();
         for i in 0..50u64 {
@@ -140,7 +138,7 @@ fn callbacks_run_in_the_parent_without_get() {
 
 #[test]
 fn a_panicking_callback_is_reported_and_the_pool_goes_on() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let r = pool
             .apply_async_with(
@@ -174,7 +172,7 @@ fn a_panicking_callback_is_reported_and_the_pool_goes_on() {
 
 #[test]
 fn async_results_are_futures() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let a = pool.apply_async(square, 5).unwrap();
         let b = pool.apply_async(sleep_ms, 50).unwrap();
@@ -188,7 +186,7 @@ fn async_results_are_futures() {
 
 #[test]
 fn a_callback_may_wait_for_another_result() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Arc::new(Pool::new(2).unwrap());
         let (tx, rx) = mpsc::channel();
         let p = Arc::clone(&pool);

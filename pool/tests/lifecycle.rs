@@ -1,12 +1,10 @@
 //! Pool lifecycle: creation, apply, close/join, terminate, drop, panics and
 //! serialization failures.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{bounded, gone, LIMIT};
 use multiproc_pool::{ErrorKind, Pool};
+use multiproc_testkit::{checked, wait_gone, LIMIT};
 use serde::{Deserialize, Serialize, Serializer};
 
 fn square(x: u64) -> u64 {
@@ -61,7 +59,7 @@ fn take_picky(p: Picky) -> u64 {
 
 #[test]
 fn invalid_arguments_are_rejected() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         assert_eq!(Pool::new(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
         let e = Pool::builder().max_tasks_per_child(0).build().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
@@ -76,7 +74,7 @@ fn invalid_arguments_are_rejected() {
 
 #[test]
 fn default_size_is_the_cpu_count() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::builder().build().unwrap();
         let cpus = std::thread::available_parallelism().unwrap().get();
         assert_eq!(pool.processes(), cpus);
@@ -86,7 +84,7 @@ fn default_size_is_the_cpu_count() {
 
 #[test]
 fn apply_runs_in_another_process() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         assert_eq!(pool.apply(square, 12).unwrap(), 144);
         let p = pool.apply(pid, ()).unwrap();
@@ -99,7 +97,7 @@ fn apply_runs_in_another_process() {
 
 #[test]
 fn task_errors_pass_through_as_values() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         assert_eq!(pool.apply(checked_div, (7, 2)).unwrap(), Ok(3));
         assert_eq!(
@@ -111,7 +109,7 @@ fn task_errors_pass_through_as_values() {
 
 #[test]
 fn submitting_after_close_or_terminate_is_not_running() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         pool.close();
         assert_eq!(
@@ -138,7 +136,7 @@ fn submitting_after_close_or_terminate_is_not_running() {
 
 #[test]
 fn join_before_close_is_an_error_and_close_join_finishes_the_work() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         assert_eq!(pool.join().unwrap_err().kind(), ErrorKind::InvalidArgument);
         let rs: Vec<_> = (0..20u64)
@@ -152,7 +150,7 @@ fn join_before_close_is_an_error_and_close_join_finishes_the_work() {
             assert_eq!(r.get().unwrap(), i as u64 % 3);
         }
         for p in pids {
-            assert!(gone(p), "worker {p} still alive after join");
+            assert!(wait_gone(p), "worker {p} still alive after join");
         }
         pool.join().unwrap(); // idempotent
     });
@@ -160,7 +158,7 @@ fn join_before_close_is_an_error_and_close_join_finishes_the_work() {
 
 #[test]
 fn terminate_with_tasks_in_flight_is_prompt_and_fails_everything() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let rs: Vec<_> = (0..10)
             .map(|_| pool.apply_async(sleep_ms, 30_000).unwrap())
@@ -180,7 +178,7 @@ fn terminate_with_tasks_in_flight_is_prompt_and_fails_everything() {
         }
         assert_eq!(m.get().unwrap_err().kind(), ErrorKind::NotRunning);
         for p in pids {
-            assert!(gone(p), "worker {p} survived terminate");
+            assert!(wait_gone(p), "worker {p} survived terminate");
         }
         pool.join().unwrap();
     });
@@ -188,21 +186,21 @@ fn terminate_with_tasks_in_flight_is_prompt_and_fails_everything() {
 
 #[test]
 fn drop_terminates() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let r = pool.apply_async(sleep_ms, 30_000).unwrap();
         let pids = pool.worker_pids();
         drop(pool);
         assert_eq!(r.get().unwrap_err().kind(), ErrorKind::NotRunning);
         for p in pids {
-            assert!(gone(p), "worker {p} survived drop");
+            assert!(wait_gone(p), "worker {p} survived drop");
         }
     });
 }
 
 #[test]
 fn a_panicking_task_reports_message_and_location_and_the_worker_survives() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         let before = pool.worker_pids();
         let e = pool.apply(boom, 13).unwrap_err();
@@ -223,7 +221,7 @@ fn a_panicking_task_reports_message_and_location_and_the_worker_survives() {
 
 #[test]
 fn serialization_failures_fail_only_their_task() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         // The result of an odd input fails to serialize in the worker.
         let e = pool.apply(make_picky, 3).unwrap_err();

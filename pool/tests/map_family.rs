@@ -1,11 +1,9 @@
 //! map, map_async, imap, imap_unordered, starmap, chunksizes, large payloads.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{bounded, LIMIT};
 use multiproc_pool::{ErrorKind, Pool};
+use multiproc_testkit::{checked, LIMIT};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -31,7 +29,7 @@ fn len_and_echo(v: Vec<u8>) -> (usize, Vec<u8>) {
 
 #[test]
 fn map_returns_results_in_order() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let out = pool.map(square, 0..10_000u64).unwrap();
         assert_eq!(out, (0..10_000u64).map(|x| x * x).collect::<Vec<_>>());
@@ -44,7 +42,7 @@ fn map_returns_results_in_order() {
 
 #[test]
 fn empty_inputs_give_empty_outputs() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         assert!(pool.map(square, Vec::<u64>::new()).unwrap().is_empty());
         assert_eq!(pool.imap(square, Vec::<u64>::new()).unwrap().count(), 0);
@@ -63,7 +61,7 @@ fn empty_inputs_give_empty_outputs() {
 
 #[test]
 fn zero_chunksize_is_invalid() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         for e in [
             pool.map_chunksize(square, 0..3u64, 0).unwrap_err(),
@@ -82,7 +80,7 @@ fn zero_chunksize_is_invalid() {
 
 #[test]
 fn imap_yields_in_order_and_unordered_yields_each_exactly_once() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let v: Vec<u64> = pool
             .imap(jitter, 0..300u64)
@@ -106,7 +104,7 @@ fn imap_yields_in_order_and_unordered_yields_each_exactly_once() {
 
 #[test]
 fn imap_reports_failures_at_their_position() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let out: Vec<_> = pool.imap(fail_on_7, 0..10u64).unwrap().collect();
         for (i, r) in out.iter().enumerate() {
@@ -130,7 +128,7 @@ fn imap_reports_failures_at_their_position() {
 
 #[test]
 fn starmap_applies_pairs() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let pairs: Vec<(u64, u64)> = (0..1000).map(|i| (i, 2 * i)).collect();
         let out = pool.starmap(add, pairs).unwrap();
@@ -144,7 +142,7 @@ fn starmap_applies_pairs() {
 
 #[test]
 fn large_arguments_and_results_travel_through_shared_memory() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let (n, back) = pool.apply(len_and_echo, big.clone()).unwrap();

@@ -1,11 +1,9 @@
 //! `max_tasks_per_child`: workers are replaced after n tasks.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{bounded, LIMIT};
 use multiproc_pool::Pool;
+use multiproc_testkit::{checked, LIMIT};
 
 fn current_pid(_: u64) -> i32 {
     std::process::id() as i32
@@ -21,7 +19,7 @@ fn init_marker(v: u64) {
 
 #[test]
 fn worker_pids_change_after_n_tasks() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::builder()
             .processes(2)
             .max_tasks_per_child(3)

@@ -1,11 +1,9 @@
 //! Workers that die mid-task: real signals, abort, segfault, exit codes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{alive, bounded, gone, LIMIT};
 use multiproc_pool::{ErrorKind, ExitStatus, Pool};
+use multiproc_testkit::{alive, checked, wait_gone, wait_until, LIMIT};
 
 fn pid_then_sleep(ms: u64) -> i32 {
     std::thread::sleep(Duration::from_millis(ms));
@@ -38,15 +36,10 @@ fn current_pid(_: ()) -> i32 {
 
 /// Waits (bounded) until the pool is back to `n` live workers.
 fn full_size(pool: &Pool, n: usize) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
+    wait_until(Duration::from_secs(10), || {
         let pids = pool.worker_pids();
-        if pids.len() == n && pids.iter().all(|&p| alive(p)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
+        pids.len() == n && pids.iter().all(|&p| alive(p))
+    })
 }
 
 /// The pid of the worker that is running the only busy task right now.
@@ -60,7 +53,7 @@ fn busy_worker(pool: &Pool, before: &[i32]) -> i32 {
 
 #[test]
 fn sigkill_fails_exactly_that_task_promptly_and_the_pool_recovers() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let before = pool.worker_pids();
         let victim = pool.apply_async(pid_then_sleep, 2_000).unwrap();
@@ -84,14 +77,14 @@ fn sigkill_fails_exactly_that_task_promptly_and_the_pool_recovers() {
         assert!(e.to_string().contains("SIGKILL"), "{e}");
         assert!(full_size(&pool, 2));
         assert!(!pool.worker_pids().contains(&pid));
-        assert!(gone(pid));
+        assert!(wait_gone(pid));
         assert_eq!(pool.map(square, 0..100u64).unwrap().len(), 100);
     });
 }
 
 #[test]
 fn only_the_running_task_fails_queued_ones_are_rerun() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         let [pid] = pool.worker_pids()[..] else {
             panic!()
@@ -115,7 +108,7 @@ fn only_the_running_task_fails_queued_ones_are_rerun() {
 
 #[test]
 fn abort_segfault_and_exit_name_their_cause() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let e = pool.apply(do_abort, ()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::WorkerLost);
@@ -144,7 +137,7 @@ fn abort_segfault_and_exit_name_their_cause() {
 
 #[test]
 fn every_worker_killed_at_once_is_replaced() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let rs: Vec<_> = (0..2)
             .map(|_| pool.apply_async(pid_then_sleep, 5_000).unwrap())

@@ -1,11 +1,9 @@
 //! Per-task timeouts: the task fails with Timeout, its worker is replaced.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{bounded, gone, LIMIT};
 use multiproc_pool::{ApplyOptions, ErrorKind, Pool};
+use multiproc_testkit::{checked, wait_gone, LIMIT};
 
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
@@ -18,7 +16,7 @@ fn current_pid(_: ()) -> i32 {
 
 #[test]
 fn a_task_over_its_timeout_fails_and_its_worker_is_replaced() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::new(1).unwrap();
         let [pid] = pool.worker_pids()[..] else {
             panic!()
@@ -38,7 +36,7 @@ fn a_task_over_its_timeout_fails_and_its_worker_is_replaced() {
             took >= Duration::from_millis(200) && took < Duration::from_secs(10),
             "a 300 ms timeout took {took:?}"
         );
-        assert!(gone(pid), "the timed-out worker must be killed");
+        assert!(wait_gone(pid), "the timed-out worker must be killed");
         let new_pid = pool.apply(current_pid, ()).unwrap();
         assert_ne!(new_pid, pid);
         // Within its timeout a task succeeds.
@@ -55,7 +53,7 @@ fn a_task_over_its_timeout_fails_and_its_worker_is_replaced() {
 
 #[test]
 fn the_builder_timeout_applies_to_every_task() {
-    bounded(LIMIT, || {
+    checked(LIMIT, || {
         let pool = Pool::builder()
             .processes(2)
             .task_timeout(Duration::from_millis(300))

@@ -1,0 +1,158 @@
+//! This process's children, and the state of a pid, read from `/proc`.
+
+use std::time::Duration;
+
+use crate::wait::poll_until;
+use crate::SETTLE;
+
+/// One entry of `/proc`: its pid, state letter and parent pid.
+fn proc_entries() -> Vec<(i32, char, i32)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The command may hold anything: the fields after its last ')' are
+        // state, ppid, ...
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next());
+        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
+        if let (Some(state), Some(ppid)) = (state, ppid) {
+            out.push((pid, state, ppid));
+        }
+    }
+    out
+}
+
+fn my_pid() -> i32 {
+    std::process::id() as i32
+}
+
+/// Pids of this process's children, running or zombie.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!multiproc_testkit::children().contains(&(std::process::id() as i32)));
+/// ```
+pub fn children() -> Vec<i32> {
+    let me = my_pid();
+    proc_entries()
+        .into_iter()
+        .filter(|&(_, _, ppid)| ppid == me)
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// Pids of this process's children that are zombies (exited, not reaped).
+///
+/// A snapshot: in a test binary whose tests run in parallel, another test's
+/// child may be a zombie for a moment between its exit and its join. To
+/// assert that none is left, use [`assert_no_zombie_children`].
+pub fn zombie_children() -> Vec<i32> {
+    let me = my_pid();
+    proc_entries()
+        .into_iter()
+        .filter(|&(_, state, ppid)| ppid == me && state == 'Z')
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// Asserts that no zombie child persists: waits up to [`SETTLE`], polling
+/// every 10 ms, for the set of zombie children to become empty.
+///
+/// # Panics
+///
+/// If zombies remain after [`SETTLE`]; the message names them.
+pub fn assert_no_zombie_children() {
+    let settled = poll_until(SETTLE, Duration::from_millis(10), || {
+        zombie_children().is_empty()
+    });
+    assert!(
+        settled,
+        "zombie children persist after {SETTLE:?}: {:?}",
+        zombie_children()
+    );
+}
+
+/// Asserts that no child process (running or zombie) persists: waits up to
+/// [`SETTLE`], polling every 10 ms, for this process to have no children.
+///
+/// # Panics
+///
+/// If children remain after [`SETTLE`]; the message names them.
+pub fn assert_no_children() {
+    let settled = poll_until(SETTLE, Duration::from_millis(10), || children().is_empty());
+    assert!(
+        settled,
+        "child processes persist after {SETTLE:?}: {:?}",
+        children()
+    );
+}
+
+/// True if `pid` no longer exists or is a zombie (it has exited).
+///
+/// # Examples
+///
+/// ```
+/// assert!(!multiproc_testkit::gone(std::process::id() as i32));
+/// ```
+pub fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
+
+/// True if a process `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    !gone(pid)
+}
+
+/// True if `pid` has disappeared entirely: it exited and was reaped (a
+/// zombie would still be listed in `/proc`).
+pub fn reaped(pid: i32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits up to [`SETTLE`] for `pid` to be [`gone`]; returns whether it is.
+pub fn wait_gone(pid: i32) -> bool {
+    crate::wait_until(SETTLE, || gone(pid))
+}
+
+/// Sends SIGKILL to `pid`, ignoring errors (it may be gone already).
+pub fn kill_pid(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Waits up to `grace` for all of `pids` to be [`gone`]; SIGKILLs those
+/// that are not, and returns them (empty if all went in time).
+pub fn kill_survivors(pids: &[i32], grace: Duration) -> Vec<i32> {
+    crate::wait_until(grace, || pids.iter().all(|&p| gone(p)));
+    let alive: Vec<i32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
+    for &p in &alive {
+        kill_pid(p);
+    }
+    alive
+}
+
+/// SIGKILLs every child of this process and reaps it (after a test failed
+/// or timed out).
+pub fn kill_children() {
+    for pid in children() {
+        kill_pid(pid);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    }
+}
