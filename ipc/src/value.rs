@@ -956,9 +956,7 @@ impl<T> Serialize for Array<T> {
 
 impl<'de, T: Plain> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Array<T>, D::Error> {
-        let store = Store::<T>::deserialize(d)?
-            .scalar()
-            .map_err(serde::de::Error::custom)?;
+        let store = Store::<T>::deserialize(d)?;
         let lock = store.lock().map_err(serde::de::Error::custom)?;
         Ok(Array {
             raw: RawArray { store },
@@ -1101,6 +1099,16 @@ mod tests {
         let raw = RawArray::<u64>::new(3).unwrap();
         let bytes = crate::codec::encode(&raw).unwrap();
         assert!(crate::codec::decode::<RawValue<u64>>(&bytes).is_err());
+        assert_eq!(
+            crate::codec::decode::<RawArray<u64>>(&bytes).unwrap().len(),
+            3
+        );
+        let locked = Array::<u64>::new(10).unwrap();
+        let bytes = crate::codec::encode(&locked).unwrap();
+        assert_eq!(
+            crate::codec::decode::<Array<u64>>(&bytes).unwrap().len(),
+            10
+        );
     }
 
     #[test]
