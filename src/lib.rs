@@ -5,6 +5,7 @@
 
 pub use multiproc_ipc::{codec, shm};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
+pub use multiproc_ipc::{init, Process, ProcessBuilder};
 
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {

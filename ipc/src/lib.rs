@@ -8,8 +8,14 @@
 
 pub mod codec;
 pub mod error;
+pub mod forkserver;
+pub mod process;
+pub mod zygote;
 #[allow(unsafe_code)]
 mod sys;
 
 pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, WireError};
 pub mod shm;
+pub use forkserver::{fork_server, init};
+pub use process::{Process, ProcessBuilder};
+pub use zygote::{FnRef, Zygote, ZygoteChild};

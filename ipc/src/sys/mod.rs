@@ -31,3 +31,6 @@ pub(crate) mod futex;
 #[allow(dead_code)] // the sync primitives and queues build on it
 pub(crate) mod mutex;
 pub(crate) mod shm;
+pub(crate) mod fd;
+pub(crate) mod fork;
+pub(crate) mod wait;

@@ -1,0 +1,71 @@
+//! The process-wide fork server (Python's `forkserver` start method).
+
+use std::sync::{Mutex, OnceLock};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::fork;
+use crate::zygote::Zygote;
+
+static SERVER: OnceLock<Zygote> = OnceLock::new();
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// Starts the process-wide fork server; call it first thing in `main`.
+///
+/// The fork server is a [`Zygote`] forked from the program while it still
+/// has a single thread. From then on, [`Process::spawn`](crate::Process::spawn),
+/// [`Zygote::start`] (hence pools) and managers fork from it instead of from
+/// the program, so a lock held by one of the program's threads (stdout, the
+/// environment, a runtime's internals) can never be inherited locked by a
+/// child. Children see the program's memory as it was when `init` ran.
+///
+/// Calling `init` again once the server runs does nothing and returns `Ok`.
+///
+/// # Examples
+///
+/// ```no_run
+/// fn double(x: u32) -> u32 {
+///     x * 2
+/// }
+///
+/// fn main() -> multiproc_ipc::Result<()> {
+///     multiproc_ipc::init()?; // before any thread
+///     let p = multiproc_ipc::Process::spawn(double, 21)?;
+///     assert_eq!(p.join()?, 42);
+///     Ok(())
+/// }
+/// ```
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidArgument`] if the program already runs more than one
+/// thread (read from `/proc/self/status`): the fork server would inherit
+/// whatever those threads hold, defeating its purpose, so it is not started
+/// and spawning keeps forking the program directly. [`ErrorKind::Io`] if the
+/// fork fails.
+pub fn init() -> Result<()> {
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if SERVER.get().is_some() {
+        return Ok(());
+    }
+    let threads = fork::thread_count().map_err(|e| Error::io("cannot count threads", e))?;
+    if threads > 1 {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "init() must run before any thread is started ({threads} threads are running); \
+                 the fork server was not started"
+            ),
+        ));
+    }
+    let server = Zygote::start_forked()?;
+    let _ = SERVER.set(server);
+    Ok(())
+}
+
+/// The fork server started by [`init`], if any.
+pub fn fork_server() -> Option<&'static Zygote> {
+    // A fork server belongs to the process that started it: in a child
+    // forked directly from that process, the handle is a copy whose socket
+    // is shared with the parent, so it must not be used.
+    SERVER.get().filter(|z| z.owner() == fork::getpid())
+}

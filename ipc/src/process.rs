@@ -1,0 +1,666 @@
+//! [`Process`]: run a function in a forked child and get its result back
+//! (Python's `multiprocessing.Process`).
+//!
+//! # How a child runs
+//!
+//! Without a fork server the child is a plain fork of the caller (Python's
+//! `fork` start method); after [`init`](crate::init) it is forked from the
+//! fork server (Python's `forkserver`), and `target` crosses as an address
+//! (valid: same program image) with `args` encoded by the
+//! [`codec`](crate::codec). Either way the return value comes back over a
+//! pipe, encoded, and the child ends with `_exit`: it never runs the parent's
+//! `atexit` handlers or destructors. Children die with their parent
+//! (`PR_SET_PDEATHSIG(SIGKILL)`).
+//!
+//! # At exit and on drop
+//!
+//! When the parent exits normally (returns from `main` or calls
+//! `std::process::exit`), like Python: daemon children still running get
+//! `SIGTERM`, then `SIGKILL` after [`DAEMON_GRACE`]; non-daemon children
+//! are waited for. A `Process` dropped without `join` is not killed; it is
+//! handed to a background reaper thread (started on first need) that reaps
+//! it when it exits, so no zombie is left behind, and its result is
+//! discarded (the pipe is closed, so a child still writing a large result
+//! gets `EPIPE` and exits).
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
+use crate::forkserver::fork_server;
+use crate::sys::fd::{self, Poll};
+use crate::sys::fork;
+use crate::zygote::{ChildProc, FnRef};
+
+/// How long daemon children get between `SIGTERM` and `SIGKILL` when the
+/// parent exits.
+pub const DAEMON_GRACE: Duration = Duration::from_millis(500);
+
+// ---------------------------------------------------------------------------
+// Panics.
+
+thread_local! {
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, turning a panic into a [`RemotePanic`] with its message and
+/// location (`file:line:column`), ready to send to another process.
+///
+/// Installs, once per process, a panic hook that records the location and
+/// then calls the previous hook (so the panic is still printed).
+///
+/// # Examples
+///
+/// ```
+/// let r = multiproc_ipc::process::catch_remote_panic(|| -> u32 { panic!("boom {}", 7) });
+/// let p = r.unwrap_err();
+/// assert_eq!(p.message, "boom 7");
+/// assert!(p.location.unwrap().contains("src/"));
+/// ```
+///
+/// # Errors
+///
+/// The panic, as a [`RemotePanic`].
+pub fn catch_remote_panic<R>(f: impl FnOnce() -> R) -> std::result::Result<R, RemotePanic> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let loc = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let _ = PANIC_LOCATION.try_with(|c| {
+                if let Ok(mut c) = c.try_borrow_mut() {
+                    *c = loc;
+                }
+            });
+            previous(info);
+        }));
+    });
+    let _ = PANIC_LOCATION.try_with(|c| c.replace(None));
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| RemotePanic {
+        message: panic_message(&*payload),
+        location: PANIC_LOCATION
+            .try_with(|c| c.replace(None))
+            .ok()
+            .flatten(),
+    })
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The child side.
+
+/// What the child sends back.
+#[derive(Serialize, Deserialize)]
+enum Outcome<T> {
+    Returned(T),
+    Panicked(RemotePanic),
+    Unencodable(String),
+}
+
+/// Runs `target(args)` in the child and writes the outcome to `out`.
+fn child_run<A, T: Serialize>(target: fn(A) -> T, args: A, out: OwnedFd) -> i32 {
+    let (outcome, code) = match catch_remote_panic(|| target(args)) {
+        Ok(v) => (Outcome::Returned(v), 0),
+        Err(p) => (Outcome::Panicked(p), 1),
+    };
+    let (bytes, code) = match codec::encode(&outcome) {
+        Ok(b) => (b, code),
+        Err(e) => {
+            let fallback: Outcome<T> = Outcome::Unencodable(e.to_string());
+            (codec::encode(&fallback).unwrap_or_default(), 1)
+        }
+    };
+    drop(outcome);
+    let mut file = File::from(out);
+    let mut frame = (bytes.len() as u64).to_le_bytes().to_vec();
+    frame.extend_from_slice(&bytes);
+    if file.write_all(&frame).is_err() {
+        // The parent is gone or dropped its handle: nobody wants the result.
+        return code.max(1);
+    }
+    code
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "A: Serialize", deserialize = "A: DeserializeOwned"))]
+struct ServerArgs<A: 'static, T: 'static> {
+    target: FnRef<A, T>,
+    args: A,
+}
+
+/// The zygote entry of a process spawned through the fork server.
+fn server_main<A, T>(arg: ServerArgs<A, T>, mut fds: Vec<OwnedFd>) -> i32
+where
+    A: Serialize + DeserializeOwned + 'static,
+    T: Serialize + DeserializeOwned + 'static,
+{
+    let (Ok(target), Some(out)) = (arg.target.get(), fds.pop()) else {
+        return 127;
+    };
+    child_run(target, arg.args, out)
+}
+
+// ---------------------------------------------------------------------------
+// Bookkeeping: children to wait for or terminate at exit, and the reaper.
+
+struct Live {
+    child: Arc<ChildProc>,
+    daemon: bool,
+    owner: i32,
+}
+
+static LIVE: Mutex<Vec<Live>> = Mutex::new(Vec::new());
+static AT_EXIT: Once = Once::new();
+
+fn live() -> std::sync::MutexGuard<'static, Vec<Live>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn register(child: &Arc<ChildProc>, daemon: bool) {
+    AT_EXIT.call_once(|| {
+        if let Err(e) = fork::at_exit(at_exit_handler) {
+            eprintln!("multiproc: cannot register the exit handler: {e}");
+        }
+    });
+    live().push(Live {
+        child: Arc::clone(child),
+        daemon,
+        owner: fork::getpid(),
+    });
+}
+
+fn unregister(child: &Arc<ChildProc>) {
+    live().retain(|l| !Arc::ptr_eq(&l.child, child));
+}
+
+extern "C" fn at_exit_handler() {
+    let me = fork::getpid();
+    let mine: Vec<Live> = {
+        let mut all = live();
+        let (mine, others): (Vec<Live>, Vec<Live>) =
+            std::mem::take(&mut *all).into_iter().partition(|l| l.owner == me);
+        *all = others;
+        mine
+    };
+    let daemons: Vec<&Live> = mine.iter().filter(|l| l.daemon).collect();
+    for d in &daemons {
+        let _ = d.child.signal(libc::SIGTERM);
+    }
+    let grace = Instant::now() + DAEMON_GRACE;
+    for d in &daemons {
+        if d.child.wait_status(Some(grace)).is_err() {
+            let _ = d.child.signal(libc::SIGKILL);
+            let _ = d
+                .child
+                .wait_status(Some(Instant::now() + Duration::from_secs(5)));
+        }
+    }
+    for l in mine.iter().filter(|l| !l.daemon) {
+        let _ = l.child.wait_status(None);
+    }
+}
+
+struct ReaperThread {
+    owner: i32,
+    wake: OwnedFd,
+    list: Arc<Mutex<Vec<Arc<ChildProc>>>>,
+}
+
+static REAPER: Mutex<Option<ReaperThread>> = Mutex::new(None);
+
+/// Hands a running child to the background reaper.
+fn adopt(child: Arc<ChildProc>) {
+    let mut guard = REAPER.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.as_ref().is_none_or(|r| r.owner != fork::getpid()) {
+        // (Re)start the reaper: none yet, or we are a fork of its owner.
+        let Ok((r, w)) = fd::pipe() else {
+            return;
+        };
+        let list = Arc::new(Mutex::new(Vec::new()));
+        let thread_list = Arc::clone(&list);
+        let started = std::thread::Builder::new()
+            .name("multiproc-reaper".into())
+            .spawn(move || reaper_loop(r, thread_list));
+        if started.is_err() {
+            return;
+        }
+        *guard = Some(ReaperThread {
+            owner: fork::getpid(),
+            wake: w,
+            list,
+        });
+    }
+    if let Some(r) = guard.as_ref() {
+        r.list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(child);
+        let _ = nix::unistd::write(&r.wake, &[1]);
+    }
+}
+
+fn reaper_loop(wake: OwnedFd, list: Arc<Mutex<Vec<Arc<ChildProc>>>>) {
+    loop {
+        let children: Vec<Arc<ChildProc>> =
+            list.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut set = vec![(wake.as_fd(), Poll::POLLIN)];
+        set.extend(children.iter().map(|c| (c.pidfd.as_fd(), Poll::POLLIN)));
+        let Ok(revents) = fd::poll_until(&set, None) else {
+            return;
+        };
+        if revents.first().is_some_and(|r| !r.is_empty()) {
+            let mut buf = [0u8; 64];
+            let _ = nix::unistd::read(&wake, &mut buf);
+        }
+        for (c, r) in children.iter().zip(revents.iter().skip(1)) {
+            if !r.is_empty() && c.wait_status(Some(Instant::now())).is_ok() {
+                list.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|x| !Arc::ptr_eq(x, c));
+                unregister(c);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The parent side.
+
+static COUNTER: AtomicUsize = AtomicUsize::new(1);
+
+/// A function running in a child process (Python's `Process`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc_ipc::{ErrorKind, Process};
+///
+/// fn add(pair: (i64, i64)) -> i64 {
+///     pair.0 + pair.1
+/// }
+///
+/// let p = Process::spawn(add, (40, 2))?;
+/// assert!(p.pid() > 0);
+/// assert_eq!(p.join()?, 42);
+///
+/// fn fail(_: ()) {
+///     panic!("no luck");
+/// }
+/// let err = Process::builder().name("failing").spawn(fail, ())?.join().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TaskPanicked);
+/// assert_eq!(err.panic_info().unwrap().message, "no luck");
+/// # Ok::<(), multiproc_ipc::Error>(())
+/// ```
+///
+/// # Caveats
+///
+/// Without [`init`](crate::init), the child is a plain fork of the calling
+/// process: in a program running other threads, a lock one of them holds at
+/// that instant (stdout, the environment, a runtime's) stays held in the
+/// child forever, as with Python's `fork` start method. Children get
+/// `PR_SET_PDEATHSIG(SIGKILL)`, which fires when the *thread* that forked
+/// them exits: spawn from a thread that outlives the child (or use `init`,
+/// whose server is forked from the main thread).
+#[must_use = "a Process should be joined to get its result"]
+pub struct Process<T> {
+    child: Arc<ChildProc>,
+    name: String,
+    daemon: bool,
+    result: Option<File>,
+    buf: Vec<u8>,
+    joined: bool,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Process<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("pid", &self.child.pid)
+            .field("daemon", &self.daemon)
+            .field("exit_status", &self.child.known_status())
+            .finish()
+    }
+}
+
+/// Configures a [`Process`] before spawning it: [`name`](ProcessBuilder::name)
+/// and [`daemon`](ProcessBuilder::daemon).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc_ipc::Process;
+///
+/// fn hello(who: String) -> String {
+///     format!("hello {who}")
+/// }
+///
+/// let p = Process::builder().name("greeter").daemon(true).spawn(hello, "you".to_string())?;
+/// assert_eq!(p.name(), "greeter");
+/// assert!(p.is_daemon());
+/// assert_eq!(p.join()?, "hello you");
+/// # Ok::<(), multiproc_ipc::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ProcessBuilder {
+    name: Option<String>,
+    daemon: bool,
+}
+
+impl ProcessBuilder {
+    /// A builder with the defaults: name `Process-N`, not a daemon.
+    pub fn new() -> ProcessBuilder {
+        ProcessBuilder::default()
+    }
+
+    /// The process's name (for messages; Python's `name`).
+    pub fn name(mut self, name: impl Into<String>) -> ProcessBuilder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A daemon child is terminated when the parent exits; a non-daemon one
+    /// is waited for (default `false`).
+    pub fn daemon(mut self, daemon: bool) -> ProcessBuilder {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Runs `target(args)` in a new child process.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the pipe or the fork fails,
+    /// [`ErrorKind::Serialization`] if `args` cannot be encoded (fork server
+    /// only), [`ErrorKind::Closed`] if the fork server is gone.
+    pub fn spawn<A, T>(self, target: fn(A) -> T, args: A) -> Result<Process<T>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        let name = self
+            .name
+            .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let (r, w) = fd::pipe().map_err(|e| Error::io("cannot create the result pipe", e))?;
+        let child = match fork_server() {
+            Some(server) => {
+                let arg = ServerArgs {
+                    target: FnRef::new(target),
+                    args,
+                };
+                server
+                    .spawn(server_main::<A, T>, &arg, &[w.as_fd()])?
+                    .into_proc()
+            }
+            None => {
+                let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().flush();
+                let mut read_end = Some(r.try_clone().map_err(|e| Error::io("dup", e))?);
+                let mut write_end = Some(w.try_clone().map_err(|e| Error::io("dup", e))?);
+                let child = ChildProc::fork_direct(|| {
+                    drop(read_end.take());
+                    match write_end.take() {
+                        Some(w) => child_run(target, args, w),
+                        None => 127,
+                    }
+                })?;
+                drop(read_end);
+                drop(write_end);
+                child
+            }
+        };
+        drop(w);
+        let child = Arc::new(child);
+        register(&child, self.daemon);
+        Ok(Process {
+            child,
+            name,
+            daemon: self.daemon,
+            result: Some(File::from(r)),
+            buf: Vec::new(),
+            joined: false,
+            _t: PhantomData,
+        })
+    }
+}
+
+impl<T> Process<T>
+where
+    T: Serialize + DeserializeOwned + 'static,
+{
+    /// Runs `target(args)` in a new child process (Python's
+    /// `Process(target=, args=).start()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// let p = multiproc_ipc::Process::spawn(square, 12)?;
+    /// assert_eq!(p.join()?, 144);
+    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ProcessBuilder::spawn`].
+    pub fn spawn<A>(target: fn(A) -> T, args: A) -> Result<Process<T>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        ProcessBuilder::new().spawn(target, args)
+    }
+
+    /// Waits for the child to finish and returns `target`'s return value.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::TaskPanicked`] if `target` panicked
+    ///   ([`Error::panic_info`] has the message and location);
+    /// - [`ErrorKind::WorkerLost`] if the child ended without a result
+    ///   (killed by a signal, or exited early; [`Error::exit_info`] says how);
+    /// - [`ErrorKind::Serialization`] if the result could not be encoded in
+    ///   the child or decoded here;
+    /// - [`ErrorKind::NotRunning`] if the process was already joined.
+    pub fn join(mut self) -> Result<T> {
+        self.join_until(None)
+    }
+
+    /// Like [`join`](Process::join), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if the child is still running; the process can
+    /// then be joined again. Otherwise as [`join`](Process::join).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.join_until(Some(Instant::now() + timeout))
+    }
+
+    fn frame_len(&self) -> Option<usize> {
+        let head: [u8; 8] = self.buf.get(..8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(head) as usize)
+    }
+
+    fn frame_complete(&self) -> bool {
+        self.frame_len()
+            .is_some_and(|n| self.buf.len() >= 8usize.saturating_add(n))
+    }
+
+    fn read_some(&mut self) -> Result<()> {
+        let Some(file) = self.result.as_mut() else {
+            return Ok(());
+        };
+        let mut tmp = vec![0u8; 64 * 1024];
+        match file.read(&mut tmp) {
+            Ok(0) => self.result = None,
+            Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("cannot read the result pipe", e)),
+        }
+        Ok(())
+    }
+
+    fn join_until(&mut self, deadline: Option<Instant>) -> Result<T> {
+        if self.joined {
+            return Err(Error::new(
+                ErrorKind::NotRunning,
+                format!("{} was already joined", self.name),
+            ));
+        }
+        // 1. The result: until a whole frame, or the child is dead and the
+        // pipe drained. (End of file is not awaited: other children forked
+        // meanwhile may hold copies of the write end.)
+        while !self.frame_complete() {
+            let Some(file) = self.result.as_ref() else {
+                break;
+            };
+            let revents = fd::poll_until(
+                &[
+                    (file.as_fd(), Poll::POLLIN),
+                    (self.child.pidfd.as_fd(), Poll::POLLIN),
+                ],
+                deadline,
+            )
+            .map_err(|e| Error::io("poll", e))?;
+            if revents.is_empty() {
+                return Err(Error::timeout(format!(
+                    "{} (pid {}) is still running",
+                    self.name, self.child.pid
+                )));
+            }
+            if !revents[0].is_empty() {
+                self.read_some()?;
+            } else if !revents[1].is_empty() {
+                // Dead: take what it wrote before dying.
+                while !self.frame_complete() {
+                    match self.result.as_ref() {
+                        Some(f) if fd::is_readable(f).unwrap_or(false) => self.read_some()?,
+                        _ => break,
+                    }
+                }
+                break;
+            }
+        }
+        // 2. The exit status.
+        let status = self.child.wait_status(deadline)?;
+        self.joined = true;
+        self.result = None;
+        unregister(&self.child);
+        // 3. The outcome.
+        let lost = || {
+            Error::worker_lost(ExitInfo {
+                pid: self.child.pid,
+                status,
+                task: None,
+            })
+        };
+        if !self.frame_complete() {
+            return Err(lost());
+        }
+        let n = self.frame_len().unwrap_or(0);
+        let bytes = std::mem::take(&mut self.buf);
+        match codec::decode::<Outcome<T>>(&bytes[8..8 + n])? {
+            Outcome::Returned(v) => Ok(v),
+            Outcome::Panicked(p) => Err(Error::panicked(p)),
+            Outcome::Unencodable(msg) => Err(Error::new(
+                ErrorKind::Serialization,
+                format!("the result of {} could not be encoded: {msg}", self.name),
+            )),
+        }
+    }
+}
+
+impl Process<()> {
+    /// A [`ProcessBuilder`], to set a name or the daemon flag
+    /// (`Process::builder().name("x").spawn(target, args)`).
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::new()
+    }
+}
+
+impl<T> Process<T> {
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.pid
+    }
+
+    /// The process's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the process is a daemon (terminated at the parent's exit).
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// True until the child has exited.
+    pub fn is_alive(&self) -> bool {
+        self.child.is_alive()
+    }
+
+    /// How the child ended, or `None` while it runs (Python's `exitcode`).
+    ///
+    /// A child whose result is larger than the pipe's buffer (64 KiB) stays
+    /// alive until [`join`](Process::join) reads it.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.child.wait_status(Some(Instant::now())).ok()
+    }
+
+    /// Sends `SIGTERM` (Python's `terminate`). An exited child is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the kernel refuses.
+    pub fn terminate(&self) -> Result<()> {
+        self.child.signal(libc::SIGTERM)
+    }
+
+    /// Sends `SIGKILL` (Python's `kill`). An exited child is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the kernel refuses.
+    pub fn kill(&self) -> Result<()> {
+        self.child.signal(libc::SIGKILL)
+    }
+}
+
+impl<T> Drop for Process<T> {
+    fn drop(&mut self) {
+        if self.joined {
+            return;
+        }
+        self.result = None;
+        if self.child.wait_status(Some(Instant::now())).is_ok() {
+            unregister(&self.child);
+        } else {
+            adopt(Arc::clone(&self.child));
+        }
+    }
+}

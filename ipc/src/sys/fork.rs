@@ -1,0 +1,226 @@
+//! `fork`, the child's first steps, `_exit`, `atexit`, and turning function
+//! addresses received from a forked relative back into function pointers.
+
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::cvt;
+
+/// A process id.
+pub(crate) type Pid = i32;
+
+/// Exit code of a forked child whose closure panicked (as Rust's own).
+pub(crate) const PANIC_EXIT_CODE: i32 = 101;
+
+/// Forks the calling process and runs `child` in the new one.
+///
+/// In the child: `PR_SET_PDEATHSIG(SIGKILL)` is set (and if the parent is
+/// already gone, the child exits at once), `child` runs with panics caught,
+/// and the process ends with `_exit(code)`; it never returns into the
+/// caller's frames and never runs the parent's `atexit` handlers. A panic
+/// escaping `child` exits with [`PANIC_EXIT_CODE`]. In the parent, returns the
+/// child's pid.
+///
+/// # Safety
+///
+/// The caller is single-threaded, or accepts that `child` runs in a copy of a
+/// threaded process where locks held by other threads at the fork stay locked
+/// forever (POSIX allows only async-signal-safe calls there).
+pub(crate) unsafe fn fork_with(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the caller accepts the consequences of forking (see # Safety);
+    // the child never returns from this function.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid != 0 {
+        return Ok(pid);
+    }
+    // In the child from here on.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; no memory.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        // The parent died before prctl took effect: die with it.
+        exit_now(1);
+    }
+    let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(PANIC_EXIT_CODE);
+    exit_now(code)
+}
+
+/// Forks from a process known to be single-threaded (a zygote).
+pub(crate) fn fork_single_threaded(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+    // SAFETY: callers are zygote loops, which run in a forked process that
+    // never starts a thread, so no lock can be held by another thread.
+    unsafe { fork_with(child) }
+}
+
+/// Forks the caller's process as it is (Python's `fork` start method).
+///
+/// Used by `Process::spawn` without a fork server and by `Zygote::start`
+/// before any fork server exists; both are documented as meant for
+/// single-threaded callers, and as hazardous (a lock held by another thread
+/// stays locked in the child) otherwise, exactly like Python's `fork`.
+pub(crate) fn fork_plain(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+    // SAFETY: the public entry points reaching here document the threaded
+    // hazard; glibc's own atfork handlers keep malloc usable in the child,
+    // and the child only runs the caller's code and `_exit`s.
+    unsafe { fork_with(child) }
+}
+
+/// Flushes stdout and stderr and ends the process at once with `code`,
+/// without running `atexit` handlers or destructors.
+pub(crate) fn exit_now(code: i32) -> ! {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    // SAFETY: _exit has no preconditions and does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// The process's own pid.
+pub(crate) fn getpid() -> Pid {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+/// Runs `f` when the process exits normally (returning from `main` or
+/// calling `exit`), before Rust's stdout is torn down.
+pub(crate) fn at_exit(f: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: registers a plain `extern "C" fn()` with no captured state.
+    if unsafe { libc::atexit(f) } != 0 {
+        return Err(io::Error::other("atexit registration failed"));
+    }
+    Ok(())
+}
+
+/// The number of threads of this process, from `/proc/self/status`.
+pub(crate) fn thread_count() -> io::Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Threads: line"))
+}
+
+// ---------------------------------------------------------------------------
+// Function pointers across fork.
+
+/// The fork tree's secret: random, drawn once when the program image starts
+/// (before `main`, so before any fork), hence identical in every process
+/// forked from it and unknown to every other process.
+static TREE_KEY: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn init_tree_key() {
+    let _ = tree_key();
+}
+
+// SAFETY: placing a plain `extern "C" fn()` pointer in `.init_array` makes
+// the loader call it once at start-up; it only fills an atomic.
+#[used]
+#[link_section = ".init_array"]
+static INIT_TREE_KEY: extern "C" fn() = init_tree_key;
+
+fn tree_key() -> u64 {
+    let k = TREE_KEY.load(Ordering::Relaxed);
+    if k != 0 {
+        return k;
+    }
+    let mut buf = [0u8; 8];
+    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let mut k = u64::from_ne_bytes(buf);
+    if n != 8 {
+        // No entropy source: fall back on the load address and the time.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        k = t ^ (tree_key as fn() -> u64 as usize as u64).rotate_left(17);
+    }
+    k |= 1;
+    match TREE_KEY.compare_exchange(0, k, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => k,
+        Err(existing) => existing,
+    }
+}
+
+fn type_tag<F: 'static>() -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::any::TypeId::of::<F>().hash(&mut h);
+    h.finish()
+}
+
+/// The entry of a zygote child: `(main address, encoded argument, fds) -> exit code`.
+pub(crate) type Trampoline = fn(FnAddr, &[u8], Vec<OwnedFd>) -> i32;
+
+/// Function-pointer types that may be rebuilt from an address.
+///
+/// Sealed: implemented only for thin `fn` pointer shapes.
+pub(crate) trait FnPtr: Copy + 'static + sealed::Sealed {
+    /// The pointer as an address.
+    fn addr(self) -> usize;
+}
+mod sealed {
+    pub trait Sealed {}
+}
+impl<A: 'static, R: 'static> sealed::Sealed for fn(A) -> R {}
+impl<A: 'static, R: 'static> FnPtr for fn(A) -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+impl<A: 'static, B: 'static, R: 'static> sealed::Sealed for fn(A, B) -> R {}
+impl<A: 'static, B: 'static, R: 'static> FnPtr for fn(A, B) -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+impl<R: 'static> sealed::Sealed for for<'a> fn(FnAddr, &'a [u8], Vec<OwnedFd>) -> R {}
+impl<R: 'static> FnPtr for for<'a> fn(FnAddr, &'a [u8], Vec<OwnedFd>) -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+
+/// A function pointer as plain data, to send to a process forked (without
+/// exec) from ours: its address, the fork tree's secret key, and a tag of its
+/// exact type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct FnAddr {
+    addr: usize,
+    key: u64,
+    tag: u64,
+}
+
+impl FnAddr {
+    /// Captures `f`.
+    pub(crate) fn of<F: FnPtr>(f: F) -> FnAddr {
+        FnAddr {
+            addr: f.addr(),
+            key: tree_key(),
+            tag: type_tag::<F>(),
+        }
+    }
+
+    /// Rebuilds the pointer, or `None` if this address was not made by
+    /// [`FnAddr::of::<F>`](FnAddr::of) in this fork tree (another program,
+    /// another type, or forged bytes).
+    pub(crate) fn get<F: FnPtr>(self) -> Option<F> {
+        if self.key != tree_key() || self.tag != type_tag::<F>() || self.addr == 0 {
+            return None;
+        }
+        const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>()) };
+        // SAFETY: the key is a secret shared only by the processes forked
+        // (without exec) from this image, so `self` was made by `FnAddr::of`
+        // in one of them, from a value of type `F` (the type tag matches).
+        // Fork without exec keeps the image's code at the same addresses, so
+        // the address is that same function here. `F` is a thin fn pointer
+        // the size of `usize` (checked above).
+        Some(unsafe { std::mem::transmute_copy::<usize, F>(&self.addr) })
+    }
+}

@@ -1,0 +1,94 @@
+//! Reaping and signalling processes through pidfds.
+//!
+//! A pidfd refers to one process for as long as it is open, so signals sent
+//! through it can never hit a recycled pid, and it becomes readable when the
+//! process exits: death detection is a `poll`, not a sleep loop.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Instant;
+
+use super::cvt;
+use super::fd::wait_readable;
+use crate::error::ExitStatus;
+
+/// Opens a pidfd for `pid` (close-on-exec). Works for any process we may
+/// signal, not only our children.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and a flags word and returns a new fd or
+    // -1; no memory is passed.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends `sig` to the process behind `pidfd`. A process that has already been
+/// reaped gives `ESRCH`.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: a valid borrowed fd, a signal number, a null siginfo (the kernel
+    // fills in a default one) and zero flags.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    })?;
+    Ok(())
+}
+
+/// Reaps our child behind `pidfd` if it has exited (`waitid(P_PIDFD)`);
+/// `Ok(None)` if it is still running. With `block`, waits for it.
+///
+/// Only the child's parent may call this, and only once it returned
+/// `Some` (afterwards it gives `ECHILD`).
+pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<ExitStatus>> {
+    let mut flags = libc::WEXITED;
+    if !block {
+        flags |= libc::WNOHANG;
+    }
+    loop {
+        // SAFETY: siginfo_t is plain data; all-zero is a valid value, and
+        // waitid with WNOHANG leaves si_pid zero when nothing has exited.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid borrowed fd as id, a pointer to our local siginfo.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(status_from_siginfo(&info));
+    }
+}
+
+/// Waits up to `deadline` for the process behind `pidfd` to exit (without
+/// reaping it). True if it has exited.
+pub(crate) fn wait_exit(pidfd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    wait_readable(pidfd, deadline)
+}
+
+fn status_from_siginfo(info: &libc::siginfo_t) -> Option<ExitStatus> {
+    // SAFETY: for SIGCHLD siginfo filled by waitid these union fields are the
+    // ones the kernel writes (si_pid, si_status); zero pid means "nothing".
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return None;
+    }
+    match info.si_code {
+        libc::CLD_EXITED => Some(ExitStatus::Code(status)),
+        _ => Some(ExitStatus::Signal(status)),
+    }
+}

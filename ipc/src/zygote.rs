@@ -1,0 +1,1039 @@
+//! Zygotes: single-threaded processes that fork children on request.
+//!
+//! After `fork` only the calling thread survives, so forking a threaded
+//! process can leave a child with locks that never unlock (stdout, the
+//! environment, an allocator arena...). A [`Zygote`] is forked from the caller
+//! once, never starts a thread, and forks every child it is asked for; pools
+//! start one at `Pool::new` and spawn workers and their replacements through
+//! it, and [`init`](crate::init) starts a process-wide one (the fork server).
+//!
+//! A child is described by a function pointer `fn(A, Vec<OwnedFd>) -> i32`
+//! (sent as an address, valid because the zygote is a fork of the same
+//! image), its argument `A` (encoded with the [`codec`](crate::codec)), and
+//! descriptors passed with `SCM_RIGHTS` that the child inherits. The zygote
+//! is the children's parent: it reaps them and reports each exit status to
+//! the requester, which gets a [`ZygoteChild`] holding the pid, a pidfd (poll
+//! it: readable means dead) and, once reaped, the [`ExitStatus`].
+//!
+//! # What a child sees
+//!
+//! The zygote's memory, copy-on-write: the caller's memory as it was when
+//! the zygote started. Mappings made later (`MAP_SHARED` regions, sockets,
+//! files) reach a child only as descriptors passed to [`Zygote::spawn`] (a
+//! memfd can be mapped again in the child). Children have
+//! `PR_SET_PDEATHSIG(SIGKILL)`: they die with the zygote, which exits when
+//! its requester closes the connection (drops the last [`Zygote`] handle) or
+//! dies.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::os::fd::OwnedFd;
+//! use multiproc_ipc::{ExitStatus, Zygote};
+//!
+//! fn child_main(code: i32, _fds: Vec<OwnedFd>) -> i32 {
+//!     code
+//! }
+//!
+//! let zygote = Zygote::start()?;
+//! let mut child = zygote.spawn(child_main, &7, &[])?;
+//! assert!(child.pid() > 0);
+//! assert_eq!(child.wait()?, ExitStatus::Code(7));
+//! # Ok::<(), multiproc_ipc::Error>(())
+//! ```
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::{Error, ErrorKind, ExitStatus, Result};
+use crate::sys::fd::{self, Poll};
+use crate::sys::fork::{self, FnAddr, Trampoline};
+use crate::sys::wait;
+
+// ---------------------------------------------------------------------------
+// Framing: [u32 msg len][u32 payload len][u32 fd count] msg payload, with the
+// descriptors attached to the header's first byte.
+
+const HEADER: usize = 12;
+const MAX_FRAME: usize = codec::DEFAULT_MAX_MESSAGE;
+
+fn frame_bytes(msg: &[u8], payload: &[u8], nfds: usize) -> io::Result<Vec<u8>> {
+    let too_big = || io::Error::new(io::ErrorKind::InvalidInput, "frame too large");
+    if msg.len() + payload.len() > MAX_FRAME || nfds > fd::MAX_FDS {
+        return Err(too_big());
+    }
+    let mut out = Vec::with_capacity(HEADER + msg.len() + payload.len());
+    for n in [msg.len(), payload.len(), nfds] {
+        out.extend_from_slice(&u32::try_from(n).map_err(|_| too_big())?.to_le_bytes());
+    }
+    out.extend_from_slice(msg);
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+/// Sends one frame, blocking until all of it is written.
+fn send_frame(
+    sock: BorrowedFd<'_>,
+    msg: &[u8],
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let bytes = frame_bytes(msg, payload, fds.len())?;
+    let mut sent = fd::send_with_fds(sock, &bytes, fds, false)?;
+    while sent < bytes.len() {
+        sent += fd::send_with_fds(sock, &bytes[sent..], &[], false)?;
+    }
+    Ok(())
+}
+
+struct Frame {
+    msg: Vec<u8>,
+    payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+/// Accumulates bytes and descriptors from a socket and cuts them into frames.
+#[derive(Default)]
+struct FrameReader {
+    buf: Vec<u8>,
+    fds: VecDeque<OwnedFd>,
+}
+
+impl FrameReader {
+    /// Reads what is available (blocking only if `!nonblocking` and nothing
+    /// is). `Ok(0)` is end of file.
+    fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<usize> {
+        let old = self.buf.len();
+        self.buf.resize(old + 64 * 1024, 0);
+        let mut fds = Vec::new();
+        let r = fd::recv_with_fds(sock, &mut self.buf[old..], &mut fds, nonblocking);
+        self.fds.extend(fds);
+        let n = *r.as_ref().unwrap_or(&0);
+        self.buf.truncate(old + n);
+        r
+    }
+
+    fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        if self.buf.len() < HEADER {
+            return Ok(None);
+        }
+        let word = |i: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&self.buf[i * 4..i * 4 + 4]);
+            u32::from_le_bytes(w) as usize
+        };
+        let (msg_len, payload_len, nfds) = (word(0), word(1), word(2));
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
+        if msg_len.saturating_add(payload_len) > MAX_FRAME || nfds > fd::MAX_FDS {
+            return Err(bad("oversized frame"));
+        }
+        if self.buf.len() < HEADER + msg_len + payload_len {
+            return Ok(None);
+        }
+        if self.fds.len() < nfds {
+            return Err(bad("frame announces descriptors that did not arrive"));
+        }
+        let payload = self.buf[HEADER + msg_len..HEADER + msg_len + payload_len].to_vec();
+        let msg = self.buf[HEADER..HEADER + msg_len].to_vec();
+        self.buf.drain(..HEADER + msg_len + payload_len);
+        let fds = self.fds.drain(..nfds).collect();
+        Ok(Some(Frame { msg, payload, fds }))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Wire messages.
+
+#[derive(Serialize, Deserialize)]
+enum Request {
+    /// Fork a child running `trampoline(main, payload, fds)`.
+    Spawn { trampoline: FnAddr, main: FnAddr },
+}
+
+#[derive(Serialize, Deserialize)]
+enum Reply {
+    /// The child runs; its pidfd is attached.
+    Spawned { id: u64, pid: i32 },
+    /// The fork (or the request) failed.
+    SpawnFailed { message: String },
+    /// Child `id` was reaped.
+    Exited { id: u64, status: ExitStatus },
+}
+
+/// Decodes the argument and calls the child's main: the monomorphized entry
+/// of every zygote child.
+fn trampoline<A: DeserializeOwned + 'static>(
+    main: FnAddr,
+    payload: &[u8],
+    fds: Vec<OwnedFd>,
+) -> i32 {
+    let Some(main) = main.get::<fn(A, Vec<OwnedFd>) -> i32>() else {
+        eprintln!("multiproc: zygote child: bad entry address");
+        return 127;
+    };
+    match codec::decode::<A>(payload) {
+        Ok(arg) => main(arg, fds),
+        Err(e) => {
+            eprintln!("multiproc: zygote child: cannot decode its argument: {e}");
+            127
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The zygote process.
+
+struct ZygoteState {
+    sock: Option<OwnedFd>,
+    children: Vec<(u64, i32, OwnedFd)>,
+    reader: FrameReader,
+    out: VecDeque<(Vec<u8>, Vec<OwnedFd>, usize)>,
+    next_id: u64,
+}
+
+impl ZygoteState {
+    fn reply(&mut self, reply: &Reply, fds: Vec<OwnedFd>) {
+        match codec::encode(reply).and_then(|m| {
+            frame_bytes(&m, &[], fds.len()).map_err(|e| codec::CodecError::Encode(e.to_string()))
+        }) {
+            Ok(bytes) => self.out.push_back((bytes, fds, 0)),
+            Err(e) => eprintln!("multiproc: zygote cannot encode a reply: {e}"),
+        }
+    }
+
+    /// Writes queued replies without blocking. Err on a broken connection.
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(sock) = self.sock.as_ref() else {
+            return Ok(());
+        };
+        while let Some((bytes, fds, sent)) = self.out.front_mut() {
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+            let attach: &[BorrowedFd<'_>] = if *sent == 0 { &borrowed } else { &[] };
+            match fd::send_with_fds(sock.as_fd(), &bytes[*sent..], attach, true) {
+                Ok(n) => {
+                    *sent += n;
+                    if *sent == bytes.len() {
+                        self.out.pop_front();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, frame: Frame) {
+        let (trampoline, main) = match codec::decode::<Request>(&frame.msg) {
+            Ok(Request::Spawn { trampoline, main }) => (trampoline, main),
+            Err(e) => {
+                let message = format!("bad request: {e}");
+                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
+            }
+        };
+        let Some(entry) = trampoline.get::<Trampoline>() else {
+            let message = "entry address is not from this program".to_owned();
+            return self.reply(&Reply::SpawnFailed { message }, Vec::new());
+        };
+        let mut child_fds = Some(frame.fds);
+        let payload = frame.payload;
+        let forked = fork::fork_single_threaded(|| {
+            // Drop what belongs to the zygote: its socket, its children's pidfds.
+            self.sock = None;
+            self.children.clear();
+            self.out.clear();
+            self.reader = FrameReader::default();
+            entry(main, &payload, child_fds.take().unwrap_or_default())
+        });
+        drop(child_fds);
+        let pid = match forked {
+            Ok(pid) => pid,
+            Err(e) => {
+                let message = format!("fork failed: {e}");
+                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
+            }
+        };
+        // We are the parent and have not reaped it: the pid is still ours.
+        let pidfd = match wait::pidfd_open(pid) {
+            Ok(p) => p,
+            Err(e) => {
+                // Cannot supervise it: kill it and reap it now.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                let message = format!("pidfd_open failed: {e}");
+                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let copy = pidfd.try_clone();
+        self.children.push((id, pid, pidfd));
+        match copy {
+            Ok(copy) => self.reply(&Reply::Spawned { id, pid }, vec![copy]),
+            Err(e) => {
+                let message = format!("cannot duplicate the pidfd: {e}");
+                self.reply(&Reply::SpawnFailed { message }, Vec::new());
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    fn reap(&mut self, ready: &[bool]) {
+        let mut i = 0;
+        let mut k = 0;
+        while i < self.children.len() {
+            let is_ready = ready.get(k).copied().unwrap_or(false);
+            k += 1;
+            if is_ready {
+                if let Ok(Some(status)) = wait::waitid_pidfd(self.children[i].2.as_fd(), false) {
+                    let (id, _, _) = self.children.remove(i);
+                    self.reply(&Reply::Exited { id, status }, Vec::new());
+                    continue;
+                }
+            }
+            i += 1;
+        }
+    }
+}
+
+/// The zygote's event loop; returns its exit code when the requester is gone.
+fn zygote_loop(sock: OwnedFd) -> i32 {
+    let mut st = ZygoteState {
+        sock: Some(sock),
+        children: Vec::new(),
+        reader: FrameReader::default(),
+        out: VecDeque::new(),
+        next_id: 1,
+    };
+    loop {
+        let Some(sock) = st.sock.as_ref() else {
+            return 0;
+        };
+        let mut events = Poll::POLLIN;
+        if !st.out.is_empty() {
+            events |= Poll::POLLOUT;
+        }
+        let mut set = vec![(sock.as_fd(), events)];
+        set.extend(st.children.iter().map(|c| (c.2.as_fd(), Poll::POLLIN)));
+        let revents = match fd::poll_until(&set, None) {
+            Ok(r) => r,
+            Err(_) => return 1,
+        };
+        drop(set);
+        let ready: Vec<bool> = revents.iter().skip(1).map(|r| !r.is_empty()).collect();
+        st.reap(&ready);
+        let mut eof = false;
+        if revents
+            .first()
+            .is_some_and(|r| r.intersects(Poll::POLLIN | Poll::POLLHUP | Poll::POLLERR))
+        {
+            loop {
+                let Some(sock) = st.sock.as_ref() else {
+                    return 0;
+                };
+                match st.reader.fill(sock.as_fd(), true) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        eof = true;
+                        break;
+                    }
+                }
+            }
+            loop {
+                match st.reader.next_frame() {
+                    Ok(Some(frame)) => st.spawn(frame),
+                    Ok(None) => break,
+                    Err(_) => return 2,
+                }
+            }
+        }
+        if eof {
+            // The requester is gone; our children die with us (PDEATHSIG).
+            return 0;
+        }
+        if st.flush().is_err() {
+            return 0;
+        }
+    }
+}
+
+/// The entry of a zygote forked through another zygote (the fork server).
+fn zygote_main(_: (), mut fds: Vec<OwnedFd>) -> i32 {
+    match fds.pop() {
+        Some(sock) => zygote_loop(sock),
+        None => 2,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The requester side.
+
+struct ClientIo {
+    sock: OwnedFd,
+    reader: FrameReader,
+    statuses: HashMap<u64, ExitStatus>,
+    forgotten: HashSet<u64>,
+    closed: bool,
+}
+
+impl ClientIo {
+    /// Reads replies until one that is not an exit report arrives (with
+    /// `Stop::Reply`, returned) or the status of child `id` is known (with
+    /// `Stop::Status(id)`), or `deadline` passes (Timeout), or the zygote is
+    /// gone (Closed). Exit reports are recorded on the way.
+    fn pump(&mut self, deadline: Option<Instant>, stop: Stop) -> Result<Option<(Reply, Vec<OwnedFd>)>> {
+        loop {
+            while let Some(frame) = self
+                .reader
+                .next_frame()
+                .map_err(|e| Error::io("bad reply from the zygote", e))?
+            {
+                match codec::decode::<Reply>(&frame.msg)? {
+                    Reply::Exited { id, status } => {
+                        if !self.forgotten.remove(&id) {
+                            self.statuses.insert(id, status);
+                        }
+                    }
+                    other => {
+                        if stop == Stop::Reply {
+                            return Ok(Some((other, frame.fds)));
+                        }
+                    }
+                }
+            }
+            if let Stop::Status(id) = stop {
+                if self.statuses.contains_key(&id) {
+                    return Ok(None);
+                }
+            }
+            if self.closed {
+                return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
+            }
+            if !fd::wait_readable(self.sock.as_fd(), deadline)
+                .map_err(|e| Error::io("poll on the zygote socket", e))?
+            {
+                return Err(Error::timeout("no reply from the zygote in time"));
+            }
+            match self.reader.fill(self.sock.as_fd(), true) {
+                Ok(0) => self.closed = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => self.closed = true,
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Reply,
+    Status(u64),
+}
+
+pub(crate) struct ZygoteShared {
+    io: Mutex<ClientIo>,
+    /// The process that started the zygote: the only one that may use it.
+    owner: i32,
+    /// The zygote process itself.
+    process: ChildProc,
+}
+
+impl ZygoteShared {
+    fn lock(&self) -> MutexGuard<'_, ClientIo> {
+        // A panic while holding this lock leaves consistent state behind
+        // (maps and a byte buffer), so poisoning is ignored.
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget(&self, id: u64) {
+        let mut io = self.lock();
+        if io.statuses.remove(&id).is_none() {
+            io.forgotten.insert(id);
+        }
+    }
+}
+
+impl Drop for ZygoteShared {
+    fn drop(&mut self) {
+        if self.owner != fork::getpid() {
+            // A copy inherited by a plain fork: the socket is the owner's.
+            return;
+        }
+        // Shutting the socket down makes the zygote see end of file and exit
+        // (its children die with it); it is our child (or the fork
+        // server's), reaped through `process`.
+        {
+            let io = self.lock();
+            let _ = nix::sys::socket::shutdown(io.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        if self.process.wait_status(Some(deadline)).is_err() {
+            let _ = self.process.signal(libc::SIGKILL);
+            let _ = self
+                .process
+                .wait_status(Some(Instant::now() + Duration::from_secs(5)));
+        }
+    }
+}
+
+/// A handle on a zygote process: forks children on request from any thread.
+///
+/// Cloning gives another handle on the same zygote; the zygote exits (and
+/// its remaining children die) when the last handle is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::OwnedFd;
+/// use multiproc_ipc::{ExitStatus, Zygote};
+///
+/// fn crash(_: (), _: Vec<OwnedFd>) -> i32 {
+///     std::process::abort()
+/// }
+///
+/// let zygote = Zygote::start()?;
+/// let mut child = zygote.spawn(crash, &(), &[])?;
+/// assert_eq!(child.wait()?, ExitStatus::Signal(libc::SIGABRT));
+/// # Ok::<(), multiproc_ipc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Zygote {
+    shared: Arc<ZygoteShared>,
+}
+
+impl fmt::Debug for Zygote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Zygote")
+            .field("pid", &self.shared.process.pid)
+            .finish()
+    }
+}
+
+impl Zygote {
+    /// Starts a zygote: through the fork server if [`init`](crate::init)
+    /// started one, else by forking the calling process.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the socketpair or the fork fails.
+    ///
+    /// # Caveats
+    ///
+    /// Without a fork server, the zygote is a plain fork of the caller: call
+    /// this before the program starts threads, or accept that a lock held by
+    /// another thread at that instant stays held in the zygote and in every
+    /// child (call [`init`](crate::init) first in `main` to avoid this). The
+    /// zygote gets `PR_SET_PDEATHSIG`, which fires when the *thread* that
+    /// forked it exits: start it from a thread that outlives it.
+    pub fn start() -> Result<Zygote> {
+        match crate::forkserver::fork_server() {
+            Some(server) => Zygote::start_via(server),
+            None => Zygote::start_forked(),
+        }
+    }
+
+    /// Starts a zygote by forking the calling process (used by `init`).
+    pub(crate) fn start_forked() -> Result<Zygote> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| Error::io("cannot create the zygote socketpair", e))?;
+        let (ours, theirs) = (OwnedFd::from(ours), OwnedFd::from(theirs));
+        let mut parent_end = Some(ours);
+        let mut child_end = Some(theirs);
+        let pid = fork::fork_plain(|| {
+            drop(parent_end.take());
+            match child_end.take() {
+                Some(sock) => zygote_loop(sock),
+                None => 2,
+            }
+        })
+        .map_err(|e| Error::io("cannot fork the zygote", e))?;
+        drop(child_end);
+        let ours = parent_end
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::Io, "zygote socket missing"))?;
+        let pidfd = wait::pidfd_open(pid).map_err(|e| Error::io("pidfd_open on the zygote", e))?;
+        Ok(Zygote::from_parts(
+            ours,
+            ChildProc {
+                pid,
+                pidfd,
+                reaper: Reaper::Direct,
+                status: Mutex::new(None),
+            },
+        ))
+    }
+
+    fn start_via(server: &Zygote) -> Result<Zygote> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| Error::io("cannot create the zygote socketpair", e))?;
+        let child = server.spawn(zygote_main, &(), &[theirs.as_fd()])?;
+        drop(theirs);
+        let process = child.into_proc();
+        Ok(Zygote::from_parts(OwnedFd::from(ours), process))
+    }
+
+    fn from_parts(sock: OwnedFd, process: ChildProc) -> Zygote {
+        Zygote {
+            shared: Arc::new(ZygoteShared {
+                io: Mutex::new(ClientIo {
+                    sock,
+                    reader: FrameReader::default(),
+                    statuses: HashMap::new(),
+                    forgotten: HashSet::new(),
+                    closed: false,
+                }),
+                owner: fork::getpid(),
+                process,
+            }),
+        }
+    }
+
+    /// The pid of the process that started the zygote.
+    pub(crate) fn owner(&self) -> i32 {
+        self.shared.owner
+    }
+
+    /// The zygote's own pid.
+    pub fn pid(&self) -> i32 {
+        self.shared.process.pid
+    }
+
+    /// True while the zygote process runs.
+    pub fn is_alive(&self) -> bool {
+        self.shared.process.is_alive()
+    }
+
+    /// Forks a child that runs `main(arg, fds)` and exits with its return
+    /// value.
+    ///
+    /// `arg` is encoded here and decoded in the child; `fds` are duplicated
+    /// into the child (in order) and stay open here. The child's stdin,
+    /// stdout and stderr are the zygote's (the caller's when it started).
+    ///
+    /// A panic escaping `main` exits the child with code 101.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Serialization`] if `arg` cannot be encoded,
+    /// [`ErrorKind::InvalidArgument`] for more than 253 descriptors,
+    /// [`ErrorKind::Closed`] if the zygote is gone, [`ErrorKind::Io`] if the
+    /// fork failed in the zygote.
+    pub fn spawn<A>(
+        &self,
+        main: fn(A, Vec<OwnedFd>) -> i32,
+        arg: &A,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<ZygoteChild>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        if fds.len() > fd::MAX_FDS {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("at most {} descriptors per child", fd::MAX_FDS),
+            ));
+        }
+        if self.shared.owner != fork::getpid() {
+            return Err(Error::new(
+                ErrorKind::NotRunning,
+                "this zygote belongs to the process that started it, not to this fork of it",
+            ));
+        }
+        let payload = codec::encode(arg)?;
+        let request = Request::Spawn {
+            trampoline: FnAddr::of(trampoline::<A> as Trampoline),
+            main: FnAddr::of(main),
+        };
+        let msg = codec::encode(&request)?;
+        let mut io = self.shared.lock();
+        if io.closed {
+            return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
+        }
+        if let Err(e) = send_frame(io.sock.as_fd(), &msg, &payload, fds) {
+            if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset
+            {
+                io.closed = true;
+                return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
+            }
+            return Err(Error::io("cannot send a request to the zygote", e));
+        }
+        let answer = io.pump(None, Stop::Reply)?;
+        drop(io);
+        let (id, pid, pidfd) = match answer {
+            Some((Reply::Spawned { id, pid }, mut fds)) => match fds.pop() {
+                Some(pidfd) => (id, pid, pidfd),
+                None => return Err(Error::new(ErrorKind::Io, "the zygote sent no pidfd")),
+            },
+            Some((Reply::SpawnFailed { message }, _)) => {
+                return Err(Error::new(ErrorKind::Io, message))
+            }
+            _ => return Err(Error::new(ErrorKind::Io, "unexpected reply from the zygote")),
+        };
+        Ok(ZygoteChild {
+            proc_: Some(ChildProc {
+                pid,
+                pidfd,
+                reaper: Reaper::Zygote {
+                    id,
+                    zygote: Arc::clone(&self.shared),
+                },
+                status: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Children.
+
+pub(crate) enum Reaper {
+    /// Our own child: reaped with `waitid(P_PIDFD)`.
+    Direct,
+    /// A zygote's child: the zygote reaps it and reports its status.
+    Zygote { id: u64, zygote: Arc<ZygoteShared> },
+}
+
+/// A child process we can signal, watch and learn the exit status of,
+/// whoever its parent is.
+pub(crate) struct ChildProc {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: OwnedFd,
+    reaper: Reaper,
+    status: Mutex<Option<ExitStatus>>,
+}
+
+impl ChildProc {
+    /// Forks the caller (plain fork) and wraps the child.
+    pub(crate) fn fork_direct(child: impl FnOnce() -> i32) -> Result<ChildProc> {
+        let pid = fork::fork_plain(child).map_err(|e| Error::io("fork failed", e))?;
+        let pidfd = match wait::pidfd_open(pid) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                return Err(Error::io("pidfd_open failed", e));
+            }
+        };
+        Ok(ChildProc {
+            pid,
+            pidfd,
+            reaper: Reaper::Direct,
+            status: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        if self.known_status().is_some() {
+            return false;
+        }
+        !fd::is_readable(&self.pidfd).unwrap_or(true)
+    }
+
+    pub(crate) fn known_status(&self) -> Option<ExitStatus> {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn signal(&self, sig: i32) -> Result<()> {
+        if self.known_status().is_some() {
+            return Ok(());
+        }
+        match wait::pidfd_send_signal(self.pidfd.as_fd(), sig) {
+            Ok(()) => Ok(()),
+            // Already dead (and maybe reaped): nothing to do, like Python.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(Error::io(format!("cannot signal process {}", self.pid), e)),
+        }
+    }
+
+    /// The exit status, waiting for the exit until `deadline`
+    /// (`Some(now)`: do not wait). Timeout if still running.
+    pub(crate) fn wait_status(&self, deadline: Option<Instant>) -> Result<ExitStatus> {
+        if let Some(s) = self.known_status() {
+            return Ok(s);
+        }
+        if !wait::wait_exit(self.pidfd.as_fd(), deadline)
+            .map_err(|e| Error::io("poll on a pidfd", e))?
+        {
+            return Err(Error::timeout(format!("process {} is still running", self.pid)));
+        }
+        let mut guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = *guard {
+            return Ok(s);
+        }
+        let status = match &self.reaper {
+            Reaper::Direct => wait::waitid_pidfd(self.pidfd.as_fd(), true)
+                .map_err(|e| Error::io(format!("cannot reap process {}", self.pid), e))?
+                .ok_or_else(|| Error::new(ErrorKind::Io, "waitid reported nothing"))?,
+            Reaper::Zygote { id, zygote, .. } => {
+                // It is dead; the zygote reaps it and reports promptly. The
+                // bound only guards against a stopped zygote.
+                let bound = Instant::now() + Duration::from_secs(10);
+                let deadline = Some(deadline.map_or(bound, |d| d.max(bound)));
+                let mut io = zygote.lock();
+                match io.pump(deadline, Stop::Status(*id)) {
+                    Ok(_) => io
+                        .statuses
+                        .remove(id)
+                        .ok_or_else(|| Error::new(ErrorKind::Io, "status vanished"))?,
+                    // The zygote died: its children got SIGKILL (PDEATHSIG).
+                    Err(e) if e.kind() == ErrorKind::Closed => ExitStatus::Signal(libc::SIGKILL),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        *guard = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        if let Reaper::Zygote { id, zygote } = &self.reaper {
+            let known = self.status.get_mut().map(|s| s.is_some()).unwrap_or(true);
+            if !known {
+                zygote.forget(*id);
+            }
+        }
+    }
+}
+
+/// A child forked by a [`Zygote`].
+///
+/// Its pidfd ([`as_fd`](AsFd::as_fd)) becomes readable when the child dies:
+/// poll it (alone or with others) for event-driven death detection, then
+/// call [`try_wait`](ZygoteChild::try_wait) to learn how it ended. Dropping
+/// the handle does not kill the child; the zygote still reaps it.
+pub struct ZygoteChild {
+    proc_: Option<ChildProc>,
+}
+
+impl fmt::Debug for ZygoteChild {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZygoteChild")
+            .field("pid", &self.pid())
+            .field("status", &self.proc().and_then(|p| p.known_status()))
+            .finish()
+    }
+}
+
+impl ZygoteChild {
+    fn proc(&self) -> Option<&ChildProc> {
+        self.proc_.as_ref()
+    }
+
+    pub(crate) fn into_proc(mut self) -> ChildProc {
+        match self.proc_.take() {
+            Some(p) => p,
+            // Unreachable: `proc_` is only taken here, by value.
+            None => unreachable_child(),
+        }
+    }
+
+    fn p(&self) -> &ChildProc {
+        match self.proc_.as_ref() {
+            Some(p) => p,
+            None => unreachable_child(),
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.p().pid
+    }
+
+    /// True until the child has exited.
+    pub fn is_alive(&self) -> bool {
+        self.p().is_alive()
+    }
+
+    /// Sends signal `sig` (through the pidfd: never to a recycled pid). A
+    /// child that already exited is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the kernel refuses (e.g. an invalid signal).
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        self.p().signal(sig)
+    }
+
+    /// Sends `SIGKILL`.
+    ///
+    /// # Errors
+    ///
+    /// As [`signal`](ZygoteChild::signal).
+    pub fn kill(&self) -> Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Sends `SIGTERM`.
+    ///
+    /// # Errors
+    ///
+    /// As [`signal`](ZygoteChild::signal).
+    pub fn terminate(&self) -> Result<()> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// The exit status if the child has exited, without waiting for it to
+    /// exit (it may wait briefly for the zygote's report of a dead child).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] on an OS or protocol failure. A dead zygote is not
+    /// an error: its children were killed, and this gives `Signal(SIGKILL)`.
+    pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
+        match self.p().wait_status(Some(Instant::now())) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.is_timeout() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the child to exit and returns how it ended.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_wait`](ZygoteChild::try_wait).
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        self.p().wait_status(None)
+    }
+
+    /// Waits up to `timeout` for the child to exit.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if it is still running; otherwise as
+    /// [`try_wait`](ZygoteChild::try_wait).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.p().wait_status(Some(Instant::now() + timeout))
+    }
+}
+
+impl AsFd for ZygoteChild {
+    /// The child's pidfd: readable once the child has exited.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.p().pidfd.as_fd()
+    }
+}
+
+impl AsRawFd for ZygoteChild {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.p().pidfd.as_raw_fd()
+    }
+}
+
+#[cold]
+fn unreachable_child() -> ! {
+    // `proc_` is `Some` for the whole life of a `ZygoteChild` except inside
+    // `into_proc`, which consumes it; reaching here is a bug in this module.
+    std::process::abort()
+}
+
+// ---------------------------------------------------------------------------
+// Function references.
+
+/// A function pointer that can be sent to processes forked from this one.
+///
+/// A pool sends its tasks to workers as `FnRef`s. It encodes as the
+/// function's address plus a secret of this fork tree and a tag of its type;
+/// [`get`](FnRef::get) gives the function back only in a process forked
+/// (without exec) from the same program, where the address means the same
+/// function. Bytes from anywhere else (another program, a forger without the
+/// secret, a different `A`/`R`) give an error instead.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc_ipc::{codec, FnRef};
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let bytes = codec::encode(&FnRef::new(square)).unwrap();
+/// let f: FnRef<u64, u64> = codec::decode(&bytes).unwrap();
+/// assert_eq!(f.call(7).unwrap(), 49);
+/// // The same address read as another type is refused.
+/// let g: FnRef<u32, u64> = codec::decode(&bytes).unwrap();
+/// assert!(g.get().is_err());
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct FnRef<A: 'static, R: 'static> {
+    addr: FnAddr,
+    #[serde(skip)]
+    _f: PhantomData<fn(A) -> R>,
+}
+
+impl<A: 'static, R: 'static> Clone for FnRef<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A: 'static, R: 'static> Copy for FnRef<A, R> {}
+
+impl<A: 'static, R: 'static> fmt::Debug for FnRef<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnRef(")?;
+        f.write_str(std::any::type_name::<fn(A) -> R>())?;
+        f.write_str(")")
+    }
+}
+
+impl<A: 'static, R: 'static> FnRef<A, R> {
+    /// Captures `f` (a `fn` item or a non-capturing closure coerced to `fn`).
+    pub fn new(f: fn(A) -> R) -> FnRef<A, R> {
+        FnRef {
+            addr: FnAddr::of(f),
+            _f: PhantomData,
+        }
+    }
+
+    /// The function.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] if this reference was not made by
+    /// [`FnRef::new`] with the same types in this process or one it was
+    /// forked from.
+    pub fn get(&self) -> Result<fn(A) -> R> {
+        self.addr.get().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "function reference is not from this program's fork tree",
+            )
+        })
+    }
+
+    /// Calls the function with `arg`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](FnRef::get).
+    pub fn call(&self, arg: A) -> Result<R> {
+        Ok(self.get()?(arg))
+    }
+}
