@@ -19,3 +19,4 @@ pub mod shm;
 pub use forkserver::{fork_server, init};
 pub use process::{Process, ProcessBuilder};
 pub use zygote::{FnRef, Zygote, ZygoteChild};
+pub mod shmchan;
