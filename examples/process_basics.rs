@@ -40,7 +40,10 @@ fn main() -> multiproc::Result<()> {
     p.kill()?;
     let err = p.join().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WorkerLost);
-    assert_eq!(err.exit_info().map(|i| i.status), Some(ExitStatus::Signal(9)));
+    assert_eq!(
+        err.exit_info().map(|i| i.status),
+        Some(ExitStatus::Signal(9))
+    );
     println!("killed child: {err}");
 
     let mut p = Process::spawn(sleep_ms, 200)?;
@@ -49,8 +52,13 @@ fn main() -> multiproc::Result<()> {
     println!("join_timeout(10 ms): {err}");
     println!("then join: {}", p.join_timeout(Duration::from_secs(10))?);
 
-    let procs: Vec<Process<u64>> = (0..8).map(|i| Process::spawn(square, i)).collect::<Result<_, _>>()?;
-    let results: Vec<u64> = procs.into_iter().map(|p| p.join()).collect::<Result<_, _>>()?;
+    let procs: Vec<Process<u64>> = (0..8)
+        .map(|i| Process::spawn(square, i))
+        .collect::<Result<_, _>>()?;
+    let results: Vec<u64> = procs
+        .into_iter()
+        .map(|p| p.join())
+        .collect::<Result<_, _>>()?;
     println!("8 processes: {results:?}");
     Ok(())
 }

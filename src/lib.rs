@@ -4,8 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub use multiproc_ipc::{codec, shm};
-pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 pub use multiproc_ipc::{init, Process, ProcessBuilder};
+pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {

@@ -10,9 +10,9 @@ pub mod codec;
 pub mod error;
 pub mod forkserver;
 pub mod process;
-pub mod zygote;
 #[allow(unsafe_code)]
 mod sys;
+pub mod zygote;
 
 pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, WireError};
 pub mod shm;

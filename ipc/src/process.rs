@@ -93,10 +93,7 @@ pub fn catch_remote_panic<R>(f: impl FnOnce() -> R) -> std::result::Result<R, Re
     let _ = PANIC_LOCATION.try_with(|c| c.replace(None));
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| RemotePanic {
         message: panic_message(&*payload),
-        location: PANIC_LOCATION
-            .try_with(|c| c.replace(None))
-            .ok()
-            .flatten(),
+        location: PANIC_LOCATION.try_with(|c| c.replace(None)).ok().flatten(),
     })
 }
 
@@ -201,8 +198,9 @@ extern "C" fn at_exit_handler() {
     let me = fork::getpid();
     let mine: Vec<Live> = {
         let mut all = live();
-        let (mine, others): (Vec<Live>, Vec<Live>) =
-            std::mem::take(&mut *all).into_iter().partition(|l| l.owner == me);
+        let (mine, others): (Vec<Live>, Vec<Live>) = std::mem::take(&mut *all)
+            .into_iter()
+            .partition(|l| l.owner == me);
         *all = others;
         mine
     };
@@ -255,18 +253,14 @@ fn adopt(child: Arc<ChildProc>) {
         });
     }
     if let Some(r) = guard.as_ref() {
-        r.list
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(child);
+        r.list.lock().unwrap_or_else(|p| p.into_inner()).push(child);
         let _ = nix::unistd::write(&r.wake, &[1]);
     }
 }
 
 fn reaper_loop(wake: OwnedFd, list: Arc<Mutex<Vec<Arc<ChildProc>>>>) {
     loop {
-        let children: Vec<Arc<ChildProc>> =
-            list.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let children: Vec<Arc<ChildProc>> = list.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut set = vec![(wake.as_fd(), Poll::POLLIN)];
         set.extend(children.iter().map(|c| (c.pidfd.as_fd(), Poll::POLLIN)));
         let Ok(revents) = fd::poll_until(&set, None) else {

@@ -117,12 +117,45 @@ fn io_err(context: &str, e: std::io::Error) -> Error {
     Error::io(context.to_owned(), e)
 }
 
+/// Marks one thread of this process as spinning while it lives.
+///
+/// Spinning pays only while the spinner has a CPU of its own: with more
+/// spinners than CPUs they steal time from the very peers they wait for.
+/// [`SpinPermit::acquire`] grants a permit only while fewer threads of this
+/// process than there are CPUs hold one; without a permit, wait by sleeping.
+#[derive(Debug)]
+pub struct SpinPermit(());
+
+static SPINNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+impl SpinPermit {
+    /// A permit to spin, if fewer threads of this process than CPUs spin now.
+    pub fn acquire() -> Option<SpinPermit> {
+        let n = SPINNERS.fetch_add(1, Ordering::AcqRel);
+        if n < cpus() {
+            Some(SpinPermit(()))
+        } else {
+            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+}
+
+impl Drop for SpinPermit {
+    fn drop(&mut self) {
+        SPINNERS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The spin budget to use before sleeping: `wanted`, or zero on a machine
 /// with a single CPU (where spinning only delays the peer).
 pub fn spin_budget(wanted: Duration) -> Duration {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if cpus > 1 {
+    if cpus() > 1 {
         wanted
     } else {
         Duration::ZERO
@@ -166,7 +199,8 @@ impl ShmChannel {
             last_in: 0,
             named: true,
         };
-        chan.word(OFF_CAPACITY).store(capacity as u32, Ordering::Relaxed);
+        chan.word(OFF_CAPACITY)
+            .store(capacity as u32, Ordering::Relaxed);
         chan.word(OFF_VERSION).store(VERSION, Ordering::Relaxed);
         chan.word(OFF_MAGIC).store(MAGIC, Ordering::Release);
         Ok(chan)
@@ -320,7 +354,12 @@ impl ShmChannel {
             self.last_in = self.in_word().load(Ordering::Acquire);
             return Ok(());
         }
-        if !spin.is_zero() {
+        let permit = if spin.is_zero() {
+            None
+        } else {
+            SpinPermit::acquire()
+        };
+        if permit.is_some() {
             let start = Instant::now();
             let mut i = 0u32;
             loop {
@@ -340,6 +379,7 @@ impl ShmChannel {
                 }
             }
         }
+        drop(permit);
         loop {
             if self.peer_closed() {
                 return Err(self.closed_error());
@@ -387,7 +427,8 @@ impl ShmChannel {
                 return Err(Error::new(ErrorKind::Io, "channel buffer out of range"));
             }
             self.len_word().store(n as u64, Ordering::Relaxed);
-            self.word(OFF_MORE).store(u32::from(more), Ordering::Relaxed);
+            self.word(OFF_MORE)
+                .store(u32::from(more), Ordering::Relaxed);
             self.publish();
             rest = &rest[n..];
             if !more {
@@ -477,7 +518,8 @@ mod tests {
         let t = std::thread::spawn(move || {
             let mut buf = Vec::new();
             for _ in 0..200 {
-                s.recv(&mut buf, Duration::from_micros(5), &|| false).unwrap();
+                s.recv(&mut buf, Duration::from_micros(5), &|| false)
+                    .unwrap();
                 let mut out = buf.clone();
                 out.extend_from_slice(b"!");
                 s.send(&out, &|| false).unwrap();
@@ -516,5 +558,35 @@ mod tests {
     fn attach_rejects_non_channels() {
         assert!(ShmChannel::attach("/etc/passwd").is_err());
         assert!(ShmChannel::attach("/mp-0-nonexistent").is_err());
+    }
+}
+
+#[cfg(test)]
+mod latency {
+    use super::*;
+
+    #[test]
+    #[ignore = "timing probe, run by hand"]
+    fn probe_round_trip() {
+        let mut s = ShmChannel::create(1024).unwrap();
+        let mut c = ShmChannel::attach(s.name()).unwrap();
+        let n = 100_000;
+        let t = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            for _ in 0..n {
+                s.recv(&mut buf, Duration::from_micros(50), &|| false)
+                    .unwrap();
+                s.send(&buf, &|| false).unwrap();
+            }
+        });
+        let start = Instant::now();
+        let mut reply = Vec::new();
+        for _ in 0..n {
+            c.send(b"0123456789", &|| false).unwrap();
+            c.recv(&mut reply, Duration::from_micros(30), &|| false)
+                .unwrap();
+        }
+        eprintln!("round trip {:?}", start.elapsed() / n);
+        t.join().unwrap();
     }
 }

@@ -401,7 +401,11 @@ impl ClientIo {
     /// `Stop::Reply`, returned) or the status of child `id` is known (with
     /// `Stop::Status(id)`), or `deadline` passes (Timeout), or the zygote is
     /// gone (Closed). Exit reports are recorded on the way.
-    fn pump(&mut self, deadline: Option<Instant>, stop: Stop) -> Result<Option<(Reply, Vec<OwnedFd>)>> {
+    fn pump(
+        &mut self,
+        deadline: Option<Instant>,
+        stop: Stop,
+    ) -> Result<Option<(Reply, Vec<OwnedFd>)>> {
         loop {
             while let Some(frame) = self
                 .reader
@@ -484,7 +488,8 @@ impl Drop for ZygoteShared {
         // server's), reaped through `process`.
         {
             let io = self.lock();
-            let _ = nix::sys::socket::shutdown(io.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+            let _ =
+                nix::sys::socket::shutdown(io.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         if self.process.wait_status(Some(deadline)).is_err() {
@@ -670,8 +675,7 @@ impl Zygote {
             return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
         }
         if let Err(e) = send_frame(io.sock.as_fd(), &msg, &payload, fds) {
-            if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset
-            {
+            if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset {
                 io.closed = true;
                 return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
             }
@@ -687,7 +691,12 @@ impl Zygote {
             Some((Reply::SpawnFailed { message }, _)) => {
                 return Err(Error::new(ErrorKind::Io, message))
             }
-            _ => return Err(Error::new(ErrorKind::Io, "unexpected reply from the zygote")),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    "unexpected reply from the zygote",
+                ))
+            }
         };
         Ok(ZygoteChild {
             proc_: Some(ChildProc {
@@ -777,7 +786,10 @@ impl ChildProc {
         if !wait::wait_exit(self.pidfd.as_fd(), deadline)
             .map_err(|e| Error::io("poll on a pidfd", e))?
         {
-            return Err(Error::timeout(format!("process {} is still running", self.pid)));
+            return Err(Error::timeout(format!(
+                "process {} is still running",
+                self.pid
+            )));
         }
         let mut guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = *guard {

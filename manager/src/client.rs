@@ -57,7 +57,9 @@ thread_local! {
 
 fn connect(ep: &Endpoint) -> Result<Box<dyn Conn>> {
     match ep {
-        Endpoint::Local { addr, token } => Ok(Box::new(crate::local::LocalConn::connect(addr, token)?)),
+        Endpoint::Local { addr, token } => {
+            Ok(Box::new(crate::local::LocalConn::connect(addr, token)?))
+        }
         Endpoint::Remote {
             addr,
             authkey,

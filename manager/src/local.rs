@@ -40,6 +40,7 @@ const CLIENT_SPIN: Duration = Duration::from_micros(30);
 const SERVER_SPIN: Duration = Duration::from_micros(50);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const TOKEN: usize = 32;
+const READY: &[u8] = b"ready";
 /// The longest time `shutdown` waits for the server to exit before killing it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -55,7 +56,10 @@ fn read_small_frame(s: &mut UnixStream) -> io::Result<Vec<u8>> {
     s.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
     if len > 1024 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "oversized handshake frame"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "oversized handshake frame",
+        ));
     }
     let mut buf = vec![0u8; len];
     s.read_exact(&mut buf)?;
@@ -67,7 +71,11 @@ fn peer_gone(s: &UnixStream) -> bool {
     use nix::sys::socket::{recv, MsgFlags};
     use std::os::fd::AsRawFd;
     let mut b = [0u8; 1];
-    match recv(s.as_raw_fd(), &mut b, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+    match recv(
+        s.as_raw_fd(),
+        &mut b,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => e != nix::errno::Errno::EAGAIN && e != nix::errno::Errno::EINTR,
@@ -177,13 +185,28 @@ impl Peer for LocalPeer<'_> {
     }
 }
 
-/// The manager process's main: accept clients until told to shut down.
+/// The manager process's main: bind the socket, report readiness on the
+/// descriptor it was given, and accept clients until told to shut down.
+///
+/// The socket is made here, in the manager, so that no other process (a
+/// zygote or child forked from the caller meanwhile) can hold a copy of it.
 fn manager_main(args: ServerArgs, mut fds: Vec<OwnedFd>) -> i32 {
     let Some(fd) = fds.pop() else {
-        eprintln!("multiproc manager: started without its socket");
+        eprintln!("multiproc manager: started without its ready socket");
         return 2;
     };
-    let listener = UnixListener::from(fd);
+    let mut ready = UnixStream::from(fd);
+    let listener = match abstract_addr(&args.addr).and_then(|a| UnixListener::bind_addr(&a)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.write_all(format!("cannot bind the manager's socket: {e}").as_bytes());
+            return 2;
+        }
+    };
+    if ready.write_all(READY).is_err() {
+        return 2;
+    }
+    drop(ready);
     let state = Arc::new(ServerState {
         store: Store::new(),
         token: args.token,
@@ -357,21 +380,46 @@ impl Manager {
             "multiproc-manager-{creator}-{}-{tag}",
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let listener = UnixListener::bind_addr(&abstract_addr(&addr)?)
-            .map_err(|e| Error::io("cannot bind the manager's socket", e))?;
+        let (mut ours, theirs) = UnixStream::pair()
+            .map_err(|e| Error::io("cannot create the manager's ready socket", e))?;
         let args = ServerArgs {
             token,
             addr: addr.clone(),
         };
-        let (child, zygote) = match multiproc_ipc::fork_server() {
-            Some(server) => (server.spawn(manager_main, &args, &[listener.as_fd()])?, None),
+        let (mut child, zygote) = match multiproc_ipc::fork_server() {
+            Some(server) => (server.spawn(manager_main, &args, &[theirs.as_fd()])?, None),
             None => {
                 let z = Zygote::start()?;
-                let c = z.spawn(manager_main, &args, &[listener.as_fd()])?;
+                let c = z.spawn(manager_main, &args, &[theirs.as_fd()])?;
                 (c, Some(z))
             }
         };
-        drop(listener);
+        drop(theirs);
+        ours.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 256];
+        // Read until READY arrives or the manager closes its end.
+        while !answer.starts_with(READY) {
+            match ours.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if !answer.starts_with(READY) {
+            let _ = child.kill();
+            let _ = child.wait_timeout(SHUTDOWN_GRACE);
+            let why = String::from_utf8_lossy(&answer).into_owned();
+            return Err(Error::new(
+                ErrorKind::Io,
+                if why.is_empty() {
+                    "the manager process failed to start".to_owned()
+                } else {
+                    why
+                },
+            ));
+        }
         Ok(Manager {
             ep: Endpoint::Local { addr, token },
             pid: child.pid(),
@@ -418,9 +466,16 @@ impl Manager {
     {
         let pairs = pairs
             .into_iter()
-            .map(|(k, v)| Ok((multiproc_ipc::codec::encode(&k)?, multiproc_ipc::codec::encode(&v)?)))
+            .map(|(k, v)| {
+                Ok((
+                    multiproc_ipc::codec::encode(&k)?,
+                    multiproc_ipc::codec::encode(&v)?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(DictProxy::from_obj(self.create(Kind::Dict, Init::Dict(pairs))?))
+        Ok(DictProxy::from_obj(
+            self.create(Kind::Dict, Init::Dict(pairs))?,
+        ))
     }
 
     /// A new empty list.
@@ -445,7 +500,9 @@ impl Manager {
             .into_iter()
             .map(|v| Ok(multiproc_ipc::codec::encode(&v)?))
             .collect::<Result<Vec<_>>>()?;
-        Ok(ListProxy::from_obj(self.create(Kind::List, Init::List(items))?))
+        Ok(ListProxy::from_obj(
+            self.create(Kind::List, Init::List(items))?,
+        ))
     }
 
     /// A new unbounded queue.
@@ -540,7 +597,9 @@ impl Manager {
     /// `Serialization` if `initial` cannot be encoded.
     pub fn value<T: Serialize + DeserializeOwned>(&self, initial: T) -> Result<ValueProxy<T>> {
         let b = multiproc_ipc::codec::encode(&initial)?;
-        Ok(ValueProxy::from_obj(self.create(Kind::Value, Init::Value(b))?))
+        Ok(ValueProxy::from_obj(
+            self.create(Kind::Value, Init::Value(b))?,
+        ))
     }
 
     /// A new empty namespace.

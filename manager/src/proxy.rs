@@ -130,9 +130,16 @@ fn dict_updater<V>((f, old): (Bytes, Option<Bytes>)) -> std::result::Result<Byte
 where
     V: Serialize + DeserializeOwned + 'static,
 {
-    let f: FnRef<Option<V>, V> = codec::decode(&f)
-        .map_err(|e| wire_of(ErrorKind::Serialization, format!("bad function reference: {e}")))?;
-    let old: Option<V> = old.map(|b| dec::<V>(&b)).transpose().map_err(|e| e.to_wire())?;
+    let f: FnRef<Option<V>, V> = codec::decode(&f).map_err(|e| {
+        wire_of(
+            ErrorKind::Serialization,
+            format!("bad function reference: {e}"),
+        )
+    })?;
+    let old: Option<V> = old
+        .map(|b| dec::<V>(&b))
+        .transpose()
+        .map_err(|e| e.to_wire())?;
     let new = f.call(old).map_err(|e| e.to_wire())?;
     codec::encode(&new).map_err(|e| wire_of(ErrorKind::Serialization, e.to_string()))
 }
@@ -141,8 +148,12 @@ fn value_updater<T>((f, old): (Bytes, Option<Bytes>)) -> std::result::Result<Byt
 where
     T: Serialize + DeserializeOwned + 'static,
 {
-    let f: FnRef<T, T> = codec::decode(&f)
-        .map_err(|e| wire_of(ErrorKind::Serialization, format!("bad function reference: {e}")))?;
+    let f: FnRef<T, T> = codec::decode(&f).map_err(|e| {
+        wire_of(
+            ErrorKind::Serialization,
+            format!("bad function reference: {e}"),
+        )
+    })?;
     let old = old.ok_or_else(|| wire_of(ErrorKind::Remote, "no value".to_owned()))?;
     let old: T = dec(&old).map_err(|e| e.to_wire())?;
     let new = f.call(old).map_err(|e| e.to_wire())?;
@@ -257,7 +268,8 @@ where
     ///
     /// As [`get`](DictProxy::get).
     pub fn contains_key(&self, key: &K) -> Result<bool> {
-        self.obj.boolean(Op::DictContains(enc(key)?), "contains_key")
+        self.obj
+            .boolean(Op::DictContains(enc(key)?), "contains_key")
     }
 
     /// `len(d)`.
@@ -303,10 +315,7 @@ where
     /// As [`get`](DictProxy::get).
     pub fn items(&self) -> Result<Vec<(K, V)>> {
         match self.obj.call(Op::DictItems)? {
-            Response::Pairs(ps) => ps
-                .iter()
-                .map(|(k, v)| Ok((dec(k)?, dec(v)?)))
-                .collect(),
+            Response::Pairs(ps) => ps.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
             _ => Err(unexpected("items")),
         }
     }
@@ -1043,7 +1052,9 @@ impl EventProxy {
     ///
     /// As [`set`](EventProxy::set).
     pub fn wait(&self) -> Result<()> {
-        self.obj.boolean(Op::EventWait(Block::Forever), "wait").map(drop)
+        self.obj
+            .boolean(Op::EventWait(Block::Forever), "wait")
+            .map(drop)
     }
 
     /// Waits at most `timeout`; returns the flag.
@@ -1052,8 +1063,7 @@ impl EventProxy {
     ///
     /// As [`set`](EventProxy::set).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.obj
-            .boolean(Op::EventWait(Block::For(timeout)), "wait")
+        self.obj.boolean(Op::EventWait(Block::For(timeout)), "wait")
     }
 }
 
@@ -1114,7 +1124,8 @@ impl<T: Serialize + DeserializeOwned + 'static> ValueProxy<T> {
     pub fn update_with(&self, f: fn(T) -> T) -> Result<T> {
         let updater: Updater = FnRef::new(value_updater::<T>);
         let f = enc(&FnRef::new(f))?;
-        self.obj.value(Op::ValueUpdateWith(updater, f), "update_with")
+        self.obj
+            .value(Op::ValueUpdateWith(updater, f), "update_with")
     }
 }
 

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use multiproc_ipc::codec;
+use multiproc_ipc::shmchan::SpinPermit;
 use multiproc_ipc::{Error, ErrorKind, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -180,6 +181,7 @@ impl FrameIo {
         let old = self.rbuf.len();
         self.rbuf.resize(old + 64 * 1024, 0);
         let mut began: Option<Instant> = None;
+        let mut permit: Option<SpinPermit> = None;
         let r = loop {
             match self.stream.read(&mut self.rbuf[old..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -188,8 +190,12 @@ impl FrameIo {
                     break Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if began.is_none() {
+                        permit = SpinPermit::acquire();
+                    }
                     let t = *began.get_or_insert_with(Instant::now);
-                    if t.elapsed() >= spin {
+                    if permit.is_none() || t.elapsed() >= spin {
+                        permit = None;
                         if let Err(e) = self.set_nonblocking(false) {
                             break Err(e);
                         }
@@ -209,14 +215,25 @@ impl FrameIo {
 
     /// Reads one frame into `out`, accepting at most `max` bytes of payload.
     /// Leaves the socket non-blocking (for peeking at the peer's liveness).
-    fn read_frame(&mut self, out: &mut Vec<u8>, max: usize, spin: Duration) -> Result<(), ReadError> {
-        self.set_nonblocking(!spin.is_zero()).map_err(ReadError::Io)?;
+    fn read_frame(
+        &mut self,
+        out: &mut Vec<u8>,
+        max: usize,
+        spin: Duration,
+    ) -> Result<(), ReadError> {
+        self.set_nonblocking(!spin.is_zero())
+            .map_err(ReadError::Io)?;
         let r = self.read_frame_inner(out, max, spin);
         self.set_nonblocking(true).map_err(ReadError::Io)?;
         r
     }
 
-    fn read_frame_inner(&mut self, out: &mut Vec<u8>, max: usize, spin: Duration) -> Result<(), ReadError> {
+    fn read_frame_inner(
+        &mut self,
+        out: &mut Vec<u8>,
+        max: usize,
+        spin: Duration,
+    ) -> Result<(), ReadError> {
         loop {
             let avail = &self.rbuf[self.start..];
             if avail.len() >= 4 {
@@ -255,7 +272,9 @@ impl FrameIo {
         match stream.peek(&mut b) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
+            Err(e) => {
+                e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted
+            }
         }
     }
 }
@@ -292,7 +311,8 @@ impl TcpConn {
         let mut out = Vec::new();
         let fail = |e: ReadError| read_error_to_error(e, "the manager");
         // 1. The server's challenge.
-        io.read_frame(&mut buf, HANDSHAKE_MAX, Duration::ZERO).map_err(fail)?;
+        io.read_frame(&mut buf, HANDSHAKE_MAX, Duration::ZERO)
+            .map_err(fail)?;
         if buf.len() != HELLO.len() + NONCE || !buf.starts_with(HELLO) {
             return Err(Error::new(
                 ErrorKind::Remote,
@@ -631,14 +651,16 @@ impl ManagerServerBuilder {
     {
         let max = self.max_frame;
         let call: CallFn = Arc::new(move |arg: &[u8]| {
-            let a: A = codec::Codec::with_max_message(max).decode(arg).map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Serialization,
-                    format!("argument is not a {}", std::any::type_name::<A>()),
-                    e,
-                )
-                .to_wire()
-            })?;
+            let a: A = codec::Codec::with_max_message(max)
+                .decode(arg)
+                .map_err(|e| {
+                    Error::with_source(
+                        ErrorKind::Serialization,
+                        format!("argument is not a {}", std::any::type_name::<A>()),
+                        e,
+                    )
+                    .to_wire()
+                })?;
             let r = f(a);
             codec::encode(&r).map_err(|e| Error::from(e).to_wire())
         });
@@ -797,11 +819,7 @@ impl ManagerServer {
     ///
     /// `Io` if the accepting thread panicked.
     pub fn serve_forever(&self) -> Result<()> {
-        let handle = self
-            .accept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let handle = self.accept.lock().unwrap_or_else(|p| p.into_inner()).take();
         match handle {
             Some(h) => h
                 .join()
@@ -836,12 +854,7 @@ impl ManagerServer {
         {
             let _ = s.shutdown(Shutdown::Both);
         }
-        if let Some(h) = self
-            .accept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(h) = self.accept.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();
         }
     }
@@ -983,7 +996,10 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, id: u64, shared: &ServerSha
         let req: Request = match codec.decode(&buf) {
             Ok(r) => r,
             Err(e) => {
-                return shared.log(Some(peer), &format!("malformed request ({e}); connection closed"));
+                return shared.log(
+                    Some(peer),
+                    &format!("malformed request ({e}); connection closed"),
+                );
             }
         };
         let resp = {
@@ -1001,7 +1017,10 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, id: u64, shared: &ServerSha
             }
         }
         if let Err(e) = io.write_frame(&resp_buf, &mut out) {
-            return shared.log(Some(peer), &format!("cannot send a response ({e}); connection closed"));
+            return shared.log(
+                Some(peer),
+                &format!("cannot send a response ({e}); connection closed"),
+            );
         }
     }
 }

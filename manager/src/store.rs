@@ -92,7 +92,11 @@ fn index(i: i64, len: usize) -> Option<usize> {
 /// Where `insert(i, x)` puts `x` in a list of `len` (Python clamps).
 fn insert_index(i: i64, len: usize) -> usize {
     let l = i64::try_from(len).unwrap_or(i64::MAX);
-    let j = if i < 0 { (i.saturating_add(l)).max(0) } else { i.min(l) };
+    let j = if i < 0 {
+        (i.saturating_add(l)).max(0)
+    } else {
+        i.min(l)
+    };
     usize::try_from(j).unwrap_or(len)
 }
 
@@ -153,7 +157,10 @@ fn wait_until<'a>(
             .wait_timeout(guard, slice)
             .unwrap_or_else(|p| p.into_inner());
         guard = g;
-        if res.timed_out() && peer.gone() {
+        // Checked after every wake-up, not only on timeouts: a client that
+        // died while waiting must not take an item or a lock it can never use.
+        let _ = res;
+        if peer.gone() {
             return Err(WaitEnd::Gone);
         }
     }
@@ -296,7 +303,10 @@ impl Store {
                     );
                 }
                 if kind == Kind::Callable {
-                    return err(ErrorKind::InvalidArgument, "callables are registered, not created");
+                    return err(
+                        ErrorKind::InvalidArgument,
+                        "callables are registered, not created",
+                    );
                 }
                 match self.make(kind, init) {
                     Ok(id) => Response::Object(id, kind),
@@ -389,14 +399,20 @@ impl Store {
             }
             (State::List(l), Op::ListGet(i)) => match index(i, l.len()) {
                 Some(j) => Response::Value(l[j].clone()),
-                None => err(ErrorKind::InvalidArgument, format!("list index {i} out of range")),
+                None => err(
+                    ErrorKind::InvalidArgument,
+                    format!("list index {i} out of range"),
+                ),
             },
             (State::List(l), Op::ListSet(i, v)) => match index(i, l.len()) {
                 Some(j) => {
                     l[j] = v;
                     Response::Unit
                 }
-                None => err(ErrorKind::InvalidArgument, format!("list index {i} out of range")),
+                None => err(
+                    ErrorKind::InvalidArgument,
+                    format!("list index {i} out of range"),
+                ),
             },
             (State::List(l), Op::ListInsert(i, v)) => {
                 let j = insert_index(i, l.len());
@@ -410,7 +426,10 @@ impl Store {
                 };
                 match at {
                     Some(j) => Response::Value(l.remove(j)),
-                    None => err(ErrorKind::Empty, "pop from an empty list or index out of range"),
+                    None => err(
+                        ErrorKind::Empty,
+                        "pop from an empty list or index out of range",
+                    ),
                 }
             }
             (State::List(l), Op::ListRemove(v)) => match l.iter().position(|x| *x == v) {
@@ -442,7 +461,10 @@ impl Store {
             }
             (State::Queue { unfinished, .. }, Op::TaskDone) if kind == Kind::JoinableQueue => {
                 if *unfinished == 0 {
-                    err(ErrorKind::InvalidArgument, "task_done() called too many times")
+                    err(
+                        ErrorKind::InvalidArgument,
+                        "task_done() called too many times",
+                    )
                 } else {
                     *unfinished -= 1;
                     if *unfinished == 0 {
@@ -461,7 +483,10 @@ impl Store {
                 };
             }
             // ---- locks and semaphores
-            (State::Lock { .. } | State::RLock { .. } | State::Semaphore { .. }, Op::Acquire(b)) => {
+            (
+                State::Lock { .. } | State::RLock { .. } | State::Semaphore { .. },
+                Op::Acquire(b),
+            ) => {
                 drop(guard);
                 return self.acquire(obj, b, peer);
             }
@@ -476,7 +501,10 @@ impl Store {
             (State::Lock { owner }, Op::Locked) => Response::Bool(owner.is_some()),
             (State::RLock { owner, count }, Op::Release) => {
                 if *owner != Some(peer.id()) {
-                    err(ErrorKind::InvalidArgument, "cannot release an rlock not owned")
+                    err(
+                        ErrorKind::InvalidArgument,
+                        "cannot release an rlock not owned",
+                    )
                 } else {
                     *count -= 1;
                     if *count == 0 {
@@ -489,7 +517,10 @@ impl Store {
             (State::RLock { owner, .. }, Op::Locked) => Response::Bool(owner.is_some()),
             (State::Semaphore { value, bound }, Op::Release) => {
                 if bound.is_some_and(|b| *value >= b) {
-                    err(ErrorKind::InvalidArgument, "semaphore released too many times")
+                    err(
+                        ErrorKind::InvalidArgument,
+                        "semaphore released too many times",
+                    )
                 } else {
                     *value += 1;
                     obj.cond.notify_all();

@@ -67,8 +67,7 @@ pub(crate) fn recv_with_fds(
     }
     loop {
         let mut iov = [IoSliceMut::new(buf)];
-        let msg = match socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)
-        {
+        let msg = match socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(io::Error::from(e)),
             Ok(m) => m,

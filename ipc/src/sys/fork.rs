@@ -1,10 +1,10 @@
 //! `fork`, the child's first steps, `_exit`, `atexit`, and turning function
 //! addresses received from a forked relative back into function pointers.
 
+use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
