@@ -12,3 +12,8 @@ pub mod prelude {
     pub use crate::shm::SharedMemory;
     pub use crate::{Error, ErrorKind, Result};
 }
+pub use multiproc_manager::{
+    CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
+    ManagerServer, ManagerServerBuilder, NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy,
+    RemoteManager, SemaphoreProxy, ValueProxy,
+};
