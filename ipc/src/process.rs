@@ -315,10 +315,10 @@ static COUNTER: AtomicUsize = AtomicUsize::new(1);
 /// Without [`init`](crate::init), the child is a plain fork of the calling
 /// process: in a program running other threads, a lock one of them holds at
 /// that instant (stdout, the environment, a runtime's) stays held in the
-/// child forever, as with Python's `fork` start method. Children get
-/// `PR_SET_PDEATHSIG(SIGKILL)`, which fires when the *thread* that forked
-/// them exits: spawn from a thread that outlives the child (or use `init`,
-/// whose server is forked from the main thread).
+/// child forever, as with Python's `fork` start method. Children die with
+/// the parent process (`PR_SET_PDEATHSIG` when spawned from the main thread,
+/// a pidfd watcher thread in the child otherwise), not with the spawning
+/// thread.
 #[must_use = "a Process should be joined to get its result"]
 pub struct Process<T> {
     child: Arc<ChildProc>,

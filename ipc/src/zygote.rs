@@ -547,9 +547,11 @@ impl Zygote {
     /// Without a fork server, the zygote is a plain fork of the caller: call
     /// this before the program starts threads, or accept that a lock held by
     /// another thread at that instant stays held in the zygote and in every
-    /// child (call [`init`](crate::init) first in `main` to avoid this). The
-    /// zygote gets `PR_SET_PDEATHSIG`, which fires when the *thread* that
-    /// forked it exits: start it from a thread that outlives it.
+    /// child (call [`init`](crate::init) first in `main` to avoid this).
+    /// Started from a thread other than the main one, the zygote has a
+    /// second thread, a watcher that kills it when the parent process exits
+    /// (`PR_SET_PDEATHSIG` would fire when the starting *thread* exits); it
+    /// only waits in `poll` and holds no lock.
     pub fn start() -> Result<Zygote> {
         match crate::forkserver::fork_server() {
             Some(server) => Zygote::start_via(server),

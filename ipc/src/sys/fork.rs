@@ -19,8 +19,11 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 
 /// Forks the calling process and runs `child` in the new one.
 ///
-/// In the child: `PR_SET_PDEATHSIG(SIGKILL)` is set (and if the parent is
-/// already gone, the child exits at once), `child` runs with panics caught,
+/// In the child: `PR_SET_PDEATHSIG(SIGKILL)` is set if the caller is the
+/// main thread (the signal fires when the forking *thread* exits; from other
+/// threads a small watcher thread in the child polls a pidfd of the parent
+/// process and kills the child when it exits instead); if the parent is
+/// already gone, the child exits at once. Then `child` runs with panics caught,
 /// and the process ends with `_exit(code)`; it never returns into the
 /// caller's frames and never runs the parent's `atexit` handlers. A panic
 /// escaping `child` exits with [`PANIC_EXIT_CODE`]. In the parent, returns the
@@ -32,8 +35,8 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 /// threaded process where locks held by other threads at the fork stay locked
 /// forever (POSIX allows only async-signal-safe calls there).
 pub(crate) unsafe fn fork_with(child: impl FnOnce() -> i32) -> io::Result<Pid> {
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
+    // SAFETY: getpid and gettid have no preconditions.
+    let (parent, from_main_thread) = unsafe { (libc::getpid(), libc::gettid() == libc::getpid()) };
     // SAFETY: the caller accepts the consequences of forking (see # Safety);
     // the child never returns from this function.
     let pid = cvt(unsafe { libc::fork() })?;
@@ -41,15 +44,46 @@ pub(crate) unsafe fn fork_with(child: impl FnOnce() -> i32) -> io::Result<Pid> {
         return Ok(pid);
     }
     // In the child from here on.
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; no memory.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } != parent {
-        // The parent died before prctl took effect: die with it.
-        exit_now(1);
+    if from_main_thread {
+        // PDEATHSIG fires when the forking *thread* exits; the main thread
+        // lives as long as the process.
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; no memory.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } != parent {
+            // The parent died before prctl took effect: die with it.
+            exit_now(1);
+        }
+    } else {
+        // Forked from a thread that may exit long before the process: watch
+        // the parent process itself instead.
+        watch_parent(parent);
     }
     let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(PANIC_EXIT_CODE);
     exit_now(code)
+}
+
+/// Starts a thread that kills this process with `SIGKILL` when `parent`
+/// exits (the parent-death signal, for children of non-main threads).
+fn watch_parent(parent: Pid) {
+    let Ok(pidfd) = super::wait::pidfd_open(parent) else {
+        exit_now(1)
+    };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        // The parent died (the pidfd may even name a recycled pid).
+        exit_now(1);
+    }
+    let started = std::thread::Builder::new()
+        .name("multiproc-lifeline".into())
+        .spawn(move || {
+            let _ = super::fd::wait_readable(std::os::fd::AsFd::as_fd(&pidfd), None);
+            // SAFETY: kill with our own pid and a signal number.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        });
+    if started.is_err() {
+        exit_now(1);
+    }
 }
 
 /// Forks from a process known to be single-threaded (a zygote).

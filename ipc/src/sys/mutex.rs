@@ -136,6 +136,27 @@ impl RobustMutex {
         check(unsafe { libc::pthread_mutex_consistent(self.raw.get()) })
     }
 
+    /// True if the calling thread holds the mutex.
+    ///
+    /// glibc keeps the owner's thread id in the low 30 bits of the mutex's
+    /// first word (the futex word) while it is held, for robust mutexes too.
+    pub(crate) fn held_by_caller(&self) -> bool {
+        if self.init.load(Ordering::Acquire) != READY {
+            return false;
+        }
+        const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+        // Set by the kernel when the owner died: then nobody holds it, even a
+        // new thread that happens to reuse the dead owner's id.
+        const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+        // SAFETY: pthread_mutex_t is at least 4 bytes, 4-aligned (it is
+        // 8-aligned at offset 8 of this repr(C) struct), and glibc accesses its
+        // first word only atomically, so an atomic load of it is not a data race.
+        let word = unsafe { &*(self.raw.get() as *const AtomicU32) }.load(Ordering::Relaxed);
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u32;
+        word & FUTEX_OWNER_DIED == 0 && word & FUTEX_TID_MASK == tid
+    }
+
     /// Unlocks; `EPERM` if the calling thread does not hold it.
     pub(crate) fn unlock(&self) -> io::Result<()> {
         if self.init.load(Ordering::Acquire) != READY {
@@ -212,10 +233,13 @@ mod tests {
             m.lock(None).unwrap_err().raw_os_error(),
             Some(libc::EDEADLK)
         );
+        assert!(m.held_by_caller());
         m.unlock().unwrap();
+        assert!(!m.held_by_caller());
         assert_eq!(m.try_lock().unwrap(), Some(Locked::Ok));
         let m2: &'static RobustMutex = Box::leak(m);
         let other = std::thread::spawn(move || {
+            assert!(!m2.held_by_caller());
             let busy = m2.try_lock().unwrap();
             let t = std::time::Instant::now();
             let timed = m2.lock(Some(Duration::from_millis(30))).unwrap_err();
