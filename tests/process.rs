@@ -60,7 +60,10 @@ fn gone(pid: i32) -> bool {
 }
 
 fn kill_pid(pid: i32) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 #[test]
@@ -71,7 +74,10 @@ fn child_returns_value() {
     assert_eq!(p.join_timeout(LIMIT).unwrap(), 81);
     assert_eq!(p.exit_status(), Some(ExitStatus::Code(0)));
     // A second join is an error, not a hang.
-    assert_eq!(p.join_timeout(LIMIT).unwrap_err().kind(), ErrorKind::NotRunning);
+    assert_eq!(
+        p.join_timeout(LIMIT).unwrap_err().kind(),
+        ErrorKind::NotRunning
+    );
 }
 
 #[test]
@@ -87,7 +93,10 @@ fn large_result_crosses_the_pipe() {
 
 #[test]
 fn child_panic_carries_message_and_location() {
-    let mut p = Process::builder().name("panicky").spawn(boom, "x1".to_string()).unwrap();
+    let mut p = Process::builder()
+        .name("panicky")
+        .spawn(boom, "x1".to_string())
+        .unwrap();
     assert_eq!(p.name(), "panicky");
     let err = p.join_timeout(LIMIT).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TaskPanicked);
@@ -105,7 +114,10 @@ fn child_killed_by_sigkill_is_worker_lost() {
     p.kill().unwrap();
     let err = p.join_timeout(LIMIT).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WorkerLost);
-    assert_eq!(err.exit_info().unwrap().status, ExitStatus::Signal(libc::SIGKILL));
+    assert_eq!(
+        err.exit_info().unwrap().status,
+        ExitStatus::Signal(libc::SIGKILL)
+    );
     assert!(err.to_string().contains("SIGKILL"), "{err}");
     assert_eq!(p.exit_status(), Some(ExitStatus::Signal(9)));
     assert!(!p.is_alive());
@@ -118,7 +130,10 @@ fn terminate_sends_sigterm() {
     let mut p = Process::spawn(sleep_ms, 60_000).unwrap();
     p.terminate().unwrap();
     let err = p.join_timeout(LIMIT).unwrap_err();
-    assert_eq!(err.exit_info().unwrap().status, ExitStatus::Signal(libc::SIGTERM));
+    assert_eq!(
+        err.exit_info().unwrap().status,
+        ExitStatus::Signal(libc::SIGTERM)
+    );
 }
 
 #[test]
@@ -128,7 +143,10 @@ fn join_timeout_times_out_then_join_succeeds() {
     let err = p.join_timeout(Duration::from_millis(50)).unwrap_err();
     let waited = t.elapsed();
     assert!(err.is_timeout());
-    assert!(waited >= Duration::from_millis(30) && waited < Duration::from_secs(10), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(30) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
     assert!(p.exit_status().is_none());
     assert_eq!(p.join_timeout(LIMIT).unwrap(), 300);
 }
@@ -231,7 +249,9 @@ fn zygote_spawns_reports_status_and_passes_fds() {
     assert_eq!(c.wait_timeout(LIMIT).unwrap(), ExitStatus::Code(5));
 
     let (r, w) = nix::unistd::pipe().unwrap();
-    let mut c = z.spawn(write_to_fd, &"through SCM_RIGHTS".to_string(), &[w.as_fd()]).unwrap();
+    let mut c = z
+        .spawn(write_to_fd, &"through SCM_RIGHTS".to_string(), &[w.as_fd()])
+        .unwrap();
     drop(w);
     assert_eq!(c.wait_timeout(LIMIT).unwrap(), ExitStatus::Code(0));
     let mut s = String::new();
@@ -242,7 +262,10 @@ fn zygote_spawns_reports_status_and_passes_fds() {
     let c = z.spawn(sleep_child, &60_000, &[]).unwrap();
     assert!(c.try_wait().unwrap().is_none());
     c.kill().unwrap();
-    let mut pfd = [nix::poll::PollFd::new(c.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let mut pfd = [nix::poll::PollFd::new(
+        c.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
     assert_eq!(nix::poll::poll(&mut pfd, 10_000u16).unwrap(), 1);
     assert_eq!(c.try_wait().unwrap(), Some(ExitStatus::Signal(9)));
 }
@@ -325,7 +348,10 @@ fn children_die_when_parent_is_sigkilled() {
     }
     let mut helper = run_helper("orphan_parent", "helper_orphan_parent");
     let line = read_line_with_deadline(&mut helper, "PIDS ");
-    let pids: Vec<i32> = line.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let pids: Vec<i32> = line
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
     assert_eq!(pids.len(), 3);
     for &pid in &pids {
         assert!(!gone(pid), "{pid} should run");
@@ -340,7 +366,10 @@ fn children_die_when_parent_is_sigkilled() {
     for &p in &alive {
         kill_pid(p);
     }
-    assert!(alive.is_empty(), "still alive 1 s after the parent died: {alive:?}");
+    assert!(
+        alive.is_empty(),
+        "still alive 1 s after the parent died: {alive:?}"
+    );
 }
 
 #[test]
@@ -353,7 +382,10 @@ fn helper_exit_semantics() {
         std::fs::write(path, "done").unwrap();
     }
     let marker = std::env::var("MP_MARKER").unwrap();
-    let daemon = Process::builder().daemon(true).spawn(sleep_ms, 60_000).unwrap();
+    let daemon = Process::builder()
+        .daemon(true)
+        .spawn(sleep_ms, 60_000)
+        .unwrap();
     let worker = Process::builder().spawn(slow_marker, marker).unwrap();
     println!("PIDS {} {}", daemon.pid(), worker.pid());
     // Neither is joined: at exit the daemon is terminated, the other awaited.
@@ -369,14 +401,22 @@ fn daemon_terminated_and_non_daemon_joined_at_exit() {
     let marker = std::env::temp_dir().join(format!("mp-marker-{}", std::process::id()));
     let _ = std::fs::remove_file(&marker);
     let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_exit_semantics", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "helper_exit_semantics",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("MP_ROLE", "exit_semantics")
         .env("MP_MARKER", &marker)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let line = read_line_with_deadline(&mut helper, "PIDS ");
-    let pids: Vec<i32> = line.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let pids: Vec<i32> = line
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
     let deadline = Instant::now() + LIMIT;
     let status = loop {
         if let Some(s) = helper.try_wait().unwrap() {
