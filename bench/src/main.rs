@@ -1,2 +1,263 @@
 //! Side-by-side benchmarks of multiproc against Python's multiprocessing.
-fn main() {}
+//!
+//! Every scenario of `../shared/bench/python/README.md` is registered in
+//! [`registry`]; the ones with a Rust implementation print one JSON line each
+//! (`"impl": "multiproc"`). `--compare` also runs the project's own Python
+//! counterparts (`bench/python/<name>.py`) at the same sizes and prints a
+//! table. Run `multiproc-bench --help` for the options.
+
+mod cli;
+mod compare;
+mod python;
+mod record;
+mod registry;
+mod scenarios;
+
+use std::panic::{self, AssertUnwindSafe};
+use std::process::ExitCode;
+
+use compare::Side;
+use record::{combine_runs, emit, Record, IMPL};
+use registry::{Scenario, SCENARIOS};
+
+fn main() -> ExitCode {
+    let options = match cli::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("multiproc-bench: {message}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    if options.help {
+        println!("{}", cli::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let selected = match select(&options.only) {
+        Ok(selected) => selected,
+        Err(message) => {
+            eprintln!("multiproc-bench: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if options.list {
+        print!("{}", list(&selected));
+        return ExitCode::SUCCESS;
+    }
+    if run(&options, &selected) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The scenarios named by `--only` (in registry order), or all of them.
+fn select(only: &[String]) -> Result<Vec<&'static Scenario>, String> {
+    let unknown: Vec<&str> = only
+        .iter()
+        .map(String::as_str)
+        .filter(|name| registry::find(name).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        return Err(format!(
+            "unknown scenario(s): {}\nknown: {}",
+            unknown.join(", "),
+            known.join(", ")
+        ));
+    }
+    Ok(SCENARIOS
+        .iter()
+        .filter(|s| only.is_empty() || only.iter().any(|n| n == s.name))
+        .collect())
+}
+
+fn format_sizes(sizes: registry::Sizes) -> String {
+    let parts: Vec<String> = sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    parts.join(" ")
+}
+
+/// The `--list` text: one block per scenario.
+fn list(selected: &[&Scenario]) -> String {
+    let mut out = String::new();
+    for s in selected {
+        let status = if s.run.is_some() {
+            "implemented"
+        } else {
+            "python only (multiproc side not written yet)"
+        };
+        let headlines: Vec<String> = s
+            .headlines
+            .iter()
+            .map(|h| format!("{} ({:?})", h.field, h.better).to_lowercase())
+            .collect();
+        out.push_str(&format!(
+            "{}  [{status}]\n    headline: {}\n    sizes: {}\n    quick:  {}\n",
+            s.name,
+            headlines.join(", "),
+            format_sizes(s.full),
+            format_sizes(s.quick),
+        ));
+    }
+    out
+}
+
+/// Runs `once` `runs` times and combines the lines; the first error line
+/// ends the repetition and is returned as is.
+fn repeat(runs: usize, mut once: impl FnMut() -> Record) -> Record {
+    let mut lines = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let line = once();
+        if line.error_message().is_some() {
+            return line;
+        }
+        lines.push(line);
+    }
+    combine_runs(&lines).unwrap_or_default()
+}
+
+/// One run of the multiproc side; a panic or error becomes an error line.
+fn run_multiproc(scenario: &Scenario, run: registry::RunFn, quick: bool) -> Record {
+    let params = scenario.params(quick);
+    match panic::catch_unwind(AssertUnwindSafe(|| run(&params))) {
+        Ok(Ok(line)) => line,
+        Ok(Err(err)) => Record::error(scenario.name, IMPL, &err.to_string()),
+        Err(_) => Record::error(scenario.name, IMPL, "the scenario panicked"),
+    }
+}
+
+/// Runs the selected scenarios; returns whether every line was a result.
+fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
+    let interpreter = python::interpreter();
+    let python = if options.compare {
+        let version = python::interpreter_version(&interpreter);
+        match &version {
+            Some(v) => eprintln!("multiproc-bench: comparing with {v} ({interpreter})"),
+            None => eprintln!(
+                "multiproc-bench: --compare: {interpreter} not found; printing the multiproc side only"
+            ),
+        }
+        version.map(|_| interpreter)
+    } else {
+        None
+    };
+    let pending: Vec<&str> = selected
+        .iter()
+        .filter(|s| s.run.is_none())
+        .map(|s| s.name)
+        .collect();
+    if !pending.is_empty() {
+        eprintln!(
+            "multiproc-bench: not implemented in multiproc yet: {}",
+            pending.join(", ")
+        );
+    }
+    let script_dir = python::script_dir();
+    let limit = python::time_limit(options.quick);
+
+    let mut ok = true;
+    let mut results: Vec<(&Scenario, Option<Record>, Option<Record>)> = Vec::new();
+    for &scenario in selected {
+        let multiproc = scenario.run.map(|run_fn| {
+            repeat(options.runs, || {
+                run_multiproc(scenario, run_fn, options.quick)
+            })
+        });
+        let python_line = python.as_deref().map(|py| {
+            repeat(options.runs, || {
+                python::run_script(py, &script_dir, scenario.name, options.quick, limit)
+            })
+        });
+        for line in multiproc.iter().chain(&python_line) {
+            emit(line);
+            ok &= line.error_message().is_none();
+        }
+        results.push((scenario, multiproc, python_line));
+    }
+
+    if python.is_some() {
+        fn side(line: &Option<Record>) -> Side<'_> {
+            line.as_ref().map_or(Side::Absent, Side::Line)
+        }
+        let rows: Vec<(&Scenario, Side<'_>, Side<'_>)> = results
+            .iter()
+            .map(|(s, mp, py)| (*s, side(mp), side(py)))
+            .collect();
+        let sizes = if options.quick { "quick" } else { "full" };
+        println!(
+            "\n# multiproc vs Python multiprocessing ({sizes} sizes, {} run(s) each, medians)",
+            options.runs
+        );
+        print!("{}", compare::table(&rows));
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_keeps_registry_order_and_rejects_unknown_names() {
+        let all = select(&[]).expect("all");
+        assert_eq!(all.len(), SCENARIOS.len());
+        let some = select(&["queue_throughput".to_owned(), "pool_startup".to_owned()])
+            .expect("known names");
+        let names: Vec<&str> = some.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["pool_startup", "queue_throughput"]);
+        let err = select(&["pool_startup".to_owned(), "nope".to_owned()]).expect_err("unknown");
+        assert!(err.contains("nope") && err.contains("known: process_spawn_join"));
+    }
+
+    #[test]
+    fn list_shows_status_headlines_and_sizes() {
+        let text = list(&select(&["pool_apply_latency".to_owned()]).expect("known"));
+        assert!(
+            text.starts_with("pool_apply_latency  [python only"),
+            "{text}"
+        );
+        assert!(
+            text.contains("headline: p50_us (lower), p99_us (lower)"),
+            "{text}"
+        );
+        assert!(text.contains("sizes: calls=20000 warmup=1000"), "{text}");
+        assert!(text.contains("quick:  calls=500 warmup=50"), "{text}");
+    }
+
+    #[test]
+    fn repeat_combines_runs_and_stops_at_the_first_error() {
+        let mut seconds = [3.0, 1.0, 2.0].into_iter();
+        let line = repeat(3, || {
+            Record::timed("x", 10, seconds.next().expect("three runs"))
+        });
+        assert_eq!(line.number("seconds"), Some(2.0));
+        assert_eq!(line.number("runs"), Some(3.0));
+
+        let mut calls = 0;
+        let line = repeat(5, || {
+            calls += 1;
+            Record::error("x", IMPL, "boom")
+        });
+        assert_eq!(calls, 1);
+        assert_eq!(line.error_message(), Some("boom"));
+    }
+
+    fn failing(_: &registry::Params) -> Result<Record, registry::BenchError> {
+        Err(registry::BenchError("no luck".to_owned()))
+    }
+
+    fn panicking(_: &registry::Params) -> Result<Record, registry::BenchError> {
+        panic!("scenario bug")
+    }
+
+    #[test]
+    fn scenario_errors_and_panics_become_error_lines() {
+        let scenario = registry::find("pool_startup").expect("registered");
+        let line = run_multiproc(scenario, failing, true);
+        assert_eq!(
+            line.to_line(),
+            "{\"bench\": \"pool_startup\", \"impl\": \"multiproc\", \"error\": \"no luck\"}"
+        );
+        let line = run_multiproc(scenario, panicking, true);
+        assert_eq!(line.error_message(), Some("the scenario panicked"));
+    }
+}

@@ -1,0 +1,51 @@
+"""Shared helpers of multiproc's Python counterparts (stdlib only).
+
+Every scenario script imports this module for three things: picking its sizes
+(`--quick` selects the small ones the harness and CI use), printing its one
+JSON line in the schema of the Python baseline, and a nearest-rank percentile.
+"""
+import json
+import platform
+import sys
+
+IMPL = "python-multiprocessing"
+
+
+def sizes(full, quick):
+    """Returns `quick` if the script was called with --quick, else `full`."""
+    args = sys.argv[1:]
+    if any(arg != "--quick" for arg in args):
+        sys.exit(f"usage: {sys.argv[0]} [--quick]")
+    return dict(quick if "--quick" in args else full)
+
+
+def emit(bench, n, seconds, ops_digits=1, rate=True, **extra):
+    """Prints the scenario's JSON line: common fields, then `extra` in order.
+
+    `rate=False` prints `ops_per_sec: null` (the worker-killed scenarios).
+    """
+    record = {
+        "bench": bench,
+        "impl": IMPL,
+        "python": platform.python_version(),
+        "start_method": "fork",
+        "n": n,
+        "seconds": round(seconds, 6),
+        "ops_per_sec": round(n / seconds, ops_digits) if rate else None,
+    }
+    record.update(extra)
+    print(json.dumps(record), flush=True)
+
+
+def percentile(sorted_values, fraction):
+    """Nearest-rank percentile of an already sorted list."""
+    index = min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def identity(x):
+    return x
+
+
+def square(x):
+    return x * x

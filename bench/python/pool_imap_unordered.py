@@ -1,0 +1,41 @@
+"""pool_imap_unordered: streaming Pool.imap_unordered throughput, chunksize 1.
+
+Pool(2); iterates pool.imap_unordered(square, range(items), chunksize=1) to
+the end, in completion order. Pool creation and a warm-up map over 100 items
+are not timed.
+
+Headline figure: ops_per_sec = items per second (higher is better).
+"""
+import multiprocessing
+import time
+
+import benchlib
+from benchlib import square
+
+BENCH = "pool_imap_unordered"
+POOL_SIZE = 2
+SIZES = {"items": 100000}
+QUICK_SIZES = {"items": 2000}
+
+
+def main():
+    items = benchlib.sizes(SIZES, QUICK_SIZES)["items"]
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(POOL_SIZE) as pool:
+        pool.map(square, range(100))  # warm-up
+
+        start = time.perf_counter()
+        count = 0
+        total = 0
+        for value in pool.imap_unordered(square, range(items), chunksize=1):
+            count += 1
+            total += value
+        seconds = time.perf_counter() - start
+
+    assert count == items
+    assert total == sum(i * i for i in range(items))
+    benchlib.emit(BENCH, items, seconds, pool_size=POOL_SIZE, chunksize=1)
+
+
+if __name__ == "__main__":
+    main()
