@@ -141,6 +141,16 @@ const PROCESS_SPAWN_JOIN: Option<RunFn> = Some(crate::scenarios::process::spawn_
 #[cfg(not(feature = "process"))]
 const PROCESS_SPAWN_JOIN: Option<RunFn> = None;
 
+#[cfg(feature = "process")]
+const MANAGER_RUNS: [Option<RunFn>; 4] = [
+    Some(crate::scenarios::manager::decrement_seed),
+    Some(crate::scenarios::manager::decrement_heavy),
+    Some(crate::scenarios::manager::dict_ops),
+    Some(crate::scenarios::manager::remote_queue),
+];
+#[cfg(not(feature = "process"))]
+const MANAGER_RUNS: [Option<RunFn>; 4] = [None; 4];
+
 const KILL_FULL: Sizes = &[
     ("task_sleep_ms", 500),
     ("kill_after_ms", 100),
@@ -222,21 +232,21 @@ pub const SCENARIOS: &[Scenario] = &[
         full: &[("processes", 100)],
         quick: &[("processes", 10)],
         headlines: &[lower("seconds"), info("final_count")],
-        run: None,
+        run: MANAGER_RUNS[0],
     },
     Scenario {
         name: "manager_decrement_heavy",
         full: &[("processes", 2), ("decrements_per_process", 20000)],
         quick: &[("processes", 2), ("decrements_per_process", 500)],
         headlines: &[higher("ops_per_sec"), info("final_count")],
-        run: None,
+        run: MANAGER_RUNS[1],
     },
     Scenario {
         name: "manager_dict_ops",
         full: &[("keys", 50000)],
         quick: &[("keys", 1000)],
         headlines: &[higher("ops_per_sec")],
-        run: None,
+        run: MANAGER_RUNS[2],
     },
     Scenario {
         name: "value_lock_increment",
@@ -278,7 +288,7 @@ pub const SCENARIOS: &[Scenario] = &[
         full: &[("round_trips", 20000), ("warmup", 100)],
         quick: &[("round_trips", 300), ("warmup", 10)],
         headlines: &[higher("ops_per_sec"), lower("mean_round_trip_us")],
-        run: None,
+        run: MANAGER_RUNS[3],
     },
     Scenario {
         name: "worker_killed_pool",

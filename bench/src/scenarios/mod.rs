@@ -4,4 +4,6 @@
 //! does, checks its results, and returns the JSON line.
 
 #[cfg(feature = "process")]
+pub mod manager;
+#[cfg(feature = "process")]
 pub mod process;
