@@ -13,10 +13,12 @@ pub use multiproc_ipc::sync::{
 };
 pub use multiproc_ipc::value::{Array, RawArray, RawValue, Value};
 pub use multiproc_ipc::{sync, value};
+pub use multiproc_pool::{ApplyOptions, AsyncResult, IMapIter, Pool, PoolBuilder, StartMethod};
 
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::shm::SharedMemory;
+    pub use crate::{AsyncResult, Pool};
     pub use crate::{Error, ErrorKind, Result};
 
     // Cross-process synchronization and shared values.

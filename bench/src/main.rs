@@ -212,7 +212,7 @@ mod tests {
     fn list_shows_status_headlines_and_sizes() {
         let text = list(&select(&["pool_apply_latency".to_owned()]).expect("known"));
         assert!(
-            text.starts_with("pool_apply_latency  [python only"),
+            text.starts_with("pool_apply_latency  [implemented]"),
             "{text}"
         );
         assert!(

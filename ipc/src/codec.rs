@@ -161,6 +161,30 @@ impl Codec {
         }
     }
 
+    /// Encodes `value` straight into `writer` (a shared-memory block, a
+    /// socket...), returning the number of bytes written.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::Encode`] if the value's `Serialize` or the writer fails
+    /// (the writer may then hold part of the message),
+    /// [`CodecError::TooLarge`] if the message exceeds the limit.
+    pub fn encode_to_writer<T: Serialize + ?Sized, W: std::io::Write>(
+        &self,
+        value: &T,
+        writer: &mut W,
+    ) -> Result<usize, CodecError> {
+        let n = self.encoded_len(value)?;
+        if n > self.max_message {
+            return Err(CodecError::TooLarge {
+                size: n,
+                max: self.max_message,
+            });
+        }
+        bincode::serde::encode_into_std_write(value, writer, base_config())
+            .map_err(|e| CodecError::Encode(e.to_string()))
+    }
+
     /// The exact encoded size of `value`, without allocating.
     ///
     /// # Errors
@@ -207,6 +231,10 @@ impl Codec {
                 max: self.max_message,
             });
         }
+        // bincode charges the budget with the decoded size of every primitive
+        // (8 bytes for a u64 that took 1 varint byte), so a valid message can
+        // claim up to 16x its encoded size (a Vec<u128> of small numbers).
+        let n = n.saturating_mul(16);
         // Through serde, bincode allocates up front only for strings and byte
         // buffers, and it charges exactly their length to the budget; a valid
         // message never claims more than its own size. The budget is the next
@@ -332,6 +360,15 @@ mod tests {
         );
         let (v, used) = Codec::default().decode_prefix::<u32>(&b).unwrap();
         assert_eq!((v, used), (5, b.len() - 1));
+    }
+
+    #[test]
+    fn small_varints_decode_into_wide_integers() {
+        // 5000 u64s of one varint byte each: 5 KB on the wire, 40 KB decoded.
+        let v: Vec<u64> = (0..5000).map(|i| i % 100).collect();
+        let b = encode(&v).unwrap();
+        assert!(b.len() < 6000);
+        assert_eq!(decode::<Vec<u64>>(&b).unwrap(), v);
     }
 
     #[test]

@@ -57,9 +57,23 @@ pub fn init() -> Result<()> {
             ),
         ));
     }
+    // Children of the server inherit the hook instead of installing it.
+    crate::process::install_panic_hook();
     let server = Zygote::start_forked()?;
     let _ = SERVER.set(server);
+    // Registered after nothing else of ours: runs after the `Process` exit
+    // handler (registered at the first spawn) has waited for children.
+    if let Err(e) = fork::at_exit(stop_server) {
+        eprintln!("multiproc: cannot register the fork server's exit handler: {e}");
+    }
     Ok(())
+}
+
+/// At exit: stop and reap the fork server, so it is not left as a zombie.
+extern "C" fn stop_server() {
+    if let Some(server) = fork_server() {
+        server.shutdown();
+    }
 }
 
 /// The fork server started by [`init`], if any.

@@ -1,6 +1,6 @@
 //! multiproc's foundation: the wire codec, channels between processes, shared
 //! memory, cross-process synchronization, and the fork machinery behind
-//! [`Process`](process::Process), pools and managers.
+//! [`Process`], pools and managers.
 //!
 //! All `unsafe` code of multiproc lives in the private `sys` module of this
 //! crate; every other module is safe Rust.
@@ -8,7 +8,9 @@
 
 pub mod codec;
 pub mod error;
+pub mod fnref2;
 pub mod forkserver;
+pub mod park;
 pub mod process;
 #[allow(unsafe_code)]
 mod sys;
@@ -18,6 +20,7 @@ pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, Wir
 pub mod shm;
 pub mod sync;
 pub mod value;
+pub use fnref2::FnRef2;
 pub use forkserver::{fork_server, init};
 pub use process::{Process, ProcessBuilder};
 pub use zygote::{FnRef, Zygote, ZygoteChild};

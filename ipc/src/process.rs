@@ -7,7 +7,7 @@
 //! `fork` start method); after [`init`](crate::init) it is forked from the
 //! fork server (Python's `forkserver`), and `target` crosses as an address
 //! (valid: same program image) with `args` encoded by the
-//! [`codec`](crate::codec). Either way the return value comes back over a
+//! [`codec`]. Either way the return value comes back over a
 //! pipe, encoded, and the child ends with `_exit`: it never runs the parent's
 //! `atexit` handlers or destructors. Children die with their parent
 //! (`PR_SET_PDEATHSIG(SIGKILL)`).
@@ -75,6 +75,17 @@ thread_local! {
 ///
 /// The panic, as a [`RemotePanic`].
 pub fn catch_remote_panic<R>(f: impl FnOnce() -> R) -> std::result::Result<R, RemotePanic> {
+    install_panic_hook();
+    let _ = PANIC_LOCATION.try_with(|c| c.replace(None));
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| RemotePanic {
+        message: panic_message(&*payload),
+        location: PANIC_LOCATION.try_with(|c| c.replace(None)).ok().flatten(),
+    })
+}
+
+/// Installs (once per process; inherited across fork) the hook that records
+/// panic locations for [`catch_remote_panic`].
+pub(crate) fn install_panic_hook() {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
@@ -90,11 +101,6 @@ pub fn catch_remote_panic<R>(f: impl FnOnce() -> R) -> std::result::Result<R, Re
             previous(info);
         }));
     });
-    let _ = PANIC_LOCATION.try_with(|c| c.replace(None));
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| RemotePanic {
-        message: panic_message(&*payload),
-        location: PANIC_LOCATION.try_with(|c| c.replace(None)).ok().flatten(),
-    })
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -411,6 +417,9 @@ impl ProcessBuilder {
                     .into_proc()
             }
             None => {
+                // Installed here, children inherit it instead of each
+                // installing its own.
+                install_panic_hook();
                 let _ = std::io::stdout().flush();
                 let _ = std::io::stderr().flush();
                 let mut read_end = Some(r.try_clone().map_err(|e| Error::io("dup", e))?);

@@ -9,7 +9,7 @@
 //!
 //! A child is described by a function pointer `fn(A, Vec<OwnedFd>) -> i32`
 //! (sent as an address, valid because the zygote is a fork of the same
-//! image), its argument `A` (encoded with the [`codec`](crate::codec)), and
+//! image), its argument `A` (encoded with the [`codec`]), and
 //! descriptors passed with `SCM_RIGHTS` that the child inherits. The zygote
 //! is the children's parent: it reaps them and reports each exit status to
 //! the requester, which gets a [`ZygoteChild`] holding the pid, a pidfd (poll
@@ -479,6 +479,13 @@ impl ZygoteShared {
 
 impl Drop for ZygoteShared {
     fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl ZygoteShared {
+    /// Makes the zygote exit and reaps it (bounded: SIGKILL after 2 s).
+    fn shutdown(&self) {
         if self.owner != fork::getpid() {
             // A copy inherited by a plain fork: the socket is the owner's.
             return;
@@ -618,6 +625,11 @@ impl Zygote {
     /// The pid of the process that started the zygote.
     pub(crate) fn owner(&self) -> i32 {
         self.shared.owner
+    }
+
+    /// Stops the zygote (its remaining children die with it) and reaps it.
+    pub(crate) fn shutdown(&self) {
+        self.shared.shutdown();
     }
 
     /// The zygote's own pid.

@@ -1,2 +1,43 @@
-//! multiproc's supervised process pool.
+//! multiproc's supervised process pool: Python's `multiprocessing.Pool`
+//! without its hangs.
+//!
+//! * [`Pool`] / [`PoolBuilder`]: `apply`, `apply_async`, `map`, `map_async`,
+//!   `imap`, `imap_unordered`, `starmap`, chunksizes, callbacks, per-task
+//!   timeouts, `close`, `terminate`, `join`.
+//! * [`AsyncResult`]: `get`, `get_timeout`, `wait`, `ready`, `successful`,
+//!   and `Future`.
+//!
+//! # Design
+//!
+//! `Pool::new` maps one shared-memory region, forks a single-threaded zygote,
+//! and has the zygote fork every worker (and every replacement). Each worker
+//! has two single-producer single-consumer byte rings in the region: tasks
+//! in, results out. Both sides spin briefly before parking on a shared futex,
+//! and the parent publishes dispatched tasks in batches. Payloads too large
+//! for a ring travel in their own shared-memory block. A supervisor thread
+//! polls the workers' pidfds: a death fails exactly the task the worker was
+//! running (`WorkerLost`, with the signal or exit code), re-queues the tasks
+//! it had not started, and forks a replacement.
+//!
+//! # Examples
+//!
+//! ```
+//! use multiproc_pool::Pool;
+//!
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! let pool = Pool::new(2)?;
+//! assert_eq!(pool.map(square, 0..10u64)?.iter().sum::<u64>(), 285);
+//! # Ok::<(), multiproc_pool::Error>(())
+//! ```
 #![forbid(unsafe_code)]
+
+mod pool;
+mod result;
+mod ring;
+mod task;
+mod worker;
+
+pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
+pub use pool::{ApplyOptions, Pool, PoolBuilder, StartMethod};
+pub use result::{AsyncResult, IMapIter};

@@ -1,0 +1,555 @@
+//! Handles on results that arrive later: [`AsyncResult`], and the iterators
+//! of `imap` and `imap_unordered`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use multiproc_ipc::{Error, ErrorKind, Result};
+
+use crate::ring::spin_until;
+
+/// How long a blocking wait spins (collecting results) before it sleeps:
+/// a few wake-ups' worth, so that a worker that has just gone to sleep can
+/// be woken and answer before the caller gives up and sleeps too (otherwise
+/// both sides settle into paying a wake-up on every hand-off).
+pub(crate) const GET_SPIN: Duration = Duration::from_micros(100);
+
+/// A pool that a waiting thread can help: while a caller waits for a result
+/// it collects results itself instead of waiting for the result thread to
+/// do it and wake it (one cross-CPU hop fewer, and no third spinner).
+pub(crate) trait Help: Send + Sync {
+    /// A thread starts helping.
+    fn enter(&self);
+    /// Collects what has arrived, if no other thread is collecting.
+    fn help(&self);
+    /// The thread stops helping; `going_to_sleep` if it will now block
+    /// (then the result thread must take over at once).
+    fn leave(&self, going_to_sleep: bool);
+}
+
+/// Spins up to `budget` until `ready()`, helping `helper` meanwhile.
+fn spin_helping(helper: &Option<Weak<dyn Help>>, ready: impl Fn() -> bool) -> bool {
+    match helper.as_ref().and_then(Weak::upgrade) {
+        Some(h) => {
+            h.enter();
+            let r = spin_until(GET_SPIN, || {
+                ready() || {
+                    h.help();
+                    ready()
+                }
+            });
+            h.leave(!r);
+            r
+        }
+        None => spin_until(GET_SPIN, ready),
+    }
+}
+
+/// The name of the pool's result thread, which runs callbacks.
+pub(crate) const RESULT_THREAD: &str = "multiproc-pool-results";
+
+fn on_result_thread() -> bool {
+    std::thread::current().name() == Some(RESULT_THREAD)
+}
+
+/// Collects results on this thread until `ready()` or `deadline`.
+fn help_until(
+    helper: &Option<Weak<dyn Help>>,
+    deadline: Option<Instant>,
+    ready: impl Fn() -> bool,
+) -> bool {
+    loop {
+        if let Some(h) = helper.as_ref().and_then(Weak::upgrade) {
+            h.help();
+        }
+        if ready() {
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Slot<R> {
+    value: Option<Result<R>>,
+    successful: Option<bool>,
+    waker: Option<Waker>,
+    /// Threads blocked on the condition variable (notify only if any).
+    sleepers: usize,
+}
+
+/// The shared state behind an [`AsyncResult`].
+pub(crate) struct Cell<R> {
+    helper: Option<Weak<dyn Help>>,
+    ready: AtomicBool,
+    slot: Mutex<Slot<R>>,
+    cond: Condvar,
+}
+
+impl<R> Cell<R> {
+    pub(crate) fn new(helper: Option<Weak<dyn Help>>) -> Arc<Cell<R>> {
+        Arc::new(Cell {
+            helper,
+            ready: AtomicBool::new(false),
+            slot: Mutex::new(Slot {
+                value: None,
+                successful: None,
+                waker: None,
+                sleepers: 0,
+            }),
+            cond: Condvar::new(),
+        })
+    }
+
+    /// Stores the outcome and wakes every waiter; later calls are ignored.
+    pub(crate) fn resolve(&self, value: Result<R>) {
+        let (waker, sleepers) = {
+            let mut s = lock(&self.slot);
+            if s.successful.is_some() {
+                return;
+            }
+            s.successful = Some(value.is_ok());
+            s.value = Some(value);
+            self.ready.store(true, Ordering::Release);
+            (s.waker.take(), s.sleepers)
+        };
+        if sleepers > 0 {
+            self.cond.notify_all();
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Waits until ready or `deadline`; true if ready.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        if self.is_ready() || spin_helping(&self.helper, || self.is_ready()) {
+            return true;
+        }
+        if on_result_thread() {
+            // A callback is waiting for another result: nobody else may be
+            // collecting, so keep collecting here instead of sleeping.
+            return help_until(&self.helper, deadline, || self.is_ready());
+        }
+        let mut s = lock(&self.slot);
+        while s.successful.is_none() {
+            s.sleepers += 1;
+            match deadline {
+                None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        s.sleepers -= 1;
+                        return false;
+                    }
+                    s = self
+                        .cond
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+            s.sleepers -= 1;
+        }
+        true
+    }
+
+    fn take(&self) -> Result<R> {
+        lock(&self.slot).value.take().unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the result was already taken by an earlier get",
+            ))
+        })
+    }
+}
+
+/// The result of a task submitted with [`Pool::apply_async`](crate::Pool::apply_async)
+/// (or of a whole `map_async`), Python's `AsyncResult`.
+///
+/// It resolves exactly once, to the value or to an error; every path ends
+/// (a lost worker, a timeout, `terminate` all resolve it with an error).
+/// It is also a [`Future`], so it can be `.await`ed under any executor.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc_pool::Pool;
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = Pool::new(2)?;
+/// let r = pool.apply_async(square, 7)?;
+/// r.wait();
+/// assert!(r.ready());
+/// assert_eq!(r.successful(), Some(true));
+/// assert_eq!(r.get_timeout(Duration::from_secs(5))?, 49);
+/// # Ok::<(), multiproc_pool::Error>(())
+/// ```
+pub struct AsyncResult<R> {
+    cell: Arc<Cell<R>>,
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl<R> AsyncResult<R> {
+    pub(crate) fn from_cell(cell: Arc<Cell<R>>) -> AsyncResult<R> {
+        AsyncResult { cell }
+    }
+
+    /// Blocks until the result arrives and returns it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::Pool;
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(1)?;
+    /// assert_eq!(pool.apply_async(square, 3)?.get()?, 9);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The task's error: [`ErrorKind::TaskPanicked`], [`ErrorKind::WorkerLost`],
+    /// [`ErrorKind::Timeout`] (the task's own timeout), [`ErrorKind::Serialization`],
+    /// [`ErrorKind::NotRunning`] (the pool was terminated first), or
+    /// [`ErrorKind::InvalidArgument`] if an earlier `get_timeout` already took it.
+    pub fn get(self) -> Result<R> {
+        self.cell.wait_until(None);
+        self.cell.take()
+    }
+
+    /// Waits up to `timeout` for the result and returns it. After a timeout
+    /// the result is still pending and a later `get` can still succeed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use multiproc_pool::Pool;
+    /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(slow, 200)?;
+    /// assert!(r.get_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
+    /// assert_eq!(r.get()?, 200);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if the result is not there in time; otherwise
+    /// as [`get`](AsyncResult::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
+        if !self.cell.wait_until(Some(Instant::now() + timeout)) {
+            return Err(Error::timeout(format!(
+                "the result did not arrive within {timeout:?}"
+            )));
+        }
+        self.cell.take()
+    }
+
+    /// Blocks until the result has arrived (without taking it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::Pool;
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(square, 3)?;
+    /// r.wait();
+    /// assert!(r.ready());
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn wait(&self) {
+        self.cell.wait_until(None);
+    }
+
+    /// Waits up to `timeout`; true if the result has arrived.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use multiproc_pool::Pool;
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(square, 3)?;
+    /// assert!(r.wait_timeout(Duration::from_secs(5)));
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.cell.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// True once the result has arrived.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::Pool;
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(square, 3)?;
+    /// r.wait();
+    /// assert!(r.ready());
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn ready(&self) -> bool {
+        self.cell.is_ready()
+    }
+
+    /// Whether the task succeeded: `None` while it is not ready (Python
+    /// raises `ValueError` there).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::Pool;
+    /// fn fails(_: ()) -> u32 { panic!("no") }
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(fails, ())?;
+    /// r.wait();
+    /// assert_eq!(r.successful(), Some(false));
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn successful(&self) -> Option<bool> {
+        lock(&self.cell.slot).successful
+    }
+}
+
+impl<R> Future for AsyncResult<R> {
+    type Output = Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        let mut s = lock(&self.cell.slot);
+        if s.successful.is_some() {
+            drop(s);
+            return Poll::Ready(self.cell.take());
+        }
+        s.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+struct StreamState<R> {
+    ordered: bool,
+    /// Ordered: delivered chunks by their first index.
+    by_index: BTreeMap<usize, Vec<Result<R>>>,
+    /// Unordered: delivered chunks in arrival order.
+    queue: VecDeque<Vec<Result<R>>>,
+    /// Ordered: the first index not yet handed to the iterator.
+    next: usize,
+}
+
+/// The shared state behind an `imap` iterator: whole chunks are handed
+/// over, so the iterator locks once per chunk, not once per item.
+pub(crate) struct Stream<R> {
+    helper: Option<Weak<dyn Help>>,
+    available: AtomicBool,
+    state: Mutex<StreamState<R>>,
+    cond: Condvar,
+}
+
+impl<R> Stream<R> {
+    pub(crate) fn new(ordered: bool, helper: Option<Weak<dyn Help>>) -> Arc<Stream<R>> {
+        Arc::new(Stream {
+            helper,
+            available: AtomicBool::new(false),
+            state: Mutex::new(StreamState {
+                ordered,
+                by_index: BTreeMap::new(),
+                queue: VecDeque::new(),
+                next: 0,
+            }),
+            cond: Condvar::new(),
+        })
+    }
+
+    /// Delivers the results of items `first..first + values.len()`.
+    pub(crate) fn deliver(&self, first: usize, values: Vec<Result<R>>) {
+        {
+            let mut s = lock(&self.state);
+            if s.ordered {
+                s.by_index.insert(first, values);
+            } else {
+                s.queue.push_back(values);
+            }
+            self.available.store(true, Ordering::Release);
+        }
+        self.cond.notify_all();
+    }
+
+    fn try_take(s: &mut StreamState<R>) -> Option<Vec<Result<R>>> {
+        if s.ordered {
+            let i = s.next;
+            let v = s.by_index.remove(&i)?;
+            s.next += v.len().max(1);
+            Some(v)
+        } else {
+            s.queue.pop_front()
+        }
+    }
+
+    /// The next delivered chunk (in order if ordered), waiting until
+    /// `deadline`; `Err(Timeout)` if none came in time.
+    fn next_chunk(&self, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
+        let mut s = lock(&self.state);
+        loop {
+            if let Some(v) = Stream::try_take(&mut s) {
+                return Ok(v);
+            }
+            self.available.store(false, Ordering::Release);
+            drop(s);
+            let more = spin_helping(&self.helper, || self.available.load(Ordering::Acquire));
+            s = lock(&self.state);
+            if more {
+                continue;
+            }
+            if let Some(v) = Stream::try_take(&mut s) {
+                return Ok(v);
+            }
+            if on_result_thread() {
+                drop(s);
+                if !help_until(&self.helper, deadline, || {
+                    self.available.load(Ordering::Acquire)
+                }) {
+                    return Err(Error::timeout("no result arrived in time"));
+                }
+                s = lock(&self.state);
+                continue;
+            }
+            match deadline {
+                None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(Error::timeout("no result arrived in time"));
+                    }
+                    s = self
+                        .cond
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+/// The iterator of [`Pool::imap`](crate::Pool::imap) (results in input order)
+/// and [`Pool::imap_unordered`](crate::Pool::imap_unordered) (results as they
+/// arrive). Each item is the result of one input, `Ok` or the error of that
+/// input's task.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc_pool::Pool;
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = Pool::new(2)?;
+/// let squares: Vec<u64> = pool.imap(square, 0..10u64)?.collect::<Result<_, _>>()?;
+/// assert_eq!(squares, (0..10).map(|x| x * x).collect::<Vec<_>>());
+/// # Ok::<(), multiproc_pool::Error>(())
+/// ```
+pub struct IMapIter<R> {
+    stream: Arc<Stream<R>>,
+    local: std::vec::IntoIter<Result<R>>,
+    remaining: usize,
+}
+
+impl<R> fmt::Debug for IMapIter<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMapIter")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl<R> IMapIter<R> {
+    pub(crate) fn new(stream: Arc<Stream<R>>, total: usize) -> IMapIter<R> {
+        IMapIter {
+            stream,
+            local: Vec::new().into_iter(),
+            remaining: total,
+        }
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        loop {
+            if let Some(v) = self.local.next() {
+                self.remaining -= 1;
+                return Some(v);
+            }
+            if self.remaining == 0 {
+                return None;
+            }
+            match self.stream.next_chunk(deadline) {
+                Ok(chunk) => self.local = chunk.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// The next result, waiting at most `timeout` (Python's `next(timeout)`);
+    /// `None` at the end. A timeout yields `Err(Timeout)` and does not
+    /// consume anything: calling again continues.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use multiproc_pool::Pool;
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(1)?;
+    /// let mut it = pool.imap(square, vec![3u64])?;
+    /// assert_eq!(it.next_timeout(Duration::from_secs(5)).unwrap()?, 9);
+    /// assert!(it.next_timeout(Duration::from_secs(5)).is_none());
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        self.next_until(Some(Instant::now() + timeout))
+    }
+}
+
+impl<R> Iterator for IMapIter<R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        self.next_until(None)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<R> ExactSizeIterator for IMapIter<R> {}

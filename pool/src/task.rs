@@ -1,0 +1,456 @@
+//! What crosses the rings: task and result records, and the monomorphized
+//! trampolines that run a task in a worker.
+//!
+//! A task record is `[kind u8][id u64][tramp len u16][tramp][body]`. `tramp`
+//! is an encoded [`FnRef`] to a trampoline `fn(Vec<u8>) -> Vec<u8>`
+//! instantiated for the task's `A` and `R`; `body` is the encoded
+//! `(FnRef<A, R>, A)` (or `Vec<A>` for a chunk), inline or, when large, the
+//! name of a shared-memory block holding it. The trampoline decodes the body,
+//! calls the function with panics caught, and returns the encoded outcome:
+//! one `Result<R, WireError>` per item, concatenated.
+//!
+//! A result record is `[kind u8][id u64][payload]`: the outcome bytes inline,
+//! or `[seq u64][block name]` for a large outcome.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use multiproc_ipc::{codec, Error, ErrorKind, FnRef, FnRef2, RemotePanic, WireError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The type every trampoline has.
+pub(crate) type Tramp = FnRef<TaskBody, Vec<u8>>;
+
+/// A task's encoded body as the worker gets it: copied out of the ring, or
+/// in place in a shared-memory block (large arguments: decoded straight
+/// from the block, no intermediate copy).
+pub(crate) enum TaskBody {
+    Inline(Vec<u8>),
+    Shared(multiproc_ipc::shm::SharedMemory, usize),
+}
+
+impl TaskBody {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            TaskBody::Inline(v) => v,
+            TaskBody::Shared(shm, len) => shm.as_slice().get(..*len).unwrap_or(&[]),
+        }
+    }
+}
+
+pub(crate) const KIND_INLINE: u8 = 1;
+pub(crate) const KIND_BLOCK: u8 = 2;
+pub(crate) const KIND_EXIT: u8 = 3;
+
+/// Outcome of one item, as it crosses the wire.
+pub(crate) type ItemOutcome<R> = Result<R, WireError>;
+
+thread_local! {
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs the worker's panic hook: remember where, print nothing (the
+/// panic travels to the parent as a `TaskPanicked` error).
+pub(crate) fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let loc = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+        PANIC_LOCATION.with(|p| *p.borrow_mut() = loc);
+    }));
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// Calls `f(arg)` catching a panic as a `TaskPanicked` wire error.
+fn call<A, R>(f: impl FnOnce(A) -> R, arg: A) -> ItemOutcome<R> {
+    match catch_unwind(AssertUnwindSafe(|| f(arg))) {
+        Ok(r) => Ok(r),
+        Err(payload) => {
+            let location = PANIC_LOCATION.with(|p| p.borrow_mut().take());
+            Err(Error::panicked(RemotePanic {
+                message: panic_message(&*payload),
+                location,
+            })
+            .to_wire())
+        }
+    }
+}
+
+fn ser_error(what: &str, e: impl std::fmt::Display) -> WireError {
+    Error::new(ErrorKind::Serialization, format!("{what}: {e}")).to_wire()
+}
+
+/// Appends the encoding of `outcome` to `out`; an `R` that fails to encode
+/// becomes a `Serialization` error for that item only.
+fn push_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: &ItemOutcome<R>) {
+    if codec::Codec::default().encode_into(outcome, out).is_err() {
+        let err: ItemOutcome<R> = Err(match outcome {
+            Ok(_) => ser_error(
+                "cannot encode the task's result",
+                "the value's Serialize failed",
+            ),
+            Err(e) => e.clone(),
+        });
+        if let Err(e) = encode_err(&err, out) {
+            // An error that cannot be encoded is a bug; the parent sees an
+            // empty outcome and reports a Serialization error.
+            let _ = e;
+        }
+    }
+}
+
+fn encode_err<R: Serialize>(err: &ItemOutcome<R>, out: &mut Vec<u8>) -> Result<(), Error> {
+    codec::Codec::default()
+        .encode_into(err, out)
+        .map(|_| ())
+        .map_err(Error::from)
+}
+
+/// Trampoline for a single task: body `(FnRef<A, R>, A)`.
+fn run_one<A, R>(body: TaskBody) -> Vec<u8>
+where
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    let mut out = Vec::new();
+    let outcome: ItemOutcome<R> = match codec::decode::<(FnRef<A, R>, A)>(body.bytes()) {
+        Ok((f, arg)) => match f.get() {
+            Ok(f) => call(f, arg),
+            Err(e) => Err(e.to_wire()),
+        },
+        Err(e) => Err(ser_error("cannot decode the task's argument", e)),
+    };
+    push_outcome(&mut out, &outcome);
+    out
+}
+
+/// Marks chunk outcome bytes holding one encoded `Vec<R>` (every item ok).
+const CHUNK_ALL_OK: u8 = 0;
+/// Marks chunk outcome bytes holding one encoded `ItemOutcome<R>` per item.
+const CHUNK_PER_ITEM: u8 = 1;
+
+/// Runs `f` over `items`: while every item succeeds the results are kept as
+/// a plain `Vec<R>` and encoded in one go; from the first failure on, each
+/// item's outcome is encoded separately.
+fn run_items<A, R: Serialize>(items: Vec<A>, f: impl Fn(A) -> R) -> Vec<u8> {
+    let mut oks: Vec<R> = Vec::with_capacity(items.len());
+    let mut mixed: Option<Vec<u8>> = None;
+    for arg in items {
+        let r = call(&f, arg);
+        match (&mut mixed, r) {
+            (None, Ok(v)) => oks.push(v),
+            (Some(out), r) => push_outcome(out, &r),
+            (None, Err(e)) => {
+                let mut out = vec![CHUNK_PER_ITEM];
+                for v in oks.drain(..) {
+                    push_outcome(&mut out, &Ok(v));
+                }
+                push_outcome::<R>(&mut out, &Err(e));
+                mixed = Some(out);
+            }
+        }
+    }
+    if let Some(out) = mixed {
+        return out;
+    }
+    let mut out = vec![CHUNK_ALL_OK];
+    if codec::Codec::default().encode_into(&oks, &mut out).is_err() {
+        // Some result does not encode: find out which, item by item.
+        out = vec![CHUNK_PER_ITEM];
+        for v in oks {
+            push_outcome(&mut out, &Ok(v));
+        }
+    }
+    out
+}
+
+/// Chunk outcome bytes for a failure that hit every item of the chunk.
+fn chunk_error<R: Serialize>(e: WireError) -> Vec<u8> {
+    let mut out = vec![CHUNK_PER_ITEM];
+    let err: ItemOutcome<R> = Err(e);
+    let _ = encode_err(&err, &mut out);
+    out
+}
+
+/// Trampoline for a chunk: body `(FnRef<A, R>, Vec<A>)`.
+fn run_chunk<A, R>(body: TaskBody) -> Vec<u8>
+where
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    match codec::decode::<(FnRef<A, R>, Vec<A>)>(body.bytes()) {
+        Ok((f, items)) => match f.get() {
+            Ok(f) => run_items(items, f),
+            Err(e) => chunk_error::<R>(e.to_wire()),
+        },
+        Err(e) => chunk_error::<R>(ser_error("cannot decode the chunk's arguments", e)),
+    }
+}
+
+/// Trampoline for a chunk of a two-argument function: body
+/// `(FnRef2<A, B, R>, Vec<(A, B)>)`.
+fn run_star<A, B, R>(body: TaskBody) -> Vec<u8>
+where
+    A: DeserializeOwned + 'static,
+    B: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    match codec::decode::<(FnRef2<A, B, R>, Vec<(A, B)>)>(body.bytes()) {
+        Ok((f, items)) => match f.get() {
+            Ok(f) => run_items(items, |(a, b)| f(a, b)),
+            Err(e) => chunk_error::<R>(e.to_wire()),
+        },
+        Err(e) => chunk_error::<R>(ser_error("cannot decode the chunk's arguments", e)),
+    }
+}
+
+/// The results of one chunk, in the parent.
+pub(crate) enum ChunkResult<R> {
+    /// Every item succeeded.
+    All(Vec<R>),
+    /// At least one item failed.
+    Mixed(Vec<Result<R, Error>>),
+}
+
+impl<R> ChunkResult<R> {
+    /// Every item failed with `e`.
+    pub(crate) fn failed(n: usize, e: &Error) -> ChunkResult<R> {
+        ChunkResult::Mixed((0..n).map(|_| Err(e.clone())).collect())
+    }
+
+    /// One result per item.
+    pub(crate) fn into_items(self) -> Vec<Result<R, Error>> {
+        match self {
+            ChunkResult::All(v) => v.into_iter().map(Ok).collect(),
+            ChunkResult::Mixed(v) => v,
+        }
+    }
+}
+
+/// Decodes the outcome bytes of a chunk of `n` items.
+pub(crate) fn decode_chunk<R: DeserializeOwned>(bytes: &[u8], n: usize) -> ChunkResult<R> {
+    match bytes.split_first() {
+        Some((&CHUNK_ALL_OK, rest)) => match codec::decode::<Vec<R>>(rest) {
+            Ok(v) if v.len() == n => ChunkResult::All(v),
+            Ok(v) => ChunkResult::failed(
+                n,
+                &Error::new(
+                    ErrorKind::Serialization,
+                    format!("the worker sent {} results for {n} items", v.len()),
+                ),
+            ),
+            Err(e) => ChunkResult::failed(n, &Error::from(e)),
+        },
+        Some((&CHUNK_PER_ITEM, rest)) => ChunkResult::Mixed(decode_outcomes(rest, n)),
+        _ => ChunkResult::failed(
+            n,
+            &Error::new(ErrorKind::Serialization, "malformed chunk result"),
+        ),
+    }
+}
+
+/// The trampoline for one task of `fn(A) -> R`.
+pub(crate) fn tramp_one<A, R>() -> Tramp
+where
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    FnRef::new(run_one::<A, R>)
+}
+
+/// The trampoline for a chunk of `fn(A) -> R`.
+pub(crate) fn tramp_chunk<A, R>() -> Tramp
+where
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    FnRef::new(run_chunk::<A, R>)
+}
+
+/// The trampoline for a chunk of `fn(A, B) -> R` (starmap).
+pub(crate) fn tramp_star<A, B, R>() -> Tramp
+where
+    A: DeserializeOwned + 'static,
+    B: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    FnRef::new(run_star::<A, B, R>)
+}
+
+/// Decodes `n` item outcomes from a chunk's outcome bytes; items the bytes
+/// do not cover (a worker-side decode failure) get that failure's error.
+pub(crate) fn decode_outcomes<R: DeserializeOwned>(
+    bytes: &[u8],
+    n: usize,
+) -> Vec<Result<R, Error>> {
+    let c = codec::Codec::default();
+    let mut out = Vec::with_capacity(n);
+    let mut rest = bytes;
+    let mut last_err: Option<Error> = None;
+    while out.len() < n {
+        if rest.is_empty() {
+            let e = last_err.clone().unwrap_or_else(|| {
+                Error::new(
+                    ErrorKind::Serialization,
+                    "the worker sent no result for this item",
+                )
+            });
+            out.push(Err(e));
+            continue;
+        }
+        match c.decode_prefix::<ItemOutcome<R>>(rest) {
+            Ok((v, used)) => {
+                rest = &rest[used..];
+                match v {
+                    Ok(r) => out.push(Ok(r)),
+                    Err(w) => {
+                        let e = Error::from(w);
+                        last_err = Some(e.clone());
+                        out.push(Err(e));
+                    }
+                }
+            }
+            Err(e) => {
+                let e = Error::from(e);
+                last_err = Some(e.clone());
+                rest = &[];
+                out.push(Err(e));
+            }
+        }
+    }
+    out
+}
+
+/// The fixed part of the records of tasks run by `tramp`, with kind and id
+/// left zero (fill them in with [`set_head`]).
+pub(crate) fn head_template(tramp: &Tramp) -> Result<Vec<u8>, Error> {
+    task_head(0, 0, tramp)
+}
+
+/// Sets the kind and id of a record built from [`head_template`].
+pub(crate) fn set_head(rec: &mut [u8], kind: u8, id: u64) {
+    if let Some(k) = rec.get_mut(0) {
+        *k = kind;
+    }
+    if let Some(i) = rec.get_mut(1..9) {
+        i.copy_from_slice(&id.to_le_bytes());
+    }
+}
+
+/// Encodes a task record's fixed part: kind, id and trampoline.
+pub(crate) fn task_head(kind: u8, id: u64, tramp: &Tramp) -> Result<Vec<u8>, Error> {
+    let t = codec::encode(tramp)?;
+    let mut head = Vec::with_capacity(11 + t.len());
+    head.push(kind);
+    head.extend_from_slice(&id.to_le_bytes());
+    head.extend_from_slice(&(t.len() as u16).to_le_bytes());
+    head.extend_from_slice(&t);
+    Ok(head)
+}
+
+/// A task record as the worker sees it.
+pub(crate) struct TaskRecord<'a> {
+    pub(crate) kind: u8,
+    pub(crate) id: u64,
+    pub(crate) tramp: Option<Tramp>,
+    pub(crate) body: &'a [u8],
+}
+
+/// Parses a task record; `None` if it is malformed.
+pub(crate) fn parse_task(rec: &[u8]) -> Option<TaskRecord<'_>> {
+    let kind = *rec.first()?;
+    let id = u64::from_le_bytes(rec.get(1..9)?.try_into().ok()?);
+    if kind == KIND_EXIT {
+        return Some(TaskRecord {
+            kind,
+            id,
+            tramp: None,
+            body: &[],
+        });
+    }
+    let tl = u16::from_le_bytes(rec.get(9..11)?.try_into().ok()?) as usize;
+    let tramp = codec::decode::<Tramp>(rec.get(11..11 + tl)?).ok()?;
+    Some(TaskRecord {
+        kind,
+        id,
+        tramp: Some(tramp),
+        body: rec.get(11 + tl..)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    fn boom(x: u64) -> u64 {
+        if x == 3 {
+            panic!("three is bad");
+        }
+        x
+    }
+
+    #[test]
+    fn chunk_outcomes_keep_per_item_errors() {
+        install_panic_hook();
+        let body = codec::encode(&(FnRef::new(boom), vec![1u64, 3, 5])).unwrap();
+        let out = tramp_chunk::<u64, u64>()
+            .call(TaskBody::Inline(body))
+            .unwrap();
+        let got = decode_chunk::<u64>(&out, 3).into_items();
+        assert_eq!(*got[0].as_ref().unwrap(), 1);
+        let e = got[1].as_ref().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TaskPanicked);
+        let p = e.panic_info().unwrap();
+        assert_eq!(p.message, "three is bad");
+        assert!(p.location.as_deref().unwrap().contains("task.rs"), "{p:?}");
+        assert_eq!(*got[2].as_ref().unwrap(), 5);
+        let _ = std::panic::take_hook();
+    }
+
+    #[test]
+    fn an_all_ok_chunk_decodes_in_one_go() {
+        let body = codec::encode(&(FnRef::new(square), vec![1u64, 2, 3])).unwrap();
+        let out = tramp_chunk::<u64, u64>()
+            .call(TaskBody::Inline(body))
+            .unwrap();
+        match decode_chunk::<u64>(&out, 3) {
+            ChunkResult::All(v) => assert_eq!(v, vec![1, 4, 9]),
+            ChunkResult::Mixed(_) => panic!("expected the all-ok form"),
+        }
+        assert!(matches!(
+            decode_chunk::<u64>(&out, 4),
+            ChunkResult::Mixed(_)
+        ));
+    }
+
+    #[test]
+    fn one_task_round_trips_and_records_parse() {
+        let body = codec::encode(&(FnRef::new(square), 9u64)).unwrap();
+        let tramp = tramp_one::<u64, u64>();
+        let head = task_head(KIND_INLINE, 42, &tramp).unwrap();
+        let rec = [head, body].concat();
+        let t = parse_task(&rec).unwrap();
+        assert_eq!((t.kind, t.id), (KIND_INLINE, 42));
+        let out = t
+            .tramp
+            .unwrap()
+            .call(TaskBody::Inline(t.body.to_vec()))
+            .unwrap();
+        assert_eq!(decode_outcomes::<u64>(&out, 1)[0].as_ref().unwrap(), &81);
+        assert!(parse_task(&rec[..5]).is_none());
+    }
+}

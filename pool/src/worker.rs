@@ -1,0 +1,287 @@
+//! The shared-memory layout of a pool and the worker process's main loop.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc_ipc::shm::{SharedMemory, ShmRegion};
+use serde::{Deserialize, Serialize};
+
+use crate::ring::{spin_until, Bell, Ring, RING_HEADER};
+use crate::task::{self, TaskBody, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INLINE};
+
+/// Bytes of each ring's data area.
+pub(crate) const RING_CAP: usize = 1 << 20;
+/// Bytes of the region header.
+const REGION_HEADER: usize = 4096;
+/// Offset of the parent's doorbell (rung by every worker's result ring).
+const PARENT_BELL: usize = 64;
+/// Bytes of one worker's slot: control words, then its two rings' data.
+const SLOT: usize = 4096 + 2 * RING_CAP;
+
+const CURRENT: usize = 0;
+const WORKER_BELL: usize = 64;
+const LARGE_ACK: usize = 128;
+const TASK_RING: usize = 256;
+const RESULT_RING: usize = 256 + 2 * RING_HEADER;
+
+/// Bytes of the region for `n` workers.
+pub(crate) fn region_len(n: usize) -> usize {
+    REGION_HEADER + n * SLOT
+}
+
+/// The parent's doorbell.
+pub(crate) fn parent_bell(region: &ShmRegion) -> Bell {
+    Bell::new(region.clone(), PARENT_BELL)
+}
+
+/// One worker's slot in the region.
+#[derive(Clone)]
+pub(crate) struct SlotView {
+    region: ShmRegion,
+    base: usize,
+    pub(crate) tasks: Ring,
+    pub(crate) results: Ring,
+    pub(crate) bell: Bell,
+}
+
+impl SlotView {
+    pub(crate) fn new(region: &ShmRegion, index: usize) -> SlotView {
+        let base = REGION_HEADER + index * SLOT;
+        SlotView {
+            region: region.clone(),
+            base,
+            tasks: Ring::new(region.clone(), base + TASK_RING, base + 4096, RING_CAP),
+            results: Ring::new(
+                region.clone(),
+                base + RESULT_RING,
+                base + 4096 + RING_CAP,
+                RING_CAP,
+            ),
+            bell: Bell::new(region.clone(), base + WORKER_BELL),
+        }
+    }
+
+    /// The id of the task the worker is running (0: none).
+    pub(crate) fn current(&self) -> &AtomicU64 {
+        self.region.atomic_u64(self.base + CURRENT)
+    }
+
+    /// The sequence number of the last large result the parent has read.
+    pub(crate) fn large_ack(&self) -> &AtomicU64 {
+        self.region.atomic_u64(self.base + LARGE_ACK)
+    }
+
+    /// Clears the slot for a new worker (the old one is dead).
+    pub(crate) fn reset(&self) {
+        self.tasks.reset();
+        self.results.reset();
+        self.current().store(0, Ordering::SeqCst);
+        self.large_ack().store(0, Ordering::SeqCst);
+    }
+}
+
+/// What a worker is told when it is forked.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WorkerArg {
+    pub(crate) region: String,
+    pub(crate) slot: usize,
+    pub(crate) max_tasks: Option<u64>,
+    pub(crate) initializer: Option<(Tramp, Vec<u8>)>,
+    pub(crate) spin_ns: u64,
+}
+
+/// Exit code of a worker that could not open the pool's shared memory.
+pub(crate) const EXIT_NO_REGION: i32 = 70;
+/// Exit code of a worker whose initializer failed.
+pub(crate) const EXIT_INIT_FAILED: i32 = 71;
+
+/// The worker process: run tasks from the task ring until told to exit.
+pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
+    task::install_panic_hook();
+    let region = match ShmRegion::open(&arg.region) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("multiproc: pool worker cannot open the pool's memory: {e}");
+            return EXIT_NO_REGION;
+        }
+    };
+    let slot = SlotView::new(&region, arg.slot);
+    let parent = parent_bell(&region);
+    if let Some((tramp, body)) = arg.initializer {
+        let ok = tramp
+            .call(TaskBody::Inline(body))
+            .ok()
+            .map(|out| task::decode_outcomes::<()>(&out, 1))
+            .and_then(|mut v| v.pop());
+        match ok {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                eprintln!("multiproc: pool worker initializer failed: {e}");
+                return EXIT_INIT_FAILED;
+            }
+            None => return EXIT_INIT_FAILED,
+        }
+    }
+    let spin = Duration::from_nanos(arg.spin_ns);
+    let mut buf = Vec::new();
+    let mut done = 0u64;
+    let mut blocks: VecDeque<(u64, SharedMemory)> = VecDeque::new();
+    let mut block_seq = 0u64;
+    let mut attached: VecDeque<SharedMemory> = VecDeque::new();
+    loop {
+        if !slot.tasks.pop(&mut buf) {
+            if !spin_until(spin, || slot.tasks.has_data()) {
+                slot.bell.sleep(None, || slot.tasks.has_data());
+            }
+            continue;
+        }
+        let Some(rec) = task::parse_task(&buf) else {
+            continue;
+        };
+        if rec.kind == KIND_EXIT {
+            release_blocks(&slot, &mut blocks, true);
+            return 0;
+        }
+        let id = rec.id;
+        slot.current().store(id, Ordering::SeqCst);
+        let body = match rec.kind {
+            KIND_INLINE => Ok(TaskBody::Inline(rec.body.to_vec())),
+            _ => open_block(rec.body, &mut attached),
+        };
+        let out = match (rec.tramp, body) {
+            (Some(t), Ok(body)) => t.call(body).unwrap_or_else(error_outcome),
+            (_, Err(e)) => error_outcome(e),
+            (None, _) => error_outcome(multiproc_ipc::Error::new(
+                multiproc_ipc::ErrorKind::Serialization,
+                "malformed task record",
+            )),
+        };
+        release_blocks(&slot, &mut blocks, false);
+        let sent = if out.len() + 9 > slot.results.max_record() {
+            block_seq += 1;
+            match write_block(&out, block_seq) {
+                Ok(shm) => {
+                    let mut payload = block_seq.to_le_bytes().to_vec();
+                    payload.extend_from_slice(shm.name().as_bytes());
+                    blocks.push_back((block_seq, shm));
+                    push_result(&slot, &parent, KIND_BLOCK, id, &payload);
+                    true
+                }
+                Err(e) => {
+                    push_result(&slot, &parent, KIND_INLINE, id, &error_outcome(e));
+                    true
+                }
+            }
+        } else {
+            push_result(&slot, &parent, KIND_INLINE, id, &out);
+            true
+        };
+        debug_assert!(sent);
+        slot.current().store(0, Ordering::SeqCst);
+        done += 1;
+        if arg.max_tasks.is_some_and(|m| done >= m) {
+            release_blocks(&slot, &mut blocks, true);
+            return 0;
+        }
+    }
+}
+
+fn error_outcome(e: multiproc_ipc::Error) -> Vec<u8> {
+    let err: task::ItemOutcome<()> = Err(e.to_wire());
+    multiproc_ipc::codec::encode(&err).unwrap_or_default()
+}
+
+/// Opens the block of a large task body (`[len u64][name]`), reusing this
+/// worker's mapping when the parent reuses a block.
+fn open_block(
+    rec: &[u8],
+    attached: &mut VecDeque<SharedMemory>,
+) -> multiproc_ipc::Result<TaskBody> {
+    let bad = || {
+        multiproc_ipc::Error::new(
+            multiproc_ipc::ErrorKind::Serialization,
+            "malformed large-task record",
+        )
+    };
+    let len = rec
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(bad)? as usize;
+    let name = rec
+        .get(8..)
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .ok_or_else(bad)?;
+    let shm = match attached
+        .iter()
+        .find(|s| s.name().trim_start_matches('/') == name.trim_start_matches('/'))
+    {
+        Some(s) => s.clone(),
+        None => {
+            let s = SharedMemory::attach(name)?;
+            if attached.len() >= 4 {
+                attached.pop_front();
+            }
+            attached.push_back(s.clone());
+            s
+        }
+    };
+    if len > shm.size() {
+        return Err(bad());
+    }
+    Ok(TaskBody::Shared(shm, len))
+}
+
+static BLOCK_NAMES: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh name for a payload block made by this process.
+pub(crate) fn block_name() -> String {
+    let n = BLOCK_NAMES.fetch_add(1, Ordering::Relaxed);
+    format!("mpp-{}-{n}", std::process::id())
+}
+
+/// Copies `bytes` into a new shared-memory block.
+pub(crate) fn write_block(bytes: &[u8], _seq: u64) -> multiproc_ipc::Result<SharedMemory> {
+    let shm = SharedMemory::create(&block_name(), bytes.len().max(1))?;
+    shm.write_at(0, bytes)?;
+    Ok(shm)
+}
+
+/// Drops result blocks the parent has read; with `all`, first waits (10 s
+/// at most) for the parent to read them all.
+fn release_blocks(slot: &SlotView, blocks: &mut VecDeque<(u64, SharedMemory)>, all: bool) {
+    if all {
+        if let Some(&(last, _)) = blocks.back() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while slot.large_ack().load(Ordering::Acquire) < last && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+    let ack = slot.large_ack().load(Ordering::Acquire);
+    while blocks.front().is_some_and(|(s, _)| *s <= ack) {
+        blocks.pop_front();
+    }
+}
+
+/// Publishes one result record, waiting for room if the ring is full.
+fn push_result(slot: &SlotView, parent: &Bell, kind: u8, id: u64, payload: &[u8]) {
+    let head = [&[kind][..], &id.to_le_bytes()[..]].concat();
+    loop {
+        let mut t = slot.results.tail_pos();
+        if slot.results.stage(&mut t, &[&head, payload]) {
+            slot.results.publish(t);
+            parent.ring();
+            return;
+        }
+        // The parent drains continuously; wait a little for room.
+        parent.ring();
+        if !spin_until(Duration::from_micros(20), || {
+            slot.results.free() > payload.len() + 16
+        }) {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+}

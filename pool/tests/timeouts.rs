@@ -1,0 +1,80 @@
+//! Per-task timeouts: the task fails with Timeout, its worker is replaced.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{bounded, gone, LIMIT};
+use multiproc_pool::{ApplyOptions, ErrorKind, Pool};
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn current_pid(_: ()) -> i32 {
+    std::process::id() as i32
+}
+
+#[test]
+fn a_task_over_its_timeout_fails_and_its_worker_is_replaced() {
+    bounded(LIMIT, || {
+        let pool = Pool::new(1).unwrap();
+        let [pid] = pool.worker_pids()[..] else {
+            panic!()
+        };
+        let t = Instant::now();
+        let r = pool
+            .apply_async_with(
+                sleep_ms,
+                30_000,
+                ApplyOptions::new().timeout(Duration::from_millis(300)),
+            )
+            .unwrap();
+        let e = r.get().unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(10),
+            "a 300 ms timeout took {took:?}"
+        );
+        assert!(gone(pid), "the timed-out worker must be killed");
+        let new_pid = pool.apply(current_pid, ()).unwrap();
+        assert_ne!(new_pid, pid);
+        // Within its timeout a task succeeds.
+        let r = pool
+            .apply_async_with(
+                sleep_ms,
+                10,
+                ApplyOptions::new().timeout(Duration::from_secs(10)),
+            )
+            .unwrap();
+        assert_eq!(r.get().unwrap(), 10);
+    });
+}
+
+#[test]
+fn the_builder_timeout_applies_to_every_task() {
+    bounded(LIMIT, || {
+        let pool = Pool::builder()
+            .processes(2)
+            .task_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let slow = pool.apply_async(sleep_ms, 30_000).unwrap();
+        let fast: Vec<_> = (0..10)
+            .map(|_| pool.apply_async(sleep_ms, 1).unwrap())
+            .collect();
+        assert_eq!(slow.get().unwrap_err().kind(), ErrorKind::Timeout);
+        for r in fast {
+            assert_eq!(r.get().unwrap(), 1);
+        }
+        let out: Vec<_> = pool
+            .imap(sleep_ms, vec![1u64, 30_000, 2])
+            .unwrap()
+            .collect();
+        assert_eq!(*out[0].as_ref().unwrap(), 1);
+        assert_eq!(out[1].as_ref().unwrap_err().kind(), ErrorKind::Timeout);
+        assert_eq!(*out[2].as_ref().unwrap(), 2);
+    });
+}
