@@ -3,8 +3,8 @@
 //! Each function runs the timed section exactly as the Python counterpart
 //! does, checks its results, and returns the JSON line.
 
-pub mod pool;
 #[cfg(feature = "process")]
 pub mod manager;
+pub mod pool;
 #[cfg(feature = "process")]
 pub mod process;
