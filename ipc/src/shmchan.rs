@@ -156,6 +156,16 @@ impl Drop for SpinPermit {
     }
 }
 
+/// Yields the CPU once (past a pure spin, a poller lets a runnable thread on
+/// its CPU, often the very peer it waits for, go first). Returns false if the
+/// yield took long: the CPU is busy with other work, and a poller should
+/// sleep instead of coming back for more.
+pub fn yield_briefly() -> bool {
+    let t = Instant::now();
+    std::thread::yield_now();
+    t.elapsed() < Duration::from_micros(30)
+}
+
 /// The spin budget to use before sleeping: `wanted`, or zero on a machine
 /// with a single CPU (where spinning only delays the peer).
 pub fn spin_budget(wanted: Duration) -> Duration {
@@ -368,10 +378,9 @@ impl ShmChannel {
             let mut i = 0u32;
             let mut yielding = false;
             loop {
-                if yielding {
-                    // Past the pure spin: let a runnable thread on this CPU
-                    // (often the very peer we wait for) go first.
-                    std::thread::yield_now();
+                if yielding && !yield_briefly() {
+                    // Other work wants this CPU: polling no longer pays.
+                    break;
                 }
                 for _ in 0..64 {
                     std::hint::spin_loop();

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use multiproc_ipc::codec;
-use multiproc_ipc::shmchan::SpinPermit;
+use multiproc_ipc::shmchan::{yield_briefly, SpinPermit};
 use multiproc_ipc::{Error, ErrorKind, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -196,6 +196,7 @@ impl FrameIo {
         let old = self.end;
         let mut began: Option<Instant> = None;
         let mut permit: Option<SpinPermit> = None;
+        let mut busy = false;
         let r = loop {
             match self.stream.read(&mut self.rbuf[old..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -208,7 +209,7 @@ impl FrameIo {
                         permit = SpinPermit::acquire();
                     }
                     let t = *began.get_or_insert_with(Instant::now);
-                    if permit.is_none() || t.elapsed() >= spin {
+                    if permit.is_none() || t.elapsed() >= spin || busy {
                         permit = None;
                         if let Err(e) = self.set_nonblocking(false) {
                             break Err(e);
@@ -216,7 +217,7 @@ impl FrameIo {
                     } else {
                         // Poll between yields: on loopback the peer (and the
                         // server's other threads) may need this very CPU.
-                        std::thread::yield_now();
+                        busy = !yield_briefly();
                     }
                 }
                 other => break other,

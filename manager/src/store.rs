@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use multiproc_ipc::shmchan::{spin_budget, SpinPermit};
+use multiproc_ipc::shmchan::{spin_budget, yield_briefly, SpinPermit};
 use multiproc_ipc::{Error, ErrorKind, RemotePanic, WireError};
 
 use crate::protocol::{Block, Bytes, Init, Kind, Op, Request, Response, Updater};
@@ -170,13 +170,20 @@ fn wait_until<'a>(
         while start.elapsed() < spin {
             let seen = obj.version.load(Ordering::Acquire);
             drop(guard);
+            let mut busy = false;
             while obj.version.load(Ordering::Acquire) == seen && start.elapsed() < spin {
                 // The party we wait for may need this CPU: poll between yields.
-                std::thread::yield_now();
+                if !yield_briefly() {
+                    busy = true;
+                    break;
+                }
             }
             guard = obj.state.lock().unwrap_or_else(|p| p.into_inner());
             if ready(&mut guard) {
                 return Ok(guard);
+            }
+            if busy {
+                break;
             }
         }
     }
