@@ -169,6 +169,10 @@ struct ServerState {
     stop: Mutex<std::sync::mpsc::Sender<()>>,
     /// Handler threads waiting in `accept`, channel already made.
     idle: AtomicUsize,
+    /// The channels made ahead for those handlers, by handler; still named,
+    /// so a shutdown removes them.
+    spares: Mutex<std::collections::HashMap<u64, ShmChannel>>,
+    next_handler: AtomicU64,
     next_id: AtomicU64,
 }
 
@@ -218,6 +222,8 @@ fn manager_main(args: ServerArgs, mut fds: Vec<OwnedFd>) -> i32 {
         listener,
         stop: Mutex::new(tx),
         idle: AtomicUsize::new(0),
+        spares: Mutex::new(std::collections::HashMap::new()),
+        next_handler: AtomicU64::new(1),
         next_id: AtomicU64::new(1),
     });
     for _ in 0..SPARE_HANDLERS {
@@ -231,6 +237,12 @@ fn manager_main(args: ServerArgs, mut fds: Vec<OwnedFd>) -> i32 {
     // request. Returning ends the process (the zygote's child exits with
     // `_exit`), and with it every connection thread.
     let _ = rx.recv();
+    // Dropping the spare channels unlinks their names.
+    state
+        .spares
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
     0
 }
 
@@ -248,14 +260,18 @@ fn spawn_handler(state: &Arc<ServerState>) {
 /// A connection thread: makes a channel, accepts the next client, serves
 /// it, and starts over while spares are needed.
 fn handler(state: &Arc<ServerState>) {
+    let me = state.next_handler.fetch_add(1, Ordering::Relaxed);
+    let spares = || state.spares.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        let chan = match ShmChannel::create(CHANNEL_CAPACITY) {
-            Ok(c) => c,
+        match ShmChannel::create(CHANNEL_CAPACITY) {
+            Ok(c) => {
+                spares().insert(me, c);
+            }
             Err(e) => {
                 eprintln!("multiproc manager: cannot create a channel: {e}");
                 return;
             }
-        };
+        }
         state.idle.fetch_add(1, Ordering::SeqCst);
         let accepted = loop {
             match state.listener.accept() {
@@ -271,6 +287,9 @@ fn handler(state: &Arc<ServerState>) {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
+        };
+        let Some(chan) = spares().remove(&me) else {
+            return; // shutting down
         };
         let id = state.next_id.fetch_add(1, Ordering::Relaxed);
         serve_local(stream, chan, state, id, idle < SPARE_HANDLERS);

@@ -37,8 +37,27 @@ fn wait_dead(pid: i32, limit: Duration) -> bool {
     false
 }
 
-/// No named channel of the manager is left in /dev/shm.
+/// No named channel of the manager is left in /dev/shm (after a crash the
+/// shared memory tracker removes them, within a few seconds).
 fn no_shm_left(manager_pid: i32) {
+    let prefix = format!("mp-{manager_pid}-");
+    let left = || -> Vec<_> {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.file_name())
+            .collect()
+    };
+    let t = Instant::now();
+    while !left().is_empty() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(left().is_empty(), "left in /dev/shm: {:?}", left());
+}
+
+/// After a clean shutdown nothing is left, at once.
+fn no_shm_left_now(manager_pid: i32) {
     let prefix = format!("mp-{manager_pid}-");
     let left: Vec<_> = std::fs::read_dir("/dev/shm")
         .unwrap()
@@ -292,11 +311,11 @@ fn proxies_work_in_child_processes() {
     assert_eq!(v.get().unwrap(), 0);
 }
 
-fn hold_lock_and_wait((lock, q): (LockProxy, QueueProxy<u32>)) {
+fn hold_lock_and_wait((lock, q, jobs): (LockProxy, QueueProxy<u32>, QueueProxy<u32>)) {
     let _g = lock.lock().unwrap();
     q.put(&std::process::id()).unwrap();
     // Blocked mid-call when it is killed.
-    let _ = q.get();
+    let _ = jobs.get();
 }
 
 #[test]
@@ -304,7 +323,8 @@ fn a_client_killed_mid_call_disturbs_nobody() {
     let m = Manager::start().unwrap();
     let lock = m.lock().unwrap();
     let q = m.queue::<u32>().unwrap();
-    let p = Process::spawn(hold_lock_and_wait, (lock.clone(), q.clone())).unwrap();
+    let jobs = m.queue::<u32>().unwrap();
+    let p = Process::spawn(hold_lock_and_wait, (lock.clone(), q.clone(), jobs.clone())).unwrap();
     let child = bounded(Duration::from_secs(20), {
         let q = q.clone();
         move || q.get().unwrap()
@@ -354,5 +374,5 @@ fn shutdown_and_parent_death_leave_no_manager_running() {
     let t = Instant::now();
     drop(m);
     assert!(t.elapsed() < Duration::from_secs(5));
-    no_shm_left(pid);
+    no_shm_left_now(pid);
 }
