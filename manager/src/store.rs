@@ -576,7 +576,7 @@ impl Store {
                         "semaphore released too many times",
                     )
                 } else {
-                    *value += 1;
+                    *value = value.saturating_add(1);
                     obj.changed();
                     Response::Unit
                 }
