@@ -59,6 +59,8 @@ const DENIED: &[u8] = b"DENIED";
 const NONCE: usize = 32;
 const HANDSHAKE_MAX: usize = 256;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the rest of a frame may take once its first bytes arrived.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long each side polls a socket (yielding between polls) before it
 /// blocks. A blocking wake-up costs about 25 µs and a queue round trip through
@@ -114,6 +116,9 @@ struct FrameIo {
     start: usize,
     end: usize,
     nonblocking: bool,
+    read_timeout: Option<Duration>,
+    /// The read timeout between frames (`None`: wait forever).
+    idle_timeout: Option<Duration>,
 }
 
 /// Why a frame could not be read.
@@ -145,6 +150,8 @@ impl FrameIo {
             start: 0,
             end: 0,
             nonblocking: false,
+            read_timeout: None,
+            idle_timeout: None,
         })
     }
 
@@ -180,7 +187,18 @@ impl FrameIo {
     }
 
     /// Reads more bytes, polling for `spin` before blocking.
-    fn fill(&mut self, spin: Duration) -> io::Result<usize> {
+    fn fill(&mut self, spin: Duration, partial: bool) -> io::Result<usize> {
+        // The rest of a started frame must come within FRAME_TIMEOUT; between
+        // frames a connection may stay idle for as long as it likes.
+        let timeout = if partial {
+            Some(FRAME_TIMEOUT)
+        } else {
+            self.idle_timeout
+        };
+        if self.read_timeout != timeout {
+            self.stream.set_read_timeout(timeout)?;
+            self.read_timeout = timeout;
+        }
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -265,7 +283,7 @@ impl FrameIo {
                 }
             }
             let had = self.end - self.start;
-            match self.fill(spin) {
+            match self.fill(spin, had > 0) {
                 Ok(0) if had == 0 => return Err(ReadError::Eof),
                 Ok(0) => {
                     return Err(ReadError::Io(io::Error::new(
@@ -320,7 +338,7 @@ impl TcpConn {
         let stream = TcpStream::connect(addr)
             .map_err(|e| Error::io(format!("cannot connect to the manager at {addr}"), e))?;
         let mut io = FrameIo::new(stream)?;
-        io.stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        io.idle_timeout = Some(HANDSHAKE_TIMEOUT);
         let mut buf = Vec::new();
         let mut out = Vec::new();
         let fail = |e: ReadError| read_error_to_error(e, "the manager");
@@ -364,7 +382,7 @@ impl TcpConn {
                 "the manager at {addr} could not prove it knows the authkey"
             )));
         }
-        io.stream.set_read_timeout(None)?;
+        io.idle_timeout = None;
         Ok(TcpConn {
             io,
             buf,
@@ -952,7 +970,7 @@ impl Peer for RemotePeer<'_> {
 
 /// Runs the server's half of the handshake; `Ok(false)` means denied.
 fn handshake(io: &mut FrameIo, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-    io.stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    io.idle_timeout = Some(HANDSHAKE_TIMEOUT);
     let s = nonce()?;
     let mut hello = HELLO.to_vec();
     hello.extend_from_slice(&s);
@@ -973,7 +991,7 @@ fn handshake(io: &mut FrameIo, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
     let mut welcome = WELCOME.to_vec();
     welcome.extend_from_slice(&proof);
     io.write_frame(&welcome, out)?;
-    io.stream.set_read_timeout(None)?;
+    io.idle_timeout = None;
     Ok(true)
 }
 
