@@ -11,6 +11,27 @@
 //!   (HMAC-SHA256 challenge-response both ways), with callables registered by
 //!   name on the server (Python's `BaseManager`).
 //!
+//! # How it works
+//!
+//! The manager process keeps every object as encoded bytes in a store (one
+//! mutex and condition variable per object) and serves each client
+//! connection on its own thread, so a client blocked in a queue `get` or a
+//! lock `acquire` holds up nobody else.
+//!
+//! * Local clients connect through an abstract unix socket, prove they hold
+//!   the manager's random token, and then talk through a shared-memory
+//!   channel ([`multiproc_ipc::shmchan`]): a request is a hand-off in shared
+//!   memory, with a short spin (then polling between `sched_yield`s, then a
+//!   futex sleep) instead of a blocking socket round trip. The socket stays
+//!   open so that each side sees the other die.
+//! * Remote clients use length-prefixed frames over TCP after a mutual
+//!   HMAC-SHA256 challenge-response; each side polls the socket briefly
+//!   (yielding between polls) before it blocks.
+//! * Connections are per thread and per process: a proxy used after a fork
+//!   opens its own.
+//! * When a client disconnects or dies, the manager releases the locks it
+//!   held, and a blocked request of a dead client takes nothing from a queue.
+//!
 //! # Examples
 //!
 //! ```
