@@ -360,6 +360,18 @@ impl ShmChannel {
         }
     }
 
+    /// After the peer closed: the turn it handed over before closing, if any
+    /// (the peer publishes before it closes, so this load sees it).
+    fn last_turn(&mut self, last: u32) -> Result<()> {
+        let cur = self.in_word().load(Ordering::SeqCst);
+        if cur != last {
+            self.last_in = cur;
+            Ok(())
+        } else {
+            Err(self.closed_error())
+        }
+    }
+
     /// Waits until the peer hands us the buffer.
     fn wait_turn(&mut self, spin: Duration, peer_gone: &dyn Fn() -> bool) -> Result<()> {
         let last = self.last_in;
@@ -391,7 +403,8 @@ impl ShmChannel {
                 }
                 i += 1;
                 if i % 4 == 0 && self.peer_closed() {
-                    return Err(self.closed_error());
+                    // A message published before the close is still ours.
+                    return self.last_turn(last);
                 }
                 let elapsed = start.elapsed();
                 if elapsed >= spin {
@@ -403,7 +416,7 @@ impl ShmChannel {
         drop(permit);
         loop {
             if self.peer_closed() {
-                return Err(self.closed_error());
+                return self.last_turn(last);
             }
             self.my_parked().store(1, Ordering::SeqCst);
             let cur = self.in_word().load(Ordering::SeqCst);
@@ -573,6 +586,25 @@ mod tests {
         let e = s.recv(&mut buf, Duration::ZERO, &|| true).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Closed);
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_message_sent_just_before_close_is_delivered() {
+        for _ in 0..200 {
+            let mut s = ShmChannel::create(64).unwrap();
+            let mut c = ShmChannel::attach(s.name()).unwrap();
+            let t = std::thread::spawn(move || {
+                s.send(b"last words", &|| false).unwrap();
+                drop(s);
+            });
+            let mut buf = Vec::new();
+            c.recv(&mut buf, Duration::from_micros(50), &|| false)
+                .unwrap();
+            assert_eq!(buf, b"last words");
+            t.join().unwrap();
+            let e = c.recv(&mut buf, Duration::ZERO, &|| false).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Closed);
+        }
     }
 
     #[test]
