@@ -11,7 +11,6 @@ pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendC
 pub use multiproc_ipc::shm;
 pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
-pub use multiproc_pool::{ApplyOptions, AsyncResult, IMapIter, Pool, PoolBuilder, StartMethod};
 
 // Cross-process synchronization and shared values.
 pub use multiproc_ipc::sync::{
@@ -19,6 +18,7 @@ pub use multiproc_ipc::sync::{
 };
 pub use multiproc_ipc::value::{Array, RawArray, RawValue, Value};
 pub use multiproc_ipc::{sync, value};
+pub use multiproc_pool::{ApplyOptions, AsyncResult, IMapIter, Pool, PoolBuilder, StartMethod};
 
 // Queues.
 pub use multiproc_ipc::queue::{self, JoinableQueue, Queue, SimpleQueue};
@@ -39,3 +39,8 @@ pub mod prelude {
     // Queues.
     pub use crate::{JoinableQueue, Queue, SimpleQueue};
 }
+pub use multiproc_manager::{
+    CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
+    ManagerServer, ManagerServerBuilder, NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy,
+    RemoteManager, SemaphoreProxy, ValueProxy,
+};

@@ -216,21 +216,21 @@ pub const SCENARIOS: &[Scenario] = &[
         full: &[("processes", 100)],
         quick: &[("processes", 10)],
         headlines: &[lower("seconds"), info("final_count")],
-        run: None,
+        run: Some(crate::scenarios::manager::decrement_seed),
     },
     Scenario {
         name: "manager_decrement_heavy",
         full: &[("processes", 2), ("decrements_per_process", 20000)],
         quick: &[("processes", 2), ("decrements_per_process", 500)],
         headlines: &[higher("ops_per_sec"), info("final_count")],
-        run: None,
+        run: Some(crate::scenarios::manager::decrement_heavy),
     },
     Scenario {
         name: "manager_dict_ops",
         full: &[("keys", 50000)],
         quick: &[("keys", 1000)],
         headlines: &[higher("ops_per_sec")],
-        run: None,
+        run: Some(crate::scenarios::manager::dict_ops),
     },
     Scenario {
         name: "value_lock_increment",
@@ -272,7 +272,7 @@ pub const SCENARIOS: &[Scenario] = &[
         full: &[("round_trips", 20000), ("warmup", 100)],
         quick: &[("round_trips", 300), ("warmup", 10)],
         headlines: &[higher("ops_per_sec"), lower("mean_round_trip_us")],
-        run: None,
+        run: Some(crate::scenarios::manager::remote_queue),
     },
     Scenario {
         name: "worker_killed_pool",

@@ -27,3 +27,4 @@ pub use forkserver::{fork_server, init};
 pub use process::{Process, ProcessBuilder};
 pub use zygote::{FnRef, Zygote, ZygoteChild};
 pub mod queue;
+pub mod shmchan;

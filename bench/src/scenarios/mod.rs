@@ -3,6 +3,7 @@
 //! Each function runs the timed section exactly as the Python counterpart
 //! does, checks its results, and returns the JSON line.
 
+pub mod manager;
 pub mod pool;
 pub mod process;
 pub mod queue;

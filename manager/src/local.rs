@@ -1,0 +1,704 @@
+//! The local manager: a forked server process that owns shared objects.
+//!
+//! [`Manager::start`] forks the server (through the fork server when
+//! [`multiproc_ipc::init`] ran, else through a fresh single-threaded zygote)
+//! and hands it a listening unix socket in the abstract namespace. A client
+//! connects, proves it holds the manager's random token, and gets the name of
+//! a [`ShmChannel`] made for it: from then on every request and response is a
+//! shared-memory hand-off (a short spin, then a futex sleep), not a socket
+//! round trip. The socket stays open only so that each side notices when the
+//! other dies.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use multiproc_ipc::codec::Codec;
+use multiproc_ipc::shmchan::{spin_budget, ShmChannel};
+use multiproc_ipc::{Error, ErrorKind, Result, Zygote, ZygoteChild};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::client::{self, Conn, Endpoint};
+use crate::protocol::{Init, Kind, Request, Response};
+use crate::proxy::{
+    expect_kind, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, NamespaceProxy,
+    ObjRef, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+};
+use crate::store::{Peer, Store};
+
+/// Size of each connection's shared-memory buffer; larger messages go in chunks.
+const CHANNEL_CAPACITY: usize = 64 * 1024;
+/// How long the client polls for a response before it sleeps.
+const CLIENT_SPIN: Duration = Duration::from_micros(30);
+/// How long a server thread polls for the next request before it sleeps.
+const SERVER_SPIN: Duration = Duration::from_micros(50);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const TOKEN: usize = 32;
+const READY: &[u8] = b"ready";
+/// The longest time `shutdown` waits for the server to exit before killing it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+fn write_small_frame(s: &mut UnixStream, payload: &[u8]) -> io::Result<()> {
+    let mut out = Vec::with_capacity(4 + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+    s.write_all(&out)
+}
+
+fn read_small_frame(s: &mut UnixStream) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 1024 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "oversized handshake frame",
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// True if the peer closed the (non-blocking) socket.
+fn peer_gone(s: &UnixStream) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    match recv(
+        s.as_raw_fd(),
+        &mut b,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e != nix::errno::Errno::EAGAIN && e != nix::errno::Errno::EINTR,
+    }
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn abstract_addr(name: &str) -> io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+// ---------------------------------------------------------------------------
+// Client side.
+
+/// A client's connection to a local manager.
+pub(crate) struct LocalConn {
+    chan: ShmChannel,
+    sock: UnixStream,
+    buf: Vec<u8>,
+    codec: Codec,
+}
+
+impl LocalConn {
+    pub(crate) fn connect(addr: &str, token: &[u8; TOKEN]) -> Result<LocalConn> {
+        let gone = || Error::new(ErrorKind::Closed, "the manager process is gone");
+        let mut sock = UnixStream::connect_addr(&abstract_addr(addr)?).map_err(|e| {
+            if e.kind() == io::ErrorKind::ConnectionRefused {
+                gone()
+            } else {
+                Error::io("cannot connect to the manager", e)
+            }
+        })?;
+        sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        write_small_frame(&mut sock, token).map_err(|_| gone())?;
+        let name = read_small_frame(&mut sock).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => Error::new(
+                ErrorKind::Authentication,
+                "the manager refused the connection",
+            ),
+            _ => Error::io("handshake with the manager failed", e),
+        })?;
+        let name = String::from_utf8(name)
+            .map_err(|_| Error::new(ErrorKind::Remote, "bad channel name from the manager"))?;
+        let chan = ShmChannel::attach(&name)?;
+        sock.set_read_timeout(None)?;
+        Ok(LocalConn {
+            chan,
+            sock,
+            buf: Vec::with_capacity(256),
+            codec: Codec::default(),
+        })
+    }
+}
+
+impl Conn for LocalConn {
+    fn call(&mut self, req: &Request) -> Result<Response> {
+        self.buf.clear();
+        self.codec.encode_into(req, &mut self.buf)?;
+        let sock = &self.sock;
+        let gone = || peer_gone(sock);
+        self.chan.send(&self.buf, &gone)?;
+        self.chan
+            .recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)?;
+        self.codec.decode(&self.buf).map_err(|e| {
+            Error::with_source(ErrorKind::Remote, "malformed response from the manager", e)
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Server side (runs in the manager process).
+
+#[derive(Serialize, Deserialize)]
+struct ServerArgs {
+    token: [u8; TOKEN],
+    addr: String,
+}
+
+/// Shared by the manager's threads.
+struct ServerState {
+    store: Store,
+    token: [u8; TOKEN],
+    listener: UnixListener,
+    /// Told when a client asks for shutdown.
+    stop: Mutex<std::sync::mpsc::Sender<()>>,
+    /// Handler threads waiting in `accept`, channel already made.
+    idle: AtomicUsize,
+    /// The channels made ahead for those handlers, by handler; still named,
+    /// so a shutdown removes them.
+    spares: Mutex<std::collections::HashMap<u64, ShmChannel>>,
+    next_handler: AtomicU64,
+    next_id: AtomicU64,
+}
+
+/// Handler threads kept ready (spawning a thread and making a channel cost
+/// more than the rest of a connection's set-up).
+const SPARE_HANDLERS: usize = 2;
+
+struct LocalPeer<'a> {
+    id: u64,
+    sock: &'a UnixStream,
+}
+
+impl Peer for LocalPeer<'_> {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn trusted(&self) -> bool {
+        true
+    }
+    fn gone(&self) -> bool {
+        peer_gone(self.sock)
+    }
+}
+
+/// The manager process's main: bind the socket, report readiness on the
+/// descriptor it was given, and accept clients until told to shut down.
+///
+/// The socket is made here, in the manager, so that no other process (a
+/// zygote or child forked from the caller meanwhile) can hold a copy of it.
+fn manager_main(args: ServerArgs, mut fds: Vec<OwnedFd>) -> i32 {
+    let Some(fd) = fds.pop() else {
+        eprintln!("multiproc manager: started without its ready socket");
+        return 2;
+    };
+    let mut ready = UnixStream::from(fd);
+    let listener = match abstract_addr(&args.addr).and_then(|a| UnixListener::bind_addr(&a)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.write_all(format!("cannot bind the manager's socket: {e}").as_bytes());
+            return 2;
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let state = Arc::new(ServerState {
+        store: Store::new(),
+        token: args.token,
+        listener,
+        stop: Mutex::new(tx),
+        idle: AtomicUsize::new(0),
+        spares: Mutex::new(std::collections::HashMap::new()),
+        next_handler: AtomicU64::new(1),
+        next_id: AtomicU64::new(1),
+    });
+    for _ in 0..SPARE_HANDLERS {
+        spawn_handler(&state);
+    }
+    if ready.write_all(READY).is_err() {
+        return 2;
+    }
+    drop(ready);
+    // Handler threads accept and serve; this thread waits for a shutdown
+    // request. Returning ends the process (the zygote's child exits with
+    // `_exit`), and with it every connection thread.
+    let _ = rx.recv();
+    // Dropping the spare channels unlinks their names.
+    state
+        .spares
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    0
+}
+
+fn spawn_handler(state: &Arc<ServerState>) {
+    let state = Arc::clone(state);
+    let spawned = std::thread::Builder::new()
+        .name("manager-conn".into())
+        .stack_size(256 * 1024)
+        .spawn(move || handler(&state));
+    if let Err(e) = spawned {
+        eprintln!("multiproc manager: cannot start a connection thread: {e}");
+    }
+}
+
+/// A connection thread: makes a channel, accepts the next client, serves
+/// it, and starts over while spares are needed.
+fn handler(state: &Arc<ServerState>) {
+    let me = state.next_handler.fetch_add(1, Ordering::Relaxed);
+    let spares = || state.spares.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        match ShmChannel::create(CHANNEL_CAPACITY) {
+            Ok(c) => {
+                spares().insert(me, c);
+            }
+            Err(e) => {
+                eprintln!("multiproc manager: cannot create a channel: {e}");
+                return;
+            }
+        }
+        state.idle.fetch_add(1, Ordering::SeqCst);
+        let accepted = loop {
+            match state.listener.accept() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        let idle = state.idle.fetch_sub(1, Ordering::SeqCst) - 1;
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("multiproc manager: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let Some(chan) = spares().remove(&me) else {
+            return; // shutting down
+        };
+        let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+        serve_local(stream, chan, state, id, idle < SPARE_HANDLERS);
+        state.store.release_owned(id);
+        if state.idle.load(Ordering::SeqCst) >= SPARE_HANDLERS {
+            return;
+        }
+    }
+}
+
+fn serve_local(
+    mut sock: UnixStream,
+    mut chan: ShmChannel,
+    state: &Arc<ServerState>,
+    id: u64,
+    need_spare: bool,
+) {
+    if sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).is_err() {
+        return;
+    }
+    let store = &state.store;
+    match read_small_frame(&mut sock) {
+        Ok(t) if ct_eq(&t, &state.token) => {}
+        _ => return, // wrong token or a broken client: just close
+    }
+    if write_small_frame(&mut sock, chan.name().as_bytes()).is_err() {
+        return;
+    }
+    if need_spare {
+        // While the client attaches to the channel.
+        spawn_handler(state);
+    }
+    let codec = Codec::default();
+    let mut buf = Vec::with_capacity(256);
+    let mut first = true;
+    let spin = spin_budget(SERVER_SPIN);
+    loop {
+        let gone = || peer_gone(&sock);
+        if chan.recv(&mut buf, spin, &gone).is_err() {
+            return;
+        }
+        if first {
+            // The client has attached: the name is no longer needed.
+            let _ = chan.unlink();
+            first = false;
+        }
+        let req: Request = match codec.decode(&buf) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("multiproc manager: malformed request ({e}); connection closed");
+                return;
+            }
+        };
+        let shutdown = matches!(req, Request::Shutdown);
+        let resp = if shutdown {
+            Response::Unit
+        } else {
+            store.handle(req, &LocalPeer { id, sock: &sock })
+        };
+        buf.clear();
+        if let Err(e) = codec.encode_into(&resp, &mut buf) {
+            let fallback = Response::Error(Error::from(e).to_wire());
+            if codec.encode_into(&fallback, &mut buf).is_err() {
+                return;
+            }
+        }
+        if chan.send(&buf, &gone).is_err() {
+            return;
+        }
+        if shutdown {
+            let _ = state
+                .stop
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(());
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The handle.
+
+/// A manager: a server process holding shared objects, handed out as typed
+/// proxies (Python's `multiprocessing.Manager()`).
+///
+/// The proxies work in this process, in `Process` children and in pool
+/// workers (they are `Serialize`; each process opens its own connection on
+/// first use). The server process is shut down by
+/// [`shutdown`](Manager::shutdown) or when the `Manager` is dropped, and it
+/// is killed if this process dies.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc_manager::Manager;
+///
+/// let manager = Manager::start()?;
+/// let d = manager.dict::<String, i64>()?;
+/// d.insert(&"count".into(), &100)?;
+/// let l = manager.list::<i64>()?;
+/// l.push(&1)?;
+/// assert_eq!(d.len()?, 1);
+/// manager.shutdown()?;
+/// assert!(d.len().is_err()); // the manager is gone: an error, not a hang
+/// # Ok::<(), multiproc_manager::Error>(())
+/// ```
+pub struct Manager {
+    ep: Endpoint,
+    child: Mutex<Option<ZygoteChild>>,
+    _zygote: Option<Zygote>,
+    pid: i32,
+    creator: u32,
+    stopped: AtomicBool,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("pid", &self.pid)
+            .field("stopped", &self.stopped.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Manager {
+    /// Starts the manager process.
+    ///
+    /// # Errors
+    ///
+    /// `Io` if the socket, the random token or the fork fails.
+    ///
+    /// # Caveats
+    ///
+    /// Without [`multiproc_ipc::init`], the server is forked from a zygote
+    /// forked from this process now: see the caveat of
+    /// [`Zygote::start`](multiproc_ipc::Zygote::start) for threaded programs.
+    pub fn start() -> Result<Manager> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let mut token = [0u8; TOKEN];
+        getrandom::getrandom(&mut token)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read random bytes: {e}")))?;
+        let tag: String = token[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let creator = std::process::id();
+        let addr = format!(
+            "multiproc-manager-{creator}-{}-{tag}",
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let (mut ours, theirs) = UnixStream::pair()
+            .map_err(|e| Error::io("cannot create the manager's ready socket", e))?;
+        let args = ServerArgs {
+            token,
+            addr: addr.clone(),
+        };
+        let (mut child, zygote) = match multiproc_ipc::fork_server() {
+            Some(server) => (server.spawn(manager_main, &args, &[theirs.as_fd()])?, None),
+            None => {
+                let z = Zygote::start()?;
+                let c = z.spawn(manager_main, &args, &[theirs.as_fd()])?;
+                (c, Some(z))
+            }
+        };
+        drop(theirs);
+        ours.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 256];
+        // Read until READY arrives or the manager closes its end.
+        while !answer.starts_with(READY) {
+            match ours.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if !answer.starts_with(READY) {
+            let _ = child.kill();
+            let _ = child.wait_timeout(SHUTDOWN_GRACE);
+            let why = String::from_utf8_lossy(&answer).into_owned();
+            return Err(Error::new(
+                ErrorKind::Io,
+                if why.is_empty() {
+                    "the manager process failed to start".to_owned()
+                } else {
+                    why
+                },
+            ));
+        }
+        Ok(Manager {
+            ep: Endpoint::Local { addr, token },
+            pid: child.pid(),
+            child: Mutex::new(Some(child)),
+            _zygote: zygote,
+            creator,
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// The server process's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn create(&self, kind: Kind, init: Init) -> Result<ObjRef> {
+        let r = client::call(&self.ep, &Request::Create(kind, init))?;
+        let id = expect_kind(r, &[kind], "the new object")?;
+        Ok(ObjRef {
+            ep: self.ep.clone(),
+            id,
+        })
+    }
+
+    /// A new empty dict.
+    ///
+    /// # Errors
+    ///
+    /// `Closed`/`Io` if the manager is gone (as for every constructor below).
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::from_obj(self.create(Kind::Dict, Init::Empty)?))
+    }
+
+    /// A new dict holding `pairs` (Python's `manager.dict({...})`).
+    ///
+    /// # Errors
+    ///
+    /// `Serialization` if a key or value cannot be encoded.
+    pub fn dict_from<K, V, I>(&self, pairs: I) -> Result<DictProxy<K, V>>
+    where
+        K: Serialize,
+        V: Serialize,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    multiproc_ipc::codec::encode(&k)?,
+                    multiproc_ipc::codec::encode(&v)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DictProxy::from_obj(
+            self.create(Kind::Dict, Init::Dict(pairs))?,
+        ))
+    }
+
+    /// A new empty list.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn list<T>(&self) -> Result<ListProxy<T>> {
+        Ok(ListProxy::from_obj(self.create(Kind::List, Init::Empty)?))
+    }
+
+    /// A new list holding `items`.
+    ///
+    /// # Errors
+    ///
+    /// `Serialization` if an item cannot be encoded.
+    pub fn list_from<T: Serialize, I: IntoIterator<Item = T>>(
+        &self,
+        items: I,
+    ) -> Result<ListProxy<T>> {
+        let items = items
+            .into_iter()
+            .map(|v| Ok(multiproc_ipc::codec::encode(&v)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListProxy::from_obj(
+            self.create(Kind::List, Init::List(items))?,
+        ))
+    }
+
+    /// A new unbounded queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn queue<T>(&self) -> Result<QueueProxy<T>> {
+        self.bounded_queue(0)
+    }
+
+    /// A new queue holding at most `maxsize` items (0: unbounded).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn bounded_queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::from_obj(
+            self.create(Kind::Queue, Init::Queue { maxsize })?,
+        ))
+    }
+
+    /// A new joinable queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn joinable_queue<T>(&self) -> Result<JoinableQueueProxy<T>> {
+        Ok(JoinableQueueProxy::from_obj(
+            self.create(Kind::JoinableQueue, Init::Queue { maxsize: 0 })?,
+        ))
+    }
+
+    /// A new lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn lock(&self) -> Result<LockProxy> {
+        Ok(LockProxy::from_obj(self.create(Kind::Lock, Init::Empty)?))
+    }
+
+    /// A new reentrant lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        Ok(RLockProxy::from_obj(self.create(Kind::RLock, Init::Empty)?))
+    }
+
+    /// A new event, initially clear.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn event(&self) -> Result<EventProxy> {
+        Ok(EventProxy::from_obj(self.create(Kind::Event, Init::Empty)?))
+    }
+
+    /// A new semaphore with count `value`.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::from_obj(self.create(
+            Kind::Semaphore,
+            Init::Semaphore { value, bound: None },
+        )?))
+    }
+
+    /// A new semaphore that may not be released above `value`.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::from_obj(self.create(
+            Kind::Semaphore,
+            Init::Semaphore {
+                value,
+                bound: Some(value),
+            },
+        )?))
+    }
+
+    /// A new value holding `initial`.
+    ///
+    /// # Errors
+    ///
+    /// `Serialization` if `initial` cannot be encoded.
+    pub fn value<T: Serialize + DeserializeOwned>(&self, initial: T) -> Result<ValueProxy<T>> {
+        let b = multiproc_ipc::codec::encode(&initial)?;
+        Ok(ValueProxy::from_obj(
+            self.create(Kind::Value, Init::Value(b))?,
+        ))
+    }
+
+    /// A new empty namespace.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn namespace(&self) -> Result<NamespaceProxy> {
+        Ok(NamespaceProxy::from_obj(
+            self.create(Kind::Namespace, Init::Empty)?,
+        ))
+    }
+
+    /// Stops the server process and waits for it to exit (killing it if it
+    /// does not within 5 s). Proxies fail with `Closed` afterwards.
+    /// Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// `Io` if the server could not be waited for.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _ = client::call(&self.ep, &Request::Shutdown);
+        client::forget(&self.ep);
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = child.as_mut() {
+            if c.wait_timeout(SHUTDOWN_GRACE).is_err() {
+                let _ = c.kill();
+                c.wait()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if self.creator == std::process::id() {
+            let _ = self.shutdown();
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The local manager: proxy semantics, proxies in other processes, failures.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use multiproc_ipc::{codec, Process};
+use multiproc_manager::{DictProxy, ErrorKind, LockProxy, Manager, QueueProxy, ValueProxy};
+
+/// Runs `f` on a thread and fails the test if it does not finish in time.
+fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).expect("test step timed out")
+}
+
+/// True while `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+fn wait_dead(pid: i32, limit: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// No named channel of the manager is left in /dev/shm (after a crash the
+/// shared memory tracker removes them, within a few seconds).
+fn no_shm_left(manager_pid: i32) {
+    let prefix = format!("mp-{manager_pid}-");
+    let left = || -> Vec<_> {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.file_name())
+            .collect()
+    };
+    let t = Instant::now();
+    while !left().is_empty() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(left().is_empty(), "left in /dev/shm: {:?}", left());
+}
+
+/// After a clean shutdown nothing is left, at once.
+fn no_shm_left_now(manager_pid: i32) {
+    let prefix = format!("mp-{manager_pid}-");
+    let left: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+#[test]
+fn dict_semantics() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<String, i64>().unwrap();
+    let k = |s: &str| s.to_string();
+    assert!(d.is_empty().unwrap());
+    assert_eq!(d.insert(&k("a"), &1).unwrap(), None);
+    assert_eq!(d.insert(&k("a"), &2).unwrap(), Some(1));
+    assert_eq!(d.get(&k("a")).unwrap(), Some(2));
+    assert_eq!(d.get(&k("zz")).unwrap(), None);
+    assert!(d.contains_key(&k("a")).unwrap());
+    d.update([(k("b"), 3), (k("c"), 4)]).unwrap();
+    assert_eq!(d.len().unwrap(), 3);
+    let mut keys = d.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, vec!["a", "b", "c"]);
+    let mut values = d.values().unwrap();
+    values.sort();
+    assert_eq!(values, vec![2, 3, 4]);
+    let mut items = d.items().unwrap();
+    items.sort();
+    assert_eq!(items, vec![(k("a"), 2), (k("b"), 3), (k("c"), 4)]);
+    assert_eq!(d.setdefault(&k("a"), &100).unwrap(), 2);
+    assert_eq!(d.setdefault(&k("d"), &5).unwrap(), 5);
+    assert_eq!(d.pop(&k("d")).unwrap(), 5);
+    assert_eq!(
+        d.pop(&k("d")).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(d.remove(&k("c")).unwrap(), Some(4));
+    assert_eq!(d.remove(&k("c")).unwrap(), None);
+    let map = d.to_map().unwrap();
+    assert_eq!(map, HashMap::from([(k("a"), 2), (k("b"), 3)]));
+    assert_eq!(d.update_with(&k("a"), |v| v.unwrap_or(0) * 10).unwrap(), 20);
+    assert_eq!(d.update_with(&k("new"), |v| v.unwrap_or(7)).unwrap(), 7);
+    // A panicking function leaves the entry as it was.
+    let e = d.update_with(&k("a"), |_| panic!("no thanks")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TaskPanicked);
+    assert!(e.to_string().contains("no thanks"), "{e}");
+    assert_eq!(d.get(&k("a")).unwrap(), Some(20));
+    d.clear().unwrap();
+    assert_eq!(d.len().unwrap(), 0);
+    let from = m.dict_from([(1u8, "x".to_string())]).unwrap();
+    assert_eq!(from.get(&1).unwrap().as_deref(), Some("x"));
+}
+
+#[test]
+fn list_semantics() {
+    let m = Manager::start().unwrap();
+    let l = m.list_from([1i32, 2, 3]).unwrap();
+    l.push(&4).unwrap();
+    l.extend([5, 6]).unwrap();
+    assert_eq!(l.len().unwrap(), 6);
+    assert_eq!(l.get(0).unwrap(), 1);
+    assert_eq!(l.get(-1).unwrap(), 6);
+    assert_eq!(l.get(6).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    l.set(1, &20).unwrap();
+    l.insert(0, &0).unwrap();
+    l.insert(-100, &-1).unwrap();
+    assert_eq!(l.to_vec().unwrap(), vec![-1, 0, 1, 20, 3, 4, 5, 6]);
+    assert_eq!(l.pop(None).unwrap(), 6);
+    assert_eq!(l.pop(Some(0)).unwrap(), -1);
+    assert!(l.remove(&20).unwrap());
+    assert!(!l.remove(&20).unwrap());
+    assert_eq!(l.to_vec().unwrap(), vec![0, 1, 3, 4, 5]);
+    l.clear().unwrap();
+    assert_eq!(l.pop(None).unwrap_err().kind(), ErrorKind::Empty);
+    // Big items travel in chunks through the shared-memory channel.
+    let big = m.list::<Vec<u8>>().unwrap();
+    let item: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+    big.push(&item).unwrap();
+    assert_eq!(big.get(0).unwrap(), item);
+}
+
+#[test]
+fn queue_lock_event_semaphore_value_namespace() {
+    let m = Manager::start().unwrap();
+    let q = m.bounded_queue::<u32>(2).unwrap();
+    q.put(&1).unwrap();
+    q.put(&2).unwrap();
+    assert!(q.is_full().unwrap());
+    assert_eq!(q.try_put(&3).unwrap_err().kind(), ErrorKind::Full);
+    let t = Instant::now();
+    assert_eq!(
+        q.put_timeout(&3, Duration::from_millis(100))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Timeout
+    );
+    assert!(t.elapsed() >= Duration::from_millis(80));
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.len().unwrap(), 1);
+    assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), 2);
+    assert!(q.is_empty().unwrap());
+    assert_eq!(q.try_get().unwrap_err().kind(), ErrorKind::Empty);
+
+    let jq = m.joinable_queue::<u8>().unwrap();
+    jq.put(&1).unwrap();
+    assert_eq!(
+        jq.join_timeout(Duration::from_millis(50))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Timeout
+    );
+    jq.get().unwrap();
+    jq.task_done().unwrap();
+    jq.join().unwrap();
+    assert_eq!(
+        jq.task_done().unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+
+    let lock = m.lock().unwrap();
+    {
+        let _g = lock.lock().unwrap();
+        assert!(lock.is_locked().unwrap());
+        assert!(lock
+            .lock_timeout(Duration::from_millis(30))
+            .unwrap()
+            .is_none());
+    }
+    assert!(!lock.is_locked().unwrap());
+    assert_eq!(
+        lock.release().unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+
+    let r = m.rlock().unwrap();
+    let g1 = r.lock().unwrap();
+    let g2 = r.try_lock().unwrap();
+    assert!(g2.is_some());
+    drop(g2);
+    assert!(r.is_locked().unwrap());
+    drop(g1);
+    assert!(!r.is_locked().unwrap());
+
+    let e = m.event().unwrap();
+    assert!(!e.is_set().unwrap());
+    assert!(!e.wait_timeout(Duration::from_millis(20)).unwrap());
+    e.set().unwrap();
+    assert!(e.wait_timeout(Duration::from_millis(20)).unwrap());
+    e.clear().unwrap();
+    assert!(!e.is_set().unwrap());
+
+    let s = m.bounded_semaphore(2).unwrap();
+    s.acquire().unwrap();
+    assert!(s.try_acquire().unwrap());
+    assert!(!s.acquire_timeout(Duration::from_millis(20)).unwrap());
+    s.release().unwrap();
+    s.release().unwrap();
+    assert_eq!(s.release().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(s.value().unwrap(), 2);
+
+    let v = m.value(1.5f64).unwrap();
+    assert_eq!(v.get().unwrap(), 1.5);
+    v.set(&2.5).unwrap();
+    assert_eq!(v.update_with(|x| x * 2.0).unwrap(), 5.0);
+
+    let ns = m.namespace().unwrap();
+    ns.set("a", &vec![1u8]).unwrap();
+    assert_eq!(ns.get::<Vec<u8>>("a").unwrap(), Some(vec![1]));
+    assert_eq!(ns.get::<u8>("b").unwrap(), None);
+    assert!(ns.remove("a").unwrap());
+    assert!(ns.names().unwrap().is_empty());
+}
+
+#[test]
+fn bad_values_unknown_ids_and_dead_managers_are_errors() {
+    let m = Manager::start().unwrap();
+    let pid = m.pid();
+    let d = m.dict::<String, Vec<u32>>().unwrap();
+    d.insert(&"k".into(), &vec![300, 70000]).unwrap();
+    // The same object seen with another value type.
+    let bytes = codec::encode(&d).unwrap();
+    let wrong: DictProxy<String, u8> = codec::decode(&bytes).unwrap();
+    assert_eq!(
+        wrong.get(&"k".into()).unwrap_err().kind(),
+        ErrorKind::Serialization
+    );
+    // An object id the manager never made (the id is the last byte).
+    let mut forged = bytes.clone();
+    *forged.last_mut().unwrap() = 120;
+    let unknown: DictProxy<String, Vec<u32>> = codec::decode(&forged).unwrap();
+    assert_eq!(
+        unknown.len().unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+
+    // Kill the manager while a client waits on it, and after.
+    let q = m.queue::<u8>().unwrap();
+    let waiter = std::thread::spawn(move || q.get());
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    let r = bounded(Duration::from_secs(10), move || waiter.join().unwrap());
+    assert!(r.is_err());
+    let e = bounded(Duration::from_secs(10), move || d.len().unwrap_err());
+    assert!(matches!(e.kind(), ErrorKind::Closed | ErrorKind::Io), "{e}");
+    m.shutdown().unwrap();
+    assert!(wait_dead(pid, Duration::from_secs(5)));
+    no_shm_left(pid);
+}
+
+// ---- proxies in other processes
+
+fn decrement_with_lock((d, lock, n): (DictProxy<String, i64>, LockProxy, u32)) -> u32 {
+    for _ in 0..n {
+        let _g = lock.lock().unwrap();
+        let c = d.get(&"count".to_string()).unwrap().unwrap();
+        d.insert(&"count".to_string(), &(c - 1)).unwrap();
+    }
+    n
+}
+
+fn decrement_with_update((v, n): (ValueProxy<i64>, u32)) -> u32 {
+    for _ in 0..n {
+        v.update_with(|c| c - 1).unwrap();
+    }
+    n
+}
+
+#[test]
+fn proxies_work_in_child_processes() {
+    let m = Manager::start().unwrap();
+    let d = m.dict_from([("count".to_string(), 400i64)]).unwrap();
+    let lock = m.lock().unwrap();
+    let v = m.value(400i64).unwrap();
+    // Use the proxies here first: children must not reuse this connection.
+    assert_eq!(d.len().unwrap(), 1);
+    let ps: Vec<_> = (0..4)
+        .map(|_| Process::spawn(decrement_with_lock, (d.clone(), lock.clone(), 100)).unwrap())
+        .collect();
+    let us: Vec<_> = (0..4)
+        .map(|_| Process::spawn(decrement_with_update, (v.clone(), 100)).unwrap())
+        .collect();
+    let done = bounded(Duration::from_secs(60), move || {
+        let a: u32 = ps.into_iter().map(|p| p.join().unwrap()).sum();
+        let b: u32 = us.into_iter().map(|p| p.join().unwrap()).sum();
+        a + b
+    });
+    assert_eq!(done, 800);
+    assert_eq!(d.get(&"count".to_string()).unwrap(), Some(0));
+    assert_eq!(v.get().unwrap(), 0);
+}
+
+fn hold_lock_and_wait((lock, q, jobs): (LockProxy, QueueProxy<u32>, QueueProxy<u32>)) {
+    let _g = lock.lock().unwrap();
+    q.put(&std::process::id()).unwrap();
+    // Blocked mid-call when it is killed.
+    let _ = jobs.get();
+}
+
+#[test]
+fn a_client_killed_mid_call_disturbs_nobody() {
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    let q = m.queue::<u32>().unwrap();
+    let jobs = m.queue::<u32>().unwrap();
+    let p = Process::spawn(hold_lock_and_wait, (lock.clone(), q.clone(), jobs.clone())).unwrap();
+    let child = bounded(Duration::from_secs(20), {
+        let q = q.clone();
+        move || q.get().unwrap()
+    });
+    assert_eq!(child as i32, p.pid());
+    assert!(lock.is_locked().unwrap());
+    p.kill().unwrap();
+    // The manager releases the dead client's lock, and its pending get does
+    // not swallow the next item.
+    let got = bounded(Duration::from_secs(20), move || {
+        let g = lock
+            .lock_timeout(Duration::from_secs(10))
+            .unwrap()
+            .is_some();
+        q.put(&7).unwrap();
+        (g, q.get_timeout(Duration::from_secs(10)).unwrap())
+    });
+    assert_eq!(got, (true, 7));
+    assert!(p.join().is_err());
+}
+
+fn start_manager_and_report(q: QueueProxy<i32>) {
+    let inner = Manager::start().unwrap();
+    q.put(&inner.pid()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    drop(inner);
+}
+
+#[test]
+fn shutdown_and_parent_death_leave_no_manager_running() {
+    let m = Manager::start().unwrap();
+    let pid = m.pid();
+    let q = m.queue::<i32>().unwrap();
+    let p = Process::spawn(start_manager_and_report, q.clone()).unwrap();
+    let inner = bounded(Duration::from_secs(20), move || q.get().unwrap());
+    assert!(alive(inner));
+    p.kill().unwrap();
+    assert!(p.join().is_err());
+    assert!(
+        wait_dead(inner, Duration::from_secs(10)),
+        "the orphaned manager survived"
+    );
+
+    m.shutdown().unwrap();
+    assert!(!alive(pid));
+    m.shutdown().unwrap(); // idempotent
+    let t = Instant::now();
+    drop(m);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    no_shm_left_now(pid);
+}
