@@ -51,6 +51,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::shm::ShmRegion;
 use crate::sys::futex;
 use crate::sys::mutex::{Locked, RobustMutex};
+use crate::sys::shm_ref::ShmRef;
 
 /// "mpqueue1", little endian.
 pub(crate) const MAGIC: u64 = 0x3165_7565_7571_706d;
@@ -270,6 +271,12 @@ pub(crate) enum Sink<'a> {
 /// The process-local handle on one queue region.
 pub(crate) struct Ring {
     region: ShmRegion,
+    /// The header as 64-bit and as 32-bit words, and the two locks, resolved
+    /// once: the hot paths index them with constant offsets, no checks.
+    words64: ShmRef<[AtomicU64; RING_START / 8]>,
+    words32: ShmRef<[AtomicU32; RING_START / 4]>,
+    put_lock: ShmRef<RobustMutex>,
+    get_lock: ShmRef<RobustMutex>,
     name: String,
     flavor: Flavor,
     capacity: u64,
@@ -347,7 +354,7 @@ impl Ring {
             .atomic_u32(OFF_CREATOR)
             .store(std::process::id(), Ordering::Relaxed);
         region.atomic_u64(OFF_MAGIC).store(MAGIC, Ordering::Release);
-        Ok(Ring::from_parts(region, name, flavor))
+        Ring::from_parts(region, name, flavor)
     }
 
     /// Attaches to an existing queue region, checking what it holds.
@@ -384,20 +391,25 @@ impl Ring {
         {
             return Err(bad(format!("{name} has a corrupt header")));
         }
-        Ok(Ring::from_parts(region, name, flavor))
+        Ring::from_parts(region, name, flavor)
     }
 
-    fn from_parts(region: ShmRegion, name: String, flavor: Flavor) -> Ring {
+    fn from_parts(region: ShmRegion, name: String, flavor: Flavor) -> Result<Ring> {
         let capacity = region.atomic_u64(OFF_CAPACITY).load(Ordering::Relaxed);
         let maxsize = region.atomic_u64(OFF_MAXSIZE).load(Ordering::Relaxed);
-        Ring {
+        let short = || Error::new(ErrorKind::InvalidArgument, format!("{name} is too small"));
+        Ok(Ring {
+            words64: ShmRef::new(region.clone(), 0).ok_or_else(short)?,
+            words32: ShmRef::new(region.clone(), 0).ok_or_else(short)?,
+            put_lock: ShmRef::new(region.clone(), OFF_PUT_LOCK).ok_or_else(short)?,
+            get_lock: ShmRef::new(region.clone(), OFF_GET_LOCK).ok_or_else(short)?,
             region,
             name,
             flavor,
             capacity,
             maxsize,
             spin_ns: AtomicU32::new(if single_cpu() { 0 } else { MAX_SPIN_NS }),
-        }
+        })
     }
 
     pub(crate) fn region(&self) -> &ShmRegion {
@@ -434,23 +446,23 @@ impl Ring {
         (self.capacity / 4) as usize - RECORD_HEADER
     }
 
+    /// The header's 32-bit word at byte offset `off` (a constant below
+    /// `RING_START`, so the index check folds away).
+    #[inline]
     fn a32(&self, off: usize) -> &AtomicU32 {
-        self.region.atomic_u32(off)
+        &self.words32[off / 4]
     }
 
+    /// The header's 64-bit word at byte offset `off` (as [`a32`](Ring::a32)).
+    #[inline]
     fn a64(&self, off: usize) -> &AtomicU64 {
-        self.region.atomic_u64(off)
+        &self.words64[off / 8]
     }
 
     fn mutex(&self, side: Side) -> &RobustMutex {
-        let off = match side {
-            Side::Put => OFF_PUT_LOCK,
-            Side::Get => OFF_GET_LOCK,
-        };
-        match self.region.view::<RobustMutex>(off) {
-            Some(m) => m,
-            // The offsets are constants inside a region checked to be large enough.
-            None => unreachable!("queue lock offset out of bounds"),
+        match side {
+            Side::Put => &self.put_lock,
+            Side::Get => &self.get_lock,
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    check, create_region, deadline_after, magic, shm_ref, spin_until, LockError, LockResult,
+    check, create_region, deadline_after, magic, shm_ref, spin_budget, LockError, LockResult,
     RawLockError, RawLocked, Wait,
 };
 use crate::shm::ShmRegion;
@@ -27,22 +27,49 @@ pub(crate) fn raw_lock(c: &LockCell, wait: Wait) -> Result<RawLocked, RawLockErr
         (Err(RawLockError::WouldBlock), Wait::Until(deadline)) => deadline,
         (r, _) => return r,
     };
-    let mut result = Err(RawLockError::WouldBlock);
-    let got = spin_until(deadline, || {
-        if c.held.load(Ordering::Relaxed) != 0 {
-            return false;
-        }
-        result = try_once(c);
-        !matches!(result, Err(RawLockError::WouldBlock))
-    });
-    if got {
-        return result;
+    if let Some(r) = spin_for(c, deadline) {
+        return r;
     }
     let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
     match c.mutex.lock(timeout) {
         Ok(l) => finish(c, l),
         Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(RawLockError::Timeout),
         Err(e) => Err(os_error(e)),
+    }
+}
+
+/// The longest pause between two looks at a held lock, in spin-loop hints.
+const MAX_PAUSES: u32 = 64;
+
+/// Spins for the lock (see [`spin_budget`]) with exponential backoff between
+/// looks: a waiter that reads the lock's line at every turn, and grabs it at
+/// every release, turns two busy processes into a hand-off per operation,
+/// each a cache-line transfer; backing off lets a holder run several
+/// critical sections in a row from its own cache. `None` if the spin ran out.
+fn spin_for(c: &LockCell, deadline: Option<Instant>) -> Option<Result<RawLocked, RawLockError>> {
+    let budget = spin_budget();
+    if budget.is_zero() {
+        return None;
+    }
+    let mut end = Instant::now() + budget;
+    if let Some(d) = deadline {
+        end = end.min(d);
+    }
+    let mut pauses = 1u32;
+    loop {
+        if c.held.load(Ordering::Relaxed) == 0 {
+            match try_once(c) {
+                Err(RawLockError::WouldBlock) => {}
+                r => return Some(r),
+            }
+        }
+        for _ in 0..pauses {
+            std::hint::spin_loop();
+        }
+        pauses = (pauses * 2).min(MAX_PAUSES);
+        if Instant::now() >= end {
+            return None;
+        }
     }
 }
 

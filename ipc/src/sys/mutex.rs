@@ -49,7 +49,19 @@ pub(crate) enum Locked {
 }
 
 impl RobustMutex {
+    /// Initialises the pthread object on first use. Inlined: after the first
+    /// call it is one load; the rest lives in [`init_slow`](Self::init_slow).
+    #[inline]
     fn ensure_init(&self) -> io::Result<()> {
+        if self.init.load(Ordering::Acquire) == READY {
+            return Ok(());
+        }
+        self.init_slow()
+    }
+
+    #[cold]
+    fn init_slow(&self) -> io::Result<()> {
+        // getpid is a system call: only paid here, never on the hot path.
         let me = INITIALIZING | (std::process::id() & !INITIALIZING);
         let mut spins = 0u32;
         loop {
