@@ -10,17 +10,12 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
+mod common;
+
+use common::arg;
 use multiproc::{ManagerServer, RemoteManager};
 
 const TASKS: usize = 10;
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
-}
 
 fn main() -> multiproc::Result<()> {
     let bind = arg("--bind", "127.0.0.1:5000");

@@ -9,15 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc::{ErrorKind, RemoteManager};
+mod common;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
-}
+use common::arg;
+use multiproc::{ErrorKind, RemoteManager};
 
 /// Connects, retrying for a while: the master may still be starting.
 fn connect(addr: &str, authkey: &[u8]) -> multiproc::Result<RemoteManager> {

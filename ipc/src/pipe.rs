@@ -232,6 +232,72 @@ fn shutdown_and_close(fd: BorrowedFd<'_>) {
     let _ = socket::shutdown(fd.as_raw_fd(), Shutdown::Both);
 }
 
+/// `AsFd` (the socket, Python's `fileno()`) and `Debug` (its descriptor),
+/// the same for every kind of end.
+macro_rules! end_impls {
+    ($name:ident < $($p:ident),* >) => {
+        impl<$($p),*> AsFd for $name<$($p),*> {
+            /// The socket (Python's `fileno()`), for `poll`/`epoll` with other descriptors.
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.end.as_fd()
+            }
+        }
+
+        impl<$($p),*> fmt::Debug for $name<$($p),*> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("fd", &self.end.as_fd().as_raw_fd())
+                    .finish()
+            }
+        }
+    };
+}
+
+/// The untyped receive methods (`recv_bytes`, `try_recv_bytes`,
+/// `recv_bytes_timeout`, `poll`) of an end that receives, the same on
+/// [`Connection`] and [`RecvConnection`]; expands inside its `impl` block.
+macro_rules! recv_bytes_methods {
+    ($name:ident) => {
+        /// Blocks until a message arrives and returns its bytes (Python's
+        /// `recv_bytes`); a message sent with [`send`](Connection::send) comes
+        /// back encoded.
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("As [`recv`](", stringify!($name), "::recv) (`Serialization` only for a length above")]
+        /// the maximum message size).
+        pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+            Ok(self.end.recv_bytes()?)
+        }
+
+        /// Receives a byte message if a whole one is waiting, without blocking.
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("As [`try_recv`](", stringify!($name), "::try_recv).")]
+        pub fn try_recv_bytes(&self) -> Result<Vec<u8>> {
+            Ok(self.end.try_recv_bytes()?)
+        }
+
+        /// Waits at most `timeout` for a byte message.
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("As [`recv_timeout`](", stringify!($name), "::recv_timeout).")]
+        pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+            Ok(self.end.recv_bytes_timeout(timeout)?)
+        }
+
+        /// Waits at most `timeout` until a receive would not block (Python's
+        /// `poll(timeout)`): true if a whole message is waiting or the peer is
+        /// gone (the next receive reports it), false on timeout.
+        /// `Duration::ZERO` checks without waiting.
+        pub fn poll(&self, timeout: Duration) -> bool {
+            self.end.poll(timeout)
+        }
+    };
+}
+
 /// One end of a two-way pipe (Python's `Connection`): sends `S`, receives
 /// `R` (by default the same type), and carries raw byte messages too.
 ///
@@ -315,43 +381,7 @@ impl<S, R> Connection<S, R> {
         Ok(self.end.send_bytes(bytes)?)
     }
 
-    /// Blocks until a message arrives and returns its bytes (Python's
-    /// `recv_bytes`); a message sent with [`send`](Connection::send) comes
-    /// back encoded.
-    ///
-    /// # Errors
-    ///
-    /// As [`recv`](Connection::recv) (`Serialization` only for a length above
-    /// the maximum message size).
-    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.end.recv_bytes()?)
-    }
-
-    /// Receives a byte message if a whole one is waiting, without blocking.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_recv`](Connection::try_recv).
-    pub fn try_recv_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.end.try_recv_bytes()?)
-    }
-
-    /// Waits at most `timeout` for a byte message.
-    ///
-    /// # Errors
-    ///
-    /// As [`recv_timeout`](Connection::recv_timeout).
-    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        Ok(self.end.recv_bytes_timeout(timeout)?)
-    }
-
-    /// Waits at most `timeout` until a receive would not block (Python's
-    /// `poll(timeout)`): true if a whole message is waiting or the peer is
-    /// gone (the next receive reports it), false on timeout.
-    /// `Duration::ZERO` checks without waiting.
-    pub fn poll(&self, timeout: Duration) -> bool {
-        self.end.poll(timeout)
-    }
+    recv_bytes_methods!(Connection);
 
     /// Closes the connection (Python's `close`): the peer's receives return
     /// [`ErrorKind::Closed`] once it has read what was sent, and its sends
@@ -373,20 +403,7 @@ impl<S, R> Connection<S, R> {
     }
 }
 
-impl<S, R> AsFd for Connection<S, R> {
-    /// The socket (Python's `fileno()`), for `poll`/`epoll` with other descriptors.
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.end.as_fd()
-    }
-}
-
-impl<S, R> fmt::Debug for Connection<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
-            .field("fd", &self.end.as_fd().as_raw_fd())
-            .finish()
-    }
-}
+end_impls!(Connection<S, R>);
 
 /// The receiving end of a one-way pipe ([`Pipe::simplex`]): Python's
 /// read-only `Connection`. It has no `send`.
@@ -424,37 +441,7 @@ impl<T: DeserializeOwned> RecvConnection<T> {
 }
 
 impl<T> RecvConnection<T> {
-    /// Blocks until a message arrives and returns its bytes.
-    ///
-    /// # Errors
-    ///
-    /// As [`Connection::recv_bytes`].
-    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.end.recv_bytes()?)
-    }
-
-    /// Receives a byte message if a whole one is waiting, without blocking.
-    ///
-    /// # Errors
-    ///
-    /// As [`Connection::try_recv_bytes`].
-    pub fn try_recv_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.end.try_recv_bytes()?)
-    }
-
-    /// Waits at most `timeout` for a byte message.
-    ///
-    /// # Errors
-    ///
-    /// As [`Connection::recv_bytes_timeout`].
-    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        Ok(self.end.recv_bytes_timeout(timeout)?)
-    }
-
-    /// As [`Connection::poll`].
-    pub fn poll(&self, timeout: Duration) -> bool {
-        self.end.poll(timeout)
-    }
+    recv_bytes_methods!(RecvConnection);
 
     /// As [`Connection::close`]: the sender's sends fail from now on.
     pub fn close(self) {
@@ -467,19 +454,7 @@ impl<T> RecvConnection<T> {
     }
 }
 
-impl<T> AsFd for RecvConnection<T> {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.end.as_fd()
-    }
-}
-
-impl<T> fmt::Debug for RecvConnection<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecvConnection")
-            .field("fd", &self.end.as_fd().as_raw_fd())
-            .finish()
-    }
-}
+end_impls!(RecvConnection<T>);
 
 /// The sending end of a one-way pipe ([`Pipe::simplex`]): Python's
 /// write-only `Connection`. It has no `recv`.
@@ -520,19 +495,7 @@ impl<T> SendConnection<T> {
     }
 }
 
-impl<T> AsFd for SendConnection<T> {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.end.as_fd()
-    }
-}
-
-impl<T> fmt::Debug for SendConnection<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendConnection")
-            .field("fd", &self.end.as_fd().as_raw_fd())
-            .finish()
-    }
-}
+end_impls!(SendConnection<T>);
 
 /// A pipe end on its way to a forked child, as the argument of
 /// [`Process::spawn`](crate::Process::spawn) (see

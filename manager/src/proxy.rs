@@ -160,7 +160,22 @@ where
     codec::encode(&new).map_err(|e| wire_of(ErrorKind::Serialization, e.to_string()))
 }
 
+/// The impls every proxy has. `Name<T, ..>` (a proxy with a `_t` marker):
+/// `Clone`, `Debug`, `PartialEq` and `from_obj`; `Name` (a plain proxy that
+/// derives `Clone` and `PartialEq`): `Debug` and `from_obj`.
 macro_rules! proxy_common {
+    ($name:ident) => {
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:?})"), self.obj)
+            }
+        }
+        impl $name {
+            pub(crate) fn from_obj(obj: ObjRef) -> Self {
+                $name { obj }
+            }
+        }
+    };
     ($name:ident < $($p:ident),* >) => {
         impl<$($p),*> Clone for $name<$($p),*> {
             fn clone(&self) -> Self {
@@ -749,11 +764,7 @@ pub struct LockProxy {
     obj: ObjRef,
 }
 
-impl fmt::Debug for LockProxy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LockProxy({:?})", self.obj)
-    }
-}
+proxy_common!(LockProxy);
 
 /// Releases a manager lock (or rlock) when dropped.
 #[must_use = "the lock is released when the guard is dropped"]
@@ -777,38 +788,61 @@ fn acquire(obj: &ObjRef, b: Block) -> Result<bool> {
     obj.boolean(Op::Acquire(b), "acquire")
 }
 
+/// Acquires with `b` and wraps a success in a guard.
+fn guard(obj: &ObjRef, b: Block) -> Result<Option<ProxyGuard<'_>>> {
+    Ok(acquire(obj, b)?.then_some(ProxyGuard { obj }))
+}
+
+/// The guard methods `lock`, `try_lock`, `lock_timeout` and `is_locked`,
+/// the same on [`LockProxy`] and [`RLockProxy`]; only the first two
+/// summaries differ.
+macro_rules! lock_methods {
+    ($name:ident, lock: $lock_doc:literal, try_lock: $try_doc:literal) => {
+        #[doc = $lock_doc]
+        ///
+        /// # Errors
+        ///
+        /// `Closed`/`Io` if the manager is gone.
+        pub fn lock(&self) -> Result<ProxyGuard<'_>> {
+            acquire(&self.obj, Block::Forever)?;
+            Ok(ProxyGuard { obj: &self.obj })
+        }
+
+        #[doc = $try_doc]
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("As [`lock`](", stringify!($name), "::lock).")]
+        pub fn try_lock(&self) -> Result<Option<ProxyGuard<'_>>> {
+            guard(&self.obj, Block::No)
+        }
+
+        /// Waits at most `timeout` for the lock.
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("As [`lock`](", stringify!($name), "::lock).")]
+        pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>> {
+            guard(&self.obj, Block::For(timeout))
+        }
+
+        /// True while someone holds the lock.
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("As [`lock`](", stringify!($name), "::lock).")]
+        pub fn is_locked(&self) -> Result<bool> {
+            self.obj.boolean(Op::Locked, "is_locked")
+        }
+    };
+}
+
 impl LockProxy {
-    pub(crate) fn from_obj(obj: ObjRef) -> LockProxy {
-        LockProxy { obj }
-    }
-
-    /// Waits for the lock and returns a guard that releases it.
-    ///
-    /// # Errors
-    ///
-    /// `Closed`/`Io` if the manager is gone.
-    pub fn lock(&self) -> Result<ProxyGuard<'_>> {
-        acquire(&self.obj, Block::Forever)?;
-        Ok(ProxyGuard { obj: &self.obj })
-    }
-
-    /// Takes the lock if it is free now.
-    ///
-    /// # Errors
-    ///
-    /// As [`lock`](LockProxy::lock).
-    pub fn try_lock(&self) -> Result<Option<ProxyGuard<'_>>> {
-        Ok(acquire(&self.obj, Block::No)?.then_some(ProxyGuard { obj: &self.obj }))
-    }
-
-    /// Waits at most `timeout` for the lock.
-    ///
-    /// # Errors
-    ///
-    /// As [`lock`](LockProxy::lock).
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>> {
-        Ok(acquire(&self.obj, Block::For(timeout))?.then_some(ProxyGuard { obj: &self.obj }))
-    }
+    lock_methods!(
+        LockProxy,
+        lock: "Waits for the lock and returns a guard that releases it.",
+        try_lock: "Takes the lock if it is free now."
+    );
 
     /// Python's `acquire()` without a guard: pair it with
     /// [`release`](LockProxy::release).
@@ -827,15 +861,6 @@ impl LockProxy {
     /// `InvalidArgument` if it is not locked.
     pub fn release(&self) -> Result<()> {
         self.obj.unit(Op::Release, "release")
-    }
-
-    /// True while someone holds the lock.
-    ///
-    /// # Errors
-    ///
-    /// `Closed`/`Io` if the manager is gone.
-    pub fn is_locked(&self) -> Result<bool> {
-        self.obj.boolean(Op::Locked, "is_locked")
     }
 }
 
@@ -860,53 +885,14 @@ pub struct RLockProxy {
     obj: ObjRef,
 }
 
-impl fmt::Debug for RLockProxy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RLockProxy({:?})", self.obj)
-    }
-}
+proxy_common!(RLockProxy);
 
 impl RLockProxy {
-    pub(crate) fn from_obj(obj: ObjRef) -> RLockProxy {
-        RLockProxy { obj }
-    }
-
-    /// Waits for the lock (or takes it again) and returns a guard.
-    ///
-    /// # Errors
-    ///
-    /// `Closed`/`Io` if the manager is gone.
-    pub fn lock(&self) -> Result<ProxyGuard<'_>> {
-        acquire(&self.obj, Block::Forever)?;
-        Ok(ProxyGuard { obj: &self.obj })
-    }
-
-    /// Takes the lock if it is free (or ours) now.
-    ///
-    /// # Errors
-    ///
-    /// As [`lock`](RLockProxy::lock).
-    pub fn try_lock(&self) -> Result<Option<ProxyGuard<'_>>> {
-        Ok(acquire(&self.obj, Block::No)?.then_some(ProxyGuard { obj: &self.obj }))
-    }
-
-    /// Waits at most `timeout` for the lock.
-    ///
-    /// # Errors
-    ///
-    /// As [`lock`](RLockProxy::lock).
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>> {
-        Ok(acquire(&self.obj, Block::For(timeout))?.then_some(ProxyGuard { obj: &self.obj }))
-    }
-
-    /// True while someone holds the lock.
-    ///
-    /// # Errors
-    ///
-    /// As [`lock`](RLockProxy::lock).
-    pub fn is_locked(&self) -> Result<bool> {
-        self.obj.boolean(Op::Locked, "is_locked")
-    }
+    lock_methods!(
+        RLockProxy,
+        lock: "Waits for the lock (or takes it again) and returns a guard.",
+        try_lock: "Takes the lock if it is free (or ours) now."
+    );
 }
 
 /// A semaphore in a manager (Python's `manager.Semaphore(n)` and
@@ -930,17 +916,9 @@ pub struct SemaphoreProxy {
     obj: ObjRef,
 }
 
-impl fmt::Debug for SemaphoreProxy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SemaphoreProxy({:?})", self.obj)
-    }
-}
+proxy_common!(SemaphoreProxy);
 
 impl SemaphoreProxy {
-    pub(crate) fn from_obj(obj: ObjRef) -> SemaphoreProxy {
-        SemaphoreProxy { obj }
-    }
-
     /// Waits until the count is positive and decrements it.
     ///
     /// # Errors
@@ -1008,17 +986,9 @@ pub struct EventProxy {
     obj: ObjRef,
 }
 
-impl fmt::Debug for EventProxy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EventProxy({:?})", self.obj)
-    }
-}
+proxy_common!(EventProxy);
 
 impl EventProxy {
-    pub(crate) fn from_obj(obj: ObjRef) -> EventProxy {
-        EventProxy { obj }
-    }
-
     /// Sets the flag and wakes every waiter.
     ///
     /// # Errors
@@ -1150,17 +1120,9 @@ pub struct NamespaceProxy {
     obj: ObjRef,
 }
 
-impl fmt::Debug for NamespaceProxy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NamespaceProxy({:?})", self.obj)
-    }
-}
+proxy_common!(NamespaceProxy);
 
 impl NamespaceProxy {
-    pub(crate) fn from_obj(obj: ObjRef) -> NamespaceProxy {
-        NamespaceProxy { obj }
-    }
-
     /// The attribute `name`, if set.
     ///
     /// # Errors

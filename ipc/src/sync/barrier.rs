@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use super::{cell, check, create_region, deadline_after, magic, park, Parked};
+use super::{cell, create_region, deadline_after, magic, park, Parked};
 use crate::error::{Error, ErrorKind};
 use crate::shm::ShmRegion;
 use crate::sys::futex;
@@ -275,19 +273,7 @@ impl fmt::Debug for Barrier {
     }
 }
 
-impl Serialize for Barrier {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Barrier {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Barrier, D::Error> {
-        let region = ShmRegion::deserialize(d)?;
-        check::<BarrierCell>(&region, 0, magic::BARRIER).map_err(serde::de::Error::custom)?;
-        Ok(Barrier { region })
-    }
-}
+region_serde!(Barrier, BarrierCell, magic::BARRIER);
 
 #[cfg(test)]
 mod tests {

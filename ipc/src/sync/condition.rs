@@ -103,29 +103,14 @@ impl Condition {
     }
 
     fn acquire(&self, wait: Wait) -> LockResult<ConditionGuard<'_>> {
+        /// Wraps the underlying lock's guard, in the `Ok` and in the
+        /// `OwnerDied` result alike.
+        fn wrap<G, H>(r: LockResult<G>, f: impl Fn(G) -> H + Copy) -> LockResult<H> {
+            r.map(f).map_err(|e| e.map(f))
+        }
         match &self.lock {
-            CondLock::Lock(l) => {
-                let r = match wait {
-                    Wait::Try => l.try_lock(),
-                    Wait::Until(None) => l.lock(),
-                    Wait::Until(Some(d)) => {
-                        l.lock_timeout(d.saturating_duration_since(Instant::now()))
-                    }
-                };
-                r.map(|g| self.guard(Inner::Lock(g)))
-                    .map_err(|e| e.map(|g| self.guard(Inner::Lock(g))))
-            }
-            CondLock::RLock(l) => {
-                let r = match wait {
-                    Wait::Try => l.try_lock(),
-                    Wait::Until(None) => l.lock(),
-                    Wait::Until(Some(d)) => {
-                        l.lock_timeout(d.saturating_duration_since(Instant::now()))
-                    }
-                };
-                r.map(|g| self.guard(Inner::RLock(g)))
-                    .map_err(|e| e.map(|g| self.guard(Inner::RLock(g))))
-            }
+            CondLock::Lock(l) => wrap(l.acquire(wait), |g| self.guard(Inner::Lock(g))),
+            CondLock::RLock(l) => wrap(l.acquire(wait), |g| self.guard(Inner::RLock(g))),
         }
     }
 

@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use super::{cell, check, create_region, deadline_after, magic, park, unpark, Parked};
+use super::{cell, create_region, deadline_after, magic, park, unpark, Parked};
 use crate::shm::ShmRegion;
 use crate::sys::layout::EventCell;
 
@@ -107,19 +105,7 @@ impl fmt::Debug for Event {
     }
 }
 
-impl Serialize for Event {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Event {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Event, D::Error> {
-        let region = ShmRegion::deserialize(d)?;
-        check::<EventCell>(&region, 0, magic::EVENT).map_err(serde::de::Error::custom)?;
-        Ok(Event { region })
-    }
-}
+region_serde!(Event, EventCell, magic::EVENT);
 
 #[cfg(test)]
 mod tests {

@@ -174,7 +174,7 @@ impl Lock {
         &self.cell
     }
 
-    fn acquire(&self, wait: Wait) -> LockResult<LockGuard<'_>> {
+    pub(crate) fn acquire(&self, wait: Wait) -> LockResult<LockGuard<'_>> {
         match raw_lock(self.cell(), wait) {
             Ok(RawLocked::Fresh) => Ok(LockGuard::new(self)),
             Ok(RawLocked::OwnerDied) => Err(LockError::OwnerDied(LockGuard::new(self))),

@@ -44,6 +44,27 @@ use crate::sys::layout::{Header, LAYOUT_VERSION};
 use crate::sys::shm::ShmSafe;
 use crate::sys::shm_ref::ShmRef;
 
+/// `Serialize` and `Deserialize` for an object that is one whole region with
+/// its cell at offset 0 (`$ty { region }`): it travels as its region, and a
+/// decoded region must hold a `$cell` with the `$magic` number.
+macro_rules! region_serde {
+    ($ty:ident, $cell:ty, $magic:expr) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(&self.region, s)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                let region = <crate::shm::ShmRegion as serde::Deserialize>::deserialize(d)?;
+                super::check::<$cell>(&region, 0, $magic).map_err(serde::de::Error::custom)?;
+                Ok($ty { region })
+            }
+        }
+    };
+}
+
 mod barrier;
 mod condition;
 mod event;

@@ -61,7 +61,7 @@ impl RLock {
         &self.cell
     }
 
-    fn acquire(&self, wait: Wait) -> LockResult<RLockGuard<'_>> {
+    pub(crate) fn acquire(&self, wait: Wait) -> LockResult<RLockGuard<'_>> {
         let c = self.cell();
         match raw_lock(c, wait) {
             Ok(RawLocked::Fresh) => {

@@ -4,9 +4,9 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use super::{cell, check, create_region, deadline_after, magic, park, unpark, Parked};
+use super::{cell, create_region, deadline_after, magic, park, unpark, Parked};
 use crate::error::{Error, ErrorKind};
 use crate::shm::ShmRegion;
 use crate::sys::layout::SemaphoreCell;
@@ -153,11 +153,6 @@ impl Semaphore {
     pub fn same_semaphore(&self, other: &Semaphore) -> bool {
         self.region.same_region(&other.region)
     }
-
-    fn attach(region: ShmRegion) -> crate::Result<Semaphore> {
-        check::<SemaphoreCell>(&region, 0, magic::SEMAPHORE)?;
-        Ok(Semaphore { region })
-    }
 }
 
 impl fmt::Debug for Semaphore {
@@ -169,17 +164,7 @@ impl fmt::Debug for Semaphore {
     }
 }
 
-impl Serialize for Semaphore {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Semaphore {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Semaphore, D::Error> {
-        Semaphore::attach(ShmRegion::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
+region_serde!(Semaphore, SemaphoreCell, magic::SEMAPHORE);
 
 /// One unit of a [`Semaphore`]; dropping it gives the unit back.
 #[must_use = "the unit is released when the guard is dropped"]
