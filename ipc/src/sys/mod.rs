@@ -30,9 +30,7 @@ impl_is_minus_one! { i32 i64 isize }
 
 pub(crate) mod fd;
 pub(crate) mod fork;
-#[allow(dead_code)] // the sync primitives and queues build on it
 pub(crate) mod futex;
-#[allow(dead_code)] // the sync primitives and queues build on it
 pub(crate) mod mutex;
 pub(crate) mod shm;
 pub(crate) mod wait;
