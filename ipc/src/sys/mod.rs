@@ -5,7 +5,6 @@ use std::io;
 pub(crate) mod sock;
 
 /// Turns a libc-style return value (`-1` and `errno` on failure) into an `io::Result`.
-#[allow(dead_code)]
 pub(crate) fn cvt<T: IsMinusOne>(ret: T) -> io::Result<T> {
     if ret.is_minus_one() {
         Err(io::Error::last_os_error())
