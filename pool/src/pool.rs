@@ -205,7 +205,53 @@ enum State {
 }
 
 /// What to do with a task's outcome bytes (or its failure), in the parent.
-type Completion = Box<dyn FnOnce(Result<Vec<u8>>) + Send>;
+type Completion = Box<dyn FnOnce(Result<&[u8]>) + Send>;
+
+/// Where the bytes of a collected outcome are.
+enum Outcome {
+    /// A range of [`Collected::arena`].
+    Arena(std::ops::Range<usize>),
+    /// Their own buffer (a large result, read from its block).
+    Owned(Vec<u8>),
+}
+
+/// Arena capacity kept between rounds of collection.
+const ARENA_KEEP: usize = 4 << 20;
+
+/// Results collected under the state lock, whose completions run after it
+/// is released. The outcome bytes of a whole round share one buffer (no
+/// allocation per result).
+#[derive(Default)]
+struct Collected {
+    arena: Vec<u8>,
+    done: Vec<(Completion, Result<Outcome>)>,
+}
+
+impl Collected {
+    fn is_empty(&self) -> bool {
+        self.done.is_empty()
+    }
+
+    fn push_err(&mut self, complete: Completion, e: Error) {
+        self.done.push((complete, Err(e)));
+    }
+
+    /// Runs the completions collected so far, then empties the arena.
+    fn complete_all(&mut self) {
+        let arena = &self.arena;
+        for (complete, outcome) in self.done.drain(..) {
+            match outcome {
+                Ok(Outcome::Arena(r)) => complete(Ok(arena.get(r).unwrap_or(&[]))),
+                Ok(Outcome::Owned(v)) => complete(Ok(&v)),
+                Err(e) => complete(Err(e)),
+            }
+        }
+        self.arena.clear();
+        if self.arena.capacity() > ARENA_KEEP {
+            self.arena.shrink_to(ARENA_KEEP);
+        }
+    }
+}
 
 struct Pending {
     id: u64,
@@ -303,7 +349,7 @@ struct Shared {
 }
 
 thread_local! {
-    static HELP_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static HELP_BUF: std::cell::RefCell<Collected> = std::cell::RefCell::new(Collected::default());
 }
 
 impl Help for Shared {
@@ -315,18 +361,16 @@ impl Help for Shared {
         let Ok(mut g) = self.inner.try_lock() else {
             return;
         };
-        let mut done = Vec::new();
-        HELP_BUF.with(|b| {
-            let mut buf = b.borrow_mut();
-            pump(self, &mut g, &mut buf, &mut done);
-        });
+        // Taken out of the thread-local while completions run: a callback
+        // that waits for another result helps on this thread too.
+        let mut col = HELP_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        pump(self, &mut g, &mut col);
         if g.pending() == 0 && g.state != State::Running {
             self.idle.notify_all();
         }
         drop(g);
-        for (complete, outcome) in done {
-            complete(outcome);
-        }
+        col.complete_all();
+        HELP_BUF.with(|b| *b.borrow_mut() = col);
     }
 
     fn leave(&self, going_to_sleep: bool) {
@@ -730,12 +774,8 @@ impl Pool {
             error_callback,
             timeout,
         } = options;
-        let complete: Completion = Box::new(move |outcome: Result<Vec<u8>>| {
-            let res = outcome.and_then(|bytes| {
-                task::decode_outcomes::<R>(&bytes, 1)
-                    .pop()
-                    .unwrap_or_else(|| Err(Error::new(ErrorKind::Serialization, "no result")))
-            });
+        let complete: Completion = Box::new(move |outcome: Result<&[u8]>| {
+            let res = outcome.and_then(task::decode_one::<R>);
             match &res {
                 Ok(v) => {
                     if let Some(cb) = callback {
@@ -809,9 +849,9 @@ impl Pool {
                         continue;
                     }
                 };
-                let complete: Completion = Box::new(move |outcome: Result<Vec<u8>>| {
+                let complete: Completion = Box::new(move |outcome: Result<&[u8]>| {
                     let items = match outcome {
-                        Ok(bytes) => task::decode_chunk::<T>(&bytes, n),
+                        Ok(bytes) => task::decode_chunk::<T>(bytes, n),
                         Err(e) => ChunkResult::failed(n, &e),
                     };
                     d(first, items);
@@ -1650,28 +1690,27 @@ fn dispatch(shared: &Shared, g: &mut Inner) {
 }
 
 /// Reads every result available in worker `wi`'s ring.
-fn drain_worker(
-    shared: &Shared,
-    g: &mut Inner,
-    wi: usize,
-    buf: &mut Vec<u8>,
-    done: &mut Vec<(Completion, Result<Vec<u8>>)>,
-) -> bool {
+fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut Collected) -> bool {
     let mut any = false;
     let w = &mut g.workers[wi];
-    while w.view.results.pop(buf) {
+    while let Some(len) = w.view.results.pop_append(&mut col.arena) {
         any = true;
-        if buf.len() < 9 {
+        let start = col.arena.len() - len;
+        let rec = &col.arena[start..];
+        if rec.len() < 9 {
+            col.arena.truncate(start);
             continue;
         }
-        let kind = buf[0];
+        let kind = rec[0];
         let mut idb = [0u8; 8];
-        idb.copy_from_slice(&buf[1..9]);
+        idb.copy_from_slice(&rec[1..9]);
         let id = u64::from_le_bytes(idb);
         let outcome = if kind == KIND_BLOCK {
-            read_result_block(&w.view, &buf[9..])
+            let o = read_result_block(&w.view, &rec[9..]).map(Outcome::Owned);
+            col.arena.truncate(start);
+            o
         } else {
-            Ok(buf[9..].to_vec())
+            Ok(Outcome::Arena(start + 9..start + len))
         };
         // Results come back in dispatch order: the task is at the front.
         let pos = if w.outstanding.front().is_some_and(|p| p.id == id) {
@@ -1684,7 +1723,7 @@ fn drain_worker(
             if let Some(b) = p.block {
                 shared.recycle(b);
             }
-            done.push((p.complete, outcome));
+            col.done.push((p.complete, outcome));
         }
     }
     any
@@ -1713,19 +1752,12 @@ fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Handles the death of the worker in `slot` (generation `generation`).
-fn handle_death(
-    shared: &Shared,
-    g: &mut Inner,
-    slot: usize,
-    generation: u64,
-    buf: &mut Vec<u8>,
-    done: &mut Vec<(Completion, Result<Vec<u8>>)>,
-) {
+fn handle_death(shared: &Shared, g: &mut Inner, slot: usize, generation: u64, col: &mut Collected) {
     if g.workers[slot].generation != generation {
         return;
     }
     // Results it published before dying are valid.
-    drain_worker(shared, g, slot, buf, done);
+    drain_worker(shared, g, slot, col);
     let w = &mut g.workers[slot];
     let Some(child) = w.child.take() else { return };
     let status = match child.try_wait() {
@@ -1757,7 +1789,7 @@ fn handle_death(
                         task: Some(id),
                     })
                 };
-                done.push((p.complete, Err(err)));
+                col.push_err(p.complete, err);
             }
         } else {
             p.deadline = None;
@@ -1826,20 +1858,15 @@ fn check_timeouts(g: &mut Inner) -> Option<Instant> {
 }
 
 /// One round of the parent's work; true if anything happened.
-fn pump(
-    shared: &Shared,
-    g: &mut Inner,
-    buf: &mut Vec<u8>,
-    done: &mut Vec<(Completion, Result<Vec<u8>>)>,
-) -> (bool, Option<Instant>) {
+fn pump(shared: &Shared, g: &mut Inner, col: &mut Collected) -> (bool, Option<Instant>) {
     let mut any = false;
     for wi in 0..g.workers.len() {
-        any |= drain_worker(shared, g, wi, buf, done);
+        any |= drain_worker(shared, g, wi, col);
     }
     if shared.event_flag.swap(false, Ordering::AcqRel) {
         let events: Vec<Event> = std::mem::take(&mut *lock(&shared.events));
         for Event::Died { slot, generation } in events {
-            handle_death(shared, g, slot, generation, buf, done);
+            handle_death(shared, g, slot, generation, col);
             any = true;
         }
     }
@@ -1849,7 +1876,7 @@ fn pump(
             .clone()
             .unwrap_or_else(|| Error::new(ErrorKind::Io, "broken"));
         for p in g.take_all() {
-            done.push((p.complete, Err(err.clone())));
+            col.push_err(p.complete, err.clone());
         }
     }
     let next = check_timeouts(g);
@@ -1860,22 +1887,19 @@ fn pump(
 }
 
 fn collector_loop(shared: &Shared) {
-    let mut buf = Vec::with_capacity(4096);
-    let mut done = Vec::new();
+    let mut col = Collected::default();
     loop {
         let (any, next_deadline) = {
             let mut g = lock(&shared.inner);
-            let r = pump(shared, &mut g, &mut buf, &mut done);
+            let r = pump(shared, &mut g, &mut col);
             // Only `join` (after `close`) waits for the pool to go idle.
             if g.pending() == 0 && g.state != State::Running {
                 shared.idle.notify_all();
             }
             r
         };
-        let worked = any || !done.is_empty();
-        for (complete, outcome) in done.drain(..) {
-            complete(outcome);
-        }
+        let worked = any || !col.is_empty();
+        col.complete_all();
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }

@@ -216,10 +216,19 @@ impl Ring {
     /// the ring is empty. A corrupt length (a peer that died mid-write cannot
     /// cause one: records are published whole) empties the ring.
     pub(crate) fn pop(&self, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        self.pop_append(buf).is_some()
+    }
+
+    /// Appends the next record to `buf` (keeping what it holds) and returns
+    /// its length; `None` if the ring is empty (or corrupt, as in
+    /// [`pop`](Ring::pop)). Lets a consumer gather many records in one
+    /// buffer without an allocation per record.
+    pub(crate) fn pop_append(&self, buf: &mut Vec<u8>) -> Option<usize> {
         let head = self.head().load(Ordering::Relaxed);
         let tail = self.tail().load(Ordering::Acquire);
         if head == tail {
-            return false;
+            return None;
         }
         let mut len = [0u8; LEN];
         self.read_wrapped(head, &mut len);
@@ -227,15 +236,14 @@ impl Ring {
         let avail = tail.wrapping_sub(head) as usize;
         if len + LEN > avail || len > self.max_record() {
             self.head().store(tail, Ordering::Release);
-            buf.clear();
-            return false;
+            return None;
         }
-        buf.clear();
-        buf.resize(len, 0);
-        self.read_wrapped(head.wrapping_add(LEN as u64), buf);
+        let start = buf.len();
+        buf.resize(start + len, 0);
+        self.read_wrapped(head.wrapping_add(LEN as u64), &mut buf[start..]);
         self.head()
             .store(head.wrapping_add((len + LEN) as u64), Ordering::Release);
-        true
+        Some(len)
     }
 }
 

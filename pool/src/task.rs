@@ -290,6 +290,22 @@ where
     FnRef::new(run_star::<A, B, R>)
 }
 
+/// Decodes the outcome of a single task (as `decode_outcomes(bytes, 1)`,
+/// without the vector).
+pub(crate) fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, Error> {
+    if bytes.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Serialization,
+            "the worker sent no result for this item",
+        ));
+    }
+    match codec::Codec::default().decode_prefix::<ItemOutcome<R>>(bytes) {
+        Ok((Ok(r), _)) => Ok(r),
+        Ok((Err(w), _)) => Err(Error::from(w)),
+        Err(e) => Err(Error::from(e)),
+    }
+}
+
 /// Decodes `n` item outcomes from a chunk's outcome bytes; items the bytes
 /// do not cover (a worker-side decode failure) get that failure's error.
 pub(crate) fn decode_outcomes<R: DeserializeOwned>(

@@ -269,10 +269,10 @@ fn release_blocks(slot: &SlotView, blocks: &mut VecDeque<(u64, SharedMemory)>, a
 
 /// Publishes one result record, waiting for room if the ring is full.
 fn push_result(slot: &SlotView, parent: &Bell, kind: u8, id: u64, payload: &[u8]) {
-    let head = [&[kind][..], &id.to_le_bytes()[..]].concat();
+    let id = id.to_le_bytes();
     loop {
         let mut t = slot.results.tail_pos();
-        if slot.results.stage(&mut t, &[&head, payload]) {
+        if slot.results.stage(&mut t, &[&[kind], &id, payload]) {
             slot.results.publish(t);
             parent.ring();
             return;
