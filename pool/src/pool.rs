@@ -824,13 +824,16 @@ impl Pool {
         Ok(())
     }
 
-    /// Submits the chunks of a map; `deliver(first_index, results)` receives
-    /// each chunk's item results in the parent.
+    /// Submits a batch of the chunks of a map; `deliver(first_index,
+    /// results)` receives each chunk's item results in the parent. A pool
+    /// that stopped running fails the submission, or, for a `later` batch
+    /// (the map's first chunks are already running), fails its chunks.
     fn submit_chunks<T>(
         &self,
         chunks: Vec<(usize, Result<Encoded>, usize)>,
         timeout: Option<Duration>,
-        deliver: Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+        deliver: &Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+        later: bool,
     ) -> Result<()>
     where
         T: DeserializeOwned + Send + 'static,
@@ -839,9 +842,18 @@ impl Pool {
         let mut failed = Vec::new();
         {
             let mut g = lock(&self.shared.inner);
-            check_state(&g)?;
+            if let Err(e) = check_state(&g) {
+                drop(g);
+                if !later {
+                    return Err(e);
+                }
+                for (first, _, n) in chunks {
+                    deliver(first, ChunkResult::failed(n, &e));
+                }
+                return Ok(());
+            }
             for (first, body, n) in chunks {
-                let d = Arc::clone(&deliver);
+                let d = Arc::clone(deliver);
                 let (id, record, block) = match body {
                     Ok(b) => b,
                     Err(e) => {
@@ -873,25 +885,45 @@ impl Pool {
         Ok(())
     }
 
-    /// Encodes `items` in chunks of `chunksize` as records for `tramp`.
-    fn encode_chunks<F: Serialize + Copy, A: Serialize>(
+    /// Encodes `items` in chunks of `chunksize` as records for `tramp` and
+    /// submits them in batches as they are encoded, so that the workers
+    /// start on the first chunks while the parent encodes the rest.
+    fn submit_chunked<F, A, T>(
         &self,
         tramp: &Tramp,
         f: F,
-        items: Vec<A>,
+        items: &[A],
         chunksize: usize,
-    ) -> Result<Vec<(usize, Result<Encoded>, usize)>> {
+        timeout: Option<Duration>,
+        deliver: Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+    ) -> Result<()>
+    where
+        F: Serialize + Copy,
+        A: Serialize,
+        T: DeserializeOwned + Send + 'static,
+    {
         let template = task::head_template(tramp)?;
         let chunksize = chunksize.max(1);
-        let mut chunks = Vec::with_capacity(items.len().div_ceil(chunksize));
-        let mut first = 0;
+        let per_batch = BATCH_CHUNKS.min(items.len().div_ceil(chunksize));
+        let mut batch = Vec::with_capacity(per_batch);
+        let (mut first, mut batch_items, mut later) = (0, 0, false);
         for chunk in items.chunks(chunksize) {
             // A slice encodes exactly like the `Vec<A>` the worker decodes.
             let n = chunk.len();
-            chunks.push((first, self.shared.build_record(&template, &(f, chunk)), n));
+            batch.push((first, self.shared.build_record(&template, &(f, chunk)), n));
             first += n;
+            batch_items += n;
+            if batch_items >= BATCH_ITEMS || batch.len() >= BATCH_CHUNKS {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(per_batch));
+                self.submit_chunks(full, timeout, &deliver, later)?;
+                later = true;
+                batch_items = 0;
+            }
         }
-        Ok(chunks)
+        if !batch.is_empty() {
+            self.submit_chunks(batch, timeout, &deliver, later)?;
+        }
+        Ok(())
     }
 
     fn check_chunksize(chunksize: usize) -> Result<()> {
@@ -1023,8 +1055,17 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
         Pool::check_chunksize(cs)?;
-        let chunks = self.encode_chunks(&task::tramp_chunk::<A, R>(), FnRef::new(f), items, cs)?;
-        self.gather(chunks, options)
+        let total = items.len();
+        self.gather(total, options, |deliver, timeout| {
+            self.submit_chunked(
+                &task::tramp_chunk::<A, R>(),
+                FnRef::new(f),
+                &items,
+                cs,
+                timeout,
+                deliver,
+            )
+        })
     }
 
     /// Applies `f(a, b)` to every pair (Python's `starmap`), in order.
@@ -1084,21 +1125,30 @@ impl Pool {
         let items: Vec<(A, B)> = items.into_iter().collect();
         let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
         Pool::check_chunksize(cs)?;
-        let chunks =
-            self.encode_chunks(&task::tramp_star::<A, B, R>(), FnRef2::new(f), items, cs)?;
-        self.gather(chunks, ApplyOptions::new())
+        let total = items.len();
+        self.gather(total, ApplyOptions::new(), |deliver, timeout| {
+            self.submit_chunked(
+                &task::tramp_star::<A, B, R>(),
+                FnRef2::new(f),
+                &items,
+                cs,
+                timeout,
+                deliver,
+            )
+        })
     }
 
-    /// Submits chunks whose results are gathered into one ordered list.
+    /// Gathers the results of `total` items, submitted in chunks by
+    /// `submit(deliver, timeout)`, into one ordered list.
     fn gather<R>(
         &self,
-        chunks: Vec<(usize, Result<Encoded>, usize)>,
+        total: usize,
         options: ApplyOptions<Vec<R>>,
+        submit: impl FnOnce(Arc<Deliver<R>>, Option<Duration>) -> Result<()>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let total: usize = chunks.iter().map(|c| c.2).sum();
         let cell = Cell::<Vec<R>>::new(Some(self.helper()));
         let ApplyOptions {
             callback,
@@ -1186,7 +1236,7 @@ impl Pool {
                 }
             }
         });
-        self.submit_chunks(chunks, timeout, deliver)?;
+        submit(deliver, timeout)?;
         Ok(AsyncResult::from_cell(cell))
     }
 
@@ -1321,16 +1371,17 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let total = items.len();
         let stream = Stream::<R>::new(ordered, Some(self.helper()));
-        let chunks = self.encode_chunks(
+        let s = Arc::clone(&stream);
+        let deliver: Arc<Deliver<R>> =
+            Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
+        self.submit_chunked(
             &task::tramp_chunk::<A, R>(),
             FnRef::new(f),
-            items,
+            &items,
             chunksize,
+            None,
+            deliver,
         )?;
-        let s = Arc::clone(&stream);
-        let deliver =
-            Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
-        self.submit_chunks(chunks, None, deliver)?;
         Ok(IMapIter::new(stream, total))
     }
 
@@ -1510,6 +1561,14 @@ fn check_state(g: &Inner) -> Result<()> {
         State::Terminated => Err(Error::new(ErrorKind::NotRunning, "the pool was terminated")),
     }
 }
+
+/// Receives the item results of a chunk that starts at the given index.
+type Deliver<T> = dyn Fn(usize, ChunkResult<T>) + Send + Sync;
+
+/// A map submits its chunks in batches of this many chunks...
+const BATCH_CHUNKS: usize = 256;
+/// ...or of this many items, whichever comes first.
+const BATCH_ITEMS: usize = 16 * 1024;
 
 /// The most bytes of task body that travel inline in a ring record.
 const INLINE_MAX: usize = worker::RING_CAP / 2 - 256;
