@@ -211,8 +211,8 @@ type Completion = Box<dyn FnOnce(Result<&[u8]>) + Send>;
 enum Outcome {
     /// A range of [`Collected::arena`].
     Arena(std::ops::Range<usize>),
-    /// Their own buffer (a large result, read from its block).
-    Owned(Vec<u8>),
+    /// A large result's block, decoded in place.
+    Block(SharedMemory),
 }
 
 /// Arena capacity kept between rounds of collection.
@@ -242,7 +242,7 @@ impl Collected {
         for (complete, outcome) in self.done.drain(..) {
             match outcome {
                 Ok(Outcome::Arena(r)) => complete(Ok(arena.get(r).unwrap_or(&[]))),
-                Ok(Outcome::Owned(v)) => complete(Ok(&v)),
+                Ok(Outcome::Block(b)) => complete(Ok(b.as_slice())),
                 Err(e) => complete(Err(e)),
             }
         }
@@ -1580,26 +1580,6 @@ const SPARE_BLOCKS: usize = 4;
 /// holds its body when it is large.
 type Encoded = (u64, Vec<u8>, Option<SharedMemory>);
 
-/// Writes into a shared-memory block from the start.
-struct ShmWriter<'a> {
-    shm: &'a mut SharedMemory,
-    pos: usize,
-}
-
-impl Write for ShmWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.shm
-            .write_at(self.pos, buf)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::WriteZero, e.to_string()))?;
-        self.pos += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Shared {
     /// Builds the record of a new task from `template` (see
     /// [`task::head_template`]) and its body `value`: inline when small,
@@ -1617,13 +1597,10 @@ impl Shared {
             return Ok((id, rec, None));
         }
         let mut block = self.take_block(len)?;
-        c.encode_to_writer(
-            value,
-            &mut ShmWriter {
-                shm: &mut block,
-                pos: 0,
-            },
-        )?;
+        // Straight into the mapping (a slice writer: each primitive is a
+        // short inlined copy).
+        let mut w: &mut [u8] = block.as_mut_slice();
+        c.encode_to_writer(value, &mut w)?;
         let mut rec = Vec::with_capacity(template.len() + 8 + block.name().len());
         rec.extend_from_slice(template);
         task::set_head(&mut rec, KIND_BLOCK, id);
@@ -1765,7 +1742,7 @@ fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut Collected) 
         idb.copy_from_slice(&rec[1..9]);
         let id = u64::from_le_bytes(idb);
         let outcome = if kind == KIND_BLOCK {
-            let o = read_result_block(&w.view, &rec[9..]).map(Outcome::Owned);
+            let o = read_result_block(&w.view, &rec[9..]).map(Outcome::Block);
             col.arena.truncate(start);
             o
         } else {
@@ -1788,7 +1765,9 @@ fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut Collected) 
     any
 }
 
-fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<Vec<u8>> {
+/// Attaches (and unlinks) the block of a large result; the mapping stays
+/// valid after the acknowledgement lets the worker drop its own.
+fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<SharedMemory> {
     if payload.len() < 8 {
         return Err(Error::new(
             ErrorKind::Serialization,
@@ -1802,9 +1781,8 @@ fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<Vec<u8>> {
         .map_err(|e| Error::new(ErrorKind::Serialization, e.to_string()));
     let out = name.and_then(|n| {
         let shm = SharedMemory::attach(n)?;
-        let bytes = shm.to_vec();
         let _ = shm.unlink();
-        Ok(bytes)
+        Ok(shm)
     });
     view.large_ack().store(seq, Ordering::Release);
     out
