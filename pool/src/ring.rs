@@ -17,6 +17,7 @@
 //! announcement: no lost wake-up, and no system call while both are busy.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::park;
@@ -109,6 +110,12 @@ pub(crate) struct Ring {
     header: usize,
     data: usize,
     cap: usize,
+    /// The producer's last view of the consumer's head (in this process's
+    /// memory). The head only grows, so a stale value only underestimates
+    /// the free space: the producer re-reads the shared head (a cache line
+    /// the consumer writes on every record) only when the cached one says
+    /// the ring is full.
+    cached_head: Arc<AtomicU64>,
 }
 
 impl Ring {
@@ -121,6 +128,7 @@ impl Ring {
             header,
             data,
             cap,
+            cached_head: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -141,6 +149,7 @@ impl Ring {
     pub(crate) fn reset(&self) {
         self.head().store(0, Ordering::SeqCst);
         self.tail().store(0, Ordering::SeqCst);
+        self.cached_head.store(0, Ordering::Relaxed);
     }
 
     /// True if the consumer has something to read.
@@ -187,9 +196,16 @@ impl Ring {
         if len > self.max_record() {
             return false;
         }
-        let used = staged.wrapping_sub(self.head().load(Ordering::Acquire)) as usize;
-        if self.cap - used < len + LEN {
-            return false;
+        let fits = |head: u64| {
+            let used = staged.wrapping_sub(head) as usize;
+            used <= self.cap && self.cap - used >= len + LEN
+        };
+        if !fits(self.cached_head.load(Ordering::Relaxed)) {
+            let head = self.head().load(Ordering::Acquire);
+            self.cached_head.store(head, Ordering::Relaxed);
+            if !fits(head) {
+                return false;
+            }
         }
         self.write_wrapped(*staged, &(len as u32).to_le_bytes());
         let mut pos = staged.wrapping_add(LEN as u64);
