@@ -405,8 +405,38 @@ pub(crate) struct TaskRecord<'a> {
     pub(crate) body: &'a [u8],
 }
 
+/// The last trampoline a worker decoded, reused while its tasks keep
+/// naming the same one (the same bytes decode to the same value).
+#[derive(Default)]
+pub(crate) struct TrampCache {
+    bytes: Vec<u8>,
+    tramp: Option<Tramp>,
+}
+
+impl TrampCache {
+    fn get(&mut self, bytes: &[u8]) -> Option<Tramp> {
+        if let Some(t) = self.tramp {
+            if self.bytes == bytes {
+                return Some(t);
+            }
+        }
+        let t = codec::decode::<Tramp>(bytes).ok()?;
+        self.bytes.clear();
+        self.bytes.extend_from_slice(bytes);
+        self.tramp = Some(t);
+        Some(t)
+    }
+}
+
 /// Parses a task record; `None` if it is malformed.
+#[cfg(test)]
 pub(crate) fn parse_task(rec: &[u8]) -> Option<TaskRecord<'_>> {
+    parse_task_with(rec, &mut TrampCache::default())
+}
+
+/// Parses a task record, decoding its trampoline through `cache`; `None`
+/// if it is malformed.
+pub(crate) fn parse_task_with<'a>(rec: &'a [u8], cache: &mut TrampCache) -> Option<TaskRecord<'a>> {
     let kind = *rec.first()?;
     let id = u64::from_le_bytes(rec.get(1..9)?.try_into().ok()?);
     if kind == KIND_EXIT {
@@ -418,7 +448,7 @@ pub(crate) fn parse_task(rec: &[u8]) -> Option<TaskRecord<'_>> {
         });
     }
     let tl = u16::from_le_bytes(rec.get(9..11)?.try_into().ok()?) as usize;
-    let tramp = codec::decode::<Tramp>(rec.get(11..11 + tl)?).ok()?;
+    let tramp = cache.get(rec.get(11..11 + tl)?)?;
     Some(TaskRecord {
         kind,
         id,

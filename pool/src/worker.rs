@@ -131,6 +131,7 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
     let mut blocks: VecDeque<(u64, SharedMemory)> = VecDeque::new();
     let mut block_seq = 0u64;
     let mut attached: VecDeque<Arc<SharedMemory>> = VecDeque::new();
+    let mut tramps = task::TrampCache::default();
     loop {
         if !slot.tasks.pop(&mut buf) {
             if !spin_until(spin, || slot.tasks.has_data()) {
@@ -138,7 +139,7 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             }
             continue;
         }
-        let Some(rec) = task::parse_task(&buf) else {
+        let Some(rec) = task::parse_task_with(&buf, &mut tramps) else {
             continue;
         };
         if rec.kind == KIND_EXIT {
@@ -146,7 +147,9 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             return 0;
         }
         let id = rec.id;
-        slot.current().store(id, Ordering::SeqCst);
+        // Read by the parent only after this process has died (its exit
+        // orders every store): no fence needed on the hot path.
+        slot.current().store(id, Ordering::Release);
         let body = match rec.kind {
             KIND_INLINE => Ok(TaskBody::Inline(rec.body.to_vec())),
             _ => open_block(rec.body, &mut attached),
@@ -180,7 +183,7 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             true
         };
         debug_assert!(sent);
-        slot.current().store(0, Ordering::SeqCst);
+        slot.current().store(0, Ordering::Release);
         done += 1;
         if arg.max_tasks.is_some_and(|m| done >= m) {
             release_blocks(&slot, &mut blocks, true);
