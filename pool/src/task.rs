@@ -358,6 +358,7 @@ pub(crate) fn head_template(tramp: &Tramp) -> Result<Vec<u8>, Error> {
 
 thread_local! {
     static ONE_TEMPLATES: RefCell<HashMap<TypeId, Rc<[u8]>>> = RefCell::new(HashMap::new());
+    static LAST_TEMPLATE: RefCell<Option<(TypeId, Rc<[u8]>)>> = const { RefCell::new(None) };
 }
 
 /// [`head_template`] of [`tramp_one::<A, R>`](tramp_one), cached per thread
@@ -368,11 +369,23 @@ where
     R: Serialize + 'static,
 {
     let key = TypeId::of::<fn(A) -> R>();
-    if let Some(t) = ONE_TEMPLATES.with(|m| m.borrow().get(&key).cloned()) {
+    // A caller submitting in a loop asks for the same type every time: the
+    // last entry answers without hashing.
+    if let Some(t) = LAST_TEMPLATE.with(|l| match &*l.borrow() {
+        Some((k, t)) if *k == key => Some(Rc::clone(t)),
+        _ => None,
+    }) {
         return Ok(t);
     }
-    let t: Rc<[u8]> = head_template(&tramp_one::<A, R>())?.into();
-    ONE_TEMPLATES.with(|m| m.borrow_mut().insert(key, Rc::clone(&t)));
+    let t = match ONE_TEMPLATES.with(|m| m.borrow().get(&key).cloned()) {
+        Some(t) => t,
+        None => {
+            let t: Rc<[u8]> = head_template(&tramp_one::<A, R>())?.into();
+            ONE_TEMPLATES.with(|m| m.borrow_mut().insert(key, Rc::clone(&t)));
+            t
+        }
+    };
+    LAST_TEMPLATE.with(|l| *l.borrow_mut() = Some((key, Rc::clone(&t))));
     Ok(t)
 }
 
