@@ -768,23 +768,29 @@ impl Pool {
         let encoded = self.shared.build_record(&template, &(FnRef::new(f), arg))?;
         let cell = Cell::<R>::new(Some(self.helper()));
         let c = Arc::clone(&cell);
-        let panics = Arc::clone(&self.shared.callback_panics);
         let ApplyOptions {
             callback,
             error_callback,
             timeout,
         } = options;
+        // Only a task with a callback needs the counter: cloning it for
+        // every task would bounce its reference count between the
+        // submitting thread and the result thread.
+        let panics = (callback.is_some() || error_callback.is_some())
+            .then(|| Arc::clone(&self.shared.callback_panics));
         let complete: Completion = Box::new(move |outcome: Result<&[u8]>| {
             let res = outcome.and_then(task::decode_one::<R>);
-            match &res {
-                Ok(v) => {
-                    if let Some(cb) = callback {
-                        run_guarded(&panics, || cb(v));
+            if let Some(panics) = &panics {
+                match &res {
+                    Ok(v) => {
+                        if let Some(cb) = callback {
+                            run_guarded(panics, || cb(v));
+                        }
                     }
-                }
-                Err(e) => {
-                    if let Some(cb) = error_callback {
-                        run_guarded(&panics, || cb(e));
+                    Err(e) => {
+                        if let Some(cb) = error_callback {
+                            run_guarded(panics, || cb(e));
+                        }
                     }
                 }
             }
