@@ -308,6 +308,36 @@ mod tests {
     }
 
     #[test]
+    fn pop_append_gathers_records_and_reset_forgets_the_cached_head() {
+        let (_region, r) = ring(256);
+        let mut t = r.tail_pos();
+        assert!(r.stage(&mut t, &[&[1u8; 3]]));
+        assert!(r.stage(&mut t, &[&[2u8; 5]]));
+        r.publish(t);
+        let mut buf = vec![9u8];
+        assert_eq!(r.pop_append(&mut buf), Some(3));
+        assert_eq!(r.pop_append(&mut buf), Some(5));
+        assert_eq!(r.pop_append(&mut buf), None);
+        assert_eq!(buf, [9, 1, 1, 1, 2, 2, 2, 2, 2]);
+        // Move far along the ring, then reset it (a dead peer): the producer
+        // must not judge the free space by a head from before the reset.
+        for _ in 0..100 {
+            let mut t = r.tail_pos();
+            assert!(r.stage(&mut t, &[&[3u8; 50]]));
+            r.publish(t);
+            assert!(r.pop(&mut buf));
+        }
+        r.reset();
+        let mut t = r.tail_pos();
+        assert_eq!(t, 0);
+        let mut n = 0;
+        while r.stage(&mut t, &[&[4u8; 60]]) {
+            n += 1;
+        }
+        assert_eq!(n, 4);
+    }
+
+    #[test]
     fn bell_wakes_a_sleeping_consumer_across_threads() {
         let (region, r) = ring(1024);
         let bell = Bell::new(region.clone(), RING_HEADER + 1024);
