@@ -30,6 +30,8 @@ pub(crate) type Tramp = FnRef<TaskBody, Vec<u8>>;
 /// from the block, no intermediate copy).
 pub(crate) enum TaskBody {
     Inline(Vec<u8>),
+    /// A whole task record; the body starts at the offset.
+    Record(Vec<u8>, usize),
     Shared(std::sync::Arc<multiproc_ipc::shm::SharedMemory>, usize),
 }
 
@@ -37,7 +39,20 @@ impl TaskBody {
     fn bytes(&self) -> &[u8] {
         match self {
             TaskBody::Inline(v) => v,
+            TaskBody::Record(v, at) => v.get(*at..).unwrap_or(&[]),
             TaskBody::Shared(shm, len) => shm.as_slice().get(..*len).unwrap_or(&[]),
+        }
+    }
+
+    /// The body's buffer, emptied, to write an outcome into (saves an
+    /// allocation per task).
+    fn into_buffer(self) -> Vec<u8> {
+        match self {
+            TaskBody::Inline(mut v) | TaskBody::Record(mut v, _) => {
+                v.clear();
+                v
+            }
+            TaskBody::Shared(..) => Vec::new(),
         }
     }
 }
@@ -125,8 +140,9 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let mut out = Vec::new();
-    let outcome: ItemOutcome<R> = match codec::decode::<(FnRef<A, R>, A)>(body.bytes()) {
+    let decoded = codec::decode::<(FnRef<A, R>, A)>(body.bytes());
+    let mut out = body.into_buffer();
+    let outcome: ItemOutcome<R> = match decoded {
         Ok((f, arg)) => match f.get() {
             Ok(f) => call(f, arg),
             Err(e) => Err(e.to_wire()),
@@ -533,6 +549,10 @@ mod tests {
             .call(TaskBody::Inline(t.body.to_vec()))
             .unwrap();
         assert_eq!(decode_outcomes::<u64>(&out, 1)[0].as_ref().unwrap(), &81);
+        // The body read in place from the whole record.
+        let offset = rec.len() - t.body.len();
+        let out = tramp.call(TaskBody::Record(rec.clone(), offset)).unwrap();
+        assert_eq!(decode_one::<u64>(&out).unwrap(), 81);
         assert!(parse_task(&rec[..5]).is_none());
     }
 }

@@ -150,11 +150,16 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
         // Read by the parent only after this process has died (its exit
         // orders every store): no fence needed on the hot path.
         slot.current().store(id, Ordering::Release);
+        let tramp = rec.tramp;
         let body = match rec.kind {
-            KIND_INLINE => Ok(TaskBody::Inline(rec.body.to_vec())),
+            // The record buffer itself: no copy of the body.
+            KIND_INLINE => {
+                let offset = buf.len() - rec.body.len();
+                Ok(TaskBody::Record(std::mem::take(&mut buf), offset))
+            }
             _ => open_block(rec.body, &mut attached),
         };
-        let out = match (rec.tramp, body) {
+        let out = match (tramp, body) {
             (Some(t), Ok(body)) => t.call(body).unwrap_or_else(error_outcome),
             (_, Err(e)) => error_outcome(e),
             (None, _) => error_outcome(multiproc_ipc::Error::new(
@@ -183,6 +188,11 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             true
         };
         debug_assert!(sent);
+        if out.capacity() <= RING_CAP {
+            // A single task's trampoline writes its outcome into the buffer
+            // it got the body in: the next record reuses the allocation.
+            buf = out;
+        }
         slot.current().store(0, Ordering::Release);
         done += 1;
         if arg.max_tasks.is_some_and(|m| done >= m) {
