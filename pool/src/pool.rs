@@ -205,7 +205,53 @@ enum State {
 }
 
 /// What to do with a task's outcome bytes (or its failure), in the parent.
-type Completion = Box<dyn FnOnce(Result<Vec<u8>>) + Send>;
+type Completion = Box<dyn FnOnce(Result<&[u8]>) + Send>;
+
+/// Where the bytes of a collected outcome are.
+enum Outcome {
+    /// A range of [`Collected::arena`].
+    Arena(std::ops::Range<usize>),
+    /// A large result's block, decoded in place.
+    Block(SharedMemory),
+}
+
+/// Arena capacity kept between rounds of collection.
+const ARENA_KEEP: usize = 4 << 20;
+
+/// Results collected under the state lock, whose completions run after it
+/// is released. The outcome bytes of a whole round share one buffer (no
+/// allocation per result).
+#[derive(Default)]
+struct Collected {
+    arena: Vec<u8>,
+    done: Vec<(Completion, Result<Outcome>)>,
+}
+
+impl Collected {
+    fn is_empty(&self) -> bool {
+        self.done.is_empty()
+    }
+
+    fn push_err(&mut self, complete: Completion, e: Error) {
+        self.done.push((complete, Err(e)));
+    }
+
+    /// Runs the completions collected so far, then empties the arena.
+    fn complete_all(&mut self) {
+        let arena = &self.arena;
+        for (complete, outcome) in self.done.drain(..) {
+            match outcome {
+                Ok(Outcome::Arena(r)) => complete(Ok(arena.get(r).unwrap_or(&[]))),
+                Ok(Outcome::Block(b)) => complete(Ok(b.as_slice())),
+                Err(e) => complete(Err(e)),
+            }
+        }
+        self.arena.clear();
+        if self.arena.capacity() > ARENA_KEEP {
+            self.arena.shrink_to(ARENA_KEEP);
+        }
+    }
+}
 
 struct Pending {
     id: u64,
@@ -303,7 +349,7 @@ struct Shared {
 }
 
 thread_local! {
-    static HELP_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static HELP_BUF: std::cell::RefCell<Collected> = std::cell::RefCell::new(Collected::default());
 }
 
 impl Help for Shared {
@@ -315,18 +361,16 @@ impl Help for Shared {
         let Ok(mut g) = self.inner.try_lock() else {
             return;
         };
-        let mut done = Vec::new();
-        HELP_BUF.with(|b| {
-            let mut buf = b.borrow_mut();
-            pump(self, &mut g, &mut buf, &mut done);
-        });
+        // Taken out of the thread-local while completions run: a callback
+        // that waits for another result helps on this thread too.
+        let mut col = HELP_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        pump(self, &mut g, &mut col);
         if g.pending() == 0 && g.state != State::Running {
             self.idle.notify_all();
         }
         drop(g);
-        for (complete, outcome) in done {
-            complete(outcome);
-        }
+        col.complete_all();
+        HELP_BUF.with(|b| *b.borrow_mut() = col);
     }
 
     fn leave(&self, going_to_sleep: bool) {
@@ -724,27 +768,29 @@ impl Pool {
         let encoded = self.shared.build_record(&template, &(FnRef::new(f), arg))?;
         let cell = Cell::<R>::new(Some(self.helper()));
         let c = Arc::clone(&cell);
-        let panics = Arc::clone(&self.shared.callback_panics);
         let ApplyOptions {
             callback,
             error_callback,
             timeout,
         } = options;
-        let complete: Completion = Box::new(move |outcome: Result<Vec<u8>>| {
-            let res = outcome.and_then(|bytes| {
-                task::decode_outcomes::<R>(&bytes, 1)
-                    .pop()
-                    .unwrap_or_else(|| Err(Error::new(ErrorKind::Serialization, "no result")))
-            });
-            match &res {
-                Ok(v) => {
-                    if let Some(cb) = callback {
-                        run_guarded(&panics, || cb(v));
+        // Only a task with a callback needs the counter: cloning it for
+        // every task would bounce its reference count between the
+        // submitting thread and the result thread.
+        let panics = (callback.is_some() || error_callback.is_some())
+            .then(|| Arc::clone(&self.shared.callback_panics));
+        let complete: Completion = Box::new(move |outcome: Result<&[u8]>| {
+            let res = outcome.and_then(task::decode_one::<R>);
+            if let Some(panics) = &panics {
+                match &res {
+                    Ok(v) => {
+                        if let Some(cb) = callback {
+                            run_guarded(panics, || cb(v));
+                        }
                     }
-                }
-                Err(e) => {
-                    if let Some(cb) = error_callback {
-                        run_guarded(&panics, || cb(e));
+                    Err(e) => {
+                        if let Some(cb) = error_callback {
+                            run_guarded(panics, || cb(e));
+                        }
                     }
                 }
             }
@@ -784,13 +830,16 @@ impl Pool {
         Ok(())
     }
 
-    /// Submits the chunks of a map; `deliver(first_index, results)` receives
-    /// each chunk's item results in the parent.
+    /// Submits a batch of the chunks of a map; `deliver(first_index,
+    /// results)` receives each chunk's item results in the parent. A pool
+    /// that stopped running fails the submission, or, for a `later` batch
+    /// (the map's first chunks are already running), fails its chunks.
     fn submit_chunks<T>(
         &self,
         chunks: Vec<(usize, Result<Encoded>, usize)>,
         timeout: Option<Duration>,
-        deliver: Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+        deliver: &Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+        later: bool,
     ) -> Result<()>
     where
         T: DeserializeOwned + Send + 'static,
@@ -799,9 +848,18 @@ impl Pool {
         let mut failed = Vec::new();
         {
             let mut g = lock(&self.shared.inner);
-            check_state(&g)?;
+            if let Err(e) = check_state(&g) {
+                drop(g);
+                if !later {
+                    return Err(e);
+                }
+                for (first, _, n) in chunks {
+                    deliver(first, ChunkResult::failed(n, &e));
+                }
+                return Ok(());
+            }
             for (first, body, n) in chunks {
-                let d = Arc::clone(&deliver);
+                let d = Arc::clone(deliver);
                 let (id, record, block) = match body {
                     Ok(b) => b,
                     Err(e) => {
@@ -809,9 +867,9 @@ impl Pool {
                         continue;
                     }
                 };
-                let complete: Completion = Box::new(move |outcome: Result<Vec<u8>>| {
+                let complete: Completion = Box::new(move |outcome: Result<&[u8]>| {
                     let items = match outcome {
-                        Ok(bytes) => task::decode_chunk::<T>(&bytes, n),
+                        Ok(bytes) => task::decode_chunk::<T>(bytes, n),
                         Err(e) => ChunkResult::failed(n, &e),
                     };
                     d(first, items);
@@ -833,25 +891,45 @@ impl Pool {
         Ok(())
     }
 
-    /// Encodes `items` in chunks of `chunksize` as records for `tramp`.
-    fn encode_chunks<F: Serialize + Copy, A: Serialize>(
+    /// Encodes `items` in chunks of `chunksize` as records for `tramp` and
+    /// submits them in batches as they are encoded, so that the workers
+    /// start on the first chunks while the parent encodes the rest.
+    fn submit_chunked<F, A, T>(
         &self,
         tramp: &Tramp,
         f: F,
-        items: Vec<A>,
+        items: &[A],
         chunksize: usize,
-    ) -> Result<Vec<(usize, Result<Encoded>, usize)>> {
+        timeout: Option<Duration>,
+        deliver: Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+    ) -> Result<()>
+    where
+        F: Serialize + Copy,
+        A: Serialize,
+        T: DeserializeOwned + Send + 'static,
+    {
         let template = task::head_template(tramp)?;
         let chunksize = chunksize.max(1);
-        let mut chunks = Vec::with_capacity(items.len().div_ceil(chunksize));
-        let mut first = 0;
+        let per_batch = BATCH_CHUNKS.min(items.len().div_ceil(chunksize));
+        let mut batch = Vec::with_capacity(per_batch);
+        let (mut first, mut batch_items, mut later) = (0, 0, false);
         for chunk in items.chunks(chunksize) {
             // A slice encodes exactly like the `Vec<A>` the worker decodes.
             let n = chunk.len();
-            chunks.push((first, self.shared.build_record(&template, &(f, chunk)), n));
+            batch.push((first, self.shared.build_record(&template, &(f, chunk)), n));
             first += n;
+            batch_items += n;
+            if batch_items >= BATCH_ITEMS || batch.len() >= BATCH_CHUNKS {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(per_batch));
+                self.submit_chunks(full, timeout, &deliver, later)?;
+                later = true;
+                batch_items = 0;
+            }
         }
-        Ok(chunks)
+        if !batch.is_empty() {
+            self.submit_chunks(batch, timeout, &deliver, later)?;
+        }
+        Ok(())
     }
 
     fn check_chunksize(chunksize: usize) -> Result<()> {
@@ -983,8 +1061,17 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
         Pool::check_chunksize(cs)?;
-        let chunks = self.encode_chunks(&task::tramp_chunk::<A, R>(), FnRef::new(f), items, cs)?;
-        self.gather(chunks, options)
+        let total = items.len();
+        self.gather(total, options, |deliver, timeout| {
+            self.submit_chunked(
+                &task::tramp_chunk::<A, R>(),
+                FnRef::new(f),
+                &items,
+                cs,
+                timeout,
+                deliver,
+            )
+        })
     }
 
     /// Applies `f(a, b)` to every pair (Python's `starmap`), in order.
@@ -1044,21 +1131,30 @@ impl Pool {
         let items: Vec<(A, B)> = items.into_iter().collect();
         let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
         Pool::check_chunksize(cs)?;
-        let chunks =
-            self.encode_chunks(&task::tramp_star::<A, B, R>(), FnRef2::new(f), items, cs)?;
-        self.gather(chunks, ApplyOptions::new())
+        let total = items.len();
+        self.gather(total, ApplyOptions::new(), |deliver, timeout| {
+            self.submit_chunked(
+                &task::tramp_star::<A, B, R>(),
+                FnRef2::new(f),
+                &items,
+                cs,
+                timeout,
+                deliver,
+            )
+        })
     }
 
-    /// Submits chunks whose results are gathered into one ordered list.
+    /// Gathers the results of `total` items, submitted in chunks by
+    /// `submit(deliver, timeout)`, into one ordered list.
     fn gather<R>(
         &self,
-        chunks: Vec<(usize, Result<Encoded>, usize)>,
+        total: usize,
         options: ApplyOptions<Vec<R>>,
+        submit: impl FnOnce(Arc<Deliver<R>>, Option<Duration>) -> Result<()>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let total: usize = chunks.iter().map(|c| c.2).sum();
         let cell = Cell::<Vec<R>>::new(Some(self.helper()));
         let ApplyOptions {
             callback,
@@ -1146,7 +1242,7 @@ impl Pool {
                 }
             }
         });
-        self.submit_chunks(chunks, timeout, deliver)?;
+        submit(deliver, timeout)?;
         Ok(AsyncResult::from_cell(cell))
     }
 
@@ -1281,16 +1377,17 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let total = items.len();
         let stream = Stream::<R>::new(ordered, Some(self.helper()));
-        let chunks = self.encode_chunks(
+        let s = Arc::clone(&stream);
+        let deliver: Arc<Deliver<R>> =
+            Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
+        self.submit_chunked(
             &task::tramp_chunk::<A, R>(),
             FnRef::new(f),
-            items,
+            &items,
             chunksize,
+            None,
+            deliver,
         )?;
-        let s = Arc::clone(&stream);
-        let deliver =
-            Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
-        self.submit_chunks(chunks, None, deliver)?;
         Ok(IMapIter::new(stream, total))
     }
 
@@ -1471,6 +1568,14 @@ fn check_state(g: &Inner) -> Result<()> {
     }
 }
 
+/// Receives the item results of a chunk that starts at the given index.
+type Deliver<T> = dyn Fn(usize, ChunkResult<T>) + Send + Sync;
+
+/// A map submits its chunks in batches of this many chunks...
+const BATCH_CHUNKS: usize = 256;
+/// ...or of this many items, whichever comes first.
+const BATCH_ITEMS: usize = 16 * 1024;
+
 /// The most bytes of task body that travel inline in a ring record.
 const INLINE_MAX: usize = worker::RING_CAP / 2 - 256;
 /// How many large-payload blocks the pool keeps for reuse (their pages stay
@@ -1480,26 +1585,6 @@ const SPARE_BLOCKS: usize = 4;
 /// A task record ready to queue: its id, its bytes, and the block that
 /// holds its body when it is large.
 type Encoded = (u64, Vec<u8>, Option<SharedMemory>);
-
-/// Writes into a shared-memory block from the start.
-struct ShmWriter<'a> {
-    shm: &'a mut SharedMemory,
-    pos: usize,
-}
-
-impl Write for ShmWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.shm
-            .write_at(self.pos, buf)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::WriteZero, e.to_string()))?;
-        self.pos += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 impl Shared {
     /// Builds the record of a new task from `template` (see
@@ -1518,13 +1603,10 @@ impl Shared {
             return Ok((id, rec, None));
         }
         let mut block = self.take_block(len)?;
-        c.encode_to_writer(
-            value,
-            &mut ShmWriter {
-                shm: &mut block,
-                pos: 0,
-            },
-        )?;
+        // Straight into the mapping (a slice writer: each primitive is a
+        // short inlined copy).
+        let mut w: &mut [u8] = block.as_mut_slice();
+        c.encode_to_writer(value, &mut w)?;
         let mut rec = Vec::with_capacity(template.len() + 8 + block.name().len());
         rec.extend_from_slice(template);
         task::set_head(&mut rec, KIND_BLOCK, id);
@@ -1650,28 +1732,27 @@ fn dispatch(shared: &Shared, g: &mut Inner) {
 }
 
 /// Reads every result available in worker `wi`'s ring.
-fn drain_worker(
-    shared: &Shared,
-    g: &mut Inner,
-    wi: usize,
-    buf: &mut Vec<u8>,
-    done: &mut Vec<(Completion, Result<Vec<u8>>)>,
-) -> bool {
+fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut Collected) -> bool {
     let mut any = false;
     let w = &mut g.workers[wi];
-    while w.view.results.pop(buf) {
+    while let Some(len) = w.view.results.pop_append(&mut col.arena) {
         any = true;
-        if buf.len() < 9 {
+        let start = col.arena.len() - len;
+        let rec = &col.arena[start..];
+        if rec.len() < 9 {
+            col.arena.truncate(start);
             continue;
         }
-        let kind = buf[0];
+        let kind = rec[0];
         let mut idb = [0u8; 8];
-        idb.copy_from_slice(&buf[1..9]);
+        idb.copy_from_slice(&rec[1..9]);
         let id = u64::from_le_bytes(idb);
         let outcome = if kind == KIND_BLOCK {
-            read_result_block(&w.view, &buf[9..])
+            let o = read_result_block(&w.view, &rec[9..]).map(Outcome::Block);
+            col.arena.truncate(start);
+            o
         } else {
-            Ok(buf[9..].to_vec())
+            Ok(Outcome::Arena(start + 9..start + len))
         };
         // Results come back in dispatch order: the task is at the front.
         let pos = if w.outstanding.front().is_some_and(|p| p.id == id) {
@@ -1684,13 +1765,15 @@ fn drain_worker(
             if let Some(b) = p.block {
                 shared.recycle(b);
             }
-            done.push((p.complete, outcome));
+            col.done.push((p.complete, outcome));
         }
     }
     any
 }
 
-fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<Vec<u8>> {
+/// Attaches (and unlinks) the block of a large result; the mapping stays
+/// valid after the acknowledgement lets the worker drop its own.
+fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<SharedMemory> {
     if payload.len() < 8 {
         return Err(Error::new(
             ErrorKind::Serialization,
@@ -1704,28 +1787,20 @@ fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<Vec<u8>> {
         .map_err(|e| Error::new(ErrorKind::Serialization, e.to_string()));
     let out = name.and_then(|n| {
         let shm = SharedMemory::attach(n)?;
-        let bytes = shm.to_vec();
         let _ = shm.unlink();
-        Ok(bytes)
+        Ok(shm)
     });
     view.large_ack().store(seq, Ordering::Release);
     out
 }
 
 /// Handles the death of the worker in `slot` (generation `generation`).
-fn handle_death(
-    shared: &Shared,
-    g: &mut Inner,
-    slot: usize,
-    generation: u64,
-    buf: &mut Vec<u8>,
-    done: &mut Vec<(Completion, Result<Vec<u8>>)>,
-) {
+fn handle_death(shared: &Shared, g: &mut Inner, slot: usize, generation: u64, col: &mut Collected) {
     if g.workers[slot].generation != generation {
         return;
     }
     // Results it published before dying are valid.
-    drain_worker(shared, g, slot, buf, done);
+    drain_worker(shared, g, slot, col);
     let w = &mut g.workers[slot];
     let Some(child) = w.child.take() else { return };
     let status = match child.try_wait() {
@@ -1757,7 +1832,7 @@ fn handle_death(
                         task: Some(id),
                     })
                 };
-                done.push((p.complete, Err(err)));
+                col.push_err(p.complete, err);
             }
         } else {
             p.deadline = None;
@@ -1826,20 +1901,15 @@ fn check_timeouts(g: &mut Inner) -> Option<Instant> {
 }
 
 /// One round of the parent's work; true if anything happened.
-fn pump(
-    shared: &Shared,
-    g: &mut Inner,
-    buf: &mut Vec<u8>,
-    done: &mut Vec<(Completion, Result<Vec<u8>>)>,
-) -> (bool, Option<Instant>) {
+fn pump(shared: &Shared, g: &mut Inner, col: &mut Collected) -> (bool, Option<Instant>) {
     let mut any = false;
     for wi in 0..g.workers.len() {
-        any |= drain_worker(shared, g, wi, buf, done);
+        any |= drain_worker(shared, g, wi, col);
     }
     if shared.event_flag.swap(false, Ordering::AcqRel) {
         let events: Vec<Event> = std::mem::take(&mut *lock(&shared.events));
         for Event::Died { slot, generation } in events {
-            handle_death(shared, g, slot, generation, buf, done);
+            handle_death(shared, g, slot, generation, col);
             any = true;
         }
     }
@@ -1849,7 +1919,7 @@ fn pump(
             .clone()
             .unwrap_or_else(|| Error::new(ErrorKind::Io, "broken"));
         for p in g.take_all() {
-            done.push((p.complete, Err(err.clone())));
+            col.push_err(p.complete, err.clone());
         }
     }
     let next = check_timeouts(g);
@@ -1860,22 +1930,19 @@ fn pump(
 }
 
 fn collector_loop(shared: &Shared) {
-    let mut buf = Vec::with_capacity(4096);
-    let mut done = Vec::new();
+    let mut col = Collected::default();
     loop {
         let (any, next_deadline) = {
             let mut g = lock(&shared.inner);
-            let r = pump(shared, &mut g, &mut buf, &mut done);
+            let r = pump(shared, &mut g, &mut col);
             // Only `join` (after `close`) waits for the pool to go idle.
             if g.pending() == 0 && g.state != State::Running {
                 shared.idle.notify_all();
             }
             r
         };
-        let worked = any || !done.is_empty();
-        for (complete, outcome) in done.drain(..) {
-            complete(outcome);
-        }
+        let worked = any || !col.is_empty();
+        col.complete_all();
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }

@@ -17,6 +17,7 @@
 //! announcement: no lost wake-up, and no system call while both are busy.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::park;
@@ -109,6 +110,12 @@ pub(crate) struct Ring {
     header: usize,
     data: usize,
     cap: usize,
+    /// The producer's last view of the consumer's head (in this process's
+    /// memory). The head only grows, so a stale value only underestimates
+    /// the free space: the producer re-reads the shared head (a cache line
+    /// the consumer writes on every record) only when the cached one says
+    /// the ring is full.
+    cached_head: Arc<AtomicU64>,
 }
 
 impl Ring {
@@ -121,6 +128,7 @@ impl Ring {
             header,
             data,
             cap,
+            cached_head: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -141,6 +149,7 @@ impl Ring {
     pub(crate) fn reset(&self) {
         self.head().store(0, Ordering::SeqCst);
         self.tail().store(0, Ordering::SeqCst);
+        self.cached_head.store(0, Ordering::Relaxed);
     }
 
     /// True if the consumer has something to read.
@@ -187,9 +196,16 @@ impl Ring {
         if len > self.max_record() {
             return false;
         }
-        let used = staged.wrapping_sub(self.head().load(Ordering::Acquire)) as usize;
-        if self.cap - used < len + LEN {
-            return false;
+        let fits = |head: u64| {
+            let used = staged.wrapping_sub(head) as usize;
+            used <= self.cap && self.cap - used >= len + LEN
+        };
+        if !fits(self.cached_head.load(Ordering::Relaxed)) {
+            let head = self.head().load(Ordering::Acquire);
+            self.cached_head.store(head, Ordering::Relaxed);
+            if !fits(head) {
+                return false;
+            }
         }
         self.write_wrapped(*staged, &(len as u32).to_le_bytes());
         let mut pos = staged.wrapping_add(LEN as u64);
@@ -216,10 +232,19 @@ impl Ring {
     /// the ring is empty. A corrupt length (a peer that died mid-write cannot
     /// cause one: records are published whole) empties the ring.
     pub(crate) fn pop(&self, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        self.pop_append(buf).is_some()
+    }
+
+    /// Appends the next record to `buf` (keeping what it holds) and returns
+    /// its length; `None` if the ring is empty (or corrupt, as in
+    /// [`pop`](Ring::pop)). Lets a consumer gather many records in one
+    /// buffer without an allocation per record.
+    pub(crate) fn pop_append(&self, buf: &mut Vec<u8>) -> Option<usize> {
         let head = self.head().load(Ordering::Relaxed);
         let tail = self.tail().load(Ordering::Acquire);
         if head == tail {
-            return false;
+            return None;
         }
         let mut len = [0u8; LEN];
         self.read_wrapped(head, &mut len);
@@ -227,15 +252,14 @@ impl Ring {
         let avail = tail.wrapping_sub(head) as usize;
         if len + LEN > avail || len > self.max_record() {
             self.head().store(tail, Ordering::Release);
-            buf.clear();
-            return false;
+            return None;
         }
-        buf.clear();
-        buf.resize(len, 0);
-        self.read_wrapped(head.wrapping_add(LEN as u64), buf);
+        let start = buf.len();
+        buf.resize(start + len, 0);
+        self.read_wrapped(head.wrapping_add(LEN as u64), &mut buf[start..]);
         self.head()
             .store(head.wrapping_add((len + LEN) as u64), Ordering::Release);
-        true
+        Some(len)
     }
 }
 
@@ -281,6 +305,36 @@ mod tests {
         assert_eq!(buf, vec![7u8; 60]);
         let mut t = r.tail_pos();
         assert!(r.stage(&mut t, &[&[1u8; 60]]));
+    }
+
+    #[test]
+    fn pop_append_gathers_records_and_reset_forgets_the_cached_head() {
+        let (_region, r) = ring(256);
+        let mut t = r.tail_pos();
+        assert!(r.stage(&mut t, &[&[1u8; 3]]));
+        assert!(r.stage(&mut t, &[&[2u8; 5]]));
+        r.publish(t);
+        let mut buf = vec![9u8];
+        assert_eq!(r.pop_append(&mut buf), Some(3));
+        assert_eq!(r.pop_append(&mut buf), Some(5));
+        assert_eq!(r.pop_append(&mut buf), None);
+        assert_eq!(buf, [9, 1, 1, 1, 2, 2, 2, 2, 2]);
+        // Move far along the ring, then reset it (a dead peer): the producer
+        // must not judge the free space by a head from before the reset.
+        for _ in 0..100 {
+            let mut t = r.tail_pos();
+            assert!(r.stage(&mut t, &[&[3u8; 50]]));
+            r.publish(t);
+            assert!(r.pop(&mut buf));
+        }
+        r.reset();
+        let mut t = r.tail_pos();
+        assert_eq!(t, 0);
+        let mut n = 0;
+        while r.stage(&mut t, &[&[4u8; 60]]) {
+            n += 1;
+        }
+        assert_eq!(n, 4);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub(crate) type Tramp = FnRef<TaskBody, Vec<u8>>;
 /// from the block, no intermediate copy).
 pub(crate) enum TaskBody {
     Inline(Vec<u8>),
+    /// A whole task record; the body starts at the offset.
+    Record(Vec<u8>, usize),
     Shared(std::sync::Arc<multiproc_ipc::shm::SharedMemory>, usize),
 }
 
@@ -37,7 +39,20 @@ impl TaskBody {
     fn bytes(&self) -> &[u8] {
         match self {
             TaskBody::Inline(v) => v,
+            TaskBody::Record(v, at) => v.get(*at..).unwrap_or(&[]),
             TaskBody::Shared(shm, len) => shm.as_slice().get(..*len).unwrap_or(&[]),
+        }
+    }
+
+    /// The body's buffer, emptied, to write an outcome into (saves an
+    /// allocation per task).
+    fn into_buffer(self) -> Vec<u8> {
+        match self {
+            TaskBody::Inline(mut v) | TaskBody::Record(mut v, _) => {
+                v.clear();
+                v
+            }
+            TaskBody::Shared(..) => Vec::new(),
         }
     }
 }
@@ -125,8 +140,9 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let mut out = Vec::new();
-    let outcome: ItemOutcome<R> = match codec::decode::<(FnRef<A, R>, A)>(body.bytes()) {
+    let decoded = codec::decode::<(FnRef<A, R>, A)>(body.bytes());
+    let mut out = body.into_buffer();
+    let outcome: ItemOutcome<R> = match decoded {
         Ok((f, arg)) => match f.get() {
             Ok(f) => call(f, arg),
             Err(e) => Err(e.to_wire()),
@@ -290,6 +306,22 @@ where
     FnRef::new(run_star::<A, B, R>)
 }
 
+/// Decodes the outcome of a single task (as `decode_outcomes(bytes, 1)`,
+/// without the vector).
+pub(crate) fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, Error> {
+    if bytes.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Serialization,
+            "the worker sent no result for this item",
+        ));
+    }
+    match codec::Codec::default().decode_prefix::<ItemOutcome<R>>(bytes) {
+        Ok((Ok(r), _)) => Ok(r),
+        Ok((Err(w), _)) => Err(Error::from(w)),
+        Err(e) => Err(Error::from(e)),
+    }
+}
+
 /// Decodes `n` item outcomes from a chunk's outcome bytes; items the bytes
 /// do not cover (a worker-side decode failure) get that failure's error.
 pub(crate) fn decode_outcomes<R: DeserializeOwned>(
@@ -342,6 +374,7 @@ pub(crate) fn head_template(tramp: &Tramp) -> Result<Vec<u8>, Error> {
 
 thread_local! {
     static ONE_TEMPLATES: RefCell<HashMap<TypeId, Rc<[u8]>>> = RefCell::new(HashMap::new());
+    static LAST_TEMPLATE: RefCell<Option<(TypeId, Rc<[u8]>)>> = const { RefCell::new(None) };
 }
 
 /// [`head_template`] of [`tramp_one::<A, R>`](tramp_one), cached per thread
@@ -352,11 +385,23 @@ where
     R: Serialize + 'static,
 {
     let key = TypeId::of::<fn(A) -> R>();
-    if let Some(t) = ONE_TEMPLATES.with(|m| m.borrow().get(&key).cloned()) {
+    // A caller submitting in a loop asks for the same type every time: the
+    // last entry answers without hashing.
+    if let Some(t) = LAST_TEMPLATE.with(|l| match &*l.borrow() {
+        Some((k, t)) if *k == key => Some(Rc::clone(t)),
+        _ => None,
+    }) {
         return Ok(t);
     }
-    let t: Rc<[u8]> = head_template(&tramp_one::<A, R>())?.into();
-    ONE_TEMPLATES.with(|m| m.borrow_mut().insert(key, Rc::clone(&t)));
+    let t = match ONE_TEMPLATES.with(|m| m.borrow().get(&key).cloned()) {
+        Some(t) => t,
+        None => {
+            let t: Rc<[u8]> = head_template(&tramp_one::<A, R>())?.into();
+            ONE_TEMPLATES.with(|m| m.borrow_mut().insert(key, Rc::clone(&t)));
+            t
+        }
+    };
+    LAST_TEMPLATE.with(|l| *l.borrow_mut() = Some((key, Rc::clone(&t))));
     Ok(t)
 }
 
@@ -389,8 +434,38 @@ pub(crate) struct TaskRecord<'a> {
     pub(crate) body: &'a [u8],
 }
 
+/// The last trampoline a worker decoded, reused while its tasks keep
+/// naming the same one (the same bytes decode to the same value).
+#[derive(Default)]
+pub(crate) struct TrampCache {
+    bytes: Vec<u8>,
+    tramp: Option<Tramp>,
+}
+
+impl TrampCache {
+    fn get(&mut self, bytes: &[u8]) -> Option<Tramp> {
+        if let Some(t) = self.tramp {
+            if self.bytes == bytes {
+                return Some(t);
+            }
+        }
+        let t = codec::decode::<Tramp>(bytes).ok()?;
+        self.bytes.clear();
+        self.bytes.extend_from_slice(bytes);
+        self.tramp = Some(t);
+        Some(t)
+    }
+}
+
 /// Parses a task record; `None` if it is malformed.
+#[cfg(test)]
 pub(crate) fn parse_task(rec: &[u8]) -> Option<TaskRecord<'_>> {
+    parse_task_with(rec, &mut TrampCache::default())
+}
+
+/// Parses a task record, decoding its trampoline through `cache`; `None`
+/// if it is malformed.
+pub(crate) fn parse_task_with<'a>(rec: &'a [u8], cache: &mut TrampCache) -> Option<TaskRecord<'a>> {
     let kind = *rec.first()?;
     let id = u64::from_le_bytes(rec.get(1..9)?.try_into().ok()?);
     if kind == KIND_EXIT {
@@ -402,7 +477,7 @@ pub(crate) fn parse_task(rec: &[u8]) -> Option<TaskRecord<'_>> {
         });
     }
     let tl = u16::from_le_bytes(rec.get(9..11)?.try_into().ok()?) as usize;
-    let tramp = codec::decode::<Tramp>(rec.get(11..11 + tl)?).ok()?;
+    let tramp = cache.get(rec.get(11..11 + tl)?)?;
     Some(TaskRecord {
         kind,
         id,
@@ -474,6 +549,10 @@ mod tests {
             .call(TaskBody::Inline(t.body.to_vec()))
             .unwrap();
         assert_eq!(decode_outcomes::<u64>(&out, 1)[0].as_ref().unwrap(), &81);
+        // The body read in place from the whole record.
+        let offset = rec.len() - t.body.len();
+        let out = tramp.call(TaskBody::Record(rec.clone(), offset)).unwrap();
+        assert_eq!(decode_one::<u64>(&out).unwrap(), 81);
         assert!(parse_task(&rec[..5]).is_none());
     }
 }

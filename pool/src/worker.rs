@@ -131,6 +131,7 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
     let mut blocks: VecDeque<(u64, SharedMemory)> = VecDeque::new();
     let mut block_seq = 0u64;
     let mut attached: VecDeque<Arc<SharedMemory>> = VecDeque::new();
+    let mut tramps = task::TrampCache::default();
     loop {
         if !slot.tasks.pop(&mut buf) {
             if !spin_until(spin, || slot.tasks.has_data()) {
@@ -138,7 +139,7 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             }
             continue;
         }
-        let Some(rec) = task::parse_task(&buf) else {
+        let Some(rec) = task::parse_task_with(&buf, &mut tramps) else {
             continue;
         };
         if rec.kind == KIND_EXIT {
@@ -146,12 +147,19 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             return 0;
         }
         let id = rec.id;
-        slot.current().store(id, Ordering::SeqCst);
+        // Read by the parent only after this process has died (its exit
+        // orders every store): no fence needed on the hot path.
+        slot.current().store(id, Ordering::Release);
+        let tramp = rec.tramp;
         let body = match rec.kind {
-            KIND_INLINE => Ok(TaskBody::Inline(rec.body.to_vec())),
+            // The record buffer itself: no copy of the body.
+            KIND_INLINE => {
+                let offset = buf.len() - rec.body.len();
+                Ok(TaskBody::Record(std::mem::take(&mut buf), offset))
+            }
             _ => open_block(rec.body, &mut attached),
         };
-        let out = match (rec.tramp, body) {
+        let out = match (tramp, body) {
             (Some(t), Ok(body)) => t.call(body).unwrap_or_else(error_outcome),
             (_, Err(e)) => error_outcome(e),
             (None, _) => error_outcome(multiproc_ipc::Error::new(
@@ -180,7 +188,12 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             true
         };
         debug_assert!(sent);
-        slot.current().store(0, Ordering::SeqCst);
+        if out.capacity() <= RING_CAP {
+            // A single task's trampoline writes its outcome into the buffer
+            // it got the body in: the next record reuses the allocation.
+            buf = out;
+        }
+        slot.current().store(0, Ordering::Release);
         done += 1;
         if arg.max_tasks.is_some_and(|m| done >= m) {
             release_blocks(&slot, &mut blocks, true);
@@ -269,10 +282,10 @@ fn release_blocks(slot: &SlotView, blocks: &mut VecDeque<(u64, SharedMemory)>, a
 
 /// Publishes one result record, waiting for room if the ring is full.
 fn push_result(slot: &SlotView, parent: &Bell, kind: u8, id: u64, payload: &[u8]) {
-    let head = [&[kind][..], &id.to_le_bytes()[..]].concat();
+    let id = id.to_le_bytes();
     loop {
         let mut t = slot.results.tail_pos();
-        if slot.results.stage(&mut t, &[&head, payload]) {
+        if slot.results.stage(&mut t, &[&[kind], &id, payload]) {
             slot.results.publish(t);
             parent.ring();
             return;
