@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use multiproc::{DictProxy, Manager, Pool, QueueProxy};
+use multiproc::RemoteManager;
+use multiproc::{codec, DictProxy, ErrorKind, Manager, ManagerServer, Pool, QueueProxy};
+use multiproc_testkit::{checked, Kid};
 
 /// Runs `f` on a thread and fails the test if it does not finish in time.
 fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -22,6 +24,7 @@ fn record((d, q, i): (DictProxy<u32, u32>, QueueProxy<u32>, u32)) -> u32 {
 
 #[test]
 fn proxies_work_in_pool_tasks() {
+    let _serial = multiproc_testkit::serial();
     let manager = Manager::start().unwrap();
     let d = manager.dict::<u32, u32>().unwrap();
     let q = manager.queue::<u32>().unwrap();
@@ -46,4 +49,97 @@ fn proxies_work_in_pool_tasks() {
     got.sort();
     assert_eq!(got, (0..50).collect::<Vec<_>>());
     manager.shutdown().unwrap();
+}
+
+/// A key no other test registers in this process.
+fn unique_key(tag: &str) -> Vec<u8> {
+    format!("{tag} authkey of {} for this test", std::process::id()).into_bytes()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn remote_server(key: &[u8]) -> ManagerServer {
+    ManagerServer::builder(key)
+        .dict("d")
+        .queue("q")
+        .quiet(true)
+        .bind("127.0.0.1:0")
+        .unwrap()
+}
+
+#[test]
+fn encoded_remote_proxies_do_not_hold_the_authkey() {
+    let key = unique_key("encoded");
+    let server = remote_server(&key);
+    let remote = RemoteManager::connect(server.local_addr(), &key).unwrap();
+    let d = remote.dict::<u32, u32>("d").unwrap();
+    let q = remote.queue::<u32>("q").unwrap();
+    for bytes in [codec::encode(&d).unwrap(), codec::encode(&q).unwrap()] {
+        assert!(!contains(&bytes, &key), "the authkey is in {bytes:?}");
+    }
+    assert!(!format!("{d:?} {q:?} {remote:?}").contains("authkey of"));
+    // This process connected, so it decodes them.
+    let d2: DictProxy<u32, u32> = codec::decode(&codec::encode(&d).unwrap()).unwrap();
+    d2.insert(&1, &1).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(1));
+    server.shutdown();
+}
+
+fn use_remote((d, encoded, i): (DictProxy<u32, u32>, Vec<u8>, u32)) -> u32 {
+    d.insert(&i, &std::process::id()).unwrap();
+    let q: QueueProxy<u32> = codec::decode(&encoded).unwrap();
+    q.put(&i).unwrap();
+    i
+}
+
+#[test]
+fn remote_proxies_work_in_children_forked_after_connect() {
+    checked(Duration::from_secs(120), || {
+        let key = unique_key("forked after");
+        let server = remote_server(&key);
+        let remote = RemoteManager::connect(server.local_addr(), &key).unwrap();
+        let d = remote.dict::<u32, u32>("d").unwrap();
+        let q = remote.queue::<u32>("q").unwrap();
+        let encoded = codec::encode(&q).unwrap();
+
+        let kid = Kid::spawn(use_remote, (d.clone(), encoded.clone(), 1));
+        let child = kid.pid();
+        assert_eq!(kid.join(), 1);
+        assert_eq!(d.get(&1).unwrap(), Some(child as u32));
+        assert_eq!(q.get().unwrap(), 1);
+
+        // A pool created after the connect: its workers inherit the key.
+        let pool = Pool::new(2).unwrap();
+        for i in 2..6 {
+            let r = pool.apply(use_remote, (d.clone(), encoded.clone(), i));
+            assert_eq!(r.unwrap(), i);
+        }
+        drop(pool);
+        let mut got: Vec<u32> = (2..6).map(|_| q.get().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, vec![2, 3, 4, 5]);
+        server.shutdown();
+    });
+}
+
+#[test]
+fn workers_forked_before_connect_cannot_decode_remote_proxies() {
+    checked(Duration::from_secs(120), || {
+        let key = unique_key("forked before");
+        let server = remote_server(&key);
+        let pool = Pool::new(1).unwrap();
+        let remote = RemoteManager::connect(server.local_addr(), &key).unwrap();
+        let d = remote.dict::<u32, u32>("d").unwrap();
+        let encoded = codec::encode(&remote.queue::<u32>("q").unwrap()).unwrap();
+        let e = pool.apply(use_remote, (d.clone(), encoded, 1)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Serialization, "{e}");
+        let msg = format!("{e} {:?}", e);
+        assert!(msg.contains("RemoteManager::connect"), "{msg}");
+        assert!(!msg.contains("authkey of"), "{msg}");
+        assert_eq!(d.len().unwrap(), 0, "the task ran");
+        drop(pool);
+        server.shutdown();
+    });
 }

@@ -6,26 +6,188 @@
 //! never touches the one its parent had (Python's after-fork rule), and two
 //! threads never wait on each other's blocking calls.
 
+//!
+//! # Secrets in serialized proxies
+//!
+//! A serialized local endpoint carries its manager's random token: the
+//! socket is an abstract unix socket of this machine, and the token is made
+//! for this one manager. A serialized remote endpoint never carries the
+//! authkey (Python refuses to pickle one): it carries the address, the frame
+//! limit and a key id, the first 16 bytes of SHA-256 over a fixed tag and
+//! the authkey. The authkey itself stays in a process-wide registry filled
+//! by `RemoteManager::connect`, which processes forked afterwards inherit
+//! with the rest of their parent's memory; decoding looks the key up by id
+//! and fails with a clear error where it is absent.
+
 use std::cell::RefCell;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use multiproc_ipc::codec::Codec;
 use multiproc_ipc::{Error, ErrorKind, Result};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
 use crate::protocol::{Request, Response};
 
+/// The length of a key id in bytes.
+const KEY_ID_LEN: usize = 16;
+
+/// A non-secret name for an authkey, safe to serialize.
+pub(crate) type KeyId = [u8; KEY_ID_LEN];
+
+/// Domain separation: a key id is never the hash of the key in any other
+/// protocol.
+const KEY_ID_TAG: &[u8] = b"multiproc-manager authkey id v1\0";
+
+/// The key id of `authkey`.
+pub(crate) fn key_id(authkey: &[u8]) -> KeyId {
+    let digest = Sha256::new()
+        .chain_update(KEY_ID_TAG)
+        .chain_update(authkey)
+        .finalize();
+    let mut id = [0u8; KEY_ID_LEN];
+    id.copy_from_slice(&digest[..KEY_ID_LEN]);
+    id
+}
+
+/// The authkeys this process (or the parent it was forked from, before the
+/// fork) connected with, by id. Entries are never removed.
+static KEYS: Mutex<Vec<(KeyId, Arc<[u8]>)>> = Mutex::new(Vec::new());
+
+/// Records the authkey of a remote endpoint (after it authenticated) so
+/// that endpoints using it can be decoded in this process and in processes
+/// forked from it later. Does nothing for a local endpoint.
+pub(crate) fn register_key(ep: &Endpoint) {
+    if let Endpoint::Remote {
+        authkey, key_id, ..
+    } = ep
+    {
+        let mut keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+        if !keys.iter().any(|(k, _)| k == key_id) {
+            keys.push((*key_id, Arc::clone(authkey)));
+        }
+    }
+}
+
+/// The registered authkey with id `id`.
+fn registered_key(id: &KeyId) -> Option<Arc<[u8]>> {
+    let keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+    keys.iter()
+        .find(|(k, _)| k == id)
+        .map(|(_, key)| Arc::clone(key))
+}
+
+fn hex(id: &KeyId) -> String {
+    id.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// Where a manager listens, and the secret that lets us in.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serializing never writes a remote authkey (see the module docs).
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     /// A local manager process: an abstract unix socket name and its token.
     Local { addr: String, token: [u8; 32] },
-    /// A remote manager: a TCP address and its authkey.
+    /// A remote manager: a TCP address, its authkey and the key's id.
     Remote {
         addr: SocketAddr,
-        authkey: Vec<u8>,
+        authkey: Arc<[u8]>,
+        key_id: KeyId,
         max_frame: usize,
     },
+}
+
+impl Endpoint {
+    /// A remote endpoint (not registered: see [`register_key`]).
+    pub(crate) fn remote(addr: SocketAddr, authkey: &[u8], max_frame: usize) -> Endpoint {
+        Endpoint::Remote {
+            addr,
+            authkey: Arc::from(authkey),
+            key_id: key_id(authkey),
+            max_frame,
+        }
+    }
+}
+
+/// The serialized form of an [`Endpoint`], as written.
+#[derive(Serialize)]
+#[serde(rename = "Endpoint")]
+enum WireRef<'a> {
+    Local {
+        addr: &'a str,
+        token: &'a [u8; 32],
+    },
+    Remote {
+        addr: &'a SocketAddr,
+        key_id: &'a KeyId,
+        max_frame: usize,
+    },
+}
+
+/// The serialized form of an [`Endpoint`], as read.
+#[derive(Deserialize)]
+#[serde(rename = "Endpoint")]
+enum Wire {
+    Local {
+        addr: String,
+        token: [u8; 32],
+    },
+    Remote {
+        addr: SocketAddr,
+        key_id: KeyId,
+        max_frame: usize,
+    },
+}
+
+impl Serialize for Endpoint {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Endpoint::Local { addr, token } => WireRef::Local { addr, token },
+            Endpoint::Remote {
+                addr,
+                key_id,
+                max_frame,
+                ..
+            } => WireRef::Remote {
+                addr,
+                key_id,
+                max_frame: *max_frame,
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match Wire::deserialize(d)? {
+            Wire::Local { addr, token } => Ok(Endpoint::Local { addr, token }),
+            Wire::Remote {
+                addr,
+                key_id,
+                max_frame,
+            } => match registered_key(&key_id) {
+                Some(authkey) => Ok(Endpoint::Remote {
+                    addr,
+                    authkey,
+                    key_id,
+                    max_frame,
+                }),
+                None => Err(serde::de::Error::custom(format_args!(
+                    "a proxy for the remote manager at {addr} needs its authkey \
+                     (key id {}), which this process does not have: call \
+                     RemoteManager::connect with the authkey in this process first \
+                     (processes forked after a connect inherit its key)",
+                    hex(&key_id)
+                ))),
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -64,6 +226,7 @@ fn connect(ep: &Endpoint) -> Result<Box<dyn Conn>> {
             addr,
             authkey,
             max_frame,
+            ..
         } => Ok(Box::new(crate::remote::TcpConn::connect(
             *addr, authkey, *max_frame,
         )?)),
@@ -132,4 +295,84 @@ pub(crate) fn unexpected(what: &str) -> Error {
         ErrorKind::Remote,
         format!("unexpected response from the manager to {what}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use multiproc_ipc::codec;
+
+    use super::*;
+    use crate::{ManagerServer, RemoteManager};
+
+    /// A key no other test (nor any earlier run) registers.
+    fn fresh_key(tag: &str) -> Vec<u8> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{tag} {} {nanos} key material", std::process::id()).into_bytes()
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn remote_endpoint_bytes_hold_the_key_id_not_the_key() {
+        let key = fresh_key("bytes");
+        let ep = Endpoint::remote(SocketAddr::from(([127, 0, 0, 1], 9)), &key, 4096);
+        let bytes = codec::encode(&ep).unwrap();
+        assert!(!contains(&bytes, &key));
+        assert!(contains(&bytes, &key_id(&key)));
+        assert!(!format!("{ep:?}").contains("key material"));
+        // Registered, it decodes to the same endpoint, authkey included.
+        register_key(&ep);
+        assert_eq!(codec::decode::<Endpoint>(&bytes).unwrap(), ep);
+    }
+
+    #[test]
+    fn key_ids_differ_by_key_and_are_not_a_prefix_of_the_key_hash() {
+        assert_ne!(key_id(b"a"), key_id(b"b"));
+        let plain = Sha256::digest(b"a");
+        assert_ne!(key_id(b"a")[..], plain[..KEY_ID_LEN]);
+    }
+
+    #[test]
+    fn unknown_key_fails_to_decode_until_connect_registers_it() {
+        let key = fresh_key("unknown");
+        let server = ManagerServer::builder(&key)
+            .dict("d")
+            .quiet(true)
+            .bind("127.0.0.1:0")
+            .unwrap();
+        // Crafted here, as another process holding the key would send it;
+        // nothing in this process has connected with this key yet.
+        let ep = Endpoint::remote(server.local_addr(), &key, crate::DEFAULT_MAX_FRAME);
+        let obj = crate::proxy::ObjRef { ep, id: 0 };
+        let bytes = codec::encode(&obj).unwrap();
+        let err = codec::decode::<crate::proxy::ObjRef>(&bytes).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("RemoteManager::connect"), "{msg}");
+        assert!(msg.contains(&server.local_addr().to_string()), "{msg}");
+        let err = Error::from(err);
+        assert_eq!(err.kind(), ErrorKind::Serialization);
+
+        // A failed connect (wrong key) registers nothing.
+        let wrong = fresh_key("wrong");
+        let e = RemoteManager::connect(server.local_addr(), &wrong).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Authentication);
+        let other = Endpoint::remote(server.local_addr(), &wrong, 4096);
+        let other = codec::encode(&other).unwrap();
+        assert!(codec::decode::<Endpoint>(&other).is_err());
+
+        let remote = RemoteManager::connect(server.local_addr(), &key).unwrap();
+        let d = remote.dict::<u32, u32>("d").unwrap();
+        d.insert(&1, &2).unwrap();
+        let d2: crate::DictProxy<u32, u32> = codec::decode(&codec::encode(&d).unwrap()).unwrap();
+        assert_eq!(d2, d);
+        assert_eq!(d2.get(&1).unwrap(), Some(2));
+        assert!(codec::decode::<crate::proxy::ObjRef>(&bytes).is_ok());
+        server.shutdown();
+    }
 }

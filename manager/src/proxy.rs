@@ -9,6 +9,20 @@
 //! error, an object id the manager does not know is an
 //! [`InvalidArgument`](ErrorKind::InvalidArgument) error, and a manager that
 //! has gone away is a [`Closed`](ErrorKind::Closed) (or `Io`) error.
+//!
+//! # Secrets in serialized proxies
+//!
+//! A serialized proxy of a local [`Manager`](crate::Manager) carries that
+//! manager's random token: it names an abstract unix socket of this
+//! machine, and the token opens nothing else. A serialized proxy of a
+//! [`RemoteManager`](crate::RemoteManager) never carries the authkey (as
+//! Python refuses to pickle one): it carries the server's address and a
+//! non-secret key id (a truncated SHA-256 of the key). Decoding it looks the
+//! authkey up in this process, which has it when this process, or the
+//! parent it was forked from before the fork, called
+//! [`RemoteManager::connect`](crate::RemoteManager::connect) with it;
+//! otherwise decoding fails with a [`Serialization`](ErrorKind::Serialization)
+//! error saying to call `RemoteManager::connect` first.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -449,6 +449,13 @@ impl fmt::Debug for RemoteManager {
 impl RemoteManager {
     /// Connects to the server at `addr` and authenticates with `authkey`.
     ///
+    /// On success the authkey is recorded in this process, so that proxies
+    /// from this manager can be passed to processes forked afterwards (a
+    /// `Process`, a pool created later): their serialized form names the key
+    /// only by a non-secret id. A process that has no record of the key (one
+    /// forked before this call, or an unrelated one) must call `connect`
+    /// with the authkey itself before it can decode such a proxy.
+    ///
     /// # Errors
     ///
     /// `Authentication` if the key is wrong (or the server cannot prove it
@@ -473,12 +480,9 @@ impl RemoteManager {
             .map_err(|e| Error::io("cannot resolve the manager's address", e))?
             .next()
             .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "no address to connect to"))?;
-        let ep = Endpoint::Remote {
-            addr,
-            authkey: authkey.to_vec(),
-            max_frame,
-        };
+        let ep = Endpoint::remote(addr, authkey, max_frame);
         client::ensure_connected(&ep)?;
+        client::register_key(&ep);
         Ok(RemoteManager { ep })
     }
 
