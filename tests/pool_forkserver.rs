@@ -1,0 +1,219 @@
+//! `Pool` with `StartMethod::ForkServer`: workers descend from the fork
+//! server, results are right, a SIGKILLed worker fails its task with
+//! `WorkerLost` and the pool recovers, and nothing is left behind.
+//!
+//! `harness = false`: `multiproc::init()` must run before any thread exists.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use multiproc::{ErrorKind, ExitStatus, Pool, StartMethod, Value};
+use multiproc_testkit::{alive, gone, kill_pid, leftovers, shm_names, wait_until, zombie_children};
+
+/// The bound of the whole binary.
+const WATCHDOG: Duration = Duration::from_secs(60);
+/// How long a killed worker's task may take to fail.
+const DETECT: Duration = Duration::from_secs(5);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn current_pid(_: ()) -> i32 {
+    std::process::id() as i32
+}
+
+/// Publishes this worker's pid, then sleeps far longer than the test.
+fn record_pid_then_sleep(slot: Value<i32>) -> i32 {
+    slot.set(std::process::id() as i32);
+    std::thread::sleep(Duration::from_secs(120));
+    0
+}
+
+/// The parent pid of `pid`, from `/proc`.
+fn ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Pids whose parent is `parent` (running or zombie).
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if ppid(pid) == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn server_pid() -> i32 {
+    multiproc_ipc::fork_server().expect("init ran").pid()
+}
+
+fn workers_descend_from_the_fork_server(pool: &Pool) {
+    let me = std::process::id() as i32;
+    let server = server_pid();
+    let pids = pool.worker_pids();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    for &w in &pids {
+        let zygote = ppid(w).expect("worker is alive");
+        assert_ne!(zygote, me, "worker {w} was forked by this process");
+        assert_eq!(ppid(zygote), Some(server), "worker {w}'s zygote {zygote}");
+    }
+    assert_eq!(
+        children_of(me),
+        vec![server],
+        "only the fork server is a child of this process"
+    );
+}
+
+fn apply_returns_the_value(pool: &Pool) {
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+    let pid = pool.apply(current_pid, ()).unwrap();
+    assert!(pool.worker_pids().contains(&pid), "{pid}");
+}
+
+fn map_over_a_thousand_items(pool: &Pool) {
+    let got = pool.map(square, 0..1_000u64).unwrap();
+    let want: Vec<u64> = (0..1_000u64).map(|x| x * x).collect();
+    assert_eq!(got, want);
+}
+
+fn sigkilled_worker_fails_its_task_and_the_pool_recovers(pool: &Pool) {
+    let slot = Value::new(0i32).unwrap();
+    let victim = pool
+        .apply_async(record_pid_then_sleep, slot.clone())
+        .unwrap();
+    assert!(
+        wait_until(DETECT, || slot.get() != 0),
+        "the task never started"
+    );
+    let pid = slot.get();
+    assert!(pool.worker_pids().contains(&pid), "{pid}");
+    let t = Instant::now();
+    kill_pid(pid);
+    let e = victim.get_timeout(DETECT).unwrap_err();
+    eprintln!("SIGKILL detected in {:?}", t.elapsed());
+    assert_eq!(e.kind(), ErrorKind::WorkerLost, "{e}");
+    let info = e.exit_info().expect("exit info");
+    assert_eq!(info.pid, pid);
+    assert_eq!(info.status, ExitStatus::Signal(9));
+    assert!(wait_until(DETECT, || gone(pid)));
+    // The replacement also comes from the fork server's zygote.
+    assert!(wait_until(Duration::from_secs(10), || {
+        let pids = pool.worker_pids();
+        pids.len() == 2 && !pids.contains(&pid) && pids.iter().all(|&p| alive(p))
+    }));
+    assert_eq!(pool.apply(square, 9).unwrap(), 81);
+    workers_descend_from_the_fork_server(pool);
+}
+
+/// Tears the pool down and checks that no process or shared memory of it
+/// is left: no worker, no zygote, no zombie, no `/dev/shm` entry.
+fn teardown_leaves_nothing(pool: Pool) {
+    let me = std::process::id() as i32;
+    let server = server_pid();
+    let workers = pool.worker_pids();
+    let zygotes: Vec<i32> = children_of(server);
+    assert!(
+        !zygotes.is_empty(),
+        "the pool's zygote is the server's child"
+    );
+    pool.terminate();
+    drop(pool);
+    for &p in workers.iter().chain(&zygotes) {
+        assert!(
+            wait_until(Duration::from_secs(5), || gone(p)),
+            "{p} survived"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || children_of(server).is_empty()),
+        "the fork server still has children: {:?}",
+        children_of(server)
+    );
+    assert_eq!(children_of(me), vec![server]);
+    assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+    let mut owners = vec![me, server];
+    owners.extend(&workers);
+    owners.extend(&zygotes);
+    let shm_left = || -> Vec<String> {
+        let mut v = leftovers();
+        for &o in &owners[1..] {
+            v.extend(shm_names(&format!("mp-{o}-")));
+        }
+        v
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || shm_left().is_empty()),
+        "/dev/shm entries left: {:?}",
+        shm_left()
+    );
+}
+
+fn main() {
+    multiproc::init().expect("init before any thread");
+    // Started after init: a thread before it would make init fail.
+    std::thread::spawn(|| {
+        std::thread::sleep(WATCHDOG);
+        eprintln!("pool_forkserver: timed out after {WATCHDOG:?}");
+        std::process::exit(1);
+    });
+
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(StartMethod::ForkServer)
+        .build()
+        .expect("a ForkServer pool after init");
+
+    type Check = fn(&Pool);
+    let checks: [(&str, Check); 4] = [
+        (
+            "workers_descend_from_the_fork_server",
+            workers_descend_from_the_fork_server,
+        ),
+        ("apply_returns_the_value", apply_returns_the_value),
+        ("map_over_a_thousand_items", map_over_a_thousand_items),
+        (
+            "sigkilled_worker_fails_its_task_and_the_pool_recovers",
+            sigkilled_worker_fails_its_task_and_the_pool_recovers,
+        ),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, check) in checks {
+        match catch_unwind(AssertUnwindSafe(|| check(&pool))) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    let name = "teardown_leaves_nothing";
+    match catch_unwind(AssertUnwindSafe(|| teardown_leaves_nothing(pool))) {
+        Ok(()) => {
+            passed += 1;
+            println!("test {name} ... ok");
+        }
+        Err(_) => {
+            failed += 1;
+            println!("test {name} ... FAILED");
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed != 0 {
+        std::process::exit(1);
+    }
+}
