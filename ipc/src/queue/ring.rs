@@ -499,22 +499,7 @@ impl Ring {
 
     /// Re-applies a valid journal of a holder that died, or discards its work.
     fn repair(&self, side: Side) {
-        let (journal, j_pos, j_count, pos, count) = match side {
-            Side::Put => (
-                OFF_PUT_JOURNAL,
-                OFF_PUT_J_TAIL,
-                OFF_PUT_J_COUNT,
-                OFF_TAIL,
-                OFF_PUT_COUNT,
-            ),
-            Side::Get => (
-                OFF_GET_JOURNAL,
-                OFF_GET_J_HEAD,
-                OFF_GET_J_COUNT,
-                OFF_HEAD,
-                OFF_GET_COUNT,
-            ),
-        };
+        let (journal, j_pos, j_count, pos, count) = journal_offsets(side);
         if self.a32(journal).load(Ordering::Acquire) == 1 {
             let p = self.a64(j_pos).load(Ordering::Relaxed);
             let c = self.a64(j_count).load(Ordering::Relaxed);
@@ -528,22 +513,7 @@ impl Ring {
 
     /// Publishes a new position and count through the journal (see module docs).
     fn commit(&self, side: Side, new_pos: u64, new_count: u64) {
-        let (journal, j_pos, j_count, pos, count) = match side {
-            Side::Put => (
-                OFF_PUT_JOURNAL,
-                OFF_PUT_J_TAIL,
-                OFF_PUT_J_COUNT,
-                OFF_TAIL,
-                OFF_PUT_COUNT,
-            ),
-            Side::Get => (
-                OFF_GET_JOURNAL,
-                OFF_GET_J_HEAD,
-                OFF_GET_J_COUNT,
-                OFF_HEAD,
-                OFF_GET_COUNT,
-            ),
-        };
+        let (journal, j_pos, j_count, pos, count) = journal_offsets(side);
         self.a64(j_pos).store(new_pos, Ordering::Relaxed);
         self.a64(j_count).store(new_count, Ordering::Relaxed);
         self.a32(journal).store(1, Ordering::Release);
@@ -1019,6 +989,27 @@ pub mod fault {
                 h();
             }
         }
+    }
+}
+
+/// A side's journal words and the words its commit publishes: (journal
+/// flag, journaled position, journaled count, position, count).
+const fn journal_offsets(side: Side) -> (usize, usize, usize, usize, usize) {
+    match side {
+        Side::Put => (
+            OFF_PUT_JOURNAL,
+            OFF_PUT_J_TAIL,
+            OFF_PUT_J_COUNT,
+            OFF_TAIL,
+            OFF_PUT_COUNT,
+        ),
+        Side::Get => (
+            OFF_GET_JOURNAL,
+            OFF_GET_J_HEAD,
+            OFF_GET_J_COUNT,
+            OFF_HEAD,
+            OFF_GET_COUNT,
+        ),
     }
 }
 
