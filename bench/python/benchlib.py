@@ -1,8 +1,8 @@
 """Shared helpers of multiproc's Python counterparts (stdlib only).
 
-Every scenario script imports this module for three things: picking its sizes
+Every scenario script imports this module for picking its sizes
 (`--quick` selects the small ones the harness and CI use), printing its one
-JSON line in the schema of the Python baseline, and a nearest-rank percentile.
+JSON line in the schema of the Python baseline, a nearest-rank percentile,\nand (pool scenarios) timing a section in a warmed-up fork Pool.
 """
 import json
 import platform
@@ -35,6 +35,20 @@ def emit(bench, n, seconds, ops_digits=1, rate=True, **extra):
     }
     record.update(extra)
     print(json.dumps(record), flush=True)
+
+
+def time_in_pool(pool_size, timed):
+    """Creates a fork Pool of `pool_size`, warms it up (a map over 100 items,
+    so the workers are running), then returns (timed(pool), seconds taken)."""
+    import multiprocessing
+    import time
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(pool_size) as pool:
+        pool.map(identity, range(100))  # warm-up
+        start = time.perf_counter()
+        result = timed(pool)
+        return result, time.perf_counter() - start
 
 
 def percentile(sorted_values, fraction):

@@ -6,9 +6,6 @@ a warm-up map over 100 items are not.
 
 Headline figure: ops_per_sec = tasks per second (higher is better).
 """
-import multiprocessing
-import time
-
 import benchlib
 from benchlib import identity
 
@@ -20,14 +17,12 @@ QUICK_SIZES = {"tasks": 2000}
 
 def main():
     tasks = benchlib.sizes(SIZES, QUICK_SIZES)["tasks"]
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(POOL_SIZE) as pool:
-        pool.map(identity, range(100))  # warm-up: workers are running
 
-        start = time.perf_counter()
+    def submit_then_get(pool):
         async_results = [pool.apply_async(identity, (i,)) for i in range(tasks)]
-        results = [r.get() for r in async_results]
-        seconds = time.perf_counter() - start
+        return [r.get() for r in async_results]
+
+    results, seconds = benchlib.time_in_pool(POOL_SIZE, submit_then_get)
 
     assert results == list(range(tasks))
     benchlib.emit(BENCH, tasks, seconds, pool_size=POOL_SIZE)

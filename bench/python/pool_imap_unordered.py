@@ -6,9 +6,6 @@ are not timed.
 
 Headline figure: ops_per_sec = items per second (higher is better).
 """
-import multiprocessing
-import time
-
 import benchlib
 from benchlib import square
 
@@ -20,17 +17,10 @@ QUICK_SIZES = {"items": 2000}
 
 def main():
     items = benchlib.sizes(SIZES, QUICK_SIZES)["items"]
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(POOL_SIZE) as pool:
-        pool.map(square, range(100))  # warm-up
-
-        start = time.perf_counter()
-        count = 0
-        total = 0
-        for value in pool.imap_unordered(square, range(items), chunksize=1):
-            count += 1
-            total += value
-        seconds = time.perf_counter() - start
+    values, seconds = benchlib.time_in_pool(
+        POOL_SIZE, lambda pool: list(pool.imap_unordered(square, range(items), chunksize=1))
+    )
+    count, total = len(values), sum(values)
 
     assert count == items
     assert total == sum(i * i for i in range(items))

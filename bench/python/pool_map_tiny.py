@@ -6,9 +6,6 @@ warm-up map over 100 items are not timed.
 
 Headline figure: ops_per_sec = items per second (higher is better).
 """
-import multiprocessing
-import time
-
 import benchlib
 from benchlib import square
 
@@ -20,13 +17,9 @@ QUICK_SIZES = {"items": 20000}
 
 def main():
     items = benchlib.sizes(SIZES, QUICK_SIZES)["items"]
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(POOL_SIZE) as pool:
-        pool.map(square, range(100))  # warm-up
-
-        start = time.perf_counter()
-        results = pool.map(square, range(items))
-        seconds = time.perf_counter() - start
+    results, seconds = benchlib.time_in_pool(
+        POOL_SIZE, lambda pool: pool.map(square, range(items))
+    )
 
     assert len(results) == items and results[-1] == (items - 1) ** 2
     default_chunksize = -(-items // (4 * POOL_SIZE))  # what Pool.map computes

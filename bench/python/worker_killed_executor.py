@@ -13,34 +13,15 @@ Headline figures: detect_seconds (lower is better) and outcome.
 """
 import concurrent.futures
 import multiprocessing
-import os
-import signal
-import time
 
 import benchlib
 from benchlib import identity
+from killed import init_worker, kill_and_wait, report_pid_then_sleep
 
 BENCH = "worker_killed_executor"
 MAX_WORKERS = 2
 SIZES = {"task_sleep_ms": 500, "kill_after_ms": 100, "timeout_ms": 5000}
 QUICK_SIZES = {"task_sleep_ms": 300, "kill_after_ms": 50, "timeout_ms": 1000}
-
-worker_pid_slot = None  # set in each worker by the executor initializer
-
-
-def init_worker(pid_slot):
-    global worker_pid_slot
-    worker_pid_slot = pid_slot
-
-
-def report_pid_then_sleep(seconds):
-    worker_pid_slot.value = os.getpid()
-    time.sleep(seconds)
-    return "finished"
-
-
-def exception_name(exc):
-    return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
 def main():
@@ -56,21 +37,12 @@ def main():
     )
     try:
         future = executor.submit(report_pid_then_sleep, sizes["task_sleep_ms"] / 1000)
-        while pid_slot.value == 0:
-            time.sleep(0.001)
-        victim_pid = pid_slot.value
-        time.sleep(sizes["kill_after_ms"] / 1000)
-
-        os.kill(victim_pid, signal.SIGKILL)
-        killed_at = time.perf_counter()
-        try:
-            future.result(timeout=timeout)
-            outcome, exception = "returned", None
-        except concurrent.futures.TimeoutError as exc:
-            outcome, exception = "timed_out", exception_name(exc)
-        except Exception as exc:
-            outcome, exception = "raised", exception_name(exc)
-        detect_seconds = time.perf_counter() - killed_at
+        outcome, exception, detect_seconds = kill_and_wait(
+            pid_slot,
+            sizes["kill_after_ms"] / 1000,
+            lambda: future.result(timeout=timeout),
+            concurrent.futures.TimeoutError,
+        )
 
         try:
             executor_usable_after = executor.submit(identity, 42).result(timeout=5) == 42
