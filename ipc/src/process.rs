@@ -83,6 +83,17 @@ pub fn catch_remote_panic<R>(f: impl FnOnce() -> R) -> std::result::Result<R, Re
     })
 }
 
+static QUIET_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stops the panics that [`catch_remote_panic`] catches in this process from
+/// being printed by the previous panic hook (a pool worker's task panics
+/// travel to the parent as errors, as in Python's Pool, and print nothing).
+/// Inherited by processes forked afterwards.
+pub fn quiet_caught_panics() {
+    install_panic_hook();
+    QUIET_PANICS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Installs (once per process; inherited across fork) the hook that records
 /// panic locations for [`catch_remote_panic`].
 pub(crate) fn install_panic_hook() {
@@ -98,7 +109,9 @@ pub(crate) fn install_panic_hook() {
                     *c = loc;
                 }
             });
-            previous(info);
+            if !QUIET_PANICS.load(std::sync::atomic::Ordering::Relaxed) {
+                previous(info);
+            }
         }));
     });
 }

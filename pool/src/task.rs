@@ -15,10 +15,10 @@
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use multiproc_ipc::{codec, Error, ErrorKind, FnRef, FnRef2, RemotePanic, WireError};
+use multiproc_ipc::process::catch_remote_panic;
+use multiproc_ipc::{codec, Error, ErrorKind, FnRef, FnRef2, WireError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -64,44 +64,15 @@ pub(crate) const KIND_EXIT: u8 = 3;
 /// Outcome of one item, as it crosses the wire.
 pub(crate) type ItemOutcome<R> = Result<R, WireError>;
 
-thread_local! {
-    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Installs the worker's panic hook: remember where, print nothing (the
-/// panic travels to the parent as a `TaskPanicked` error).
+/// Makes task panics silent in this worker: they travel to the parent as
+/// `TaskPanicked` errors instead (the panic hook still records locations).
 pub(crate) fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let loc = info
-            .location()
-            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-        PANIC_LOCATION.with(|p| *p.borrow_mut() = loc);
-    }));
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
+    multiproc_ipc::process::quiet_caught_panics();
 }
 
 /// Calls `f(arg)` catching a panic as a `TaskPanicked` wire error.
 fn call<A, R>(f: impl FnOnce(A) -> R, arg: A) -> ItemOutcome<R> {
-    match catch_unwind(AssertUnwindSafe(|| f(arg))) {
-        Ok(r) => Ok(r),
-        Err(payload) => {
-            let location = PANIC_LOCATION.with(|p| p.borrow_mut().take());
-            Err(Error::panicked(RemotePanic {
-                message: panic_message(&*payload),
-                location,
-            })
-            .to_wire())
-        }
-    }
+    catch_remote_panic(|| f(arg)).map_err(|panic| Error::panicked(panic).to_wire())
 }
 
 fn ser_error(what: &str, e: impl std::fmt::Display) -> WireError {
