@@ -32,12 +32,21 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod builder;
+mod collector;
+mod imap;
+mod map;
+mod options;
 mod pool;
 mod result;
 mod ring;
+mod shared;
+mod supervisor;
 mod task;
 mod worker;
 
+pub use builder::{PoolBuilder, StartMethod};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
-pub use pool::{ApplyOptions, Pool, PoolBuilder, StartMethod};
+pub use options::ApplyOptions;
+pub use pool::Pool;
 pub use result::{AsyncResult, IMapIter};
