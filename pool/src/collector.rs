@@ -47,9 +47,9 @@ impl Collected {
         let arena = &self.arena;
         for (complete, outcome) in self.done.drain(..) {
             match outcome {
-                Ok(Outcome::Arena(r)) => complete(Ok(arena.get(r).unwrap_or(&[]))),
-                Ok(Outcome::Block(b)) => complete(Ok(b.as_slice())),
-                Err(e) => complete(Err(e)),
+                Ok(Outcome::Arena(r)) => complete.complete(Ok(arena.get(r).unwrap_or(&[]))),
+                Ok(Outcome::Block(b)) => complete.complete(Ok(b.as_slice())),
+                Err(e) => complete.complete(Err(e)),
             }
         }
         self.arena.clear();

@@ -61,7 +61,7 @@ impl Pool {
                         continue;
                     }
                 };
-                let complete: Completion = Box::new(move |outcome: Result<&[u8]>| {
+                let complete = Completion::new(move |outcome: Result<&[u8]>| {
                     let items = match outcome {
                         Ok(bytes) => task::decode_chunk::<T>(bytes, n),
                         Err(e) => ChunkResult::failed(n, &e),

@@ -20,7 +20,8 @@ use crate::collector::{collector_loop, dispatch};
 use crate::options::{run_guarded, ApplyOptions};
 use crate::result::{AsyncResult, Cell, Help};
 use crate::shared::{
-    check_state, lock, Completion, Encoded, Inner, Pending, Shared, State, WorkerSlot, EXIT_GRACE,
+    check_state, lock, terminated, Completion, Encoded, Inner, Pending, Shared, State, WorkerSlot,
+    EXIT_GRACE,
 };
 use crate::supervisor::{reap, spawn_worker, supervisor_loop};
 use crate::task::{self, KIND_EXIT};
@@ -315,7 +316,7 @@ impl Pool {
         // submitting thread and the result thread.
         let panics = (callback.is_some() || error_callback.is_some())
             .then(|| Arc::clone(&self.shared.callback_panics));
-        let complete: Completion = Box::new(move |outcome: Result<&[u8]>| {
+        let complete = Completion::new(move |outcome: Result<&[u8]>| {
             let res = outcome.and_then(task::decode_one::<R>);
             if let Some(panics) = &panics {
                 match &res {
@@ -412,12 +413,12 @@ impl Pool {
                 return;
             }
             g.state = State::Terminated;
-            g.backlog.clear();
+            // Every unfinished task, queued or in a worker, whatever the
+            // backlog's depth: each resolves below, outside the lock.
             let completions: Vec<Completion> =
                 g.take_all().into_iter().map(|p| p.complete).collect();
             let mut children = Vec::new();
             for w in &mut g.workers {
-                w.outstanding.clear();
                 if let Some(c) = w.child.take() {
                     let _ = c.kill();
                     children.push(c);
@@ -426,10 +427,7 @@ impl Pool {
             (completions, children)
         };
         for c in completions {
-            c(Err(Error::new(
-                ErrorKind::NotRunning,
-                "the pool was terminated",
-            )));
+            c.complete(Err(terminated()));
         }
         self.shared.idle.notify_all();
         reap(&children, Instant::now() + EXIT_GRACE);

@@ -42,7 +42,43 @@ pub(crate) enum State {
 }
 
 /// What to do with a task's outcome bytes (or its failure), in the parent.
-pub(crate) type Completion = Box<dyn FnOnce(Result<&[u8]>) + Send>;
+///
+/// It runs exactly once. One that is dropped without having run (a task
+/// discarded on any path: terminate, a broken pool, a pool dropped while a
+/// map was still being submitted) runs with a [`ErrorKind::NotRunning`]
+/// error, so that no result can be left waiting for ever.
+pub(crate) struct Completion(Option<OnOutcome>);
+
+type OnOutcome = Box<dyn FnOnce(Result<&[u8]>) + Send>;
+
+impl Completion {
+    pub(crate) fn new(f: impl FnOnce(Result<&[u8]>) + Send + 'static) -> Completion {
+        Completion(Some(Box::new(f)))
+    }
+
+    /// Runs the completion with the task's outcome.
+    pub(crate) fn complete(mut self, outcome: Result<&[u8]>) {
+        if let Some(f) = self.0.take() {
+            f(outcome);
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(terminated()));
+        }
+    }
+}
+
+/// The error of a task that a terminated pool will never run.
+pub(crate) fn terminated() -> Error {
+    Error::new(
+        ErrorKind::NotRunning,
+        "the pool was terminated before the task finished",
+    )
+}
 
 pub(crate) struct Pending {
     pub(crate) id: u64,
