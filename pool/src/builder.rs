@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::pool::Pool;
-use crate::task::{self, Tramp};
+use crate::task::{self, InitResult, Tramp};
 
 /// How the pool's processes are created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,14 +76,44 @@ impl PoolBuilder {
     }
 
     /// Runs `initializer(initargs)` in each worker when it starts (Python's
-    /// `initializer` and `initargs`). A worker whose initializer panics exits
-    /// and is replaced.
-    pub fn initializer<A>(mut self, initializer: fn(A), initargs: A) -> Self
+    /// `initializer` and `initargs`). The initializer returns `()` or a
+    /// `Result<(), E>` with `E: Display`.
+    ///
+    /// A worker whose initializer panics or returns an error exits and is
+    /// replaced; when the initializer has failed on
+    /// [`INIT_FAILURE_LIMIT`](crate::INIT_FAILURE_LIMIT) fresh workers in a
+    /// row, with no task finishing in between, the pool is *broken*
+    /// (Python's `BrokenProcessPool`): every pending and later task fails at
+    /// once with [`ErrorKind::NotRunning`], whose message carries the
+    /// initializer's panic message or error, and no more workers are forked.
+    /// A broken pool still closes, joins, terminates and drops cleanly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc_pool::{ErrorKind, Pool};
+    ///
+    /// fn open_db(path: String) -> Result<(), String> {
+    ///     Err(format!("cannot open {path}"))
+    /// }
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = Pool::builder()
+    ///     .processes(1)
+    ///     .initializer(open_db, "/nonexistent".to_string())
+    ///     .build()?;
+    /// let e = pool.apply(square, 3).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::NotRunning);
+    /// assert!(e.to_string().contains("cannot open /nonexistent"));
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn initializer<A, R>(mut self, initializer: fn(A) -> R, initargs: A) -> Self
     where
         A: Serialize + DeserializeOwned + Send + 'static,
+        R: InitResult,
     {
         let body = codec::encode(&(FnRef::new(initializer), initargs)).map_err(Error::from);
-        self.initializer = Some(body.map(|b| (task::tramp_one::<A, ()>(), b)));
+        self.initializer = Some(body.map(|b| (task::tramp_init::<A, R>(), b)));
         self
     }
 

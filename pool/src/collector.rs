@@ -5,12 +5,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::SharedMemory;
-use multiproc_ipc::{park, Error, ErrorKind, Result};
+use multiproc_ipc::{codec, park, Error, ErrorKind, Result, WireError};
 
 use crate::ring::spin_until;
 use crate::shared::{lock, Completion, Inner, Shared, State, COLLECT_SPIN};
 use crate::supervisor::{handle_death, Event};
-use crate::task::KIND_BLOCK;
+use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_READY};
 use crate::worker::SlotView;
 
 /// Where the bytes of a collected outcome are.
@@ -111,6 +111,7 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
 /// Reads every result available in worker `wi`'s ring.
 pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut Collected) -> bool {
     let mut any = false;
+    let mut finished = false;
     let w = &mut g.workers[wi];
     while let Some(len) = w.view.results.pop_append(&mut col.arena) {
         any = true;
@@ -124,6 +125,20 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
         let mut idb = [0u8; 8];
         idb.copy_from_slice(&rec[1..9]);
         let id = u64::from_le_bytes(idb);
+        match kind {
+            KIND_READY => {
+                w.ready = true;
+                col.arena.truncate(start);
+                continue;
+            }
+            KIND_INIT_FAILED => {
+                let e = codec::decode::<WireError>(&rec[9..]).map_or_else(Error::from, Error::from);
+                w.init_error = Some(e);
+                col.arena.truncate(start);
+                continue;
+            }
+            _ => finished = true,
+        }
         let outcome = if kind == KIND_BLOCK {
             let o = read_result_block(&w.view, &rec[9..]).map(Outcome::Block);
             col.arena.truncate(start);
@@ -144,6 +159,10 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
             }
             col.done.push((p.complete, outcome));
         }
+    }
+    if finished {
+        // A task ran to its end: the initializer works.
+        g.init_failures = 0;
     }
     any
 }
@@ -209,11 +228,7 @@ pub(crate) fn pump(shared: &Shared, g: &mut Inner, col: &mut Collected) -> (bool
             any = true;
         }
     }
-    if g.broken.is_some() {
-        let err = g
-            .broken
-            .clone()
-            .unwrap_or_else(|| Error::new(ErrorKind::Io, "broken"));
+    if let Some(err) = g.broken.clone() {
         for p in g.take_all() {
             col.push_err(p.complete, err.clone());
         }

@@ -50,3 +50,5 @@ pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Res
 pub use options::ApplyOptions;
 pub use pool::Pool;
 pub use result::{AsyncResult, IMapIter};
+pub use supervisor::INIT_FAILURE_LIMIT;
+pub use task::InitResult;

@@ -136,6 +136,8 @@ impl Pool {
                 timed: false,
                 timed_out: None,
                 staged: None,
+                ready: config.initializer.is_none(),
+                init_error: None,
             });
         }
         let result_rings = workers.iter().map(|w| w.view.results.clone()).collect();
@@ -146,6 +148,7 @@ impl Pool {
                 backlog: VecDeque::new(),
                 zygote: Some(zygote),
                 broken: None,
+                init_failures: 0,
             }),
             idle: Condvar::new(),
             parent_bell: worker::parent_bell(&region),

@@ -103,6 +103,10 @@ pub(crate) struct WorkerSlot {
     /// The task it was killed for, by its timeout.
     pub(crate) timed_out: Option<u64>,
     pub(crate) staged: Option<u64>,
+    /// Its initializer has finished (always true without an initializer).
+    pub(crate) ready: bool,
+    /// The error its initializer failed with, as it reported it.
+    pub(crate) init_error: Option<Error>,
 }
 
 impl WorkerSlot {
@@ -122,8 +126,12 @@ pub(crate) struct Inner {
     /// Tasks waiting for a worker, in submission order.
     pub(crate) backlog: VecDeque<Pending>,
     pub(crate) zygote: Option<Zygote>,
-    /// Set when the pool cannot run tasks any more (no worker can be forked).
+    /// Set when the pool cannot run tasks any more (no worker can be
+    /// forked, or the initializer keeps failing): the error every pending
+    /// and later task fails with.
     pub(crate) broken: Option<Error>,
+    /// Workers whose initializer failed since a task last finished.
+    pub(crate) init_failures: u32,
 }
 
 impl Inner {
@@ -210,10 +218,7 @@ impl Help for Shared {
 
 pub(crate) fn check_state(g: &Inner) -> Result<()> {
     if let Some(e) = &g.broken {
-        return Err(Error::new(
-            ErrorKind::NotRunning,
-            format!("the pool cannot start workers: {e}"),
-        ));
+        return Err(e.clone());
     }
     match g.state {
         State::Running => Ok(()),

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc_ipc::{Error, ExitInfo, ExitStatus, Result, Zygote, ZygoteChild};
+use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, Result, Zygote, ZygoteChild};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::builder::Config;
@@ -61,6 +61,11 @@ pub(crate) fn reap(children: &[Arc<ZygoteChild>], deadline: Instant) {
     }
 }
 
+/// How many workers in a row may fail in their initializer (with no task
+/// finishing in between) before the pool is broken: see
+/// [`PoolBuilder::initializer`](crate::PoolBuilder::initializer).
+pub const INIT_FAILURE_LIMIT: u32 = 3;
+
 /// Handles the death of the worker in `slot` (generation `generation`).
 pub(crate) fn handle_death(
     shared: &Shared,
@@ -82,6 +87,16 @@ pub(crate) fn handle_death(
     };
     let current = w.view.current().load(Ordering::SeqCst);
     let timed_out = w.timed_out.take();
+    // A worker that died before its initializer finished failed to start.
+    let init_failure = match (w.init_error.take(), w.ready) {
+        (Some(e), _) => Some(e),
+        (None, false) => Some(Error::worker_lost(ExitInfo {
+            pid: w.pid,
+            status,
+            task: None,
+        })),
+        (None, true) => None,
+    };
     let outstanding: Vec<Pending> = w.outstanding.drain(..).collect();
     let pid = w.pid;
     w.timed = false;
@@ -115,7 +130,21 @@ pub(crate) fn handle_death(
     for p in requeue.into_iter().rev() {
         g.backlog.push_front(p);
     }
-    if matches!(g.state, State::Running | State::Closed) {
+    if let Some(cause) = init_failure {
+        g.init_failures += 1;
+        if g.init_failures >= INIT_FAILURE_LIMIT && g.broken.is_none() {
+            let n = g.init_failures;
+            g.broken = Some(Error::with_source(
+                ErrorKind::NotRunning,
+                format!(
+                    "the pool is broken: the worker initializer failed {n} times in a row \
+                     ({cause})"
+                ),
+                cause,
+            ));
+        }
+    }
+    if g.broken.is_none() && matches!(g.state, State::Running | State::Closed) {
         respawn(shared, g, slot);
     }
 }
@@ -135,6 +164,8 @@ pub(crate) fn respawn(shared: &Shared, g: &mut Inner, slot: usize) {
             let w = &mut g.workers[slot];
             w.generation += 1;
             w.pid = child.pid();
+            w.ready = shared.config.initializer.is_none();
+            w.init_error = None;
             w.child = Some(Arc::clone(&child));
             lock(&shared.watch).push((slot, w.generation, child));
             let _ = (&shared.wake_tx).write(&[1]);
@@ -142,7 +173,11 @@ pub(crate) fn respawn(shared: &Shared, g: &mut Inner, slot: usize) {
         Err(e) => {
             if g.workers.iter().all(|w| w.child.is_none()) {
                 // Nothing can run the remaining tasks: fail them now.
-                g.broken = Some(e);
+                g.broken = Some(Error::with_source(
+                    ErrorKind::NotRunning,
+                    format!("the pool is broken: it cannot start a worker ({e})"),
+                    e,
+                ));
             }
         }
     }

@@ -60,6 +60,10 @@ impl TaskBody {
 pub(crate) const KIND_INLINE: u8 = 1;
 pub(crate) const KIND_BLOCK: u8 = 2;
 pub(crate) const KIND_EXIT: u8 = 3;
+/// Result record of a worker whose initializer failed: the error, encoded.
+pub(crate) const KIND_INIT_FAILED: u8 = 4;
+/// Result record of a worker whose initializer succeeded.
+pub(crate) const KIND_READY: u8 = 5;
 
 /// Outcome of one item, as it crosses the wire.
 pub(crate) type ItemOutcome<R> = Result<R, WireError>;
@@ -247,6 +251,62 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(bytes: &[u8], n: usize) -> Chunk
             &Error::new(ErrorKind::Serialization, "malformed chunk result"),
         ),
     }
+}
+
+/// What a pool initializer may return: nothing, or a `Result` whose error
+/// fails the worker's start (see
+/// [`PoolBuilder::initializer`](crate::PoolBuilder::initializer)).
+pub trait InitResult: 'static {
+    /// `Err` with the error's text if the initializer failed.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl InitResult for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Display + 'static> InitResult for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Trampoline for an initializer: body `(FnRef<A, R>, A)`; the outcome is
+/// one `ItemOutcome<()>`, whose error is the panic or the returned error.
+fn run_init<A, R>(body: TaskBody) -> Vec<u8>
+where
+    A: DeserializeOwned + 'static,
+    R: InitResult,
+{
+    let outcome: ItemOutcome<()> = match codec::decode::<(FnRef<A, R>, A)>(body.bytes()) {
+        Ok((f, arg)) => match f.get() {
+            Ok(f) => call(f, arg).and_then(|r| {
+                r.into_result().map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!("the initializer returned an error: {e}"),
+                    )
+                    .to_wire()
+                })
+            }),
+            Err(e) => Err(e.to_wire()),
+        },
+        Err(e) => Err(ser_error("cannot decode the initializer's argument", e)),
+    };
+    let mut out = Vec::new();
+    push_outcome(&mut out, &outcome);
+    out
+}
+
+/// The trampoline for an initializer `fn(A) -> R`.
+pub(crate) fn tramp_init<A, R>() -> Tramp
+where
+    A: DeserializeOwned + 'static,
+    R: InitResult,
+{
+    FnRef::new(run_init::<A, R>)
 }
 
 /// The trampoline for one task of `fn(A) -> R`.
