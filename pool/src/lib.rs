@@ -43,6 +43,7 @@ mod ring;
 mod shared;
 mod supervisor;
 mod task;
+pub mod test_hooks;
 mod worker;
 
 pub use builder::{PoolBuilder, StartMethod};

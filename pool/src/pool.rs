@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::ShmRegion;
-use multiproc_ipc::{Error, ErrorKind, FnRef, Result, Zygote};
+use multiproc_ipc::{Error, ErrorKind, FnRef, Result, Zygote, ZygoteChild};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -124,7 +124,20 @@ impl Pool {
         let mut watch = Vec::with_capacity(n);
         for slot in 0..n {
             let view = SlotView::new(&region, slot);
-            let child = Arc::new(spawn_worker(&zygote, &name, slot, &config)?);
+            let child = match spawn_worker(&zygote, &name, slot, &config) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    // Leave nothing behind: kill and reap the workers
+                    // started so far (the zygote and region go on drop).
+                    let started: Vec<Arc<ZygoteChild>> =
+                        watch.into_iter().map(|(_, _, c)| c).collect();
+                    for c in &started {
+                        let _ = c.kill();
+                    }
+                    reap(&started, Instant::now() + EXIT_GRACE);
+                    return Err(e);
+                }
+            };
             watch.push((slot, 0, Arc::clone(&child)));
             workers.push(WorkerSlot {
                 view,

@@ -27,6 +27,12 @@ pub(crate) fn spawn_worker(
     slot: usize,
     config: &Config,
 ) -> Result<ZygoteChild> {
+    if crate::test_hooks::spawn_fails() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("cannot fork worker {slot}: the spawn failure test hook fired"),
+        ));
+    }
     let arg = WorkerArg {
         region: region.to_owned(),
         slot,
