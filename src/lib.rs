@@ -19,6 +19,7 @@ pub use multiproc_ipc::sync::{
 pub use multiproc_ipc::value::{Array, RawArray, RawValue, Value};
 pub use multiproc_ipc::{sync, value};
 pub use multiproc_pool::{ApplyOptions, AsyncResult, IMapIter, Pool, PoolBuilder, StartMethod};
+pub use multiproc_pool::{IMapOptions, InitResult};
 
 // Queues.
 pub use multiproc_ipc::queue::{self, JoinableQueue, Queue, SimpleQueue};

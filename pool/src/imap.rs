@@ -1,18 +1,287 @@
 //! `imap` and `imap_unordered`: lazy streams of results.
+//!
+//! The input is pulled as the results are consumed: at most `buffersize`
+//! chunks are submitted and not yet handed to the caller (Python 3.14's
+//! `buffersize`), so memory stays flat over an unbounded input. The caller's
+//! thread pulls, encodes and submits the next chunks when it asks for a
+//! result, in batches of a quarter of the buffer.
 
+use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use multiproc_ipc::{FnRef, Result};
+use multiproc_ipc::process::catch_remote_panic;
+use multiproc_ipc::{Error, ErrorKind, FnRef, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::map::Deliver;
 use crate::pool::Pool;
-use crate::result::{IMapIter, Stream};
+use crate::result::Stream;
+use crate::shared::Shared;
 use crate::task::{self, ChunkResult};
+
+/// Chunks in flight per worker process when no buffersize is given.
+pub const DEFAULT_BUFFER_PER_PROCESS: usize = 64;
+
+/// Options of [`Pool::imap_with`] and [`Pool::imap_unordered_with`]: the
+/// chunksize and how far ahead of the consumer the input is read.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc_pool::{IMapOptions, Pool};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = Pool::new(2)?;
+/// // An endless input: read 4 chunks of 100 ahead of the consumer at most.
+/// let options = IMapOptions::new().chunksize(100).buffersize(4);
+/// let first: Vec<u64> = pool
+///     .imap_with(square, 0u64.., options)?
+///     .take(1_000)
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(first[999], 999 * 999);
+/// # Ok::<(), multiproc_pool::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IMapOptions {
+    chunksize: usize,
+    buffersize: Option<usize>,
+}
+
+impl Default for IMapOptions {
+    fn default() -> Self {
+        IMapOptions {
+            chunksize: 1,
+            buffersize: None,
+        }
+    }
+}
+
+impl IMapOptions {
+    /// Chunksize 1, the default buffer.
+    pub fn new() -> Self {
+        IMapOptions::default()
+    }
+
+    /// Items per task (default 1).
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = chunksize;
+        self
+    }
+
+    /// The most chunks submitted and not yet consumed (Python 3.14's
+    /// `buffersize`); default [`DEFAULT_BUFFER_PER_PROCESS`] per worker
+    /// process. At most `buffersize * chunksize` input items are held at
+    /// once.
+    pub fn buffersize(mut self, buffersize: usize) -> Self {
+        self.buffersize = Some(buffersize);
+        self
+    }
+}
+
+/// What one round of reading the input did.
+struct Fed {
+    chunks: usize,
+    items: usize,
+    /// `Some` once the input is over: `None` at its end, else its failure.
+    end: Option<Option<Error>>,
+}
+
+/// The input side of a stream: pulls, encodes and submits chunks.
+trait Feed: Send {
+    /// Submits at most `max_chunks` more chunks.
+    fn feed(&mut self, max_chunks: usize) -> Fed;
+}
+
+struct Source<I, A: 'static, R: 'static> {
+    items: I,
+    f: FnRef<A, R>,
+    chunksize: usize,
+    template: Vec<u8>,
+    shared: Arc<Shared>,
+    deliver: Arc<Deliver<R>>,
+    /// The index of the next input item.
+    next: usize,
+}
+
+impl<I, A, R> Feed for Source<I, A, R>
+where
+    I: Iterator<Item = A> + Send,
+    A: Serialize + Send + 'static,
+    R: DeserializeOwned + Send + 'static,
+{
+    fn feed(&mut self, max_chunks: usize) -> Fed {
+        let mut batch = Vec::with_capacity(max_chunks);
+        let mut end = None;
+        let mut items = 0;
+        while batch.len() < max_chunks && end.is_none() {
+            let mut chunk = Vec::with_capacity(self.chunksize);
+            while chunk.len() < self.chunksize {
+                match catch_remote_panic(|| self.items.next()) {
+                    Ok(Some(a)) => chunk.push(a),
+                    Ok(None) => {
+                        end = Some(None);
+                        break;
+                    }
+                    Err(panic) => {
+                        let at = self.next + chunk.len();
+                        end = Some(Some(Error::new(
+                            ErrorKind::InvalidArgument,
+                            format!("the input iterator panicked at item {at}: {panic}"),
+                        )));
+                        break;
+                    }
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            // A slice encodes exactly like the `Vec<A>` the worker decodes.
+            let record = self
+                .shared
+                .build_record(&self.template, &(self.f, &chunk[..]));
+            batch.push((self.next, record, n));
+            self.next += n;
+            items += n;
+        }
+        let chunks = batch.len();
+        if chunks > 0 {
+            // A pool that stopped running fails these chunks (`later`).
+            let _ = self.shared.submit_chunks(batch, None, &self.deliver, true);
+        }
+        Fed { chunks, items, end }
+    }
+}
+
+/// The iterator of [`Pool::imap`] (results in input order) and
+/// [`Pool::imap_unordered`] (results as they arrive). Each item is the
+/// result of one input, `Ok` or the error of that input's task.
+///
+/// The input is read lazily, as results are consumed (see [`IMapOptions`]);
+/// an input that panics ends the stream: the results of the items before it
+/// come first, then the panic as an [`ErrorKind::InvalidArgument`] error.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc_pool::Pool;
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = Pool::new(2)?;
+/// let squares: Vec<u64> = pool.imap(square, 0..10u64)?.collect::<Result<_, _>>()?;
+/// assert_eq!(squares, (0..10).map(|x| x * x).collect::<Vec<_>>());
+/// # Ok::<(), multiproc_pool::Error>(())
+/// ```
+pub struct IMapIter<'a, R> {
+    stream: Arc<Stream<R>>,
+    local: std::vec::IntoIter<Result<R>>,
+    /// The input; `None` once it ended or failed.
+    feed: Option<Box<dyn Feed + 'a>>,
+    /// The input's failure, yielded after every result before it.
+    failure: Option<Error>,
+    buffersize: usize,
+    /// Chunks submitted and not yet taken from the stream.
+    in_flight: usize,
+    /// Items submitted and not yet yielded.
+    pending_items: usize,
+}
+
+impl<R> fmt::Debug for IMapIter<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMapIter")
+            .field("in_flight_chunks", &self.in_flight)
+            .field("buffersize", &self.buffersize)
+            .field("input_done", &self.feed.is_none())
+            .finish()
+    }
+}
+
+impl<R> IMapIter<'_, R> {
+    /// Tops the chunks in flight up to the buffer, in batches of at least a
+    /// quarter of it (one lock round per batch, not per chunk).
+    fn top_up(&mut self) {
+        let Some(feed) = self.feed.as_mut() else {
+            return;
+        };
+        let room = self.buffersize - self.in_flight.min(self.buffersize);
+        if room == 0 || (self.in_flight > 0 && room < self.buffersize.div_ceil(4)) {
+            return;
+        }
+        let fed = feed.feed(room);
+        self.in_flight += fed.chunks;
+        self.pending_items += fed.items;
+        if let Some(end) = fed.end {
+            self.feed = None;
+            self.failure = end;
+        }
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        loop {
+            if let Some(v) = self.local.next() {
+                self.pending_items = self.pending_items.saturating_sub(1);
+                return Some(v);
+            }
+            self.top_up();
+            if self.in_flight == 0 {
+                return self.failure.take().map(Err);
+            }
+            match self.stream.next_chunk(deadline) {
+                Ok(chunk) => {
+                    self.in_flight -= 1;
+                    self.local = chunk.into_iter();
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// The next result, waiting at most `timeout` (Python's `next(timeout)`);
+    /// `None` at the end. A timeout yields `Err(Timeout)` and does not
+    /// consume anything: calling again continues.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use multiproc_pool::Pool;
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(1)?;
+    /// let mut it = pool.imap(square, vec![3u64])?;
+    /// assert_eq!(it.next_timeout(Duration::from_secs(5)).unwrap()?, 9);
+    /// assert!(it.next_timeout(Duration::from_secs(5)).is_none());
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        self.next_until(Some(Instant::now() + timeout))
+    }
+}
+
+impl<R> Iterator for IMapIter<'_, R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        self.next_until(None)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let known = self.pending_items + usize::from(self.failure.is_some());
+        match self.feed {
+            Some(_) => (known, None),
+            None => (known, Some(known)),
+        }
+    }
+}
 
 impl Pool {
     /// Lazily ordered results of `f` over `items` (Python's `imap`, chunksize 1).
+    ///
+    /// The input is read as results are consumed, a bounded number of
+    /// chunks ahead ([`IMapOptions::buffersize`]), so `items` may be endless.
     ///
     /// # Examples
     ///
@@ -31,13 +300,14 @@ impl Pool {
     /// # Errors
     ///
     /// [`ErrorKind::NotRunning`] after `close`/`terminate`.
-    pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMapIter<R>>
+    pub fn imap<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMapIter<'a, R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
     {
-        self.imap_chunksize(f, items, 1)
+        self.imap_with(f, items, IMapOptions::new())
     }
 
     /// [`imap`](Pool::imap) with an explicit chunksize.
@@ -56,18 +326,51 @@ impl Pool {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidArgument`] for `chunksize == 0`; as [`imap`](Pool::imap).
-    pub fn imap_chunksize<A, R, I>(
+    pub fn imap_chunksize<'a, A, R, I>(
         &self,
         f: fn(A) -> R,
         items: I,
         chunksize: usize,
-    ) -> Result<IMapIter<R>>
+    ) -> Result<IMapIter<'a, R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
     {
-        self.stream(f, items, chunksize, true)
+        self.imap_with(f, items, IMapOptions::new().chunksize(chunksize))
+    }
+
+    /// [`imap`](Pool::imap) with a chunksize and a buffersize.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::{IMapOptions, Pool};
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(2)?;
+    /// let it = pool.imap_with(square, 0..100u64, IMapOptions::new().chunksize(10).buffersize(2))?;
+    /// assert_eq!(it.map(|r| r.unwrap()).sum::<u64>(), 328_350);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] for a zero chunksize or buffersize; as
+    /// [`imap`](Pool::imap).
+    pub fn imap_with<'a, A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        options: IMapOptions,
+    ) -> Result<IMapIter<'a, R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.stream(f, items, options, true)
     }
 
     /// Results of `f` over `items` in completion order (Python's
@@ -88,13 +391,14 @@ impl Pool {
     /// # Errors
     ///
     /// [`ErrorKind::NotRunning`] after `close`/`terminate`.
-    pub fn imap_unordered<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMapIter<R>>
+    pub fn imap_unordered<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMapIter<'a, R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
     {
-        self.imap_unordered_chunksize(f, items, 1)
+        self.imap_unordered_with(f, items, IMapOptions::new())
     }
 
     /// [`imap_unordered`](Pool::imap_unordered) with an explicit chunksize.
@@ -112,48 +416,100 @@ impl Pool {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidArgument`] for `chunksize == 0`; as [`imap`](Pool::imap).
-    pub fn imap_unordered_chunksize<A, R, I>(
+    pub fn imap_unordered_chunksize<'a, A, R, I>(
         &self,
         f: fn(A) -> R,
         items: I,
         chunksize: usize,
-    ) -> Result<IMapIter<R>>
+    ) -> Result<IMapIter<'a, R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
     {
-        self.stream(f, items, chunksize, false)
+        self.imap_unordered_with(f, items, IMapOptions::new().chunksize(chunksize))
     }
 
-    pub(crate) fn stream<A, R, I>(
+    /// [`imap_unordered`](Pool::imap_unordered) with a chunksize and a
+    /// buffersize.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::{IMapOptions, Pool};
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(2)?;
+    /// let n = pool.imap_unordered_with(square, 0..50u64, IMapOptions::new().buffersize(3))?.count();
+    /// assert_eq!(n, 50);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`imap_with`](Pool::imap_with).
+    pub fn imap_unordered_with<'a, A, R, I>(
         &self,
         f: fn(A) -> R,
         items: I,
-        chunksize: usize,
-        ordered: bool,
-    ) -> Result<IMapIter<R>>
+        options: IMapOptions,
+    ) -> Result<IMapIter<'a, R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
     {
-        Pool::check_chunksize(chunksize)?;
+        self.stream(f, items, options, false)
+    }
+
+    fn stream<'a, A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        options: IMapOptions,
+        ordered: bool,
+    ) -> Result<IMapIter<'a, R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        Pool::check_chunksize(options.chunksize)?;
+        if options.buffersize == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "buffersize must be at least 1",
+            ));
+        }
         self.check_running()?;
-        let items: Vec<A> = items.into_iter().collect();
-        let total = items.len();
         let stream = Stream::<R>::new(ordered, Some(self.helper()));
         let s = Arc::clone(&stream);
         let deliver: Arc<Deliver<R>> =
             Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
-        self.submit_chunked(
-            &task::tramp_chunk::<A, R>(),
-            FnRef::new(f),
-            &items,
-            chunksize,
-            None,
+        let source = Source {
+            items: items.into_iter(),
+            f: FnRef::new(f),
+            chunksize: options.chunksize,
+            template: task::head_template(&task::tramp_chunk::<A, R>())?,
+            shared: Arc::clone(&self.shared),
             deliver,
-        )?;
-        Ok(IMapIter::new(stream, total))
+            next: 0,
+        };
+        let mut it = IMapIter {
+            stream,
+            local: Vec::new().into_iter(),
+            feed: Some(Box::new(source)),
+            failure: None,
+            buffersize: options
+                .buffersize
+                .unwrap_or(DEFAULT_BUFFER_PER_PROCESS * self.processes()),
+            in_flight: 0,
+            pending_items: 0,
+        };
+        // The workers start on the first chunks at once.
+        it.top_up();
+        Ok(it)
     }
 }

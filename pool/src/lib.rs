@@ -47,9 +47,10 @@ pub mod test_hooks;
 mod worker;
 
 pub use builder::{PoolBuilder, StartMethod};
+pub use imap::{IMapIter, IMapOptions, DEFAULT_BUFFER_PER_PROCESS};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 pub use options::ApplyOptions;
 pub use pool::Pool;
-pub use result::{AsyncResult, IMapIter};
+pub use result::AsyncResult;
 pub use supervisor::INIT_FAILURE_LIMIT;
 pub use task::InitResult;

@@ -11,7 +11,7 @@ use crate::collector::dispatch;
 use crate::options::{auto_chunksize, run_guarded, ApplyOptions};
 use crate::pool::Pool;
 use crate::result::{AsyncResult, Cell};
-use crate::shared::{check_state, lock, Completion, Encoded, Pending};
+use crate::shared::{check_state, lock, Completion, Encoded, Pending, Shared};
 use crate::task::{self, ChunkResult, Tramp};
 
 /// Receives the item results of a chunk that starts at the given index.
@@ -23,7 +23,7 @@ pub(crate) const BATCH_CHUNKS: usize = 256;
 /// ...or of this many items, whichever comes first.
 pub(crate) const BATCH_ITEMS: usize = 16 * 1024;
 
-impl Pool {
+impl Shared {
     /// Submits a batch of the chunks of a map; `deliver(first_index,
     /// results)` receives each chunk's item results in the parent. A pool
     /// that stopped running fails the submission, or, for a `later` batch
@@ -38,10 +38,10 @@ impl Pool {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        let timeout = timeout.or(self.shared.config.task_timeout);
+        let timeout = timeout.or(self.config.task_timeout);
         let mut failed = Vec::new();
         {
-            let mut g = lock(&self.shared.inner);
+            let mut g = lock(&self.inner);
             if let Err(e) = check_state(&g) {
                 drop(g);
                 if !later {
@@ -77,14 +77,16 @@ impl Pool {
                     complete,
                 });
             }
-            dispatch(&self.shared, &mut g);
+            dispatch(self, &mut g);
         }
         for (first, n, e) in failed {
             deliver(first, ChunkResult::failed(n, &e));
         }
         Ok(())
     }
+}
 
+impl Pool {
     /// Encodes `items` in chunks of `chunksize` as records for `tramp` and
     /// submits them in batches as they are encoded, so that the workers
     /// start on the first chunks while the parent encodes the rest.
@@ -115,13 +117,13 @@ impl Pool {
             batch_items += n;
             if batch_items >= BATCH_ITEMS || batch.len() >= BATCH_CHUNKS {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(per_batch));
-                self.submit_chunks(full, timeout, &deliver, later)?;
+                self.shared.submit_chunks(full, timeout, &deliver, later)?;
                 later = true;
                 batch_items = 0;
             }
         }
         if !batch.is_empty() {
-            self.submit_chunks(batch, timeout, &deliver, later)?;
+            self.shared.submit_chunks(batch, timeout, &deliver, later)?;
         }
         Ok(())
     }

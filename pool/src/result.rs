@@ -419,7 +419,7 @@ impl<R> Stream<R> {
 
     /// The next delivered chunk (in order if ordered), waiting until
     /// `deadline`; `Err(Timeout)` if none came in time.
-    fn next_chunk(&self, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
+    pub(crate) fn next_chunk(&self, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
         let mut s = lock(&self.state);
         loop {
             if let Some(v) = Stream::try_take(&mut s) {
@@ -462,94 +462,3 @@ impl<R> Stream<R> {
         }
     }
 }
-
-/// The iterator of [`Pool::imap`](crate::Pool::imap) (results in input order)
-/// and [`Pool::imap_unordered`](crate::Pool::imap_unordered) (results as they
-/// arrive). Each item is the result of one input, `Ok` or the error of that
-/// input's task.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc_pool::Pool;
-///
-/// fn square(x: u64) -> u64 { x * x }
-///
-/// let pool = Pool::new(2)?;
-/// let squares: Vec<u64> = pool.imap(square, 0..10u64)?.collect::<Result<_, _>>()?;
-/// assert_eq!(squares, (0..10).map(|x| x * x).collect::<Vec<_>>());
-/// # Ok::<(), multiproc_pool::Error>(())
-/// ```
-pub struct IMapIter<R> {
-    stream: Arc<Stream<R>>,
-    local: std::vec::IntoIter<Result<R>>,
-    remaining: usize,
-}
-
-impl<R> fmt::Debug for IMapIter<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IMapIter")
-            .field("remaining", &self.remaining)
-            .finish()
-    }
-}
-
-impl<R> IMapIter<R> {
-    pub(crate) fn new(stream: Arc<Stream<R>>, total: usize) -> IMapIter<R> {
-        IMapIter {
-            stream,
-            local: Vec::new().into_iter(),
-            remaining: total,
-        }
-    }
-
-    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
-        loop {
-            if let Some(v) = self.local.next() {
-                self.remaining -= 1;
-                return Some(v);
-            }
-            if self.remaining == 0 {
-                return None;
-            }
-            match self.stream.next_chunk(deadline) {
-                Ok(chunk) => self.local = chunk.into_iter(),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-
-    /// The next result, waiting at most `timeout` (Python's `next(timeout)`);
-    /// `None` at the end. A timeout yields `Err(Timeout)` and does not
-    /// consume anything: calling again continues.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use multiproc_pool::Pool;
-    /// # fn square(x: u64) -> u64 { x * x }
-    /// let pool = Pool::new(1)?;
-    /// let mut it = pool.imap(square, vec![3u64])?;
-    /// assert_eq!(it.next_timeout(Duration::from_secs(5)).unwrap()?, 9);
-    /// assert!(it.next_timeout(Duration::from_secs(5)).is_none());
-    /// # Ok::<(), multiproc_pool::Error>(())
-    /// ```
-    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        self.next_until(Some(Instant::now() + timeout))
-    }
-}
-
-impl<R> Iterator for IMapIter<R> {
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        self.next_until(None)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
-}
-
-impl<R> ExactSizeIterator for IMapIter<R> {}
