@@ -111,7 +111,7 @@ struct Source<I, A: 'static, R: 'static> {
 
 impl<I, A, R> Feed for Source<I, A, R>
 where
-    I: Iterator<Item = A> + Send,
+    I: Iterator<Item = std::result::Result<A, String>> + Send,
     A: Serialize + Send + 'static,
     R: DeserializeOwned + Send + 'static,
 {
@@ -122,21 +122,21 @@ where
         while batch.len() < max_chunks && end.is_none() {
             let mut chunk = Vec::with_capacity(self.chunksize);
             while chunk.len() < self.chunksize {
-                match catch_remote_panic(|| self.items.next()) {
-                    Ok(Some(a)) => chunk.push(a),
+                let at = self.next + chunk.len();
+                let failed = match catch_remote_panic(|| self.items.next()) {
+                    Ok(Some(Ok(a))) => {
+                        chunk.push(a);
+                        continue;
+                    }
                     Ok(None) => {
                         end = Some(None);
                         break;
                     }
-                    Err(panic) => {
-                        let at = self.next + chunk.len();
-                        end = Some(Some(Error::new(
-                            ErrorKind::InvalidArgument,
-                            format!("the input iterator panicked at item {at}: {panic}"),
-                        )));
-                        break;
-                    }
-                }
+                    Ok(Some(Err(e))) => format!("the input failed at item {at}: {e}"),
+                    Err(panic) => format!("the input iterator panicked at item {at}: {panic}"),
+                };
+                end = Some(Some(Error::new(ErrorKind::InvalidArgument, failed)));
+                break;
             }
             if chunk.is_empty() {
                 break;
@@ -164,8 +164,9 @@ where
 /// result of one input, `Ok` or the error of that input's task.
 ///
 /// The input is read lazily, as results are consumed (see [`IMapOptions`]);
-/// an input that panics ends the stream: the results of the items before it
-/// come first, then the panic as an [`ErrorKind::InvalidArgument`] error.
+/// an input that panics (or, for [`Pool::try_imap_with`], yields an `Err`)
+/// ends the stream: the results of the items before it come first, then the
+/// failure as an [`ErrorKind::InvalidArgument`] error.
 ///
 /// # Examples
 ///
@@ -373,7 +374,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        self.stream(f, items, options, true)
+        self.stream(f, items.into_iter().map(Ok), options, true)
     }
 
     /// Results of `f` over `items` in completion order (Python's
@@ -463,6 +464,82 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
+        self.stream(f, items.into_iter().map(Ok), options, false)
+    }
+
+    /// [`imap_with`](Pool::imap_with) over a fallible input (items read from
+    /// a file or a socket, say): the first `Err` ends the stream, after the
+    /// results of every item before it, as an
+    /// [`ErrorKind::InvalidArgument`] error carrying its text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::{ErrorKind, IMapOptions, Pool};
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(2)?;
+    /// let lines = ["1", "2", "x", "4"];
+    /// let input = lines.iter().map(|l| l.parse::<u64>());
+    /// let out: Vec<_> = pool.try_imap_with(square, input, IMapOptions::new())?.collect();
+    /// assert_eq!(out.len(), 3);
+    /// assert_eq!(*out[1].as_ref().unwrap(), 4);
+    /// assert_eq!(out[2].as_ref().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`imap_with`](Pool::imap_with).
+    pub fn try_imap_with<'a, A, R, E, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        options: IMapOptions,
+    ) -> Result<IMapIter<'a, R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: fmt::Display,
+        I: IntoIterator<Item = std::result::Result<A, E>>,
+        I::IntoIter: Send + 'a,
+    {
+        let items = items.into_iter().map(|r| r.map_err(|e| e.to_string()));
+        self.stream(f, items, options, true)
+    }
+
+    /// [`imap_unordered_with`](Pool::imap_unordered_with) over a fallible
+    /// input, as [`try_imap_with`](Pool::try_imap_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::{IMapOptions, Pool};
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(2)?;
+    /// let input = (0..10u64).map(|x| if x < 5 { Ok(x) } else { Err("closed") });
+    /// let out: Vec<_> = pool.try_imap_unordered_with(square, input, IMapOptions::new())?.collect();
+    /// assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 5);
+    /// assert!(out[5].is_err());
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`imap_with`](Pool::imap_with).
+    pub fn try_imap_unordered_with<'a, A, R, E, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        options: IMapOptions,
+    ) -> Result<IMapIter<'a, R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: fmt::Display,
+        I: IntoIterator<Item = std::result::Result<A, E>>,
+        I::IntoIter: Send + 'a,
+    {
+        let items = items.into_iter().map(|r| r.map_err(|e| e.to_string()));
         self.stream(f, items, options, false)
     }
 
@@ -476,8 +553,7 @@ impl Pool {
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'a,
+        I: Iterator<Item = std::result::Result<A, String>> + Send + 'a,
     {
         Pool::check_chunksize(options.chunksize)?;
         if options.buffersize == Some(0) {
@@ -492,7 +568,7 @@ impl Pool {
         let deliver: Arc<Deliver<R>> =
             Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
         let source = Source {
-            items: items.into_iter(),
+            items,
             f: FnRef::new(f),
             chunksize: options.chunksize,
             template: task::head_template(&task::tramp_chunk::<A, R>())?,

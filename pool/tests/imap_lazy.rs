@@ -143,3 +143,36 @@ fn zero_buffersize_is_invalid() {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     });
 }
+
+#[test]
+fn a_failing_input_yields_the_results_before_it_then_the_error() {
+    checked(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let input = || {
+            (0..100u64).map(|i| {
+                if i < 30 {
+                    Ok(i)
+                } else {
+                    Err(format!("line {i} is not a number"))
+                }
+            })
+        };
+        for ordered in [true, false] {
+            let options = IMapOptions::new().chunksize(4).buffersize(2);
+            let it = if ordered {
+                pool.try_imap_with(square, input(), options).unwrap()
+            } else {
+                pool.try_imap_unordered_with(square, input(), options)
+                    .unwrap()
+            };
+            let out: Vec<_> = it.collect();
+            assert_eq!(out.len(), 31);
+            let mut oks: Vec<u64> = out[..30].iter().map(|r| *r.as_ref().unwrap()).collect();
+            oks.sort_unstable();
+            assert_eq!(oks, (0..30u64).map(square).collect::<Vec<_>>());
+            let e = out[30].as_ref().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.to_string().contains("line 30 is not a number"), "{e}");
+        }
+    });
+}
