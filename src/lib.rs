@@ -18,6 +18,10 @@ pub use multiproc_ipc::sync::{
 };
 pub use multiproc_ipc::value::{Array, RawArray, RawValue, Value};
 pub use multiproc_ipc::{sync, value};
+pub use multiproc_pool::{
+    as_completed, wait, AsCompleted, Executor, ExecutorBuilder, ExecutorMap, Future, ReturnWhen,
+    Waited,
+};
 pub use multiproc_pool::{ApplyOptions, AsyncResult, IMapIter, Pool, PoolBuilder, StartMethod};
 pub use multiproc_pool::{IMapOptions, InitResult};
 
@@ -27,7 +31,7 @@ pub use multiproc_ipc::queue::{self, JoinableQueue, Queue, SimpleQueue};
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::shm::SharedMemory;
-    pub use crate::{AsyncResult, Pool};
+    pub use crate::{AsyncResult, Executor, Pool};
     pub use crate::{Connection, Inherited, Pipe, RecvConnection, SendConnection};
     pub use crate::{Error, ErrorKind, Result};
 

@@ -265,7 +265,7 @@ pub const SCENARIOS: &[Scenario] = &[
         full: &[("tasks", 50000)],
         quick: &[("tasks", 1000)],
         headlines: &[higher("ops_per_sec")],
-        run: Some(crate::scenarios::pool::futures_submit),
+        run: Some(crate::scenarios::executor::futures_submit),
     },
     Scenario {
         name: "remote_manager_queue",
@@ -294,7 +294,7 @@ pub const SCENARIOS: &[Scenario] = &[
             info("outcome"),
             info("executor_usable_after"),
         ],
-        run: None,
+        run: Some(crate::scenarios::executor::worker_killed),
     },
 ];
 

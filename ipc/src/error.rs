@@ -48,6 +48,8 @@ pub enum ErrorKind {
     Authentication,
     /// The remote side reported an error.
     Remote,
+    /// The task was cancelled before it started (Python's `CancelledError`).
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -68,6 +70,7 @@ impl ErrorKind {
             ErrorKind::BrokenBarrier => "broken barrier",
             ErrorKind::Authentication => "authentication failed",
             ErrorKind::Remote => "remote error",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }

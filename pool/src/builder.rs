@@ -54,6 +54,9 @@ pub struct PoolBuilder {
     pub(crate) max_tasks_per_child: Option<u64>,
     pub(crate) start_method: StartMethod,
     pub(crate) task_timeout: Option<Duration>,
+    /// Tasks a worker may have queued at once (the executor queues fewer,
+    /// so that queued work stays cancellable).
+    pub(crate) queue_per_worker: usize,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -179,6 +182,7 @@ impl PoolBuilder {
         let initializer = self.initializer.transpose()?;
         Pool::start(Config {
             processes: n,
+            queue_per_worker: self.queue_per_worker,
             initializer,
             max_tasks: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
@@ -188,6 +192,8 @@ impl PoolBuilder {
 
 pub(crate) struct Config {
     pub(crate) processes: usize,
+    /// Tasks a worker may have queued in its ring at once.
+    pub(crate) queue_per_worker: usize,
     pub(crate) initializer: Option<(Tramp, Vec<u8>)>,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) task_timeout: Option<Duration>,

@@ -62,7 +62,6 @@ impl Collected {
 /// Moves backlog tasks into worker rings: least-loaded worker first, tasks
 /// with a timeout only to idle workers; publishes each ring once (batching).
 pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
-    let max_tasks = shared.config.max_tasks;
     let mut new_deadline = false;
     let Inner {
         backlog, workers, ..
@@ -72,7 +71,7 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
         let best = workers
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.accepts(max_tasks, needs_idle))
+            .filter(|(_, w)| w.accepts(&shared.config, needs_idle))
             .min_by_key(|(_, w)| w.outstanding.len())
             .map(|(i, _)| i);
         let Some(wi) = best else { break };

@@ -34,6 +34,8 @@
 
 mod builder;
 mod collector;
+mod executor;
+mod future;
 mod imap;
 mod map;
 mod options;
@@ -47,6 +49,8 @@ pub mod test_hooks;
 mod worker;
 
 pub use builder::{PoolBuilder, StartMethod};
+pub use executor::{Executor, ExecutorBuilder, ExecutorMap, EXECUTOR_QUEUE_PER_WORKER};
+pub use future::{as_completed, wait, AsCompleted, Future, ReturnWhen, Waited};
 pub use imap::{IMapIter, IMapOptions, DEFAULT_BUFFER_PER_PROCESS};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 pub use options::ApplyOptions;

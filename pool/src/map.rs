@@ -378,7 +378,7 @@ impl Pool {
         };
         if total == 0 {
             finish(Ok(Vec::new()));
-            return Ok(AsyncResult::from_cell(cell));
+            return Ok(AsyncResult::from_cell(cell, None));
         }
         struct Gather<R> {
             chunks: Vec<(usize, Vec<R>)>,
@@ -439,6 +439,6 @@ impl Pool {
             }
         });
         submit(deliver, timeout)?;
-        Ok(AsyncResult::from_cell(cell))
+        Ok(AsyncResult::from_cell(cell, None))
     }
 }

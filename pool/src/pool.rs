@@ -21,7 +21,7 @@ use crate::options::{run_guarded, ApplyOptions};
 use crate::result::{AsyncResult, Cell, Help};
 use crate::shared::{
     check_state, lock, terminated, Completion, Encoded, Inner, Pending, Shared, State, WorkerSlot,
-    EXIT_GRACE,
+    EXIT_GRACE, MAX_OUTSTANDING,
 };
 use crate::supervisor::{reap, spawn_worker, supervisor_loop};
 use crate::task::{self, KIND_EXIT};
@@ -103,6 +103,7 @@ impl Pool {
             max_tasks_per_child: None,
             start_method: StartMethod::Zygote,
             task_timeout: None,
+            queue_per_worker: MAX_OUTSTANDING,
         }
     }
 
@@ -350,8 +351,9 @@ impl Pool {
             }
             c.resolve(res);
         });
+        let id = encoded.0;
         self.submit(encoded, timeout, complete)?;
-        Ok(AsyncResult::from_cell(cell))
+        Ok(AsyncResult::from_cell(cell, Some(id)))
     }
 
     pub(crate) fn check_running(&self) -> Result<()> {

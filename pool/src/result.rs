@@ -82,9 +82,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs a done callback on `value` (a value already taken by `get` reads
+/// as an error); a panic in it is contained.
+fn run_done_callback<R>(f: DoneCallback<R>, value: Option<&Result<R>>) {
+    let taken;
+    let arg = match value {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(e),
+        None => {
+            taken = Error::new(
+                ErrorKind::InvalidArgument,
+                "the result was already taken when the callback was added",
+            );
+            Err(&taken)
+        }
+    };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(arg)));
+}
+
+/// A function run once when a result resolves, with the value or the error.
+pub(crate) type DoneCallback<R> = Box<dyn FnOnce(std::result::Result<&R, &Error>) + Send>;
+
 struct Slot<R> {
     value: Option<Result<R>>,
     successful: Option<bool>,
+    /// The kind of the error it resolved to.
+    failure: Option<ErrorKind>,
+    callbacks: Vec<DoneCallback<R>>,
     waker: Option<Waker>,
     /// Threads blocked on the condition variable (notify only if any).
     sleepers: usize,
@@ -106,6 +130,8 @@ impl<R> Cell<R> {
             slot: Mutex::new(Slot {
                 value: None,
                 successful: None,
+                failure: None,
+                callbacks: Vec::new(),
                 waker: None,
                 sleepers: 0,
             }),
@@ -121,8 +147,13 @@ impl<R> Cell<R> {
                 return;
             }
             s.successful = Some(value.is_ok());
+            s.failure = value.as_ref().err().map(Error::kind);
             s.value = Some(value);
             self.ready.store(true, Ordering::Release);
+            // Done callbacks run before any waiter can take the value.
+            for f in std::mem::take(&mut s.callbacks) {
+                run_done_callback(f, s.value.as_ref());
+            }
             (s.waker.take(), s.sleepers)
         };
         if sleepers > 0 {
@@ -133,12 +164,36 @@ impl<R> Cell<R> {
         }
     }
 
-    fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Runs `f` when the result resolves, or at once if it has.
+    pub(crate) fn on_done(&self, f: DoneCallback<R>) {
+        let mut s = lock(&self.slot);
+        if s.successful.is_some() {
+            run_done_callback(f, s.value.as_ref());
+        } else {
+            s.callbacks.push(f);
+        }
+    }
+
+    /// The kind of the error it resolved to; `None` while pending or after success.
+    pub(crate) fn failure(&self) -> Option<ErrorKind> {
+        lock(&self.slot).failure
+    }
+
+    /// A copy of the error it resolved to, if it failed and the error was
+    /// not taken.
+    pub(crate) fn error(&self) -> Option<Error> {
+        match &lock(&self.slot).value {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     /// Waits until ready or `deadline`; true if ready.
-    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
         if self.is_ready() || spin_helping(&self.helper, || self.is_ready()) {
             return true;
         }
@@ -170,7 +225,7 @@ impl<R> Cell<R> {
         true
     }
 
-    fn take(&self) -> Result<R> {
+    pub(crate) fn take(&self) -> Result<R> {
         lock(&self.slot).value.take().unwrap_or_else(|| {
             Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -205,19 +260,45 @@ impl<R> Cell<R> {
 /// ```
 pub struct AsyncResult<R> {
     cell: Arc<Cell<R>>,
+    id: Option<u64>,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncResult")
+            .field("id", &self.id)
             .field("ready", &self.ready())
             .finish()
     }
 }
 
 impl<R> AsyncResult<R> {
-    pub(crate) fn from_cell(cell: Arc<Cell<R>>) -> AsyncResult<R> {
-        AsyncResult { cell }
+    pub(crate) fn from_cell(cell: Arc<Cell<R>>, id: Option<u64>) -> AsyncResult<R> {
+        AsyncResult { cell, id }
+    }
+
+    pub(crate) fn cell(&self) -> &Arc<Cell<R>> {
+        &self.cell
+    }
+
+    /// The id of the task, as error messages name it ("task 17"): `Some`
+    /// for [`apply_async`](crate::Pool::apply_async), `None` for a whole
+    /// `map_async` (its chunks are tasks of their own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::Pool;
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(1)?;
+    /// let a = pool.apply_async(square, 3)?;
+    /// let b = pool.apply_async(square, 4)?;
+    /// assert_ne!(a.id(), b.id());
+    /// assert!(pool.map_async(square, 0..3u64)?.id().is_none());
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn id(&self) -> Option<u64> {
+        self.id
     }
 
     /// Blocks until the result arrives and returns it.

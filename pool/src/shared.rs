@@ -19,7 +19,7 @@ use crate::supervisor::Event;
 use crate::task::{self, KIND_BLOCK, KIND_INLINE};
 use crate::worker::{self, SlotView};
 
-/// Tasks a worker may have queued in its ring at once.
+/// Tasks a worker may have queued in its ring at once, by default.
 pub(crate) const MAX_OUTSTANDING: usize = 256;
 /// How long the collector spins for results before it sleeps.
 pub(crate) const COLLECT_SPIN: Duration = Duration::from_micros(50);
@@ -72,6 +72,14 @@ impl Drop for Completion {
     }
 }
 
+/// The error of a task cancelled before it started.
+pub(crate) fn cancelled(id: u64) -> Error {
+    Error::new(
+        ErrorKind::Cancelled,
+        format!("task {id} was cancelled before it started"),
+    )
+}
+
 /// The error of a task that a terminated pool will never run.
 pub(crate) fn terminated() -> Error {
     Error::new(
@@ -110,12 +118,12 @@ pub(crate) struct WorkerSlot {
 }
 
 impl WorkerSlot {
-    pub(crate) fn accepts(&self, max_tasks: Option<u64>, needs_idle: bool) -> bool {
+    pub(crate) fn accepts(&self, config: &Config, needs_idle: bool) -> bool {
         self.child.is_some()
             && !self.timed
             && self.timed_out.is_none()
-            && self.outstanding.len() < MAX_OUTSTANDING
-            && max_tasks.is_none_or(|m| self.dispatched < m)
+            && self.outstanding.len() < config.queue_per_worker
+            && config.max_tasks.is_none_or(|m| self.dispatched < m)
             && (!needs_idle || self.outstanding.is_empty())
     }
 }
@@ -241,6 +249,41 @@ pub(crate) const SPARE_BLOCKS: usize = 4;
 pub(crate) type Encoded = (u64, Vec<u8>, Option<SharedMemory>);
 
 impl Shared {
+    /// Removes task `id` if it is still queued (no worker has it); its
+    /// completion then runs with [`ErrorKind::Cancelled`]. True if removed.
+    pub(crate) fn cancel(&self, id: u64) -> bool {
+        let removed = {
+            let mut g = lock(&self.inner);
+            let at = g.backlog.iter().position(|p| p.id == id);
+            at.and_then(|i| g.backlog.remove(i))
+        };
+        match removed {
+            Some(p) => {
+                p.complete.complete(Err(cancelled(id)));
+                self.idle.notify_all();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancels every queued task (as [`cancel`](Shared::cancel)); returns how many.
+    pub(crate) fn cancel_queued(&self) -> usize {
+        let removed: Vec<Pending> = lock(&self.inner).backlog.drain(..).collect();
+        let n = removed.len();
+        for p in removed {
+            let id = p.id;
+            p.complete.complete(Err(cancelled(id)));
+        }
+        self.idle.notify_all();
+        n
+    }
+
+    /// True while task `id` waits in the queue for a worker.
+    pub(crate) fn is_queued(&self, id: u64) -> bool {
+        lock(&self.inner).backlog.iter().any(|p| p.id == id)
+    }
+
     /// Builds the record of a new task from `template` (see
     /// [`task::head_template`]) and its body `value`: inline when small,
     /// else with the body encoded straight into a (reused) shared-memory

@@ -3,6 +3,8 @@
 //! Each function runs the timed section exactly as the Python counterpart
 //! does, checks its results, and returns the JSON line.
 
+pub mod executor;
+pub mod killed;
 pub mod manager;
 pub mod pool;
 pub mod process;
