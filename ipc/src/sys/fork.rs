@@ -48,6 +48,10 @@ unsafe fn fork_with(
     child: impl FnOnce() -> i32,
 ) -> io::Result<Pid> {
     let close: Vec<RawFd> = close_in_child.iter().map(|f| f.as_raw_fd()).collect();
+    // The fork tree's key must exist before the first fork, or parent and
+    // child would each draw their own. Our constructor normally draws it, but
+    // a user's constructor can fork (`init()`) before ours runs.
+    let _ = tree_key();
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     // SAFETY: getpid and gettid have no preconditions.
@@ -243,8 +247,9 @@ pub(crate) fn thread_count() -> io::Result<usize> {
 // Function pointers across fork.
 
 /// The fork tree's secret: random, drawn once when the program image starts
-/// (before `main`, so before any fork), hence identical in every process
-/// forked from it and unknown to every other process.
+/// (before `main`), and at the latest before the first fork (a constructor
+/// of the program's may fork before ours runs), hence identical in every
+/// process forked from it and unknown to every other process.
 static TREE_KEY: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn init_tree_key() {
