@@ -305,6 +305,12 @@ pub(crate) trait FnPtr: Copy + 'static + sealed::Sealed {
 mod sealed {
     pub trait Sealed {}
 }
+impl<R: 'static> sealed::Sealed for fn() -> R {}
+impl<R: 'static> FnPtr for fn() -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
 impl<A: 'static, R: 'static> sealed::Sealed for fn(A) -> R {}
 impl<A: 'static, R: 'static> FnPtr for fn(A) -> R {
     fn addr(self) -> usize {
@@ -341,6 +347,20 @@ impl FnAddr {
             addr: f.addr(),
             key: tree_key(),
             tag: type_tag::<F>(),
+        }
+    }
+
+    /// The three words to keep it in shared memory (all 0: none).
+    pub(crate) fn to_words(self) -> [u64; 3] {
+        [self.addr as u64, self.key, self.tag]
+    }
+
+    /// From [`to_words`](FnAddr::to_words); checked by [`get`](FnAddr::get).
+    pub(crate) fn from_words(w: [u64; 3]) -> FnAddr {
+        FnAddr {
+            addr: usize::try_from(w[0]).unwrap_or(0),
+            key: w[1],
+            tag: w[2],
         }
     }
 

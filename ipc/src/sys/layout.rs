@@ -70,7 +70,7 @@ pub(crate) struct ConditionCell {
     pub(crate) holes: AtomicU32,
 }
 
-/// A `Barrier`; 88 bytes.
+/// A `Barrier`; 120 bytes.
 #[repr(C)]
 pub(crate) struct BarrierCell {
     pub(crate) header: Header,
@@ -87,6 +87,12 @@ pub(crate) struct BarrierCell {
     pub(crate) sleepers: AtomicU32,
     /// Bit `g % 64` is 1 if generation `g` ended broken (reset), 0 if released.
     pub(crate) outcomes: AtomicU64,
+    /// The default timeout of `wait`, in nanoseconds; `u64::MAX`: none.
+    /// Written once at creation.
+    pub(crate) timeout_ns: AtomicU64,
+    /// The action, as the words of a function address (all 0: none).
+    /// Written once at creation.
+    pub(crate) action: [AtomicU64; 3],
 }
 
 /// The head of a `Value`/`Array`/`RawValue`/`RawArray` region; 24 bytes.
@@ -145,7 +151,7 @@ mod tests {
         );
         assert_eq!(
             (size_of::<BarrierCell>(), align_of::<BarrierCell>()),
-            (88, 8)
+            (120, 8)
         );
         assert_eq!(
             (size_of::<ValueHeader>(), align_of::<ValueHeader>()),
