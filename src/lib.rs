@@ -13,10 +13,10 @@ pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 
 // Cross-process synchronization and shared values.
+pub use multiproc_ipc::sync::BarrierBuilder;
 pub use multiproc_ipc::sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, LockResult, RLock, Semaphore,
 };
-pub use multiproc_ipc::sync::BarrierBuilder;
 pub use multiproc_ipc::value::{Array, RawArray, RawValue, Value};
 pub use multiproc_ipc::{sync, value};
 pub use multiproc_pool::{ApplyOptions, AsyncResult, IMapIter, Pool, PoolBuilder, StartMethod};
