@@ -485,6 +485,42 @@ mod tests {
     }
 
     #[test]
+    fn notify_after_timed_out_waiters_still_wakes_a_live_one() {
+        let cond = Condition::new().unwrap();
+        std::thread::scope(|s| {
+            // The patient waiter takes the first ticket; three impatient ones
+            // follow and time out, leaving holes behind it (and one at the end).
+            let patient = s.spawn(|| {
+                let g = cond.lock().unwrap();
+                let (_g, notified) = cond.wait_timeout(g, Duration::from_secs(30)).unwrap();
+                notified
+            });
+            while waiting(cond.cell()) < 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let impatient: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        let g = cond.lock().unwrap();
+                        cond.wait_timeout(g, Duration::from_millis(20)).unwrap().1
+                    })
+                })
+                .collect();
+            for h in impatient {
+                assert!(!h.join().unwrap());
+            }
+            assert_eq!(waiting(cond.cell()), 1);
+            let g = cond.lock().unwrap();
+            cond.notify(&g, 1).unwrap();
+            drop(g);
+            assert!(patient.join().unwrap());
+        });
+        let c = cond.cell();
+        assert_eq!(c.tail.load(Ordering::SeqCst), c.head.load(Ordering::SeqCst));
+        assert_eq!(c.holes.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
     fn rlock_condition_waits_at_depth_and_restores_it() {
         let cond = Condition::new().unwrap();
         let CondLock::RLock(r) = &cond.lock else {
