@@ -13,9 +13,12 @@ pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 
 // Cross-process synchronization and shared values.
+pub use multiproc_ipc::sync::BarrierBuilder;
 pub use multiproc_ipc::sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, LockResult, RLock, Semaphore,
 };
+pub use multiproc_ipc::value::Structure;
+pub use multiproc_ipc::value::ValueLock;
 pub use multiproc_ipc::value::{Array, RawArray, RawValue, Value};
 pub use multiproc_ipc::{sync, value};
 pub use multiproc_pool::{
@@ -36,6 +39,7 @@ pub mod prelude {
     pub use crate::{Error, ErrorKind, Result};
 
     // Cross-process synchronization and shared values.
+    pub use crate::Structure;
     pub use crate::{Array, RawArray, RawValue, Value};
     pub use crate::{
         Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore,

@@ -19,6 +19,10 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 /// child. Children see the program's memory as it was when `init` ran.
 ///
 /// Calling `init` again once the server runs does nothing and returns `Ok`.
+/// It works wherever it runs before the program's first thread, including
+/// in a constructor that runs before `main` (a function placed in
+/// `.init_array`, or one made with a constructor crate), whatever the order
+/// in which the linker put this library's own start-up code.
 ///
 /// # Examples
 ///

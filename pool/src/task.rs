@@ -86,12 +86,10 @@ fn ser_error(what: &str, e: impl std::fmt::Display) -> WireError {
 /// Appends the encoding of `outcome` to `out`; an `R` that fails to encode
 /// becomes a `Serialization` error for that item only.
 fn push_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: &ItemOutcome<R>) {
-    if codec::Codec::default().encode_into(outcome, out).is_err() {
+    if let Err(cause) = codec::Codec::default().encode_into(outcome, out) {
+        // The error quotes the result's own `Serialize` message.
         let err: ItemOutcome<R> = Err(match outcome {
-            Ok(_) => ser_error(
-                "cannot encode the task's result",
-                "the value's Serialize failed",
-            ),
+            Ok(_) => ser_error("cannot encode the task's result", cause),
             Err(e) => e.clone(),
         });
         if let Err(e) = encode_err(&err, out) {

@@ -211,11 +211,10 @@ impl Lock {
         self.acquire(Wait::Until(deadline_after(timeout)))
     }
 
-    /// True if some thread of some process seems to hold the lock (a hint:
-    /// it may change at once, and it stays true after a holder died until the
-    /// next locker takes over).
+    /// True if some thread of some process holds the lock (a snapshot: it
+    /// may change at once). A holder that died no longer counts.
     pub fn is_locked(&self) -> bool {
-        self.cell().held.load(Ordering::Relaxed) != 0
+        self.cell().mutex.owner().is_some()
     }
 
     /// True if both handles refer to the same lock.

@@ -72,7 +72,7 @@ mod lock;
 mod rlock;
 mod semaphore;
 
-pub use barrier::Barrier;
+pub use barrier::{Barrier, BarrierBuilder};
 pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
