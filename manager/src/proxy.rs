@@ -409,7 +409,8 @@ where
     ///
     /// # Errors
     ///
-    /// `TaskPanicked` if `f` panics (the entry is left unchanged);
+    /// `TaskPanicked` if `f` panics (the entry is left unchanged), with the
+    /// panic's message and location ([`Error::panic_info`]);
     /// `InvalidArgument` on a remote manager, which never runs code sent by a
     /// client; else as [`get`](DictProxy::get).
     pub fn update_with(&self, key: &K, f: fn(Option<V>) -> V) -> Result<V> {
@@ -1204,8 +1205,10 @@ impl<A: Serialize, R: DeserializeOwned> CallableProxy<A, R> {
     /// # Errors
     ///
     /// `Serialization` if the argument or the result does not match the
-    /// registered types; `TaskPanicked` if the function panicked;
-    /// `Closed`/`Io` if the server is gone.
+    /// registered types; `TaskPanicked` if the function panicked, carrying
+    /// the panic's message and location ([`Error::panic_info`]) as a pool
+    /// task's panic does (the server goes on serving); `Closed`/`Io` if the
+    /// server is gone.
     pub fn call(&self, arg: &A) -> Result<R> {
         self.obj.value(Op::Call(enc(arg)?), "call")
     }

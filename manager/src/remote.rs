@@ -680,6 +680,32 @@ impl ManagerServerBuilder {
     /// Serves the function `f` as `name`: clients call it with an encoded
     /// `A` and get its `R` back. It runs on the server, on the calling
     /// client's connection thread, so it may run concurrently with itself.
+    /// If it panics, the caller gets a `TaskPanicked` error carrying the
+    /// panic's message and location, and the server goes on serving (the
+    /// panic is still printed by the process's panic hook, as any panic).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc_manager::{ErrorKind, ManagerServer, RemoteManager};
+    ///
+    /// fn checked_sqrt(x: f64) -> f64 {
+    ///     assert!(x >= 0.0, "negative input {x}");
+    ///     x.sqrt()
+    /// }
+    ///
+    /// let server = ManagerServer::builder(b"key")
+    ///     .callable("sqrt", checked_sqrt)
+    ///     .bind("127.0.0.1:0")?;
+    /// let remote = RemoteManager::connect(server.local_addr(), b"key")?;
+    /// let sqrt = remote.callable::<f64, f64>("sqrt")?;
+    /// assert_eq!(sqrt.call(&9.0)?, 3.0);
+    /// let e = sqrt.call(&-1.0).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::TaskPanicked);
+    /// assert_eq!(e.panic_info().unwrap().message, "negative input -1");
+    /// assert_eq!(sqrt.call(&4.0)?, 2.0); // still serving
+    /// # Ok::<(), multiproc_manager::Error>(())
+    /// ```
     pub fn callable<A, R>(mut self, name: &str, f: fn(A) -> R) -> Self
     where
         A: DeserializeOwned + 'static,

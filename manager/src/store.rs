@@ -6,13 +6,13 @@
 //! queue `get` or a lock `acquire` holds up nobody else.
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+use multiproc_ipc::process::catch_remote_panic;
 use multiproc_ipc::shmchan::{spin_budget, yield_briefly, SpinPermit};
-use multiproc_ipc::{Error, ErrorKind, RemotePanic, WireError};
+use multiproc_ipc::{Error, ErrorKind, WireError};
 
 use crate::protocol::{Block, Bytes, Init, Kind, Op, Request, Response, Updater};
 
@@ -121,20 +121,21 @@ fn insert_index(i: i64, len: usize) -> usize {
 
 fn run_updater(updater: &Updater, f: Bytes, old: Option<Bytes>) -> Result<Bytes, Error> {
     let tramp = updater.get()?;
-    match std::panic::catch_unwind(AssertUnwindSafe(|| tramp((f, old)))) {
+    match catch_remote_panic(|| tramp((f, old))) {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(w)) => Err(Error::from(w)),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned());
-            Err(Error::panicked(RemotePanic {
-                message,
-                location: None,
-            }))
-        }
+        Err(panic) => Err(Error::panicked(panic)),
+    }
+}
+
+/// Runs a registered callable; a panic becomes a `TaskPanicked` response
+/// with its message and location, as a pool task's does, and the
+/// connection thread goes on serving.
+fn run_callable(f: &CallFn, arg: &[u8]) -> Response {
+    match catch_remote_panic(|| f(arg)) {
+        Ok(Ok(bytes)) => Response::Value(bytes),
+        Ok(Err(w)) => Response::Error(w),
+        Err(panic) => wire(&Error::panicked(panic)),
     }
 }
 
@@ -629,11 +630,7 @@ impl Store {
             (State::Callable(f), Op::Call(arg)) => {
                 let f = Arc::clone(f);
                 drop(guard);
-                return match std::panic::catch_unwind(AssertUnwindSafe(|| f(&arg))) {
-                    Ok(Ok(bytes)) => Response::Value(bytes),
-                    Ok(Err(w)) => Response::Error(w),
-                    Err(_) => err(ErrorKind::TaskPanicked, "the registered callable panicked"),
-                };
+                return run_callable(&f, &arg);
             }
             _ => mismatch(),
         };

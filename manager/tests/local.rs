@@ -106,6 +106,11 @@ fn dict_semantics() {
     let e = d.update_with(&k("a"), |_| panic!("no thanks")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TaskPanicked);
     assert!(e.to_string().contains("no thanks"), "{e}");
+    let at = e.panic_info().and_then(|p| p.location.clone());
+    assert!(
+        at.as_deref().is_some_and(|l| l.contains("tests/local.rs:")),
+        "{at:?}"
+    );
     assert_eq!(d.get(&k("a")).unwrap(), Some(20));
     d.clear().unwrap();
     assert_eq!(d.len().unwrap(), 0);

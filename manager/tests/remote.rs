@@ -106,6 +106,30 @@ fn typed_objects_and_callables_by_name() {
 }
 
 #[test]
+fn a_panicking_callable_reports_its_message_and_location() {
+    let s = server();
+    let r = RemoteManager::connect(s.local_addr(), KEY).unwrap();
+    let boom = r.callable::<u8, u8>("boom").unwrap();
+    for _ in 0..2 {
+        let e = boom.call(&1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TaskPanicked, "{e}");
+        let p = e.panic_info().expect("the panic's details");
+        assert_eq!(p.message, "callable failed");
+        let at = p.location.as_deref().expect("the panic's location");
+        assert!(at.contains("tests/remote.rs:"), "{at}");
+        assert!(e.to_string().contains("callable failed"), "{e}");
+    }
+    // The server keeps serving this client and others.
+    let square = r.callable::<u64, u64>("square").unwrap();
+    assert_eq!(square.call(&5).unwrap(), 25);
+    let r2 = RemoteManager::connect(s.local_addr(), KEY).unwrap();
+    assert_eq!(
+        r2.callable::<u64, u64>("square").unwrap().call(&6).unwrap(),
+        36
+    );
+}
+
+#[test]
 fn wrong_authkey_is_rejected_and_served_nothing() {
     let s = server();
     let e = RemoteManager::connect(s.local_addr(), b"wrong key").unwrap_err();
