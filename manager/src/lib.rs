@@ -47,11 +47,15 @@
 
 mod client;
 mod local;
+mod ordmap;
 mod protocol;
 mod proxy;
 mod remote;
 mod store;
 
+/// The insertion-ordered map [`DictProxy::to_map`] returns (from the
+/// [`indexmap`](https://docs.rs/indexmap) crate).
+pub use indexmap::IndexMap;
 pub use local::Manager;
 pub use multiproc_ipc::{Error, ErrorKind, Result};
 pub use proxy::{

@@ -24,13 +24,13 @@
 //! otherwise decoding fails with a [`Serialization`](ErrorKind::Serialization)
 //! error saying to call `RemoteManager::connect` first.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use multiproc_ipc::{codec, Error, ErrorKind, FnRef, Result, WireError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -220,8 +220,15 @@ macro_rules! proxy_common {
 /// A dictionary in a manager, Python's `DictProxy`.
 ///
 /// Keys are compared by their encoding, so use key types whose encoding is
-/// canonical (integers, strings, tuples of them...; not hash maps). The
-/// iteration order of [`keys`](DictProxy::keys) and friends is unspecified.
+/// canonical (integers, strings, tuples of them...; not hash maps).
+///
+/// Like a Python dict, the dictionary remembers insertion order:
+/// [`keys`](DictProxy::keys), [`values`](DictProxy::values),
+/// [`items`](DictProxy::items) and [`to_map`](DictProxy::to_map) list the
+/// entries in the order their keys were first inserted. Setting the value of
+/// a present key keeps its place; removing a key and inserting it again
+/// moves it to the end. The dictionary is never iterated live: each of these
+/// methods copies the whole dictionary here in one round trip.
 ///
 /// # Examples
 ///
@@ -235,6 +242,10 @@ macro_rules! proxy_common {
 /// // Atomically, in the manager, in one round trip:
 /// let v = d.update_with(&"count".to_string(), |v| v.unwrap_or(0) - 1)?;
 /// assert_eq!(v, 98);
+/// // Insertion order, as in Python.
+/// d.insert(&"b".to_string(), &2)?;
+/// d.insert(&"a".to_string(), &1)?;
+/// assert_eq!(d.keys()?, ["count", "b", "a"]);
 /// # Ok::<(), multiproc_manager::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
@@ -261,7 +272,8 @@ where
         self.obj.maybe(Op::DictGet(enc(key)?), "get")
     }
 
-    /// Sets `d[key] = value`, returning the previous value.
+    /// Sets `d[key] = value`, returning the previous value. A present key
+    /// keeps its place in the order; a new one goes last.
     ///
     /// # Errors
     ///
@@ -319,7 +331,7 @@ where
         Ok(self.len()? == 0)
     }
 
-    /// The keys.
+    /// The keys, in insertion order (Python's `list(d.keys())`).
     ///
     /// # Errors
     ///
@@ -328,7 +340,7 @@ where
         self.obj.values(Op::DictKeys, "keys")
     }
 
-    /// The values.
+    /// The values, in insertion order (Python's `list(d.values())`).
     ///
     /// # Errors
     ///
@@ -337,7 +349,7 @@ where
         self.obj.values(Op::DictValues, "values")
     }
 
-    /// The `(key, value)` pairs.
+    /// The `(key, value)` pairs, in insertion order (Python's `list(d.items())`).
     ///
     /// # Errors
     ///
@@ -349,7 +361,8 @@ where
         }
     }
 
-    /// Inserts every pair, Python's `d.update(pairs)`.
+    /// Inserts every pair, Python's `d.update(pairs)`: present keys keep
+    /// their place, new ones are added last, in the order given.
     ///
     /// # Errors
     ///
@@ -372,7 +385,7 @@ where
     }
 
     /// Python's `d.setdefault(key, default)`: the value for `key`, inserting
-    /// `default` first if the key is absent.
+    /// `default` (last in the order) first if the key is absent.
     ///
     /// # Errors
     ///
@@ -382,12 +395,31 @@ where
             .value(Op::DictSetDefault(enc(key)?, enc(default)?), "setdefault")
     }
 
-    /// The whole dictionary, copied here.
+    /// The whole dictionary, copied here, as an [`IndexMap`]: a hash map
+    /// that keeps the manager's insertion order (Python's `d.copy()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc_manager::Manager;
+    ///
+    /// let manager = Manager::start()?;
+    /// let d = manager.dict_from([('z', 1), ('y', 2), ('x', 3)])?;
+    /// let map = d.to_map()?;
+    /// assert_eq!(map[&'y'], 2);
+    /// assert_eq!(map.keys().copied().collect::<String>(), "zyx");
+    /// # Ok::<(), multiproc_manager::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// As [`get`](DictProxy::get).
-    pub fn to_map(&self) -> Result<HashMap<K, V>>
+    ///
+    /// # Caveats
+    ///
+    /// `IndexMap`'s `==` compares contents only, not order (as Python's
+    /// dicts do); compare `keys()` or `items()` to check order.
+    pub fn to_map(&self) -> Result<IndexMap<K, V>>
     where
         K: Eq + Hash,
     {

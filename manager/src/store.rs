@@ -14,6 +14,7 @@ use multiproc_ipc::process::catch_remote_panic;
 use multiproc_ipc::shmchan::{spin_budget, yield_briefly, SpinPermit};
 use multiproc_ipc::{Error, ErrorKind, WireError};
 
+use crate::ordmap::OrderedMap;
 use crate::protocol::{Block, Bytes, Init, Kind, Op, Request, Response, Updater};
 
 /// A callable registered on a server: decodes its argument, runs, encodes.
@@ -26,7 +27,7 @@ const WAIT_SPIN: Duration = Duration::from_micros(50);
 const PEER_PROBE: Duration = Duration::from_millis(100);
 
 enum State {
-    Dict(HashMap<Bytes, Bytes>),
+    Dict(OrderedMap),
     List(Vec<Bytes>),
     Queue {
         items: VecDeque<Bytes>,
@@ -260,7 +261,7 @@ impl Store {
             )
         };
         let state = match (kind, init) {
-            (Kind::Dict, Init::Empty) => State::Dict(HashMap::new()),
+            (Kind::Dict, Init::Empty) => State::Dict(OrderedMap::new()),
             (Kind::Dict, Init::Dict(pairs)) => State::Dict(pairs.into_iter().collect()),
             (Kind::List, Init::Empty) => State::List(Vec::new()),
             (Kind::List, Init::List(items)) => State::List(items),
@@ -417,8 +418,12 @@ impl Store {
             (State::Dict(m), Op::DictRemove(k)) => Response::Maybe(m.remove(&k)),
             (State::Dict(m), Op::DictContains(k)) => Response::Bool(m.contains_key(&k)),
             (State::Dict(m), Op::Len) => Response::Len(m.len() as u64),
-            (State::Dict(m), Op::DictKeys) => Response::Values(m.keys().cloned().collect()),
-            (State::Dict(m), Op::DictValues) => Response::Values(m.values().cloned().collect()),
+            (State::Dict(m), Op::DictKeys) => {
+                Response::Values(m.iter().map(|(k, _)| k.clone()).collect())
+            }
+            (State::Dict(m), Op::DictValues) => {
+                Response::Values(m.iter().map(|(_, v)| v.clone()).collect())
+            }
             (State::Dict(m), Op::DictItems) => {
                 Response::Pairs(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             }
@@ -430,9 +435,7 @@ impl Store {
                 m.clear();
                 Response::Unit
             }
-            (State::Dict(m), Op::DictSetDefault(k, v)) => {
-                Response::Value(m.entry(k).or_insert(v).clone())
-            }
+            (State::Dict(m), Op::DictSetDefault(k, v)) => Response::Value(m.get_or_insert(k, v)),
             (State::Dict(m), Op::DictUpdateWith(k, updater, f)) => {
                 let old = m.get(&k).cloned();
                 match run_updater(&updater, f, old) {
