@@ -28,7 +28,9 @@
 //!   HMAC-SHA256 challenge-response; each side polls the socket briefly
 //!   (yielding between polls) before it blocks.
 //! * Connections are per thread and per process: a proxy used after a fork
-//!   opens its own.
+//!   opens its own. A remote connection lost between two requests is
+//!   replaced on the next call; a request in flight when it is lost fails
+//!   and is not retried (see [`RemoteManager`]).
 //! * When a client disconnects or dies, the manager releases the locks it
 //!   held, and a blocked request of a dead client takes nothing from a queue.
 //!

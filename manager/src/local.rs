@@ -102,6 +102,8 @@ pub(crate) struct LocalConn {
     sock: UnixStream,
     buf: Vec<u8>,
     codec: Codec,
+    /// A request failed after it started out: the channel is out of step.
+    broken: bool,
 }
 
 impl LocalConn {
@@ -132,6 +134,7 @@ impl LocalConn {
             sock,
             buf: Vec::with_capacity(256),
             codec: Codec::default(),
+            broken: false,
         })
     }
 }
@@ -142,12 +145,21 @@ impl Conn for LocalConn {
         self.codec.encode_into(req, &mut self.buf)?;
         let sock = &self.sock;
         let gone = || peer_gone(sock);
+        // Anything that fails from here on leaves the channel out of step.
+        self.broken = true;
         self.chan.send(&self.buf, &gone)?;
         self.chan
             .recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)?;
+        self.broken = false;
         self.codec.decode(&self.buf).map_err(|e| {
             Error::with_source(ErrorKind::Remote, "malformed response from the manager", e)
         })
+    }
+
+    fn usable(&mut self) -> bool {
+        // No system call here: this runs before every request, and a dead
+        // local manager is seen by the request itself.
+        !self.broken
     }
 }
 

@@ -140,6 +140,8 @@ pub(crate) enum Request {
     Op(u64, Op),
     /// Stop the server (local clients only).
     Shutdown,
+    /// Check that the connection works (answered with `Unit`).
+    Ping,
 }
 
 /// The server's answer.

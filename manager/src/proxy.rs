@@ -814,9 +814,17 @@ pub struct LockProxy {
 proxy_common!(LockProxy);
 
 /// Releases a manager lock (or rlock) when dropped.
+///
+/// The release goes through the connection the lock was taken through. If
+/// that connection was lost meanwhile, the manager has already released the
+/// lock (it does so for every client that disconnects), and dropping the
+/// guard sends nothing: a release through a new connection could free a
+/// lock that another client has taken since.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ProxyGuard<'a> {
     obj: &'a ObjRef,
+    /// The connection the lock was taken through.
+    serial: u64,
 }
 
 impl fmt::Debug for ProxyGuard<'_> {
@@ -827,17 +835,36 @@ impl fmt::Debug for ProxyGuard<'_> {
 
 impl Drop for ProxyGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.obj.unit(Op::Release, "release");
+        let _ = lock_release(self.obj, Some(self.serial));
     }
 }
 
+/// A semaphore acquire.
 fn acquire(obj: &ObjRef, b: Block) -> Result<bool> {
     obj.boolean(Op::Acquire(b), "acquire")
 }
 
+/// A lock or rlock acquire: the serial of the connection that took it, or
+/// `None` if it was not taken.
+fn lock_acquire(obj: &ObjRef, b: Block) -> Result<Option<u64>> {
+    match client::acquire_lock(&obj.ep, &Request::Op(obj.id, Op::Acquire(b)))? {
+        (Response::Bool(true), serial) => Ok(Some(serial)),
+        (Response::Bool(false), _) => Ok(None),
+        _ => Err(unexpected("acquire")),
+    }
+}
+
+/// A lock or rlock release, through the connection `through` if given.
+fn lock_release(obj: &ObjRef, through: Option<u64>) -> Result<()> {
+    match client::release_lock(&obj.ep, &Request::Op(obj.id, Op::Release), through)? {
+        Response::Unit => Ok(()),
+        _ => Err(unexpected("release")),
+    }
+}
+
 /// Acquires with `b` and wraps a success in a guard.
 fn guard(obj: &ObjRef, b: Block) -> Result<Option<ProxyGuard<'_>>> {
-    Ok(acquire(obj, b)?.then_some(ProxyGuard { obj }))
+    Ok(lock_acquire(obj, b)?.map(|serial| ProxyGuard { obj, serial }))
 }
 
 /// The guard methods `lock`, `try_lock`, `lock_timeout` and `is_locked`,
@@ -851,8 +878,7 @@ macro_rules! lock_methods {
         ///
         /// `Closed`/`Io` if the manager is gone.
         pub fn lock(&self) -> Result<ProxyGuard<'_>> {
-            acquire(&self.obj, Block::Forever)?;
-            Ok(ProxyGuard { obj: &self.obj })
+            guard(&self.obj, Block::Forever)?.ok_or_else(|| unexpected("lock"))
         }
 
         #[doc = $try_doc]
@@ -898,7 +924,7 @@ impl LockProxy {
     ///
     /// As [`lock`](LockProxy::lock).
     pub fn acquire(&self) -> Result<()> {
-        acquire(&self.obj, Block::Forever).map(drop)
+        lock_acquire(&self.obj, Block::Forever).map(drop)
     }
 
     /// Releases the lock.
@@ -907,7 +933,7 @@ impl LockProxy {
     ///
     /// `InvalidArgument` if it is not locked.
     pub fn release(&self) -> Result<()> {
-        self.obj.unit(Op::Release, "release")
+        lock_release(&self.obj, None)
     }
 }
 

@@ -100,6 +100,19 @@ fn unreachable_hmac() -> ! {
     std::process::abort()
 }
 
+/// A random first object id for a new server, below 2^62.
+fn first_object_id() -> u64 {
+    let mut b = [0u8; 8];
+    let r = match getrandom::getrandom(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        // No randomness: the clock still differs between two servers.
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    };
+    (r >> 2).max(1)
+}
+
 fn auth_error(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Authentication, message)
 }
@@ -331,6 +344,9 @@ pub(crate) struct TcpConn {
     buf: Vec<u8>,
     out: Vec<u8>,
     max_frame: usize,
+    addr: SocketAddr,
+    /// A request failed after it started out: the connection is out of step.
+    broken: bool,
 }
 
 impl TcpConn {
@@ -341,7 +357,7 @@ impl TcpConn {
         io.idle_timeout = Some(HANDSHAKE_TIMEOUT);
         let mut buf = Vec::new();
         let mut out = Vec::new();
-        let fail = |e: ReadError| read_error_to_error(e, "the manager");
+        let fail = |e: ReadError| read_error_to_error(e, &format!("the manager at {addr}"));
         // 1. The server's challenge.
         io.read_frame(&mut buf, HANDSHAKE_MAX, Duration::ZERO)
             .map_err(fail)?;
@@ -388,7 +404,35 @@ impl TcpConn {
             buf,
             out,
             max_frame,
+            addr,
+            broken: false,
         })
+    }
+
+    /// The error for a request that failed after it started out: it is not
+    /// sent again, since the manager may have run it.
+    fn in_flight(&mut self, kind: ErrorKind, cause: &dyn fmt::Display) -> Error {
+        self.broken = true;
+        Error::new(
+            kind,
+            format!(
+                "the connection to the manager at {} was lost while a request was in \
+                 flight ({cause}); the request was not retried, as the manager may have \
+                 run it (the next call opens a new connection)",
+                self.addr
+            ),
+        )
+    }
+}
+
+/// The error kind of a connection that failed with `e`.
+fn lost_kind(e: &io::Error) -> ErrorKind {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof => ErrorKind::Closed,
+        _ => ErrorKind::Io,
     }
 }
 
@@ -400,11 +444,52 @@ impl Conn for TcpConn {
         let payload = std::mem::take(&mut self.buf);
         let w = self.io.write_frame(&payload, &mut self.out);
         self.buf = payload;
-        w?;
-        self.io
+        if let Err(e) = w {
+            return Err(self.in_flight(lost_kind(&e), &e));
+        }
+        match self
+            .io
             .read_frame(&mut self.buf, self.max_frame, shm_spin())
-            .map_err(|e| read_error_to_error(e, "the manager"))?;
-        Ok(c.decode(&self.buf)?)
+        {
+            Ok(()) => {}
+            Err(ReadError::Eof) => {
+                return Err(self.in_flight(ErrorKind::Closed, &"the manager closed it"))
+            }
+            Err(ReadError::TooLarge(n)) => {
+                let why = format!("a response of {n} bytes is over this client's limit");
+                return Err(self.in_flight(ErrorKind::Io, &why));
+            }
+            Err(ReadError::Io(e)) => return Err(self.in_flight(lost_kind(&e), &e)),
+        }
+        c.decode(&self.buf).map_err(|e| {
+            Error::with_source(
+                ErrorKind::Remote,
+                format!("malformed response from the manager at {}", self.addr),
+                e,
+            )
+        })
+    }
+
+    fn usable(&mut self) -> bool {
+        // Between requests the manager sends nothing: end of stream, an
+        // error or stray bytes all mean the connection cannot be used.
+        !self.broken && self.io.start == self.io.end && !peer_closed(&self.io.stream)
+    }
+}
+
+/// True unless `stream` is open with nothing to read (never blocks).
+fn peer_closed(stream: &TcpStream) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    match recv(
+        stream.as_raw_fd(),
+        &mut b,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Err(nix::errno::Errno::EAGAIN) => false,
+        Err(nix::errno::Errno::EINTR) => peer_closed(stream),
+        Ok(_) | Err(_) => true,
     }
 }
 
@@ -418,6 +503,25 @@ fn shm_spin() -> Duration {
 ///
 /// Each thread (and each process) that uses the proxies opens its own TCP
 /// connection, authenticated the same way.
+///
+/// # Lost connections and restarted servers
+///
+/// * A connection lost between two requests (the server shut down, was
+///   restarted, or the network dropped it) is replaced on the next call of
+///   any proxy that uses it: no request of it was in flight, so nothing can
+///   run twice.
+/// * A request in flight when its connection is lost fails with a
+///   [`Closed`](ErrorKind::Closed) error naming the server's address, and is
+///   not retried, since the server may have run it; the call after it opens a
+///   new connection.
+/// * Locks taken through a lost connection were released by the server (it
+///   releases a disconnected client's locks). The next call of that thread
+///   fails with a `Closed` error saying so, rather than run unprotected, and
+///   dropping the stale [`ProxyGuard`](crate::ProxyGuard) sends nothing.
+/// * A restarted server does not know the objects of the one before it
+///   (object ids differ between servers): a proxy of the old server fails
+///   with [`InvalidArgument`](ErrorKind::InvalidArgument); look the object up
+///   again by name.
 ///
 /// # Examples
 ///
@@ -449,6 +553,11 @@ impl fmt::Debug for RemoteManager {
 impl RemoteManager {
     /// Connects to the server at `addr` and authenticates with `authkey`.
     ///
+    /// It returns once this thread's connection to the server has answered a
+    /// request: a connection this thread kept from an earlier `connect` to
+    /// the same address, whose server has gone since (perhaps replaced by a
+    /// new server on the same address), is replaced by a new one.
+    ///
     /// On success the authkey is recorded in this process, so that proxies
     /// from this manager can be passed to processes forked afterwards (a
     /// `Process`, a pool created later): their serialized form names the key
@@ -456,10 +565,30 @@ impl RemoteManager {
     /// forked before this call, or an unrelated one) must call `connect`
     /// with the authkey itself before it can decode such a proxy.
     ///
+    /// # Examples
+    ///
+    /// A server restarted on the same address:
+    ///
+    /// ```
+    /// use multiproc_manager::{ManagerServer, RemoteManager};
+    ///
+    /// let server = ManagerServer::builder(b"key").dict("d").bind("127.0.0.1:0")?;
+    /// let addr = server.local_addr();
+    /// let remote = RemoteManager::connect(addr, b"key")?;
+    /// remote.dict::<u8, u8>("d")?.insert(&1, &1)?;
+    /// drop(server); // shuts it down
+    ///
+    /// let _server = ManagerServer::builder(b"key").dict("d").bind(addr)?;
+    /// let remote = RemoteManager::connect(addr, b"key")?;
+    /// assert_eq!(remote.dict::<u8, u8>("d")?.get(&1)?, None); // a new dict
+    /// # Ok::<(), multiproc_manager::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Authentication` if the key is wrong (or the server cannot prove it
-    /// knows it); `Io` if the address cannot be resolved or reached.
+    /// knows it); `Io` if the address cannot be resolved or reached;
+    /// `Closed` if the server closed the connection.
     pub fn connect<A: ToSocketAddrs>(addr: A, authkey: &[u8]) -> Result<RemoteManager> {
         RemoteManager::connect_with_max_frame(addr, authkey, DEFAULT_MAX_FRAME)
     }
@@ -853,7 +982,7 @@ impl ManagerServer {
         ManagerServerBuilder {
             authkey: authkey.to_vec(),
             max_frame: DEFAULT_MAX_FRAME,
-            store: Store::new(),
+            store: Store::with_first_id(first_object_id()),
             error: None,
             quiet: false,
         }

@@ -230,10 +230,18 @@ fn wait_error(end: WaitEnd, what: &str, no_wait: ErrorKind) -> Response {
 
 impl Store {
     pub(crate) fn new() -> Store {
+        Store::with_first_id(1)
+    }
+
+    /// A store whose object ids count up from `first` (below 2^62, so they
+    /// never wrap). A remote server starts at a random id, so that a proxy
+    /// of a server that was restarted on the same address names no object
+    /// of the new one.
+    pub(crate) fn with_first_id(first: u64) -> Store {
         Store {
             objects: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
-            next: AtomicU64::new(1),
+            next: AtomicU64::new(first.clamp(1, 1 << 62)),
         }
     }
 
@@ -385,11 +393,16 @@ impl Store {
                 }
             }
             Request::Shutdown => err(ErrorKind::InvalidArgument, "shutdown is not allowed here"),
+            Request::Ping => Response::Unit,
             Request::Op(id, op) => match self.get(id) {
                 Some(obj) => self.op(&obj, op, peer),
                 None => err(
                     ErrorKind::InvalidArgument,
-                    format!("the manager has no object with id {id}"),
+                    format!(
+                        "the manager has no object with id {id}: the proxy belongs to \
+                         another manager, or to a server since restarted on this address \
+                         (look the object up again by name)"
+                    ),
                 ),
             },
         }
