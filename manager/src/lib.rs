@@ -61,7 +61,7 @@ pub use indexmap::IndexMap;
 pub use local::Manager;
 pub use multiproc_ipc::{Error, ErrorKind, Result};
 pub use proxy::{
-    CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, NamespaceProxy,
-    ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+    CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListIter, ListProxy, LockProxy,
+    NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
 pub use remote::{ManagerServer, ManagerServerBuilder, RemoteManager, DEFAULT_MAX_FRAME};

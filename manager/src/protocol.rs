@@ -92,6 +92,9 @@ pub(crate) enum Op {
     ListPush(Bytes),
     ListExtend(Vec<Bytes>),
     ListGet(i64),
+    /// The item at a non-negative index, or nothing past the end (a live
+    /// iteration step).
+    ListGetOpt(u64),
     ListSet(i64, Bytes),
     ListInsert(i64, Bytes),
     ListPop(Option<i64>),

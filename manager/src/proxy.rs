@@ -576,13 +576,125 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         self.obj.unit(Op::Clear, "clear")
     }
 
-    /// The whole list, copied here.
+    /// The whole list, copied here in one round trip: a snapshot, where
+    /// [`iter`](ListProxy::iter) reads the list live.
     ///
     /// # Errors
     ///
     /// `Serialization` if an item is not a `T`.
     pub fn to_vec(&self) -> Result<Vec<T>> {
         self.obj.values(Op::ListToVec, "to_vec")
+    }
+
+    /// Iterates over the list as it is at each step, as Python iterates a
+    /// list proxy (`for x in l`): step `i` asks the manager for the item at
+    /// index `i` then, and the iteration ends at the first index past the
+    /// end. Changes made meanwhile, by anyone, show: items appended before
+    /// the end is reached are yielded; removing an item before the current
+    /// position makes the next one be skipped, as in Python.
+    ///
+    /// Each step is one round trip; [`to_vec`](ListProxy::to_vec) copies the
+    /// whole list in one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc_manager::Manager;
+    ///
+    /// let manager = Manager::start()?;
+    /// let l = manager.list_from([1u32, 2, 3])?;
+    /// let mut it = l.iter();
+    /// assert_eq!(it.next().transpose()?, Some(1));
+    /// l.push(&4)?; // seen by the iteration under way
+    /// let rest = it.collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(rest, [2, 3, 4]);
+    /// let mut sum = 0;
+    /// for x in &l {
+    ///     sum += x?;
+    /// }
+    /// assert_eq!(sum, 10);
+    /// # Ok::<(), multiproc_manager::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Each step yields `Err` if the item is not a `T`
+    /// (`Serialization`) or the manager is gone (`Closed`/`Io`); the
+    /// iteration ends after an error.
+    pub fn iter(&self) -> ListIter<'_, T> {
+        ListIter {
+            list: self,
+            next: 0,
+            done: false,
+        }
+    }
+}
+
+/// A live iteration over a [`ListProxy`], made by [`ListProxy::iter`]:
+/// each step reads the item at the next index from the manager. It yields
+/// `Result<T>`, ends at the first index past the end of the list (then stays
+/// ended), and ends after an error.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc_manager::Manager;
+///
+/// let manager = Manager::start()?;
+/// let l = manager.list_from(["a".to_string(), "b".to_string()])?;
+/// let joined = l.iter().collect::<Result<Vec<_>, _>>()?.join("");
+/// assert_eq!(joined, "ab");
+/// # Ok::<(), multiproc_manager::Error>(())
+/// ```
+pub struct ListIter<'a, T> {
+    list: &'a ListProxy<T>,
+    next: u64,
+    done: bool,
+}
+
+impl<T> fmt::Debug for ListIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListIter")
+            .field("list", &self.list.obj)
+            .field("next", &self.next)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for ListIter<'_, T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if self.done {
+            return None;
+        }
+        match self.list.obj.maybe(Op::ListGetOpt(self.next), "iter") {
+            Ok(Some(item)) => {
+                self.next += 1;
+                Some(Ok(item))
+            }
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> std::iter::FusedIterator for ListIter<'_, T> {}
+
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a ListProxy<T> {
+    type Item = Result<T>;
+    type IntoIter = ListIter<'a, T>;
+
+    /// As [`ListProxy::iter`].
+    fn into_iter(self) -> ListIter<'a, T> {
+        self.iter()
     }
 }
 

@@ -475,6 +475,9 @@ impl Store {
                     format!("list index {i} out of range"),
                 ),
             },
+            (State::List(l), Op::ListGetOpt(i)) => {
+                Response::Maybe(usize::try_from(i).ok().and_then(|i| l.get(i)).cloned())
+            }
             (State::List(l), Op::ListSet(i, v)) => match index(i, l.len()) {
                 Some(j) => {
                     l[j] = v;

@@ -213,6 +213,60 @@ fn list_semantics() {
 }
 
 #[test]
+fn list_iterates_live_like_python() {
+    let m = Manager::start().unwrap();
+    let l = m.list_from([1u32, 2, 3]).unwrap();
+    let other = l.clone();
+    let mut it = l.iter();
+    assert_eq!(it.next().unwrap().unwrap(), 1);
+    // Python: removing an item before the position skips the next one...
+    assert_eq!(other.pop(Some(0)).unwrap(), 1);
+    assert_eq!(it.next().unwrap().unwrap(), 3);
+    // ...and items appended before the end is reached are yielded.
+    other.push(&4).unwrap();
+    other.push(&5).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 4);
+    other.set(-1, &50).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 50);
+    assert!(it.next().is_none());
+    // Once ended it stays ended, as a Python list iterator does.
+    other.push(&6).unwrap();
+    assert!(it.next().is_none());
+    // to_vec stays a snapshot.
+    let snapshot = l.to_vec().unwrap();
+    other.push(&7).unwrap();
+    assert_eq!(snapshot, vec![2, 3, 4, 50, 6]);
+    let mut seen = Vec::new();
+    for x in &l {
+        seen.push(x.unwrap());
+    }
+    assert_eq!(seen, vec![2, 3, 4, 50, 6, 7]);
+    assert_eq!(m.list::<u8>().unwrap().iter().count(), 0);
+
+    // An item that does not decode ends the iteration with an error.
+    let mixed = m.list::<String>().unwrap();
+    mixed.push(&"ok".to_string()).unwrap();
+    let wrong: multiproc_manager::ListProxy<Vec<u8>> =
+        codec::decode(&codec::encode(&mixed).unwrap()).unwrap();
+    wrong.push(&vec![0xff, 0xfe]).unwrap();
+    let got: Vec<_> = mixed.iter().collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].as_deref().unwrap(), "ok");
+    assert_eq!(
+        got[1].as_ref().unwrap_err().kind(),
+        ErrorKind::Serialization
+    );
+
+    // A manager gone mid-iteration: an error, then the end.
+    let mut it = l.iter();
+    assert_eq!(it.next().unwrap().unwrap(), 2);
+    m.shutdown().unwrap();
+    let e = it.next().unwrap().unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Closed | ErrorKind::Io), "{e}");
+    assert!(it.next().is_none());
+}
+
+#[test]
 fn queue_lock_event_semaphore_value_namespace() {
     let m = Manager::start().unwrap();
     let q = m.bounded_queue::<u32>(2).unwrap();

@@ -98,6 +98,14 @@ fn typed_objects_and_callables_by_name() {
         ErrorKind::Serialization
     );
 
+    // A list iterates live over TCP too.
+    let l = r.list::<u32>("l").unwrap();
+    l.extend([1, 2]).unwrap();
+    let mut it = l.iter();
+    assert_eq!(it.next().unwrap().unwrap(), 1);
+    l.push(&3).unwrap();
+    assert_eq!(it.collect::<Result<Vec<_>, _>>().unwrap(), vec![2, 3]);
+
     // No code from clients: update_with is refused remotely.
     let v = r.value::<u64>("v").unwrap();
     assert_eq!(
