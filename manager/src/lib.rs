@@ -52,6 +52,7 @@ mod local;
 mod ordmap;
 mod protocol;
 mod proxy;
+mod queues;
 mod remote;
 mod store;
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 use multiproc_ipc::{FnRef, WireError};
 use serde::{Deserialize, Serialize};
 
+use crate::queues::HeapMaker;
+
 /// Bytes of one encoded value.
 pub(crate) type Bytes = Vec<u8>;
 
@@ -25,6 +27,8 @@ pub(crate) enum Kind {
     List,
     Queue,
     JoinableQueue,
+    LifoQueue,
+    PriorityQueue,
     Lock,
     RLock,
     Event,
@@ -41,6 +45,8 @@ impl Kind {
             Kind::List => "list",
             Kind::Queue => "queue",
             Kind::JoinableQueue => "joinable queue",
+            Kind::LifoQueue => "lifo queue",
+            Kind::PriorityQueue => "priority queue",
             Kind::Lock => "lock",
             Kind::RLock => "rlock",
             Kind::Event => "event",
@@ -58,8 +64,18 @@ pub(crate) enum Init {
     Empty,
     Dict(Vec<(Bytes, Bytes)>),
     List(Vec<Bytes>),
-    Queue { maxsize: usize },
-    Semaphore { value: u64, bound: Option<u64> },
+    Queue {
+        maxsize: usize,
+    },
+    /// A priority queue: its bound and the maker of its typed item store.
+    PriorityQueue {
+        maxsize: usize,
+        make: HeapMaker,
+    },
+    Semaphore {
+        value: u64,
+        bound: Option<u64>,
+    },
     Value(Bytes),
 }
 

@@ -700,8 +700,16 @@ impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a ListProxy<T> {
 
 // ---------------------------------------------------------------------------
 
-/// A FIFO queue in a manager (Python's `manager.Queue()`), also what a
-/// remote manager serves to task workers.
+/// A queue in a manager (Python's `manager.Queue()`), also what a remote
+/// manager serves to task workers.
+///
+/// The same proxy serves the three orders of Python's `queue` module, fixed
+/// when the queue is made: FIFO ([`Manager::queue`](crate::Manager::queue):
+/// `get` takes the oldest item), LIFO
+/// ([`Manager::lifo_queue`](crate::Manager::lifo_queue): the newest) and
+/// priority ([`Manager::priority_queue`](crate::Manager::priority_queue):
+/// the smallest, the oldest of equal ones). Everything else (blocking,
+/// bounds, `Full` and `Empty`) is the same for all three.
 ///
 /// # Examples
 ///
@@ -737,8 +745,9 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// # Errors
     ///
-    /// `Serialization` if `item` cannot be encoded; `Closed`/`Io` if the
-    /// manager is gone.
+    /// `Serialization` if `item` cannot be encoded (or, for a priority
+    /// queue, is not of the queue's type); `Closed`/`Io` if the manager is
+    /// gone.
     pub fn put(&self, item: &T) -> Result<()> {
         self.put_with(item, Block::Forever)
     }
@@ -761,7 +770,8 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         self.put_with(item, block(Some(timeout)))
     }
 
-    /// Takes the oldest item, waiting for one.
+    /// Takes the next item (the oldest; the newest of a LIFO queue, the
+    /// smallest of a priority queue), waiting for one.
     ///
     /// # Errors
     ///
@@ -771,7 +781,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         self.get_with(Block::Forever)
     }
 
-    /// Takes the oldest item if there is one.
+    /// Takes the next item if there is one.
     ///
     /// # Errors
     ///
@@ -780,7 +790,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         self.get_with(Block::No)
     }
 
-    /// Takes the oldest item, waiting at most `timeout`.
+    /// Takes the next item, waiting at most `timeout`.
     ///
     /// # Errors
     ///

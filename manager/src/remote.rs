@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use multiproc_ipc::codec;
 use multiproc_ipc::shmchan::{yield_briefly, SpinPermit};
-use multiproc_ipc::{Error, ErrorKind, Result};
+use multiproc_ipc::{Error, ErrorKind, FnRef, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::Sha256;
@@ -48,6 +48,7 @@ use crate::proxy::{
     expect_kind, CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
     NamespaceProxy, ObjRef, QueueProxy, ValueProxy,
 };
+use crate::queues::{new_heap, HeapMaker};
 use crate::store::{CallFn, Peer, Store};
 
 /// The default largest frame a server accepts: 16 MiB.
@@ -632,15 +633,45 @@ impl RemoteManager {
         })
     }
 
-    /// The queue registered as `name`.
+    /// The queue registered as `name`: a FIFO queue, or any other queue
+    /// (joinable, LIFO, priority), each served in its own order.
     ///
     /// # Errors
     ///
     /// `InvalidArgument` if nothing (or not a queue) is registered under
     /// `name`; `Closed`/`Io` if the server is gone.
     pub fn queue<T>(&self, name: &str) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::from_obj(self.lookup(
+            name,
+            &[
+                Kind::Queue,
+                Kind::JoinableQueue,
+                Kind::LifoQueue,
+                Kind::PriorityQueue,
+            ],
+        )?))
+    }
+
+    /// The LIFO queue registered as `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`queue`](RemoteManager::queue), also if the queue registered
+    /// under `name` is not a LIFO queue.
+    pub fn lifo_queue<T>(&self, name: &str) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::from_obj(self.lookup(name, &[Kind::LifoQueue])?))
+    }
+
+    /// The priority queue registered as `name`; `T` should be the type it
+    /// was registered with (a put of another type fails).
+    ///
+    /// # Errors
+    ///
+    /// As [`queue`](RemoteManager::queue), also if the queue registered
+    /// under `name` is not a priority queue.
+    pub fn priority_queue<T>(&self, name: &str) -> Result<QueueProxy<T>> {
         Ok(QueueProxy::from_obj(
-            self.lookup(name, &[Kind::Queue, Kind::JoinableQueue])?,
+            self.lookup(name, &[Kind::PriorityQueue])?,
         ))
     }
 
@@ -763,6 +794,60 @@ impl ManagerServerBuilder {
     /// Serves a queue holding at most `maxsize` items as `name`.
     pub fn bounded_queue(self, name: &str, maxsize: usize) -> Self {
         self.add(name, Kind::Queue, Init::Queue { maxsize })
+    }
+
+    /// Serves an unbounded LIFO queue as `name` (see
+    /// [`Manager::lifo_queue`](crate::Manager::lifo_queue)).
+    pub fn lifo_queue(self, name: &str) -> Self {
+        self.bounded_lifo_queue(name, 0)
+    }
+
+    /// Serves a LIFO queue holding at most `maxsize` items as `name`.
+    pub fn bounded_lifo_queue(self, name: &str, maxsize: usize) -> Self {
+        self.add(name, Kind::LifoQueue, Init::Queue { maxsize })
+    }
+
+    /// Serves an unbounded priority queue of `T` as `name`: `get` takes the
+    /// smallest item, and of equal items the one put first (see
+    /// [`Manager::priority_queue`](crate::Manager::priority_queue)). The
+    /// server compares items as `T`, the type given here; a put of an item
+    /// that is not a `T` fails with `Serialization`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc_manager::{ManagerServer, RemoteManager};
+    ///
+    /// let server = ManagerServer::builder(b"key")
+    ///     .priority_queue::<u32>("jobs")
+    ///     .bind("127.0.0.1:0")?;
+    /// let remote = RemoteManager::connect(server.local_addr(), b"key")?;
+    /// let jobs = remote.priority_queue::<u32>("jobs")?;
+    /// for x in [5, 1, 3] {
+    ///     jobs.put(&x)?;
+    /// }
+    /// assert_eq!(jobs.get()?, 1);
+    /// # Ok::<(), multiproc_manager::Error>(())
+    /// ```
+    pub fn priority_queue<T>(self, name: &str) -> Self
+    where
+        T: Ord + DeserializeOwned + Send + 'static,
+    {
+        self.bounded_priority_queue::<T>(name, 0)
+    }
+
+    /// Serves a priority queue of `T` holding at most `maxsize` items as
+    /// `name`.
+    pub fn bounded_priority_queue<T>(self, name: &str, maxsize: usize) -> Self
+    where
+        T: Ord + DeserializeOwned + Send + 'static,
+    {
+        let make: HeapMaker = FnRef::new(new_heap::<T>);
+        self.add(
+            name,
+            Kind::PriorityQueue,
+            Init::PriorityQueue { maxsize, make },
+        )
     }
 
     /// Serves a joinable queue as `name`.

@@ -16,6 +16,7 @@ use multiproc_ipc::{Error, ErrorKind, WireError};
 
 use crate::ordmap::OrderedMap;
 use crate::protocol::{Block, Bytes, Init, Kind, Op, Request, Response, Updater};
+use crate::queues::Items;
 
 /// A callable registered on a server: decodes its argument, runs, encodes.
 pub(crate) type CallFn = Arc<dyn Fn(&[u8]) -> Result<Bytes, WireError> + Send + Sync>;
@@ -30,7 +31,7 @@ enum State {
     Dict(OrderedMap),
     List(Vec<Bytes>),
     Queue {
-        items: VecDeque<Bytes>,
+        items: Items,
         maxsize: usize,
         unfinished: u64,
     },
@@ -274,7 +275,17 @@ impl Store {
             (Kind::List, Init::Empty) => State::List(Vec::new()),
             (Kind::List, Init::List(items)) => State::List(items),
             (Kind::Queue | Kind::JoinableQueue, Init::Queue { maxsize }) => State::Queue {
-                items: VecDeque::new(),
+                items: Items::Fifo(VecDeque::new()),
+                maxsize,
+                unfinished: 0,
+            },
+            (Kind::LifoQueue, Init::Queue { maxsize }) => State::Queue {
+                items: Items::Lifo(Vec::new()),
+                maxsize,
+                unfinished: 0,
+            },
+            (Kind::PriorityQueue, Init::PriorityQueue { maxsize, make }) => State::Queue {
+                items: Items::Priority(make.call(())?),
                 maxsize,
                 unfinished: 0,
             },
@@ -668,7 +679,9 @@ impl Store {
                     items, unfinished, ..
                 } = &mut *g
                 {
-                    items.push_back(item);
+                    if let Err(w) = items.push(item) {
+                        return Response::Error(w);
+                    }
                     *unfinished += 1;
                 }
                 obj.changed();
@@ -687,15 +700,16 @@ impl Store {
         match r {
             Ok(mut g) => {
                 let item = match &mut *g {
-                    State::Queue { items, .. } => items.pop_front(),
-                    _ => None,
+                    State::Queue { items, .. } => items.pop(),
+                    _ => Ok(None),
                 };
                 match item {
-                    Some(item) => {
+                    Ok(Some(item)) => {
                         obj.changed();
                         Response::Value(item)
                     }
-                    None => err(ErrorKind::Empty, "the queue is empty"),
+                    Ok(None) => err(ErrorKind::Empty, "the queue is empty"),
+                    Err(w) => Response::Error(w),
                 }
             }
             Err(e) => wait_error(e, "the queue is empty", ErrorKind::Empty),
