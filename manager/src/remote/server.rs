@@ -291,8 +291,9 @@ impl ServerShared {
     }
 }
 
-/// A server that serves registered objects to [`RemoteManager`] clients
-/// over TCP, Python's `BaseManager(address, authkey).get_server()`.
+/// A server that serves registered objects to
+/// [`RemoteManager`](crate::RemoteManager) clients over TCP, Python's
+/// `BaseManager(address, authkey).get_server()`.
 ///
 /// It runs on background threads of the calling process (one per client)
 /// until [`shutdown`](ManagerServer::shutdown) or drop.
