@@ -417,6 +417,8 @@ fn server_on(addr: SocketAddr) -> ManagerServer {
 struct Relay {
     addr: SocketAddr,
     clients: Arc<Mutex<Vec<TcpStream>>>,
+    /// Bytes passed on from clients to the server.
+    forwarded: Arc<AtomicU64>,
 }
 
 impl Relay {
@@ -424,7 +426,8 @@ impl Relay {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let clients = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
-        let c2 = Arc::clone(&clients);
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let (c2, f2) = (Arc::clone(&clients), Arc::clone(&forwarded));
         thread::spawn(move || {
             for client in l.incoming() {
                 let Ok(client) = client else { return };
@@ -432,19 +435,37 @@ impl Relay {
                     return;
                 };
                 c2.lock().unwrap().push(client.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
+                let pumps = [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        Some(&f2),
+                    ),
+                    (server, client, None),
+                ];
+                for (mut from, mut to, count) in pumps {
+                    let count = count.map(Arc::clone);
                     thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            if let Some(c) = &count {
+                                c.fetch_add(n as u64, Ordering::SeqCst);
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                         let _ = from.shutdown(std::net::Shutdown::Both);
                     });
                 }
             }
         });
-        Relay { addr, clients }
+        Relay {
+            addr,
+            clients,
+            forwarded,
+        }
     }
 
     /// Closes every client connection made so far.
@@ -464,6 +485,8 @@ fn a_lost_connection_is_reopened_on_the_next_call_when_nothing_was_in_flight() {
     let q = r.queue::<u32>("tasks").unwrap();
     d.insert(&7, &70).unwrap();
     relay.cut();
+    // The loss is complete once the server has seen it.
+    assert!(wait_until(Duration::from_secs(10), || s.connections() == 0));
     // Nothing was in flight: the proxies reconnect and go on.
     assert_eq!(d.get(&7).unwrap(), Some(70));
     q.put(&1).unwrap();
@@ -471,14 +494,20 @@ fn a_lost_connection_is_reopened_on_the_next_call_when_nothing_was_in_flight() {
 
     // Cut while a request is in flight: an error that names the manager,
     // not a silent retry (the server may or may not have run it).
-    let (q2, addr) = (q.clone(), relay.addr);
+    let (q2, addr, forwarded) = (q.clone(), relay.addr, Arc::clone(&relay.forwarded));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let waiter = thread::spawn(move || {
+        q2.len().unwrap(); // this thread's connection is open
+        ready_tx.send(forwarded.load(Ordering::SeqCst)).unwrap();
         let first = q2.get_timeout(Duration::from_secs(20));
         // Nothing in flight any more: the next call reconnects.
         (first, q2.len())
     });
-    assert!(wait_until(Duration::from_secs(10), || s.connections() == 2));
-    thread::sleep(Duration::from_millis(50));
+    let before = ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The get has reached the server: it is in flight, blocked there.
+    assert!(wait_until(Duration::from_secs(10), || {
+        relay.forwarded.load(Ordering::SeqCst) > before
+    }));
     relay.cut();
     let (first, after) = bounded(Duration::from_secs(30), move || waiter.join().unwrap());
     let e = first.unwrap_err();
@@ -486,7 +515,9 @@ fn a_lost_connection_is_reopened_on_the_next_call_when_nothing_was_in_flight() {
     assert!(e.to_string().contains(&addr.to_string()), "{e}");
     assert!(e.to_string().contains("in flight"), "{e}");
     assert_eq!(after.unwrap(), 0);
-    // The request in flight took nothing from the queue.
+    // Once the server has dropped every connection (the blocked get ended
+    // when its client went), the get in flight has taken nothing.
+    assert!(wait_until(Duration::from_secs(10), || s.connections() == 0));
     q.put(&5).unwrap();
     assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 5);
 }
