@@ -1,7 +1,8 @@
 //! multiproc's manager process, typed proxies and remote manager.
 //!
-//! * [`Manager`]: a forked server process owning shared objects (dicts,
-//!   lists, queues, locks, events, semaphores, values, namespaces), used
+//! * [`Manager`]: a forked server process owning shared objects (dicts that
+//!   keep insertion order, lists, FIFO, LIFO and priority queues, locks,
+//!   events, semaphores, values, namespaces), used
 //!   through typed proxies such as [`DictProxy`] and [`ListProxy`] from this
 //!   process, its `Process` children and pool workers. Local proxies talk to
 //!   the manager through shared memory, and can run a function on a stored
