@@ -48,6 +48,8 @@ pub mod prelude {
     // Queues.
     pub use crate::{JoinableQueue, Queue, SimpleQueue};
 }
+pub use multiproc_manager::IndexMap;
+pub use multiproc_manager::ListIter;
 pub use multiproc_manager::{
     CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
     ManagerServer, ManagerServerBuilder, NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy,

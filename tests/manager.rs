@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use multiproc::RemoteManager;
 use multiproc::{codec, DictProxy, ErrorKind, Manager, ManagerServer, Pool, QueueProxy};
+use multiproc::{IndexMap, ListIter, ListProxy};
 use multiproc_testkit::{checked, Kid};
 
 /// Runs `f` on a thread and fails the test if it does not finish in time.
@@ -141,5 +142,33 @@ fn workers_forked_before_connect_cannot_decode_remote_proxies() {
         assert_eq!(d.len().unwrap(), 0, "the task ran");
         drop(pool);
         server.shutdown();
+    });
+}
+
+fn sum_live((l, q, i): (ListProxy<u32>, QueueProxy<(u32, u32)>, u32)) -> u32 {
+    let it: ListIter<'_, u32> = l.iter();
+    let sum = it.map(|x| x.unwrap()).sum();
+    q.put(&(sum, i)).unwrap();
+    sum
+}
+
+#[test]
+fn ordered_dicts_live_lists_and_priority_queues_through_the_facade() {
+    checked(Duration::from_secs(120), || {
+        let manager = Manager::start().unwrap();
+        let d = manager.dict_from([('z', 1u8), ('a', 2), ('m', 3)]).unwrap();
+        let map: IndexMap<char, u8> = d.to_map().unwrap();
+        assert_eq!(map.keys().collect::<String>(), "zam");
+
+        let l = manager.list_from([1u32, 2, 3]).unwrap();
+        let q = manager.priority_queue::<(u32, u32)>().unwrap();
+        let pool = Pool::new(2).unwrap();
+        for i in (0..4).rev() {
+            assert_eq!(pool.apply(sum_live, (l.clone(), q.clone(), i)).unwrap(), 6);
+        }
+        drop(pool);
+        let got: Vec<(u32, u32)> = (0..4).map(|_| q.get().unwrap()).collect();
+        assert_eq!(got, vec![(6, 0), (6, 1), (6, 2), (6, 3)]);
+        manager.shutdown().unwrap();
     });
 }

@@ -1,7 +1,8 @@
 //! multiproc's manager process, typed proxies and remote manager.
 //!
-//! * [`Manager`]: a forked server process owning shared objects (dicts,
-//!   lists, queues, locks, events, semaphores, values, namespaces), used
+//! * [`Manager`]: a forked server process owning shared objects (dicts that
+//!   keep insertion order, lists, FIFO, LIFO and priority queues, locks,
+//!   events, semaphores, values, namespaces), used
 //!   through typed proxies such as [`DictProxy`] and [`ListProxy`] from this
 //!   process, its `Process` children and pool workers. Local proxies talk to
 //!   the manager through shared memory, and can run a function on a stored
@@ -28,7 +29,9 @@
 //!   HMAC-SHA256 challenge-response; each side polls the socket briefly
 //!   (yielding between polls) before it blocks.
 //! * Connections are per thread and per process: a proxy used after a fork
-//!   opens its own.
+//!   opens its own. A remote connection lost between two requests is
+//!   replaced on the next call; a request in flight when it is lost fails
+//!   and is not retried (see [`RemoteManager`]).
 //! * When a client disconnects or dies, the manager releases the locks it
 //!   held, and a blocked request of a dead client takes nothing from a queue.
 //!
@@ -47,15 +50,20 @@
 
 mod client;
 mod local;
+mod ordmap;
 mod protocol;
 mod proxy;
+mod queues;
 mod remote;
 mod store;
 
+/// The insertion-ordered map [`DictProxy::to_map`] returns (from the
+/// [`indexmap`](https://docs.rs/indexmap) crate).
+pub use indexmap::IndexMap;
 pub use local::Manager;
 pub use multiproc_ipc::{Error, ErrorKind, Result};
 pub use proxy::{
-    CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, NamespaceProxy,
-    ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+    CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListIter, ListProxy, LockProxy,
+    NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
 pub use remote::{ManagerServer, ManagerServerBuilder, RemoteManager, DEFAULT_MAX_FRAME};

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use multiproc_ipc::codec::Codec;
 use multiproc_ipc::shmchan::{spin_budget, ShmChannel};
-use multiproc_ipc::{Error, ErrorKind, Result, Zygote, ZygoteChild};
+use multiproc_ipc::{Error, ErrorKind, FnRef, Result, Zygote, ZygoteChild};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,7 @@ use crate::proxy::{
     expect_kind, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, NamespaceProxy,
     ObjRef, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
+use crate::queues::{new_heap, HeapMaker};
 use crate::store::{Peer, Store};
 
 /// Size of each connection's shared-memory buffer; larger messages go in chunks.
@@ -102,6 +103,8 @@ pub(crate) struct LocalConn {
     sock: UnixStream,
     buf: Vec<u8>,
     codec: Codec,
+    /// A request failed after it started out: the channel is out of step.
+    broken: bool,
 }
 
 impl LocalConn {
@@ -132,6 +135,7 @@ impl LocalConn {
             sock,
             buf: Vec::with_capacity(256),
             codec: Codec::default(),
+            broken: false,
         })
     }
 }
@@ -142,12 +146,21 @@ impl Conn for LocalConn {
         self.codec.encode_into(req, &mut self.buf)?;
         let sock = &self.sock;
         let gone = || peer_gone(sock);
+        // Anything that fails from here on leaves the channel out of step.
+        self.broken = true;
         self.chan.send(&self.buf, &gone)?;
         self.chan
             .recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)?;
+        self.broken = false;
         self.codec.decode(&self.buf).map_err(|e| {
             Error::with_source(ErrorKind::Remote, "malformed response from the manager", e)
         })
+    }
+
+    fn usable(&mut self) -> bool {
+        // No system call here: this runs before every request, and a dead
+        // local manager is seen by the request itself.
+        !self.broken
     }
 }
 
@@ -581,6 +594,103 @@ impl Manager {
         Ok(QueueProxy::from_obj(
             self.create(Kind::Queue, Init::Queue { maxsize })?,
         ))
+    }
+
+    /// A new unbounded LIFO queue (Python's `queue.LifoQueue` served by a
+    /// manager): [`get`](QueueProxy::get) takes the newest item. It has every
+    /// [`QueueProxy`] method, with the same blocking, `Full` and `Empty`
+    /// rules as a FIFO queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc_manager::Manager;
+    ///
+    /// let manager = Manager::start()?;
+    /// let stack = manager.lifo_queue::<u32>()?;
+    /// for x in [1, 2, 3] {
+    ///     stack.put(&x)?;
+    /// }
+    /// assert_eq!(stack.get()?, 3);
+    /// assert_eq!(stack.len()?, 2);
+    /// # Ok::<(), multiproc_manager::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn lifo_queue<T>(&self) -> Result<QueueProxy<T>> {
+        self.bounded_lifo_queue(0)
+    }
+
+    /// A new LIFO queue holding at most `maxsize` items (0: unbounded).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn bounded_lifo_queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::from_obj(
+            self.create(Kind::LifoQueue, Init::Queue { maxsize })?,
+        ))
+    }
+
+    /// A new unbounded priority queue (Python's `queue.PriorityQueue` served
+    /// by a manager): [`get`](QueueProxy::get) takes the smallest item by
+    /// `T`'s `Ord`, and of equal items the one put first. It has every
+    /// [`QueueProxy`] method, with the same blocking, `Full` and `Empty`
+    /// rules as a FIFO queue.
+    ///
+    /// The manager compares the items itself, decoded as `T` (it is a fork
+    /// of this program, so it has `T`'s code): a put of an item that does
+    /// not decode as a `T` (through a proxy of another type) fails with
+    /// `Serialization` and leaves the queue unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc_manager::Manager;
+    ///
+    /// let manager = Manager::start()?;
+    /// let jobs = manager.priority_queue::<(u8, String)>()?;
+    /// jobs.put(&(2, "write the report".into()))?;
+    /// jobs.put(&(1, "fix the outage".into()))?;
+    /// jobs.put(&(2, "answer the mail".into()))?;
+    /// assert_eq!(jobs.get()?.1, "fix the outage");
+    /// assert_eq!(jobs.get()?.1, "answer the mail"); // (2, "a…") < (2, "w…")
+    /// assert_eq!(jobs.get()?.1, "write the report");
+    /// # Ok::<(), multiproc_manager::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Caveats
+    ///
+    /// A panic in `T`'s `Ord` happens in the manager; the put or get that
+    /// ran it fails with `TaskPanicked` (the item it was adding or taking
+    /// may be lost).
+    pub fn priority_queue<T>(&self) -> Result<QueueProxy<T>>
+    where
+        T: Ord + DeserializeOwned + Send + 'static,
+    {
+        self.bounded_priority_queue(0)
+    }
+
+    /// A new priority queue holding at most `maxsize` items (0: unbounded).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    pub fn bounded_priority_queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>>
+    where
+        T: Ord + DeserializeOwned + Send + 'static,
+    {
+        let make: HeapMaker = FnRef::new(new_heap::<T>);
+        Ok(QueueProxy::from_obj(self.create(
+            Kind::PriorityQueue,
+            Init::PriorityQueue { maxsize, make },
+        )?))
     }
 
     /// A new joinable queue.

@@ -10,6 +10,8 @@ use std::time::Duration;
 use multiproc_ipc::{FnRef, WireError};
 use serde::{Deserialize, Serialize};
 
+use crate::queues::HeapMaker;
+
 /// Bytes of one encoded value.
 pub(crate) type Bytes = Vec<u8>;
 
@@ -25,6 +27,8 @@ pub(crate) enum Kind {
     List,
     Queue,
     JoinableQueue,
+    LifoQueue,
+    PriorityQueue,
     Lock,
     RLock,
     Event,
@@ -41,6 +45,8 @@ impl Kind {
             Kind::List => "list",
             Kind::Queue => "queue",
             Kind::JoinableQueue => "joinable queue",
+            Kind::LifoQueue => "lifo queue",
+            Kind::PriorityQueue => "priority queue",
             Kind::Lock => "lock",
             Kind::RLock => "rlock",
             Kind::Event => "event",
@@ -58,8 +64,18 @@ pub(crate) enum Init {
     Empty,
     Dict(Vec<(Bytes, Bytes)>),
     List(Vec<Bytes>),
-    Queue { maxsize: usize },
-    Semaphore { value: u64, bound: Option<u64> },
+    Queue {
+        maxsize: usize,
+    },
+    /// A priority queue: its bound and the maker of its typed item store.
+    PriorityQueue {
+        maxsize: usize,
+        make: HeapMaker,
+    },
+    Semaphore {
+        value: u64,
+        bound: Option<u64>,
+    },
     Value(Bytes),
 }
 
@@ -92,6 +108,9 @@ pub(crate) enum Op {
     ListPush(Bytes),
     ListExtend(Vec<Bytes>),
     ListGet(i64),
+    /// The item at a non-negative index, or nothing past the end (a live
+    /// iteration step).
+    ListGetOpt(u64),
     ListSet(i64, Bytes),
     ListInsert(i64, Bytes),
     ListPop(Option<i64>),
@@ -140,6 +159,8 @@ pub(crate) enum Request {
     Op(u64, Op),
     /// Stop the server (local clients only).
     Shutdown,
+    /// Check that the connection works (answered with `Unit`).
+    Ping,
 }
 
 /// The server's answer.

@@ -6,15 +6,17 @@
 //! queue `get` or a lock `acquire` holds up nobody else.
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+use multiproc_ipc::process::catch_remote_panic;
 use multiproc_ipc::shmchan::{spin_budget, yield_briefly, SpinPermit};
-use multiproc_ipc::{Error, ErrorKind, RemotePanic, WireError};
+use multiproc_ipc::{Error, ErrorKind, WireError};
 
+use crate::ordmap::OrderedMap;
 use crate::protocol::{Block, Bytes, Init, Kind, Op, Request, Response, Updater};
+use crate::queues::Items;
 
 /// A callable registered on a server: decodes its argument, runs, encodes.
 pub(crate) type CallFn = Arc<dyn Fn(&[u8]) -> Result<Bytes, WireError> + Send + Sync>;
@@ -26,10 +28,10 @@ const WAIT_SPIN: Duration = Duration::from_micros(50);
 const PEER_PROBE: Duration = Duration::from_millis(100);
 
 enum State {
-    Dict(HashMap<Bytes, Bytes>),
+    Dict(OrderedMap),
     List(Vec<Bytes>),
     Queue {
-        items: VecDeque<Bytes>,
+        items: Items,
         maxsize: usize,
         unfinished: u64,
     },
@@ -121,20 +123,21 @@ fn insert_index(i: i64, len: usize) -> usize {
 
 fn run_updater(updater: &Updater, f: Bytes, old: Option<Bytes>) -> Result<Bytes, Error> {
     let tramp = updater.get()?;
-    match std::panic::catch_unwind(AssertUnwindSafe(|| tramp((f, old)))) {
+    match catch_remote_panic(|| tramp((f, old))) {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(w)) => Err(Error::from(w)),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned());
-            Err(Error::panicked(RemotePanic {
-                message,
-                location: None,
-            }))
-        }
+        Err(panic) => Err(Error::panicked(panic)),
+    }
+}
+
+/// Runs a registered callable; a panic becomes a `TaskPanicked` response
+/// with its message and location, as a pool task's does, and the
+/// connection thread goes on serving.
+fn run_callable(f: &CallFn, arg: &[u8]) -> Response {
+    match catch_remote_panic(|| f(arg)) {
+        Ok(Ok(bytes)) => Response::Value(bytes),
+        Ok(Err(w)) => Response::Error(w),
+        Err(panic) => wire(&Error::panicked(panic)),
     }
 }
 
@@ -228,10 +231,18 @@ fn wait_error(end: WaitEnd, what: &str, no_wait: ErrorKind) -> Response {
 
 impl Store {
     pub(crate) fn new() -> Store {
+        Store::with_first_id(1)
+    }
+
+    /// A store whose object ids count up from `first` (below 2^62, so they
+    /// never wrap). A remote server starts at a random id, so that a proxy
+    /// of a server that was restarted on the same address names no object
+    /// of the new one.
+    pub(crate) fn with_first_id(first: u64) -> Store {
         Store {
             objects: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
-            next: AtomicU64::new(1),
+            next: AtomicU64::new(first.clamp(1, 1 << 62)),
         }
     }
 
@@ -259,12 +270,22 @@ impl Store {
             )
         };
         let state = match (kind, init) {
-            (Kind::Dict, Init::Empty) => State::Dict(HashMap::new()),
+            (Kind::Dict, Init::Empty) => State::Dict(OrderedMap::new()),
             (Kind::Dict, Init::Dict(pairs)) => State::Dict(pairs.into_iter().collect()),
             (Kind::List, Init::Empty) => State::List(Vec::new()),
             (Kind::List, Init::List(items)) => State::List(items),
             (Kind::Queue | Kind::JoinableQueue, Init::Queue { maxsize }) => State::Queue {
-                items: VecDeque::new(),
+                items: Items::Fifo(VecDeque::new()),
+                maxsize,
+                unfinished: 0,
+            },
+            (Kind::LifoQueue, Init::Queue { maxsize }) => State::Queue {
+                items: Items::Lifo(Vec::new()),
+                maxsize,
+                unfinished: 0,
+            },
+            (Kind::PriorityQueue, Init::PriorityQueue { maxsize, make }) => State::Queue {
+                items: Items::Priority(make.call(())?),
                 maxsize,
                 unfinished: 0,
             },
@@ -383,11 +404,16 @@ impl Store {
                 }
             }
             Request::Shutdown => err(ErrorKind::InvalidArgument, "shutdown is not allowed here"),
+            Request::Ping => Response::Unit,
             Request::Op(id, op) => match self.get(id) {
                 Some(obj) => self.op(&obj, op, peer),
                 None => err(
                     ErrorKind::InvalidArgument,
-                    format!("the manager has no object with id {id}"),
+                    format!(
+                        "the manager has no object with id {id}: the proxy belongs to \
+                         another manager, or to a server since restarted on this address \
+                         (look the object up again by name)"
+                    ),
                 ),
             },
         }
@@ -416,8 +442,12 @@ impl Store {
             (State::Dict(m), Op::DictRemove(k)) => Response::Maybe(m.remove(&k)),
             (State::Dict(m), Op::DictContains(k)) => Response::Bool(m.contains_key(&k)),
             (State::Dict(m), Op::Len) => Response::Len(m.len() as u64),
-            (State::Dict(m), Op::DictKeys) => Response::Values(m.keys().cloned().collect()),
-            (State::Dict(m), Op::DictValues) => Response::Values(m.values().cloned().collect()),
+            (State::Dict(m), Op::DictKeys) => {
+                Response::Values(m.iter().map(|(k, _)| k.clone()).collect())
+            }
+            (State::Dict(m), Op::DictValues) => {
+                Response::Values(m.iter().map(|(_, v)| v.clone()).collect())
+            }
             (State::Dict(m), Op::DictItems) => {
                 Response::Pairs(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             }
@@ -429,9 +459,7 @@ impl Store {
                 m.clear();
                 Response::Unit
             }
-            (State::Dict(m), Op::DictSetDefault(k, v)) => {
-                Response::Value(m.entry(k).or_insert(v).clone())
-            }
+            (State::Dict(m), Op::DictSetDefault(k, v)) => Response::Value(m.get_or_insert(k, v)),
             (State::Dict(m), Op::DictUpdateWith(k, updater, f)) => {
                 let old = m.get(&k).cloned();
                 match run_updater(&updater, f, old) {
@@ -458,6 +486,9 @@ impl Store {
                     format!("list index {i} out of range"),
                 ),
             },
+            (State::List(l), Op::ListGetOpt(i)) => {
+                Response::Maybe(usize::try_from(i).ok().and_then(|i| l.get(i)).cloned())
+            }
             (State::List(l), Op::ListSet(i, v)) => match index(i, l.len()) {
                 Some(j) => {
                     l[j] = v;
@@ -629,11 +660,7 @@ impl Store {
             (State::Callable(f), Op::Call(arg)) => {
                 let f = Arc::clone(f);
                 drop(guard);
-                return match std::panic::catch_unwind(AssertUnwindSafe(|| f(&arg))) {
-                    Ok(Ok(bytes)) => Response::Value(bytes),
-                    Ok(Err(w)) => Response::Error(w),
-                    Err(_) => err(ErrorKind::TaskPanicked, "the registered callable panicked"),
-                };
+                return run_callable(&f, &arg);
             }
             _ => mismatch(),
         };
@@ -652,7 +679,9 @@ impl Store {
                     items, unfinished, ..
                 } = &mut *g
                 {
-                    items.push_back(item);
+                    if let Err(w) = items.push(item) {
+                        return Response::Error(w);
+                    }
                     *unfinished += 1;
                 }
                 obj.changed();
@@ -671,15 +700,16 @@ impl Store {
         match r {
             Ok(mut g) => {
                 let item = match &mut *g {
-                    State::Queue { items, .. } => items.pop_front(),
-                    _ => None,
+                    State::Queue { items, .. } => items.pop(),
+                    _ => Ok(None),
                 };
                 match item {
-                    Some(item) => {
+                    Ok(Some(item)) => {
                         obj.changed();
                         Response::Value(item)
                     }
-                    None => err(ErrorKind::Empty, "the queue is empty"),
+                    Ok(None) => err(ErrorKind::Empty, "the queue is empty"),
+                    Err(w) => Response::Error(w),
                 }
             }
             Err(e) => wait_error(e, "the queue is empty", ErrorKind::Empty),
