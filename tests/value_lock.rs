@@ -52,9 +52,13 @@ fn value_and_array_share_a_callers_rlock_across_processes() {
 
 fn add_under((v, lock): (Value<u64, Lock>, Lock)) -> u64 {
     for _ in 0..N {
-        if lock.is_locked() && v.get_lock().try_lock().is_ok() {
-            panic!("the value's lock was free while the caller's lock was held");
-        }
+        // Holding the caller's lock holds the value's: they are one lock.
+        let held = lock.lock().unwrap();
+        assert!(
+            v.get_lock().try_lock().is_err(),
+            "the value's lock was free while the caller's lock was held"
+        );
+        drop(held);
         *v.lock().unwrap() += 1;
     }
     N
