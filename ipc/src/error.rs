@@ -294,6 +294,37 @@ impl Error {
     }
 }
 
+/// An `Error` crosses processes (a task may return `multiproc::Result<T>`
+/// and use `?` on proxy calls): it travels as its [`WireError`], so kind,
+/// message, exit and panic details arrive intact and a `source` arrives as
+/// text in the message.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc_ipc::{codec, Error, ErrorKind};
+///
+/// let e = Error::with_source(
+///     ErrorKind::Io,
+///     "cannot read the input",
+///     std::io::Error::other("disk on fire"),
+/// );
+/// let back: Error = codec::decode(&codec::encode(&e).unwrap()).unwrap();
+/// assert_eq!(back.kind(), ErrorKind::Io);
+/// assert_eq!(back.message(), "cannot read the input: disk on fire");
+/// ```
+impl Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_wire().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Error {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Error, D::Error> {
+        WireError::deserialize(d).map(Error::from)
+    }
+}
+
 /// An [`Error`] in a form that crosses process boundaries (the source chain is
 /// flattened into the message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

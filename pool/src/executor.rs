@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc_ipc::{Error, ErrorKind, Result};
+use multiproc_ipc::{Error, ErrorKind, Result, StarFn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -212,6 +212,35 @@ impl Executor {
     {
         self.check_open()?;
         let r = self.pool.apply_async_with(f, arg, ApplyOptions::new())?;
+        let id = r.id().unwrap_or_default();
+        Ok(Future::new(r, Arc::downgrade(&self.pool.shared), id))
+    }
+
+    /// [`submit`](Executor::submit) for a function of one to six
+    /// arguments, called with the tuple `args` (Python's
+    /// `submit(fn, *args)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::Executor;
+    /// fn volume(l: u64, w: u64, h: u64) -> u64 { l * w * h }
+    /// let ex = Executor::new(1)?;
+    /// assert_eq!(ex.starsubmit(volume, (2, 3, 4))?.result()?, 24);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Executor::submit).
+    pub fn starsubmit<F, Args>(&self, f: F, args: Args) -> Result<Future<F::Output>>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_open()?;
+        let r = self.pool.starapply_async(f, args, ApplyOptions::new())?;
         let id = r.id().unwrap_or_default();
         Ok(Future::new(r, Arc::downgrade(&self.pool.shared), id))
     }

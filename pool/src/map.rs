@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use multiproc_ipc::{Error, ErrorKind, FnRef, FnRef2, Result};
+use multiproc_ipc::{Error, ErrorKind, FnRef, Result, StarFn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -253,6 +253,21 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
+        self.map_ref(FnRef::new(f), items, chunksize, options)
+    }
+
+    fn map_ref<A, R, I>(
+        &self,
+        f: FnRef<A, R>,
+        items: I,
+        chunksize: Option<usize>,
+        options: ApplyOptions<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
         self.check_running()?;
         let items: Vec<A> = items.into_iter().collect();
         let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
@@ -261,7 +276,7 @@ impl Pool {
         self.gather(total, options, |deliver, timeout| {
             self.submit_chunked(
                 &task::tramp_chunk::<A, R>(),
-                FnRef::new(f),
+                f,
                 &items,
                 cs,
                 timeout,
@@ -270,27 +285,31 @@ impl Pool {
         })
     }
 
-    /// Applies `f(a, b)` to every pair (Python's `starmap`), in order.
+    /// Applies `f` to every tuple of arguments (Python's `starmap`), in
+    /// order: `f` is a fn item or non-capturing closure of one to six
+    /// arguments, and each item is the tuple of its arguments.
     ///
     /// # Examples
     ///
     /// ```
     /// # use multiproc_pool::Pool;
     /// fn add(a: u64, b: u64) -> u64 { a + b }
+    /// fn clamp(x: i64, lo: i64, hi: i64) -> i64 { x.clamp(lo, hi) }
     /// let pool = Pool::new(2)?;
     /// assert_eq!(pool.starmap(add, vec![(1u64, 2u64), (3, 4)])?, vec![3, 7]);
+    /// assert_eq!(pool.starmap(clamp, vec![(5, 0, 3), (-2, 0, 3)])?, vec![3, 0]);
     /// # Ok::<(), multiproc_pool::Error>(())
     /// ```
     ///
     /// # Errors
     ///
     /// As [`map`](Pool::map).
-    pub fn starmap<A, B, R, I>(&self, f: fn(A, B) -> R, items: I) -> Result<Vec<R>>
+    pub fn starmap<F, Args, I>(&self, f: F, items: I) -> Result<Vec<F::Output>>
     where
-        A: Serialize + DeserializeOwned + Send + 'static,
-        B: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = (A, B)>,
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
     {
         self.starmap_async(f, items, None)?.get()
     }
@@ -311,33 +330,19 @@ impl Pool {
     /// # Errors
     ///
     /// As [`map_async_with`](Pool::map_async_with).
-    pub fn starmap_async<A, B, R, I>(
+    pub fn starmap_async<F, Args, I>(
         &self,
-        f: fn(A, B) -> R,
+        f: F,
         items: I,
         chunksize: Option<usize>,
-    ) -> Result<AsyncResult<Vec<R>>>
+    ) -> Result<AsyncResult<Vec<F::Output>>>
     where
-        A: Serialize + DeserializeOwned + Send + 'static,
-        B: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = (A, B)>,
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
     {
-        self.check_running()?;
-        let items: Vec<(A, B)> = items.into_iter().collect();
-        let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
-        Pool::check_chunksize(cs)?;
-        let total = items.len();
-        self.gather(total, ApplyOptions::new(), |deliver, timeout| {
-            self.submit_chunked(
-                &task::tramp_star::<A, B, R>(),
-                FnRef2::new(f),
-                &items,
-                cs,
-                timeout,
-                deliver,
-            )
-        })
+        self.map_ref(f.into_fn_ref(), items, chunksize, ApplyOptions::new())
     }
 
     /// Gathers the results of `total` items, submitted in chunks by

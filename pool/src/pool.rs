@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::ShmRegion;
-use multiproc_ipc::{Error, ErrorKind, FnRef, Result, Zygote, ZygoteChild};
+use multiproc_ipc::{Error, ErrorKind, FnRef, Result, StarFn, Zygote, ZygoteChild};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -313,6 +313,77 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.apply_ref(FnRef::new(f), arg, options)
+    }
+
+    /// Runs `f` with the tuple `args` spread over its arguments, and waits
+    /// for the result (Python's `apply(f, (a, b, c))`): `f` is a fn item or
+    /// non-capturing closure of one to six arguments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::Pool;
+    /// fn volume(l: u64, w: u64, h: u64) -> u64 { l * w * h }
+    /// let pool = Pool::new(1)?;
+    /// assert_eq!(pool.starapply(volume, (2, 3, 4))?, 24);
+    /// assert_eq!(pool.starapply(|a: String, n: usize| a.repeat(n), ("ab".to_string(), 3))?, "ababab");
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`apply`](Pool::apply).
+    pub fn starapply<F, Args>(&self, f: F, args: Args) -> Result<F::Output>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starapply_async(f, args, ApplyOptions::new())?.get()
+    }
+
+    /// [`starapply`](Pool::starapply) that returns at once, with callbacks
+    /// and a timeout as [`apply_async_with`](Pool::apply_async_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_pool::{ApplyOptions, Pool};
+    /// fn add(a: u64, b: u64) -> u64 { a + b }
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.starapply_async(add, (2, 3), ApplyOptions::new())?;
+    /// assert_eq!(r.get()?, 5);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`apply_async_with`](Pool::apply_async_with).
+    pub fn starapply_async<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+        options: ApplyOptions<F::Output>,
+    ) -> Result<AsyncResult<F::Output>>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_ref(f.into_fn_ref(), args, options)
+    }
+
+    pub(crate) fn apply_ref<A, R>(
+        &self,
+        f: FnRef<A, R>,
+        arg: A,
+        options: ApplyOptions<R>,
+    ) -> Result<AsyncResult<R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         if options.timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -320,7 +391,7 @@ impl Pool {
             ));
         }
         let template = task::one_template::<A, R>()?;
-        let encoded = self.shared.build_record(&template, &(FnRef::new(f), arg))?;
+        let encoded = self.shared.build_record(&template, &(f, arg))?;
         let cell = Cell::<R>::new(Some(self.helper()));
         let c = Arc::clone(&cell);
         let ApplyOptions {

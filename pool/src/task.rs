@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use multiproc_ipc::process::catch_remote_panic;
-use multiproc_ipc::{codec, Error, ErrorKind, FnRef, FnRef2, WireError};
+use multiproc_ipc::{codec, Error, ErrorKind, FnRef, WireError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -189,23 +189,6 @@ where
     }
 }
 
-/// Trampoline for a chunk of a two-argument function: body
-/// `(FnRef2<A, B, R>, Vec<(A, B)>)`.
-fn run_star<A, B, R>(body: TaskBody) -> Vec<u8>
-where
-    A: DeserializeOwned + 'static,
-    B: DeserializeOwned + 'static,
-    R: Serialize + 'static,
-{
-    match codec::decode::<(FnRef2<A, B, R>, Vec<(A, B)>)>(body.bytes()) {
-        Ok((f, items)) => match f.get() {
-            Ok(f) => run_items(items, |(a, b)| f(a, b)),
-            Err(e) => chunk_error::<R>(e.to_wire()),
-        },
-        Err(e) => chunk_error::<R>(ser_error("cannot decode the chunk's arguments", e)),
-    }
-}
-
 /// The results of one chunk, in the parent.
 pub(crate) enum ChunkResult<R> {
     /// Every item succeeded.
@@ -323,16 +306,6 @@ where
     R: Serialize + 'static,
 {
     FnRef::new(run_chunk::<A, R>)
-}
-
-/// The trampoline for a chunk of `fn(A, B) -> R` (starmap).
-pub(crate) fn tramp_star<A, B, R>() -> Tramp
-where
-    A: DeserializeOwned + 'static,
-    B: DeserializeOwned + 'static,
-    R: Serialize + 'static,
-{
-    FnRef::new(run_star::<A, B, R>)
 }
 
 /// Decodes the outcome of a single task (as `decode_outcomes(bytes, 1)`,

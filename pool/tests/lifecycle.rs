@@ -316,3 +316,39 @@ fn serialization_failures_fail_only_their_task() {
         assert_eq!(out[2].as_ref().unwrap().0, 2);
     });
 }
+
+/// A task that uses `?` on our own errors.
+fn parse_then_check(s: String) -> multiproc_pool::Result<u64> {
+    let n: u64 = s.parse().map_err(|e: std::num::ParseIntError| {
+        multiproc_pool::Error::with_source(ErrorKind::InvalidArgument, "not a number", e)
+    })?;
+    if n == 0 {
+        return Err(multiproc_pool::Error::timeout("zero waits for ever"));
+    }
+    Ok(n)
+}
+
+#[test]
+fn tasks_may_return_our_own_errors() {
+    checked(LIMIT, || {
+        let pool = Pool::new(1).unwrap();
+        assert_eq!(
+            pool.apply(parse_then_check, "12".into()).unwrap().unwrap(),
+            12
+        );
+        let e = pool
+            .apply(parse_then_check, "x".into())
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(
+            e.message().starts_with("not a number: invalid digit"),
+            "{e}"
+        );
+        let e = pool
+            .apply(parse_then_check, "0".into())
+            .unwrap()
+            .unwrap_err();
+        assert!(e.is_timeout());
+    });
+}
