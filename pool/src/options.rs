@@ -67,7 +67,7 @@ impl<R> ApplyOptions<R> {
     /// Runs `f(&result)` in the parent as soon as the result arrives (before
     /// `get` returns it), whether or not anybody calls `get`. A panicking
     /// callback is reported on stderr and counted
-    /// ([`Pool::callback_panics`]); the pool goes on.
+    /// ([`Pool::callback_panics`](crate::Pool::callback_panics)); the pool goes on.
     ///
     /// Callbacks run on the pool's result thread (or on a thread waiting in
     /// `get`); keep them short. One that waits for another result of the
