@@ -26,7 +26,7 @@ pub use multiproc_pool::{
     Waited,
 };
 pub use multiproc_pool::{ApplyOptions, AsyncResult, IMapIter, Pool, PoolBuilder, StartMethod};
-pub use multiproc_pool::{IMapOptions, InitResult, StarFn};
+pub use multiproc_pool::{IMapOptions, InitResult, PoolStats, StarFn};
 
 // Queues.
 pub use multiproc_ipc::queue::{self, JoinableQueue, Queue, SimpleQueue};

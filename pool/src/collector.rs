@@ -8,7 +8,7 @@ use multiproc_ipc::shm::SharedMemory;
 use multiproc_ipc::{codec, park, Error, ErrorKind, Result, WireError};
 
 use crate::ring::spin_until;
-use crate::shared::{lock, Completion, Inner, Shared, State, COLLECT_SPIN};
+use crate::shared::{lock, Completion, Counters, Inner, Shared, State, COLLECT_SPIN};
 use crate::supervisor::{handle_death, Event};
 use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_READY};
 use crate::worker::SlotView;
@@ -43,13 +43,13 @@ impl Collected {
     }
 
     /// Runs the completions collected so far, then empties the arena.
-    pub(crate) fn complete_all(&mut self) {
+    pub(crate) fn complete_all(&mut self, stats: &Counters) {
         let arena = &self.arena;
         for (complete, outcome) in self.done.drain(..) {
             match outcome {
-                Ok(Outcome::Arena(r)) => complete.complete(Ok(arena.get(r).unwrap_or(&[]))),
-                Ok(Outcome::Block(b)) => complete.complete(Ok(b.as_slice())),
-                Err(e) => complete.complete(Err(e)),
+                Ok(Outcome::Arena(r)) => complete.complete(Ok(arena.get(r).unwrap_or(&[])), stats),
+                Ok(Outcome::Block(b)) => complete.complete(Ok(b.as_slice()), stats),
+                Err(e) => complete.complete(Err(e), stats),
             }
         }
         self.arena.clear();
@@ -252,7 +252,7 @@ pub(crate) fn collector_loop(shared: &Shared) {
             r
         };
         let worked = any || !col.is_empty();
-        col.complete_all();
+        col.complete_all(&shared.counters);
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }

@@ -54,7 +54,7 @@ pub const EXECUTOR_QUEUE_PER_WORKER: usize = 4;
 /// # Ok::<(), multiproc_pool::Error>(())
 /// ```
 pub struct Executor {
-    pool: Pool,
+    pub(crate) pool: Pool,
     shut_down: AtomicBool,
 }
 

@@ -43,6 +43,7 @@ mod pool;
 mod result;
 mod ring;
 mod shared;
+mod stats;
 mod supervisor;
 mod task;
 pub mod test_hooks;
@@ -56,5 +57,6 @@ pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Res
 pub use options::ApplyOptions;
 pub use pool::Pool;
 pub use result::AsyncResult;
+pub use stats::PoolStats;
 pub use supervisor::INIT_FAILURE_LIMIT;
 pub use task::InitResult;

@@ -11,7 +11,7 @@ use crate::collector::dispatch;
 use crate::options::{auto_chunksize, run_guarded, ApplyOptions};
 use crate::pool::Pool;
 use crate::result::{AsyncResult, Cell};
-use crate::shared::{check_state, lock, Completion, Encoded, Pending, Shared};
+use crate::shared::{check_state, lock, Completion, Counters, Encoded, Pending, Shared};
 use crate::task::{self, ChunkResult, Tramp};
 
 /// Receives the item results of a chunk that starts at the given index.
@@ -61,11 +61,12 @@ impl Shared {
                         continue;
                     }
                 };
-                let complete = Completion::new(move |outcome: Result<&[u8]>| {
+                let complete = Completion::new(move |outcome: Result<&[u8]>, stats: &Counters| {
                     let items = match outcome {
                         Ok(bytes) => task::decode_chunk::<T>(bytes, n),
                         Err(e) => ChunkResult::failed(n, &e),
                     };
+                    stats.count(matches!(items, ChunkResult::All(_)));
                     d(first, items);
                 });
                 g.backlog.push_back(Pending {

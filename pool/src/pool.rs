@@ -20,8 +20,8 @@ use crate::collector::{collector_loop, dispatch};
 use crate::options::{run_guarded, ApplyOptions};
 use crate::result::{AsyncResult, Cell, Help};
 use crate::shared::{
-    check_state, lock, terminated, Completion, Encoded, Inner, Pending, Shared, State, WorkerSlot,
-    EXIT_GRACE, MAX_OUTSTANDING,
+    check_state, lock, terminated, Completion, Counters, Encoded, Inner, Pending, Shared, State,
+    WorkerSlot, EXIT_GRACE, MAX_OUTSTANDING,
 };
 use crate::supervisor::{reap, spawn_worker, supervisor_loop};
 use crate::task::{self, KIND_EXIT};
@@ -178,6 +178,7 @@ impl Pool {
             spare_blocks: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             config,
+            counters: Counters::default(),
         });
         let mut threads = Vec::new();
         let s = Arc::clone(&shared);
@@ -404,8 +405,9 @@ impl Pool {
         // submitting thread and the result thread.
         let panics = (callback.is_some() || error_callback.is_some())
             .then(|| Arc::clone(&self.shared.callback_panics));
-        let complete = Completion::new(move |outcome: Result<&[u8]>| {
+        let complete = Completion::new(move |outcome: Result<&[u8]>, stats: &Counters| {
             let res = outcome.and_then(task::decode_one::<R>);
+            stats.count(res.is_ok());
             if let Some(panics) = &panics {
                 match &res {
                     Ok(v) => {
@@ -516,7 +518,7 @@ impl Pool {
             (completions, children)
         };
         for c in completions {
-            c.complete(Err(terminated()));
+            c.complete(Err(terminated()), &self.shared.counters);
         }
         self.shared.idle.notify_all();
         reap(&children, Instant::now() + EXIT_GRACE);

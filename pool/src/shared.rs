@@ -49,17 +49,19 @@ pub(crate) enum State {
 /// error, so that no result can be left waiting for ever.
 pub(crate) struct Completion(Option<OnOutcome>);
 
-type OnOutcome = Box<dyn FnOnce(Result<&[u8]>) + Send>;
+/// Runs on a task's outcome, and counts it in the pool's totals before it
+/// resolves anything (a caller woken by the result sees it counted).
+type OnOutcome = Box<dyn FnOnce(Result<&[u8]>, &Counters) + Send>;
 
 impl Completion {
-    pub(crate) fn new(f: impl FnOnce(Result<&[u8]>) + Send + 'static) -> Completion {
+    pub(crate) fn new(f: impl FnOnce(Result<&[u8]>, &Counters) + Send + 'static) -> Completion {
         Completion(Some(Box::new(f)))
     }
 
-    /// Runs the completion with the task's outcome.
-    pub(crate) fn complete(mut self, outcome: Result<&[u8]>) {
+    /// Runs the completion with the task's outcome; it counts it in `stats`.
+    pub(crate) fn complete(mut self, outcome: Result<&[u8]>, stats: &Counters) {
         if let Some(f) = self.0.take() {
-            f(outcome);
+            f(outcome, stats);
         }
     }
 }
@@ -67,8 +69,30 @@ impl Completion {
 impl Drop for Completion {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
-            f(Err(terminated()));
+            // Only a pool being torn down drops a completion: nobody reads
+            // its totals any more.
+            f(Err(terminated()), &Counters::default());
         }
+    }
+}
+
+/// The pool's running totals (see [`PoolStats`](crate::PoolStats)).
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) respawned: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one finished task.
+    pub(crate) fn count(&self, succeeded: bool) {
+        let c = if succeeded {
+            &self.completed
+        } else {
+            &self.failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -185,6 +209,7 @@ pub(crate) struct Shared {
     /// result thread stays asleep while there are any.
     pub(crate) helpers: AtomicU32,
     pub(crate) config: Config,
+    pub(crate) counters: Counters,
 }
 
 thread_local! {
@@ -208,7 +233,7 @@ impl Help for Shared {
             self.idle.notify_all();
         }
         drop(g);
-        col.complete_all();
+        col.complete_all(&self.counters);
         HELP_BUF.with(|b| *b.borrow_mut() = col);
     }
 
@@ -259,7 +284,7 @@ impl Shared {
         };
         match removed {
             Some(p) => {
-                p.complete.complete(Err(cancelled(id)));
+                p.complete.complete(Err(cancelled(id)), &self.counters);
                 self.idle.notify_all();
                 true
             }
@@ -273,7 +298,7 @@ impl Shared {
         let n = removed.len();
         for p in removed {
             let id = p.id;
-            p.complete.complete(Err(cancelled(id)));
+            p.complete.complete(Err(cancelled(id)), &self.counters);
         }
         self.idle.notify_all();
         n

@@ -170,6 +170,7 @@ pub(crate) fn respawn(shared: &Shared, g: &mut Inner, slot: usize) {
             let w = &mut g.workers[slot];
             w.generation += 1;
             w.pid = child.pid();
+            shared.counters.respawned.fetch_add(1, Ordering::Relaxed);
             w.ready = shared.config.initializer.is_none();
             w.init_error = None;
             w.child = Some(Arc::clone(&child));
