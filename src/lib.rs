@@ -21,6 +21,8 @@ pub use multiproc_ipc::value::Structure;
 pub use multiproc_ipc::value::ValueLock;
 pub use multiproc_ipc::value::{Array, RawArray, RawValue, Value};
 pub use multiproc_ipc::{sync, value};
+#[cfg(feature = "progress")]
+pub use multiproc_pool::Progress;
 pub use multiproc_pool::{
     as_completed, wait, AsCompleted, Executor, ExecutorBuilder, ExecutorMap, Future, ReturnWhen,
     Waited,

@@ -392,4 +392,10 @@ impl<R> Iterator for ExecutorMap<'_, R> {
         }
         next
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner
+            .as_ref()
+            .map_or((0, Some(0)), |it| it.size_hint())
+    }
 }

@@ -192,6 +192,8 @@ pub struct IMapIter<'a, R> {
     in_flight: usize,
     /// Items submitted and not yet yielded.
     pending_items: usize,
+    /// Items left to yield, when the input told its exact length.
+    remaining: Option<usize>,
 }
 
 impl<R> fmt::Debug for IMapIter<'_, R> {
@@ -228,6 +230,7 @@ impl<R> IMapIter<'_, R> {
         loop {
             if let Some(v) = self.local.next() {
                 self.pending_items = self.pending_items.saturating_sub(1);
+                self.remaining = self.remaining.map(|n| n.saturating_sub(1));
                 return Some(v);
             }
             self.top_up();
@@ -274,9 +277,11 @@ impl<R> Iterator for IMapIter<'_, R> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let known = self.pending_items + usize::from(self.failure.is_some());
-        match self.feed {
-            Some(_) => (known, None),
-            None => (known, Some(known)),
+        match (&self.feed, self.remaining) {
+            (None, _) => (known, Some(known)),
+            // An input that told its length: at most that many results.
+            (Some(_), Some(n)) => (known.min(n), Some(n)),
+            (Some(_), None) => (known, None),
         }
     }
 }
@@ -563,6 +568,10 @@ impl Pool {
             ));
         }
         self.check_running()?;
+        let remaining = match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
         let stream = Stream::<R>::new(ordered, Some(self.helper()));
         let s = Arc::clone(&stream);
         let deliver: Arc<Deliver<R>> =
@@ -586,6 +595,7 @@ impl Pool {
                 .unwrap_or(DEFAULT_BUFFER_PER_PROCESS * self.processes()),
             in_flight: 0,
             pending_items: 0,
+            remaining,
         };
         // The workers start on the first chunks at once.
         it.top_up();

@@ -40,6 +40,8 @@ mod imap;
 mod map;
 mod options;
 mod pool;
+#[cfg(feature = "progress")]
+mod progress;
 mod result;
 mod ring;
 mod shared;
@@ -56,6 +58,8 @@ pub use imap::{IMapIter, IMapOptions, DEFAULT_BUFFER_PER_PROCESS};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, StarFn};
 pub use options::ApplyOptions;
 pub use pool::Pool;
+#[cfg(feature = "progress")]
+pub use progress::Progress;
 pub use result::AsyncResult;
 pub use stats::PoolStats;
 pub use supervisor::INIT_FAILURE_LIMIT;
