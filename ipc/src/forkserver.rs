@@ -68,7 +68,7 @@ pub fn init() -> Result<()> {
     // Registered after nothing else of ours: runs after the `Process` exit
     // handler (registered at the first spawn) has waited for children.
     if let Err(e) = fork::at_exit(stop_server) {
-        eprintln!("multiproc: cannot register the fork server's exit handler: {e}");
+        tracing::error!(error = %e, "cannot register the fork server's exit handler");
     }
     Ok(())
 }

@@ -212,7 +212,7 @@ fn live() -> std::sync::MutexGuard<'static, Vec<Live>> {
 fn register(child: &Arc<ChildProc>, daemon: bool) {
     AT_EXIT.call_once(|| {
         if let Err(e) = fork::at_exit(at_exit_handler) {
-            eprintln!("multiproc: cannot register the exit handler: {e}");
+            tracing::error!(error = %e, "cannot register the exit handler that joins child processes");
         }
     });
     live().push(Live {

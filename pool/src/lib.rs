@@ -19,6 +19,23 @@
 //! running (`WorkerLost`, with the signal or exit code), re-queues the tasks
 //! it had not started, and forks a replacement.
 //!
+//! # Events
+//!
+//! The pool prints nothing. It reports through [`tracing`](https://docs.rs/tracing)
+//! (silent unless the program installs a subscriber), with target
+//! `multiproc_pool`:
+//!
+//! | level | event | fields |
+//! |---|---|---|
+//! | WARN | a pool worker died | `pid`, `slot`, `status`, `task` (0: none running) |
+//! | INFO | a pool worker was forked to replace a dead one | `slot`, `pid` |
+//! | DEBUG | a pool worker retired (`max_tasks_per_child`) | `pid`, `slot` |
+//! | WARN | a pool worker's initializer failed | `pid`, `slot`, `error` |
+//! | ERROR | the pool is broken: its initializer keeps failing | `failures` |
+//! | ERROR | cannot fork a replacement pool worker | `slot`, `error` |
+//! | WARN | a pool callback panicked | `message` |
+//! | ERROR | a pool worker cannot open the pool's memory (in the worker) | `error` |
+//!
 //! # Examples
 //!
 //! ```

@@ -66,7 +66,7 @@ impl<R> ApplyOptions<R> {
 
     /// Runs `f(&result)` in the parent as soon as the result arrives (before
     /// `get` returns it), whether or not anybody calls `get`. A panicking
-    /// callback is reported on stderr and counted
+    /// callback is reported as a `tracing` event and counted
     /// ([`Pool::callback_panics`](crate::Pool::callback_panics)); the pool goes on.
     ///
     /// Callbacks run on the pool's result thread (or on a thread waiting in
@@ -99,7 +99,7 @@ pub(crate) fn run_guarded(panics: &AtomicU64, f: impl FnOnce()) {
             .map(|s| (*s).to_owned())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "Box<dyn Any>".to_owned());
-        eprintln!("multiproc: a pool callback panicked: {msg}");
+        tracing::warn!(message = %msg, "a pool callback panicked");
     }
 }
 

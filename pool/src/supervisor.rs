@@ -108,6 +108,11 @@ pub(crate) fn handle_death(
     w.timed = false;
     w.view.reset();
     w.dispatched = 0;
+    if status.success() {
+        tracing::debug!(pid, slot, "a pool worker retired (max_tasks_per_child)");
+    } else if matches!(g.state, State::Running | State::Closed) {
+        tracing::warn!(pid, slot, status = %status, task = current, "a pool worker died");
+    }
     let mut requeue = Vec::new();
     for mut p in outstanding {
         let id = p.id;
@@ -138,8 +143,13 @@ pub(crate) fn handle_death(
     }
     if let Some(cause) = init_failure {
         g.init_failures += 1;
+        tracing::warn!(pid, slot, error = %cause, "a pool worker's initializer failed");
         if g.init_failures >= INIT_FAILURE_LIMIT && g.broken.is_none() {
             let n = g.init_failures;
+            tracing::error!(
+                failures = n,
+                "the pool is broken: its initializer keeps failing"
+            );
             g.broken = Some(Error::with_source(
                 ErrorKind::NotRunning,
                 format!(
@@ -171,6 +181,11 @@ pub(crate) fn respawn(shared: &Shared, g: &mut Inner, slot: usize) {
             w.generation += 1;
             w.pid = child.pid();
             shared.counters.respawned.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                slot,
+                pid = w.pid,
+                "a pool worker was forked to replace a dead one"
+            );
             w.ready = shared.config.initializer.is_none();
             w.init_error = None;
             w.child = Some(Arc::clone(&child));
@@ -178,6 +193,7 @@ pub(crate) fn respawn(shared: &Shared, g: &mut Inner, slot: usize) {
             let _ = (&shared.wake_tx).write(&[1]);
         }
         Err(e) => {
+            tracing::error!(slot, error = %e, "cannot fork a replacement pool worker");
             if g.workers.iter().all(|w| w.child.is_none()) {
                 // Nothing can run the remaining tasks: fail them now.
                 g.broken = Some(Error::with_source(

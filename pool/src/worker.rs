@@ -107,7 +107,7 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
     let region = match ShmRegion::open(&arg.region) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("multiproc: pool worker cannot open the pool's memory: {e}");
+            tracing::error!(error = %e, "a pool worker cannot open the pool's memory");
             return EXIT_NO_REGION;
         }
     };
