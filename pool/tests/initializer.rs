@@ -73,7 +73,13 @@ fn assert_broken(pool: Pool, path: &PathBuf, cause: &str) {
     assert!(e.to_string().contains(cause), "{e}");
     let e = pool.map(square, 0..100u64).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotRunning, "{e}");
-    // No more forks: the number of initializer runs stays put.
+    // Workers forked before the pool broke finish failing; then no worker
+    // is left and none is forked any more.
+    assert!(
+        multiproc_testkit::wait_until(Duration::from_secs(10), || pool.stats().workers_alive == 0),
+        "{:?}",
+        pool.stats()
+    );
     let n = runs(path);
     assert!(
         n >= INIT_FAILURE_LIMIT as usize && n < INIT_FAILURE_LIMIT as usize + pool.processes(),
