@@ -27,6 +27,7 @@ pub use multiproc_pool::{
     as_completed, wait, AsCompleted, Executor, ExecutorBuilder, ExecutorMap, Future, ReturnWhen,
     Waited,
 };
+pub use multiproc_pool::{test_hooks, INIT_FAILURE_LIMIT};
 pub use multiproc_pool::{ApplyOptions, AsyncResult, IMapIter, Pool, PoolBuilder, StartMethod};
 pub use multiproc_pool::{IMapOptions, InitResult, PoolStats, StarFn};
 

@@ -32,7 +32,7 @@ pub enum StartMethod {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_pool::Pool;
+/// use multiproc::Pool;
 ///
 /// fn init_worker(greeting: String) { let _ = greeting; }
 /// fn square(x: u64) -> u64 { x * x }
@@ -46,7 +46,7 @@ pub enum StartMethod {
 /// assert_eq!(pool.apply(square, 7)?, 49);
 /// pool.close();
 /// pool.join()?;
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct PoolBuilder {
     pub(crate) processes: Option<usize>,
@@ -94,7 +94,7 @@ impl PoolBuilder {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_pool::{ErrorKind, Pool};
+    /// use multiproc::{ErrorKind, Pool};
     ///
     /// fn open_db(path: String) -> Result<(), String> {
     ///     Err(format!("cannot open {path}"))
@@ -108,7 +108,7 @@ impl PoolBuilder {
     /// let e = pool.apply(square, 3).unwrap_err();
     /// assert_eq!(e.kind(), ErrorKind::NotRunning);
     /// assert!(e.to_string().contains("cannot open /nonexistent"));
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn initializer<A, R>(mut self, initializer: fn(A) -> R, initargs: A) -> Self
     where

@@ -41,7 +41,7 @@ pub const EXECUTOR_QUEUE_PER_WORKER: usize = 4;
 /// # Examples
 ///
 /// ```
-/// use multiproc_pool::{as_completed, Executor};
+/// use multiproc::{as_completed, Executor};
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
@@ -51,7 +51,7 @@ pub const EXECUTOR_QUEUE_PER_WORKER: usize = 4;
 /// assert_eq!(total, 285);
 /// let squares: Vec<u64> = ex.map(square, 0..4u64)?.collect::<Result<_, _>>()?;
 /// assert_eq!(squares, vec![0, 1, 4, 9]);
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Executor {
     pub(crate) pool: Pool,
@@ -73,7 +73,7 @@ impl fmt::Debug for Executor {
 /// # Examples
 ///
 /// ```
-/// use multiproc_pool::Executor;
+/// use multiproc::Executor;
 ///
 /// fn setup(level: u32) { let _ = level; }
 /// fn square(x: u64) -> u64 { x * x }
@@ -84,7 +84,7 @@ impl fmt::Debug for Executor {
 ///     .max_tasks_per_child(1_000)
 ///     .build()?;
 /// assert_eq!(ex.submit(square, 5)?.result()?, 25);
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ExecutorBuilder {
     pool: PoolBuilder,
@@ -193,11 +193,11 @@ impl Executor {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Executor;
+    /// # use multiproc::Executor;
     /// fn square(x: u64) -> u64 { x * x }
     /// let ex = Executor::new(1)?;
     /// assert_eq!(ex.submit(square, 9)?.result()?, 81);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -223,11 +223,11 @@ impl Executor {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Executor;
+    /// # use multiproc::Executor;
     /// fn volume(l: u64, w: u64, h: u64) -> u64 { l * w * h }
     /// let ex = Executor::new(1)?;
     /// assert_eq!(ex.starsubmit(volume, (2, 3, 4))?.result()?, 24);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -251,12 +251,12 @@ impl Executor {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Executor;
+    /// # use multiproc::Executor;
     /// fn square(x: u64) -> u64 { x * x }
     /// let ex = Executor::new(2)?;
     /// let v: Vec<u64> = ex.map(square, 0..5u64)?.collect::<Result<_, _>>()?;
     /// assert_eq!(v, vec![0, 1, 4, 9, 16]);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -281,7 +281,7 @@ impl Executor {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use multiproc_pool::{ErrorKind, Executor, IMapOptions};
+    /// # use multiproc::{ErrorKind, Executor, IMapOptions};
     /// fn sleep_ms(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
     /// let ex = Executor::new(1)?;
     /// let out: Vec<_> = ex
@@ -291,7 +291,7 @@ impl Executor {
     /// assert_eq!(*out[0].as_ref().unwrap(), 1);
     /// assert_eq!(out[1].as_ref().unwrap_err().kind(), ErrorKind::Timeout);
     /// ex.shutdown(false, true)?;
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -328,14 +328,14 @@ impl Executor {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{ErrorKind, Executor};
+    /// # use multiproc::{ErrorKind, Executor};
     /// fn square(x: u64) -> u64 { x * x }
     /// let ex = Executor::new(1)?;
     /// let f = ex.submit(square, 3)?;
     /// ex.shutdown(true, false)?;
     /// assert_eq!(f.result()?, 9);
     /// assert_eq!(ex.submit(square, 4).unwrap_err().kind(), ErrorKind::NotRunning);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

@@ -32,7 +32,7 @@ use crate::shared::Shared;
 /// # Examples
 ///
 /// ```
-/// use multiproc_pool::Executor;
+/// use multiproc::Executor;
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
@@ -40,7 +40,7 @@ use crate::shared::Shared;
 /// let f = ex.submit(square, 7)?;
 /// f.add_done_callback(|r| assert_eq!(r.ok(), Some(&49)));
 /// assert_eq!(f.result()?, 49);
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Future<R> {
     result: AsyncResult<R>,
@@ -89,13 +89,13 @@ impl<R> Future<R> {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use multiproc_pool::Executor;
+    /// # use multiproc::Executor;
     /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
     /// let ex = Executor::new(1)?;
     /// let f = ex.submit(slow, 300)?;
     /// assert!(f.result_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
     /// assert_eq!(f.result_timeout(Duration::from_secs(10))?, 300);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -113,12 +113,12 @@ impl<R> Future<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{ErrorKind, Executor};
+    /// # use multiproc::{ErrorKind, Executor};
     /// fn fails(_: ()) -> u32 { panic!("no") }
     /// let ex = Executor::new(1)?;
     /// let f = ex.submit(fails, ())?;
     /// assert_eq!(f.exception().unwrap().kind(), ErrorKind::TaskPanicked);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn exception(&self) -> Option<Error> {
         self.result.wait();
@@ -169,7 +169,7 @@ impl<R> Future<R> {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use multiproc_pool::Executor;
+    /// # use multiproc::Executor;
     /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
     /// let ex = Executor::new(1)?;
     /// let running = ex.submit(slow, 200)?;
@@ -179,7 +179,7 @@ impl<R> Future<R> {
     /// assert!(last.cancelled() && last.done());
     /// assert!(!running.cancel() || running.cancelled());
     /// ex.shutdown(false, true)?; // cancel the rest too
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn cancel(&self) -> bool {
         if self.cancelled() {
@@ -202,14 +202,14 @@ impl<R> Future<R> {
     ///
     /// ```
     /// # use std::sync::mpsc;
-    /// # use multiproc_pool::Executor;
+    /// # use multiproc::Executor;
     /// fn square(x: u64) -> u64 { x * x }
     /// let ex = Executor::new(1)?;
     /// let (tx, rx) = mpsc::channel();
     /// let f = ex.submit(square, 6)?;
     /// f.add_done_callback(move |r| tx.send(*r.unwrap()).unwrap());
     /// assert_eq!(rx.recv().unwrap(), 36);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn add_done_callback(
         &self,
@@ -309,7 +309,7 @@ impl<R> Iterator for AsCompleted<R> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_pool::{as_completed, Executor};
+/// use multiproc::{as_completed, Executor};
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
@@ -320,7 +320,7 @@ impl<R> Iterator for AsCompleted<R> {
 ///     total += f?.result()?;
 /// }
 /// assert_eq!(total, 30);
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub fn as_completed<R>(
     futures: impl IntoIterator<Item = Future<R>>,
@@ -365,7 +365,7 @@ pub struct Waited<R> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_pool::{wait, Executor, ReturnWhen};
+/// use multiproc::{wait, Executor, ReturnWhen};
 ///
 /// fn sleep_ms(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
 ///
@@ -375,7 +375,7 @@ pub struct Waited<R> {
 /// assert_eq!(w.done.len(), 1);
 /// assert_eq!(w.not_done.len(), 1);
 /// ex.shutdown(false, true)?;
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub fn wait<R>(
     futures: impl IntoIterator<Item = Future<R>>,

@@ -33,7 +33,7 @@ pub const DEFAULT_BUFFER_PER_PROCESS: usize = 256;
 /// # Examples
 ///
 /// ```
-/// use multiproc_pool::{IMapOptions, Pool};
+/// use multiproc::{IMapOptions, Pool};
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
@@ -45,7 +45,7 @@ pub const DEFAULT_BUFFER_PER_PROCESS: usize = 256;
 ///     .take(1_000)
 ///     .collect::<Result<_, _>>()?;
 /// assert_eq!(first[999], 999 * 999);
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IMapOptions {
@@ -171,14 +171,14 @@ where
 /// # Examples
 ///
 /// ```
-/// use multiproc_pool::Pool;
+/// use multiproc::Pool;
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
 /// let pool = Pool::new(2)?;
 /// let squares: Vec<u64> = pool.imap(square, 0..10u64)?.collect::<Result<_, _>>()?;
 /// assert_eq!(squares, (0..10).map(|x| x * x).collect::<Vec<_>>());
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct IMapIter<'a, R> {
     stream: Arc<Stream<R>>,
@@ -255,13 +255,13 @@ impl<R> IMapIter<'_, R> {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let mut it = pool.imap(square, vec![3u64])?;
     /// assert_eq!(it.next_timeout(Duration::from_secs(5)).unwrap()?, 9);
     /// assert!(it.next_timeout(Duration::from_secs(5)).is_none());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
         self.next_until(Some(Instant::now() + timeout))
@@ -295,7 +295,7 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let mut it = pool.imap(square, 0..3u64)?;
@@ -303,7 +303,7 @@ impl Pool {
     /// assert_eq!(it.next().unwrap()?, 1);
     /// assert_eq!(it.next().unwrap()?, 4);
     /// assert!(it.next().is_none());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -324,12 +324,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let v: Vec<u64> = pool.imap_chunksize(square, 0..100u64, 10)?.map(|r| r.unwrap()).collect();
     /// assert_eq!(v[99], 9801);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -355,12 +355,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{IMapOptions, Pool};
+    /// # use multiproc::{IMapOptions, Pool};
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let it = pool.imap_with(square, 0..100u64, IMapOptions::new().chunksize(10).buffersize(2))?;
     /// assert_eq!(it.map(|r| r.unwrap()).sum::<u64>(), 328_350);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -388,13 +388,13 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let mut v: Vec<u64> = pool.imap_unordered(square, 0..5u64)?.map(|r| r.unwrap()).collect();
     /// v.sort();
     /// assert_eq!(v, vec![0, 1, 4, 9, 16]);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -415,11 +415,11 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// assert_eq!(pool.imap_unordered_chunksize(square, 0..50u64, 7)?.count(), 50);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -446,12 +446,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{IMapOptions, Pool};
+    /// # use multiproc::{IMapOptions, Pool};
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let n = pool.imap_unordered_with(square, 0..50u64, IMapOptions::new().buffersize(3))?.count();
     /// assert_eq!(n, 50);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -480,7 +480,7 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{ErrorKind, IMapOptions, Pool};
+    /// # use multiproc::{ErrorKind, IMapOptions, Pool};
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let lines = ["1", "2", "x", "4"];
@@ -489,7 +489,7 @@ impl Pool {
     /// assert_eq!(out.len(), 3);
     /// assert_eq!(*out[1].as_ref().unwrap(), 4);
     /// assert_eq!(out[2].as_ref().unwrap_err().kind(), ErrorKind::InvalidArgument);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -518,14 +518,14 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{IMapOptions, Pool};
+    /// # use multiproc::{IMapOptions, Pool};
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let input = (0..10u64).map(|x| if x < 5 { Ok(x) } else { Err("closed") });
     /// let out: Vec<_> = pool.try_imap_unordered_with(square, input, IMapOptions::new())?.collect();
     /// assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 5);
     /// assert!(out[5].is_err());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

@@ -39,13 +39,13 @@
 //! # Examples
 //!
 //! ```
-//! use multiproc_pool::Pool;
+//! use multiproc::Pool;
 //!
 //! fn square(x: u64) -> u64 { x * x }
 //!
 //! let pool = Pool::new(2)?;
 //! assert_eq!(pool.map(square, 0..10u64)?.iter().sum::<u64>(), 285);
-//! # Ok::<(), multiproc_pool::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 #![forbid(unsafe_code)]
 

@@ -145,12 +145,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// assert_eq!(pool.map(square, vec![1u64, 2, 3])?, vec![1, 4, 9]);
     /// assert!(pool.map(square, Vec::<u64>::new())?.is_empty());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -171,12 +171,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// assert_eq!(pool.map_chunksize(square, 0..4u64, 1)?, vec![0, 1, 4, 9]);
     /// assert!(pool.map_chunksize(square, 0..4u64, 0).is_err());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -204,12 +204,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let r = pool.map_async(square, 0..100u64)?;
     /// assert_eq!(r.get()?.len(), 100);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -230,13 +230,13 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{ApplyOptions, Pool};
+    /// # use multiproc::{ApplyOptions, Pool};
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let r = pool.map_async_with(square, 0..10u64, Some(3),
     ///     ApplyOptions::new().callback(|v: &Vec<u64>| assert_eq!(v.len(), 10)))?;
     /// assert_eq!(r.get()?[9], 81);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -293,13 +293,13 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn add(a: u64, b: u64) -> u64 { a + b }
     /// fn clamp(x: i64, lo: i64, hi: i64) -> i64 { x.clamp(lo, hi) }
     /// let pool = Pool::new(2)?;
     /// assert_eq!(pool.starmap(add, vec![(1u64, 2u64), (3, 4)])?, vec![3, 7]);
     /// assert_eq!(pool.starmap(clamp, vec![(5, 0, 3), (-2, 0, 3)])?, vec![3, 0]);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -320,12 +320,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn add(a: u64, b: u64) -> u64 { a + b }
     /// let pool = Pool::new(2)?;
     /// let r = pool.starmap_async(add, vec![(1u64, 2u64), (3, 4)], Some(1))?;
     /// assert_eq!(r.get()?, vec![3, 7]);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

@@ -16,7 +16,7 @@ type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_pool::{ApplyOptions, Pool};
+/// use multiproc::{ApplyOptions, Pool};
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
@@ -30,7 +30,7 @@ type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
 ///         .timeout(Duration::from_secs(10)),
 /// )?;
 /// assert_eq!(r.get()?, 16);
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ApplyOptions<R> {
     pub(crate) callback: Option<Callback<R>>,

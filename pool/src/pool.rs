@@ -41,7 +41,7 @@ use crate::worker::{self, SlotView};
 /// # Examples
 ///
 /// ```
-/// use multiproc_pool::Pool;
+/// use multiproc::Pool;
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
@@ -50,7 +50,7 @@ use crate::worker::{self, SlotView};
 /// assert_eq!(pool.map(square, 0..5u64)?, vec![0, 1, 4, 9, 16]);
 /// pool.close();
 /// pool.join()?;
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Pool {
     pub(crate) shared: Arc<Shared>,
@@ -74,10 +74,10 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// let pool = Pool::new(2)?;
     /// assert_eq!(pool.processes(), 2);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -92,9 +92,9 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// let pool = Pool::builder().processes(1).build()?;
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn builder() -> PoolBuilder {
         PoolBuilder {
@@ -216,10 +216,10 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// let pool = Pool::new(2)?;
     /// assert_eq!(pool.worker_pids().len(), 2);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn worker_pids(&self) -> Vec<i32> {
         let g = lock(&self.shared.inner);
@@ -240,11 +240,11 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn pid(_: ()) -> u32 { std::process::id() }
     /// let pool = Pool::new(1)?;
     /// assert_ne!(pool.apply(pid, ())?, std::process::id());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -265,13 +265,13 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(2)?;
     /// let rs: Vec<_> = (0..10u64).map(|i| pool.apply_async(square, i)).collect::<Result<_, _>>()?;
     /// let total: u64 = rs.into_iter().map(|r| r.get()).sum::<Result<u64, _>>()?;
     /// assert_eq!(total, 285);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -292,13 +292,13 @@ impl Pool {
     ///
     /// ```
     /// # use std::sync::mpsc;
-    /// # use multiproc_pool::{ApplyOptions, Pool};
+    /// # use multiproc::{ApplyOptions, Pool};
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let (tx, rx) = mpsc::channel();
     /// pool.apply_async_with(square, 5, ApplyOptions::new().callback(move |v: &u64| tx.send(*v).unwrap()))?;
     /// assert_eq!(rx.recv().unwrap(), 25); // nobody called get
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -324,12 +324,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn volume(l: u64, w: u64, h: u64) -> u64 { l * w * h }
     /// let pool = Pool::new(1)?;
     /// assert_eq!(pool.starapply(volume, (2, 3, 4))?, 24);
     /// assert_eq!(pool.starapply(|a: String, n: usize| a.repeat(n), ("ab".to_string(), 3))?, "ababab");
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -350,12 +350,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{ApplyOptions, Pool};
+    /// # use multiproc::{ApplyOptions, Pool};
     /// fn add(a: u64, b: u64) -> u64 { a + b }
     /// let pool = Pool::new(1)?;
     /// let r = pool.starapply_async(add, (2, 3), ApplyOptions::new())?;
     /// assert_eq!(r.get()?, 5);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -465,7 +465,7 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{ErrorKind, Pool};
+    /// # use multiproc::{ErrorKind, Pool};
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(square, 3)?;
@@ -473,7 +473,7 @@ impl Pool {
     /// assert_eq!(pool.apply_async(square, 3).unwrap_err().kind(), ErrorKind::NotRunning);
     /// pool.join()?;
     /// assert_eq!(r.get()?, 9);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn close(&self) {
         let mut g = lock(&self.shared.inner);
@@ -489,13 +489,13 @@ impl Pool {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use multiproc_pool::{ErrorKind, Pool};
+    /// # use multiproc::{ErrorKind, Pool};
     /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(slow, 10_000)?;
     /// pool.terminate();
     /// assert_eq!(r.get().unwrap_err().kind(), ErrorKind::NotRunning);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn terminate(&self) {
         let (completions, children) = {
@@ -534,12 +534,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::{ErrorKind, Pool};
+    /// # use multiproc::{ErrorKind, Pool};
     /// let pool = Pool::new(1)?;
     /// assert_eq!(pool.join().unwrap_err().kind(), ErrorKind::InvalidArgument);
     /// pool.close();
     /// pool.join()?;
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

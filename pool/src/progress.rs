@@ -67,7 +67,7 @@ impl<'a, R> IMapIter<'a, R> {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_pool::Pool;
+    /// use multiproc::Pool;
     ///
     /// fn square(x: u64) -> u64 { x * x }
     ///
@@ -78,7 +78,7 @@ impl<'a, R> IMapIter<'a, R> {
     ///     .map(|r| r.unwrap())
     ///     .sum();
     /// assert_eq!(total, (0..10_000u64).map(square).sum());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn progress(self) -> Progress<IMapIter<'a, R>> {
         Progress::new(self)

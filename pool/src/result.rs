@@ -246,7 +246,7 @@ impl<R> Cell<R> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_pool::Pool;
+/// use multiproc::Pool;
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
@@ -256,7 +256,7 @@ impl<R> Cell<R> {
 /// assert!(r.ready());
 /// assert_eq!(r.successful(), Some(true));
 /// assert_eq!(r.get_timeout(Duration::from_secs(5))?, 49);
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct AsyncResult<R> {
     cell: Arc<Cell<R>>,
@@ -288,14 +288,14 @@ impl<R> AsyncResult<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let a = pool.apply_async(square, 3)?;
     /// let b = pool.apply_async(square, 4)?;
     /// assert_ne!(a.id(), b.id());
     /// assert!(pool.map_async(square, 0..3u64)?.id().is_none());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn id(&self) -> Option<u64> {
         self.id
@@ -306,11 +306,11 @@ impl<R> AsyncResult<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// assert_eq!(pool.apply_async(square, 3)?.get()?, 9);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -331,13 +331,13 @@ impl<R> AsyncResult<R> {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(slow, 200)?;
     /// assert!(r.get_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
     /// assert_eq!(r.get()?, 200);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -358,13 +358,13 @@ impl<R> AsyncResult<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(square, 3)?;
     /// r.wait();
     /// assert!(r.ready());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) {
         self.cell.wait_until(None);
@@ -376,12 +376,12 @@ impl<R> AsyncResult<R> {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(square, 3)?;
     /// assert!(r.wait_timeout(Duration::from_secs(5)));
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.cell.wait_until(Some(Instant::now() + timeout))
@@ -392,13 +392,13 @@ impl<R> AsyncResult<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(square, 3)?;
     /// r.wait();
     /// assert!(r.ready());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn ready(&self) -> bool {
         self.cell.is_ready()
@@ -410,13 +410,13 @@ impl<R> AsyncResult<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn fails(_: ()) -> u32 { panic!("no") }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(fails, ())?;
     /// r.wait();
     /// assert_eq!(r.successful(), Some(false));
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn successful(&self) -> Option<bool> {
         lock(&self.cell.slot).successful

@@ -14,7 +14,7 @@ use crate::shared::{lock, Shared};
 /// # Examples
 ///
 /// ```
-/// use multiproc_pool::Pool;
+/// use multiproc::Pool;
 ///
 /// fn square(x: u64) -> u64 { x * x }
 /// fn boom(_: u64) -> u64 { panic!("no") }
@@ -26,7 +26,7 @@ use crate::shared::{lock, Shared};
 /// assert_eq!((s.completed, s.failed), (10, 1));
 /// assert_eq!((s.queued, s.running), (0, 0));
 /// assert_eq!(s.workers_alive, 2);
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -80,12 +80,12 @@ impl Executor {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Executor;
+    /// # use multiproc::Executor;
     /// fn square(x: u64) -> u64 { x * x }
     /// let ex = Executor::new(1)?;
     /// ex.submit(square, 3)?.result()?;
     /// assert_eq!(ex.stats().completed, 1);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn stats(&self) -> PoolStats {
         self.pool.shared.stats()

@@ -22,13 +22,13 @@ static FAIL_SPAWN_IN: AtomicUsize = AtomicUsize::new(0);
 /// # Examples
 ///
 /// ```
-/// use multiproc_pool::{test_hooks, ErrorKind, Pool};
+/// use multiproc::{test_hooks, ErrorKind, Pool};
 ///
 /// test_hooks::fail_worker_spawn(2);
 /// let e = Pool::new(3).unwrap_err(); // the second worker fails to start
 /// assert_eq!(e.kind(), ErrorKind::Io);
 /// assert!(Pool::new(3).is_ok()); // the hook fired once
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub fn fail_worker_spawn(n: usize) {
     FAIL_SPAWN_IN.store(n, Ordering::SeqCst);
