@@ -105,16 +105,45 @@ pub(crate) struct LocalConn {
     codec: Codec,
     /// A request failed after it started out: the channel is out of step.
     broken: bool,
+    /// The manager process's pid, for error messages.
+    pid: i32,
+}
+
+/// The error for a manager process that has gone away.
+fn manager_gone(pid: i32) -> Error {
+    Error::new(ErrorKind::Closed, gone_message(pid))
+}
+
+fn gone_message(pid: i32) -> String {
+    format!("the manager (pid {pid}) is gone")
+}
+
+/// A failed request: a closed channel means the manager is gone; anything
+/// else is said to come from the manager (the channel's own error stays the
+/// source).
+fn request_failed(pid: i32, e: Error) -> Error {
+    if e.kind() == ErrorKind::Closed {
+        Error::with_source(ErrorKind::Closed, gone_message(pid), e)
+    } else {
+        Error::with_source(
+            e.kind(),
+            format!(
+                "a request to the manager (pid {pid}) failed: {}",
+                e.message()
+            ),
+            e,
+        )
+    }
 }
 
 impl LocalConn {
-    pub(crate) fn connect(addr: &str, token: &[u8; TOKEN]) -> Result<LocalConn> {
-        let gone = || Error::new(ErrorKind::Closed, "the manager process is gone");
+    pub(crate) fn connect(addr: &str, token: &[u8; TOKEN], pid: i32) -> Result<LocalConn> {
+        let gone = || manager_gone(pid);
         let mut sock = UnixStream::connect_addr(&abstract_addr(addr)?).map_err(|e| {
             if e.kind() == io::ErrorKind::ConnectionRefused {
                 gone()
             } else {
-                Error::io("cannot connect to the manager", e)
+                Error::io(format!("cannot connect to the manager (pid {pid})"), e)
             }
         })?;
         sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
@@ -122,12 +151,16 @@ impl LocalConn {
         let name = read_small_frame(&mut sock).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => Error::new(
                 ErrorKind::Authentication,
-                "the manager refused the connection",
+                format!("the manager (pid {pid}) refused the connection"),
             ),
-            _ => Error::io("handshake with the manager failed", e),
+            _ => Error::io(format!("handshake with the manager (pid {pid}) failed"), e),
         })?;
-        let name = String::from_utf8(name)
-            .map_err(|_| Error::new(ErrorKind::Remote, "bad channel name from the manager"))?;
+        let name = String::from_utf8(name).map_err(|_| {
+            Error::new(
+                ErrorKind::Remote,
+                format!("bad channel name from the manager (pid {pid})"),
+            )
+        })?;
         let chan = ShmChannel::attach(&name)?;
         sock.set_read_timeout(None)?;
         Ok(LocalConn {
@@ -136,6 +169,7 @@ impl LocalConn {
             buf: Vec::with_capacity(256),
             codec: Codec::default(),
             broken: false,
+            pid,
         })
     }
 }
@@ -148,12 +182,20 @@ impl Conn for LocalConn {
         let gone = || peer_gone(sock);
         // Anything that fails from here on leaves the channel out of step.
         self.broken = true;
-        self.chan.send(&self.buf, &gone)?;
+        let pid = self.pid;
         self.chan
-            .recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)?;
+            .send(&self.buf, &gone)
+            .map_err(|e| request_failed(pid, e))?;
+        self.chan
+            .recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)
+            .map_err(|e| request_failed(pid, e))?;
         self.broken = false;
         self.codec.decode(&self.buf).map_err(|e| {
-            Error::with_source(ErrorKind::Remote, "malformed response from the manager", e)
+            Error::with_source(
+                ErrorKind::Remote,
+                format!("malformed response from the manager (pid {pid})"),
+                e,
+            )
         })
     }
 
@@ -491,9 +533,10 @@ impl Manager {
                 },
             ));
         }
+        let pid = child.pid();
         Ok(Manager {
-            ep: Endpoint::Local { addr, token },
-            pid: child.pid(),
+            ep: Endpoint::Local { addr, token, pid },
+            pid,
             child: Mutex::new(Some(child)),
             _zygote: zygote,
             creator,

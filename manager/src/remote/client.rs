@@ -33,8 +33,13 @@ pub(crate) struct TcpConn {
 
 impl TcpConn {
     pub(crate) fn connect(addr: SocketAddr, authkey: &[u8], max_frame: usize) -> Result<TcpConn> {
-        let stream = TcpStream::connect(addr)
-            .map_err(|e| Error::io(format!("cannot connect to the manager at {addr}"), e))?;
+        let stream = TcpStream::connect(addr).map_err(|e| match e.kind() {
+            io::ErrorKind::ConnectionRefused => Error::io(
+                format!("the manager at {addr} is gone (nothing listens there)"),
+                e,
+            ),
+            _ => Error::io(format!("cannot connect to the manager at {addr}"), e),
+        })?;
         let mut io = FrameIo::new(stream)?;
         io.idle_timeout = Some(HANDSHAKE_TIMEOUT);
         let mut buf = Vec::new();
@@ -98,8 +103,8 @@ impl TcpConn {
         Error::new(
             kind,
             format!(
-                "the connection to the manager at {} was lost while a request was in \
-                 flight ({cause}); the request was not retried, as the manager may have \
+                "the manager at {} is gone: the connection was lost while a request \
+                 was in flight ({cause}); the request was not retried, as the manager may have \
                  run it (the next call opens a new connection)",
                 self.addr
             ),
