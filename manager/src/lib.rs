@@ -42,7 +42,7 @@
 //!
 //! let manager = Manager::start()?;
 //! let d = manager.dict_from([("count".to_string(), 100i64)])?;
-//! let v = d.update_with(&"count".to_string(), |c| c.unwrap_or(0) - 1)?;
+//! let v = d.update_with("count", |c| c.unwrap_or(0) - 1)?;
 //! assert_eq!(v, 99);
 //! # Ok::<(), multiproc_manager::Error>(())
 //! ```

@@ -63,7 +63,7 @@ fn typed_objects_and_callables_by_name() {
 
     let d = r.dict::<String, Vec<u32>>("d").unwrap();
     d.insert(&"x".into(), &vec![1, 2]).unwrap();
-    assert_eq!(d.get(&"x".into()).unwrap(), Some(vec![1, 2]));
+    assert_eq!(d.get("x").unwrap(), Some(vec![1, 2]));
     assert_eq!(d.len().unwrap(), 1);
 
     assert_eq!(
@@ -93,10 +93,7 @@ fn typed_objects_and_callables_by_name() {
     // A value that does not decode as the proxy's type.
     d.insert(&"y".into(), &vec![300, 70000]).unwrap();
     let d2 = r.dict::<String, u8>("d").unwrap();
-    assert_eq!(
-        d2.get(&"y".into()).unwrap_err().kind(),
-        ErrorKind::Serialization
-    );
+    assert_eq!(d2.get("y").unwrap_err().kind(), ErrorKind::Serialization);
 
     // A list iterates live over TCP too.
     let l = r.list::<u32>("l").unwrap();
