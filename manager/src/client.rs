@@ -490,7 +490,11 @@ mod tests {
         // Crafted here, as another process holding the key would send it;
         // nothing in this process has connected with this key yet.
         let ep = Endpoint::remote(server.local_addr(), &key, crate::DEFAULT_MAX_FRAME);
-        let obj = crate::proxy::ObjRef { ep, id: 0 };
+        let obj = crate::proxy::ObjRef {
+            ep,
+            id: 0,
+            ty: None,
+        };
         let bytes = codec::encode(&obj).unwrap();
         let err = codec::decode::<crate::proxy::ObjRef>(&bytes).unwrap_err();
         let msg = err.to_string();

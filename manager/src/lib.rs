@@ -35,6 +35,50 @@
 //! * When a client disconnects or dies, the manager releases the locks it
 //!   held, and a blocked request of a dead client takes nothing from a queue.
 //!
+//! # Type fingerprints
+//!
+//! The manager stores encoded bytes, so without a check a proxy of other
+//! types would decode one type's bytes as another's (an `i64` -5 read
+//! through a `QueueProxy<u64>` is 9). Typed objects (dicts, lists, queues,
+//! values, callables) therefore carry a fingerprint of their Rust types,
+//! `(K, V)` for a dict and `T` for the others: a hash of the name
+//! [`std::any::type_name`] gives the types, with module paths removed
+//! (`Vec<Job>`, not `alloc::vec::Vec<app::Job>`).
+//!
+//! * An object made by a [`Manager`] gets the fingerprint of the proxy that
+//!   made it; an object registered by name on a [`ManagerServer`] gets its
+//!   types when registered with them (priority queues, callables), else from the first
+//!   client that looks it up by name with types ([`RemoteManager::dict`],
+//!   [`RemoteManager::queue`]...).
+//! * A lookup by name with other types fails with
+//!   [`InvalidArgument`](ErrorKind::InvalidArgument) naming both; so does
+//!   every call of a proxy decoded as other types (passed to a process whose
+//!   code expects other types). The check runs in the manager before the
+//!   operation: a refused `get` takes nothing.
+//! * Locks, events, semaphores and namespaces hold no typed values and
+//!   carry no fingerprint (a namespace attribute read as another type can
+//!   still fail with `Serialization`).
+//!
+//! Limits: it compares names, not layouts. Two types of the same name in
+//! different modules (or two versions of one struct) pass the check, and
+//! then decode as well as their encodings allow; two types that encode alike
+//! under different names (`String` and `Box<str>`) are refused. The names
+//! come from `type_name`, whose output the standard library does not promise
+//! to keep between compiler versions: build every program that shares a
+//! server with the same toolchain.
+//!
+//! ```
+//! use multiproc_manager::{ErrorKind, ManagerServer, RemoteManager};
+//!
+//! let server = ManagerServer::builder(b"key").queue("jobs").bind("127.0.0.1:0")?;
+//! let remote = RemoteManager::connect(server.local_addr(), b"key")?;
+//! remote.queue::<i64>("jobs")?.put(&-5)?; // the first typed lookup fixes `i64`
+//! let e = remote.queue::<u64>("jobs").unwrap_err();
+//! assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+//! assert_eq!(remote.queue::<i64>("jobs")?.get()?, -5);
+//! # Ok::<(), multiproc_manager::Error>(())
+//! ```
+//!
 //! # Examples
 //!
 //! ```
@@ -56,6 +100,7 @@ mod proxy;
 mod queues;
 mod remote;
 mod store;
+mod typetag;
 
 /// The insertion-ordered map [`DictProxy::to_map`] returns (from the
 /// [`indexmap`](https://docs.rs/indexmap) crate).

@@ -32,6 +32,7 @@ use crate::proxy::{
 };
 use crate::queues::{new_heap, HeapMaker};
 use crate::store::{Peer, Store};
+use crate::typetag::TypeTag;
 
 /// Size of each connection's shared-memory buffer; larger messages go in chunks.
 const CHANNEL_CAPACITY: usize = 64 * 1024;
@@ -550,11 +551,21 @@ impl Manager {
     }
 
     fn create(&self, kind: Kind, init: Init) -> Result<ObjRef> {
-        let r = client::call(&self.ep, &Request::Create(kind, init))?;
+        self.create_typed(kind, init, None)
+    }
+
+    /// Makes an object of a typed kind, recording the fingerprint of its
+    /// types.
+    fn create_typed(&self, kind: Kind, init: Init, ty: Option<TypeTag>) -> Result<ObjRef> {
+        let r = client::call(
+            &self.ep,
+            &Request::Create(kind, init, ty.as_ref().map(TypeTag::desc)),
+        )?;
         let id = expect_kind(r, &[kind], "the new object")?;
         Ok(ObjRef {
             ep: self.ep.clone(),
             id,
+            ty,
         })
     }
 
@@ -564,7 +575,11 @@ impl Manager {
     ///
     /// `Closed`/`Io` if the manager is gone (as for every constructor below).
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
-        Ok(DictProxy::from_obj(self.create(Kind::Dict, Init::Empty)?))
+        Ok(DictProxy::from_obj(self.create_typed(
+            Kind::Dict,
+            Init::Empty,
+            Some(DictProxy::<K, V>::tag()),
+        )?))
     }
 
     /// A new dict holding `pairs` (Python's `manager.dict({...})`).
@@ -587,9 +602,11 @@ impl Manager {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(DictProxy::from_obj(
-            self.create(Kind::Dict, Init::Dict(pairs))?,
-        ))
+        Ok(DictProxy::from_obj(self.create_typed(
+            Kind::Dict,
+            Init::Dict(pairs),
+            Some(DictProxy::<K, V>::tag()),
+        )?))
     }
 
     /// A new empty list.
@@ -598,7 +615,11 @@ impl Manager {
     ///
     /// As [`dict`](Manager::dict).
     pub fn list<T>(&self) -> Result<ListProxy<T>> {
-        Ok(ListProxy::from_obj(self.create(Kind::List, Init::Empty)?))
+        Ok(ListProxy::from_obj(self.create_typed(
+            Kind::List,
+            Init::Empty,
+            Some(ListProxy::<T>::tag()),
+        )?))
     }
 
     /// A new list holding `items`.
@@ -614,9 +635,11 @@ impl Manager {
             .into_iter()
             .map(|v| Ok(multiproc_ipc::codec::encode(&v)?))
             .collect::<Result<Vec<_>>>()?;
-        Ok(ListProxy::from_obj(
-            self.create(Kind::List, Init::List(items))?,
-        ))
+        Ok(ListProxy::from_obj(self.create_typed(
+            Kind::List,
+            Init::List(items),
+            Some(ListProxy::<T>::tag()),
+        )?))
     }
 
     /// A new unbounded queue.
@@ -634,9 +657,11 @@ impl Manager {
     ///
     /// As [`dict`](Manager::dict).
     pub fn bounded_queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(
-            self.create(Kind::Queue, Init::Queue { maxsize })?,
-        ))
+        Ok(QueueProxy::from_obj(self.create_typed(
+            Kind::Queue,
+            Init::Queue { maxsize },
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// A new unbounded LIFO queue (Python's `queue.LifoQueue` served by a
@@ -672,9 +697,11 @@ impl Manager {
     ///
     /// As [`dict`](Manager::dict).
     pub fn bounded_lifo_queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(
-            self.create(Kind::LifoQueue, Init::Queue { maxsize })?,
-        ))
+        Ok(QueueProxy::from_obj(self.create_typed(
+            Kind::LifoQueue,
+            Init::Queue { maxsize },
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// A new unbounded priority queue (Python's `queue.PriorityQueue` served
@@ -685,8 +712,9 @@ impl Manager {
     ///
     /// The manager compares the items itself, decoded as `T` (it is a fork
     /// of this program, so it has `T`'s code): a put of an item that does
-    /// not decode as a `T` (through a proxy of another type) fails with
-    /// `Serialization` and leaves the queue unchanged.
+    /// not decode as a `T` fails with `Serialization` and leaves the queue
+    /// unchanged (a proxy of another type is refused before that, see
+    /// [Type fingerprints](crate#type-fingerprints)).
     ///
     /// # Examples
     ///
@@ -730,9 +758,10 @@ impl Manager {
         T: Ord + DeserializeOwned + Send + 'static,
     {
         let make: HeapMaker = FnRef::new(new_heap::<T>);
-        Ok(QueueProxy::from_obj(self.create(
+        Ok(QueueProxy::from_obj(self.create_typed(
             Kind::PriorityQueue,
             Init::PriorityQueue { maxsize, make },
+            Some(QueueProxy::<T>::tag()),
         )?))
     }
 
@@ -742,9 +771,11 @@ impl Manager {
     ///
     /// As [`dict`](Manager::dict).
     pub fn joinable_queue<T>(&self) -> Result<JoinableQueueProxy<T>> {
-        Ok(JoinableQueueProxy::from_obj(
-            self.create(Kind::JoinableQueue, Init::Queue { maxsize: 0 })?,
-        ))
+        Ok(JoinableQueueProxy::from_obj(self.create_typed(
+            Kind::JoinableQueue,
+            Init::Queue { maxsize: 0 },
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// A new lock.
@@ -808,9 +839,11 @@ impl Manager {
     /// `Serialization` if `initial` cannot be encoded.
     pub fn value<T: Serialize + DeserializeOwned>(&self, initial: T) -> Result<ValueProxy<T>> {
         let b = multiproc_ipc::codec::encode(&initial)?;
-        Ok(ValueProxy::from_obj(
-            self.create(Kind::Value, Init::Value(b))?,
-        ))
+        Ok(ValueProxy::from_obj(self.create_typed(
+            Kind::Value,
+            Init::Value(b),
+            Some(ValueProxy::<T>::tag()),
+        )?))
     }
 
     /// A new empty namespace.

@@ -11,6 +11,7 @@ use multiproc_ipc::{FnRef, WireError};
 use serde::{Deserialize, Serialize};
 
 use crate::queues::HeapMaker;
+use crate::typetag::TypeDesc;
 
 /// Bytes of one encoded value.
 pub(crate) type Bytes = Vec<u8>;
@@ -151,12 +152,17 @@ pub(crate) enum Op {
 /// A client's request.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
-    /// Make a new object (local clients only).
-    Create(Kind, Init),
-    /// Find the object registered under a name.
-    Lookup(String),
-    /// Run an operation.
+    /// Make a new object (local clients only), of these types (typed kinds).
+    Create(Kind, Init, Option<TypeDesc>),
+    /// Find the object registered under a name, for a proxy of one of these
+    /// kinds and of these types (typed kinds): the first typed lookup of an
+    /// object of a wanted kind made without types fixes them.
+    Lookup(String, Vec<Kind>, Option<TypeDesc>),
+    /// Run an operation (objects without types).
     Op(u64, Op),
+    /// Run an operation through a proxy whose types have this fingerprint:
+    /// refused if the object's differ.
+    Typed(u64, u64, Op),
     /// Stop the server (local clients only).
     Shutdown,
     /// Check that the connection works (answered with `Unit`).
@@ -175,5 +181,8 @@ pub(crate) enum Response {
     Pairs(Vec<(Bytes, Bytes)>),
     Names(Vec<String>),
     Object(u64, Kind),
+    /// The object holds other types than the request's proxy: its kind and
+    /// the short name of its types.
+    WrongType(Kind, String),
     Error(WireError),
 }

@@ -57,11 +57,12 @@ where
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct DictProxy<K, V> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<(K, V), _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn() -> (K, V)>,
 }
-proxy_common!(DictProxy<K, V>);
+proxy_common!(DictProxy<K, V> => (K, V));
 
 impl<K, V> DictProxy<K, V>
 where

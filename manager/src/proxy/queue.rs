@@ -28,11 +28,12 @@ use super::*;
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct QueueProxy<T> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<T, _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn() -> T>,
 }
-proxy_common!(QueueProxy<T>);
+proxy_common!(QueueProxy<T> => T);
 
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     fn put_with(&self, item: &T, b: Block) -> Result<()> {
@@ -48,8 +49,9 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// # Errors
     ///
     /// `Serialization` if `item` cannot be encoded (or, for a priority
-    /// queue, is not of the queue's type); `Closed`/`Io` if the manager is
-    /// gone.
+    /// queue, is not of the queue's type); `InvalidArgument` if the queue
+    /// holds another type (see [Type fingerprints](crate#type-fingerprints),
+    /// as for every typed proxy); `Closed`/`Io` if the manager is gone.
     pub fn put(&self, item: &T) -> Result<()> {
         self.put_with(item, Block::Forever)
     }

@@ -11,9 +11,10 @@ use multiproc_ipc::{Error, ErrorKind, Result};
 use crate::client::{self, Conn, Endpoint};
 use crate::protocol::{Kind, Request, Response};
 use crate::proxy::{
-    expect_kind, CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
-    NamespaceProxy, ObjRef, QueueProxy, ValueProxy,
+    expect_kind, wrong_type, CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy,
+    LockProxy, NamespaceProxy, ObjRef, QueueProxy, ValueProxy,
 };
+use crate::typetag::TypeTag;
 
 use super::{
     auth_error, mac, nonce, read_error_to_error, shm_spin, FrameIo, ReadError, DEFAULT_MAX_FRAME,
@@ -306,13 +307,30 @@ impl RemoteManager {
         }
     }
 
-    fn lookup(&self, name: &str, kinds: &[Kind]) -> Result<ObjRef> {
-        let r = client::call(&self.ep, &Request::Lookup(name.to_owned()))?;
-        let id = expect_kind(r, kinds, &format!("the object {name:?}"))?;
+    /// The object registered as `name`, of one of `kinds`, for a proxy of
+    /// the types `ty` (typed kinds).
+    fn lookup_typed(&self, name: &str, kinds: &[Kind], ty: Option<TypeTag>) -> Result<ObjRef> {
+        let what = format!("the object {name:?}");
+        let req = Request::Lookup(
+            name.to_owned(),
+            kinds.to_vec(),
+            ty.as_ref().map(TypeTag::desc),
+        );
+        let id = match client::call(&self.ep, &req)? {
+            Response::WrongType(kind, held) => {
+                return Err(wrong_type(&what, kind, &held, ty.as_ref()))
+            }
+            r => expect_kind(r, kinds, &what)?,
+        };
         Ok(ObjRef {
             ep: self.ep.clone(),
             id,
+            ty,
         })
+    }
+
+    fn lookup(&self, name: &str, kinds: &[Kind]) -> Result<ObjRef> {
+        self.lookup_typed(name, kinds, None)
     }
 
     /// The queue registered as `name`: a FIFO queue, or any other queue
@@ -323,7 +341,7 @@ impl RemoteManager {
     /// `InvalidArgument` if nothing (or not a queue) is registered under
     /// `name`; `Closed`/`Io` if the server is gone.
     pub fn queue<T>(&self, name: &str) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(self.lookup(
+        Ok(QueueProxy::from_obj(self.lookup_typed(
             name,
             &[
                 Kind::Queue,
@@ -331,6 +349,7 @@ impl RemoteManager {
                 Kind::LifoQueue,
                 Kind::PriorityQueue,
             ],
+            Some(QueueProxy::<T>::tag()),
         )?))
     }
 
@@ -341,20 +360,27 @@ impl RemoteManager {
     /// As [`queue`](RemoteManager::queue), also if the queue registered
     /// under `name` is not a LIFO queue.
     pub fn lifo_queue<T>(&self, name: &str) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(self.lookup(name, &[Kind::LifoQueue])?))
+        Ok(QueueProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::LifoQueue],
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// The priority queue registered as `name`; `T` should be the type it
-    /// was registered with (a put of another type fails).
+    /// was registered with (a proxy of another type is refused, see
+    /// [Type fingerprints](crate#type-fingerprints)).
     ///
     /// # Errors
     ///
     /// As [`queue`](RemoteManager::queue), also if the queue registered
     /// under `name` is not a priority queue.
     pub fn priority_queue<T>(&self, name: &str) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(
-            self.lookup(name, &[Kind::PriorityQueue])?,
-        ))
+        Ok(QueueProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::PriorityQueue],
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// The joinable queue registered as `name`.
@@ -363,9 +389,11 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn joinable_queue<T>(&self, name: &str) -> Result<JoinableQueueProxy<T>> {
-        Ok(JoinableQueueProxy::from_obj(
-            self.lookup(name, &[Kind::JoinableQueue])?,
-        ))
+        Ok(JoinableQueueProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::JoinableQueue],
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// The dict registered as `name`.
@@ -374,7 +402,11 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn dict<K, V>(&self, name: &str) -> Result<DictProxy<K, V>> {
-        Ok(DictProxy::from_obj(self.lookup(name, &[Kind::Dict])?))
+        Ok(DictProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::Dict],
+            Some(DictProxy::<K, V>::tag()),
+        )?))
     }
 
     /// The list registered as `name`.
@@ -383,7 +415,11 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn list<T>(&self, name: &str) -> Result<ListProxy<T>> {
-        Ok(ListProxy::from_obj(self.lookup(name, &[Kind::List])?))
+        Ok(ListProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::List],
+            Some(ListProxy::<T>::tag()),
+        )?))
     }
 
     /// The value registered as `name`.
@@ -392,7 +428,11 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn value<T>(&self, name: &str) -> Result<ValueProxy<T>> {
-        Ok(ValueProxy::from_obj(self.lookup(name, &[Kind::Value])?))
+        Ok(ValueProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::Value],
+            Some(ValueProxy::<T>::tag()),
+        )?))
     }
 
     /// The lock registered as `name`.
@@ -431,8 +471,10 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn callable<A, R>(&self, name: &str) -> Result<CallableProxy<A, R>> {
-        Ok(CallableProxy::from_obj(
-            self.lookup(name, &[Kind::Callable])?,
-        ))
+        Ok(CallableProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::Callable],
+            Some(CallableProxy::<A, R>::tag()),
+        )?))
     }
 }
