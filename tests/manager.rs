@@ -172,3 +172,47 @@ fn ordered_dicts_live_lists_and_priority_queues_through_the_facade() {
         manager.shutdown().unwrap();
     });
 }
+
+/// A shared object for the pool test: a sum and the pids that added to it.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Sum {
+    total: u64,
+    pids: Vec<u32>,
+}
+
+impl multiproc::SharedObject for Sum {
+    type Request = Option<u64>;
+    type Reply = (u64, usize);
+
+    fn handle(&mut self, add: Option<u64>) -> (u64, usize) {
+        if let Some(k) = add {
+            self.total += k;
+            self.pids.push(std::process::id());
+        }
+        (self.total, self.pids.len())
+    }
+}
+
+fn add_to_sum((s, k): (multiproc::SharedProxy<Sum>, u64)) -> u32 {
+    s.call(Some(k)).unwrap();
+    std::process::id()
+}
+
+#[test]
+fn shared_objects_work_in_pool_tasks_through_the_facade() {
+    checked(Duration::from_secs(120), || {
+        let manager = Manager::start().unwrap();
+        let s = manager.register("sum", Sum::default()).unwrap();
+        let pool = Pool::new(2).unwrap();
+        let pids = pool
+            .map(add_to_sum, (1..=30).map(|k| (s.clone(), k)))
+            .unwrap();
+        pool.close();
+        pool.join().unwrap();
+        assert!(pids.iter().all(|p| *p != std::process::id()));
+        assert_eq!(s.call(None).unwrap(), (465, 30));
+        let by_name = manager.shared::<Sum>("sum").unwrap();
+        assert_eq!(by_name.call(None).unwrap(), (465, 30));
+        manager.shutdown().unwrap();
+    });
+}

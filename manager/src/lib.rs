@@ -7,6 +7,10 @@
 //!   process, its `Process` children and pool workers. Local proxies talk to
 //!   the manager through shared memory, and can run a function on a stored
 //!   value inside the manager atomically ([`DictProxy::update_with`]).
+//! * [`SharedObject`] / [`SharedProxy`]: a type of your own served by a
+//!   manager (Python's `BaseManager.register` with a class), registered by
+//!   name on a [`Manager`] or a [`ManagerServer`] and called through a typed
+//!   proxy: its requests and replies are Rust types, checked at compile time.
 //! * [`ManagerServer`] / [`RemoteManager`]: the same objects served over TCP
 //!   to clients on other machines, authenticated by an authkey
 //!   (HMAC-SHA256 challenge-response both ways), with callables registered by
@@ -99,6 +103,7 @@ mod protocol;
 mod proxy;
 mod queues;
 mod remote;
+mod shared;
 mod store;
 mod typetag;
 
@@ -109,6 +114,7 @@ pub use local::Manager;
 pub use multiproc_ipc::{Error, ErrorKind, Result};
 pub use proxy::{
     CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListIter, ListProxy, LockProxy,
-    NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+    NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, SharedProxy, ValueProxy,
 };
 pub use remote::{ManagerServer, ManagerServerBuilder, RemoteManager, DEFAULT_MAX_FRAME};
+pub use shared::SharedObject;

@@ -545,6 +545,11 @@ impl Manager {
         })
     }
 
+    /// Where the server listens.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.ep
+    }
+
     /// The server process's pid.
     pub fn pid(&self) -> i32 {
         self.pid
@@ -556,7 +561,12 @@ impl Manager {
 
     /// Makes an object of a typed kind, recording the fingerprint of its
     /// types.
-    fn create_typed(&self, kind: Kind, init: Init, ty: Option<TypeTag>) -> Result<ObjRef> {
+    pub(crate) fn create_typed(
+        &self,
+        kind: Kind,
+        init: Init,
+        ty: Option<TypeTag>,
+    ) -> Result<ObjRef> {
         let r = client::call(
             &self.ep,
             &Request::Create(kind, init, ty.as_ref().map(TypeTag::desc)),

@@ -11,6 +11,7 @@ use multiproc_ipc::{FnRef, WireError};
 use serde::{Deserialize, Serialize};
 
 use crate::queues::HeapMaker;
+use crate::shared::ServedMaker;
 use crate::typetag::TypeDesc;
 
 /// Bytes of one encoded value.
@@ -37,6 +38,8 @@ pub(crate) enum Kind {
     Value,
     Namespace,
     Callable,
+    /// A user's [`SharedObject`](crate::SharedObject).
+    Shared,
 }
 
 impl Kind {
@@ -55,6 +58,7 @@ impl Kind {
             Kind::Value => "value",
             Kind::Namespace => "namespace",
             Kind::Callable => "callable",
+            Kind::Shared => "shared object",
         }
     }
 }
@@ -78,6 +82,13 @@ pub(crate) enum Init {
         bound: Option<u64>,
     },
     Value(Bytes),
+    /// A shared object (local managers): the maker that decodes its state,
+    /// the state, and the name to register it under, if any.
+    Shared {
+        make: ServedMaker,
+        state: Bytes,
+        name: Option<String>,
+    },
 }
 
 /// How long a blocking operation may wait.
@@ -145,7 +156,7 @@ pub(crate) enum Op {
     NsSet(String, Bytes),
     NsRemove(String),
     NsNames,
-    // Callable.
+    // Callable and shared object.
     Call(Bytes),
 }
 

@@ -17,6 +17,7 @@ use multiproc_ipc::{Error, ErrorKind, WireError};
 use crate::ordmap::OrderedMap;
 use crate::protocol::{Block, Bytes, Init, Kind, Op, Request, Response, Updater};
 use crate::queues::Items;
+use crate::shared::Served;
 use crate::typetag::TypeDesc;
 
 /// A callable registered on a server: decodes its argument, runs, encodes.
@@ -51,6 +52,7 @@ enum State {
     Value(Bytes),
     Namespace(HashMap<String, Bytes>),
     Callable(CallFn),
+    Shared(Box<dyn Served>),
 }
 
 struct Object {
@@ -321,6 +323,9 @@ impl Store {
             }
             (Kind::Value, Init::Value(v)) => State::Value(v),
             (Kind::Namespace, Init::Empty) => State::Namespace(HashMap::new()),
+            (Kind::Shared, Init::Shared { make, state, .. }) => {
+                State::Shared(make.call(state)?.map_err(Error::from)?)
+            }
             _ => return Err(bad()),
         };
         Ok(self.insert(kind, state))
@@ -337,6 +342,21 @@ impl Store {
     ) -> Result<u64, Error> {
         let id = self.make(kind, init)?;
         if let (Some(ty), Some(obj)) = (ty, self.get(id)) {
+            let _ = obj.ty.set(ty);
+        }
+        self.bind(name, id)?;
+        Ok(id)
+    }
+
+    /// Registers a shared object of the types `ty` under `name`.
+    pub(crate) fn register_shared(
+        &self,
+        name: &str,
+        obj: Box<dyn Served>,
+        ty: TypeDesc,
+    ) -> Result<u64, Error> {
+        let id = self.insert(Kind::Shared, State::Shared(obj));
+        if let Some(obj) = self.get(id) {
             let _ = obj.ty.set(ty);
         }
         self.bind(name, id)?;
@@ -368,6 +388,25 @@ impl Store {
         }
         names.insert(name.to_owned(), id);
         Ok(())
+    }
+
+    /// The id and object registered under `name`.
+    fn lookup(&self, name: &str) -> Option<(u64, Arc<Object>)> {
+        let id = self
+            .names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()?;
+        self.get(id).map(|o| (id, o))
+    }
+
+    /// Forgets the object `id` (one whose registration failed).
+    fn remove(&self, id: u64) {
+        self.objects
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     fn get(&self, id: u64) -> Option<Arc<Object>> {
@@ -422,10 +461,28 @@ impl Store {
                         "callables are registered, not created",
                     );
                 }
+                let name = match &init {
+                    Init::Shared { name, .. } => name.clone(),
+                    _ => None,
+                };
+                if let Some(name) = &name {
+                    if self.lookup(name).is_some() {
+                        return err(
+                            ErrorKind::InvalidArgument,
+                            format!("the name {name:?} is already registered"),
+                        );
+                    }
+                }
                 match self.make(kind, init) {
                     Ok(id) => {
                         if let (Some(ty), Some(obj)) = (ty, self.get(id)) {
                             let _ = obj.ty.set(ty);
+                        }
+                        if let Some(name) = name {
+                            if let Err(e) = self.bind(&name, id) {
+                                self.remove(id);
+                                return wire(&e);
+                            }
                         }
                         Response::Object(id, kind)
                     }
@@ -433,13 +490,7 @@ impl Store {
                 }
             }
             Request::Lookup(name, kinds, ty) => {
-                let id = self
-                    .names
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&name)
-                    .copied();
-                match id.and_then(|id| self.get(id).map(|o| (id, o))) {
+                match self.lookup(&name) {
                     // An object of another kind is answered as it is: the
                     // client refuses it, and its types stay unset.
                     Some((id, obj)) if !kinds.contains(&obj.kind) => Response::Object(id, obj.kind),
@@ -715,6 +766,10 @@ impl Store {
                 Response::Names(names)
             }
             // ---- callable
+            (State::Shared(served), Op::Call(arg)) => match served.call(&arg) {
+                Ok(bytes) => Response::Value(bytes),
+                Err(w) => Response::Error(w),
+            },
             (State::Callable(f), Op::Call(arg)) => {
                 let f = Arc::clone(f);
                 drop(guard);

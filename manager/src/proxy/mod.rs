@@ -178,6 +178,31 @@ pub(crate) fn expect_kind(resp: Response, want: &[Kind], what: &str) -> Result<u
     }
 }
 
+/// The object registered as `name` on the manager at `ep`, of one of
+/// `kinds`, for a proxy of the types `ty` (typed kinds).
+pub(crate) fn lookup(
+    ep: &Endpoint,
+    name: &str,
+    kinds: &[Kind],
+    ty: Option<TypeTag>,
+) -> Result<ObjRef> {
+    let what = format!("the object {name:?}");
+    let req = Request::Lookup(
+        name.to_owned(),
+        kinds.to_vec(),
+        ty.as_ref().map(TypeTag::desc),
+    );
+    let id = match client::call(ep, &req)? {
+        Response::WrongType(kind, held) => return Err(wrong_type(&what, kind, &held, ty.as_ref())),
+        r => expect_kind(r, kinds, &what)?,
+    };
+    Ok(ObjRef {
+        ep: ep.clone(),
+        id,
+        ty,
+    })
+}
+
 fn wire_of(kind: ErrorKind, message: String) -> WireError {
     Error::new(kind, message).to_wire()
 }
@@ -233,11 +258,13 @@ macro_rules! proxy_common {
 mod dict;
 mod list;
 mod queue;
+mod shared;
 mod sync;
 mod value;
 
 pub use dict::DictProxy;
 pub use list::{ListIter, ListProxy};
 pub use queue::{JoinableQueueProxy, QueueProxy};
+pub use shared::SharedProxy;
 pub use sync::{EventProxy, LockProxy, ProxyGuard, RLockProxy, SemaphoreProxy};
 pub use value::{CallableProxy, NamespaceProxy, ValueProxy};

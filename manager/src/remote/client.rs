@@ -11,8 +11,8 @@ use multiproc_ipc::{Error, ErrorKind, Result};
 use crate::client::{self, Conn, Endpoint};
 use crate::protocol::{Kind, Request, Response};
 use crate::proxy::{
-    expect_kind, wrong_type, CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy,
-    LockProxy, NamespaceProxy, ObjRef, QueueProxy, ValueProxy,
+    lookup, CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
+    NamespaceProxy, ObjRef, QueueProxy, ValueProxy,
 };
 use crate::typetag::TypeTag;
 
@@ -309,24 +309,13 @@ impl RemoteManager {
 
     /// The object registered as `name`, of one of `kinds`, for a proxy of
     /// the types `ty` (typed kinds).
-    fn lookup_typed(&self, name: &str, kinds: &[Kind], ty: Option<TypeTag>) -> Result<ObjRef> {
-        let what = format!("the object {name:?}");
-        let req = Request::Lookup(
-            name.to_owned(),
-            kinds.to_vec(),
-            ty.as_ref().map(TypeTag::desc),
-        );
-        let id = match client::call(&self.ep, &req)? {
-            Response::WrongType(kind, held) => {
-                return Err(wrong_type(&what, kind, &held, ty.as_ref()))
-            }
-            r => expect_kind(r, kinds, &what)?,
-        };
-        Ok(ObjRef {
-            ep: self.ep.clone(),
-            id,
-            ty,
-        })
+    pub(crate) fn lookup_typed(
+        &self,
+        name: &str,
+        kinds: &[Kind],
+        ty: Option<TypeTag>,
+    ) -> Result<ObjRef> {
+        lookup(&self.ep, name, kinds, ty)
     }
 
     fn lookup(&self, name: &str, kinds: &[Kind]) -> Result<ObjRef> {

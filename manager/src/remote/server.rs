@@ -18,8 +18,9 @@ use crate::client;
 use crate::protocol::{Init, Kind, Request, Response};
 use crate::proxy::{CallableProxy, QueueProxy};
 use crate::queues::{new_heap, HeapMaker};
+use crate::shared::Served;
 use crate::store::{CallFn, Peer, Store};
-use crate::typetag::TypeTag;
+use crate::typetag::{TypeDesc, TypeTag};
 
 use super::{
     first_object_id, mac, nonce, read_error_to_error, shm_spin, FrameIo, ReadError,
@@ -221,6 +222,16 @@ impl ManagerServerBuilder {
         if self.error.is_none() {
             let ty = CallableProxy::<A, R>::tag().desc();
             if let Err(e) = self.store.register_callable(name, call, ty) {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    /// Registers a served object of the types `ty` as `name`.
+    pub(crate) fn add_served(mut self, name: &str, obj: Box<dyn Served>, ty: TypeDesc) -> Self {
+        if self.error.is_none() {
+            if let Err(e) = self.store.register_shared(name, obj, ty) {
                 self.error = Some(e);
             }
         }
