@@ -19,7 +19,7 @@ fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 's
 fn record((d, q, i): (DictProxy<u32, u32>, QueueProxy<u32>, u32)) -> u32 {
     d.update_with(&0, |c| c.unwrap_or(0) + 1).unwrap();
     d.insert(&(i + 1), &std::process::id()).unwrap();
-    q.put(&i).unwrap();
+    q.put(i).unwrap();
     i
 }
 
@@ -91,7 +91,7 @@ fn encoded_remote_proxies_do_not_hold_the_authkey() {
 fn use_remote((d, encoded, i): (DictProxy<u32, u32>, Vec<u8>, u32)) -> u32 {
     d.insert(&i, &std::process::id()).unwrap();
     let q: QueueProxy<u32> = codec::decode(&encoded).unwrap();
-    q.put(&i).unwrap();
+    q.put(i).unwrap();
     i
 }
 
@@ -148,7 +148,7 @@ fn workers_forked_before_connect_cannot_decode_remote_proxies() {
 fn sum_live((l, q, i): (ListProxy<u32>, QueueProxy<(u32, u32)>, u32)) -> u32 {
     let it: ListIter<'_, u32> = l.iter();
     let sum = it.map(|x| x.unwrap()).sum();
-    q.put(&(sum, i)).unwrap();
+    q.put((sum, i)).unwrap();
     sum
 }
 

@@ -76,7 +76,7 @@
 //!
 //! let server = ManagerServer::builder(b"key").queue("jobs").bind("127.0.0.1:0")?;
 //! let remote = RemoteManager::connect(server.local_addr(), b"key")?;
-//! remote.queue::<i64>("jobs")?.put(&-5)?; // the first typed lookup fixes `i64`
+//! remote.queue::<i64>("jobs")?.put(-5)?; // the first typed lookup fixes `i64`
 //! let e = remote.queue::<u64>("jobs").unwrap_err();
 //! assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 //! assert_eq!(remote.queue::<i64>("jobs")?.get()?, -5);

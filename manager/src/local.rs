@@ -687,10 +687,10 @@ impl Manager {
     /// let manager = Manager::start()?;
     /// let stack = manager.lifo_queue::<u32>()?;
     /// for x in [1, 2, 3] {
-    ///     stack.put(&x)?;
+    ///     stack.put(x)?;
     /// }
     /// assert_eq!(stack.get()?, 3);
-    /// assert_eq!(stack.len()?, 2);
+    /// assert_eq!(stack.qsize()?, 2);
     /// # Ok::<(), multiproc_manager::Error>(())
     /// ```
     ///
@@ -733,9 +733,9 @@ impl Manager {
     ///
     /// let manager = Manager::start()?;
     /// let jobs = manager.priority_queue::<(u8, String)>()?;
-    /// jobs.put(&(2, "write the report".into()))?;
-    /// jobs.put(&(1, "fix the outage".into()))?;
-    /// jobs.put(&(2, "answer the mail".into()))?;
+    /// jobs.put((2, "write the report".into()))?;
+    /// jobs.put((1, "fix the outage".into()))?;
+    /// jobs.put((2, "answer the mail".into()))?;
     /// assert_eq!(jobs.get()?.1, "fix the outage");
     /// assert_eq!(jobs.get()?.1, "answer the mail"); // (2, "a…") < (2, "w…")
     /// assert_eq!(jobs.get()?.1, "write the report");

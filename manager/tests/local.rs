@@ -284,26 +284,26 @@ fn list_iterates_live_like_python() {
 fn queue_lock_event_semaphore_value_namespace() {
     let m = Manager::start().unwrap();
     let q = m.bounded_queue::<u32>(2).unwrap();
-    q.put(&1).unwrap();
-    q.put(&2).unwrap();
-    assert!(q.is_full().unwrap());
-    assert_eq!(q.try_put(&3).unwrap_err().kind(), ErrorKind::Full);
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert!(q.full().unwrap());
+    assert_eq!(q.try_put(3).unwrap_err().kind(), ErrorKind::Full);
     let t = Instant::now();
     assert_eq!(
-        q.put_timeout(&3, Duration::from_millis(100))
+        q.put_timeout(3, Duration::from_millis(100))
             .unwrap_err()
             .kind(),
         ErrorKind::Timeout
     );
     assert!(t.elapsed() >= Duration::from_millis(80));
     assert_eq!(q.get().unwrap(), 1);
-    assert_eq!(q.len().unwrap(), 1);
+    assert_eq!(q.qsize().unwrap(), 1);
     assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), 2);
-    assert!(q.is_empty().unwrap());
+    assert!(q.empty().unwrap());
     assert_eq!(q.try_get().unwrap_err().kind(), ErrorKind::Empty);
 
     let jq = m.joinable_queue::<u8>().unwrap();
-    jq.put(&1).unwrap();
+    jq.put(1).unwrap();
     assert_eq!(
         jq.join_timeout(Duration::from_millis(50))
             .unwrap_err()
@@ -451,7 +451,7 @@ fn proxies_work_in_child_processes() {
 
 fn hold_lock_and_wait((lock, q, jobs): (LockProxy, QueueProxy<u32>, QueueProxy<u32>)) {
     let _g = lock.lock().unwrap();
-    q.put(&std::process::id()).unwrap();
+    q.put(std::process::id()).unwrap();
     // Blocked mid-call when it is killed.
     let _ = jobs.get();
 }
@@ -477,7 +477,7 @@ fn a_client_killed_mid_call_disturbs_nobody() {
             .lock_timeout(Duration::from_secs(10))
             .unwrap()
             .is_some();
-        q.put(&7).unwrap();
+        q.put(7).unwrap();
         (g, q.get_timeout(Duration::from_secs(10)).unwrap())
     });
     assert_eq!(got, (true, 7));
@@ -486,7 +486,7 @@ fn a_client_killed_mid_call_disturbs_nobody() {
 
 fn start_manager_and_report(q: QueueProxy<i32>) {
     let inner = Manager::start().unwrap();
-    q.put(&inner.pid()).unwrap();
+    q.put(inner.pid()).unwrap();
     std::thread::sleep(Duration::from_secs(60));
     drop(inner);
 }

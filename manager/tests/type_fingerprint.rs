@@ -32,8 +32,8 @@ fn a_remote_queue_of_i64_is_not_read_as_u64() {
         let s = server();
         let master = RemoteManager::connect(s.local_addr(), KEY).unwrap();
         let q = master.queue::<i64>("q").unwrap();
-        q.put(&-5).unwrap();
-        q.put(&-6).unwrap();
+        q.put(-5).unwrap();
+        q.put(-6).unwrap();
 
         // Another client asks for the queue with other types.
         let worker = RemoteManager::connect(s.local_addr(), KEY).unwrap();
@@ -55,7 +55,7 @@ fn a_remote_queue_of_i64_is_not_read_as_u64() {
         let wrong: QueueProxy<u64> = codec::decode(&codec::encode(&q).unwrap()).unwrap();
         let e = wrong.get().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
-        assert_eq!(q.len().unwrap(), 2);
+        assert_eq!(q.qsize().unwrap(), 2);
 
         // Proxies of the right types work, here and in a child process.
         assert_eq!(worker.queue::<i64>("q").unwrap().get().unwrap(), -5);
@@ -101,15 +101,12 @@ fn local_proxies_decoded_as_other_types_are_refused() {
     checked(LIMIT, || {
         let m = Manager::start().unwrap();
         let q = m.queue::<i64>().unwrap();
-        q.put(&-5).unwrap();
+        q.put(-5).unwrap();
         let wrong: QueueProxy<u64> = codec::decode(&codec::encode(&q).unwrap()).unwrap();
         let e = wrong.try_get().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
         assert!(e.to_string().contains("queue of i64, not of u64"), "{e}");
-        assert_eq!(
-            wrong.put(&5).unwrap_err().kind(),
-            ErrorKind::InvalidArgument
-        );
+        assert_eq!(wrong.put(5).unwrap_err().kind(), ErrorKind::InvalidArgument);
 
         let d = m.dict_from([("count".to_string(), -5i64)]).unwrap();
         let wrong: DictProxy<String, u64> = codec::decode(&codec::encode(&d).unwrap()).unwrap();

@@ -218,7 +218,7 @@ fn peer_closed(stream: &TcpStream) -> bool {
 ///     .bind("127.0.0.1:0")?;
 /// let remote = RemoteManager::connect(server.local_addr(), b"secret")?;
 /// let jobs = remote.queue::<u64>("jobs")?;
-/// jobs.put(&7)?;
+/// jobs.put(7)?;
 /// assert_eq!(jobs.get()?, 7);
 /// assert_eq!(remote.callable::<u64, u64>("square")?.call(&9)?, 81);
 /// # Ok::<(), multiproc_manager::Error>(())

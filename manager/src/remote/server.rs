@@ -101,7 +101,7 @@ impl ManagerServerBuilder {
     /// let remote = RemoteManager::connect(server.local_addr(), b"key")?;
     /// let jobs = remote.priority_queue::<u32>("jobs")?;
     /// for x in [5, 1, 3] {
-    ///     jobs.put(&x)?;
+    ///     jobs.put(x)?;
     /// }
     /// assert_eq!(jobs.get()?, 1);
     /// # Ok::<(), multiproc_manager::Error>(())
