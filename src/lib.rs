@@ -139,6 +139,8 @@ pub mod prelude {
 }
 pub use multiproc_manager::IndexMap;
 pub use multiproc_manager::ListIter;
+pub use multiproc_manager::SharedObject;
+pub use multiproc_manager::SharedProxy;
 pub use multiproc_manager::{
     CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
     ManagerServer, ManagerServerBuilder, NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy,

@@ -21,11 +21,12 @@ use super::*;
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct ListProxy<T> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<T, _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn() -> T>,
 }
-proxy_common!(ListProxy<T>);
+proxy_common!(ListProxy<T> => T);
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Appends `value` (Python's `append`).

@@ -36,11 +36,12 @@ where
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct ValueProxy<T> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<T, _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn() -> T>,
 }
-proxy_common!(ValueProxy<T>);
+proxy_common!(ValueProxy<T> => T);
 
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// The value.
@@ -158,11 +159,12 @@ impl NamespaceProxy {
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct CallableProxy<A, R> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<(A, R), _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn(A) -> R>,
 }
-proxy_common!(CallableProxy<A, R>);
+proxy_common!(CallableProxy<A, R> => (A, R));
 
 impl<A: Serialize, R: DeserializeOwned> CallableProxy<A, R> {
     /// Calls the server's function with `arg`.
