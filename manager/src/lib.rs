@@ -16,6 +16,14 @@
 //!   (HMAC-SHA256 challenge-response both ways), with callables registered by
 //!   name on the server (Python's `BaseManager`).
 //!
+//! # Events
+//!
+//! Nothing is printed. Rejected remote connections (failed authentication,
+//! malformed or oversized frames, handshake errors) are `tracing` WARN
+//! events with the peer's address (unless [`ManagerServerBuilder::quiet`]);
+//! a local manager's failures to accept or serve a connection are WARN or
+//! ERROR events in the manager process.
+//!
 //! # How it works
 //!
 //! The manager process keeps every object as encoded bytes in a store (one
@@ -25,7 +33,7 @@
 //!
 //! * Local clients connect through an abstract unix socket, prove they hold
 //!   the manager's random token, and then talk through a shared-memory
-//!   channel ([`multiproc_ipc::shmchan`]): a request is a hand-off in shared
+//!   channel: a request is a hand-off in shared
 //!   memory, with a short spin (then polling between `sched_yield`s, then a
 //!   futex sleep) instead of a blocking socket round trip. The socket stays
 //!   open so that each side sees the other die.
@@ -72,7 +80,7 @@
 //! server with the same toolchain.
 //!
 //! ```
-//! use multiproc_manager::{ErrorKind, ManagerServer, RemoteManager};
+//! use multiproc::{ErrorKind, ManagerServer, RemoteManager};
 //!
 //! let server = ManagerServer::builder(b"key").queue("jobs").bind("127.0.0.1:0")?;
 //! let remote = RemoteManager::connect(server.local_addr(), b"key")?;
@@ -80,19 +88,19 @@
 //! let e = remote.queue::<u64>("jobs").unwrap_err();
 //! assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 //! assert_eq!(remote.queue::<i64>("jobs")?.get()?, -5);
-//! # Ok::<(), multiproc_manager::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
 //! # Examples
 //!
 //! ```
-//! use multiproc_manager::Manager;
+//! use multiproc::Manager;
 //!
 //! let manager = Manager::start()?;
 //! let d = manager.dict_from([("count".to_string(), 100i64)])?;
 //! let v = d.update_with("count", |c| c.unwrap_or(0) - 1)?;
 //! assert_eq!(v, 99);
-//! # Ok::<(), multiproc_manager::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 #![forbid(unsafe_code)]
 

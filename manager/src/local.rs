@@ -1,7 +1,7 @@
 //! The local manager: a forked server process that owns shared objects.
 //!
 //! [`Manager::start`] forks the server (through the fork server when
-//! [`multiproc_ipc::init`] ran, else through a fresh single-threaded zygote)
+//! [`multiproc::init`](multiproc_ipc::init) ran, else through a fresh single-threaded zygote)
 //! and hands it a listening unix socket in the abstract namespace. A client
 //! connects, proves it holds the manager's random token, and gets the name of
 //! a [`ShmChannel`] made for it: from then on every request and response is a
@@ -260,7 +260,7 @@ impl Peer for LocalPeer<'_> {
 /// zygote or child forked from the caller meanwhile) can hold a copy of it.
 fn manager_main(args: ServerArgs, mut fds: Vec<OwnedFd>) -> i32 {
     let Some(fd) = fds.pop() else {
-        eprintln!("multiproc manager: started without its ready socket");
+        tracing::error!("the manager started without its ready socket");
         return 2;
     };
     let mut ready = UnixStream::from(fd);
@@ -309,7 +309,7 @@ fn spawn_handler(state: &Arc<ServerState>) {
         .stack_size(256 * 1024)
         .spawn(move || handler(&state));
     if let Err(e) = spawned {
-        eprintln!("multiproc manager: cannot start a connection thread: {e}");
+        tracing::error!(error = %e, "the manager cannot start a connection thread");
     }
 }
 
@@ -324,7 +324,7 @@ fn handler(state: &Arc<ServerState>) {
                 spares().insert(me, c);
             }
             Err(e) => {
-                eprintln!("multiproc manager: cannot create a channel: {e}");
+                tracing::error!(error = %e, "the manager cannot create a channel");
                 return;
             }
         }
@@ -339,7 +339,7 @@ fn handler(state: &Arc<ServerState>) {
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                eprintln!("multiproc manager: accept failed: {e}");
+                tracing::warn!(error = %e, "the manager cannot accept a connection");
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -395,7 +395,7 @@ fn serve_local(
         let req: Request = match codec.decode(&buf) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("multiproc manager: malformed request ({e}); connection closed");
+                tracing::warn!(error = %e, "the manager closed a connection after a malformed request");
                 return;
             }
         };
@@ -441,7 +441,7 @@ fn serve_local(
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let d = manager.dict::<String, i64>()?;
@@ -451,7 +451,7 @@ fn serve_local(
 /// assert_eq!(d.len()?, 1);
 /// manager.shutdown()?;
 /// assert!(d.len().is_err()); // the manager is gone: an error, not a hang
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Manager {
     ep: Endpoint,
@@ -480,7 +480,7 @@ impl Manager {
     ///
     /// # Caveats
     ///
-    /// Without [`multiproc_ipc::init`], the server is forked from a zygote
+    /// Without [`multiproc::init`](multiproc_ipc::init), the server is forked from a zygote
     /// forked from this process now: see the caveat of
     /// [`Zygote::start`](multiproc_ipc::Zygote::start) for threaded programs.
     pub fn start() -> Result<Manager> {
@@ -682,7 +682,7 @@ impl Manager {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::Manager;
+    /// use multiproc::Manager;
     ///
     /// let manager = Manager::start()?;
     /// let stack = manager.lifo_queue::<u32>()?;
@@ -691,7 +691,7 @@ impl Manager {
     /// }
     /// assert_eq!(stack.get()?, 3);
     /// assert_eq!(stack.qsize()?, 2);
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -729,7 +729,7 @@ impl Manager {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::Manager;
+    /// use multiproc::Manager;
     ///
     /// let manager = Manager::start()?;
     /// let jobs = manager.priority_queue::<(u8, String)>()?;
@@ -739,7 +739,7 @@ impl Manager {
     /// assert_eq!(jobs.get()?.1, "fix the outage");
     /// assert_eq!(jobs.get()?.1, "answer the mail"); // (2, "a…") < (2, "w…")
     /// assert_eq!(jobs.get()?.1, "write the report");
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

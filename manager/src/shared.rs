@@ -31,7 +31,7 @@ use crate::{Manager, ManagerServerBuilder, RemoteManager, SharedProxy};
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::{Manager, SharedObject};
+/// use multiproc::{Manager, SharedObject};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Default, Serialize, Deserialize)]
@@ -64,7 +64,7 @@ use crate::{Manager, ManagerServerBuilder, RemoteManager, SharedProxy};
 /// let counter = manager.register("counter", Counter::default())?;
 /// assert_eq!(counter.call(CounterOp::Add(5))?, 5);
 /// assert_eq!(manager.shared::<Counter>("counter")?.call(CounterOp::Get)?, 5);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -210,7 +210,7 @@ impl ManagerServerBuilder {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::{ManagerServer, RemoteManager, SharedObject};
+    /// use multiproc::{ManagerServer, RemoteManager, SharedObject};
     ///
     /// /// Remembers the largest number it was shown.
     /// struct Max(u64);
@@ -232,7 +232,7 @@ impl ManagerServerBuilder {
     /// let max = remote.shared::<Max>("max")?;
     /// max.call(7)?;
     /// assert_eq!(max.call(3)?, 7);
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn register<T: SharedObject>(self, name: &str, object: T) -> Self {
         let ty = SharedProxy::<T>::tag().desc();

@@ -39,7 +39,7 @@ where
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let d = manager.dict_from([("count".to_string(), 100i64)])?;
@@ -52,7 +52,7 @@ where
 /// d.insert(&"b".to_string(), &2)?;
 /// d.insert(&"a".to_string(), &1)?;
 /// assert_eq!(d.keys()?, ["count", "b", "a"]);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -81,7 +81,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::Manager;
+    /// use multiproc::Manager;
     ///
     /// let manager = Manager::start()?;
     /// let d = manager.dict_from([("count".to_string(), 3i64)])?;
@@ -90,7 +90,7 @@ where
     /// assert_eq!(d.update_with("count", |c| c.unwrap_or(0) + 1)?, 4);
     /// assert_eq!(d.remove("count")?, Some(4));
     /// assert_eq!(d.get("count")?, None);
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -254,14 +254,14 @@ where
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::Manager;
+    /// use multiproc::Manager;
     ///
     /// let manager = Manager::start()?;
     /// let d = manager.dict_from([('z', 1), ('y', 2), ('x', 3)])?;
     /// let map = d.to_map()?;
     /// assert_eq!(map[&'y'], 2);
     /// assert_eq!(map.keys().copied().collect::<String>(), "zyx");
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

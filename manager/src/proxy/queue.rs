@@ -26,14 +26,14 @@ use super::*;
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::{ErrorKind, Manager};
+/// use multiproc::{ErrorKind, Manager};
 ///
 /// let manager = Manager::start()?;
 /// let q = manager.queue::<String>()?;
 /// q.put("job".to_string())?;
 /// assert_eq!(q.get()?, "job");
 /// assert_eq!(q.try_get().unwrap_err().kind(), ErrorKind::Empty);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -68,13 +68,13 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::Manager;
+    /// use multiproc::Manager;
     ///
     /// let manager = Manager::start()?;
     /// let q = manager.queue::<String>()?;
     /// q.put("job".to_string())?;
     /// assert_eq!(q.qsize()?, 1);
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -197,7 +197,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let q = manager.joinable_queue::<u8>()?;
@@ -205,7 +205,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
 /// let _ = q.get()?;
 /// q.task_done()?;
 /// q.join()?; // every item was acknowledged
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]

@@ -16,7 +16,7 @@ use crate::SharedObject;
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::{Manager, SharedObject};
+/// use multiproc::{Manager, SharedObject};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Default, Serialize, Deserialize)]
@@ -44,7 +44,7 @@ use crate::SharedObject;
 /// let names = manager.object(Names::default())?;
 /// names.call(NamesOp::Add("ada".into()))?;
 /// assert_eq!(names.call(NamesOp::Count)?, 1);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]

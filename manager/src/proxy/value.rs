@@ -24,14 +24,14 @@ where
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let v = manager.value(10u64)?;
 /// v.set(&11)?;
 /// assert_eq!(v.update_with(|x| x * 2)?, 22);
 /// assert_eq!(v.get()?, 22);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -86,7 +86,7 @@ impl<T: Serialize + DeserializeOwned + 'static> ValueProxy<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let ns = manager.namespace()?;
@@ -94,7 +94,7 @@ impl<T: Serialize + DeserializeOwned + 'static> ValueProxy<T> {
 /// ns.set("name", &"abc")?;
 /// assert_eq!(ns.get::<f64>("x")?, Some(1.5));
 /// assert_eq!(ns.names()?, vec!["name", "x"]);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamespaceProxy {

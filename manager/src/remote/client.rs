@@ -210,7 +210,7 @@ fn peer_closed(stream: &TcpStream) -> bool {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::{ManagerServer, RemoteManager};
+/// use multiproc::{ManagerServer, RemoteManager};
 ///
 /// let server = ManagerServer::builder(b"secret")
 ///     .queue("jobs")
@@ -221,7 +221,7 @@ fn peer_closed(stream: &TcpStream) -> bool {
 /// jobs.put(7)?;
 /// assert_eq!(jobs.get()?, 7);
 /// assert_eq!(remote.callable::<u64, u64>("square")?.call(&9)?, 81);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct RemoteManager {
@@ -254,7 +254,7 @@ impl RemoteManager {
     /// A server restarted on the same address:
     ///
     /// ```
-    /// use multiproc_manager::{ManagerServer, RemoteManager};
+    /// use multiproc::{ManagerServer, RemoteManager};
     ///
     /// let server = ManagerServer::builder(b"key").dict("d").bind("127.0.0.1:0")?;
     /// let addr = server.local_addr();
@@ -265,7 +265,7 @@ impl RemoteManager {
     /// let _server = ManagerServer::builder(b"key").dict("d").bind(addr)?;
     /// let remote = RemoteManager::connect(addr, b"key")?;
     /// assert_eq!(remote.dict::<u8, u8>("d")?.get(&1)?, None); // a new dict
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

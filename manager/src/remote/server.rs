@@ -93,7 +93,7 @@ impl ManagerServerBuilder {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::{ManagerServer, RemoteManager};
+    /// use multiproc::{ManagerServer, RemoteManager};
     ///
     /// let server = ManagerServer::builder(b"key")
     ///     .priority_queue::<u32>("jobs")
@@ -104,7 +104,7 @@ impl ManagerServerBuilder {
     ///     jobs.put(x)?;
     /// }
     /// assert_eq!(jobs.get()?, 1);
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn priority_queue<T>(self, name: &str) -> Self
     where
@@ -180,7 +180,7 @@ impl ManagerServerBuilder {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::{ErrorKind, ManagerServer, RemoteManager};
+    /// use multiproc::{ErrorKind, ManagerServer, RemoteManager};
     ///
     /// fn checked_sqrt(x: f64) -> f64 {
     ///     assert!(x >= 0.0, "negative input {x}");
@@ -197,7 +197,7 @@ impl ManagerServerBuilder {
     /// assert_eq!(e.kind(), ErrorKind::TaskPanicked);
     /// assert_eq!(e.panic_info().unwrap().message, "negative input -1");
     /// assert_eq!(sqrt.call(&4.0)?, 2.0); // still serving
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn callable<A, R>(mut self, name: &str, f: fn(A) -> R) -> Self
     where
@@ -245,7 +245,8 @@ impl ManagerServerBuilder {
         self
     }
 
-    /// Stops logging rejected connections to stderr.
+    /// Stops reporting rejected connections (failed authentication, bad
+    /// frames) as `tracing` WARN events.
     pub fn quiet(mut self, quiet: bool) -> Self {
         self.quiet = quiet;
         self
@@ -308,8 +309,8 @@ impl ServerShared {
     fn log(&self, peer: Option<SocketAddr>, message: &str) {
         if !self.quiet {
             match peer {
-                Some(p) => eprintln!("multiproc manager server: client {p}: {message}"),
-                None => eprintln!("multiproc manager server: {message}"),
+                Some(p) => tracing::warn!(peer = %p, "manager server: {message}"),
+                None => tracing::warn!("manager server: {message}"),
             }
         }
     }
@@ -325,14 +326,14 @@ impl ServerShared {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::{ErrorKind, ManagerServer, RemoteManager};
+/// use multiproc::{ErrorKind, ManagerServer, RemoteManager};
 ///
 /// let server = ManagerServer::builder(b"key").dict("config").bind("127.0.0.1:0")?;
 /// let addr = server.local_addr();
 /// assert_ne!(addr.port(), 0);
 /// let wrong = RemoteManager::connect(addr, b"not the key").unwrap_err();
 /// assert_eq!(wrong.kind(), ErrorKind::Authentication);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ManagerServer {
     shared: Arc<ServerShared>,
