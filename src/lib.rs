@@ -96,6 +96,7 @@ pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendC
 pub use multiproc_ipc::shm;
 pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
+pub use multiproc_ipc::{FnRef, FnRef2};
 
 // Cross-process synchronization and shared values.
 pub use multiproc_ipc::sync::BarrierBuilder;
