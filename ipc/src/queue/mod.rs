@@ -56,6 +56,7 @@
 mod blob;
 mod error;
 mod ring;
+mod wait;
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
