@@ -795,6 +795,41 @@ impl Ring {
     }
 }
 
+impl super::ops::Backend for Ring {
+    fn name(&self) -> &str {
+        Ring::name(self)
+    }
+    fn inline_max(&self) -> usize {
+        Ring::inline_max(self)
+    }
+    fn is_closed(&self) -> bool {
+        Ring::is_closed(self)
+    }
+    fn mark_blobs_used(&self) {
+        Ring::mark_blobs_used(self)
+    }
+    fn try_put(
+        &self,
+        rec: &Record<'_>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<PutStep, Stop> {
+        Ring::try_put(self, rec, deadline)
+    }
+    fn wait_space(&self, len: usize, deadline: Option<Instant>) -> std::result::Result<(), Stop> {
+        Ring::wait_space(self, record_size(len), deadline)
+    }
+    fn try_get(
+        &self,
+        sink: &mut Sink<'_>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<GetStep, Stop> {
+        Ring::try_get(self, sink, deadline)
+    }
+    fn wait_items(&self, deadline: Option<Instant>) -> std::result::Result<(), Stop> {
+        Ring::wait_items(self, deadline)
+    }
+}
+
 /// Fault injection for crash tests: run a hook at a point of an operation.
 #[doc(hidden)]
 pub mod fault {
