@@ -1,5 +1,7 @@
 //! Queues between processes: [`Queue`], [`JoinableQueue`] and [`SimpleQueue`]
-//! (Python's `multiprocessing.Queue`, `JoinableQueue` and `SimpleQueue`).
+//! (Python's `multiprocessing.Queue`, `JoinableQueue` and `SimpleQueue`), and
+//! [`LifoQueue`] and [`PriorityQueue`] (Python's `queue.LifoQueue` and
+//! `queue.PriorityQueue`, here shared between processes).
 //!
 //! A queue is a ring buffer in shared memory. Items are encoded with the
 //! [`codec`](crate::codec) and copied in and out of the ring; an item too
@@ -13,6 +15,11 @@
 //! exactly once. Blocking calls spin for a few microseconds and then sleep on
 //! a futex, and a process never calls into the kernel to wake the other side
 //! unless that side is actually asleep.
+//!
+//! [`LifoQueue`] and [`PriorityQueue`] keep their items in a shared store of
+//! fixed-size cells ordered as a stack or a binary heap instead of a ring,
+//! behind one robust lock with the same redo journal, waiting, large-item
+//! segments and operation families as the FIFO queues.
 //!
 //! # Examples
 //!
@@ -56,7 +63,9 @@
 mod blob;
 mod error;
 mod ops;
+mod ordered;
 mod ring;
+mod store;
 mod wait;
 
 use std::any::Any;
@@ -69,6 +78,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
+pub use ordered::{LifoQueue, LifoQueueBuilder, PriorityQueue, PriorityQueueBuilder};
 #[doc(hidden)]
 pub use ring::fault;
 

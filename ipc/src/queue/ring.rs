@@ -124,14 +124,20 @@ pub(crate) enum Flavor {
     Queue = 1,
     Joinable = 2,
     Simple = 3,
+    /// A LIFO queue (an ordered store, not a ring).
+    Lifo = 4,
+    /// A priority queue (an ordered store, not a ring).
+    Priority = 5,
 }
 
 impl Flavor {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Flavor::Queue => "Queue",
             Flavor::Joinable => "JoinableQueue",
             Flavor::Simple => "SimpleQueue",
+            Flavor::Lifo => "LifoQueue",
+            Flavor::Priority => "PriorityQueue",
         }
     }
 }
