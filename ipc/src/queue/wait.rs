@@ -76,6 +76,40 @@ pub(crate) fn lock_error(e: std::io::Error) -> Error {
     )
 }
 
+/// How long a locker spins on a held queue lock before sleeping in the
+/// kernel: holders keep it for about a microsecond, a futex sleep and wake
+/// costs about 25.
+const LOCK_SPIN: Duration = Duration::from_micros(10);
+
+/// Tries to take `m` while spinning briefly (none on a single CPU); `None`
+/// if it stayed held.
+fn spin_lock(m: &RobustMutex) -> Option<std::io::Result<Locked>> {
+    if single_cpu() {
+        return None;
+    }
+    let start = Instant::now();
+    let mut pauses = 1u32;
+    let mut i = 0u32;
+    loop {
+        // Look before trying: a failed try is a write to the holder's line.
+        if m.owner().is_none() {
+            match m.try_lock() {
+                Ok(Some(l)) => return Some(Ok(l)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        for _ in 0..pauses {
+            std::hint::spin_loop();
+        }
+        pauses = (pauses * 2).min(16);
+        i = i.wrapping_add(1);
+        if i % 8 == 0 && start.elapsed() >= LOCK_SPIN {
+            return None;
+        }
+    }
+}
+
 /// Locks `m` (waiting at most until `deadline`), running `repair` first if
 /// the previous holder died holding it.
 pub(crate) fn lock_robust<'a>(
@@ -83,16 +117,14 @@ pub(crate) fn lock_robust<'a>(
     deadline: Option<Instant>,
     repair: impl FnOnce(),
 ) -> Result<RobustGuard<'a>, Stop> {
-    let locked = match deadline {
-        None => m.lock(None),
-        Some(d) => match d.checked_duration_since(Instant::now()) {
-            Some(left) if !left.is_zero() => m.lock(Some(left)),
-            _ => match m.try_lock() {
-                Ok(Some(l)) => Ok(l),
-                Ok(None) => return Err(Stop::TimedOut),
-                Err(e) => Err(e),
-            },
-        },
+    let spun = match m.try_lock() {
+        Ok(Some(l)) => Some(Ok(l)),
+        Ok(None) => spin_lock(m),
+        Err(e) => Some(Err(e)),
+    };
+    let locked = match spun {
+        Some(l) => l,
+        None => lock_blocking(m, deadline),
     };
     let locked = match locked {
         Ok(l) => l,
@@ -105,6 +137,17 @@ pub(crate) fn lock_robust<'a>(
         m.consistent().map_err(|e| Stop::failed(lock_error(e)))?;
     }
     Ok(guard)
+}
+
+/// Sleeps in the kernel until `m` is ours or the deadline passes.
+fn lock_blocking(m: &RobustMutex, deadline: Option<Instant>) -> std::io::Result<Locked> {
+    match deadline {
+        None => m.lock(None),
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => m.lock(Some(left)),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        },
+    }
 }
 
 /// Repairs `m` if its holder died while nobody else was using it (a waiter's
