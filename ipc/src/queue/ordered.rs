@@ -235,8 +235,9 @@ macro_rules! common {
 
             /// The size of the item store in bytes (default
             /// [`DEFAULT_CAPACITY`], at least 4 KiB, at most 4 GiB), in cells
-            /// of 64 bytes, one item taking at least one cell. Items larger
-            /// than a quarter of it travel in their own shared memory segment.
+            /// of 64 bytes; the queue holds at most one item per cell (an item
+            /// of up to 16 encoded bytes takes no cell). Items larger than a
+            /// quarter of it travel in their own shared memory segment.
             pub fn capacity_bytes(mut self, bytes: usize) -> Self {
                 self.capacity = bytes;
                 self

@@ -6,14 +6,17 @@
 //! # Layout
 //!
 //! One [`ShmRegion`]: a header (fixed offsets below), then four tables for
-//! `n` cells: the *entries* (16 bytes each: the item's insertion sequence,
-//! its first cell, its length and kind), the cells' *next* links (4 bytes
-//! each), the *free* stack of cell numbers (4 bytes each), and the *cells*
-//! ([`CELL`] bytes each). An item's bytes fill a chain of cells; cells come
-//! from the free stack, then from the never-used ones above `fresh`, so fresh
-//! chains are contiguous and copied in one piece. An item too large for the
-//! store (more than a quarter of it) travels as a blob, as in the FIFO ring
-//! (see [`super::blob`]); its cells then hold the reference.
+//! `n` cells: the *entries* (32 bytes each: the item's insertion sequence,
+//! its first cell, its length and kind, and up to 16 bytes of a small item
+//! itself), the cells' *next* links (4 bytes each), the *free* stack of cell
+//! numbers (4 bytes each), and the *cells* ([`CELL`] bytes each). An item of
+//! at most 16 encoded bytes lives in its entry alone (so a priority queue of
+//! small items compares them without touching the cells); a larger one fills
+//! a chain of cells. Cells come from the free stack, then from the never-used
+//! ones above `fresh`, so fresh chains are contiguous and copied in one
+//! piece. An item too large for the store (more than a quarter of it) travels
+//! as a blob, as in the FIFO ring (see [`super::blob`]); its entry or cells
+//! then hold the reference.
 //!
 //! # Order
 //!
@@ -78,14 +81,16 @@ const OFF_J_LEN: usize = 392;
 const OFF_J_FREE_TOP: usize = 400;
 const OFF_J_FRESH: usize = 408;
 const OFF_J_SEQ: usize = 416;
-/// Entry writes: (position, sequence, word), 24 bytes each.
+/// Entry writes: (position, then the entry's four words), 40 bytes each.
 const OFF_J_ENTRIES: usize = 424;
+/// The size of a journaled entry write.
+const J_ENTRY: usize = 40;
 /// The most entry writes one operation makes: one per heap level (at most
 /// 27 for the largest store) and one more.
 const MAX_WRITES: usize = 40;
 // Waiting.
-const OFF_ITEMS_EVENT: usize = 1408;
-const OFF_SPACE_EVENT: usize = 1412;
+const OFF_ITEMS_EVENT: usize = 2048;
+const OFF_SPACE_EVENT: usize = 2052;
 /// Where the tables start (page aligned).
 const TABLES: usize = 4096;
 
@@ -99,7 +104,7 @@ pub(crate) const MAX_CAPACITY: usize = 1 << 32;
 const _: () = {
     assert!(std::mem::size_of::<RobustMutex>() == 48);
     assert!(OFF_LOCK + 48 <= OFF_LEN && OFF_LOCK % 8 == 0);
-    assert!(OFF_J_ENTRIES + 24 * MAX_WRITES <= OFF_ITEMS_EVENT);
+    assert!(OFF_J_ENTRIES + J_ENTRY * MAX_WRITES <= OFF_ITEMS_EVENT);
     assert!(OFF_SPACE_EVENT + 4 <= TABLES && OFF_BLOBS_USED < OFF_LOCK);
     // ceil(log2(2^26)) + 1 levels, each at most one write.
     assert!(MAX_WRITES > 28);
@@ -108,13 +113,19 @@ const _: () = {
 /// Bit 63 of an entry's word: the cells hold a blob reference.
 const BLOB_BIT: u64 = 1 << 63;
 
-/// One element of the order array.
+/// Items (or blob references) this small live in their entry, in no cell:
+/// a priority queue compares them without touching the cells.
+const SMALL: usize = 16;
+
+/// One element of the order array (32 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     /// Insertion sequence (ties in a priority queue go by it).
     seq: u64,
     /// First cell (low 32 bits), length (bits 32..63), blob flag (bit 63).
     word: u64,
+    /// A small item's bytes.
+    data: [u64; 2],
 }
 
 impl Entry {
@@ -123,7 +134,38 @@ impl Entry {
         if blob {
             word |= BLOB_BIT;
         }
-        Entry { seq, word }
+        Entry {
+            seq,
+            word,
+            data: [0; 2],
+        }
+    }
+
+    /// An entry holding the small item `parts` itself.
+    fn small(seq: u64, parts: [&[u8]; 2], blob: bool) -> Entry {
+        let mut b = [0u8; SMALL];
+        let p0 = parts[0].len();
+        let len = p0 + parts[1].len();
+        b[..p0].copy_from_slice(parts[0]);
+        b[p0..len].copy_from_slice(parts[1]);
+        let mut e = Entry::new(seq, 0, len, blob);
+        e.data = [
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+        ];
+        e
+    }
+
+    /// A small item's bytes (all [`SMALL`] of them; the item is `..len()`).
+    fn small_bytes(self) -> [u8; SMALL] {
+        let mut b = [0u8; SMALL];
+        b[..8].copy_from_slice(&self.data[0].to_le_bytes());
+        b[8..].copy_from_slice(&self.data[1].to_le_bytes());
+        b
+    }
+
+    fn is_small(self) -> bool {
+        self.len() <= SMALL
     }
     fn first(self) -> u32 {
         self.word as u32
@@ -136,9 +178,13 @@ impl Entry {
     }
 }
 
-/// Cells an item of `len` bytes takes (at least one).
+/// Cells an item of `len` bytes takes (none if it fits in its entry).
 fn cells_for(len: usize) -> u64 {
-    (len.div_ceil(CELL)).max(1) as u64
+    if len <= SMALL {
+        0
+    } else {
+        len.div_ceil(CELL) as u64
+    }
 }
 
 /// How a priority queue orders its items: decodes stored bytes into a key.
@@ -172,7 +218,7 @@ impl Writes {
     fn new() -> Writes {
         Writes {
             n: 0,
-            list: [(0, Entry { seq: 0, word: 0 }); MAX_WRITES],
+            list: [(0, Entry::new(0, 0, 0, false)); MAX_WRITES],
         }
     }
     fn push(&mut self, pos: u64, e: Entry) -> Result<()> {
@@ -215,7 +261,7 @@ pub(crate) struct Store {
 /// Offsets of the tables after the header for `cells` cells: (next, free,
 /// cells, region length).
 fn table_offsets(cells: usize) -> (usize, usize, usize, usize) {
-    let next = TABLES + 16 * cells;
+    let next = TABLES + 32 * cells;
     let free = next + 4 * cells;
     let cell = (free + 4 * cells).div_ceil(CELL) * CELL;
     (next, free, cell, cell + CELL * cells)
@@ -408,10 +454,14 @@ impl Store {
         if pos >= self.cells {
             return Err(self.corrupt("entry position out of range"));
         }
-        let off = TABLES + 16 * pos as usize;
+        let off = TABLES + 32 * pos as usize;
         Ok(Entry {
             seq: self.t64(off)?.load(Ordering::Relaxed),
             word: self.t64(off + 8)?.load(Ordering::Relaxed),
+            data: [
+                self.t64(off + 16)?.load(Ordering::Relaxed),
+                self.t64(off + 24)?.load(Ordering::Relaxed),
+            ],
         })
     }
 
@@ -419,9 +469,11 @@ impl Store {
         if pos >= self.cells {
             return Err(self.corrupt("entry position out of range"));
         }
-        let off = TABLES + 16 * pos as usize;
+        let off = TABLES + 32 * pos as usize;
         self.t64(off)?.store(e.seq, Ordering::Relaxed);
         self.t64(off + 8)?.store(e.word, Ordering::Relaxed);
+        self.t64(off + 16)?.store(e.data[0], Ordering::Relaxed);
+        self.t64(off + 24)?.store(e.data[1], Ordering::Relaxed);
         Ok(())
     }
 
@@ -463,10 +515,7 @@ impl Store {
     /// Publishes `state` and the entry writes through the journal.
     fn commit(&self, state: State, writes: &Writes) {
         for (i, (pos, e)) in writes.list[..writes.n].iter().enumerate() {
-            let off = OFF_J_ENTRIES + 24 * i;
-            self.a64(off).store(*pos, Ordering::Relaxed);
-            self.a64(off + 8).store(e.seq, Ordering::Relaxed);
-            self.a64(off + 16).store(e.word, Ordering::Relaxed);
+            self.journal_entry(i, *pos, *e);
         }
         self.a32(OFF_J_WRITES)
             .store(writes.n as u32, Ordering::Relaxed);
@@ -480,15 +529,29 @@ impl Store {
         self.apply_journal();
     }
 
+    /// Writes entry write `i` of the journal.
+    fn journal_entry(&self, i: usize, pos: u64, e: Entry) {
+        let off = OFF_J_ENTRIES + J_ENTRY * i;
+        self.a64(off).store(pos, Ordering::Relaxed);
+        self.a64(off + 8).store(e.seq, Ordering::Relaxed);
+        self.a64(off + 16).store(e.word, Ordering::Relaxed);
+        self.a64(off + 24).store(e.data[0], Ordering::Relaxed);
+        self.a64(off + 32).store(e.data[1], Ordering::Relaxed);
+    }
+
     /// Applies the valid journal (idempotent) and clears it.
     fn apply_journal(&self) {
         let n = (self.a32(OFF_J_WRITES).load(Ordering::Acquire) as usize).min(MAX_WRITES);
         for i in 0..n {
-            let off = OFF_J_ENTRIES + 24 * i;
+            let off = OFF_J_ENTRIES + J_ENTRY * i;
             let pos = self.a64(off).load(Ordering::Relaxed);
             let e = Entry {
                 seq: self.a64(off + 8).load(Ordering::Relaxed),
                 word: self.a64(off + 16).load(Ordering::Relaxed),
+                data: [
+                    self.a64(off + 24).load(Ordering::Relaxed),
+                    self.a64(off + 32).load(Ordering::Relaxed),
+                ],
             };
             // Positions were checked when the journal was written.
             let _ = self.set_entry(pos, e);
@@ -518,6 +581,10 @@ impl Store {
         let len = e.len();
         if out.len() < len {
             return Err(self.corrupt("item longer than its buffer"));
+        }
+        if e.is_small() {
+            out[..len].copy_from_slice(&e.small_bytes()[..len]);
+            return Ok(());
         }
         let k = cells_for(len);
         let mut c = self.check_cell(u64::from(e.first()))?;
@@ -550,6 +617,10 @@ impl Store {
         e: Entry,
         scratch: &mut Vec<u8>,
     ) -> Result<SortKey<K::Key>> {
+        if e.is_small() && !e.is_blob() {
+            let b = e.small_bytes();
+            return Ok((Some(keys.key(&b[..e.len()])?), e.seq));
+        }
         scratch.clear();
         scratch.resize(e.len(), 0);
         self.read_cells(e, scratch, |_| {})?;
@@ -584,9 +655,14 @@ impl Store {
         {
             return Ok(PutStep::Full);
         }
-        let (first, new_top, new_fresh) = self.fill_cells(rec, st, k).map_err(Stop::failed)?;
+        let blob = rec.kind == KIND_BLOB;
+        let (entry, new_top, new_fresh) = if k == 0 {
+            (Entry::small(st.seq, rec.parts, blob), st.free_top, st.fresh)
+        } else {
+            let (first, top, fresh) = self.fill_cells(rec, st, k).map_err(Stop::failed)?;
+            (Entry::new(st.seq, first, len, blob), top, fresh)
+        };
         fault::hit(fault::Point::PutWritten);
-        let entry = Entry::new(st.seq, first, len, rec.kind == KIND_BLOB);
         let mut writes = Writes::new();
         let result = match self.flavor {
             Flavor::Priority => self.sift_up(keys, key, entry, st.len, &mut writes),
@@ -929,28 +1005,31 @@ mod tests {
         );
         let e = Entry::new(0, u32::MAX, 0, false);
         assert_eq!((e.first(), e.len(), e.is_blob()), (u32::MAX, 0, false));
-        assert_eq!(cells_for(0), 1);
+        assert_eq!(cells_for(0), 0);
+        assert_eq!(cells_for(16), 0);
+        assert_eq!(cells_for(17), 1);
         assert_eq!(cells_for(64), 1);
         assert_eq!(cells_for(65), 2);
+        let e = Entry::small(3, [&[1, 2], &[3; 14]], false);
+        assert_eq!(e.len(), 16);
+        assert_eq!(&e.small_bytes()[..3], &[1, 2, 3]);
     }
 
     #[test]
     fn a_valid_journal_is_replayed_and_an_invalid_one_ignored() {
         let s = Store::create(Flavor::Lifo, MIN_CAPACITY, 0, 1).unwrap();
         let mut w = Writes::new();
-        w.push(0, Entry::new(0, 0, 3, false)).unwrap();
+        w.push(0, Entry::small(0, [&[7, 8, 9], &[]], false))
+            .unwrap();
         // A holder killed after marking its journal valid: replayed.
         let st = State {
             len: 1,
             free_top: 0,
-            fresh: 1,
+            fresh: 0,
             seq: 1,
         };
         for (i, (pos, e)) in w.list[..w.n].iter().enumerate() {
-            let off = OFF_J_ENTRIES + 24 * i;
-            s.a64(off).store(*pos, Ordering::Relaxed);
-            s.a64(off + 8).store(e.seq, Ordering::Relaxed);
-            s.a64(off + 16).store(e.word, Ordering::Relaxed);
+            s.journal_entry(i, *pos, *e);
         }
         s.a32(OFF_J_WRITES).store(1, Ordering::Relaxed);
         s.a64(OFF_J_LEN).store(st.len, Ordering::Relaxed);
@@ -959,7 +1038,10 @@ mod tests {
         s.a32(OFF_JOURNAL).store(1, Ordering::Relaxed);
         s.repair();
         assert_eq!(s.len(), 1);
-        assert_eq!(s.entry(0).unwrap(), Entry::new(0, 0, 3, false));
+        assert_eq!(
+            s.entry(0).unwrap(),
+            Entry::small(0, [&[7, 8, 9], &[]], false)
+        );
         assert_eq!(s.a32(OFF_JOURNAL).load(Ordering::Relaxed), 0);
         // Killed before marking it: nothing changes.
         s.a64(OFF_J_LEN).store(5, Ordering::Relaxed);
