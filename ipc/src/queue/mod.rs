@@ -61,6 +61,7 @@
 //! mapped may go on using it, but can no longer pass it on).
 
 mod blob;
+mod entry;
 mod error;
 mod ops;
 mod ordered;
