@@ -119,6 +119,7 @@ pub use multiproc_pool::{IMapOptions, InitResult, PoolStats, StarFn};
 
 // Queues.
 pub use multiproc_ipc::queue::{self, JoinableQueue, Queue, SimpleQueue};
+pub use multiproc_ipc::queue::{LifoQueue, PriorityQueue};
 
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {
@@ -137,6 +138,7 @@ pub mod prelude {
 
     // Queues.
     pub use crate::{JoinableQueue, Queue, SimpleQueue};
+    pub use crate::{LifoQueue, PriorityQueue};
 }
 pub use multiproc_manager::IndexMap;
 pub use multiproc_manager::ListIter;
