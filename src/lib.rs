@@ -6,9 +6,11 @@
 // One re-export per line, so that features land without merge conflicts.
 pub use multiproc_ipc::channel;
 pub use multiproc_ipc::codec;
+pub use multiproc_ipc::fd;
 pub use multiproc_ipc::pipe;
 pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendConnection};
 pub use multiproc_ipc::shm;
+pub use multiproc_ipc::Fd;
 pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 
@@ -34,6 +36,7 @@ pub use multiproc_ipc::queue::{self, JoinableQueue, Queue, SimpleQueue};
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::shm::SharedMemory;
+    pub use crate::Fd;
     pub use crate::{AsyncResult, Executor, Pool};
     pub use crate::{Connection, Inherited, Pipe, RecvConnection, SendConnection};
     pub use crate::{Error, ErrorKind, Result};

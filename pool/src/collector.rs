@@ -1,17 +1,18 @@
 //! The result thread: collects results, dispatches queued tasks, enforces
 //! timeouts and handles the deaths the supervisor reports.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::SharedMemory;
-use multiproc_ipc::{codec, park, Error, ErrorKind, Result, WireError};
+use multiproc_ipc::{codec, fd, park, Error, ErrorKind, Result, WireError};
 
 use crate::ring::spin_until;
-use crate::shared::{lock, Completion, Inner, Shared, State, COLLECT_SPIN};
+use crate::shared::{lock, Completion, Inner, Pending, Shared, State, WorkerSlot, COLLECT_SPIN};
 use crate::supervisor::{handle_death, Event};
 use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_READY};
-use crate::worker::SlotView;
+use crate::worker::{SlotView, KIND_FDS};
 
 /// Where the bytes of a collected outcome are.
 pub(crate) enum Outcome {
@@ -81,6 +82,12 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
             // Ring full: publish what is staged and let results drain it.
             break;
         }
+        if task.record.first().is_some_and(|k| k & KIND_FDS != 0) && !send_fds(w, task) {
+            // Its socket is full (or the worker is dying): the task stays
+            // first in line, its staged copy is dropped (`t` is not kept),
+            // and a later round (on the next result) tries again.
+            break;
+        }
         let Some(mut task) = backlog.pop_front() else {
             break;
         };
@@ -105,6 +112,14 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
             w.view.bell.ring();
         }
     }
+}
+
+/// Sends the descriptors of `task` to worker `w` (before its record is
+/// published: the worker finds them waiting). False if they could not be
+/// sent now.
+fn send_fds(w: &WorkerSlot, task: &Pending) -> bool {
+    let fds: Vec<BorrowedFd<'_>> = task.block.fds.iter().map(|f| f.as_fd()).collect();
+    fd::send_handles(w.fd_tx.as_fd(), task.id, &fds, true).is_ok()
 }
 
 /// Reads every result available in worker `wi`'s ring.
@@ -153,7 +168,7 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
         };
         w.timed = false;
         if let Some(p) = pos.and_then(|i| w.outstanding.remove(i)) {
-            if let Some(b) = p.block {
+            if let Some(b) = p.block.shm {
                 shared.recycle(b);
             }
             col.done.push((p.complete, outcome));
