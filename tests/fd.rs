@@ -8,9 +8,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use multiproc::{Executor, Fd, Pool, Process, Queue};
+use multiproc::{Executor, Fd, Pipe, Pool, Process, Queue};
 use multiproc_testkit::{checked, join_or_kill, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -145,6 +146,49 @@ fn executor_submit_and_pool_map_carry_fds() {
     });
 }
 
+fn answer_on(conn: Fd<UnixStream>) -> u32 {
+    let mut s = conn.into_inner();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    s.write_all(&[b[0] + 1]).unwrap();
+    u32::from(b[0])
+}
+
+/// Receives sockets on the pipe and answers on each until the pipe closes.
+fn serve_pipe(end: multiproc::Inherited<multiproc::Connection<u32, Fd<UnixStream>>>) -> u32 {
+    let Ok(end) = end.take() else { return 0 };
+    let mut n = 0;
+    while let Ok(sock) = end.recv() {
+        answer_on(sock);
+        n += 1;
+        if end.send(n).is_err() {
+            break;
+        }
+    }
+    n
+}
+
+#[test]
+fn pipe_message_carries_an_fd() {
+    checked(LIMIT, || {
+        let before = open_fds();
+        let (parent, child) = Pipe::duplex::<Fd<UnixStream>, u32>().unwrap();
+        let p = Process::spawn(serve_pipe, child.into_inherited()).unwrap();
+        for i in 0..3u8 {
+            let (mut mine, theirs) = UnixStream::pair().unwrap();
+            parent.send(Fd::new(theirs)).unwrap();
+            mine.write_all(&[i * 10]).unwrap();
+            let mut b = [0u8; 1];
+            mine.read_exact(&mut b).unwrap();
+            assert_eq!(b[0], i * 10 + 1);
+            assert_eq!(parent.recv().unwrap(), u32::from(i) + 1);
+        }
+        parent.close();
+        assert_eq!(join_or_kill(p, LIMIT), 3);
+        assert_no_fd_leak(before);
+    });
+}
+
 #[test]
 fn fd_through_a_transport_without_descriptors_is_an_error() {
     checked(LIMIT, || {
@@ -184,5 +228,37 @@ fn closed_fd_is_an_error() {
         let msg = join_or_kill(p, LIMIT);
         assert!(msg.contains("cannot pass file descriptor"), "{msg}");
         assert!(msg.contains("Bad file descriptor"), "{msg}");
+    });
+}
+
+#[test]
+fn channel_frames_keep_their_own_descriptors() {
+    checked(LIMIT, || {
+        let before = open_fds();
+        let (tx, rx) = multiproc::channel::channel::<(u8, Option<Fd<UnixStream>>)>().unwrap();
+        let mut peers = Vec::new();
+        for i in 0..6u8 {
+            if i % 2 == 0 {
+                let (mine, theirs) = UnixStream::pair().unwrap();
+                peers.push((i, mine));
+                tx.send((i, Some(Fd::new(theirs)))).unwrap();
+            } else {
+                tx.send((i, None)).unwrap();
+            }
+        }
+        for (i, mut mine) in peers {
+            // Odd frames carry none; each even frame gets its own socket.
+            let (j, fd) = rx.recv().unwrap();
+            assert_eq!(j, i);
+            let mut theirs = fd.expect("an even frame has a socket").into_inner();
+            theirs.write_all(&[i]).unwrap();
+            let mut b = [0u8; 1];
+            mine.read_exact(&mut b).unwrap();
+            assert_eq!(b[0], i);
+            let (k, none) = rx.recv().unwrap();
+            assert_eq!((k, none.is_none()), (i + 1, true));
+        }
+        drop((tx, rx));
+        assert_no_fd_leak(before);
     });
 }

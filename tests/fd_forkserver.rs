@@ -13,7 +13,9 @@ use std::net::{TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use multiproc::{Executor, Fd, Pool, Process, StartMethod};
+use std::os::unix::net::UnixStream;
+
+use multiproc::{Connection, Executor, Fd, Pipe, Pool, Process, StartMethod};
 use multiproc_testkit::{join_or_kill, wait_until, zombie_children};
 
 /// The bound of the whole binary.
@@ -122,6 +124,43 @@ fn executor_task_receives_an_fd_file() {
     assert_no_fd_leak(before);
 }
 
+/// Gets sockets through the pipe end it was given and answers on each.
+fn serve_pipe(end: Fd<Connection<u32, Fd<UnixStream>>>) -> u32 {
+    let end = end.into_inner();
+    let mut n = 0;
+    while let Ok(sock) = end.recv() {
+        let mut s = sock.into_inner();
+        let mut b = [0u8; 1];
+        if s.read_exact(&mut b).is_err() || s.write_all(&[b[0] + 1]).is_err() {
+            break;
+        }
+        n += 1;
+        if end.send(n).is_err() {
+            break;
+        }
+    }
+    n
+}
+
+fn pipe_end_and_pipe_messages_carry_fds() {
+    let before = open_fds();
+    let (parent, child) = Pipe::duplex::<Fd<UnixStream>, u32>().unwrap();
+    // The child comes from the fork server: its end travels as an Fd.
+    let p = Process::spawn(serve_pipe, Fd::new(child)).unwrap();
+    for i in 0..3u8 {
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        parent.send(Fd::new(theirs)).unwrap();
+        mine.write_all(&[i * 10]).unwrap();
+        let mut b = [0u8; 1];
+        mine.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], i * 10 + 1);
+        assert_eq!(parent.recv().unwrap(), u32::from(i) + 1);
+    }
+    parent.close();
+    assert_eq!(join_or_kill(p, LIMIT), 3);
+    assert_no_fd_leak(before);
+}
+
 fn main() {
     multiproc::init().expect("init before any thread");
     std::thread::spawn(|| {
@@ -135,7 +174,11 @@ fn main() {
     drop(Pool::new(1).expect("a pool"));
     drop(Executor::new(1).expect("an executor"));
     type Check = fn();
-    let checks: [(&str, Check); 4] = [
+    let checks: [(&str, Check); 5] = [
+        (
+            "pipe_end_and_pipe_messages_carry_fds",
+            pipe_end_and_pipe_messages_carry_fds,
+        ),
         (
             "process_spawn_sends_an_fd_file",
             process_spawn_sends_an_fd_file,
