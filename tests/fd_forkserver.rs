@@ -56,7 +56,7 @@ fn echo_lines(conn: Fd<TcpStream>) -> usize {
     let mut n = 0;
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
-        if writeln!(out, "{line}").is_err() {
+        if out.write_all(format!("{line}\n").as_bytes()).is_err() {
             break;
         }
         n += 1;
