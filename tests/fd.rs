@@ -262,3 +262,67 @@ fn channel_frames_keep_their_own_descriptors() {
         assert_no_fd_leak(before);
     });
 }
+
+/// Publishes this worker's pid, then sleeps far longer than the test.
+fn record_pid_then_sleep(slot: multiproc::Value<i32>) -> usize {
+    slot.set(std::process::id() as i32);
+    std::thread::sleep(Duration::from_secs(120));
+    0
+}
+
+#[test]
+fn fd_tasks_queued_on_a_killed_worker_are_sent_again() {
+    checked(LIMIT, || {
+        let before = open_fds();
+        let pool = Pool::new(1).unwrap();
+        let slot = multiproc::Value::new(0i32).unwrap();
+        let victim = pool
+            .apply_async(record_pid_then_sleep, slot.clone())
+            .unwrap();
+        assert!(wait_until(LIMIT, || slot.get() != 0), "never started");
+        // Queued behind the sleeper, in the same worker's ring: their
+        // descriptors are already in its socket when it dies.
+        let queued: Vec<_> = (0..5)
+            .map(|i| {
+                let f = temp_file(&format!("requeue{i}"), &format!("queued {i}"));
+                pool.apply_async(read_to_string, Fd::new(f)).unwrap()
+            })
+            .collect();
+        multiproc_testkit::kill_pid(slot.get());
+        let e = victim.get_timeout(LIMIT).unwrap_err();
+        assert_eq!(e.kind(), multiproc::ErrorKind::WorkerLost, "{e}");
+        for (i, r) in queued.into_iter().enumerate() {
+            assert_eq!(r.get_timeout(LIMIT).unwrap(), format!("queued {i}"));
+        }
+        drop(pool);
+        drop(slot);
+        assert_no_fd_leak(before);
+    });
+}
+
+fn file_len(file: Fd<File>) -> u64 {
+    file.metadata().map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn many_fd_tasks_each_get_their_descriptor() {
+    checked(LIMIT, || {
+        let before = open_fds();
+        let pool = Pool::new(1).unwrap();
+        let file = temp_file("many", "z");
+        // Far more tasks than a worker's queue: their descriptors go out as
+        // tasks are dispatched, each with its own record.
+        let results: Vec<_> = (0..2000)
+            .map(|_| {
+                let copy = Fd::new(file.try_clone().unwrap());
+                pool.apply_async(file_len, copy).unwrap()
+            })
+            .collect();
+        drop(file);
+        for r in results {
+            assert_eq!(r.get_timeout(LIMIT).unwrap(), 1);
+        }
+        drop(pool);
+        assert_no_fd_leak(before);
+    });
+}
