@@ -53,7 +53,11 @@
 //!
 //! A frame is an 8-byte little-endian length followed by that many bytes (one
 //! encoded value, or the raw bytes of [`Duplex::send_bytes`]), written over a
-//! `SOCK_STREAM` Unix socketpair (close-on-exec). A stream socket rather than
+//! `SOCK_STREAM` Unix socketpair (close-on-exec). A value holding
+//! [`Fd`](crate::Fd)s sends their descriptors with the frame's first byte
+//! (`SCM_RIGHTS`) and counts them in the top byte of the length; the
+//! receiver decodes the frame with exactly those descriptors, so each frame
+//! gets its own, in order, whatever the reads batch together. A stream socket rather than
 //! `SOCK_SEQPACKET`: a seqpacket datagram is limited by the socket buffer
 //! (about 200 KiB by default), so messages of 64 MiB and more would need a
 //! second framing layer of fragments anyway, and a stream socket moves big

@@ -8,8 +8,9 @@
 //! `(tx, rx)`). The direction of a simplex pipe is enforced by the types: a
 //! `RecvConnection` has no `send`, a `SendConnection` no `recv`.
 //!
-//! Every end carries typed messages (encoded by the [`codec`](crate::codec))
-//! and raw byte messages ([`send_bytes`](Connection::send_bytes),
+//! Every end carries typed messages (encoded by the [`codec`](crate::codec);
+//! an [`Fd`](crate::Fd) in a message carries its descriptor along, Python's
+//! `send_handle`) and raw byte messages ([`send_bytes`](Connection::send_bytes),
 //! [`recv_bytes`](Connection::recv_bytes)) in one stream, framed by
 //! [`channel::duplex`], which this module wraps.
 //! Operations return [`Error`] with kind [`Closed`](ErrorKind::Closed) when
