@@ -126,6 +126,20 @@ pub struct Fd<T> {
 
 impl<T> Fd<T> {
     /// Wraps `inner` for sending.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use multiproc_ipc::Fd;
+    ///
+    /// let (a, _b) = UnixStream::pair()?;
+    /// let fd = Fd::new(a);
+    /// fd.set_nonblocking(true)?; // derefs to the wrapped value
+    /// let a: UnixStream = fd.into_inner();
+    /// # drop(a);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(inner: T) -> Fd<T> {
         Fd { inner }
     }
@@ -149,6 +163,22 @@ impl<T> Fd<T> {
 impl<T: AsFd + From<OwnedFd>> Fd<T> {
     /// A new `Fd` on a duplicate of the same descriptor (to pass one copy
     /// and keep the other).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::fs::File;
+    /// use multiproc_ipc::{Fd, Process};
+    ///
+    /// fn size(f: Fd<File>) -> u64 {
+    ///     f.metadata().map(|m| m.len()).unwrap_or(0)
+    /// }
+    ///
+    /// let mine = Fd::new(File::open("/proc/self/exe")?);
+    /// let p = Process::spawn(size, mine.try_clone()?)?;
+    /// assert_eq!(p.join()?, mine.metadata()?.len()); // still open here
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
