@@ -294,3 +294,48 @@ pub(crate) fn collector_loop(shared: &Shared) {
         shared.parent_bell.sleep(timeout, ready);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::time::Duration;
+
+    use multiproc_ipc::Fd;
+
+    use crate::Pool;
+
+    fn file_len(f: Fd<File>) -> u64 {
+        f.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn sleep_ms(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+
+    /// More descriptor messages than a worker's socket buffer holds: the
+    /// dispatcher stops at a full socket and sends the rest as the worker
+    /// drains it (the tasks stay queued meanwhile), so every task still
+    /// gets its own descriptor.
+    #[test]
+    fn fd_tasks_wait_for_room_in_a_full_descriptor_socket() {
+        let _serial = multiproc_testkit::serial();
+        let mut builder = Pool::builder().processes(1);
+        // Room in the ring for all of them: only the socket can be full.
+        builder.queue_per_worker = 4096;
+        let pool = builder.build().unwrap();
+        let blocker = pool.apply_async(sleep_ms, 300).unwrap();
+        let file = File::open("/proc/self/exe").unwrap();
+        let want = file.metadata().unwrap().len();
+        let results: Vec<_> = (0..600)
+            .map(|_| {
+                let copy = Fd::new(file.try_clone().unwrap());
+                pool.apply_async(file_len, copy).unwrap()
+            })
+            .collect();
+        for r in results {
+            assert_eq!(r.get_timeout(Duration::from_secs(60)).unwrap(), want);
+        }
+        assert_eq!(blocker.get_timeout(Duration::from_secs(60)).unwrap(), 300);
+    }
+}
