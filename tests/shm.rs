@@ -62,6 +62,7 @@ fn child_entry() {
 
 #[test]
 fn block_written_by_one_process_is_read_by_another() {
+    let _s = multiproc_testkit::serial_shm_checked();
     let name = format!("test-rw-{}", std::process::id());
     let mut block = SharedMemory::create(&name, 64).unwrap();
     block.write_at(0, b"hello world").unwrap();
@@ -80,6 +81,7 @@ fn block_written_by_one_process_is_read_by_another() {
 
 #[test]
 fn owner_drop_unlinks_but_attached_handles_do_not() {
+    let _s = multiproc_testkit::serial_shm_checked();
     let name = format!("test-drop-{}", std::process::id());
     let owner = SharedMemory::create(&name, 16).unwrap();
     let attached = SharedMemory::attach(&name).unwrap();
@@ -96,6 +98,7 @@ fn owner_drop_unlinks_but_attached_handles_do_not() {
 
 #[test]
 fn segments_of_a_sigkilled_owner_are_removed() {
+    let _s = multiproc_testkit::serial_shm_checked();
     let name = format!("test-crash-{}", std::process::id());
     let mut child = spawn_role("own-and-hang", &name);
     // Wait for the child to report its region name (it created both by then;
@@ -115,6 +118,7 @@ fn segments_of_a_sigkilled_owner_are_removed() {
 
 #[test]
 fn region_handle_reattaches_in_another_process() {
+    let _s = multiproc_testkit::serial_shm_checked();
     let region = ShmRegion::create(64).unwrap();
     region.atomic_u64(8).store(1, Ordering::SeqCst);
     let file = std::env::temp_dir().join(format!("mp-region-{}", std::process::id()));
@@ -153,6 +157,7 @@ static INHERITED: std::sync::Mutex<Option<std::sync::Arc<SharedMemory>>> =
 
 #[test]
 fn a_forked_child_dropping_an_inherited_handle_does_not_unlink() {
+    let _s = multiproc_testkit::serial_clean();
     let name = format!("test-fork-drop-{}", std::process::id());
     let block = std::sync::Arc::new(SharedMemory::create(&name, 32).unwrap());
     *INHERITED.lock().unwrap() = Some(block.clone());
