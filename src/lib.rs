@@ -149,7 +149,8 @@
 //! was forked to replace a dead one (INFO), retired after
 //! `max_tasks_per_child` (DEBUG); an initializer failed (WARN) and the pool
 //! broke (ERROR); a replacement could not be forked (ERROR); a pool callback
-//! panicked (WARN).
+//! panicked (WARN); a remote manager refused a connection (WARN); a forked
+//! child could not decode its argument (ERROR, then it exits with 127).
 //!
 //! # Feature flags
 //!

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use multiproc_ipc::channel::{self, TryRecvError};
+//! use multiproc::channel::{self, TryRecvError};
 //!
 //! let (tx, rx) = channel::channel::<(String, u32)>()?;
 //! tx.send(("hello".to_string(), 7)).expect("receiver is alive");
@@ -20,7 +20,7 @@
 //!
 //! drop(tx);
 //! assert!(rx.recv().is_err()); // Disconnected
-//! # Ok::<(), multiproc_ipc::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
 //! # The peer-death rule
@@ -38,7 +38,7 @@
 //! ```no_run
 //! # // Shown, not run: forking inside a doctest is left to the tests.
 //! # fn fork_child() -> bool { unimplemented!() }
-//! let (tx, rx) = multiproc_ipc::channel::channel::<u64>()?;
+//! let (tx, rx) = multiproc::channel::channel::<u64>()?;
 //! if fork_child() {
 //!     drop(rx); // the child only sends
 //!     tx.send(42).ok();
@@ -46,7 +46,7 @@
 //!     drop(tx); // the parent only receives: now a dead child is seen
 //!     let _ = rx.recv(); // Ok(42), or Err(Disconnected) if the child died first
 //! }
-//! # Ok::<(), multiproc_ipc::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
 //! # Wire format and transport
@@ -774,10 +774,10 @@ fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
 /// # Examples
 ///
 /// ```
-/// let (tx, rx) = multiproc_ipc::channel::channel::<Vec<u32>>()?;
+/// let (tx, rx) = multiproc::channel::channel::<Vec<u32>>()?;
 /// tx.send(vec![1, 2, 3]).expect("receiver is alive");
 /// assert_eq!(rx.recv()?, vec![1, 2, 3]);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Errors
@@ -797,12 +797,12 @@ pub fn channel<T>() -> Result<(Sender<T>, Receiver<T>)> {
 /// # Examples
 ///
 /// ```
-/// let (parent, child) = multiproc_ipc::channel::duplex::<String, usize>()?;
+/// let (parent, child) = multiproc::channel::duplex::<String, usize>()?;
 /// parent.send("four".to_string()).expect("peer is alive");
 /// let s = child.recv()?;
 /// child.send(s.len()).expect("peer is alive");
 /// assert_eq!(parent.recv()?, 4);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Errors
@@ -829,7 +829,7 @@ impl<T: Serialize> Sender<T> {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::channel::{channel, SendError};
+    /// use multiproc::channel::{channel, SendError};
     ///
     /// let (tx, rx) = channel::<String>()?;
     /// drop(rx);
@@ -837,7 +837,7 @@ impl<T: Serialize> Sender<T> {
     ///     Err(SendError::Disconnected(v)) => assert_eq!(v, "lost"),
     ///     other => panic!("{other:?}"),
     /// }
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -916,12 +916,12 @@ impl<T: DeserializeOwned> Receiver<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use multiproc_ipc::channel::{channel, RecvTimeoutError};
+    /// use multiproc::channel::{channel, RecvTimeoutError};
     ///
     /// let (_tx, rx) = channel::<u8>()?;
     /// let r = rx.recv_timeout(Duration::from_millis(10));
     /// assert!(matches!(r, Err(RecvTimeoutError::Timeout)));
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -1049,12 +1049,12 @@ impl<S, R> Duplex<S, R> {
     /// # Examples
     ///
     /// ```
-    /// let (a, b) = multiproc_ipc::channel::duplex::<(), ()>()?;
+    /// let (a, b) = multiproc::channel::duplex::<(), ()>()?;
     /// a.send_bytes(b"raw").expect("peer is alive");
     /// a.send_bytes(b"").expect("peer is alive");
     /// assert_eq!(b.recv_bytes()?, b"raw");
     /// assert_eq!(b.recv_bytes()?, b"");
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

@@ -17,7 +17,7 @@
 //! # Examples
 //!
 //! ```
-//! use multiproc_ipc::codec::{self, Codec};
+//! use multiproc::codec::{self, Codec};
 //!
 //! let bytes = codec::encode(&("hello", 42u32)).unwrap();
 //! let back: (String, u32) = codec::decode(&bytes).unwrap();
@@ -300,7 +300,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 ///
 /// ```
 /// use std::os::unix::net::UnixStream;
-/// use multiproc_ipc::{codec, Fd};
+/// use multiproc::{codec, Fd};
 ///
 /// let (a, _b) = UnixStream::pair()?;
 /// let (bytes, fds) = codec::encode_with_fds(&Fd::new(a))?;

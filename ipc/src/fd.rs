@@ -31,7 +31,7 @@
 //! ```
 //! use std::io::{Read, Write};
 //! use std::os::unix::net::UnixStream;
-//! use multiproc_ipc::{Fd, Process};
+//! use multiproc::{Fd, Process};
 //!
 //! /// Answers on the socket it was given.
 //! fn serve(sock: Fd<UnixStream>) -> usize {
@@ -81,7 +81,7 @@ use crate::sys::fd as sysfd;
 /// ```
 /// use std::fs::File;
 /// use std::io::Read;
-/// use multiproc_ipc::{Fd, Process};
+/// use multiproc::{Fd, Process};
 ///
 /// fn read_all(file: Fd<File>) -> String {
 ///     let mut s = String::new();
@@ -131,7 +131,7 @@ impl<T> Fd<T> {
     ///
     /// ```
     /// use std::os::unix::net::UnixStream;
-    /// use multiproc_ipc::Fd;
+    /// use multiproc::Fd;
     ///
     /// let (a, _b) = UnixStream::pair()?;
     /// let fd = Fd::new(a);
@@ -168,7 +168,7 @@ impl<T: AsFd + From<OwnedFd>> Fd<T> {
     ///
     /// ```
     /// use std::fs::File;
-    /// use multiproc_ipc::{Fd, Process};
+    /// use multiproc::{Fd, Process};
     ///
     /// fn size(f: Fd<File>) -> u64 {
     ///     f.metadata().map(|m| m.len()).unwrap_or(0)
@@ -323,8 +323,8 @@ fn take(i: u32) -> Result<OwnedFd, String> {
 ///
 /// ```
 /// use std::os::unix::net::UnixStream;
-/// use multiproc_ipc::codec;
-/// use multiproc_ipc::fd::{with_received, Fd, FdScope};
+/// use multiproc::codec;
+/// use multiproc::fd::{with_received, Fd, FdScope};
 ///
 /// let (a, _b) = UnixStream::pair()?;
 /// let scope = FdScope::begin();
@@ -434,7 +434,7 @@ const HANDLES_MSG: usize = 12;
 /// ```
 /// use std::os::fd::AsFd;
 /// use std::os::unix::net::UnixStream;
-/// use multiproc_ipc::fd::{recv_handles, send_handles};
+/// use multiproc::fd::{recv_handles, send_handles};
 ///
 /// let (a, b) = UnixStream::pair()?;
 /// let file = std::fs::File::open("/dev/null")?;

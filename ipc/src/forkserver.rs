@@ -11,10 +11,10 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// Starts the process-wide fork server; call it first thing in `main`.
 ///
-/// The fork server is a [`Zygote`] forked from the program while it still
-/// has a single thread. From then on, [`Process::spawn`](crate::Process::spawn),
-/// [`Zygote::start`] (hence pools) and managers fork from it instead of from
-/// the program, so a lock held by one of the program's threads (stdout, the
+/// The fork server is a small single-threaded process forked from the
+/// program while it still has a single thread. From then on,
+/// [`Process::spawn`](crate::Process::spawn), pools (their zygotes) and
+/// managers fork from it instead of from the program, so a lock held by one of the program's threads (stdout, the
 /// environment, a runtime's internals) can never be inherited locked by a
 /// child. Children see the program's memory as it was when `init` ran.
 ///

@@ -25,8 +25,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use multiproc_ipc::pipe::Pipe;
-//! use multiproc_ipc::ErrorKind;
+//! use multiproc::pipe::Pipe;
+//! use multiproc::ErrorKind;
 //!
 //! let (a, b) = Pipe::new::<String>()?;
 //! a.send("ping".to_string())?;
@@ -38,7 +38,7 @@
 //!
 //! b.close();
 //! assert_eq!(a.recv().unwrap_err().kind(), ErrorKind::Closed);
-//! # Ok::<(), multiproc_ipc::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
 //! # Giving an end to a child process
@@ -50,8 +50,8 @@
 //! [`into_inherited`](Connection::into_inherited):
 //!
 //! ```
-//! use multiproc_ipc::pipe::{Connection, Inherited, Pipe};
-//! use multiproc_ipc::Process;
+//! use multiproc::pipe::{Connection, Inherited, Pipe};
+//! use multiproc::Process;
 //!
 //! /// Doubles numbers until the parent closes; returns how many.
 //! fn child(end: Inherited<Connection<u64>>) -> u64 {
@@ -73,7 +73,7 @@
 //! assert_eq!(parent.recv()?, 42);
 //! parent.close();
 //! assert_eq!(p.join()?, 1);
-//! # Ok::<(), multiproc_ipc::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
 //! [`Inherited`] moves the end into the forked child, where
@@ -89,8 +89,8 @@
 //! socket itself (`SCM_RIGHTS`), whatever the start method:
 //!
 //! ```
-//! use multiproc_ipc::pipe::{Connection, Pipe};
-//! use multiproc_ipc::{Fd, Process};
+//! use multiproc::pipe::{Connection, Pipe};
+//! use multiproc::{Fd, Process};
 //!
 //! fn child(end: Fd<Connection<u64>>) -> u64 {
 //!     let end = end.into_inner();
@@ -104,7 +104,7 @@
 //! parent.send(41)?;
 //! assert_eq!(parent.recv()?, 42);
 //! assert_eq!(p.join()?, 41);
-//! # Ok::<(), multiproc_ipc::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
 //! The same works by hand: put the child's end in a
@@ -170,12 +170,12 @@ impl Pipe {
     /// # Examples
     ///
     /// ```
-    /// let (a, b) = multiproc_ipc::pipe::Pipe::new::<Vec<u8>>()?;
+    /// let (a, b) = multiproc::pipe::Pipe::new::<Vec<u8>>()?;
     /// a.send(vec![1, 2])?;
     /// b.send(vec![3])?;
     /// assert_eq!(b.recv()?, [1, 2]);
     /// assert_eq!(a.recv()?, [3]);
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -193,12 +193,12 @@ impl Pipe {
     /// # Examples
     ///
     /// ```
-    /// let (client, server) = multiproc_ipc::pipe::Pipe::duplex::<String, usize>()?;
+    /// let (client, server) = multiproc::pipe::Pipe::duplex::<String, usize>()?;
     /// client.send("four".to_string())?;
     /// let s = server.recv()?;
     /// server.send(s.len())?;
     /// assert_eq!(client.recv()?, 4);
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -215,26 +215,26 @@ impl Pipe {
     /// # Examples
     ///
     /// ```
-    /// let (rx, tx) = multiproc_ipc::pipe::Pipe::simplex::<u32>()?;
+    /// let (rx, tx) = multiproc::pipe::Pipe::simplex::<u32>()?;
     /// tx.send(7)?;
     /// tx.send_bytes(b"raw")?;
     /// assert_eq!(rx.recv()?, 7);
     /// assert_eq!(rx.recv_bytes()?, b"raw");
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// The direction is checked at compile time:
     ///
     /// ```compile_fail,E0599
-    /// let (rx, tx) = multiproc_ipc::pipe::Pipe::simplex::<u32>()?;
+    /// let (rx, tx) = multiproc::pipe::Pipe::simplex::<u32>()?;
     /// rx.send(7)?; // a RecvConnection cannot send
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// ```compile_fail,E0599
-    /// let (rx, tx) = multiproc_ipc::pipe::Pipe::simplex::<u32>()?;
+    /// let (rx, tx) = multiproc::pipe::Pipe::simplex::<u32>()?;
     /// let _ = tx.recv(); // a SendConnection cannot receive
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -386,12 +386,12 @@ impl<S: Serialize, R: DeserializeOwned> Connection<S, R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use multiproc_ipc::{pipe::Pipe, ErrorKind};
+    /// use multiproc::{pipe::Pipe, ErrorKind};
     ///
     /// let (a, _b) = Pipe::new::<u8>()?;
     /// let e = a.recv_timeout(Duration::from_millis(10)).unwrap_err();
     /// assert_eq!(e.kind(), ErrorKind::Timeout);
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

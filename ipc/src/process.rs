@@ -330,7 +330,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(1);
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{ErrorKind, Process};
+/// use multiproc::{ErrorKind, Process};
 ///
 /// fn add(pair: (i64, i64)) -> i64 {
 ///     pair.0 + pair.1
@@ -346,7 +346,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(1);
 /// let err = Process::builder().name("failing").spawn(fail, ())?.join().unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::TaskPanicked);
 /// assert_eq!(err.panic_info().unwrap().message, "no luck");
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -389,7 +389,7 @@ impl<T> fmt::Debug for Process<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::Process;
+/// use multiproc::Process;
 ///
 /// fn hello(who: String) -> String {
 ///     format!("hello {who}")
@@ -399,7 +399,7 @@ impl<T> fmt::Debug for Process<T> {
 /// assert_eq!(p.name(), "greeter");
 /// assert!(p.is_daemon());
 /// assert_eq!(p.join()?, "hello you");
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ProcessBuilder {
@@ -508,9 +508,9 @@ where
     /// fn square(x: u64) -> u64 {
     ///     x * x
     /// }
-    /// let p = multiproc_ipc::Process::spawn(square, 12)?;
+    /// let p = multiproc::Process::spawn(square, 12)?;
     /// assert_eq!(p.join()?, 144);
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

@@ -202,13 +202,13 @@ fn trampoline<A: DeserializeOwned + 'static>(
     fds: Vec<OwnedFd>,
 ) -> i32 {
     let Some(main) = main.get::<fn(A, Vec<OwnedFd>) -> i32>() else {
-        eprintln!("multiproc: zygote child: bad entry address");
+        tracing::error!("zygote child: bad entry address; exiting with 127");
         return 127;
     };
     match codec::decode::<A>(payload) {
         Ok(arg) => main(arg, fds),
         Err(e) => {
-            eprintln!("multiproc: zygote child: cannot decode its argument: {e}");
+            tracing::error!(error = %e, "zygote child: cannot decode its argument; exiting with 127");
             127
         }
     }
@@ -234,7 +234,7 @@ impl ZygoteState {
             frame_bytes(&m, &[], fds.len()).map_err(|e| codec::CodecError::Encode(e.to_string()))
         }) {
             Ok(bytes) => self.out.push_back((bytes, fds, 0)),
-            Err(e) => eprintln!("multiproc: zygote cannot encode a reply: {e}"),
+            Err(e) => tracing::error!(error = %e, "zygote: cannot encode a reply; dropped"),
         }
     }
 
@@ -1105,7 +1105,7 @@ fn unreachable_child() -> ! {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{codec, FnRef};
+/// use multiproc::{codec, FnRef};
 ///
 /// fn square(x: u64) -> u64 {
 ///     x * x

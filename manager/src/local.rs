@@ -480,9 +480,11 @@ impl Manager {
     ///
     /// # Caveats
     ///
-    /// Without [`multiproc::init`](multiproc_ipc::init), the server is forked from a zygote
-    /// forked from this process now: see the caveat of
-    /// [`Zygote::start`](multiproc_ipc::Zygote::start) for threaded programs.
+    /// Without [`multiproc::init`](multiproc_ipc::init), the server is forked
+    /// (through a single-threaded zygote) from this process as it is now: if
+    /// another thread of the program holds a lock at that moment (stdout, the
+    /// allocator, a runtime's), the manager inherits it held. Call `init`
+    /// first in `main` in programs that run threads.
     pub fn start() -> Result<Manager> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let mut token = [0u8; TOKEN];

@@ -24,8 +24,8 @@
 //! # Examples
 //!
 //! ```
-//! use multiproc_ipc::queue::Queue;
-//! use multiproc_ipc::Process;
+//! use multiproc::queue::Queue;
+//! use multiproc::Process;
 //!
 //! fn produce(q: Queue<String>) {
 //!     for i in 0..3 {
@@ -39,7 +39,7 @@
 //!     assert_eq!(q.get()?, format!("item {i}"));
 //! }
 //! p.join()?;
-//! # Ok::<(), multiproc_ipc::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
 //! # Crashes
@@ -186,7 +186,7 @@ fn debug_fields(f: &mut fmt::Formatter<'_>, what: &str, core: &Core) -> fmt::Res
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_ipc::queue::{Queue, TryPutError};
+/// use multiproc::queue::{Queue, TryPutError};
 ///
 /// let q = Queue::with_maxsize(2)?;
 /// q.put(1u32).unwrap();
@@ -203,7 +203,7 @@ fn debug_fields(f: &mut fmt::Formatter<'_>, what: &str, core: &Core) -> fmt::Res
 ///
 /// q.close();
 /// assert!(q.put(4).is_err());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Queue<T> {
     core: Arc<Core>,
@@ -231,12 +231,12 @@ impl<T> fmt::Debug for Queue<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::queue::Queue;
+/// use multiproc::queue::Queue;
 ///
 /// let q: Queue<Vec<u8>> = Queue::builder().maxsize(100).capacity_bytes(1 << 16).build()?;
 /// assert_eq!(q.maxsize(), Some(100));
 /// assert_eq!(q.capacity_bytes(), 1 << 16);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct QueueBuilder<T> {
     maxsize: usize,
@@ -476,8 +476,8 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::queue::JoinableQueue;
-/// use multiproc_ipc::Process;
+/// use multiproc::queue::JoinableQueue;
+/// use multiproc::Process;
 ///
 /// fn worker(q: JoinableQueue<u64>) -> u64 {
 ///     let mut sum = 0;
@@ -497,7 +497,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 /// q.close(); // the worker's get now fails with Closed
 /// assert_eq!(p.join()?, 55);
 /// assert!(q.task_done().is_err()); // one too many
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct JoinableQueue<T> {
     queue: Queue<T>,
@@ -711,7 +711,7 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::queue::SimpleQueue;
+/// use multiproc::queue::SimpleQueue;
 ///
 /// let q = SimpleQueue::new()?;
 /// q.put((1, "one".to_string())).unwrap();
@@ -719,7 +719,7 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
 /// assert_eq!(q.get().unwrap(), (1, "one".to_string()));
 /// q.close();
 /// assert!(q.get().is_err());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct SimpleQueue<T> {
     queue: Queue<T>,

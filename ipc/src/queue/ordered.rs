@@ -259,8 +259,8 @@ macro_rules! common {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::queue::{LifoQueue, TryGetError, TryPutError};
-/// use multiproc_ipc::Process;
+/// use multiproc::queue::{LifoQueue, TryGetError, TryPutError};
+/// use multiproc::Process;
 ///
 /// fn produce(q: LifoQueue<u32>) {
 ///     for i in 1..=3 {
@@ -279,7 +279,7 @@ macro_rules! common {
 /// assert_eq!(q.get().unwrap(), 2);
 /// assert_eq!(q.try_get().unwrap(), 1);
 /// assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -297,12 +297,12 @@ pub struct LifoQueue<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::queue::LifoQueue;
+/// use multiproc::queue::LifoQueue;
 ///
 /// let q: LifoQueue<String> = LifoQueue::builder().maxsize(10).capacity_bytes(1 << 16).build()?;
 /// assert_eq!(q.maxsize(), Some(10));
 /// assert_eq!(q.capacity_bytes(), 1 << 16);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct LifoQueueBuilder<T> {
     maxsize: usize,
@@ -435,8 +435,8 @@ impl<T: Serialize + DeserializeOwned + 'static> LifoQueue<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::queue::PriorityQueue;
-/// use multiproc_ipc::Process;
+/// use multiproc::queue::PriorityQueue;
+/// use multiproc::Process;
 ///
 /// fn produce(q: PriorityQueue<(u8, String)>) {
 ///     q.put((2, "low".into())).unwrap();
@@ -449,7 +449,7 @@ impl<T: Serialize + DeserializeOwned + 'static> LifoQueue<T> {
 /// assert_eq!(q.get().unwrap(), (0, "urgent".to_string()));
 /// assert_eq!(q.get().unwrap(), (1, "normal".to_string()));
 /// assert_eq!(q.get().unwrap(), (2, "low".to_string()));
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -469,11 +469,11 @@ pub struct PriorityQueue<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::queue::PriorityQueue;
+/// use multiproc::queue::PriorityQueue;
 ///
 /// let q: PriorityQueue<u64> = PriorityQueue::builder().maxsize(10).build()?;
 /// assert_eq!(q.maxsize(), Some(10));
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct PriorityQueueBuilder<T> {
     maxsize: usize,
