@@ -2,7 +2,9 @@
 
 Every scenario script imports this module for picking its sizes
 (`--quick` selects the small ones the harness and CI use), printing its one
-JSON line in the schema of the Python baseline, a nearest-rank percentile,\nand (pool scenarios) timing a section in a warmed-up fork Pool.
+JSON line in the schema of the Python baseline, a nearest-rank percentile,
+timing a section in a warmed-up fork Pool (pool scenarios) and timing a
+producer Process through a queue (queue scenarios).
 """
 import json
 import platform
@@ -49,6 +51,24 @@ def time_in_pool(pool_size, timed):
         start = time.perf_counter()
         result = timed(pool)
         return result, time.perf_counter() - start
+
+
+def time_drain(ctx, queue, produce, items):
+    """Starts a `ctx` Process running produce(queue, items), gets `items`
+    items from `queue` here, and returns (their sum, seconds from starting
+    the producer to the last get). Asserts the producer exited cleanly."""
+    import time
+
+    producer = ctx.Process(target=produce, args=(queue, items))
+    start = time.perf_counter()
+    producer.start()
+    total = 0
+    for _ in range(items):
+        total += queue.get()
+    seconds = time.perf_counter() - start
+    producer.join()
+    assert producer.exitcode == 0
+    return total, seconds
 
 
 def percentile(sorted_values, fraction):

@@ -12,7 +12,6 @@ Headline figure: ops_per_sec = items per second (higher is better).
 """
 import multiprocessing
 import queue
-import time
 from multiprocessing.managers import BaseManager
 
 import benchlib
@@ -39,18 +38,8 @@ def main():
     ctx = multiprocessing.get_context("fork")
     with QueueManager(ctx=ctx) as manager:
         q = manager.LifoQueue()
-        producer = ctx.Process(target=produce, args=(q, items))
-
-        start = time.perf_counter()
-        producer.start()
-        total = 0
-        for _ in range(items):
-            total += q.get()
-        seconds = time.perf_counter() - start
-
-        producer.join()
+        total, seconds = benchlib.time_drain(ctx, q, produce, items)
     assert total == sum(range(items))
-    assert producer.exitcode == 0
     benchlib.emit(BENCH, items, seconds)
 
 

@@ -6,7 +6,6 @@ main process gets them all. Timed from starting the producer to the last get.
 Headline figure: ops_per_sec = items per second (higher is better).
 """
 import multiprocessing
-import time
 
 import benchlib
 
@@ -23,19 +22,8 @@ def produce(queue, count):
 def main():
     items = benchlib.sizes(SIZES, QUICK_SIZES)["items"]
     ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    producer = ctx.Process(target=produce, args=(queue, items))
-
-    start = time.perf_counter()
-    producer.start()
-    total = 0
-    for _ in range(items):
-        total += queue.get()
-    seconds = time.perf_counter() - start
-
-    producer.join()
+    total, seconds = benchlib.time_drain(ctx, ctx.Queue(), produce, items)
     assert total == sum(range(items))
-    assert producer.exitcode == 0
     benchlib.emit(BENCH, items, seconds)
 
 
