@@ -7,101 +7,24 @@
 //! entry is left.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use multiproc::queue::fault::{self, Point};
 use multiproc::queue::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
 use multiproc::shm::ShmRegion;
 use multiproc::LifoQueue;
-use multiproc_testkit::{alive, assert_lasted, serial_clean, shm_names, wait_until, Kid};
+use multiproc_testkit::{alive, assert_lasted, serial_clean, shm_names, Kid};
+
+#[macro_use]
+mod queue_children;
+use queue_children::{pattern, wait_stalled};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 // -- children ---------------------------------------------------------------
 
-fn produce((q, lo, hi): (LifoQueue<u64>, u64, u64)) {
-    for i in lo..hi {
-        q.put(i).unwrap();
-    }
-}
-
-/// Takes items until the queue is closed; returns them packed as LE bytes.
-fn consume_all(q: LifoQueue<u64>) -> Vec<u8> {
-    let mut got = Vec::new();
-    loop {
-        match q.get() {
-            Ok(x) => got.extend_from_slice(&x.to_le_bytes()),
-            Err(GetError::Closed) => return got,
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
-fn put_bytes((q, items): (LifoQueue<Vec<u8>>, Vec<usize>)) {
-    for len in items {
-        q.put(pattern(len)).unwrap();
-    }
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
-
-fn blocked_put((q, x): (LifoQueue<u64>, u64)) -> bool {
-    q.put(x).is_ok()
-}
-
-fn blocked_get(q: LifoQueue<u64>) -> String {
-    match q.get() {
-        Ok(x) => format!("item {x}"),
-        Err(GetError::Closed) => "closed".into(),
-        Err(e) => format!("error {e}"),
-    }
-}
-
-/// The shared flag a stalled child raises, and the hook that stalls it.
-static STALL: OnceLock<ShmRegion> = OnceLock::new();
-
-fn stall_forever() {
-    if let Some(r) = STALL.get() {
-        r.atomic_u32(0).store(1, Ordering::SeqCst);
-    }
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-fn stalled_get((q, flag, point): (LifoQueue<Vec<u8>>, ShmRegion, u8)) {
-    let _ = STALL.set(flag);
-    fault::inject(point_from(point), stall_forever);
-    let _ = q.get();
-}
-
-fn stalled_put((q, flag, point, item): (LifoQueue<Vec<u8>>, ShmRegion, u8, Vec<u8>)) {
-    let _ = STALL.set(flag);
-    fault::inject(point_from(point), stall_forever);
-    let _ = q.put(item);
-}
-
-fn point_from(p: u8) -> Point {
-    match p {
-        1 => Point::PutWritten,
-        2 => Point::Committing,
-        3 => Point::GetRead,
-        _ => Point::GetCommitted,
-    }
-}
-
-fn wait_stalled(flag: &ShmRegion) {
-    assert!(
-        wait_until(LIMIT, || flag.atomic_u32(0).load(Ordering::SeqCst) != 0),
-        "child never reached the fault point"
-    );
-}
+queue_children!(LifoQueue);
 
 // -- tests ------------------------------------------------------------------
 

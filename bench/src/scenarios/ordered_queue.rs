@@ -4,6 +4,9 @@
 
 use std::time::Instant;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use multiproc::{LifoQueue, PriorityQueue, Process};
 
 use crate::record::Record;
@@ -39,49 +42,57 @@ fn scramble(i: u64, n: u64) -> u64 {
     }
 }
 
-fn joined(result: multiproc::Result<Result<(), String>>) -> Result<(), BenchError> {
-    result?.map_err(BenchError)
-}
-
-fn check_sum(total: u64, items: u64) -> Result<(), BenchError> {
+/// Spawns `produce((queue, items))`, gets `items` items here through `get`,
+/// checks their sum and times it all from starting the producer to the last
+/// get.
+fn time_drain<Q>(
+    bench: &str,
+    items: u64,
+    queue: Q,
+    produce: fn((Q, u64)) -> Result<(), String>,
+    get: impl Fn(&Q) -> multiproc::Result<u64>,
+) -> Result<Record, BenchError>
+where
+    Q: Clone + Serialize + DeserializeOwned + 'static,
+{
+    let start = Instant::now();
+    let producer = Process::spawn(produce, (queue.clone(), items))?;
+    let mut total = 0u64;
+    for _ in 0..items {
+        total += get(&queue)?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    producer.join()?.map_err(BenchError)?;
     if total != items * items.saturating_sub(1) / 2 {
         return Err(BenchError(format!("wrong sum of items: {total}")));
     }
-    Ok(())
+    Ok(Record::timed(bench, items, seconds))
 }
 
 /// A producer `Process` puts `0..items` on a `LifoQueue`; main gets them all.
 /// Timed from starting the producer to the last get.
 pub fn lifo_queue_throughput(params: &Params) -> Result<Record, BenchError> {
     let items = params.get("items")?;
-    let queue = LifoQueue::<u64>::new()?;
-    let start = Instant::now();
-    let producer = Process::spawn(produce_lifo, (queue.clone(), items))?;
-    let mut total = 0u64;
-    for _ in 0..items {
-        total += queue.get().map_err(multiproc::Error::from)?;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    joined(producer.join())?;
-    check_sum(total, items)?;
-    Ok(Record::timed("lifo_queue_throughput", items, seconds))
+    time_drain(
+        "lifo_queue_throughput",
+        items,
+        LifoQueue::<u64>::new()?,
+        produce_lifo,
+        |q| Ok(q.get()?),
+    )
 }
 
 /// A producer `Process` puts a scrambled `0..items` on a `PriorityQueue`;
 /// main gets them all. Timed from starting the producer to the last get.
 pub fn priority_queue_throughput(params: &Params) -> Result<Record, BenchError> {
     let items = params.get("items")?;
-    let queue = PriorityQueue::<u64>::new()?;
-    let start = Instant::now();
-    let producer = Process::spawn(produce_priority, (queue.clone(), items))?;
-    let mut total = 0u64;
-    for _ in 0..items {
-        total += queue.get().map_err(multiproc::Error::from)?;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    joined(producer.join())?;
-    check_sum(total, items)?;
-    Ok(Record::timed("priority_queue_throughput", items, seconds))
+    time_drain(
+        "priority_queue_throughput",
+        items,
+        PriorityQueue::<u64>::new()?,
+        produce_priority,
+        |q| Ok(q.get()?),
+    )
 }
 
 #[cfg(test)]
