@@ -3,6 +3,7 @@
 /// Usage text printed by `--help` and after a bad argument.
 pub const USAGE: &str = "\
 usage: multiproc-bench [--only NAME...] [--quick] [--compare] [--runs N] [--load N] [--list]
+       multiproc-bench --charts DIR [--quick] [--load N]
 
 Runs multiproc's benchmark scenarios and prints one JSON line per scenario
 (the schema of the Python baseline, with \"impl\": \"multiproc\").
@@ -15,6 +16,9 @@ Runs multiproc's benchmark scenarios and prints one JSON line per scenario
   --load N        run N CPU-bound busy processes during both sides' runs (a
                   busy machine); every line gets \"load\": N
   --list          list the scenarios, their headline fields and sizes
+  --charts DIR    run the scaling sweeps instead (pool size, payload size,
+                  manager clients, worker memory) and write SVG charts in DIR;
+                  each point is also printed as a JSON line
   -h, --help      this text
 
 Environment: MULTIPROC_BENCH_PYTHON overrides the directory of the Python
@@ -35,6 +39,8 @@ pub struct Options {
     pub load: usize,
     /// Only list the scenarios.
     pub list: bool,
+    /// Run the scaling sweeps and write their charts in this directory.
+    pub charts: Option<std::path::PathBuf>,
     /// Only print the usage.
     pub help: bool,
 }
@@ -48,6 +54,7 @@ impl Default for Options {
             runs: 1,
             load: 0,
             list: false,
+            charts: None,
             help: false,
         }
     }
@@ -96,6 +103,10 @@ where
             "--runs" => {
                 let value = args.next().ok_or("--runs needs a value")?;
                 options.runs = parse_runs(&value)?;
+            }
+            "--charts" => {
+                let value = args.next().ok_or("--charts needs a directory")?;
+                options.charts = Some(value.into());
             }
             "--load" => {
                 let value = args.next().ok_or("--load needs a value")?;
@@ -157,6 +168,9 @@ mod tests {
         assert_eq!(o.runs, 2);
         assert!(o.list);
         assert!(parse_str("-h").expect("valid").help);
+        let o = parse_str("--charts docs/perf --quick").expect("valid");
+        assert_eq!(o.charts.as_deref(), Some(std::path::Path::new("docs/perf")));
+        assert!(o.quick);
     }
 
     #[test]
@@ -171,6 +185,7 @@ mod tests {
         assert!(parse_str("--load").is_err());
         assert!(parse_str("--load x").is_err());
         assert!(parse_str("--load 1000").is_err());
+        assert!(parse_str("--charts").is_err());
         assert!(parse_str("extra").is_err());
     }
 }

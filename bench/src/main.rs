@@ -6,6 +6,7 @@
 //! counterparts (`bench/python/<name>.py`) at the same sizes and prints a
 //! table. Run `multiproc-bench --help` for the options.
 
+mod charts;
 mod cli;
 mod compare;
 mod cpu;
@@ -55,6 +56,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(dir) = &options.charts {
+        return match charts::run(dir, options.quick) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("multiproc-bench: --charts: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if run(&options, &selected) {
         ExitCode::SUCCESS
     } else {

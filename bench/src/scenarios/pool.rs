@@ -218,7 +218,7 @@ pub fn callback(params: &Params) -> Result<Record, BenchError> {
 
 /// A byte string that encodes as one block (Python's `bytes`), not as a
 /// sequence of numbers.
-struct Bytes(Vec<u8>);
+pub(crate) struct Bytes(pub(crate) Vec<u8>);
 
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

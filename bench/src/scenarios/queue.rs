@@ -23,7 +23,9 @@ fn produce_and_join((queue, count): (JoinableQueue<u64>, u64)) -> Result<(), Str
     Ok(())
 }
 
-fn produce_bytes((queue, count, item_bytes): (Queue<Vec<u8>>, u64, usize)) -> Result<(), String> {
+pub(crate) fn produce_bytes(
+    (queue, count, item_bytes): (Queue<Vec<u8>>, u64, usize),
+) -> Result<(), String> {
     let item = vec![0u8; item_bytes];
     for i in 0..count {
         queue
