@@ -32,3 +32,4 @@ pub use star::StarFn;
 pub use zygote::{FnRef, Zygote, ZygoteChild};
 pub mod queue;
 pub mod shmchan;
+pub mod spin;

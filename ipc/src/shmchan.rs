@@ -132,10 +132,7 @@ pub struct SpinPermit(());
 
 static SPINNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn cpus() -> usize {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
+use crate::spin::cpus;
 
 impl SpinPermit {
     /// A permit to spin, if fewer threads of this process than CPUs spin now.
@@ -161,19 +158,14 @@ impl Drop for SpinPermit {
 /// yield took long: the CPU is busy with other work, and a poller should
 /// sleep instead of coming back for more.
 pub fn yield_briefly() -> bool {
-    let t = Instant::now();
-    std::thread::yield_now();
-    t.elapsed() < Duration::from_micros(30)
+    crate::spin::yield_probe()
 }
 
 /// The spin budget to use before sleeping: `wanted`, or zero on a machine
-/// with a single CPU (where spinning only delays the peer).
+/// with a single CPU (where spinning only delays the peer) or while the
+/// machine is busy (see [`crate::spin`]).
 pub fn spin_budget(wanted: Duration) -> Duration {
-    if cpus() > 1 {
-        wanted
-    } else {
-        Duration::ZERO
-    }
+    crate::spin::budget(wanted)
 }
 
 impl ShmChannel {

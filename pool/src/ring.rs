@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiproc_ipc::park;
 use multiproc_ipc::shm::ShmRegion;
@@ -74,27 +74,11 @@ impl Bell {
     }
 }
 
-/// Spins for up to `budget` until `ready()` holds; true if it did.
+/// Spins for up to `budget` until `ready()` holds (less when the machine is
+/// busy: see `multiproc_ipc::spin`); true if it did.
 #[inline]
 pub(crate) fn spin_until(budget: Duration, ready: impl Fn() -> bool) -> bool {
-    if ready() {
-        return true;
-    }
-    if budget.is_zero() {
-        return false;
-    }
-    let start = Instant::now();
-    loop {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-            if ready() {
-                return true;
-            }
-        }
-        if start.elapsed() >= budget {
-            return ready();
-        }
-    }
+    multiproc_ipc::spin::spin_until(budget, None, ready)
 }
 
 /// Offsets of a ring's control words relative to its header.

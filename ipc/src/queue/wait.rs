@@ -22,7 +22,6 @@
 //! before handing over the guard.
 
 use std::sync::atomic::{fence, AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
@@ -35,11 +34,6 @@ const MAX_SPIN_NS: u32 = 20_000;
 const MIN_SPIN_NS: u32 = 2_000;
 
 /// True on a machine (or affinity mask) with one CPU: spinning is useless there.
-fn single_cpu() -> bool {
-    static ONE: OnceLock<bool> = OnceLock::new();
-    *ONE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() == 1))
-}
-
 /// Why a blocking step stopped.
 #[derive(Debug)]
 pub(crate) enum Stop {
@@ -84,7 +78,7 @@ const LOCK_SPIN: Duration = Duration::from_micros(10);
 /// Tries to take `m` while spinning briefly (none on a single CPU); `None`
 /// if it stayed held.
 fn spin_lock(m: &RobustMutex) -> Option<std::io::Result<Locked>> {
-    if single_cpu() {
+    if crate::spin::budget(LOCK_SPIN).is_zero() {
         return None;
     }
     let start = Instant::now();
@@ -207,7 +201,11 @@ pub(crate) struct Waiter {
 impl Waiter {
     pub(crate) fn new() -> Waiter {
         Waiter {
-            spin_ns: AtomicU32::new(if single_cpu() { 0 } else { MAX_SPIN_NS }),
+            spin_ns: AtomicU32::new(if crate::spin::cpus() < 2 {
+                0
+            } else {
+                MAX_SPIN_NS
+            }),
         }
     }
 
@@ -224,7 +222,11 @@ impl Waiter {
         if ready() {
             return Ok(());
         }
-        let budget = self.spin_ns.load(Ordering::Relaxed);
+        let budget = if crate::spin::budget(LOCK_SPIN).is_zero() {
+            0
+        } else {
+            self.spin_ns.load(Ordering::Relaxed)
+        };
         if budget > 0 {
             let start = Instant::now();
             let limit = Duration::from_nanos(u64::from(budget));

@@ -34,7 +34,6 @@
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
@@ -83,40 +82,16 @@ pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard, SEM_VALUE_MAX};
 /// is available: about the cost of one cross-CPU wake-up.
 const SPIN_BUDGET: Duration = Duration::from_micros(20);
 
-/// The spin budget for this machine: [`SPIN_BUDGET`], or zero on one CPU.
+/// The spin budget now: [`SPIN_BUDGET`], or zero on one CPU or a busy
+/// machine (see [`crate::spin`]).
 pub(crate) fn spin_budget() -> Duration {
-    static CPUS: OnceLock<usize> = OnceLock::new();
-    let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if cpus > 1 {
-        SPIN_BUDGET
-    } else {
-        Duration::ZERO
-    }
+    crate::spin::budget(SPIN_BUDGET)
 }
 
 /// Spins until `done()` or the spin budget (or `deadline`) runs out; returns
 /// whether `done()` became true.
-pub(crate) fn spin_until(deadline: Option<Instant>, mut done: impl FnMut() -> bool) -> bool {
-    let budget = spin_budget();
-    if budget.is_zero() {
-        return false;
-    }
-    let start = Instant::now();
-    let mut end = start + budget;
-    if let Some(d) = deadline {
-        end = end.min(d);
-    }
-    loop {
-        for _ in 0..64 {
-            if done() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if Instant::now() >= end {
-            return done();
-        }
-    }
+pub(crate) fn spin_until(deadline: Option<Instant>, done: impl FnMut() -> bool) -> bool {
+    crate::spin::spin_until(SPIN_BUDGET, deadline, done)
 }
 
 /// Why [`park`] returned.

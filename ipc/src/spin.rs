@@ -1,0 +1,236 @@
+//! Spinning only while it pays.
+//!
+//! A blocking call in multiproc (a pool result, a worker waiting for tasks,
+//! a lock, a queue, a manager reply) first spins for a few microseconds:
+//! on an idle machine the peer answers within that time, and a spin is
+//! ten times cheaper than a sleep and a wake-up. On a busy machine the same
+//! spin steals the CPU from the very process it waits for. So every spin
+//! goes through [`spin_until`], which gives up as soon as the machine shows
+//! it is busy, and then keeps spinning off for a while ([`QUIET`]) in the
+//! whole process:
+//!
+//! - one `sched_yield` after a short pure spin: if it took long, another
+//!   runnable task had this CPU;
+//! - a gap between two looks of the spin loop: the spinner was preempted.
+//!
+//! The knob is the environment variable `MULTIPROC_SPIN`, read once per
+//! process: `adaptive` (the default, as above), `always` (spin whatever the
+//! load: the fastest on a machine reserved for this program), or `never`
+//! (sleep at once: the least CPU). A machine with a single CPU never spins.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long the first, pure spin lasts before the yield probe.
+const PURE: Duration = Duration::from_micros(4);
+/// A yield that takes this long ran another task: the CPU is contended.
+const SLOW_YIELD: Duration = Duration::from_micros(25);
+/// A gap this long between two looks means the spinner was preempted.
+const PREEMPTED: Duration = Duration::from_micros(40);
+/// How long spinning stays off once contention was seen.
+pub const QUIET: Duration = Duration::from_millis(25);
+
+/// How this process spins (`MULTIPROC_SPIN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Spin while it pays (the default).
+    Adaptive,
+    /// Spin the full budget whatever the load.
+    Always,
+    /// Never spin.
+    Never,
+}
+
+impl Policy {
+    /// Parses a `MULTIPROC_SPIN` value (unknown values mean the default).
+    pub fn parse(value: Option<&str>) -> Policy {
+        match value.map(str::trim) {
+            Some("always") => Policy::Always,
+            Some("never") | Some("0") | Some("off") => Policy::Never,
+            _ => Policy::Adaptive,
+        }
+    }
+}
+
+/// The number of CPUs this process may run on.
+pub fn cpus() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// This process's policy: `Never` on a single CPU, else `MULTIPROC_SPIN`.
+pub fn policy() -> Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    *POLICY.get_or_init(|| {
+        if cpus() < 2 {
+            Policy::Never
+        } else {
+            Policy::parse(std::env::var("MULTIPROC_SPIN").ok().as_deref())
+        }
+    })
+}
+
+/// The clock the contention mark is kept in.
+fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Until when (in [`now_ns`]) spinning is off.
+static QUIET_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+/// True while spinning is off after contention was seen.
+pub fn contended() -> bool {
+    quiet(QUIET_UNTIL.load(Ordering::Relaxed), now_ns())
+}
+
+fn quiet(until: u64, now: u64) -> bool {
+    until != 0 && now < until
+}
+
+/// Records that the CPU is contended: spinning stays off for [`QUIET`].
+pub fn note_contention() {
+    let until = now_ns().saturating_add(QUIET.as_nanos() as u64);
+    QUIET_UNTIL.fetch_max(until, Ordering::Relaxed);
+}
+
+/// The budget to spin for now: `wanted`, or zero when this process should
+/// not spin (policy `Never`, or contention seen lately).
+pub fn budget(wanted: Duration) -> Duration {
+    budget_for(policy(), contended(), wanted)
+}
+
+fn budget_for(policy: Policy, contended: bool, wanted: Duration) -> Duration {
+    match policy {
+        Policy::Never => Duration::ZERO,
+        Policy::Always => wanted,
+        Policy::Adaptive if contended => Duration::ZERO,
+        Policy::Adaptive => wanted,
+    }
+}
+
+/// Yields the CPU once; false (and contention noted) if another task ran
+/// meanwhile.
+pub fn yield_probe() -> bool {
+    let t = Instant::now();
+    std::thread::yield_now();
+    if t.elapsed() < SLOW_YIELD {
+        true
+    } else {
+        note_contention();
+        false
+    }
+}
+
+/// Spins until `ready()` holds, for at most `wanted` (and not past
+/// `deadline`), giving up early when the machine is busy; returns whether
+/// `ready()` became true. Looks at least once.
+pub fn spin_until(
+    wanted: Duration,
+    deadline: Option<Instant>,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    if ready() {
+        return true;
+    }
+    let budget = budget(wanted);
+    if budget.is_zero() {
+        return false;
+    }
+    let adaptive = policy() == Policy::Adaptive;
+    let start = Instant::now();
+    let mut end = start + budget;
+    if let Some(d) = deadline {
+        end = end.min(d);
+    }
+    let mut last = start;
+    let mut probed = false;
+    loop {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+            if ready() {
+                return true;
+            }
+        }
+        let now = Instant::now();
+        if now >= end {
+            return ready();
+        }
+        if adaptive {
+            if now - last >= PREEMPTED {
+                note_contention();
+                return ready();
+            }
+            if !probed && now - start >= PURE {
+                probed = true;
+                if !yield_probe() {
+                    return ready();
+                }
+                last = Instant::now();
+                continue;
+            }
+        }
+        last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_values() {
+        assert_eq!(Policy::parse(None), Policy::Adaptive);
+        assert_eq!(Policy::parse(Some("adaptive")), Policy::Adaptive);
+        assert_eq!(Policy::parse(Some("always")), Policy::Always);
+        assert_eq!(Policy::parse(Some("never")), Policy::Never);
+        assert_eq!(Policy::parse(Some("off")), Policy::Never);
+        assert_eq!(Policy::parse(Some("bogus")), Policy::Adaptive);
+    }
+
+    #[test]
+    fn a_ready_condition_is_seen_whatever_the_budget() {
+        assert!(spin_until(Duration::ZERO, None, || true));
+        assert!(spin_until(Duration::from_micros(50), None, || true));
+    }
+
+    #[test]
+    fn a_condition_that_never_holds_gives_up_within_the_budget() {
+        let t = Instant::now();
+        assert!(!spin_until(Duration::from_micros(200), None, || false));
+        // The budget is 200 µs; even preempted, the call ends soon after.
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_past_deadline_stops_the_spin() {
+        let past = Instant::now();
+        let mut looks = 0u32;
+        assert!(!spin_until(Duration::from_secs(10), Some(past), || {
+            looks += 1;
+            false
+        }));
+        assert!(looks <= 65 + 1, "looked {looks} times");
+    }
+
+    #[test]
+    fn contention_turns_spinning_off_for_a_while() {
+        let wanted = Duration::from_micros(100);
+        assert_eq!(budget_for(Policy::Adaptive, false, wanted), wanted);
+        assert_eq!(budget_for(Policy::Adaptive, true, wanted), Duration::ZERO);
+        assert_eq!(budget_for(Policy::Always, true, wanted), wanted);
+        assert_eq!(budget_for(Policy::Never, false, wanted), Duration::ZERO);
+        assert!(!quiet(0, 5), "never marked");
+        assert!(quiet(100, 99));
+        assert!(!quiet(100, 100), "the quiet time is over");
+        note_contention();
+        let until = QUIET_UNTIL.load(Ordering::Relaxed);
+        assert!(until >= QUIET.as_nanos() as u64, "marked {until}");
+    }
+}
