@@ -152,6 +152,18 @@
 //! panicked (WARN); a remote manager refused a connection (WARN); a forked
 //! child could not decode its argument (ERROR, then it exits with 127).
 //!
+//! # Spinning and busy machines
+//!
+//! A blocking call (a result's `get`, a worker waiting for work, a lock, a
+//! queue, a manager reply) spins for a few microseconds before it sleeps:
+//! on an idle machine the answer usually comes within that time. Once a
+//! spinner sees the machine is busy (a `sched_yield` ran another task, or
+//! the spinner was preempted), its process stops spinning for 25 ms, so a
+//! busy machine is not made busier. The environment variable
+//! `MULTIPROC_SPIN` sets this per process: `adaptive` (the default),
+//! `always` (spin whatever the load, for a machine reserved to the program)
+//! or `never` (sleep at once, the least CPU). With one CPU nothing spins.
+//!
 //! # Feature flags
 //!
 //! - `progress`: `IMapIter::progress` and `ExecutorMap::progress` draw
