@@ -1,12 +1,13 @@
 //! `--charts DIR`: scaling sweeps of multiproc rendered as SVG charts.
 //!
+//! - `worker_memory.svg`: RSS and PSS of a worker vs pool size (measured
+//!   first, while the bench's own heap is small);
 //! - `pool_scaling.svg`: tasks/s of `apply_async` and items/s of `map` vs
 //!   pool size (1 to 8 workers);
 //! - `payload_throughput.svg`: bytes/s of pool arguments and queue items vs
 //!   payload size (8 B to 64 MiB);
 //! - `manager_clients.svg`: dict operations/s of one manager vs client
-//!   processes (1 to 32);
-//! - `worker_memory.svg`: RSS and PSS of a worker vs pool size.
+//!   processes (1 to 32).
 //!
 //! Every measured point is also printed as a JSON line
 //! (`{"chart", "series", "x", "y"}`), so a run can be kept as data.
@@ -53,6 +54,19 @@ pub fn run(dir: &Path, quick: bool) -> Result<(), BenchError> {
         .map_err(|e| BenchError(format!("cannot create {}: {e}", dir.display())))?;
     let scale = Scale::new(quick);
 
+    // First, while this process's heap is small: a worker starts as a copy
+    // of it.
+    let (rss, pss) = sweep::worker_memory(scale)?;
+    emit(
+        dir,
+        "worker_memory.svg",
+        &Chart {
+            title: "Memory of a pool worker vs pool size",
+            x_desc: "worker processes",
+            y_desc: "KiB per worker",
+            series: &[series("RSS", rss), series("PSS (shared pages split)", pss)],
+        },
+    )?;
     let (apply, map) = sweep::pool_scaling(scale)?;
     emit(
         dir,
@@ -95,16 +109,5 @@ pub fn run(dir: &Path, quick: bool) -> Result<(), BenchError> {
         },
     )?;
 
-    let (rss, pss) = sweep::worker_memory(scale)?;
-    emit(
-        dir,
-        "worker_memory.svg",
-        &Chart {
-            title: "Memory of a pool worker vs pool size",
-            x_desc: "worker processes",
-            y_desc: "KiB per worker",
-            series: &[series("RSS", rss), series("PSS (shared pages split)", pss)],
-        },
-    )?;
     Ok(())
 }
