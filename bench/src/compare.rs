@@ -41,44 +41,73 @@ fn cell(side: Side<'_>, field: &str) -> (String, Option<f64>) {
     }
 }
 
-/// Renders the table: one row per headline field of every scenario.
-pub fn table(rows: &[(&Scenario, Side<'_>, Side<'_>)]) -> String {
-    let mut cells = vec![[
+/// One scenario's sides: multiproc, Python and the Rust peer (procspawn).
+pub struct Row<'a> {
+    /// The scenario.
+    pub scenario: &'a Scenario,
+    /// multiproc's line.
+    pub multiproc: Side<'a>,
+    /// Python's line.
+    pub python: Side<'a>,
+    /// The peer's line (`Absent` where it has no counterpart).
+    pub peer: Side<'a>,
+}
+
+/// `multiproc / other` as a table cell, following the direction.
+fn ratio_cell(mp: Option<f64>, other: Option<f64>, better: Better) -> String {
+    match (mp, other) {
+        (Some(mp), Some(other)) => {
+            ratio(mp, other, better).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"))
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+/// Renders the table: one row per headline field of every scenario, with
+/// the peer's columns when any row has a peer line.
+pub fn table(rows: &[Row<'_>]) -> String {
+    let with_peer = rows.iter().any(|r| matches!(r.peer, Side::Line(_)));
+    let mut cells = vec![vec![
         "scenario".to_owned(),
         "headline".to_owned(),
         "multiproc".to_owned(),
         "python".to_owned(),
         "multiproc better by".to_owned(),
     ]];
+    if with_peer {
+        cells[0].push("procspawn".to_owned());
+        cells[0].push("better than procspawn by".to_owned());
+    }
     /// Every scenario also compares the CPU time each side used per operation.
     const CPU: Headline = Headline {
         field: "cpu_us_per_op",
         better: Better::Lower,
     };
-    for (scenario, multiproc, python) in rows {
-        for headline in scenario.headlines.iter().chain([&CPU]) {
-            let (mp_text, mp_value) = cell(*multiproc, headline.field);
-            let (py_text, py_value) = cell(*python, headline.field);
+    for row in rows {
+        for headline in row.scenario.headlines.iter().chain([&CPU]) {
+            let (mp_text, mp_value) = cell(row.multiproc, headline.field);
+            let (py_text, py_value) = cell(row.python, headline.field);
             let direction = match headline.better {
                 Better::Lower => " (lower is better)",
                 Better::Higher => " (higher is better)",
                 Better::Info => "",
             };
-            let ratio_text = match (mp_value, py_value) {
-                (Some(mp), Some(py)) => ratio(mp, py, headline.better)
-                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x")),
-                _ => "-".to_owned(),
-            };
-            cells.push([
-                scenario.name.to_owned(),
+            let mut line = vec![
+                row.scenario.name.to_owned(),
                 format!("{}{direction}", headline.field),
                 mp_text,
                 py_text,
-                ratio_text,
-            ]);
+                ratio_cell(mp_value, py_value, headline.better),
+            ];
+            if with_peer {
+                let (peer_text, peer_value) = cell(row.peer, headline.field);
+                line.push(peer_text);
+                line.push(ratio_cell(mp_value, peer_value, headline.better));
+            }
+            cells.push(line);
         }
     }
-    let mut widths = [0usize; 5];
+    let mut widths = vec![0usize; cells[0].len()];
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
@@ -88,7 +117,7 @@ pub fn table(rows: &[(&Scenario, Side<'_>, Side<'_>)]) -> String {
     for (i, row) in cells.iter().enumerate() {
         let line: Vec<String> = row
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .enumerate()
             .map(|(col, (c, w))| {
                 if col >= 2 {
@@ -145,10 +174,16 @@ mod tests {
         let queue = find("queue_throughput").expect("registered");
         let mp_error = Record::error("queue_throughput", IMPL, "boom");
 
+        let row = |scenario, multiproc, python| Row {
+            scenario,
+            multiproc,
+            python,
+            peer: Side::Absent,
+        };
         let text = table(&[
-            (spawn, Side::Line(&mp), Side::Line(&py)),
-            (killed, Side::Absent, Side::Line(&py_killed)),
-            (queue, Side::Line(&mp_error), Side::Absent),
+            row(spawn, Side::Line(&mp), Side::Line(&py)),
+            row(killed, Side::Absent, Side::Line(&py_killed)),
+            row(queue, Side::Line(&mp_error), Side::Absent),
         ]);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("scenario"), "{text}");
@@ -177,5 +212,30 @@ mod tests {
         assert!(lines[8].contains("queue_throughput") && lines[8].contains("error"));
         assert!(lines[9].contains("cpu_us_per_op") && lines[9].contains("error"));
         assert_eq!(lines.len(), 10, "{text}");
+        assert!(
+            !lines[0].contains("procspawn"),
+            "no peer column without peer lines"
+        );
+
+        let mut peer = Record::timed("process_spawn_join", 50, 0.05)
+            .with("per_process_us", 400.0)
+            .with("cpu_us_per_op", 25.0);
+        peer.set("impl", "procspawn");
+        let text = table(&[Row {
+            scenario: spawn,
+            multiproc: Side::Line(&mp),
+            python: Side::Line(&py),
+            peer: Side::Line(&peer),
+        }]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("procspawn"), "{text}");
+        let spawn_row: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            spawn_row[spawn_row.len() - 2..],
+            ["400.0", "4.00x"],
+            "{text}"
+        );
+        let cpu_row: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(cpu_row[cpu_row.len() - 2..], ["25.0", "0.50x"], "{text}");
     }
 }

@@ -23,6 +23,9 @@ use record::{combine_runs, emit, Record, IMPL};
 use registry::{Scenario, SCENARIOS};
 
 fn main() -> ExitCode {
+    // A process of procspawn's pool (the peer column of --compare) is this
+    // program re-executed: it runs its task here and never returns.
+    procspawn::init();
     if std::env::args().nth(1).as_deref() == Some(cpu::BURN_ARG) {
         cpu::burn();
         return ExitCode::SUCCESS;
@@ -137,15 +140,34 @@ fn repeat(runs: usize, mut once: impl FnMut() -> Record) -> Record {
     combine_runs(&lines).unwrap_or_default()
 }
 
-/// One run of the multiproc side; a panic or error becomes an error line.
-fn run_multiproc(scenario: &Scenario, run: registry::RunFn, quick: bool) -> Record {
+/// One run of a Rust side (`implementation`: multiproc or the peer); a
+/// panic or error becomes an error line.
+fn run_rust(
+    scenario: &Scenario,
+    run: registry::RunFn,
+    quick: bool,
+    implementation: &str,
+) -> Record {
     let params = scenario.params(quick);
     match panic::catch_unwind(AssertUnwindSafe(|| run(&params))) {
         Ok(Ok(line)) => line,
-        Ok(Err(err)) => Record::error(scenario.name, IMPL, &err.to_string()),
-        Err(_) => Record::error(scenario.name, IMPL, "the scenario panicked"),
+        Ok(Err(err)) => Record::error(scenario.name, implementation, &err.to_string()),
+        Err(_) => Record::error(scenario.name, implementation, "the scenario panicked"),
     }
 }
+
+/// One run of the multiproc side.
+fn run_multiproc(scenario: &Scenario, run: registry::RunFn, quick: bool) -> Record {
+    run_rust(scenario, run, quick, IMPL)
+}
+
+/// A scenario's lines: multiproc's, Python's and the Rust peer's.
+type Measured = (
+    &'static Scenario,
+    Option<Record>,
+    Option<Record>,
+    Option<Record>,
+);
 
 /// Runs the selected scenarios; returns whether every line was a result.
 fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
@@ -177,7 +199,7 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
     let limit = python::time_limit(options.quick);
 
     let mut ok = true;
-    let mut results: Vec<(&Scenario, Option<Record>, Option<Record>)> = Vec::new();
+    let mut results: Vec<Measured> = Vec::new();
     for &scenario in selected {
         let multiproc = scenario.run.map(|run_fn| {
             repeat(options.runs, || {
@@ -191,26 +213,45 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
                 })
             })
         });
-        let (mut multiproc, mut python_line) = (multiproc, python_line);
-        for line in multiproc.iter_mut().chain(python_line.iter_mut()) {
+        let peer = python
+            .as_ref()
+            .and_then(|_| scenarios::peer::find(scenario.name))
+            .map(|peer_fn| {
+                repeat(options.runs, || {
+                    cpu::measured(|| {
+                        run_rust(scenario, peer_fn, options.quick, scenarios::peer::PEER_IMPL)
+                    })
+                })
+            });
+        let (mut multiproc, mut python_line, mut peer) = (multiproc, python_line, peer);
+        for line in multiproc
+            .iter_mut()
+            .chain(python_line.iter_mut())
+            .chain(peer.iter_mut())
+        {
             if options.load > 0 {
                 line.set("load", options.load);
             }
         }
-        for line in multiproc.iter().chain(&python_line) {
+        for line in multiproc.iter().chain(&python_line).chain(&peer) {
             emit(line);
             ok &= line.error_message().is_none();
         }
-        results.push((scenario, multiproc, python_line));
+        results.push((scenario, multiproc, python_line, peer));
     }
 
     if python.is_some() {
         fn side(line: &Option<Record>) -> Side<'_> {
             line.as_ref().map_or(Side::Absent, Side::Line)
         }
-        let rows: Vec<(&Scenario, Side<'_>, Side<'_>)> = results
+        let rows: Vec<compare::Row<'_>> = results
             .iter()
-            .map(|(s, mp, py)| (*s, side(mp), side(py)))
+            .map(|(s, mp, py, peer)| compare::Row {
+                scenario: s,
+                multiproc: side(mp),
+                python: side(py),
+                peer: side(peer),
+            })
             .collect();
         let sizes = if options.quick { "quick" } else { "full" };
         println!(

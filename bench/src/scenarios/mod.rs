@@ -7,6 +7,7 @@ pub mod executor;
 pub mod killed;
 pub mod manager;
 pub mod ordered_queue;
+pub mod peer;
 pub mod pool;
 pub mod process;
 pub mod queue;
