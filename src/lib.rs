@@ -44,3 +44,32 @@ pub use multiproc_manager::{
     ManagerServer, ManagerServerBuilder, NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy,
     RemoteManager, SemaphoreProxy, ValueProxy,
 };
+
+// The shared object traits: one interface for manager proxies and Redis objects.
+pub use multiproc_manager::SharedDict;
+pub use multiproc_manager::SharedJoinableQueue;
+pub use multiproc_manager::SharedList;
+pub use multiproc_manager::SharedLock;
+pub use multiproc_manager::SharedLockGuard;
+pub use multiproc_manager::SharedQueue;
+pub use multiproc_manager::SharedValue;
+
+// The distributed tier on Redis (feature `redis`).
+#[cfg(feature = "redis")]
+pub use multiproc_redis as redis;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisBackend;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisDict;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisJoinableQueue;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisList;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisLock;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisLockGuard;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisQueue;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisValue;

@@ -47,6 +47,7 @@
 
 mod client;
 mod local;
+mod objects;
 mod protocol;
 mod proxy;
 mod remote;
@@ -54,6 +55,10 @@ mod store;
 
 pub use local::Manager;
 pub use multiproc_ipc::{Error, ErrorKind, Result};
+pub use objects::{
+    SharedDict, SharedJoinableQueue, SharedList, SharedLock, SharedLockGuard, SharedQueue,
+    SharedValue,
+};
 pub use proxy::{
     CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, NamespaceProxy,
     ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
