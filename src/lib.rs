@@ -58,6 +58,10 @@ pub use multiproc_manager::SharedValue;
 #[cfg(feature = "redis")]
 pub use multiproc_redis as redis;
 #[cfg(feature = "redis")]
+pub use multiproc_redis::PoolStats;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::Priority;
+#[cfg(feature = "redis")]
 pub use multiproc_redis::RedisBackend;
 #[cfg(feature = "redis")]
 pub use multiproc_redis::RedisDict;
@@ -70,6 +74,24 @@ pub use multiproc_redis::RedisLock;
 #[cfg(feature = "redis")]
 pub use multiproc_redis::RedisLockGuard;
 #[cfg(feature = "redis")]
+pub use multiproc_redis::RedisPool;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisPoolBuilder;
+#[cfg(feature = "redis")]
 pub use multiproc_redis::RedisQueue;
 #[cfg(feature = "redis")]
 pub use multiproc_redis::RedisValue;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::Registry;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::TaskFn;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::TaskHandle;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::TaskOptions;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::Worker;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::WorkerBuilder;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::WorkerReport;

@@ -117,7 +117,6 @@ fn is_connection_error(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
-#[allow(dead_code)] // used by the distributed pool
 fn is_noscript(e: &RedisError) -> bool {
     e.code() == Some("NOSCRIPT")
 }
@@ -269,7 +268,6 @@ impl RedisBackend {
 
     /// Runs `f` (see [`run`](Self::run)); on `NOSCRIPT` (a restarted or
     /// flushed server) loads `scripts` and runs it again.
-    #[allow(dead_code)] // used by the distributed pool
     pub(crate) fn run_scripts<T>(
         &self,
         context: &str,

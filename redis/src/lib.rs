@@ -1,5 +1,9 @@
 //! multiproc's distributed tier on a real Redis server (≥ 6.2).
 //!
+//! * [`RedisPool`] and [`Worker`]: a distributed task pool (see [`pool`]):
+//!   named task functions, at-least-once execution with each result committed
+//!   exactly once, redelivery within seconds of a worker's death, retries,
+//!   dead letters, priorities, delayed tasks, graceful shutdown.
 //! * [`RedisBackend`]: a server, by URL; connections are per process, opened
 //!   on first use and rebuilt after a fork.
 //! * Shared objects behind the same traits as the manager's proxies
@@ -31,6 +35,7 @@
 mod conn;
 mod lock;
 mod objects;
+pub mod pool;
 
 use std::time::Duration;
 
@@ -42,6 +47,10 @@ pub use multiproc_manager::{
     SharedValue,
 };
 pub use objects::{RedisDict, RedisJoinableQueue, RedisList, RedisQueue, RedisValue};
+pub use pool::{
+    PoolStats, Priority, RedisPool, RedisPoolBuilder, Registry, TaskFn, TaskHandle, TaskOptions,
+    Worker, WorkerBuilder, WorkerReport,
+};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

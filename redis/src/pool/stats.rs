@@ -1,0 +1,131 @@
+//! `RedisPool::stats`: what is queued, running, retried and dead.
+
+use multiproc_ipc::Result;
+use redis::Value;
+
+use super::master::RedisPool;
+use super::GROUP;
+
+/// A snapshot of a pool's namespace ([`RedisPool::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Tasks waiting in the queue's streams, not yet taken by a worker.
+    pub queued: u64,
+    /// Tasks taken by a worker and not yet completed (running or
+    /// prefetched).
+    pub running: u64,
+    /// `running`, per worker (consumer name), busiest first.
+    pub pending_per_worker: Vec<(String, u64)>,
+    /// Tasks waiting for their delay or retry backoff.
+    pub delayed: u64,
+    /// Results committed.
+    pub completed: u64,
+    /// Failed attempts queued again (panics, crashes, timeouts).
+    pub retries: u64,
+    /// Tasks handed back from dead workers.
+    pub redelivered: u64,
+    /// Tasks whose last attempt failed (entries in the dead-letter stream).
+    pub dead_letters: u64,
+    /// Completions refused because the worker no longer owned the task.
+    pub fenced: u64,
+    /// Workers with a live heartbeat.
+    pub workers: u64,
+}
+
+fn int(v: &Value) -> u64 {
+    match v {
+        Value::Int(i) => (*i).max(0) as u64,
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+impl RedisPool {
+    /// Counts queued, running (per worker), delayed, completed, retried,
+    /// redelivered, dead-lettered and fenced-off tasks, and live workers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_redis::{RedisBackend, RedisPool};
+    /// # let server = multiproc_testkit::RedisServer::start();
+    /// # let backend = RedisBackend::open(&server.url())?;
+    /// let pool = RedisPool::builder(backend).build()?;
+    /// let s = pool.stats()?;
+    /// assert_eq!((s.queued, s.running, s.dead_letters), (0, 0, 0));
+    /// # Ok::<(), multiproc_redis::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Io` if the server cannot be reached.
+    pub fn stats(&self) -> Result<PoolStats> {
+        let (backend, ns, streams) = self.shared_backend_ns();
+        backend.run("stats", |c| {
+            let mut st = PoolStats::default();
+            let mut per: std::collections::HashMap<String, u64> = Default::default();
+            for s in streams {
+                let len: u64 = redis::cmd("XLEN").arg(s).query(c)?;
+                let summary: Value = redis::cmd("XPENDING").arg(s).arg(GROUP).query(c)?;
+                let mut pending = 0;
+                if let Value::Array(parts) = &summary {
+                    pending = parts.first().map_or(0, int);
+                    if let Some(Value::Array(consumers)) = parts.get(3) {
+                        for cons in consumers {
+                            if let Value::Array(pair) = cons {
+                                if let (Some(n), Some(k)) = (pair.first(), pair.get(1)) {
+                                    *per.entry(text(n)).or_default() += int(k);
+                                }
+                            }
+                        }
+                    }
+                }
+                st.running += pending;
+                st.queued += len.saturating_sub(pending);
+            }
+            let mut per: Vec<(String, u64)> = per.into_iter().collect();
+            per.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            st.pending_per_worker = per;
+            st.delayed = redis::cmd("ZCARD").arg(format!("{ns}:delayed")).query(c)?;
+            st.dead_letters = redis::cmd("XLEN").arg(format!("{ns}:dead")).query(c)?;
+            let counters: Vec<Option<u64>> = redis::cmd("MGET")
+                .arg(format!("{ns}:stat:completed"))
+                .arg(format!("{ns}:stat:retries"))
+                .arg(format!("{ns}:stat:redelivered"))
+                .arg(format!("{ns}:stat:fenced"))
+                .query(c)?;
+            let at = |i: usize| counters.get(i).copied().flatten().unwrap_or(0);
+            st.completed = at(0);
+            st.retries = at(1);
+            st.redelivered = at(2);
+            st.fenced = at(3);
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{ns}:hb:*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                st.workers += keys.len() as u64;
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            Ok(st)
+        })
+    }
+}
