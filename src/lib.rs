@@ -84,6 +84,8 @@ pub use multiproc_redis::RedisValue;
 #[cfg(feature = "redis")]
 pub use multiproc_redis::Registry;
 #[cfg(feature = "redis")]
+pub use multiproc_redis::RunningTask;
+#[cfg(feature = "redis")]
 pub use multiproc_redis::TaskFn;
 #[cfg(feature = "redis")]
 pub use multiproc_redis::TaskHandle;

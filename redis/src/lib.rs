@@ -48,8 +48,8 @@ pub use multiproc_manager::{
 };
 pub use objects::{RedisDict, RedisJoinableQueue, RedisList, RedisQueue, RedisValue};
 pub use pool::{
-    PoolStats, Priority, RedisPool, RedisPoolBuilder, Registry, TaskFn, TaskHandle, TaskOptions,
-    Worker, WorkerBuilder, WorkerReport,
+    PoolStats, Priority, RedisPool, RedisPoolBuilder, Registry, RunningTask, TaskFn, TaskHandle,
+    TaskOptions, Unordered, Worker, WorkerBuilder, WorkerReport,
 };
 
 use serde::de::DeserializeOwned;

@@ -4,8 +4,9 @@
 //!
 //! The server runs under `setpriv --pdeathsig KILL` when `setpriv` is there,
 //! so it dies with the thread that started it even if the test process is
-//! killed. Its directory name starts with [`DIR_PREFIX`], which lets CI find
-//! (and fail on) a server that outlived its test.
+//! killed. Its directory (the server's working directory) is named
+//! [`DIR_PREFIX`]`…`, which lets CI find (and fail on) a server that outlived
+//! its test.
 //!
 //! A test that finds no `redis-server` fails with [`INSTALL_HINT`]; it is never
 //! skipped.
@@ -24,7 +25,7 @@ pub const INSTALL_HINT: &str = "redis-server (Redis >= 6.2) was not found: insta
      or set MULTIPROC_REDIS_SERVER to the path of a redis-server binary";
 
 /// The start of every test server's directory name (under the system's
-/// temporary directory), also visible in the server's command line.
+/// temporary directory); the server runs in that directory.
 pub const DIR_PREFIX: &str = "multiproc-redis-test-";
 
 /// How long a server may take to answer its first `PING`.

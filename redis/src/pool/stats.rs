@@ -51,7 +51,99 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// A task a worker holds ([`RedisPool::running`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningTask {
+    /// The task's client id.
+    pub id: String,
+    /// The consumer (worker incarnation) holding it: `HOST-PID-RANDOM`.
+    pub consumer: String,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+    /// Milliseconds since it was delivered.
+    pub idle_ms: u64,
+}
+
+impl RunningTask {
+    /// The pid of the worker process holding the task, read from its
+    /// consumer name.
+    pub fn worker_pid(&self) -> Option<i32> {
+        self.consumer.rsplit('-').nth(1)?.parse().ok()
+    }
+}
+
 impl RedisPool {
+    /// The tasks workers hold now (at most 1,000 per priority level).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_redis::{RedisBackend, RedisPool};
+    /// # let server = multiproc_testkit::RedisServer::start();
+    /// # let backend = RedisBackend::open(&server.url())?;
+    /// let pool = RedisPool::builder(backend).build()?;
+    /// assert!(pool.running()?.is_empty());
+    /// # Ok::<(), multiproc_redis::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Io` if the server cannot be reached.
+    pub fn running(&self) -> Result<Vec<RunningTask>> {
+        let (backend, _, streams) = self.shared_backend_ns();
+        backend.run("running", |c| {
+            let mut out = Vec::new();
+            for s in streams {
+                let pending: Value = redis::cmd("XPENDING")
+                    .arg(s)
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1000)
+                    .query(c)?;
+                let Value::Array(list) = pending else {
+                    continue;
+                };
+                for p in list {
+                    let Value::Array(p) = p else { continue };
+                    let (Some(entry), Some(consumer), Some(idle)) = (p.first(), p.get(1), p.get(2))
+                    else {
+                        continue;
+                    };
+                    let entry = text(entry);
+                    let fields: Value = redis::cmd("XRANGE")
+                        .arg(s)
+                        .arg(&entry)
+                        .arg(&entry)
+                        .query(c)?;
+                    let (mut id, mut attempt) = (String::new(), 0u32);
+                    if let Value::Array(es) = fields {
+                        if let Some(Value::Array(e)) = es.first() {
+                            if let Some(Value::Array(kv)) = e.get(1) {
+                                for pair in kv.chunks(2) {
+                                    if let [k, v] = pair {
+                                        match text(k).as_str() {
+                                            "id" => id = text(v),
+                                            "n" => attempt = int(v) as u32,
+                                            _ => {}
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    out.push(RunningTask {
+                        id,
+                        consumer: text(consumer),
+                        attempt,
+                        idle_ms: int(idle),
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Counts queued, running (per worker), delayed, completed, retried,
     /// redelivered, dead-lettered and fenced-off tasks, and live workers.
     ///
