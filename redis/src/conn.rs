@@ -117,6 +117,12 @@ fn is_connection_error(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
+/// True for a server that is not ready yet (loading its data after a
+/// restart) or briefly unable to answer: worth asking again.
+fn is_transient(e: &RedisError) -> bool {
+    is_connection_error(e) || matches!(e.code(), Some("LOADING" | "TRYAGAIN" | "MASTERDOWN"))
+}
+
 fn is_noscript(e: &RedisError) -> bool {
     e.code() == Some("NOSCRIPT")
 }
@@ -236,7 +242,8 @@ impl RedisBackend {
     }
 
     /// Runs `f`, which must be safe to repeat, reconnecting and repeating it
-    /// while the server is unreachable, for up to the retry window.
+    /// while the server is unreachable (or still loading its data after a
+    /// restart), for up to the retry window.
     pub(crate) fn run<T>(
         &self,
         context: &str,
@@ -258,7 +265,7 @@ impl RedisBackend {
             });
             match attempt {
                 Ok(v) => return Ok(v),
-                Err(e) if is_connection_error(&e) && Instant::now() < deadline => {
+                Err(e) if is_transient(&e) && Instant::now() < deadline => {
                     std::thread::sleep(RECONNECT_PAUSE);
                 }
                 Err(e) => return Err(map_err(context, e)),

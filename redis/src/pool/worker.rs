@@ -24,6 +24,10 @@ const REAP_EVERY: Duration = Duration::from_millis(250);
 const MOVE_EVERY: Duration = Duration::from_millis(100);
 /// How often the shutdown counter is read.
 const SHUTDOWN_EVERY: Duration = Duration::from_millis(200);
+/// How often a worker looks for entries it owns but does not know about.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// How long such an entry must have been idle before it is handed back.
+const ORPHAN_IDLE: Duration = Duration::from_secs(2);
 /// Longest retry backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -344,6 +348,7 @@ impl Running<'_> {
         let mut last_reap = Instant::now() - REAP_EVERY;
         let mut last_move = Instant::now() - MOVE_EVERY;
         let mut last_shutdown = Instant::now();
+        let mut last_reconcile = Instant::now();
         let mut idle_since = Instant::now();
         loop {
             let mut done: Vec<Done> = self.rx.try_iter().collect();
@@ -359,6 +364,10 @@ impl Running<'_> {
             if now.duration_since(last_move) >= MOVE_EVERY {
                 last_move = now;
                 self.move_due()?;
+            }
+            if now.duration_since(last_reconcile) >= RECONCILE_EVERY {
+                last_reconcile = now;
+                self.reconcile()?;
             }
             if now.duration_since(last_shutdown) >= SHUTDOWN_EVERY {
                 last_shutdown = now;
@@ -626,6 +635,53 @@ impl Running<'_> {
         Ok(())
     }
 
+    /// Hands back entries this consumer owns on the server but does not
+    /// hold: after a server restart that lost its last writes (a commit, or
+    /// the reply to a read), such an entry would otherwise stay pending for
+    /// a live worker forever.
+    fn reconcile(&mut self) -> Result<()> {
+        let ns = self.ns().to_owned();
+        let me = self.consumer.clone();
+        let streams = self.streams.clone();
+        let known: std::collections::HashSet<String> =
+            self.held.values().map(|h| h.entry.clone()).collect();
+        let n = self
+            .b
+            .backend
+            .run_scripts("reconcile", &scripts::all(), |c| {
+                let mut n = 0;
+                for s in &streams {
+                    let pending: Value = redis::cmd("XPENDING")
+                        .arg(s)
+                        .arg(GROUP)
+                        .arg("IDLE")
+                        .arg(ORPHAN_IDLE.as_millis() as u64)
+                        .arg("-")
+                        .arg("+")
+                        .arg(100)
+                        .arg(&me)
+                        .query(c)?;
+                    let Value::Array(list) = pending else {
+                        continue;
+                    };
+                    let orphans: Vec<String> = list
+                        .iter()
+                        .filter_map(|e| match e {
+                            Value::Array(f) => f
+                                .first()
+                                .map(|id| String::from_utf8_lossy(&bytes(id)).into_owned()),
+                            _ => None,
+                        })
+                        .filter(|id| !known.contains(id))
+                        .collect();
+                    n += requeue(c, &ns, s, &me, &orphans, false)?;
+                }
+                Ok(n)
+            })?;
+        self.report.handed_back += n;
+        Ok(())
+    }
+
     /// Graceful shutdown: no more fetching; wait for the held tasks up to
     /// the grace period, then hand back what is left.
     fn drain(&mut self) -> Result<()> {
@@ -723,6 +779,45 @@ fn consumers(c: &mut Connection, stream: &str) -> RedisResult<Vec<(String, u64, 
     Ok(out)
 }
 
+/// Queues again the entries `ids` that `consumer` holds on `stream` (fenced):
+/// with attempt + 1 for a dead worker (`dead`), unchanged otherwise. Returns
+/// how many it queued again (or dead-lettered).
+fn requeue(
+    c: &mut Connection,
+    ns: &str,
+    stream: &str,
+    consumer: &str,
+    ids: &[String],
+    dead: bool,
+) -> RedisResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let lost = Error::new(
+        ErrorKind::WorkerLost,
+        format!("worker {consumer} died while running the task, and no attempt was left"),
+    );
+    let final_outcome = encode_outcome(&Err(lost.clone()));
+    let mut p = redis::pipe();
+    for id in ids {
+        p.cmd("EVALSHA")
+            .arg(scripts::requeue().get_hash())
+            .arg(1)
+            .arg(stream)
+            .arg(ns)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(id)
+            .arg(if dead { 1 } else { 0 })
+            .arg(0)
+            .arg(final_outcome.as_slice())
+            .arg(lost.to_string())
+            .arg(if dead { "redelivered" } else { "" });
+    }
+    let r: Vec<i64> = p.query(c)?;
+    Ok(r.iter().filter(|&&x| x > 0).count() as u64)
+}
+
 /// Queues again every entry `consumer` holds on `stream`: with attempt + 1
 /// for a dead worker (`dead`), unchanged for a graceful hand-back.
 fn hand_back(
@@ -732,11 +827,6 @@ fn hand_back(
     consumer: &str,
     dead: bool,
 ) -> RedisResult<u64> {
-    let lost = Error::new(
-        ErrorKind::WorkerLost,
-        format!("worker {consumer} died while running the task, and no attempt was left"),
-    );
-    let final_outcome = encode_outcome(&Err(lost.clone()));
     let mut n = 0;
     loop {
         let pending: Value = redis::cmd("XPENDING")
@@ -762,24 +852,7 @@ fn hand_back(
                 _ => None,
             })
             .collect();
-        let mut p = redis::pipe();
-        for id in &ids {
-            p.cmd("EVALSHA")
-                .arg(scripts::requeue().get_hash())
-                .arg(1)
-                .arg(stream)
-                .arg(ns)
-                .arg(GROUP)
-                .arg(consumer)
-                .arg(id)
-                .arg(if dead { 1 } else { 0 })
-                .arg(0)
-                .arg(final_outcome.as_slice())
-                .arg(lost.to_string())
-                .arg(if dead { "redelivered" } else { "" });
-        }
-        let r: Vec<i64> = p.query(c)?;
-        n += r.iter().filter(|&&x| x > 0).count() as u64;
+        n += requeue(c, ns, stream, consumer, &ids, dead)?;
         if ids.len() < 100 {
             return Ok(n);
         }
