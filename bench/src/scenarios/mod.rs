@@ -7,4 +7,5 @@ pub mod manager;
 pub mod pool;
 pub mod process;
 pub mod queue;
+pub mod redis;
 pub mod sync;
