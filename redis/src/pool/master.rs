@@ -17,7 +17,7 @@ use super::{ensure_groups, scripts, streams};
 use crate::conn::{random_hex, RedisBackend};
 use crate::objects::{dec, enc};
 
-/// How many submissions go in one pipeline.
+/// How many submissions go in one script call.
 const BATCH: usize = 512;
 /// How often a waiting master also looks up its result directly (in case
 /// a notification was lost, e.g. with a server restart).
@@ -300,17 +300,15 @@ impl Shared {
         })
     }
 
-    /// Submits in pipelines of [`BATCH`] (idempotent: safe to repeat).
+    /// Submits in script calls of [`BATCH`] tasks (idempotent: safe to
+    /// repeat).
     fn submit(&self, subs: &[Submission]) -> Result<()> {
         for chunk in subs.chunks(BATCH) {
             self.backend.run_scripts("submit", &scripts::all(), |c| {
-                let mut p = redis::pipe();
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(scripts::submit().get_hash()).arg(0).arg(&self.ns);
                 for s in chunk {
-                    p.cmd("EVALSHA")
-                        .arg(scripts::submit().get_hash())
-                        .arg(1)
-                        .arg(&self.streams[s.stream])
-                        .arg(&self.ns)
+                    cmd.arg(&self.streams[s.stream])
                         .arg(&s.id)
                         .arg(&s.name)
                         .arg(s.args.as_slice())
@@ -318,10 +316,9 @@ impl Shared {
                         .arg(&self.reply)
                         .arg(s.timeout_ms)
                         .arg(s.backoff_ms)
-                        .arg(s.delay_ms)
-                        .ignore();
+                        .arg(s.delay_ms);
                 }
-                p.query::<()>(c)
+                cmd.query::<Vec<i64>>(c)
             })?;
         }
         Ok(())
@@ -467,7 +464,7 @@ impl RedisPool {
         Ok(self.handle(id))
     }
 
-    /// Submits one task per item, in pipelines of 512; returns their
+    /// Submits one task per item, 512 per script call; returns their
     /// handles in order.
     ///
     /// # Errors

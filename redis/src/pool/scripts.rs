@@ -2,60 +2,93 @@
 //! each is atomic on the server.
 //!
 //! Keys are derived from the namespace inside the scripts (`NS:results`,
-//! `NS:d:ID`...): the pool runs on one server, not on a cluster.
+//! `NS:d:ID`...): the pool runs on one server, not on a cluster. Scripts
+//! that read the server's clock call `redis.replicate_commands()` first, as
+//! Redis 6.2 requires before writes that follow `TIME`.
 
 use std::sync::OnceLock;
 
 use redis::Script;
 
-/// Submits a task unless its id was submitted before (idempotent).
+/// Submits tasks whose ids were not submitted before (idempotent).
 ///
-/// KEYS: stream. ARGV: ns, id, f, a, m, r, t, b, delay_ms.
-/// Returns 1 (queued), 2 (delayed) or 0 (a duplicate id: nothing done).
+/// ARGV: ns, then per task: stream, id, f, a, m, r, t, b, delay_ms.
+/// Returns a code per task: 1 (queued), 2 (delayed) or 0 (a duplicate id:
+/// nothing done).
 const SUBMIT: &str = r"
+redis.replicate_commands()
 local ns = ARGV[1]
-if redis.call('HSETNX', ns .. ':ids', ARGV[2], KEYS[1]) == 0 then return 0 end
-redis.call('SADD', ns .. ':streams', KEYS[1])
-local delay = tonumber(ARGV[9])
-if delay > 0 then
-  redis.replicate_commands()
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('HSET', ns .. ':d:' .. ARGV[2], 's', KEYS[1], 'id', ARGV[2], 'f', ARGV[3],
-    'a', ARGV[4], 'n', '1', 'm', ARGV[5], 'r', ARGV[6], 't', ARGV[7], 'b', ARGV[8])
-  redis.call('ZADD', ns .. ':delayed', now + delay, ARGV[2])
-  return 2
+local out = {}
+local now = nil
+local known = {}
+for i = 2, #ARGV, 9 do
+  local s, id = ARGV[i], ARGV[i + 1]
+  if redis.call('HSETNX', ns .. ':ids', id, s) == 0 then
+    out[#out + 1] = 0
+  else
+    if not known[s] then
+      redis.call('SADD', ns .. ':streams', s)
+      known[s] = true
+    end
+    local delay = tonumber(ARGV[i + 8])
+    if delay > 0 then
+      if not now then
+        local t = redis.call('TIME')
+        now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      end
+      redis.call('HSET', ns .. ':d:' .. id, 's', s, 'id', id, 'f', ARGV[i + 2],
+        'a', ARGV[i + 3], 'n', '1', 'm', ARGV[i + 4], 'r', ARGV[i + 5], 't', ARGV[i + 6],
+        'b', ARGV[i + 7])
+      redis.call('ZADD', ns .. ':delayed', now + delay, id)
+      out[#out + 1] = 2
+    else
+      redis.call('XADD', s, '*', 'id', id, 'f', ARGV[i + 2], 'a', ARGV[i + 3], 'n', '1',
+        'm', ARGV[i + 4], 'r', ARGV[i + 5], 't', ARGV[i + 6], 'b', ARGV[i + 7])
+      out[#out + 1] = 1
+    end
+  end
 end
-redis.call('XADD', KEYS[1], '*', 'id', ARGV[2], 'f', ARGV[3], 'a', ARGV[4], 'n', '1',
-  'm', ARGV[5], 'r', ARGV[6], 't', ARGV[7], 'b', ARGV[8])
-return 1
+return out
 ";
 
-/// Commits a task's outcome, fenced: only if `consumer` still owns the
-/// entry. Acknowledges and deletes the entry, stores the outcome unless one
-/// is stored already, notifies the submitter, and for a final failure adds a
-/// dead letter.
+/// Commits tasks' outcomes, each fenced: only if `consumer` still owns the
+/// entry. For each: acknowledges and deletes the entry, stores the outcome
+/// unless one is stored already, notifies the submitter, and for a final
+/// failure adds a dead letter.
 ///
-/// KEYS: stream. ARGV: ns, group, consumer, entry, id, outcome, reply,
-/// dead (0/1), f, n, error text.
-/// Returns 1 (committed), 2 (a result was already stored), 0 (fenced off).
+/// ARGV: ns, group, consumer, then per entry: stream, entry, id, outcome,
+/// reply, dead (0/1), f, n, error text.
+/// Returns a code per entry: 1 (committed), 2 (a result was already
+/// stored), 0 (fenced off).
 const COMPLETE: &str = r"
-local ns = ARGV[1]
-local p = redis.call('XPENDING', KEYS[1], ARGV[2], ARGV[4], ARGV[4], 1, ARGV[3])
-if #p == 0 then
-  redis.call('INCR', ns .. ':stat:fenced')
-  return 0
+local ns, group, me = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+local committed, fenced = 0, 0
+for i = 4, #ARGV, 9 do
+  local s, entry, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local p = redis.call('XPENDING', s, group, entry, entry, 1, me)
+  if #p == 0 then
+    fenced = fenced + 1
+    out[#out + 1] = 0
+  else
+    redis.call('XACK', s, group, entry)
+    redis.call('XDEL', s, entry)
+    if redis.call('HSETNX', ns .. ':results', id, ARGV[i + 3]) == 0 then
+      out[#out + 1] = 2
+    else
+      committed = committed + 1
+      if ARGV[i + 5] == '1' then
+        redis.call('XADD', ns .. ':dead', '*', 'id', id, 'f', ARGV[i + 6], 'n', ARGV[i + 7],
+          'error', ARGV[i + 8])
+      end
+      if ARGV[i + 4] ~= '' then redis.call('RPUSH', ARGV[i + 4], id) end
+      out[#out + 1] = 1
+    end
+  end
 end
-redis.call('XACK', KEYS[1], ARGV[2], ARGV[4])
-redis.call('XDEL', KEYS[1], ARGV[4])
-if redis.call('HSETNX', ns .. ':results', ARGV[5], ARGV[6]) == 0 then return 2 end
-redis.call('INCR', ns .. ':stat:completed')
-if ARGV[8] == '1' then
-  redis.call('XADD', ns .. ':dead', '*', 'id', ARGV[5], 'f', ARGV[9], 'n', ARGV[10],
-    'error', ARGV[11])
-end
-if ARGV[7] ~= '' then redis.call('RPUSH', ARGV[7], ARGV[5]) end
-return 1
+if committed > 0 then redis.call('INCRBY', ns .. ':stat:completed', committed) end
+if fenced > 0 then redis.call('INCRBY', ns .. ':stat:fenced', fenced) end
+return out
 ";
 
 /// Takes an entry from `consumer` and queues the task again, fenced like
@@ -67,6 +100,7 @@ return 1
 /// final_outcome, error text, stat name.
 /// Returns 1 (queued again), 2 (dead-lettered), 0 (fenced off or gone).
 const REQUEUE: &str = r"
+redis.replicate_commands()
 local ns = ARGV[1]
 local p = redis.call('XPENDING', KEYS[1], ARGV[2], ARGV[4], ARGV[4], 1, ARGV[3])
 if #p == 0 then return 0 end
@@ -100,7 +134,6 @@ end
 if ARGV[9] ~= '' then redis.call('INCR', ns .. ':stat:' .. ARGV[9]) end
 local delay = tonumber(ARGV[6])
 if delay > 0 then
-  redis.replicate_commands()
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local key = ns .. ':d:' .. id

@@ -514,6 +514,14 @@ impl Running<'_> {
             .backend
             .run_scripts("complete", &scripts::all(), |c| {
                 let mut p = redis::pipe();
+                let mut commits = redis::cmd("EVALSHA");
+                commits
+                    .arg(scripts::complete().get_hash())
+                    .arg(0)
+                    .arg(&ns)
+                    .arg(GROUP)
+                    .arg(&self.consumer);
+                let mut any_commit = false;
                 for (h, f) in &work {
                     match f {
                         Finish::Commit {
@@ -521,13 +529,9 @@ impl Running<'_> {
                             dead,
                             error,
                         } => {
-                            p.cmd("EVALSHA")
-                                .arg(scripts::complete().get_hash())
-                                .arg(1)
+                            any_commit = true;
+                            commits
                                 .arg(&self.streams[h.stream])
-                                .arg(&ns)
-                                .arg(GROUP)
-                                .arg(&self.consumer)
                                 .arg(&h.entry)
                                 .arg(&h.id)
                                 .arg(outcome.as_slice())
@@ -554,7 +558,34 @@ impl Running<'_> {
                         }
                     }
                 }
-                p.query(c)
+                // Replies in the order of `work`: the commits' codes first
+                // (one array), then one code per retry.
+                let (codes, retries): (Vec<i64>, Vec<i64>) = if any_commit {
+                    p.add_command(commits);
+                    let mut all: Vec<Value> = p.query(c)?;
+                    let codes = match all.pop() {
+                        Some(Value::Array(a)) => a
+                            .iter()
+                            .map(|v| if let Value::Int(i) = v { *i } else { 0 })
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    let retries = all
+                        .iter()
+                        .map(|v| if let Value::Int(i) = v { *i } else { 0 })
+                        .collect();
+                    (codes, retries)
+                } else {
+                    (Vec::new(), p.query(c)?)
+                };
+                let (mut codes, mut retries) = (codes.into_iter(), retries.into_iter());
+                Ok(work
+                    .iter()
+                    .map(|(_, f)| match f {
+                        Finish::Commit { .. } => codes.next().unwrap_or(0),
+                        Finish::Retry { .. } => retries.next().unwrap_or(0),
+                    })
+                    .collect())
             })?;
         for ((_, f), r) in work.iter().zip(replies) {
             match (f, r) {
