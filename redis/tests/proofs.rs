@@ -6,6 +6,7 @@
 //! --test proofs -- --nocapture` runs them at the full sizes
 //! (100,000 tasks; 10,000 lock acquisitions) and prints the figures.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,12 +23,12 @@ fn work(ms: u64) -> u64 {
     ms
 }
 
-/// Records its start (pid) in the queue `key`, then sleeps.
-fn announced((url, key, sleep_ms): (String, String, u64)) -> u32 {
+/// Records its start (`tag`) in the queue `key`, then sleeps.
+fn announced((url, key, sleep_ms, tag): (String, String, u64, u64)) -> u64 {
     let b = RedisBackend::open(&url).unwrap();
-    b.queue::<u32>(&key).put(&std::process::id()).unwrap();
+    b.queue::<u64>(&key).put(&tag).unwrap();
     std::thread::sleep(Duration::from_millis(sleep_ms));
-    std::process::id()
+    tag
 }
 
 fn registry() -> Registry {
@@ -139,33 +140,40 @@ fn redelivery_after_sigkill_takes_about_three_seconds() {
     let pool = RedisPool::builder(b.clone()).build().unwrap();
     let victims_n = if full() { 20 } else { 6 };
     let victims: Vec<Kid<u64>> = (0..victims_n).map(|_| eager_worker(&url, 1)).collect();
-    let task = TaskFn::<(String, String, u64), u32>::named("announced");
-    let started = b.queue::<u32>("started");
-    let handles: Vec<_> = (0..victims_n)
-        .map(|_| {
-            pool.apply_async(&task, (url.clone(), "started".to_string(), 20_000))
+    let task = TaskFn::<(String, String, u64, u64), u64>::named("announced");
+    let started = b.queue::<u64>("started");
+    let handles: Vec<_> = (0..victims_n as u64)
+        .map(|tag| {
+            pool.apply_async(&task, (url.clone(), "started".to_string(), 20_000, tag))
                 .unwrap()
         })
         .collect();
     for _ in 0..victims_n {
         started.get_timeout(Duration::from_secs(20)).unwrap();
     }
+    // Which worker process holds which task.
+    let holder: HashMap<String, i32> = pool
+        .running()
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id.clone(), t.worker_pid().unwrap()))
+        .collect();
+    assert_eq!(holder.len(), victims_n);
     // The rescuer is up (and reaping) before the kills.
     let rescuer = eager_worker(&url, victims_n);
     // Kill them at staggered moments so that their heartbeat phases differ.
-    let mut killed_at = Vec::new();
+    let mut killed_at: HashMap<i32, Instant> = HashMap::new();
     for v in victims {
+        let pid = v.pid();
         v.kill();
-        killed_at.push(Instant::now());
+        killed_at.insert(pid, Instant::now());
         std::thread::sleep(Duration::from_millis(170));
     }
     let mut delays = Vec::new();
     for _ in 0..victims_n {
-        started.get_timeout(Duration::from_secs(20)).unwrap();
-        // Which victim's task this is is unknown: pair the n-th redelivery
-        // with the n-th kill (kills and heartbeats are ordered alike), and
-        // check the spread below.
-        delays.push(killed_at[delays.len()].elapsed());
+        let tag = started.get_timeout(Duration::from_secs(20)).unwrap();
+        let id = handles[tag as usize].id();
+        delays.push(killed_at[&holder[id]].elapsed());
     }
     delays.sort();
     let (p50, p99) = (percentile(&delays, 0.5), percentile(&delays, 0.99));

@@ -187,6 +187,18 @@ end
 return 0
 ";
 
+/// Removes `consumer` from the group of `stream` if it holds no entry
+/// (deleting a consumer drops its pending entries: never do that to one
+/// that holds any).
+///
+/// KEYS: stream. ARGV: group, consumer. Returns 1 if removed.
+const FORGET: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
+
 macro_rules! script {
     ($name:ident, $src:ident) => {
         pub(crate) fn $name() -> &'static Script {
@@ -201,8 +213,16 @@ script!(complete, COMPLETE);
 script!(requeue, REQUEUE);
 script!(move_due, MOVE_DUE);
 script!(lease, LEASE);
+script!(forget, FORGET);
 
 /// Every script, for loading after `NOSCRIPT`.
-pub(crate) fn all() -> [&'static Script; 5] {
-    [submit(), complete(), requeue(), move_due(), lease()]
+pub(crate) fn all() -> [&'static Script; 6] {
+    [
+        submit(),
+        complete(),
+        requeue(),
+        move_due(),
+        lease(),
+        forget(),
+    ]
 }

@@ -20,6 +20,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 /// How often the reaper looks for dead consumers.
 const REAP_EVERY: Duration = Duration::from_millis(250);
+/// The reaper's lease: a few ticks, so that a reaper that dies is replaced
+/// quickly.
+const REAPER_LEASE: Duration = Duration::from_millis(750);
 /// How often due delayed tasks are moved to their streams.
 const MOVE_EVERY: Duration = Duration::from_millis(100);
 /// How often the shutdown counter is read.
@@ -625,7 +628,7 @@ impl Running<'_> {
                 scripts::lease()
                     .key(&lease_key)
                     .arg(&self.consumer)
-                    .arg(2000)
+                    .arg(REAPER_LEASE.as_millis() as u64)
                     .invoke(c)
             })?;
         if mine == 0 {
@@ -648,12 +651,11 @@ impl Running<'_> {
                     }
                     if pending == 0 {
                         if idle_ms > 10_000 {
-                            redis::cmd("XGROUP")
-                                .arg("DELCONSUMER")
-                                .arg(s)
+                            scripts::forget()
+                                .key(s)
                                 .arg(GROUP)
                                 .arg(&name)
-                                .query::<Value>(c)?;
+                                .invoke::<i64>(c)?;
                         }
                         continue;
                     }
@@ -750,17 +752,17 @@ impl Running<'_> {
         }
         let me = self.consumer.clone();
         let streams = self.streams.clone();
-        self.b.backend.run("leave", |c| {
+        // Leaves the group only where it holds nothing: entries it still
+        // holds (a failed hand-back) go to the reaper once the heartbeat
+        // is gone.
+        self.b.backend.run_scripts("leave", &scripts::all(), |c| {
             redis::cmd("DEL").arg(hb_key).query::<i64>(c)?;
             for s in &streams {
-                let left: i64 = redis::cmd("XGROUP")
-                    .arg("DELCONSUMER")
-                    .arg(s)
+                scripts::forget()
+                    .key(s)
                     .arg(GROUP)
                     .arg(&me)
-                    .query(c)
-                    .unwrap_or(0);
-                let _ = left;
+                    .invoke::<i64>(c)?;
             }
             Ok(())
         })
