@@ -151,11 +151,13 @@ impl RedisPoolBuilder {
         self
     }
 
-    /// Connects, creates the queue's streams and group if missing.
+    /// Connects, checks the server's version, creates the queue's streams
+    /// and group if missing.
     ///
     /// # Errors
     ///
-    /// `Io` if the server cannot be reached.
+    /// `Io` if the server cannot be reached; `InvalidArgument` if it runs a
+    /// Redis older than 6.2.
     pub fn build(self) -> Result<RedisPool> {
         let streams = streams(&self.namespace, &self.queue);
         ensure_groups(&self.backend, &streams)?;
@@ -189,7 +191,9 @@ impl RedisPoolBuilder {
 /// # Caveats
 ///
 /// Results stay stored (`NS:results`) until [`purge`](RedisPool::purge), so
-/// that a task id submitted again finds its result.
+/// that a task id submitted again finds its result. A result that arrives
+/// for a handle dropped without `get` stays in this master's memory until
+/// the pool is dropped.
 #[derive(Clone)]
 pub struct RedisPool {
     shared: Arc<Shared>,

@@ -86,11 +86,35 @@ pub(crate) fn streams(ns: &str, queue: &str) -> Vec<String> {
     (0..LEVELS).map(|l| format!("{ns}:q:{queue}:{l}")).collect()
 }
 
-/// Creates the group on each stream (and the stream), if missing.
+/// The server's version as (major, minor), from `INFO server`.
+fn server_version(c: &mut redis::Connection) -> redis::RedisResult<(u32, u32)> {
+    let info: String = redis::cmd("INFO").arg("server").query(c)?;
+    let v = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("0.0");
+    let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+}
+
+/// Checks the server (Redis 6.2 or later), then creates the group on each
+/// stream (and the stream), if missing.
 pub(crate) fn ensure_groups(
     backend: &crate::RedisBackend,
     streams: &[String],
 ) -> multiproc_ipc::Result<()> {
+    let version = backend.run("INFO", server_version)?;
+    if version < (6, 2) {
+        return Err(multiproc_ipc::Error::new(
+            multiproc_ipc::ErrorKind::InvalidArgument,
+            format!(
+                "the distributed pool needs Redis 6.2 or later; {} runs {}.{}",
+                backend.url(),
+                version.0,
+                version.1
+            ),
+        ));
+    }
     backend.run("XGROUP CREATE", |c| {
         for s in streams {
             let r: redis::RedisResult<()> = redis::cmd("XGROUP")

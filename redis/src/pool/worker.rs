@@ -82,6 +82,10 @@ pub struct WorkerReport {
 /// The local pool is created (it forks) before the worker starts its
 /// heartbeat thread; do not start threads of your own before calling
 /// [`WorkerBuilder::run`], or call `multiproc::init()` first in `main`.
+///
+/// Every worker of a queue must register every task function submitted to
+/// that queue: a worker that does not know a task's name fails it for good
+/// (`InvalidArgument`, a dead letter). Use a queue per set of functions.
 #[derive(Debug)]
 pub struct Worker;
 
@@ -238,7 +242,8 @@ impl WorkerBuilder {
     /// # Errors
     ///
     /// As `Pool::build` if the local pool cannot start; `Io` if the server
-    /// is unreachable for longer than the retry window.
+    /// is unreachable for longer than the retry window; `InvalidArgument`
+    /// if it runs a Redis older than 6.2.
     pub fn run(self) -> Result<WorkerReport> {
         // Fork the local pool before this worker starts any thread.
         let pool = Pool::builder().processes(self.processes).build()?;
