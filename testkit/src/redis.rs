@@ -80,8 +80,13 @@ pub fn redis_server_path() -> PathBuf {
 }
 
 fn find_server() -> Result<PathBuf, String> {
-    let candidate = std::env::var_os("MULTIPROC_REDIS_SERVER")
-        .map(PathBuf::from)
+    check_server(std::env::var_os("MULTIPROC_REDIS_SERVER").map(PathBuf::from))
+}
+
+/// `given`, or the first `redis-server` on the search path, if it runs and
+/// is at least 6.2.
+fn check_server(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    let candidate = given
         .or_else(|| {
             let path = std::env::var_os("PATH").unwrap_or_default();
             std::env::split_paths(&path)
@@ -90,6 +95,12 @@ fn find_server() -> Result<PathBuf, String> {
                 .find(|p| p.is_file())
         })
         .ok_or_else(|| INSTALL_HINT.to_owned())?;
+    if !candidate.is_file() {
+        return Err(format!(
+            "{} does not exist: {INSTALL_HINT}",
+            candidate.display()
+        ));
+    }
     let out = Command::new(&candidate)
         .arg("--version")
         .output()
@@ -301,6 +312,19 @@ impl Drop for RedisServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_server_says_what_to_install() {
+        let e = check_server(Some(PathBuf::from("/nonexistent/redis-server"))).unwrap_err();
+        assert!(e.contains("apt-get install redis-server"), "{e}");
+        // /bin/true prints no version: taken as too old, with the same hint.
+        let e = check_server(Some(PathBuf::from("/bin/true"))).unwrap_err();
+        assert!(
+            e.contains("older than 6.2") && e.contains("apt-get install"),
+            "{e}"
+        );
+        assert!(check_server(None).is_ok(), "this machine has redis-server");
+    }
 
     #[test]
     fn starts_answers_and_goes_away() {
