@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -80,7 +82,7 @@ pub struct WorkerReport {
 /// # Caveats
 ///
 /// The local pool is created (it forks) before the worker starts its
-/// heartbeat thread; do not start threads of your own before calling
+/// heartbeat and housekeeping (reaper, delayed tasks) threads; do not start threads of your own before calling
 /// [`WorkerBuilder::run`], or call `multiproc::init()` first in `main`.
 ///
 /// Every worker of a queue must register every task function submitted to
@@ -253,6 +255,12 @@ impl WorkerBuilder {
         let hb_key = format!("{}:hb:{consumer}", self.namespace);
         beat(&self.backend, &hb_key)?;
         let heartbeat = Heartbeat::start(self.backend.clone(), hb_key.clone());
+        let housekeeper = Housekeeper::start(
+            self.backend.clone(),
+            self.namespace.clone(),
+            consumer.clone(),
+            streams.clone(),
+        );
         let (tx, rx) = mpsc::channel();
         let mut w = Running {
             b: &self,
@@ -269,6 +277,7 @@ impl WorkerBuilder {
             },
         };
         let r = w.run_loop();
+        w.report.reaped += housekeeper.stop();
         heartbeat.stop();
         let _ = w.finish(&hb_key);
         r.map(|()| w.report)
@@ -353,8 +362,6 @@ impl Running<'_> {
     fn run_loop(&mut self) -> Result<()> {
         let capacity = self.b.processes + self.b.prefetch;
         let baseline = self.shutdown_counter()?;
-        let mut last_reap = Instant::now() - REAP_EVERY;
-        let mut last_move = Instant::now() - MOVE_EVERY;
         let mut last_shutdown = Instant::now();
         let mut last_reconcile = Instant::now();
         let mut idle_since = Instant::now();
@@ -365,14 +372,6 @@ impl Running<'_> {
                 idle_since = Instant::now();
             }
             let now = Instant::now();
-            if now.duration_since(last_reap) >= REAP_EVERY {
-                last_reap = now;
-                self.reap()?;
-            }
-            if now.duration_since(last_move) >= MOVE_EVERY {
-                last_move = now;
-                self.move_due()?;
-            }
             if now.duration_since(last_reconcile) >= RECONCILE_EVERY {
                 last_reconcile = now;
                 self.reconcile()?;
@@ -611,68 +610,6 @@ impl Running<'_> {
         Ok(())
     }
 
-    fn move_due(&self) -> Result<()> {
-        let ns = self.ns().to_owned();
-        self.b
-            .backend
-            .run_scripts("move delayed", &scripts::all(), |c| {
-                scripts::move_due().arg(&ns).arg(100).invoke::<i64>(c)
-            })
-            .map(drop)
-    }
-
-    /// If this worker holds the reaper lease: hands back the entries of
-    /// consumers without a heartbeat, and forgets idle dead consumers.
-    fn reap(&mut self) -> Result<()> {
-        let ns = self.ns().to_owned();
-        let lease_key = format!("{ns}:reaper");
-        let mine: i64 = self
-            .b
-            .backend
-            .run_scripts("reaper lease", &scripts::all(), |c| {
-                scripts::lease()
-                    .key(&lease_key)
-                    .arg(&self.consumer)
-                    .arg(REAPER_LEASE.as_millis() as u64)
-                    .invoke(c)
-            })?;
-        if mine == 0 {
-            return Ok(());
-        }
-        let me = self.consumer.clone();
-        let streams = self.streams.clone();
-        let reaped = self.b.backend.run_scripts("reap", &scripts::all(), |c| {
-            let mut reaped = 0u64;
-            for s in &streams {
-                for (name, pending, idle_ms) in consumers(c, s)? {
-                    if name == me {
-                        continue;
-                    }
-                    let alive: bool = redis::cmd("EXISTS")
-                        .arg(format!("{ns}:hb:{name}"))
-                        .query(c)?;
-                    if alive {
-                        continue;
-                    }
-                    if pending == 0 {
-                        if idle_ms > 10_000 {
-                            scripts::forget()
-                                .key(s)
-                                .arg(GROUP)
-                                .arg(&name)
-                                .invoke::<i64>(c)?;
-                        }
-                        continue;
-                    }
-                    reaped += hand_back(c, &ns, s, &name, true)?;
-                }
-            }
-            Ok(reaped)
-        })?;
-        self.report.reaped += reaped;
-        Ok(())
-    }
-
     /// Hands back entries this consumer owns on the server but does not
     /// hold: after a server restart that lost its last writes (a commit, or
     /// the reply to a read), such an entry would otherwise stay pending for
@@ -771,6 +708,110 @@ impl Running<'_> {
             }
             Ok(())
         })
+    }
+}
+
+/// Moves due delayed tasks (and retries) to their streams.
+fn move_due(backend: &RedisBackend, ns: &str) -> Result<()> {
+    backend
+        .run_scripts("move delayed", &scripts::all(), |c| {
+            scripts::move_due().arg(ns).arg(100).invoke::<i64>(c)
+        })
+        .map(drop)
+}
+
+/// If `me` holds (or takes) the reaper lease: hands back the entries of
+/// consumers without a heartbeat, and forgets idle dead consumers. Returns
+/// how many entries it handed back.
+fn reap(backend: &RedisBackend, ns: &str, me: &str, streams: &[String]) -> Result<u64> {
+    let lease_key = format!("{ns}:reaper");
+    let mine: i64 = backend.run_scripts("reaper lease", &scripts::all(), |c| {
+        scripts::lease()
+            .key(&lease_key)
+            .arg(me)
+            .arg(REAPER_LEASE.as_millis() as u64)
+            .invoke(c)
+    })?;
+    if mine == 0 {
+        return Ok(0);
+    }
+    backend.run_scripts("reap", &scripts::all(), |c| {
+        let mut reaped = 0u64;
+        for s in streams {
+            for (name, pending, idle_ms) in consumers(c, s)? {
+                if name == me {
+                    continue;
+                }
+                let alive: bool = redis::cmd("EXISTS")
+                    .arg(format!("{ns}:hb:{name}"))
+                    .query(c)?;
+                if alive {
+                    continue;
+                }
+                if pending == 0 {
+                    if idle_ms > 10_000 {
+                        scripts::forget()
+                            .key(s)
+                            .arg(GROUP)
+                            .arg(&name)
+                            .invoke::<i64>(c)?;
+                    }
+                    continue;
+                }
+                reaped += hand_back(c, ns, s, &name, true)?;
+            }
+        }
+        Ok(reaped)
+    })
+}
+
+/// The housekeeping thread: moves due delayed tasks every 100 ms and reaps
+/// dead workers every 250 ms, on its own connection, so that the task loop
+/// never waits for either. Errors are retried at the next tick.
+struct Housekeeper {
+    stop: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+    reaped: Arc<AtomicU64>,
+}
+
+impl Housekeeper {
+    fn start(backend: RedisBackend, ns: String, me: String, streams: Vec<String>) -> Housekeeper {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let reaped = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&reaped);
+        let thread = std::thread::Builder::new()
+            .name("redis-housekeeper".into())
+            .spawn(move || {
+                let mut last_reap = Instant::now() - REAP_EVERY;
+                loop {
+                    match stopped.recv_timeout(MOVE_EVERY) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    let _ = move_due(&backend, &ns);
+                    if last_reap.elapsed() >= REAP_EVERY {
+                        last_reap = Instant::now();
+                        if let Ok(n) = reap(&backend, &ns, &me, &streams) {
+                            count.fetch_add(n, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+            .ok();
+        Housekeeper {
+            stop,
+            thread,
+            reaped,
+        }
+    }
+
+    /// Stops the thread; how many entries it handed back.
+    fn stop(mut self) -> u64 {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.reaped.load(Ordering::Relaxed)
     }
 }
 
