@@ -12,18 +12,17 @@ use multiproc::{DictProxy, Lock, Manager, Process};
 const PROCESSES: usize = 100;
 
 /// One process: `with lock: d["count"] -= 1`.
-fn decrement((d, lock): (DictProxy<String, i64>, Lock)) -> Result<(), String> {
-    let _guard = lock.lock().map_err(|e| e.to_string())?;
+fn decrement((d, lock): (DictProxy<String, i64>, Lock)) -> multiproc::Result<()> {
+    let _guard = lock.lock()?;
     let key = "count".to_string();
-    let count = d.get(&key).map_err(|e| e.to_string())?.unwrap_or(0);
-    d.insert(&key, &(count - 1)).map_err(|e| e.to_string())?;
+    let count = d.get(&key)?.unwrap_or(0);
+    d.insert(&key, &(count - 1))?;
     Ok(())
 }
 
 /// One process: the manager runs the decrement itself.
-fn decrement_in_manager(d: DictProxy<String, i64>) -> Result<i64, String> {
+fn decrement_in_manager(d: DictProxy<String, i64>) -> multiproc::Result<i64> {
     d.update_with(&"count".to_string(), |c| c.unwrap_or(0) - 1)
-        .map_err(|e| e.to_string())
 }
 
 fn main() -> multiproc::Result<()> {
@@ -38,8 +37,8 @@ fn main() -> multiproc::Result<()> {
         .map(|_| Process::spawn(decrement_in_manager, counter.clone()))
         .collect::<multiproc::Result<Vec<_>>>()?;
     for w in workers {
-        w.join()?
-            .map_err(|e| multiproc::Error::new(multiproc::ErrorKind::Remote, e))?;
+        // join() gives the child's own Result: its error travelled back.
+        w.join()??;
     }
     println!("update_with variant: {:?}", counter.to_map()?);
 
@@ -50,8 +49,7 @@ fn main() -> multiproc::Result<()> {
         .map(|_| Process::spawn(decrement, (d.clone(), lock.clone())))
         .collect::<multiproc::Result<Vec<_>>>()?;
     for w in workers {
-        w.join()?
-            .map_err(|e| multiproc::Error::new(multiproc::ErrorKind::Remote, e))?;
+        w.join()??;
     }
     let result = d.to_map()?;
     manager.shutdown()?;

@@ -1,9 +1,9 @@
 //! `map`, `imap` and `imap_unordered` over 1,000,000 items, with a progress
-//! bar driven by `imap` as results stream in.
+//! bar on `imap` as results stream in (`.progress()`, feature `progress`:
+//! `cargo run --release --features progress --example pool_map`).
 
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use multiproc::Pool;
 
 const ITEMS: u64 = 1_000_000;
@@ -27,23 +27,16 @@ fn main() -> multiproc::Result<()> {
         t.elapsed()
     );
 
-    // imap: results in order, as they arrive; drives the progress bar.
-    let bar = ProgressBar::new(ITEMS);
-    bar.set_style(
-        ProgressStyle::with_template("imap          : [{bar:40}] {pos}/{len} ({per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    // imap: results in order, as they arrive, with a progress bar (the
+    // input's length gives the bar's).
     let t = Instant::now();
     let mut total = 0u128;
-    for (i, r) in pool.imap_chunksize(square, 0..ITEMS, 10_000)?.enumerate() {
+    let results = pool.imap_chunksize(square, 0..ITEMS, 10_000)?.progress();
+    for (i, r) in results.enumerate() {
         let v = r?;
         assert_eq!(v, (i as u64) * (i as u64), "imap keeps input order");
         total += u128::from(v);
-        if i % 10_000 == 9_999 {
-            bar.inc(10_000);
-        }
     }
-    bar.finish();
     assert_eq!(total, expected);
     println!(
         "imap          : {ITEMS} in-order results in {:?}",

@@ -168,3 +168,73 @@ fn a_forked_child_dropping_an_inherited_handle_does_not_unlink() {
     drop(block);
     assert!(!in_dev_shm(&name), "the owner's last drop unlinks");
 }
+
+fn read_generated(block: SharedMemory) -> (bool, Vec<u8>) {
+    (block.is_owner(), block.as_slice()[..4].to_vec())
+}
+
+/// Issue 8, item 11: a block created without a name gets a unique one,
+/// other processes attach to it, and it is unlinked with its owner.
+#[test]
+fn a_block_created_without_a_name_gets_a_unique_one() {
+    let _s = multiproc_testkit::serial_clean();
+    let mut a = SharedMemory::new(64).unwrap();
+    let b = SharedMemory::new(64).unwrap();
+    assert!(a.name().starts_with("/psm_"), "{}", a.name());
+    assert_ne!(a.name(), b.name());
+    assert!(a.is_owner() && in_dev_shm(a.name()));
+    assert_eq!(a.size(), 64);
+    a.write_at(0, b"abcd").unwrap();
+    // A forked child attaches (the handle travels as its name).
+    let seen =
+        multiproc_testkit::Kid::spawn(read_generated, SharedMemory::attach(a.name()).unwrap())
+            .join();
+    assert_eq!(seen, (false, b"abcd".to_vec()));
+    // So does an unrelated process.
+    let out = run_role("read", a.name(), Duration::from_secs(30));
+    assert!(out.contains("abcd"), "{out}");
+    assert!(SharedMemory::new(0).is_err());
+    let (na, nb) = (a.name().to_owned(), b.name().to_owned());
+    drop((a, b));
+    assert!(!in_dev_shm(&na) && !in_dev_shm(&nb));
+}
+
+fn open_or_create_then_meet((name, b): (String, multiproc::Barrier)) -> bool {
+    let block = SharedMemory::open_or_create(&name, 128).unwrap();
+    // Everyone has opened before anyone drops (an owner that left early
+    // would let a later process create the block anew).
+    b.wait_timeout(multiproc_testkit::LIMIT).unwrap();
+    block.is_owner()
+}
+
+/// `open_or_create` attaches to an existing block, creates a missing one,
+/// and among racing processes exactly one creates it.
+#[test]
+fn open_or_create_attaches_or_creates_and_one_racer_creates() {
+    let _s = multiproc_testkit::serial_clean();
+    let name = format!("ooc-test-{}", std::process::id());
+    let mut first = SharedMemory::open_or_create(&name, 64).unwrap();
+    assert!(first.is_owner());
+    first.write_at(0, b"xy").unwrap();
+    let second = SharedMemory::open_or_create(&name, 32).unwrap();
+    assert!(!second.is_owner());
+    assert_eq!((second.size(), &second.as_slice()[..2]), (64, &b"xy"[..]));
+    // An existing block smaller than asked for is an error.
+    let e = SharedMemory::open_or_create(&name, 65).unwrap_err();
+    assert_eq!(e.kind(), multiproc::ErrorKind::InvalidArgument, "{e}");
+    drop((first, second));
+    assert!(!in_dev_shm(&name));
+
+    let racers = 8;
+    let b = multiproc::Barrier::new(racers).unwrap();
+    let kids: Vec<_> = (0..racers)
+        .map(|_| multiproc_testkit::Kid::spawn(open_or_create_then_meet, (name.clone(), b.clone())))
+        .collect();
+    let owners = kids
+        .into_iter()
+        .map(multiproc_testkit::Kid::join)
+        .filter(|&o| o)
+        .count();
+    assert_eq!(owners, 1);
+    assert!(wait_until(Duration::from_secs(10), || !in_dev_shm(&name)));
+}

@@ -194,3 +194,56 @@ fn killed_rlock_holder_gives_owner_died_to_waiting_and_next_lockers() {
     drop(g);
     assert!(!rlock.is_owned());
 }
+
+/// What another process sees of an `RLock`: (locked, owned by it, count).
+fn rlock_seen_from_here(rlock: RLock) -> (bool, bool, u32) {
+    (rlock.is_locked(), rlock.is_owned(), rlock.count())
+}
+
+/// Issue 8, item 13: an `RLock`'s state is readable from any thread or
+/// process, also after its holder died.
+#[test]
+fn rlock_state_is_readable_from_other_threads_and_processes() {
+    let _s = serial_shm_checked();
+    let rlock = RLock::new().unwrap();
+    assert_eq!(
+        Kid::spawn(rlock_seen_from_here, rlock.clone()).join(),
+        (false, false, 0)
+    );
+    let a = rlock.lock().unwrap();
+    let b = rlock.lock().unwrap();
+    let c = rlock.lock().unwrap();
+    assert_eq!(
+        (rlock.is_locked(), rlock.is_owned(), rlock.count()),
+        (true, true, 3)
+    );
+    assert_eq!(rlock.owner_tid(), Some(nix::unistd::gettid().as_raw()));
+    // Another process and another thread see it held, at depth 3, not theirs.
+    assert_eq!(
+        Kid::spawn(rlock_seen_from_here, rlock.clone()).join(),
+        (true, false, 3)
+    );
+    let seen = std::thread::scope(|s| s.spawn(|| rlock_seen_from_here(rlock.clone())).join());
+    assert_eq!(seen.unwrap(), (true, false, 3));
+    drop(c);
+    assert_eq!(
+        Kid::spawn(rlock_seen_from_here, rlock.clone()).join(),
+        (true, false, 2)
+    );
+    drop((b, a));
+    assert_eq!(
+        Kid::spawn(rlock_seen_from_here, rlock.clone()).join(),
+        (false, false, 0)
+    );
+    assert_eq!(rlock.owner_tid(), None);
+
+    // A holder that died holds nothing.
+    let locked = Event::new().unwrap();
+    let holder = Kid::spawn(rlock_hold_forever, (rlock.clone(), locked.clone()));
+    assert!(locked.wait_timeout(LIMIT));
+    assert_eq!(rlock_seen_from_here(rlock.clone()), (true, false, 2));
+    assert_eq!(rlock.owner_tid(), Some(holder.pid()));
+    holder.kill();
+    assert_eq!(rlock_seen_from_here(rlock.clone()), (false, false, 0));
+    drop(rlock.lock().unwrap_err().recover().unwrap());
+}

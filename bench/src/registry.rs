@@ -254,6 +254,20 @@ pub const SCENARIOS: &[Scenario] = &[
         run: Some(crate::scenarios::queue::joinable_queue_throughput),
     },
     Scenario {
+        name: "lifo_queue_throughput",
+        full: &[("items", 200000)],
+        quick: &[("items", 5000)],
+        headlines: &[higher("ops_per_sec")],
+        run: Some(crate::scenarios::ordered_queue::lifo_queue_throughput),
+    },
+    Scenario {
+        name: "priority_queue_throughput",
+        full: &[("items", 200000)],
+        quick: &[("items", 5000)],
+        headlines: &[higher("ops_per_sec")],
+        run: Some(crate::scenarios::ordered_queue::priority_queue_throughput),
+    },
+    Scenario {
         name: "queue_large_items",
         full: &[("items", 200), ("item_bytes", 1048576)],
         quick: &[("items", 20), ("item_bytes", 65536)],
@@ -265,7 +279,7 @@ pub const SCENARIOS: &[Scenario] = &[
         full: &[("tasks", 50000)],
         quick: &[("tasks", 1000)],
         headlines: &[higher("ops_per_sec")],
-        run: Some(crate::scenarios::pool::futures_submit),
+        run: Some(crate::scenarios::executor::futures_submit),
     },
     Scenario {
         name: "remote_manager_queue",
@@ -294,7 +308,7 @@ pub const SCENARIOS: &[Scenario] = &[
             info("outcome"),
             info("executor_usable_after"),
         ],
-        run: None,
+        run: Some(crate::scenarios::executor::worker_killed),
     },
     // The distributed tier on Redis (Rust only: the Python counterparts run
     // the same shape on a BaseManager, for reference).
@@ -357,7 +371,7 @@ mod tests {
                 s.name
             );
         }
-        assert_eq!(SCENARIOS.len(), 24);
+        assert_eq!(SCENARIOS.len(), 26);
         assert!(find("pool_map_tiny").is_some());
         assert!(find("no_such_bench").is_none());
     }

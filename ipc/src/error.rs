@@ -48,6 +48,8 @@ pub enum ErrorKind {
     Authentication,
     /// The remote side reported an error.
     Remote,
+    /// The task was cancelled before it started (Python's `CancelledError`).
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -68,6 +70,7 @@ impl ErrorKind {
             ErrorKind::BrokenBarrier => "broken barrier",
             ErrorKind::Authentication => "authentication failed",
             ErrorKind::Remote => "remote error",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }
@@ -179,7 +182,7 @@ enum Detail {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{Error, ErrorKind};
+/// use multiproc::{Error, ErrorKind};
 ///
 /// let e = Error::new(ErrorKind::InvalidArgument, "processes must be at least 1");
 /// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
@@ -288,6 +291,37 @@ impl Error {
             exit: self.exit_info().cloned(),
             panic: self.panic_info().cloned(),
         }
+    }
+}
+
+/// An `Error` crosses processes (a task may return `multiproc::Result<T>`
+/// and use `?` on proxy calls): it travels as its [`WireError`], so kind,
+/// message, exit and panic details arrive intact and a `source` arrives as
+/// text in the message.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{codec, Error, ErrorKind};
+///
+/// let e = Error::with_source(
+///     ErrorKind::Io,
+///     "cannot read the input",
+///     std::io::Error::other("disk on fire"),
+/// );
+/// let back: Error = codec::decode(&codec::encode(&e).unwrap()).unwrap();
+/// assert_eq!(back.kind(), ErrorKind::Io);
+/// assert_eq!(back.message(), "cannot read the input: disk on fire");
+/// ```
+impl Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_wire().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Error {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Error, D::Error> {
+        WireError::deserialize(d).map(Error::from)
     }
 }
 

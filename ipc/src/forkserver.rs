@@ -19,6 +19,10 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 /// child. Children see the program's memory as it was when `init` ran.
 ///
 /// Calling `init` again once the server runs does nothing and returns `Ok`.
+/// It works wherever it runs before the program's first thread, including
+/// in a constructor that runs before `main` (a function placed in
+/// `.init_array`, or one made with a constructor crate), whatever the order
+/// in which the linker put this library's own start-up code.
 ///
 /// # Examples
 ///
@@ -27,9 +31,9 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 ///     x * 2
 /// }
 ///
-/// fn main() -> multiproc_ipc::Result<()> {
-///     multiproc_ipc::init()?; // before any thread
-///     let p = multiproc_ipc::Process::spawn(double, 21)?;
+/// fn main() -> multiproc::Result<()> {
+///     multiproc::init()?; // before any thread
+///     let p = multiproc::Process::spawn(double, 21)?;
 ///     assert_eq!(p.join()?, 42);
 ///     Ok(())
 /// }
@@ -64,7 +68,7 @@ pub fn init() -> Result<()> {
     // Registered after nothing else of ours: runs after the `Process` exit
     // handler (registered at the first spawn) has waited for children.
     if let Err(e) = fork::at_exit(stop_server) {
-        eprintln!("multiproc: cannot register the fork server's exit handler: {e}");
+        tracing::error!(error = %e, "cannot register the fork server's exit handler");
     }
     Ok(())
 }

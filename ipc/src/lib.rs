@@ -14,6 +14,7 @@ pub mod forkserver;
 pub mod park;
 pub mod pipe;
 pub mod process;
+pub mod star;
 #[allow(unsafe_code)]
 mod sys;
 pub mod zygote;
@@ -25,6 +26,7 @@ pub mod value;
 pub use fnref2::FnRef2;
 pub use forkserver::{fork_server, init};
 pub use process::{Process, ProcessBuilder};
+pub use star::StarFn;
 pub use zygote::{FnRef, Zygote, ZygoteChild};
 pub mod queue;
 pub mod shmchan;

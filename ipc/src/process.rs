@@ -135,6 +135,8 @@ enum Outcome<T> {
     Returned(T),
     Panicked(RemotePanic),
     Unencodable(String),
+    /// The argument (sent through the fork server) did not decode.
+    Undecodable(String),
 }
 
 /// Runs `target(args)` in the child and writes the outcome to `out`.
@@ -143,6 +145,11 @@ fn child_run<A, T: Serialize>(target: fn(A) -> T, args: A, out: OwnedFd) -> i32 
         Ok(v) => (Outcome::Returned(v), 0),
         Err(p) => (Outcome::Panicked(p), 1),
     };
+    send_outcome(outcome, code, out)
+}
+
+/// Writes `outcome` to `out`; returns the child's exit code.
+fn send_outcome<T: Serialize>(outcome: Outcome<T>, code: i32, out: OwnedFd) -> i32 {
     let (bytes, code) = match codec::encode(&outcome) {
         Ok(b) => (b, code),
         Err(e) => {
@@ -161,11 +168,14 @@ fn child_run<A, T: Serialize>(target: fn(A) -> T, args: A, out: OwnedFd) -> i32 
     code
 }
 
+/// What a child spawned through the fork server receives. The argument
+/// travels encoded on its own, so that a child whose argument does not
+/// decode can still report why through its result pipe.
 #[derive(Serialize, Deserialize)]
-#[serde(bound(serialize = "A: Serialize", deserialize = "A: DeserializeOwned"))]
+#[serde(bound = "")]
 struct ServerArgs<A: 'static, T: 'static> {
     target: FnRef<A, T>,
-    args: A,
+    args: Vec<u8>,
 }
 
 /// The zygote entry of a process spawned through the fork server.
@@ -177,7 +187,10 @@ where
     let (Ok(target), Some(out)) = (arg.target.get(), fds.pop()) else {
         return 127;
     };
-    child_run(target, arg.args, out)
+    match codec::decode::<A>(&arg.args) {
+        Ok(args) => child_run(target, args, out),
+        Err(e) => send_outcome::<T>(Outcome::Undecodable(e.to_string()), 1, out),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -199,7 +212,7 @@ fn live() -> std::sync::MutexGuard<'static, Vec<Live>> {
 fn register(child: &Arc<ChildProc>, daemon: bool) {
     AT_EXIT.call_once(|| {
         if let Err(e) = fork::at_exit(at_exit_handler) {
-            eprintln!("multiproc: cannot register the exit handler: {e}");
+            tracing::error!(error = %e, "cannot register the exit handler that joins child processes");
         }
     });
     live().push(Live {
@@ -347,7 +360,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(1);
 /// the parent process (`PR_SET_PDEATHSIG` when spawned from the main thread,
 /// a pidfd watcher thread in the child otherwise), not with the spawning
 /// thread.
-#[must_use = "a Process should be joined to get its result"]
+#[must_use = "dropping a Process neither kills nor waits for it: join() it for its result (a daemon process need not be joined)"]
 pub struct Process<T> {
     child: Arc<ChildProc>,
     name: String,
@@ -418,7 +431,9 @@ impl ProcessBuilder {
     ///
     /// [`ErrorKind::Io`] if the pipe or the fork fails,
     /// [`ErrorKind::Serialization`] if `args` cannot be encoded (fork server
-    /// only), [`ErrorKind::Closed`] if the fork server is gone.
+    /// only: a directly forked child gets `args` as they are, as with
+    /// Python's `fork`), quoting the `Serialize` implementation's message;
+    /// [`ErrorKind::Closed`] if the fork server is gone.
     pub fn spawn<A, T>(self, target: fn(A) -> T, args: A) -> Result<Process<T>>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -432,7 +447,7 @@ impl ProcessBuilder {
             Some(server) => {
                 let arg = ServerArgs {
                     target: FnRef::new(target),
-                    args,
+                    args: codec::encode(&args)?,
                 };
                 let child = server.spawn(server_main::<A, T>, &arg, &[w.as_fd()])?;
                 drop(w);
@@ -500,7 +515,9 @@ where
     /// - [`ErrorKind::WorkerLost`] if the child ended without a result
     ///   (killed by a signal, or exited early; [`Error::exit_info`] says how);
     /// - [`ErrorKind::Serialization`] if the result could not be encoded in
-    ///   the child or decoded here;
+    ///   the child or decoded here, or (through the fork server) the argument
+    ///   could not be decoded in the child; the message quotes the
+    ///   `Serialize` or `Deserialize` implementation's own error;
     /// - [`ErrorKind::NotRunning`] if the process was already joined;
     /// - [`ErrorKind::Io`] if the child ended without a result and its exit
     ///   status is unavailable (the kernel reaps children itself when the
@@ -610,6 +627,10 @@ where
             Outcome::Unencodable(msg) => Err(Error::new(
                 ErrorKind::Serialization,
                 format!("the result of {} could not be encoded: {msg}", self.name),
+            )),
+            Outcome::Undecodable(msg) => Err(Error::new(
+                ErrorKind::Serialization,
+                format!("the argument of {} could not be decoded: {msg}", self.name),
             )),
         }
     }

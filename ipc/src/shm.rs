@@ -59,6 +59,36 @@ fn check_name(name: &str) -> Result<String> {
     Ok(format!("/{bare}"))
 }
 
+/// Prefix of the names [`SharedMemory::new`] makes (Python's is `psm_`).
+const UNIQUE_PREFIX: &str = "psm_";
+/// How many generated names [`SharedMemory::new`] tries.
+const UNIQUE_NAME_TRIES: u32 = 64;
+/// How long [`SharedMemory::open_or_create`] retries a block that vanishes
+/// or is not yet sized between its two attempts.
+const OPEN_OR_CREATE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A fresh name for [`SharedMemory::new`]: `/psm_<pid>_<sequence>_<random>`.
+fn unique_name() -> String {
+    use std::hash::BuildHasher;
+    static UNIQUE: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    let seq = UNIQUE.fetch_add(1, Ordering::Relaxed);
+    let salt = std::collections::hash_map::RandomState::new().hash_one((pid, seq));
+    format!("/{UNIQUE_PREFIX}{pid:x}_{seq:x}_{salt:016x}")
+}
+
+/// True if `e` says the block already exists.
+fn already_exists(e: &Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            return io.kind() == io::ErrorKind::AlreadyExists;
+        }
+        source = s.source();
+    }
+    false
+}
+
 fn io_error(e: io::Error) -> Error {
     let kind = match e.kind() {
         io::ErrorKind::InvalidInput => ErrorKind::InvalidArgument,
@@ -148,7 +178,7 @@ impl Drop for Named {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::shm::SharedMemory;
+/// use multiproc::shm::SharedMemory;
 ///
 /// let name = format!("doc-example-{}", std::process::id());
 /// let mut block = SharedMemory::create(&name, 16)?;
@@ -160,7 +190,7 @@ impl Drop for Named {
 /// drop(other);
 /// drop(block); // the owner's last handle: the block is unlinked
 /// assert!(SharedMemory::attach(&name).is_err());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -187,6 +217,109 @@ impl SharedMemory {
         Ok(SharedMemory {
             inner: Named::create(&check_name(name)?, size)?,
         })
+    }
+
+    /// Creates a new block of `size` zeroed bytes under a generated unique
+    /// name, owned by this process: Python's
+    /// `SharedMemory(create=True, size=n)`. Read the name with
+    /// [`name`](SharedMemory::name) to hand it to other processes (or send
+    /// the handle itself: it serializes to its name).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::shm::SharedMemory;
+    ///
+    /// let mut block = SharedMemory::new(16)?;
+    /// assert!(block.name().starts_with("/psm_"));
+    /// block.write_at(0, b"hi")?;
+    /// let other = SharedMemory::attach(block.name())?;
+    /// assert_eq!(&other.as_slice()[..2], b"hi");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for a zero size; `Io` if the system refuses the
+    /// memory.
+    pub fn new(size: usize) -> Result<SharedMemory> {
+        // A name already taken (by chance, or on purpose by someone else) is
+        // skipped: O_EXCL creation makes every attempt safe.
+        let mut last = None;
+        for _ in 0..UNIQUE_NAME_TRIES {
+            match Named::create(&unique_name(), size) {
+                Ok(inner) => return Ok(SharedMemory { inner }),
+                Err(e) if already_exists(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(ErrorKind::Io, "no free shared memory name")))
+    }
+
+    /// Attaches to the block `name` if it exists, else creates it with
+    /// `size` zeroed bytes; [`is_owner`](SharedMemory::is_owner) tells which
+    /// happened. When several processes race, exactly one creates it and the
+    /// others attach to that block.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::shm::SharedMemory;
+    ///
+    /// let name = format!("doc-open-or-create-{}", std::process::id());
+    /// let first = SharedMemory::open_or_create(&name, 64)?;
+    /// assert!(first.is_owner()); // created
+    /// let second = SharedMemory::open_or_create(&name, 64)?;
+    /// assert!(!second.is_owner()); // attached
+    /// assert_eq!(second.size(), 64);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for a bad name or a zero size; `InvalidArgument` if
+    /// the existing block is smaller than `size`; `Io` if the system refuses,
+    /// or if the block keeps appearing and vanishing (or stays empty, its
+    /// creator stuck between creating and sizing it) for a whole second.
+    ///
+    /// # Caveats
+    ///
+    /// The size of an existing block is whatever its creator chose (at
+    /// least `size`, checked).
+    pub fn open_or_create(name: &str, size: usize) -> Result<SharedMemory> {
+        let name = check_name(name)?;
+        if size == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "shared memory size must be at least 1 byte",
+            ));
+        }
+        let deadline = std::time::Instant::now() + OPEN_OR_CREATE_PATIENCE;
+        loop {
+            let err = match Named::create(&name, size) {
+                Ok(inner) => return Ok(SharedMemory { inner }),
+                Err(e) if already_exists(&e) => match SharedMemory::attach(&name) {
+                    Ok(block) if block.size() >= size => return Ok(block),
+                    Ok(block) => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidArgument,
+                            format!(
+                                "shared memory block '{name}' has {} bytes, fewer than {size}",
+                                block.size()
+                            ),
+                        ))
+                    }
+                    // Gone again (its owner dropped it), or not yet sized
+                    // by its creator: look again.
+                    Err(e) => e,
+                },
+                Err(e) => return Err(e),
+            };
+            if std::time::Instant::now() >= deadline {
+                return Err(err);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Attaches to the existing block `name` (not as its owner).
@@ -342,17 +475,17 @@ enum Backing {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::shm::ShmRegion;
+/// use multiproc::shm::ShmRegion;
 /// use std::sync::atomic::Ordering;
 ///
 /// let region = ShmRegion::create(4096)?;
 /// region.atomic_u64(0).fetch_add(5, Ordering::SeqCst);
 ///
 /// // A handle crosses processes as its name and re-attaches.
-/// let bytes = multiproc_ipc::codec::encode(&region)?;
-/// let again: ShmRegion = multiproc_ipc::codec::decode(&bytes)?;
+/// let bytes = multiproc::codec::encode(&region)?;
+/// let again: ShmRegion = multiproc::codec::decode(&bytes)?;
 /// assert_eq!(again.atomic_u64(0).load(Ordering::SeqCst), 5);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct ShmRegion {

@@ -1,23 +1,27 @@
 //! Shared values and arrays: Python's `multiprocessing.Value`, `Array`,
 //! `RawValue` and `RawArray`, for plain data ([`Plain`]: integers, floats,
-//! `bool`).
+//! `bool`, and a caller's `#[repr(C)]` structs as [`Structure`]).
 //!
-//! A [`Value<T>`] is one `T` in shared memory with a [`Lock`] next to it; a
+//! A [`Value<T>`] is one `T` in shared memory with a [`Lock`] next to it, or
+//! guarded by a caller's [`Lock`] or [`RLock`](crate::sync::RLock) shared
+//! with other objects ([`Value::using_lock`], Python's `lock=` argument); a
 //! [`RawValue<T>`] has no lock (Python's `lock=False`). Single reads and
 //! writes ([`get`](Value::get), [`set`](Value::set)) are atomic on their own
-//! and never torn; a read-modify-write (`v.value += 1`) needs the lock, or one
+//! and never torn (a [`Structure`] takes the lock for them); a
+//! read-modify-write (`v.value += 1`) needs the lock, or one
 //! of the atomic integer operations ([`fetch_add`](Value::fetch_add),
 //! [`compare_exchange`](Value::compare_exchange)...), which Python lacks.
 //! [`Array<T>`] and [`RawArray<T>`] are the same for a fixed-length sequence.
 //!
 //! Handles are [`Clone`] (handles to the same data), inherited by processes
-//! forked after creation, and serialize to the name of their shared memory,
-//! so they can be passed to pool tasks; the other side re-attaches.
+//! forked after creation, and serialize to the name of their shared memory
+//! (and of their lock), so they can be passed to pool tasks; the other side
+//! re-attaches.
 //!
 //! # Examples
 //!
 //! ```
-//! use multiproc_ipc::value::{Array, Value};
+//! use multiproc::value::{Array, Value};
 //!
 //! let counter = Value::new(0i64)?;
 //! *counter.lock()? += 1; // Python: with v.get_lock(): v.value += 1
@@ -27,20 +31,18 @@
 //! let arr = Array::from_slice(&[1.5f64, 2.5])?;
 //! arr.set(1, 4.0)?;
 //! assert_eq!(arr.to_vec(), [1.5, 4.0]);
-//! # Ok::<(), multiproc_ipc::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicI16, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::ShmRegion;
-use crate::sync::{self, Lock, LockGuard, LockResult};
+use crate::sync::{self, Lock};
 use crate::sys::layout::{LockCell, ValueHeader};
 
 /// Where the lock of a locked value or array lives in its region.
@@ -69,6 +71,9 @@ mod sealed {
         const CODE: u32;
         /// Size (and alignment) of one element.
         const SIZE: usize;
+        /// True if a load or store is not one atomic access (it could be
+        /// torn by a concurrent writer): a locked value then takes its lock.
+        const TEARS: bool = false;
         fn load(slot: Slot<'_>) -> Self;
         fn store(slot: Slot<'_>, v: Self);
     }
@@ -89,10 +94,14 @@ mod sealed {
 use sealed::{Sealed, SealedInt, Slot};
 
 /// Plain data that may live in a [`Value`] or an [`Array`]: the primitive
-/// integers, `f32`, `f64` and `bool` (Python's ctypes typecodes).
+/// integers, `f32`, `f64` and `bool` (Python's ctypes typecodes), and
+/// [`Structure<T>`] for a caller's [`bytemuck::Pod`] struct (Python's ctypes
+/// `Structure`).
 ///
-/// Sealed: every element is read and written with one atomic instruction of
-/// its width, so a value is never torn and needs no `unsafe`.
+/// Sealed: a primitive element is read and written with one atomic
+/// instruction of its width, so it is never torn; a structure is copied by
+/// atomic words, under the lock where there is one. None of it needs
+/// `unsafe`.
 pub trait Plain: Copy + Default + PartialEq + fmt::Debug + Send + Sync + 'static + Sealed {}
 
 /// The integer [`Plain`] types, which also get atomic read-modify-write
@@ -343,694 +352,15 @@ impl<'de, T: Plain> Deserialize<'de> for Store<T> {
     }
 }
 
-// ---------------------------------------------------------------------------
-
-/// One `T` in shared memory without a lock: Python's `RawValue` (or `Value`
-/// with `lock=False`).
-///
-/// Reads and writes are atomic; read-modify-write sequences by several
-/// processes lose updates unless they use the atomic integer operations.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc_ipc::value::RawValue;
-///
-/// let v = RawValue::new(1.5f32)?;
-/// v.set(v.get() * 2.0);
-/// assert_eq!(v.get(), 3.0);
-/// # Ok::<(), multiproc_ipc::Error>(())
-/// ```
-#[derive(Clone, Serialize)]
-pub struct RawValue<T> {
-    store: Store<T>,
-}
-
-impl<T: Plain> RawValue<T> {
-    /// Creates a shared value holding `init`.
-    ///
-    /// # Errors
-    ///
-    /// `Io` if shared memory cannot be created.
-    pub fn new(init: T) -> Result<RawValue<T>> {
-        let v = RawValue {
-            store: Store::create(1, false)?,
-        };
-        v.set(init);
-        Ok(v)
-    }
-
-    /// The value (Python's `v.value`).
-    pub fn get(&self) -> T {
-        T::load(self.store.slot(0))
-    }
-
-    /// Replaces the value (Python's `v.value = x`).
-    pub fn set(&self, v: T) {
-        T::store(self.store.slot(0), v)
-    }
-}
-
-impl<T: PlainInt> RawValue<T> {
-    /// Adds `v` atomically (wrapping); returns the previous value.
-    pub fn fetch_add(&self, v: T) -> T {
-        T::fetch_add(self.store.slot(0), v)
-    }
-
-    /// Subtracts `v` atomically (wrapping); returns the previous value.
-    pub fn fetch_sub(&self, v: T) -> T {
-        T::fetch_sub(self.store.slot(0), v)
-    }
-
-    /// Stores `v` atomically; returns the previous value.
-    pub fn swap(&self, v: T) -> T {
-        T::swap(self.store.slot(0), v)
-    }
-
-    /// Stores `new` if the value is `current`, atomically.
-    ///
-    /// # Errors
-    ///
-    /// `Err(actual)` if the value was not `current`.
-    pub fn compare_exchange(&self, current: T, new: T) -> std::result::Result<T, T> {
-        T::compare_exchange(self.store.slot(0), current, new)
-    }
-}
-
-impl<'de, T: Plain> Deserialize<'de> for RawValue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<RawValue<T>, D::Error> {
-        let store = Store::<T>::deserialize(d)?
-            .scalar()
-            .map_err(serde::de::Error::custom)?;
-        Ok(RawValue { store })
-    }
-}
-
-impl<T: Plain> fmt::Debug for RawValue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RawValue").field(&self.get()).finish()
-    }
-}
-
-/// One `T` in shared memory with a [`Lock`]: Python's `multiprocessing.Value`.
-///
-/// [`lock`](Value::lock) returns a [`ValueGuard`] that dereferences to the
-/// value, for read-modify-write sequences that other processes must not
-/// interleave with. Python's `with v.get_lock(): v.value += 1` is
-/// `*v.lock()? += 1`.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc_ipc::value::Value;
-///
-/// let v = Value::new(10u32)?;
-/// {
-///     let mut guard = v.lock()?;
-///     *guard = *guard * 2 + 1;
-/// }
-/// assert_eq!(v.get(), 21);
-/// assert_eq!(v.with_lock(|x| { *x -= 1; *x })?, 20);
-///
-/// // A handle crosses processes as the name of its shared memory.
-/// let bytes = multiproc_ipc::codec::encode(&v)?;
-/// let again: Value<u32> = multiproc_ipc::codec::decode(&bytes)?;
-/// assert_eq!(again.get(), 20);
-/// # Ok::<(), multiproc_ipc::Error>(())
-/// ```
-///
-/// # Caveats
-///
-/// [`get`](Value::get) and [`set`](Value::set) do not take the lock (each is
-/// atomic on its own); like Python's `v.value`, `v.set(v.get() + 1)` without
-/// the lock loses updates when processes race.
-#[derive(Clone)]
-pub struct Value<T> {
-    raw: RawValue<T>,
-    lock: Lock,
-}
-
-impl<T: Plain> Value<T> {
-    /// Creates a shared value holding `init`, with its own lock.
-    ///
-    /// # Errors
-    ///
-    /// `Io` if shared memory cannot be created.
-    pub fn new(init: T) -> Result<Value<T>> {
-        let store = Store::create(1, true)?;
-        let lock = store.lock()?;
-        let v = Value {
-            raw: RawValue { store },
-            lock,
-        };
-        v.set(init);
-        Ok(v)
-    }
-
-    /// Creates a shared value without a lock (Python's `Value(..., lock=False)`).
-    ///
-    /// # Errors
-    ///
-    /// `Io` if shared memory cannot be created.
-    pub fn raw(init: T) -> Result<RawValue<T>> {
-        RawValue::new(init)
-    }
-
-    /// The value (Python's `v.value`), read atomically without the lock.
-    pub fn get(&self) -> T {
-        self.raw.get()
-    }
-
-    /// Replaces the value atomically, without the lock.
-    pub fn set(&self, v: T) {
-        self.raw.set(v)
-    }
-
-    /// The value's lock (Python's `get_lock()`).
-    pub fn get_lock(&self) -> &Lock {
-        &self.lock
-    }
-
-    /// The value without its lock (Python's `get_obj()`).
-    pub fn get_obj(&self) -> &RawValue<T> {
-        &self.raw
-    }
-
-    fn guard<'a>(&'a self, lock: LockGuard<'a>) -> ValueGuard<'a, T> {
-        ValueGuard {
-            local: self.get(),
-            dirty: false,
-            value: self,
-            _lock: lock,
-        }
-    }
-
-    fn wrap<'a>(&'a self, r: LockResult<LockGuard<'a>>) -> LockResult<ValueGuard<'a, T>> {
-        match r {
-            Ok(g) => Ok(self.guard(g)),
-            Err(e) => Err(e.map(|g| self.guard(g))),
-        }
-    }
-
-    /// Locks the value; the guard dereferences to it.
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::lock`]: [`LockError::OwnerDied`](crate::sync::LockError::OwnerDied) with the guard if a process
-    /// died holding the lock (the value is whatever it last stored).
-    pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
-        self.wrap(self.lock.lock())
-    }
-
-    /// Locks the value if the lock is free now.
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::try_lock`].
-    pub fn try_lock(&self) -> LockResult<ValueGuard<'_, T>> {
-        self.wrap(self.lock.try_lock())
-    }
-
-    /// Locks the value, waiting at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::lock_timeout`].
-    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ValueGuard<'_, T>> {
-        self.wrap(self.lock.lock_timeout(timeout))
-    }
-
-    /// Runs `f` on the value under the lock; returns what `f` returns.
-    ///
-    /// # Errors
-    ///
-    /// `OwnerDied` (without running `f`; the lock is released and usable) if
-    /// a process died holding the lock: use [`lock`](Value::lock) to repair;
-    /// otherwise as [`Lock::lock`].
-    pub fn with_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
-        let mut g = self.lock()?;
-        Ok(f(&mut g))
-    }
-}
-
-impl<T: PlainInt> Value<T> {
-    /// Adds `v` atomically (wrapping), without the lock; returns the previous value.
-    pub fn fetch_add(&self, v: T) -> T {
-        self.raw.fetch_add(v)
-    }
-
-    /// Subtracts `v` atomically (wrapping), without the lock; returns the previous value.
-    pub fn fetch_sub(&self, v: T) -> T {
-        self.raw.fetch_sub(v)
-    }
-
-    /// Stores `v` atomically, without the lock; returns the previous value.
-    pub fn swap(&self, v: T) -> T {
-        self.raw.swap(v)
-    }
-
-    /// Stores `new` if the value is `current`, atomically, without the lock.
-    ///
-    /// # Errors
-    ///
-    /// `Err(actual)` if the value was not `current`.
-    pub fn compare_exchange(&self, current: T, new: T) -> std::result::Result<T, T> {
-        self.raw.compare_exchange(current, new)
-    }
-}
-
-impl<T: Plain> fmt::Debug for Value<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Value")
-            .field("value", &self.get())
-            .field("locked", &self.lock.is_locked())
-            .finish()
-    }
-}
-
-impl<T> Serialize for Value<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.raw.store.serialize(s)
-    }
-}
-
-impl<'de, T: Plain> Deserialize<'de> for Value<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Value<T>, D::Error> {
-        let store = Store::<T>::deserialize(d)?
-            .scalar()
-            .map_err(serde::de::Error::custom)?;
-        let lock = store.lock().map_err(serde::de::Error::custom)?;
-        Ok(Value {
-            raw: RawValue { store },
-            lock,
-        })
-    }
-}
-
-/// A locked [`Value`]: dereferences to the value; dropping it stores a
-/// changed value back and releases the lock.
-#[must_use = "the lock is released when the guard is dropped"]
-pub struct ValueGuard<'a, T: Plain> {
-    local: T,
-    dirty: bool,
-    value: &'a Value<T>,
-    // Declared last: dropped after `Drop::drop` stored the value back.
-    _lock: LockGuard<'a>,
-}
-
-impl<T: Plain> Deref for ValueGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.local
-    }
-}
-
-impl<T: Plain> DerefMut for ValueGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        self.dirty = true;
-        &mut self.local
-    }
-}
-
-impl<T: Plain> Drop for ValueGuard<'_, T> {
-    fn drop(&mut self) {
-        if self.dirty {
-            self.value.set(self.local);
-        }
-    }
-}
-
-impl<T: Plain> fmt::Debug for ValueGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ValueGuard").field(&self.local).finish()
-    }
-}
-
-// ---------------------------------------------------------------------------
-
-/// A fixed-length array of `T` in shared memory without a lock: Python's
-/// `RawArray` (or `Array` with `lock=False`).
-///
-/// # Examples
-///
-/// ```
-/// use multiproc_ipc::value::RawArray;
-///
-/// let a = RawArray::<i32>::new(3)?;
-/// a.set(2, -7)?;
-/// assert_eq!(a.to_vec(), [0, 0, -7]);
-/// assert!(a.get(3).is_err()); // out of range
-/// # Ok::<(), multiproc_ipc::Error>(())
-/// ```
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(bound(deserialize = "T: Plain"))]
-pub struct RawArray<T> {
-    store: Store<T>,
-}
-
-impl<T: Plain> RawArray<T> {
-    /// Creates an array of `len` default (zero) elements.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if it cannot fit in memory; `Io` if shared memory
-    /// cannot be created.
-    pub fn new(len: usize) -> Result<RawArray<T>> {
-        Ok(RawArray {
-            store: Store::create(len, false)?,
-        })
-    }
-
-    /// Creates an array holding a copy of `items`.
-    ///
-    /// # Errors
-    ///
-    /// As [`new`](RawArray::new).
-    pub fn from_slice(items: &[T]) -> Result<RawArray<T>> {
-        let a = RawArray::new(items.len())?;
-        a.store.copy_from_slice(items)?;
-        Ok(a)
-    }
-
-    /// The number of elements.
-    pub fn len(&self) -> usize {
-        self.store.len
-    }
-
-    /// True if the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.store.len == 0
-    }
-
-    /// Element `i` (Python's `a[i]`).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `i >= len` (Python's `IndexError`).
-    pub fn get(&self, i: usize) -> Result<T> {
-        self.store.get(i)
-    }
-
-    /// Sets element `i` (Python's `a[i] = v`).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `i >= len`.
-    pub fn set(&self, i: usize, v: T) -> Result<()> {
-        self.store.set(i, v)
-    }
-
-    /// A copy of all elements (Python's `a[:]`), each read atomically; a
-    /// consistent snapshot only while writers are excluded (by a lock).
-    pub fn to_vec(&self) -> Vec<T> {
-        self.store.to_vec()
-    }
-
-    /// Overwrites all elements (Python's `a[:] = src`).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `src.len() != len`.
-    pub fn copy_from_slice(&self, src: &[T]) -> Result<()> {
-        self.store.copy_from_slice(src)
-    }
-}
-
-impl<T: PlainInt> RawArray<T> {
-    /// Adds `v` to element `i` atomically (wrapping); returns its previous value.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `i >= len`.
-    pub fn fetch_add(&self, i: usize, v: T) -> Result<T> {
-        if i < self.store.len {
-            Ok(T::fetch_add(self.store.slot(i), v))
-        } else {
-            Err(self.store.index_error(i))
-        }
-    }
-}
-
-impl<T: Plain> fmt::Debug for RawArray<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawArray")
-            .field("len", &self.len())
-            .finish()
-    }
-}
-
-/// A fixed-length array of `T` in shared memory with a [`Lock`]: Python's
-/// `multiprocessing.Array`.
-///
-/// Element reads and writes are atomic without the lock; hold
-/// [`lock`](Array::lock)'s guard to make several of them one step for other
-/// processes (a consistent [`to_vec`](ArrayGuard::to_vec), a swap of two
-/// elements...).
-///
-/// # Examples
-///
-/// ```
-/// use multiproc_ipc::value::Array;
-///
-/// let a = Array::from_slice(&[1u64, 2, 3])?;
-/// {
-///     let g = a.lock()?;
-///     let (x, y) = (g.get(0)?, g.get(2)?);
-///     g.set(0, y)?;
-///     g.set(2, x)?;
-/// }
-/// assert_eq!(a.to_vec(), [3, 2, 1]);
-/// assert_eq!(a.len(), 3);
-/// # Ok::<(), multiproc_ipc::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct Array<T> {
-    raw: RawArray<T>,
-    lock: Lock,
-}
-
-impl<T: Plain> Array<T> {
-    /// Creates an array of `len` default (zero) elements, with its own lock.
-    ///
-    /// # Errors
-    ///
-    /// As [`RawArray::new`].
-    pub fn new(len: usize) -> Result<Array<T>> {
-        let store = Store::create(len, true)?;
-        let lock = store.lock()?;
-        Ok(Array {
-            raw: RawArray { store },
-            lock,
-        })
-    }
-
-    /// Creates an array holding a copy of `items`, with its own lock.
-    ///
-    /// # Errors
-    ///
-    /// As [`RawArray::new`].
-    pub fn from_slice(items: &[T]) -> Result<Array<T>> {
-        let a = Array::new(items.len())?;
-        a.raw.copy_from_slice(items)?;
-        Ok(a)
-    }
-
-    /// Creates an array without a lock (Python's `Array(..., lock=False)`).
-    ///
-    /// # Errors
-    ///
-    /// As [`RawArray::new`].
-    pub fn raw(len: usize) -> Result<RawArray<T>> {
-        RawArray::new(len)
-    }
-
-    /// The number of elements.
-    pub fn len(&self) -> usize {
-        self.raw.len()
-    }
-
-    /// True if the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.raw.is_empty()
-    }
-
-    /// Element `i`, read atomically without the lock.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `i >= len` (Python's `IndexError`).
-    pub fn get(&self, i: usize) -> Result<T> {
-        self.raw.get(i)
-    }
-
-    /// Sets element `i` atomically, without the lock.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `i >= len`.
-    pub fn set(&self, i: usize, v: T) -> Result<()> {
-        self.raw.set(i, v)
-    }
-
-    /// A copy of all elements, without the lock (see [`RawArray::to_vec`];
-    /// `a.lock()?.to_vec()` for a consistent snapshot).
-    pub fn to_vec(&self) -> Vec<T> {
-        self.raw.to_vec()
-    }
-
-    /// The array's lock (Python's `get_lock()`).
-    pub fn get_lock(&self) -> &Lock {
-        &self.lock
-    }
-
-    /// The array without its lock (Python's `get_obj()`).
-    pub fn get_obj(&self) -> &RawArray<T> {
-        &self.raw
-    }
-
-    fn wrap<'a>(&'a self, r: LockResult<LockGuard<'a>>) -> LockResult<ArrayGuard<'a, T>> {
-        let make = |g| ArrayGuard {
-            array: &self.raw,
-            _lock: g,
-        };
-        match r {
-            Ok(g) => Ok(make(g)),
-            Err(e) => Err(e.map(make)),
-        }
-    }
-
-    /// Locks the array.
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::lock`] ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied) if a process died holding it).
-    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
-        self.wrap(self.lock.lock())
-    }
-
-    /// Locks the array if the lock is free now.
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::try_lock`].
-    pub fn try_lock(&self) -> LockResult<ArrayGuard<'_, T>> {
-        self.wrap(self.lock.try_lock())
-    }
-
-    /// Locks the array, waiting at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::lock_timeout`].
-    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ArrayGuard<'_, T>> {
-        self.wrap(self.lock.lock_timeout(timeout))
-    }
-}
-
-impl<T: PlainInt> Array<T> {
-    /// Adds `v` to element `i` atomically (wrapping), without the lock;
-    /// returns its previous value.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `i >= len`.
-    pub fn fetch_add(&self, i: usize, v: T) -> Result<T> {
-        self.raw.fetch_add(i, v)
-    }
-}
-
-impl<T: Plain> fmt::Debug for Array<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Array")
-            .field("len", &self.len())
-            .field("locked", &self.lock.is_locked())
-            .finish()
-    }
-}
-
-impl<T> Serialize for Array<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.raw.store.serialize(s)
-    }
-}
-
-impl<'de, T: Plain> Deserialize<'de> for Array<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Array<T>, D::Error> {
-        let store = Store::<T>::deserialize(d)?;
-        let lock = store.lock().map_err(serde::de::Error::custom)?;
-        Ok(Array {
-            raw: RawArray { store },
-            lock,
-        })
-    }
-}
-
-/// A locked [`Array`]; dropping it releases the lock.
-#[must_use = "the lock is released when the guard is dropped"]
-pub struct ArrayGuard<'a, T> {
-    array: &'a RawArray<T>,
-    _lock: LockGuard<'a>,
-}
-
-impl<T: Plain> ArrayGuard<'_, T> {
-    /// The number of elements.
-    pub fn len(&self) -> usize {
-        self.array.len()
-    }
-
-    /// True if the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.array.is_empty()
-    }
-
-    /// Element `i`.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `i >= len`.
-    pub fn get(&self, i: usize) -> Result<T> {
-        self.array.get(i)
-    }
-
-    /// Sets element `i`.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `i >= len`.
-    pub fn set(&self, i: usize, v: T) -> Result<()> {
-        self.array.set(i, v)
-    }
-
-    /// A consistent copy of all elements (writers that take the lock are
-    /// excluded).
-    pub fn to_vec(&self) -> Vec<T> {
-        self.array.to_vec()
-    }
-
-    /// Overwrites all elements.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidArgument` if `src.len() != len`.
-    pub fn copy_from_slice(&self, src: &[T]) -> Result<()> {
-        self.array.copy_from_slice(src)
-    }
-
-    /// Sets every element to `v`.
-    pub fn fill(&self, v: T) {
-        for i in 0..self.array.len() {
-            T::store(self.array.store.slot(i), v);
-        }
-    }
-}
-
-impl<T: Plain> fmt::Debug for ArrayGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ArrayGuard")
-            .field("len", &self.len())
-            .finish()
-    }
-}
+mod array;
+mod lock;
+mod scalar;
+mod structure;
+
+pub use array::{Array, ArrayGuard, RawArray};
+pub use lock::ValueLock;
+pub use scalar::{RawValue, Value, ValueGuard};
+pub use structure::Structure;
 
 #[cfg(test)]
 mod tests {
@@ -1080,7 +410,10 @@ mod tests {
         let v = Value::new(1u32).unwrap();
         let bytes = crate::codec::encode(&v).unwrap();
         assert!(crate::codec::decode::<Value<i32>>(&bytes).is_err());
-        assert!(crate::codec::decode::<RawValue<u32>>(&bytes).is_ok());
+        // A Value travels with its lock; its raw part travels alone.
+        assert!(crate::codec::decode::<RawValue<u32>>(&bytes).is_err());
+        let raw_bytes = crate::codec::encode(v.get_obj()).unwrap();
+        assert!(crate::codec::decode::<RawValue<u32>>(&raw_bytes).is_ok());
         let raw = RawValue::new(1u32).unwrap();
         let bytes = crate::codec::encode(&raw).unwrap();
         assert!(crate::codec::decode::<Value<u32>>(&bytes).is_err());

@@ -22,6 +22,7 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use multiproc_ipc::codec::Codec;
@@ -91,8 +92,13 @@ fn hex(id: &KeyId) -> String {
 /// Serializing never writes a remote authkey (see the module docs).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Endpoint {
-    /// A local manager process: an abstract unix socket name and its token.
-    Local { addr: String, token: [u8; 32] },
+    /// A local manager process: an abstract unix socket name, its token and
+    /// the server process's pid (for error messages).
+    Local {
+        addr: String,
+        token: [u8; 32],
+        pid: i32,
+    },
     /// A remote manager: a TCP address, its authkey and the key's id.
     Remote {
         addr: SocketAddr,
@@ -121,6 +127,7 @@ enum WireRef<'a> {
     Local {
         addr: &'a str,
         token: &'a [u8; 32],
+        pid: i32,
     },
     Remote {
         addr: &'a SocketAddr,
@@ -136,6 +143,7 @@ enum Wire {
     Local {
         addr: String,
         token: [u8; 32],
+        pid: i32,
     },
     Remote {
         addr: SocketAddr,
@@ -147,7 +155,11 @@ enum Wire {
 impl Serialize for Endpoint {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
-            Endpoint::Local { addr, token } => WireRef::Local { addr, token },
+            Endpoint::Local { addr, token, pid } => WireRef::Local {
+                addr,
+                token,
+                pid: *pid,
+            },
             Endpoint::Remote {
                 addr,
                 key_id,
@@ -166,7 +178,7 @@ impl Serialize for Endpoint {
 impl<'de> Deserialize<'de> for Endpoint {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         match Wire::deserialize(d)? {
-            Wire::Local { addr, token } => Ok(Endpoint::Local { addr, token }),
+            Wire::Local { addr, token, pid } => Ok(Endpoint::Local { addr, token, pid }),
             Wire::Remote {
                 addr,
                 key_id,
@@ -194,34 +206,47 @@ impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print secrets.
         match self {
-            Endpoint::Local { addr, .. } => write!(f, "local manager @{addr}"),
-            Endpoint::Remote { addr, .. } => write!(f, "remote manager {addr}"),
+            Endpoint::Local { pid, .. } => write!(f, "manager (pid {pid})"),
+            Endpoint::Remote { addr, .. } => write!(f, "manager at {addr}"),
         }
     }
 }
 
 /// One open connection to a manager.
 pub(crate) trait Conn {
-    /// Sends a request and waits for its response. An `Err` is a transport
-    /// failure: the connection is dropped and the next call reconnects.
+    /// Sends a request and waits for its response. An `Err` after the
+    /// request started out leaves the connection unusable.
     fn call(&mut self, req: &Request) -> Result<Response>;
+
+    /// False once the connection cannot carry another request: a request
+    /// failed half-way, or (remote connections) the manager closed it.
+    /// Called before every request, so it must be cheap.
+    fn usable(&mut self) -> bool;
 }
 
 struct Cached {
     ep: Endpoint,
     pid: u32,
     conn: Box<dyn Conn>,
+    /// Unique to this connection in this process: a lock guard remembers
+    /// the connection it locked through.
+    serial: u64,
+    /// Lock acquisitions through this connection not yet released through
+    /// it: the manager releases them if the connection is lost.
+    held: u64,
 }
 
 thread_local! {
     static CONNS: RefCell<Vec<Cached>> = const { RefCell::new(Vec::new()) };
 }
 
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
 fn connect(ep: &Endpoint) -> Result<Box<dyn Conn>> {
     match ep {
-        Endpoint::Local { addr, token } => {
-            Ok(Box::new(crate::local::LocalConn::connect(addr, token)?))
-        }
+        Endpoint::Local { addr, token, pid } => Ok(Box::new(crate::local::LocalConn::connect(
+            addr, token, *pid,
+        )?)),
         Endpoint::Remote {
             addr,
             authkey,
@@ -233,13 +258,54 @@ fn connect(ep: &Endpoint) -> Result<Box<dyn Conn>> {
     }
 }
 
-/// Opens (or reuses) this thread's connection to `ep` now, to report
-/// connection and authentication errors early.
+/// Opens (or checks) this thread's connection to `ep` now, to report
+/// connection and authentication errors early: on `Ok` the connection has
+/// just answered a request. A cached connection that fails the check (its
+/// server went away, perhaps replaced by a new one on the same address) is
+/// replaced by a new one.
 pub(crate) fn ensure_connected(ep: &Endpoint) -> Result<()> {
-    with_conn(ep, |_| Ok(()))
+    let reused = CONNS.with(|cell| {
+        cell.borrow()
+            .iter()
+            .any(|c| c.ep == *ep && c.pid == std::process::id())
+    });
+    match call(ep, &Request::Ping) {
+        Ok(_) => Ok(()),
+        // A ping changes nothing, so it can be sent again on a new connection.
+        Err(_) if reused => call(ep, &Request::Ping).map(drop),
+        Err(e) => Err(e),
+    }
 }
 
-fn with_conn<R>(ep: &Endpoint, f: impl FnOnce(&mut dyn Conn) -> Result<R>) -> Result<R> {
+/// The error for a call that found its connection lost while the thread
+/// held locks through it.
+fn locks_lost(ep: &Endpoint, held: u64) -> Error {
+    Error::new(
+        ErrorKind::Closed,
+        format!(
+            "the connection to the {ep:?} was lost while this thread held {held} lock \
+             acquisition(s) through it, which the manager has released; the call was \
+             not sent (the next call opens a new connection)"
+        ),
+    )
+}
+
+/// What a request does to the locks its connection holds.
+#[derive(Clone, Copy)]
+enum Hold {
+    Nothing,
+    /// A lock acquire: counts on success.
+    Acquire,
+    /// A lock release, through the connection with this serial when the
+    /// lock was taken by a guard (anything else: not sent).
+    Release(Option<u64>),
+}
+
+fn with_conn<R>(
+    ep: &Endpoint,
+    hold: Hold,
+    f: impl FnOnce(&mut dyn Conn) -> Result<R>,
+) -> Result<(R, u64)> {
     let pid = std::process::id();
     CONNS.with(|cell| {
         let mut conns = cell.borrow_mut();
@@ -247,7 +313,31 @@ fn with_conn<R>(ep: &Endpoint, f: impl FnOnce(&mut dyn Conn) -> Result<R>) -> Re
         if conns.iter().any(|c| c.pid != pid) {
             conns.retain(|c| c.pid == pid);
         }
-        let i = match conns.iter().position(|c| c.ep == *ep) {
+        let mut found = conns.iter().position(|c| c.ep == *ep);
+        if let Some(i) = found {
+            if !conns[i].conn.usable() {
+                // Lost between two requests: no request was in flight, so a
+                // new connection is safe, unless locks went with the old one.
+                let dead = conns.swap_remove(i);
+                found = None;
+                if dead.held > 0 {
+                    return Err(locks_lost(ep, dead.held));
+                }
+            }
+        }
+        if let Hold::Release(Some(serial)) = hold {
+            // A guard's lock lives and dies with the connection that took it.
+            if found.is_none_or(|i| conns[i].serial != serial) {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    format!(
+                        "the lock was released by the {ep:?} when the connection \
+                         that took it was lost"
+                    ),
+                ));
+            }
+        }
+        let i = match found {
             Some(i) => i,
             None => {
                 let conn = connect(ep)?;
@@ -255,15 +345,30 @@ fn with_conn<R>(ep: &Endpoint, f: impl FnOnce(&mut dyn Conn) -> Result<R>) -> Re
                     ep: ep.clone(),
                     pid,
                     conn,
+                    serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+                    held: 0,
                 });
                 conns.len() - 1
             }
         };
-        let r = f(conns[i].conn.as_mut());
-        if r.is_err() {
-            conns.swap_remove(i);
+        let c = &mut conns[i];
+        let r = f(c.conn.as_mut());
+        if r.is_err() && !c.conn.usable() {
+            let dead = conns.swap_remove(i);
+            return Err(match r {
+                Err(e) if dead.held > 0 => Error::new(
+                    e.kind(),
+                    format!(
+                        "{e}; the {} lock acquisition(s) this thread held through the \
+                         connection were released by the manager",
+                        dead.held
+                    ),
+                ),
+                Err(e) => e,
+                Ok(_) => unexpected("a request"),
+            });
         }
-        r
+        Ok((r?, c.serial))
     })
 }
 
@@ -276,12 +381,48 @@ pub(crate) fn forget(ep: &Endpoint) {
     });
 }
 
+fn counted(ep: &Endpoint, serial: u64, delta: i8) {
+    let _ = CONNS.try_with(|cell| {
+        if let Ok(mut conns) = cell.try_borrow_mut() {
+            if let Some(c) = conns.iter_mut().find(|c| c.ep == *ep && c.serial == serial) {
+                c.held = match delta {
+                    1 => c.held.saturating_add(1),
+                    _ => c.held.saturating_sub(1),
+                };
+            }
+        }
+    });
+}
+
+fn call_with(ep: &Endpoint, req: &Request, hold: Hold) -> Result<(Response, u64)> {
+    match with_conn(ep, hold, |c| c.call(req))? {
+        (Response::Error(w), _) => Err(Error::from(w)),
+        (r, serial) => {
+            match (hold, &r) {
+                (Hold::Acquire, Response::Bool(true)) => counted(ep, serial, 1),
+                (Hold::Release(_), Response::Unit) => counted(ep, serial, -1),
+                _ => {}
+            }
+            Ok((r, serial))
+        }
+    }
+}
+
+/// Runs a lock (or rlock) acquire; returns the response and the serial of
+/// the connection that carried it, for a guard to release through.
+pub(crate) fn acquire_lock(ep: &Endpoint, req: &Request) -> Result<(Response, u64)> {
+    call_with(ep, req, Hold::Acquire)
+}
+
+/// Runs a lock (or rlock) release; `through` is the serial a guard got from
+/// [`acquire_lock`] (the release is not sent if that connection is gone).
+pub(crate) fn release_lock(ep: &Endpoint, req: &Request, through: Option<u64>) -> Result<Response> {
+    call_with(ep, req, Hold::Release(through)).map(|(r, _)| r)
+}
+
 /// Runs `req` on the manager at `ep`; a `Response::Error` becomes an `Err`.
 pub(crate) fn call(ep: &Endpoint, req: &Request) -> Result<Response> {
-    match with_conn(ep, |c| c.call(req))? {
-        Response::Error(w) => Err(Error::from(w)),
-        r => Ok(r),
-    }
+    call_with(ep, req, Hold::Nothing).map(|(r, _)| r)
 }
 
 /// The codec of manager messages with a frame limit.
@@ -349,7 +490,11 @@ mod tests {
         // Crafted here, as another process holding the key would send it;
         // nothing in this process has connected with this key yet.
         let ep = Endpoint::remote(server.local_addr(), &key, crate::DEFAULT_MAX_FRAME);
-        let obj = crate::proxy::ObjRef { ep, id: 0 };
+        let obj = crate::proxy::ObjRef {
+            ep,
+            id: 0,
+            ty: None,
+        };
         let bytes = codec::encode(&obj).unwrap();
         let err = codec::decode::<crate::proxy::ObjRef>(&bytes).unwrap_err();
         let msg = err.to_string();

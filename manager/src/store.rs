@@ -6,15 +6,19 @@
 //! queue `get` or a lock `acquire` holds up nobody else.
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use multiproc_ipc::process::catch_remote_panic;
 use multiproc_ipc::shmchan::{spin_budget, yield_briefly, SpinPermit};
-use multiproc_ipc::{Error, ErrorKind, RemotePanic, WireError};
+use multiproc_ipc::{Error, ErrorKind, WireError};
 
+use crate::ordmap::OrderedMap;
 use crate::protocol::{Block, Bytes, Init, Kind, Op, Request, Response, Updater};
+use crate::queues::Items;
+use crate::shared::Served;
+use crate::typetag::TypeDesc;
 
 /// A callable registered on a server: decodes its argument, runs, encodes.
 pub(crate) type CallFn = Arc<dyn Fn(&[u8]) -> Result<Bytes, WireError> + Send + Sync>;
@@ -26,10 +30,10 @@ const WAIT_SPIN: Duration = Duration::from_micros(50);
 const PEER_PROBE: Duration = Duration::from_millis(100);
 
 enum State {
-    Dict(HashMap<Bytes, Bytes>),
+    Dict(OrderedMap),
     List(Vec<Bytes>),
     Queue {
-        items: VecDeque<Bytes>,
+        items: Items,
         maxsize: usize,
         unfinished: u64,
     },
@@ -48,6 +52,7 @@ enum State {
     Value(Bytes),
     Namespace(HashMap<String, Bytes>),
     Callable(CallFn),
+    Shared(Box<dyn Served>),
 }
 
 struct Object {
@@ -59,6 +64,25 @@ struct Object {
     version: AtomicU64,
     /// Threads asleep on `cond` (a notification without sleepers is skipped).
     sleepers: AtomicU64,
+    /// The types the object was made or first looked up with (typed kinds).
+    ty: OnceLock<TypeDesc>,
+}
+
+impl Object {
+    /// Fixes the object's types if it has none yet; `Err` with a
+    /// `WrongType` response if they differ from `fp`.
+    fn check_type(&self, want: Option<&TypeDesc>, fp: Option<u64>) -> Result<(), Response> {
+        let held = match want {
+            Some(w) => Some(self.ty.get_or_init(|| w.clone())),
+            None => self.ty.get(),
+        };
+        match (held, fp.or(want.map(|w| w.fp))) {
+            (Some(held), Some(fp)) if held.fp != fp => {
+                Err(Response::WrongType(self.kind, held.name.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Object {
@@ -121,20 +145,21 @@ fn insert_index(i: i64, len: usize) -> usize {
 
 fn run_updater(updater: &Updater, f: Bytes, old: Option<Bytes>) -> Result<Bytes, Error> {
     let tramp = updater.get()?;
-    match std::panic::catch_unwind(AssertUnwindSafe(|| tramp((f, old)))) {
+    match catch_remote_panic(|| tramp((f, old))) {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(w)) => Err(Error::from(w)),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned());
-            Err(Error::panicked(RemotePanic {
-                message,
-                location: None,
-            }))
-        }
+        Err(panic) => Err(Error::panicked(panic)),
+    }
+}
+
+/// Runs a registered callable; a panic becomes a `TaskPanicked` response
+/// with its message and location, as a pool task's does, and the
+/// connection thread goes on serving.
+fn run_callable(f: &CallFn, arg: &[u8]) -> Response {
+    match catch_remote_panic(|| f(arg)) {
+        Ok(Ok(bytes)) => Response::Value(bytes),
+        Ok(Err(w)) => Response::Error(w),
+        Err(panic) => wire(&Error::panicked(panic)),
     }
 }
 
@@ -228,10 +253,18 @@ fn wait_error(end: WaitEnd, what: &str, no_wait: ErrorKind) -> Response {
 
 impl Store {
     pub(crate) fn new() -> Store {
+        Store::with_first_id(1)
+    }
+
+    /// A store whose object ids count up from `first` (below 2^62, so they
+    /// never wrap). A remote server starts at a random id, so that a proxy
+    /// of a server that was restarted on the same address names no object
+    /// of the new one.
+    pub(crate) fn with_first_id(first: u64) -> Store {
         Store {
             objects: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
-            next: AtomicU64::new(1),
+            next: AtomicU64::new(first.clamp(1, 1 << 62)),
         }
     }
 
@@ -243,6 +276,7 @@ impl Store {
             cond: Condvar::new(),
             version: AtomicU64::new(0),
             sleepers: AtomicU64::new(0),
+            ty: OnceLock::new(),
         });
         self.objects
             .write()
@@ -259,12 +293,22 @@ impl Store {
             )
         };
         let state = match (kind, init) {
-            (Kind::Dict, Init::Empty) => State::Dict(HashMap::new()),
+            (Kind::Dict, Init::Empty) => State::Dict(OrderedMap::new()),
             (Kind::Dict, Init::Dict(pairs)) => State::Dict(pairs.into_iter().collect()),
             (Kind::List, Init::Empty) => State::List(Vec::new()),
             (Kind::List, Init::List(items)) => State::List(items),
             (Kind::Queue | Kind::JoinableQueue, Init::Queue { maxsize }) => State::Queue {
-                items: VecDeque::new(),
+                items: Items::Fifo(VecDeque::new()),
+                maxsize,
+                unfinished: 0,
+            },
+            (Kind::LifoQueue, Init::Queue { maxsize }) => State::Queue {
+                items: Items::Lifo(Vec::new()),
+                maxsize,
+                unfinished: 0,
+            },
+            (Kind::PriorityQueue, Init::PriorityQueue { maxsize, make }) => State::Queue {
+                items: Items::Priority(make.call(())?),
                 maxsize,
                 unfinished: 0,
             },
@@ -279,21 +323,57 @@ impl Store {
             }
             (Kind::Value, Init::Value(v)) => State::Value(v),
             (Kind::Namespace, Init::Empty) => State::Namespace(HashMap::new()),
+            (Kind::Shared, Init::Shared { make, state, .. }) => {
+                State::Shared(make.call(state)?.map_err(Error::from)?)
+            }
             _ => return Err(bad()),
         };
         Ok(self.insert(kind, state))
     }
 
-    /// Registers a new object under `name` (remote servers).
-    pub(crate) fn register(&self, name: &str, kind: Kind, init: Init) -> Result<u64, Error> {
+    /// Registers a new object under `name` (remote servers), of the types
+    /// `ty` if given (else the first typed lookup fixes them).
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        kind: Kind,
+        init: Init,
+        ty: Option<TypeDesc>,
+    ) -> Result<u64, Error> {
         let id = self.make(kind, init)?;
+        if let (Some(ty), Some(obj)) = (ty, self.get(id)) {
+            let _ = obj.ty.set(ty);
+        }
         self.bind(name, id)?;
         Ok(id)
     }
 
-    /// Registers a callable under `name`.
-    pub(crate) fn register_callable(&self, name: &str, f: CallFn) -> Result<u64, Error> {
+    /// Registers a shared object of the types `ty` under `name`.
+    pub(crate) fn register_shared(
+        &self,
+        name: &str,
+        obj: Box<dyn Served>,
+        ty: TypeDesc,
+    ) -> Result<u64, Error> {
+        let id = self.insert(Kind::Shared, State::Shared(obj));
+        if let Some(obj) = self.get(id) {
+            let _ = obj.ty.set(ty);
+        }
+        self.bind(name, id)?;
+        Ok(id)
+    }
+
+    /// Registers a callable of the types `ty` under `name`.
+    pub(crate) fn register_callable(
+        &self,
+        name: &str,
+        f: CallFn,
+        ty: TypeDesc,
+    ) -> Result<u64, Error> {
         let id = self.insert(Kind::Callable, State::Callable(f));
+        if let Some(obj) = self.get(id) {
+            let _ = obj.ty.set(ty);
+        }
         self.bind(name, id)?;
         Ok(id)
     }
@@ -308,6 +388,25 @@ impl Store {
         }
         names.insert(name.to_owned(), id);
         Ok(())
+    }
+
+    /// The id and object registered under `name`.
+    fn lookup(&self, name: &str) -> Option<(u64, Arc<Object>)> {
+        let id = self
+            .names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()?;
+        self.get(id).map(|o| (id, o))
+    }
+
+    /// Forgets the object `id` (one whose registration failed).
+    fn remove(&self, id: u64) {
+        self.objects
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     fn get(&self, id: u64) -> Option<Arc<Object>> {
@@ -349,7 +448,7 @@ impl Store {
     /// Runs one request (everything but `Shutdown`, which the transport handles).
     pub(crate) fn handle(&self, req: Request, peer: &dyn Peer) -> Response {
         match req {
-            Request::Create(kind, init) => {
+            Request::Create(kind, init, ty) => {
                 if !peer.trusted() {
                     return err(
                         ErrorKind::InvalidArgument,
@@ -362,20 +461,43 @@ impl Store {
                         "callables are registered, not created",
                     );
                 }
+                let name = match &init {
+                    Init::Shared { name, .. } => name.clone(),
+                    _ => None,
+                };
+                if let Some(name) = &name {
+                    if self.lookup(name).is_some() {
+                        return err(
+                            ErrorKind::InvalidArgument,
+                            format!("the name {name:?} is already registered"),
+                        );
+                    }
+                }
                 match self.make(kind, init) {
-                    Ok(id) => Response::Object(id, kind),
+                    Ok(id) => {
+                        if let (Some(ty), Some(obj)) = (ty, self.get(id)) {
+                            let _ = obj.ty.set(ty);
+                        }
+                        if let Some(name) = name {
+                            if let Err(e) = self.bind(&name, id) {
+                                self.remove(id);
+                                return wire(&e);
+                            }
+                        }
+                        Response::Object(id, kind)
+                    }
                     Err(e) => wire(&e),
                 }
             }
-            Request::Lookup(name) => {
-                let id = self
-                    .names
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&name)
-                    .copied();
-                match id.and_then(|id| self.get(id).map(|o| (id, o.kind))) {
-                    Some((id, kind)) => Response::Object(id, kind),
+            Request::Lookup(name, kinds, ty) => {
+                match self.lookup(&name) {
+                    // An object of another kind is answered as it is: the
+                    // client refuses it, and its types stay unset.
+                    Some((id, obj)) if !kinds.contains(&obj.kind) => Response::Object(id, obj.kind),
+                    Some((id, obj)) => match obj.check_type(ty.as_ref(), None) {
+                        Ok(()) => Response::Object(id, obj.kind),
+                        Err(wrong) => wrong,
+                    },
                     None => err(
                         ErrorKind::InvalidArgument,
                         format!("no object is registered under the name {name:?}"),
@@ -383,13 +505,26 @@ impl Store {
                 }
             }
             Request::Shutdown => err(ErrorKind::InvalidArgument, "shutdown is not allowed here"),
-            Request::Op(id, op) => match self.get(id) {
-                Some(obj) => self.op(&obj, op, peer),
-                None => err(
-                    ErrorKind::InvalidArgument,
-                    format!("the manager has no object with id {id}"),
-                ),
+            Request::Ping => Response::Unit,
+            Request::Op(id, op) => self.op_on(id, None, op, peer),
+            Request::Typed(id, fp, op) => self.op_on(id, Some(fp), op, peer),
+        }
+    }
+
+    fn op_on(&self, id: u64, fp: Option<u64>, op: Op, peer: &dyn Peer) -> Response {
+        match self.get(id) {
+            Some(obj) => match obj.check_type(None, fp) {
+                Ok(()) => self.op(&obj, op, peer),
+                Err(wrong) => wrong,
             },
+            None => err(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the manager has no object with id {id}: the proxy belongs to \
+                         another manager, or to a server since restarted on this address \
+                         (look the object up again by name)"
+                ),
+            ),
         }
     }
 
@@ -416,8 +551,12 @@ impl Store {
             (State::Dict(m), Op::DictRemove(k)) => Response::Maybe(m.remove(&k)),
             (State::Dict(m), Op::DictContains(k)) => Response::Bool(m.contains_key(&k)),
             (State::Dict(m), Op::Len) => Response::Len(m.len() as u64),
-            (State::Dict(m), Op::DictKeys) => Response::Values(m.keys().cloned().collect()),
-            (State::Dict(m), Op::DictValues) => Response::Values(m.values().cloned().collect()),
+            (State::Dict(m), Op::DictKeys) => {
+                Response::Values(m.iter().map(|(k, _)| k.clone()).collect())
+            }
+            (State::Dict(m), Op::DictValues) => {
+                Response::Values(m.iter().map(|(_, v)| v.clone()).collect())
+            }
             (State::Dict(m), Op::DictItems) => {
                 Response::Pairs(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             }
@@ -429,9 +568,7 @@ impl Store {
                 m.clear();
                 Response::Unit
             }
-            (State::Dict(m), Op::DictSetDefault(k, v)) => {
-                Response::Value(m.entry(k).or_insert(v).clone())
-            }
+            (State::Dict(m), Op::DictSetDefault(k, v)) => Response::Value(m.get_or_insert(k, v)),
             (State::Dict(m), Op::DictUpdateWith(k, updater, f)) => {
                 let old = m.get(&k).cloned();
                 match run_updater(&updater, f, old) {
@@ -458,6 +595,9 @@ impl Store {
                     format!("list index {i} out of range"),
                 ),
             },
+            (State::List(l), Op::ListGetOpt(i)) => {
+                Response::Maybe(usize::try_from(i).ok().and_then(|i| l.get(i)).cloned())
+            }
             (State::List(l), Op::ListSet(i, v)) => match index(i, l.len()) {
                 Some(j) => {
                     l[j] = v;
@@ -626,14 +766,14 @@ impl Store {
                 Response::Names(names)
             }
             // ---- callable
+            (State::Shared(served), Op::Call(arg)) => match served.call(&arg) {
+                Ok(bytes) => Response::Value(bytes),
+                Err(w) => Response::Error(w),
+            },
             (State::Callable(f), Op::Call(arg)) => {
                 let f = Arc::clone(f);
                 drop(guard);
-                return match std::panic::catch_unwind(AssertUnwindSafe(|| f(&arg))) {
-                    Ok(Ok(bytes)) => Response::Value(bytes),
-                    Ok(Err(w)) => Response::Error(w),
-                    Err(_) => err(ErrorKind::TaskPanicked, "the registered callable panicked"),
-                };
+                return run_callable(&f, &arg);
             }
             _ => mismatch(),
         };
@@ -652,7 +792,9 @@ impl Store {
                     items, unfinished, ..
                 } = &mut *g
                 {
-                    items.push_back(item);
+                    if let Err(w) = items.push(item) {
+                        return Response::Error(w);
+                    }
                     *unfinished += 1;
                 }
                 obj.changed();
@@ -671,15 +813,16 @@ impl Store {
         match r {
             Ok(mut g) => {
                 let item = match &mut *g {
-                    State::Queue { items, .. } => items.pop_front(),
-                    _ => None,
+                    State::Queue { items, .. } => items.pop(),
+                    _ => Ok(None),
                 };
                 match item {
-                    Some(item) => {
+                    Ok(Some(item)) => {
                         obj.changed();
                         Response::Value(item)
                     }
-                    None => err(ErrorKind::Empty, "the queue is empty"),
+                    Ok(None) => err(ErrorKind::Empty, "the queue is empty"),
+                    Err(w) => Response::Error(w),
                 }
             }
             Err(e) => wait_error(e, "the queue is empty", ErrorKind::Empty),

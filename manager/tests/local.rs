@@ -1,10 +1,20 @@
 //! The local manager: proxy semantics, proxies in other processes, failures.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::{codec, Process};
-use multiproc_manager::{DictProxy, ErrorKind, LockProxy, Manager, QueueProxy, ValueProxy};
+use multiproc_manager::{
+    DictProxy, ErrorKind, IndexMap, LockProxy, Manager, QueueProxy, ValueProxy,
+};
+
+/// A type named like std's `String`: the same type fingerprint, another
+/// encoding.
+mod lookalike {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct String(pub Vec<u8>);
+}
 
 /// Runs `f` on a thread and fails the test if it does not finish in time.
 fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -99,18 +109,88 @@ fn dict_semantics() {
     assert_eq!(d.remove(&k("c")).unwrap(), Some(4));
     assert_eq!(d.remove(&k("c")).unwrap(), None);
     let map = d.to_map().unwrap();
-    assert_eq!(map, HashMap::from([(k("a"), 2), (k("b"), 3)]));
+    assert_eq!(map, IndexMap::from([(k("a"), 2), (k("b"), 3)]));
     assert_eq!(d.update_with(&k("a"), |v| v.unwrap_or(0) * 10).unwrap(), 20);
     assert_eq!(d.update_with(&k("new"), |v| v.unwrap_or(7)).unwrap(), 7);
     // A panicking function leaves the entry as it was.
     let e = d.update_with(&k("a"), |_| panic!("no thanks")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TaskPanicked);
     assert!(e.to_string().contains("no thanks"), "{e}");
+    let at = e.panic_info().and_then(|p| p.location.clone());
+    assert!(
+        at.as_deref().is_some_and(|l| l.contains("tests/local.rs:")),
+        "{at:?}"
+    );
     assert_eq!(d.get(&k("a")).unwrap(), Some(20));
     d.clear().unwrap();
     assert_eq!(d.len().unwrap(), 0);
     let from = m.dict_from([(1u8, "x".to_string())]).unwrap();
     assert_eq!(from.get(&1).unwrap().as_deref(), Some("x"));
+}
+
+#[test]
+fn dict_keeps_insertion_order_like_python() {
+    let m = Manager::start().unwrap();
+    // Keys in an order no hash map would keep.
+    let order: Vec<u32> = (0..64u32).map(|i| (i * 37 + 11) % 64).collect();
+    let d = m.dict::<u32, String>().unwrap();
+    for k in &order {
+        d.insert(k, &format!("v{k}")).unwrap();
+    }
+    let items =
+        |o: &[u32]| -> Vec<(u32, String)> { o.iter().map(|k| (*k, format!("v{k}"))).collect() };
+    assert_eq!(d.keys().unwrap(), order);
+    assert_eq!(
+        d.values().unwrap(),
+        order.iter().map(|k| format!("v{k}")).collect::<Vec<_>>()
+    );
+    assert_eq!(d.items().unwrap(), items(&order));
+    let map: Vec<(u32, String)> = d.to_map().unwrap().into_iter().collect();
+    assert_eq!(map, items(&order));
+
+    // Re-inserting a present key keeps its place.
+    let first = order[0];
+    d.insert(&first, &format!("v{first}")).unwrap();
+    assert_eq!(d.keys().unwrap(), order);
+    // Removing and inserting again moves it to the end.
+    let mut expect = order.clone();
+    for k in [order[0], order[10], order[63]] {
+        d.remove(&k).unwrap();
+        d.insert(&k, &format!("v{k}")).unwrap();
+        expect.retain(|x| *x != k);
+        expect.push(k);
+    }
+    assert_eq!(d.keys().unwrap(), expect);
+    // update: present keys keep their place, new ones follow in order;
+    // setdefault and update_with add new keys last.
+    d.update([
+        (expect[5], "v".into()),
+        (100, "v100".into()),
+        (99, "v99".into()),
+    ])
+    .unwrap();
+    d.setdefault(&98, &"v98".into()).unwrap();
+    d.setdefault(&expect[1], &"ignored".into()).unwrap();
+    d.update_with(&97, |_| "v97".into()).unwrap();
+    d.update_with(&expect[2], |v| v.unwrap_or_default())
+        .unwrap();
+    expect.extend([100, 99, 98, 97]);
+    assert_eq!(d.keys().unwrap(), expect);
+    // Many removals (holes squeezed out on the server) keep the order.
+    for k in &order[..50] {
+        d.remove(k).unwrap();
+    }
+    expect.retain(|k| !order[..50].contains(k));
+    assert_eq!(d.keys().unwrap(), expect);
+    let map: Vec<u32> = d.to_map().unwrap().into_keys().collect();
+    assert_eq!(map, expect);
+
+    // A dict made from pairs keeps their order; a repeated key keeps its
+    // first place and its last value, as in `dict([...])`.
+    let from = m
+        .dict_from([(3u8, 'a'), (1, 'b'), (2, 'c'), (1, 'd')])
+        .unwrap();
+    assert_eq!(from.items().unwrap(), vec![(3, 'a'), (1, 'd'), (2, 'c')]);
 }
 
 #[test]
@@ -142,29 +222,88 @@ fn list_semantics() {
 }
 
 #[test]
+fn list_iterates_live_like_python() {
+    let m = Manager::start().unwrap();
+    let l = m.list_from([1u32, 2, 3]).unwrap();
+    let other = l.clone();
+    let mut it = l.iter();
+    assert_eq!(it.next().unwrap().unwrap(), 1);
+    // Python: removing an item before the position skips the next one...
+    assert_eq!(other.pop(Some(0)).unwrap(), 1);
+    assert_eq!(it.next().unwrap().unwrap(), 3);
+    // ...and items appended before the end is reached are yielded.
+    other.push(&4).unwrap();
+    other.push(&5).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 4);
+    other.set(-1, &50).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), 50);
+    assert!(it.next().is_none());
+    // Once ended it stays ended, as a Python list iterator does.
+    other.push(&6).unwrap();
+    assert!(it.next().is_none());
+    // to_vec stays a snapshot.
+    let snapshot = l.to_vec().unwrap();
+    other.push(&7).unwrap();
+    assert_eq!(snapshot, vec![2, 3, 4, 50, 6]);
+    let mut seen = Vec::new();
+    for x in &l {
+        seen.push(x.unwrap());
+    }
+    assert_eq!(seen, vec![2, 3, 4, 50, 6, 7]);
+    assert_eq!(m.list::<u8>().unwrap().iter().count(), 0);
+
+    // An item that does not decode ends the iteration with an error. (A
+    // proxy of other types is refused; a type of the same name in another
+    // module has the same fingerprint, and gets the bad bytes in.)
+    let mixed = m.list::<String>().unwrap();
+    mixed.push(&"ok".to_string()).unwrap();
+    let encoded = codec::encode(&mixed).unwrap();
+    let refused: multiproc_manager::ListProxy<Vec<u8>> = codec::decode(&encoded).unwrap();
+    let e = refused.push(&vec![0xff, 0xfe]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    let wrong: multiproc_manager::ListProxy<lookalike::String> = codec::decode(&encoded).unwrap();
+    wrong.push(&lookalike::String(vec![0xff, 0xfe])).unwrap();
+    let got: Vec<_> = mixed.iter().collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].as_deref().unwrap(), "ok");
+    assert_eq!(
+        got[1].as_ref().unwrap_err().kind(),
+        ErrorKind::Serialization
+    );
+
+    // A manager gone mid-iteration: an error, then the end.
+    let mut it = l.iter();
+    assert_eq!(it.next().unwrap().unwrap(), 2);
+    m.shutdown().unwrap();
+    let e = it.next().unwrap().unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Closed | ErrorKind::Io), "{e}");
+    assert!(it.next().is_none());
+}
+
+#[test]
 fn queue_lock_event_semaphore_value_namespace() {
     let m = Manager::start().unwrap();
     let q = m.bounded_queue::<u32>(2).unwrap();
-    q.put(&1).unwrap();
-    q.put(&2).unwrap();
-    assert!(q.is_full().unwrap());
-    assert_eq!(q.try_put(&3).unwrap_err().kind(), ErrorKind::Full);
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert!(q.full().unwrap());
+    assert_eq!(q.try_put(3).unwrap_err().kind(), ErrorKind::Full);
     let t = Instant::now();
     assert_eq!(
-        q.put_timeout(&3, Duration::from_millis(100))
+        q.put_timeout(3, Duration::from_millis(100))
             .unwrap_err()
             .kind(),
         ErrorKind::Timeout
     );
     assert!(t.elapsed() >= Duration::from_millis(80));
     assert_eq!(q.get().unwrap(), 1);
-    assert_eq!(q.len().unwrap(), 1);
+    assert_eq!(q.qsize().unwrap(), 1);
     assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), 2);
-    assert!(q.is_empty().unwrap());
+    assert!(q.empty().unwrap());
     assert_eq!(q.try_get().unwrap_err().kind(), ErrorKind::Empty);
 
     let jq = m.joinable_queue::<u8>().unwrap();
-    jq.put(&1).unwrap();
+    jq.put(1).unwrap();
     assert_eq!(
         jq.join_timeout(Duration::from_millis(50))
             .unwrap_err()
@@ -242,10 +381,9 @@ fn bad_values_unknown_ids_and_dead_managers_are_errors() {
     // The same object seen with another value type.
     let bytes = codec::encode(&d).unwrap();
     let wrong: DictProxy<String, u8> = codec::decode(&bytes).unwrap();
-    assert_eq!(
-        wrong.get(&"k".into()).unwrap_err().kind(),
-        ErrorKind::Serialization
-    );
+    let e = wrong.get("k").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("dict of (String, Vec<u32>)"), "{e}");
     // An object id the manager never made (the id is the last byte).
     let mut forged = bytes.clone();
     *forged.last_mut().unwrap() = 120;
@@ -313,7 +451,7 @@ fn proxies_work_in_child_processes() {
 
 fn hold_lock_and_wait((lock, q, jobs): (LockProxy, QueueProxy<u32>, QueueProxy<u32>)) {
     let _g = lock.lock().unwrap();
-    q.put(&std::process::id()).unwrap();
+    q.put(std::process::id()).unwrap();
     // Blocked mid-call when it is killed.
     let _ = jobs.get();
 }
@@ -339,7 +477,7 @@ fn a_client_killed_mid_call_disturbs_nobody() {
             .lock_timeout(Duration::from_secs(10))
             .unwrap()
             .is_some();
-        q.put(&7).unwrap();
+        q.put(7).unwrap();
         (g, q.get_timeout(Duration::from_secs(10)).unwrap())
     });
     assert_eq!(got, (true, 7));
@@ -348,7 +486,7 @@ fn a_client_killed_mid_call_disturbs_nobody() {
 
 fn start_manager_and_report(q: QueueProxy<i32>) {
     let inner = Manager::start().unwrap();
-    q.put(&inner.pid()).unwrap();
+    q.put(inner.pid()).unwrap();
     std::thread::sleep(Duration::from_secs(60));
     drop(inner);
 }

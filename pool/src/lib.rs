@@ -19,25 +19,65 @@
 //! running (`WorkerLost`, with the signal or exit code), re-queues the tasks
 //! it had not started, and forks a replacement.
 //!
+//! # Events
+//!
+//! The pool prints nothing. It reports through [`tracing`](https://docs.rs/tracing)
+//! (silent unless the program installs a subscriber), with target
+//! `multiproc_pool`:
+//!
+//! | level | event | fields |
+//! |---|---|---|
+//! | WARN | a pool worker died | `pid`, `slot`, `status`, `task` (0: none running) |
+//! | INFO | a pool worker was forked to replace a dead one | `slot`, `pid` |
+//! | DEBUG | a pool worker retired (`max_tasks_per_child`) | `pid`, `slot` |
+//! | WARN | a pool worker's initializer failed | `pid`, `slot`, `error` |
+//! | ERROR | the pool is broken: its initializer keeps failing | `failures` |
+//! | ERROR | cannot fork a replacement pool worker | `slot`, `error` |
+//! | WARN | a pool callback panicked | `message` |
+//! | ERROR | a pool worker cannot open the pool's memory (in the worker) | `error` |
+//!
 //! # Examples
 //!
 //! ```
-//! use multiproc_pool::Pool;
+//! use multiproc::Pool;
 //!
 //! fn square(x: u64) -> u64 { x * x }
 //!
 //! let pool = Pool::new(2)?;
 //! assert_eq!(pool.map(square, 0..10u64)?.iter().sum::<u64>(), 285);
-//! # Ok::<(), multiproc_pool::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 #![forbid(unsafe_code)]
 
+mod builder;
+mod collector;
+mod executor;
+mod future;
+mod imap;
+mod map;
+mod options;
 mod pool;
+#[cfg(feature = "progress")]
+mod progress;
 mod result;
 mod ring;
+mod shared;
+mod stats;
+mod supervisor;
 mod task;
+pub mod test_hooks;
 mod worker;
 
-pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
-pub use pool::{ApplyOptions, Pool, PoolBuilder, StartMethod};
-pub use result::{AsyncResult, IMapIter};
+pub use builder::{PoolBuilder, StartMethod};
+pub use executor::{Executor, ExecutorBuilder, ExecutorMap, EXECUTOR_QUEUE_PER_WORKER};
+pub use future::{as_completed, wait, AsCompleted, Future, ReturnWhen, Waited};
+pub use imap::{IMapIter, IMapOptions, DEFAULT_BUFFER_PER_PROCESS};
+pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, StarFn};
+pub use options::ApplyOptions;
+pub use pool::Pool;
+#[cfg(feature = "progress")]
+pub use progress::Progress;
+pub use result::AsyncResult;
+pub use stats::PoolStats;
+pub use supervisor::INIT_FAILURE_LIMIT;
+pub use task::InitResult;

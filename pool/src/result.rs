@@ -82,9 +82,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs a done callback on `value` (a value already taken by `get` reads
+/// as an error); a panic in it is contained.
+fn run_done_callback<R>(f: DoneCallback<R>, value: Option<&Result<R>>) {
+    let taken;
+    let arg = match value {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(e),
+        None => {
+            taken = Error::new(
+                ErrorKind::InvalidArgument,
+                "the result was already taken when the callback was added",
+            );
+            Err(&taken)
+        }
+    };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(arg)));
+}
+
+/// A function run once when a result resolves, with the value or the error.
+pub(crate) type DoneCallback<R> = Box<dyn FnOnce(std::result::Result<&R, &Error>) + Send>;
+
 struct Slot<R> {
     value: Option<Result<R>>,
     successful: Option<bool>,
+    /// The kind of the error it resolved to.
+    failure: Option<ErrorKind>,
+    callbacks: Vec<DoneCallback<R>>,
     waker: Option<Waker>,
     /// Threads blocked on the condition variable (notify only if any).
     sleepers: usize,
@@ -106,6 +130,8 @@ impl<R> Cell<R> {
             slot: Mutex::new(Slot {
                 value: None,
                 successful: None,
+                failure: None,
+                callbacks: Vec::new(),
                 waker: None,
                 sleepers: 0,
             }),
@@ -121,8 +147,13 @@ impl<R> Cell<R> {
                 return;
             }
             s.successful = Some(value.is_ok());
+            s.failure = value.as_ref().err().map(Error::kind);
             s.value = Some(value);
             self.ready.store(true, Ordering::Release);
+            // Done callbacks run before any waiter can take the value.
+            for f in std::mem::take(&mut s.callbacks) {
+                run_done_callback(f, s.value.as_ref());
+            }
             (s.waker.take(), s.sleepers)
         };
         if sleepers > 0 {
@@ -133,12 +164,36 @@ impl<R> Cell<R> {
         }
     }
 
-    fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Runs `f` when the result resolves, or at once if it has.
+    pub(crate) fn on_done(&self, f: DoneCallback<R>) {
+        let mut s = lock(&self.slot);
+        if s.successful.is_some() {
+            run_done_callback(f, s.value.as_ref());
+        } else {
+            s.callbacks.push(f);
+        }
+    }
+
+    /// The kind of the error it resolved to; `None` while pending or after success.
+    pub(crate) fn failure(&self) -> Option<ErrorKind> {
+        lock(&self.slot).failure
+    }
+
+    /// A copy of the error it resolved to, if it failed and the error was
+    /// not taken.
+    pub(crate) fn error(&self) -> Option<Error> {
+        match &lock(&self.slot).value {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     /// Waits until ready or `deadline`; true if ready.
-    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
         if self.is_ready() || spin_helping(&self.helper, || self.is_ready()) {
             return true;
         }
@@ -170,7 +225,7 @@ impl<R> Cell<R> {
         true
     }
 
-    fn take(&self) -> Result<R> {
+    pub(crate) fn take(&self) -> Result<R> {
         lock(&self.slot).value.take().unwrap_or_else(|| {
             Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -191,7 +246,7 @@ impl<R> Cell<R> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_pool::Pool;
+/// use multiproc::Pool;
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
@@ -201,23 +256,49 @@ impl<R> Cell<R> {
 /// assert!(r.ready());
 /// assert_eq!(r.successful(), Some(true));
 /// assert_eq!(r.get_timeout(Duration::from_secs(5))?, 49);
-/// # Ok::<(), multiproc_pool::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct AsyncResult<R> {
     cell: Arc<Cell<R>>,
+    id: Option<u64>,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncResult")
+            .field("id", &self.id)
             .field("ready", &self.ready())
             .finish()
     }
 }
 
 impl<R> AsyncResult<R> {
-    pub(crate) fn from_cell(cell: Arc<Cell<R>>) -> AsyncResult<R> {
-        AsyncResult { cell }
+    pub(crate) fn from_cell(cell: Arc<Cell<R>>, id: Option<u64>) -> AsyncResult<R> {
+        AsyncResult { cell, id }
+    }
+
+    pub(crate) fn cell(&self) -> &Arc<Cell<R>> {
+        &self.cell
+    }
+
+    /// The id of the task, as error messages name it ("task 17"): `Some`
+    /// for [`apply_async`](crate::Pool::apply_async), `None` for a whole
+    /// `map_async` (its chunks are tasks of their own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Pool;
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(1)?;
+    /// let a = pool.apply_async(square, 3)?;
+    /// let b = pool.apply_async(square, 4)?;
+    /// assert_ne!(a.id(), b.id());
+    /// assert!(pool.map_async(square, 0..3u64)?.id().is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn id(&self) -> Option<u64> {
+        self.id
     }
 
     /// Blocks until the result arrives and returns it.
@@ -225,11 +306,11 @@ impl<R> AsyncResult<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// assert_eq!(pool.apply_async(square, 3)?.get()?, 9);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -250,13 +331,13 @@ impl<R> AsyncResult<R> {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(slow, 200)?;
     /// assert!(r.get_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
     /// assert_eq!(r.get()?, 200);
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -277,13 +358,13 @@ impl<R> AsyncResult<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(square, 3)?;
     /// r.wait();
     /// assert!(r.ready());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) {
         self.cell.wait_until(None);
@@ -295,12 +376,12 @@ impl<R> AsyncResult<R> {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(square, 3)?;
     /// assert!(r.wait_timeout(Duration::from_secs(5)));
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.cell.wait_until(Some(Instant::now() + timeout))
@@ -311,13 +392,13 @@ impl<R> AsyncResult<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// # fn square(x: u64) -> u64 { x * x }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(square, 3)?;
     /// r.wait();
     /// assert!(r.ready());
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn ready(&self) -> bool {
         self.cell.is_ready()
@@ -329,13 +410,13 @@ impl<R> AsyncResult<R> {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_pool::Pool;
+    /// # use multiproc::Pool;
     /// fn fails(_: ()) -> u32 { panic!("no") }
     /// let pool = Pool::new(1)?;
     /// let r = pool.apply_async(fails, ())?;
     /// r.wait();
     /// assert_eq!(r.successful(), Some(false));
-    /// # Ok::<(), multiproc_pool::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn successful(&self) -> Option<bool> {
         lock(&self.cell.slot).successful
@@ -419,7 +500,7 @@ impl<R> Stream<R> {
 
     /// The next delivered chunk (in order if ordered), waiting until
     /// `deadline`; `Err(Timeout)` if none came in time.
-    fn next_chunk(&self, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
+    pub(crate) fn next_chunk(&self, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
         let mut s = lock(&self.state);
         loop {
             if let Some(v) = Stream::try_take(&mut s) {
@@ -462,94 +543,3 @@ impl<R> Stream<R> {
         }
     }
 }
-
-/// The iterator of [`Pool::imap`](crate::Pool::imap) (results in input order)
-/// and [`Pool::imap_unordered`](crate::Pool::imap_unordered) (results as they
-/// arrive). Each item is the result of one input, `Ok` or the error of that
-/// input's task.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc_pool::Pool;
-///
-/// fn square(x: u64) -> u64 { x * x }
-///
-/// let pool = Pool::new(2)?;
-/// let squares: Vec<u64> = pool.imap(square, 0..10u64)?.collect::<Result<_, _>>()?;
-/// assert_eq!(squares, (0..10).map(|x| x * x).collect::<Vec<_>>());
-/// # Ok::<(), multiproc_pool::Error>(())
-/// ```
-pub struct IMapIter<R> {
-    stream: Arc<Stream<R>>,
-    local: std::vec::IntoIter<Result<R>>,
-    remaining: usize,
-}
-
-impl<R> fmt::Debug for IMapIter<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IMapIter")
-            .field("remaining", &self.remaining)
-            .finish()
-    }
-}
-
-impl<R> IMapIter<R> {
-    pub(crate) fn new(stream: Arc<Stream<R>>, total: usize) -> IMapIter<R> {
-        IMapIter {
-            stream,
-            local: Vec::new().into_iter(),
-            remaining: total,
-        }
-    }
-
-    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
-        loop {
-            if let Some(v) = self.local.next() {
-                self.remaining -= 1;
-                return Some(v);
-            }
-            if self.remaining == 0 {
-                return None;
-            }
-            match self.stream.next_chunk(deadline) {
-                Ok(chunk) => self.local = chunk.into_iter(),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-
-    /// The next result, waiting at most `timeout` (Python's `next(timeout)`);
-    /// `None` at the end. A timeout yields `Err(Timeout)` and does not
-    /// consume anything: calling again continues.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use multiproc_pool::Pool;
-    /// # fn square(x: u64) -> u64 { x * x }
-    /// let pool = Pool::new(1)?;
-    /// let mut it = pool.imap(square, vec![3u64])?;
-    /// assert_eq!(it.next_timeout(Duration::from_secs(5)).unwrap()?, 9);
-    /// assert!(it.next_timeout(Duration::from_secs(5)).is_none());
-    /// # Ok::<(), multiproc_pool::Error>(())
-    /// ```
-    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        self.next_until(Some(Instant::now() + timeout))
-    }
-}
-
-impl<R> Iterator for IMapIter<R> {
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        self.next_until(None)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
-}
-
-impl<R> ExactSizeIterator for IMapIter<R> {}

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use multiproc_ipc::process::catch_remote_panic;
-use multiproc_ipc::{codec, Error, ErrorKind, FnRef, FnRef2, WireError};
+use multiproc_ipc::{codec, Error, ErrorKind, FnRef, WireError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -60,6 +60,10 @@ impl TaskBody {
 pub(crate) const KIND_INLINE: u8 = 1;
 pub(crate) const KIND_BLOCK: u8 = 2;
 pub(crate) const KIND_EXIT: u8 = 3;
+/// Result record of a worker whose initializer failed: the error, encoded.
+pub(crate) const KIND_INIT_FAILED: u8 = 4;
+/// Result record of a worker whose initializer succeeded.
+pub(crate) const KIND_READY: u8 = 5;
 
 /// Outcome of one item, as it crosses the wire.
 pub(crate) type ItemOutcome<R> = Result<R, WireError>;
@@ -82,12 +86,10 @@ fn ser_error(what: &str, e: impl std::fmt::Display) -> WireError {
 /// Appends the encoding of `outcome` to `out`; an `R` that fails to encode
 /// becomes a `Serialization` error for that item only.
 fn push_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: &ItemOutcome<R>) {
-    if codec::Codec::default().encode_into(outcome, out).is_err() {
+    if let Err(cause) = codec::Codec::default().encode_into(outcome, out) {
+        // The error quotes the result's own `Serialize` message.
         let err: ItemOutcome<R> = Err(match outcome {
-            Ok(_) => ser_error(
-                "cannot encode the task's result",
-                "the value's Serialize failed",
-            ),
+            Ok(_) => ser_error("cannot encode the task's result", cause),
             Err(e) => e.clone(),
         });
         if let Err(e) = encode_err(&err, out) {
@@ -187,23 +189,6 @@ where
     }
 }
 
-/// Trampoline for a chunk of a two-argument function: body
-/// `(FnRef2<A, B, R>, Vec<(A, B)>)`.
-fn run_star<A, B, R>(body: TaskBody) -> Vec<u8>
-where
-    A: DeserializeOwned + 'static,
-    B: DeserializeOwned + 'static,
-    R: Serialize + 'static,
-{
-    match codec::decode::<(FnRef2<A, B, R>, Vec<(A, B)>)>(body.bytes()) {
-        Ok((f, items)) => match f.get() {
-            Ok(f) => run_items(items, |(a, b)| f(a, b)),
-            Err(e) => chunk_error::<R>(e.to_wire()),
-        },
-        Err(e) => chunk_error::<R>(ser_error("cannot decode the chunk's arguments", e)),
-    }
-}
-
 /// The results of one chunk, in the parent.
 pub(crate) enum ChunkResult<R> {
     /// Every item succeeded.
@@ -249,6 +234,62 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(bytes: &[u8], n: usize) -> Chunk
     }
 }
 
+/// What a pool initializer may return: nothing, or a `Result` whose error
+/// fails the worker's start (see
+/// [`PoolBuilder::initializer`](crate::PoolBuilder::initializer)).
+pub trait InitResult: 'static {
+    /// `Err` with the error's text if the initializer failed.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl InitResult for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Display + 'static> InitResult for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Trampoline for an initializer: body `(FnRef<A, R>, A)`; the outcome is
+/// one `ItemOutcome<()>`, whose error is the panic or the returned error.
+fn run_init<A, R>(body: TaskBody) -> Vec<u8>
+where
+    A: DeserializeOwned + 'static,
+    R: InitResult,
+{
+    let outcome: ItemOutcome<()> = match codec::decode::<(FnRef<A, R>, A)>(body.bytes()) {
+        Ok((f, arg)) => match f.get() {
+            Ok(f) => call(f, arg).and_then(|r| {
+                r.into_result().map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!("the initializer returned an error: {e}"),
+                    )
+                    .to_wire()
+                })
+            }),
+            Err(e) => Err(e.to_wire()),
+        },
+        Err(e) => Err(ser_error("cannot decode the initializer's argument", e)),
+    };
+    let mut out = Vec::new();
+    push_outcome(&mut out, &outcome);
+    out
+}
+
+/// The trampoline for an initializer `fn(A) -> R`.
+pub(crate) fn tramp_init<A, R>() -> Tramp
+where
+    A: DeserializeOwned + 'static,
+    R: InitResult,
+{
+    FnRef::new(run_init::<A, R>)
+}
+
 /// The trampoline for one task of `fn(A) -> R`.
 pub(crate) fn tramp_one<A, R>() -> Tramp
 where
@@ -265,16 +306,6 @@ where
     R: Serialize + 'static,
 {
     FnRef::new(run_chunk::<A, R>)
-}
-
-/// The trampoline for a chunk of `fn(A, B) -> R` (starmap).
-pub(crate) fn tramp_star<A, B, R>() -> Tramp
-where
-    A: DeserializeOwned + 'static,
-    B: DeserializeOwned + 'static,
-    R: Serialize + 'static,
-{
-    FnRef::new(run_star::<A, B, R>)
 }
 
 /// Decodes the outcome of a single task (as `decode_outcomes(bytes, 1)`,

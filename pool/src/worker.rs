@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::{SharedMemory, ShmRegion};
+use multiproc_ipc::WireError;
 use serde::{Deserialize, Serialize};
 
 use crate::ring::{spin_until, Bell, Ring, RING_HEADER};
-use crate::task::{self, TaskBody, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INLINE};
+use crate::task::{
+    self, TaskBody, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INIT_FAILED, KIND_INLINE, KIND_READY,
+};
 
 /// Bytes of each ring's data area.
 pub(crate) const RING_CAP: usize = 1 << 20;
@@ -104,25 +107,34 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
     let region = match ShmRegion::open(&arg.region) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("multiproc: pool worker cannot open the pool's memory: {e}");
+            tracing::error!(error = %e, "a pool worker cannot open the pool's memory");
             return EXIT_NO_REGION;
         }
     };
     let slot = SlotView::new(&region, arg.slot);
     let parent = parent_bell(&region);
     if let Some((tramp, body)) = arg.initializer {
-        let ok = tramp
+        let outcome = tramp
             .call(TaskBody::Inline(body))
-            .ok()
-            .map(|out| task::decode_outcomes::<()>(&out, 1))
-            .and_then(|mut v| v.pop());
-        match ok {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                eprintln!("multiproc: pool worker initializer failed: {e}");
+            .map_err(|e| e.to_wire())
+            .and_then(|out| match task::decode_outcomes::<()>(&out, 1).pop() {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(e.to_wire()),
+                None => Err(multiproc_ipc::Error::new(
+                    multiproc_ipc::ErrorKind::Serialization,
+                    "the initializer sent no outcome",
+                )
+                .to_wire()),
+            });
+        match outcome {
+            // The parent counts workers that die before this as initializer failures.
+            Ok(()) => push_result(&slot, &parent, KIND_READY, 0, &[]),
+            Err(e) => {
+                // The parent reports this error on every task of a broken pool.
+                let payload = multiproc_ipc::codec::encode(&shortened(e)).unwrap_or_default();
+                push_result(&slot, &parent, KIND_INIT_FAILED, 0, &payload);
                 return EXIT_INIT_FAILED;
             }
-            None => return EXIT_INIT_FAILED,
         }
     }
     let spin = Duration::from_nanos(arg.spin_ns);
@@ -200,6 +212,28 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             return 0;
         }
     }
+}
+
+/// The longest initializer error message sent to the parent (it must fit
+/// in one ring record).
+const INIT_ERROR_MAX: usize = 8 * 1024;
+
+/// `e` with its messages cut to [`INIT_ERROR_MAX`] bytes.
+fn shortened(mut e: WireError) -> WireError {
+    fn cut(s: &mut String) {
+        if s.len() > INIT_ERROR_MAX {
+            let mut end = INIT_ERROR_MAX;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+        }
+    }
+    cut(&mut e.message);
+    if let Some(p) = &mut e.panic {
+        cut(&mut p.message);
+    }
+    e
 }
 
 fn error_outcome(e: multiproc_ipc::Error) -> Vec<u8> {

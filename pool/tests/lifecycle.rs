@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc_pool::{ErrorKind, Pool};
+use std::sync::mpsc;
+
+use multiproc_pool::{ApplyOptions, ErrorKind, Pool};
 use multiproc_testkit::{checked, wait_gone, LIMIT};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -184,6 +186,79 @@ fn terminate_with_tasks_in_flight_is_prompt_and_fails_everything() {
     });
 }
 
+/// Fills a pool of 3 workers with far more tasks than their rings hold (a
+/// 10,000-item map of chunksize 1, 2,000 `apply_async` with error callbacks
+/// and a 2,000-item `imap`), ends it with `end`, and checks that every
+/// result resolves promptly: a value for what ran, else `NotRunning` naming
+/// the termination.
+fn deep_backlog_resolves(end: fn(Pool)) {
+    let bound = Duration::from_secs(10);
+    let pool = Pool::new(3).unwrap();
+    let m = pool
+        .map_async_with(sleep_ms, vec![1u64; 10_000], Some(1), ApplyOptions::new())
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let rs: Vec<_> = (0..2_000)
+        .map(|_| {
+            let tx = tx.clone();
+            let on_error = ApplyOptions::new().error_callback(move |e| {
+                let _ = tx.send(e.kind());
+            });
+            pool.apply_async_with(sleep_ms, 1, on_error).unwrap()
+        })
+        .collect();
+    drop(tx);
+    let mut it = pool.imap(sleep_ms, vec![1u64; 2_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    end(pool);
+    let t = Instant::now();
+    let e = m.get_timeout(bound).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotRunning, "{e}");
+    assert!(e.to_string().contains("terminated"), "{e}");
+    let mut failed = 0;
+    for r in rs {
+        match r.get_timeout(bound) {
+            Ok(v) => assert_eq!(v, 1),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::NotRunning, "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0, "the backlog cannot have run to the end");
+    let callbacks: Vec<ErrorKind> = rx.iter().collect();
+    assert_eq!(
+        callbacks.len(),
+        failed,
+        "one error callback per failed task"
+    );
+    assert!(callbacks.iter().all(|k| *k == ErrorKind::NotRunning));
+    let mut items = 0;
+    while let Some(r) = it.next_timeout(bound) {
+        if let Err(e) = r {
+            assert_eq!(e.kind(), ErrorKind::NotRunning, "{e}");
+        }
+        items += 1;
+    }
+    assert_eq!(items, 2_000);
+    assert!(t.elapsed() < bound, "results took {:?}", t.elapsed());
+}
+
+#[test]
+fn terminate_with_a_deep_backlog_resolves_every_pending_result() {
+    checked(LIMIT, || {
+        deep_backlog_resolves(|pool| {
+            pool.terminate();
+            pool.join().unwrap();
+        })
+    });
+}
+
+#[test]
+fn drop_with_a_deep_backlog_resolves_every_pending_result() {
+    checked(LIMIT, || deep_backlog_resolves(drop));
+}
+
 #[test]
 fn drop_terminates() {
     checked(LIMIT, || {
@@ -239,5 +314,41 @@ fn serialization_failures_fail_only_their_task() {
             ErrorKind::Serialization
         );
         assert_eq!(out[2].as_ref().unwrap().0, 2);
+    });
+}
+
+/// A task that uses `?` on our own errors.
+fn parse_then_check(s: String) -> multiproc_pool::Result<u64> {
+    let n: u64 = s.parse().map_err(|e: std::num::ParseIntError| {
+        multiproc_pool::Error::with_source(ErrorKind::InvalidArgument, "not a number", e)
+    })?;
+    if n == 0 {
+        return Err(multiproc_pool::Error::timeout("zero waits for ever"));
+    }
+    Ok(n)
+}
+
+#[test]
+fn tasks_may_return_our_own_errors() {
+    checked(LIMIT, || {
+        let pool = Pool::new(1).unwrap();
+        assert_eq!(
+            pool.apply(parse_then_check, "12".into()).unwrap().unwrap(),
+            12
+        );
+        let e = pool
+            .apply(parse_then_check, "x".into())
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(
+            e.message().starts_with("not a number: invalid digit"),
+            "{e}"
+        );
+        let e = pool
+            .apply(parse_then_check, "0".into())
+            .unwrap()
+            .unwrap_err();
+        assert!(e.is_timeout());
     });
 }

@@ -95,7 +95,6 @@ fn imap_yields_in_order_and_unordered_yields_each_exactly_once() {
             .collect();
         assert_eq!(v, (0..300).collect::<Vec<_>>());
         let it = pool.imap_unordered(jitter, 0..300u64).unwrap();
-        assert_eq!(it.len(), 300);
         let mut v: Vec<u64> = it.map(Result::unwrap).collect();
         v.sort_unstable();
         assert_eq!(v, (0..300).collect::<Vec<_>>());
@@ -155,5 +154,49 @@ fn large_arguments_and_results_travel_through_shared_memory() {
         for r in rs {
             assert_eq!(r.get().unwrap().0, big.len());
         }
+    });
+}
+
+fn one(a: u64) -> u64 {
+    a
+}
+
+fn six(a: u8, b: u16, c: u32, d: u64, e: i64, f: String) -> String {
+    format!("{a}{b}{c}{d}{e}{f}")
+}
+
+fn three(a: u64, b: u64, c: u64) -> u64 {
+    a * 100 + b * 10 + c
+}
+
+#[test]
+fn starmap_and_starapply_take_one_to_six_arguments() {
+    checked(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.starmap(one, vec![(7u64,), (8,)]).unwrap(), vec![7, 8]);
+        assert_eq!(
+            pool.starmap(three, (0..20u64).map(|i| (i % 10, 1, 2)))
+                .unwrap()[3],
+            312
+        );
+        let v = pool
+            .starmap(six, vec![(1u8, 2u16, 3u32, 4u64, -5i64, "x".to_string())])
+            .unwrap();
+        assert_eq!(v, vec!["1234-5x".to_string()]);
+        // Non-capturing closures work too.
+        let sums = pool
+            .starmap(|a: u64, b: u64| a + b, vec![(1, 2), (3, 4)])
+            .unwrap();
+        assert_eq!(sums, vec![3, 7]);
+        assert_eq!(pool.starapply(three, (1, 2, 3)).unwrap(), 123);
+        let r = pool
+            .starapply_async(six, (9, 8, 7, 6, 5, "!".to_string()), Default::default())
+            .unwrap();
+        assert!(r.id().is_some());
+        assert_eq!(r.get().unwrap(), "98765!");
+        let e = pool
+            .starapply(|_: u8, _: u8| -> u8 { panic!("two args") }, (1, 2))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TaskPanicked);
     });
 }

@@ -40,7 +40,7 @@ const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(10);
 /// let backend = RedisBackend::open(&url)?; // e.g. "redis://127.0.0.1:6379"
 /// backend.ping()?;
 /// let q = backend.queue::<String>("jobs");
-/// q.put(&"hello".to_string())?;
+/// q.put("hello".to_string())?;
 /// # Ok::<(), multiproc_redis::Error>(())
 /// ```
 ///

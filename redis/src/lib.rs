@@ -19,7 +19,8 @@
 //! use multiproc_redis::{RedisBackend, SharedQueue};
 //!
 //! fn produce<Q: SharedQueue<u64>>(q: &Q) -> multiproc_redis::Result<()> {
-//!     q.put_many(&[1, 2, 3])
+//!     q.put_many(vec![1, 2, 3])?; // a failed put gives the items back
+//!     Ok(())
 //! }
 //!
 //! # let server = multiproc_testkit::RedisServer::start();
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 pub use conn::RedisBackend;
 pub use lock::{RedisLock, RedisLockGuard, DEFAULT_LEASE};
+pub use multiproc_ipc::queue::{PutError, PutTimeoutError, TryPutError};
 pub use multiproc_ipc::{Error, ErrorKind, Result};
 pub use multiproc_manager::{
     SharedDict, SharedJoinableQueue, SharedList, SharedLock, SharedLockGuard, SharedQueue,
@@ -48,8 +50,8 @@ pub use multiproc_manager::{
 };
 pub use objects::{RedisDict, RedisJoinableQueue, RedisList, RedisQueue, RedisValue};
 pub use pool::{
-    PoolStats, Priority, RedisPool, RedisPoolBuilder, Registry, RunningTask, TaskFn, TaskHandle,
-    TaskOptions, Unordered, Worker, WorkerBuilder, WorkerReport,
+    Priority, RedisPool, RedisPoolBuilder, RedisPoolStats, Registry, RunningTask, TaskFn,
+    TaskHandle, TaskOptions, Unordered, Worker, WorkerBuilder, WorkerReport,
 };
 
 use serde::de::DeserializeOwned;

@@ -9,7 +9,10 @@
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
+use std::borrow::Borrow;
+
 use multiproc_ipc::codec;
+use multiproc_ipc::queue::{PutError, PutTimeoutError, TryPutError};
 use multiproc_ipc::{Error, ErrorKind, Result};
 use multiproc_manager::{SharedDict, SharedJoinableQueue, SharedList, SharedQueue, SharedValue};
 use redis::{Connection, RedisResult, Script, Value};
@@ -34,14 +37,6 @@ fn block_secs(left: Duration) -> f64 {
 }
 
 /// A poll interval that grows from 1 ms to 20 ms.
-fn full_or_timeout(key: &str, timed: bool) -> Error {
-    if timed {
-        Error::timeout(format!("queue {key} stayed full"))
-    } else {
-        Error::new(ErrorKind::Full, format!("queue {key} is full"))
-    }
-}
-
 fn backoff(round: &mut u32) -> Duration {
     *round = (*round + 1).min(20);
     Duration::from_millis(u64::from(*round))
@@ -74,7 +69,7 @@ return redis.call('DECR', KEYS[1])
 /// # let url = server.url();
 /// let backend = RedisBackend::open(&url)?; // e.g. "redis://127.0.0.1:6379"
 /// let q = backend.queue::<u32>("numbers");
-/// q.put_many(&[1, 2, 3])?;
+/// q.put_many(vec![1, 2, 3])?;
 /// assert_eq!(q.get()?, 1);
 /// assert_eq!(q.get_many(10)?, vec![2, 3]);
 /// # Ok::<(), multiproc_redis::Error>(())
@@ -182,28 +177,69 @@ impl<T: Serialize + DeserializeOwned> RedisQueue<T> {
         }
     }
 
-    /// Puts `item`; with a deadline, fails with `Full` (`timed`: `Timeout`)
-    /// once it has passed.
-    fn put_counted(
+    /// Puts `item`, waiting for room until `deadline` (forever for `None`).
+    /// On failure the item comes back, wrapped by `full` (no room until the
+    /// deadline) or `failed` (encoding or the server failed).
+    fn put_counted<E>(
         &self,
-        item: &T,
+        item: T,
         deadline: Option<Instant>,
-        timed: bool,
         counter: Option<&str>,
-    ) -> Result<()> {
-        let bytes = [enc(item)?];
+        full: impl FnOnce(T) -> E,
+        failed: impl FnOnce(T, Error) -> E,
+    ) -> std::result::Result<(), E> {
+        let bytes = match enc(&item) {
+            Ok(b) => [b],
+            Err(e) => return Err(failed(item, e)),
+        };
         let mut round = 0;
         loop {
-            if self.push(&bytes, counter)? {
-                return Ok(());
+            match self.push(&bytes, counter) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(failed(item, e)),
             }
-            if let Some(d) = deadline {
-                if Instant::now() >= d {
-                    return Err(full_or_timeout(&self.key, timed));
-                }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(full(item));
             }
             std::thread::sleep(backoff(&mut round));
         }
+    }
+
+    fn put_forever(&self, item: T, counter: Option<&str>) -> std::result::Result<(), PutError<T>> {
+        // Without a deadline `full` is never called: the put waits for room.
+        let full = |item| {
+            let e = Error::new(ErrorKind::Full, format!("queue {} is full", self.key));
+            PutError::Failed(item, e)
+        };
+        self.put_counted(item, None, counter, full, PutError::Failed)
+    }
+
+    fn put_now(&self, item: T, counter: Option<&str>) -> std::result::Result<(), TryPutError<T>> {
+        let deadline = Some(Instant::now());
+        self.put_counted(
+            item,
+            deadline,
+            counter,
+            TryPutError::Full,
+            TryPutError::Failed,
+        )
+    }
+
+    fn put_until(
+        &self,
+        item: T,
+        timeout: Duration,
+        counter: Option<&str>,
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
+        let deadline = Some(Instant::now() + timeout);
+        self.put_counted(
+            item,
+            deadline,
+            counter,
+            PutTimeoutError::Timeout,
+            PutTimeoutError::Failed,
+        )
     }
 
     fn pop_blocking(&self, deadline: Option<Instant>) -> Result<T> {
@@ -229,25 +265,51 @@ impl<T: Serialize + DeserializeOwned> RedisQueue<T> {
         }
     }
 
-    fn put_many_counted(&self, items: &[T], counter: Option<&str>) -> Result<()> {
-        let bytes = items.iter().map(enc).collect::<Result<Vec<_>>>()?;
+    fn put_many_counted(
+        &self,
+        items: Vec<T>,
+        counter: Option<&str>,
+    ) -> std::result::Result<(), PutError<Vec<T>>> {
+        let bytes = match items.iter().map(enc).collect::<Result<Vec<_>>>() {
+            Ok(b) => b,
+            Err(e) => return Err(PutError::Failed(items, e)),
+        };
         let mut round = 0;
-        while !self.push(&bytes, counter)? {
-            std::thread::sleep(backoff(&mut round));
+        loop {
+            match self.push(&bytes, counter) {
+                Ok(true) => return Ok(()),
+                Ok(false) => std::thread::sleep(backoff(&mut round)),
+                Err(e) => return Err(PutError::Failed(items, e)),
+            }
         }
-        Ok(())
+    }
+
+    fn is_full(&self) -> Result<bool> {
+        match self.maxsize {
+            None => Ok(false),
+            Some(max) => Ok(self.qsize_now()? >= max),
+        }
+    }
+
+    fn qsize_now(&self) -> Result<usize> {
+        self.backend
+            .run("LLEN", |c| redis::cmd("LLEN").arg(&self.key).query(c))
     }
 }
 
 impl<T: Serialize + DeserializeOwned> SharedQueue<T> for RedisQueue<T> {
-    fn put(&self, item: &T) -> Result<()> {
-        self.put_counted(item, None, false, None)
+    fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        self.put_forever(item, None)
     }
-    fn try_put(&self, item: &T) -> Result<()> {
-        self.put_counted(item, Some(Instant::now()), false, None)
+    fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
+        self.put_now(item, None)
     }
-    fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
-        self.put_counted(item, Some(Instant::now() + timeout), true, None)
+    fn put_timeout(
+        &self,
+        item: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.put_until(item, timeout, None)
     }
     fn get(&self) -> Result<T> {
         self.pop_blocking(None)
@@ -268,11 +330,13 @@ impl<T: Serialize + DeserializeOwned> SharedQueue<T> for RedisQueue<T> {
         self.pop_blocking(Some(Instant::now() + timeout))
     }
     fn qsize(&self) -> Result<usize> {
-        self.backend
-            .run("LLEN", |c| redis::cmd("LLEN").arg(&self.key).query(c))
+        self.qsize_now()
+    }
+    fn full(&self) -> Result<bool> {
+        self.is_full()
     }
     /// One `RPUSH` for all items (a bounded queue waits until all fit).
-    fn put_many(&self, items: &[T]) -> Result<()> {
+    fn put_many(&self, items: Vec<T>) -> std::result::Result<(), PutError<Vec<T>>> {
         self.put_many_counted(items, None)
     }
     /// One `LPOP key count`.
@@ -302,7 +366,7 @@ impl<T: Serialize + DeserializeOwned> SharedQueue<T> for RedisQueue<T> {
 /// # let url = server.url();
 /// let backend = RedisBackend::open(&url)?; // e.g. "redis://127.0.0.1:6379"
 /// let q = backend.joinable_queue::<String>("laundry");
-/// q.put(&"shirt".to_string())?;
+/// q.put("shirt".to_string())?;
 /// let item = q.get()?;
 /// q.task_done()?;
 /// q.join()?; // nothing unfinished
@@ -390,21 +454,18 @@ impl<T: Serialize + DeserializeOwned> RedisJoinableQueue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> SharedQueue<T> for RedisJoinableQueue<T> {
-    fn put(&self, item: &T) -> Result<()> {
-        self.queue
-            .put_counted(item, None, false, Some(&self.counter))
+    fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        self.queue.put_forever(item, Some(&self.counter))
     }
-    fn try_put(&self, item: &T) -> Result<()> {
-        self.queue
-            .put_counted(item, Some(Instant::now()), false, Some(&self.counter))
+    fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
+        self.queue.put_now(item, Some(&self.counter))
     }
-    fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
-        self.queue.put_counted(
-            item,
-            Some(Instant::now() + timeout),
-            true,
-            Some(&self.counter),
-        )
+    fn put_timeout(
+        &self,
+        item: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.queue.put_until(item, timeout, Some(&self.counter))
     }
     fn get(&self) -> Result<T> {
         self.queue.get()
@@ -418,7 +479,10 @@ impl<T: Serialize + DeserializeOwned> SharedQueue<T> for RedisJoinableQueue<T> {
     fn qsize(&self) -> Result<usize> {
         self.queue.qsize()
     }
-    fn put_many(&self, items: &[T]) -> Result<()> {
+    fn full(&self) -> Result<bool> {
+        self.queue.full()
+    }
+    fn put_many(&self, items: Vec<T>) -> std::result::Result<(), PutError<Vec<T>>> {
         self.queue.put_many_counted(items, Some(&self.counter))
     }
     fn get_many(&self, max: usize) -> Result<Vec<T>> {
@@ -491,6 +555,12 @@ impl<K, V> std::fmt::Debug for RedisDict<K, V> {
     }
 }
 
+/// Sets ARGV[1] to ARGV[2] unless present; returns the value there now.
+static HASH_SETDEFAULT: &str = r"
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
+";
+
 static HASH_SWAP: &str = r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -516,7 +586,7 @@ where
         &self.key
     }
 
-    fn swap(&self, key: &K, value: Option<&V>) -> Result<Option<V>> {
+    fn swap<Q: ?Sized + Serialize>(&self, key: &Q, value: Option<&V>) -> Result<Option<V>> {
         let k = enc(key)?;
         let v = value.map(enc).transpose()?;
         let script = Script::new(HASH_SWAP);
@@ -537,7 +607,11 @@ where
     K: Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,
 {
-    fn get(&self, key: &K) -> Result<Option<V>> {
+    fn get<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+    {
         let k = enc(key)?;
         let v: Option<Vec<u8>> = self.backend.run("HGET", |c| {
             redis::cmd("HGET").arg(&self.key).arg(k.as_slice()).query(c)
@@ -547,10 +621,18 @@ where
     fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
         self.swap(key, Some(value))
     }
-    fn remove(&self, key: &K) -> Result<Option<V>> {
+    fn remove<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+    {
         self.swap(key, None)
     }
-    fn contains_key(&self, key: &K) -> Result<bool> {
+    fn contains_key<Q>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+    {
         let k = enc(key)?;
         self.backend.run("HEXISTS", |c| {
             redis::cmd("HEXISTS")
@@ -558,6 +640,39 @@ where
                 .arg(k.as_slice())
                 .query(c)
         })
+    }
+    /// One script: `HSETNX`, then `HGET`.
+    fn setdefault(&self, key: &K, default: &V) -> Result<V> {
+        let k = enc(key)?;
+        let v = enc(default)?;
+        let script = Script::new(HASH_SETDEFAULT);
+        let now: Vec<u8> = self.backend.run("setdefault", |c| {
+            script
+                .key(&self.key)
+                .arg(k.as_slice())
+                .arg(v.as_slice())
+                .invoke(c)
+        })?;
+        dec(&now)
+    }
+    /// One `HSET` for all pairs.
+    fn update<I: IntoIterator<Item = (K, V)>>(&self, pairs: I) -> Result<()> {
+        let mut fields = Vec::new();
+        for (k, v) in pairs {
+            fields.push(enc(&k)?);
+            fields.push(enc(&v)?);
+        }
+        if fields.is_empty() {
+            return Ok(());
+        }
+        self.backend
+            .run("HSET", |c| {
+                redis::cmd("HSET")
+                    .arg(&self.key)
+                    .arg(&fields)
+                    .query::<i64>(c)
+            })
+            .map(drop)
     }
     fn len(&self) -> Result<usize> {
         self.backend
@@ -568,6 +683,12 @@ where
             .backend
             .run("HKEYS", |c| redis::cmd("HKEYS").arg(&self.key).query(c))?;
         ks.iter().map(|b| dec(b)).collect()
+    }
+    fn values(&self) -> Result<Vec<V>> {
+        let vs: Vec<Vec<u8>> = self
+            .backend
+            .run("HVALS", |c| redis::cmd("HVALS").arg(&self.key).query(c))?;
+        vs.iter().map(|b| dec(b)).collect()
     }
     fn items(&self) -> Result<Vec<(K, V)>> {
         let kv: Vec<(Vec<u8>, Vec<u8>)> = self
@@ -595,7 +716,7 @@ where
 /// # let url = server.url();
 /// let backend = RedisBackend::open(&url)?; // e.g. "redis://127.0.0.1:6379"
 /// let l = backend.list::<u32>("xs");
-/// l.extend(&[1, 2, 3])?;
+/// l.extend([1, 2, 3])?;
 /// assert_eq!(l.get(-1)?, 3);
 /// # Ok::<(), multiproc_redis::Error>(())
 /// ```
@@ -634,6 +755,23 @@ redis.call('LREM', KEYS[1], 1, mark)
 return v
 ";
 
+/// Inserts ARGV[2] before index ARGV[1], clamped as Python's `list.insert`:
+/// the items from the index on are moved out and pushed back after it.
+static LIST_INSERT: &str = r"
+local n = redis.call('LLEN', KEYS[1])
+local i = tonumber(ARGV[1])
+if i < 0 then i = math.max(i + n, 0) end
+if i >= n then return redis.call('RPUSH', KEYS[1], ARGV[2]) end
+if i == 0 then return redis.call('LPUSH', KEYS[1], ARGV[2]) end
+local tail = redis.call('LRANGE', KEYS[1], i, -1)
+redis.call('LTRIM', KEYS[1], 0, i - 1)
+redis.call('RPUSH', KEYS[1], ARGV[2])
+for j = 1, #tail, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(tail, j, math.min(j + 999, #tail)))
+end
+return n + 1
+";
+
 fn out_of_range(index: i64) -> Error {
     Error::new(
         ErrorKind::InvalidArgument,
@@ -654,17 +792,11 @@ impl<T: Serialize + DeserializeOwned> RedisList<T> {
     pub fn key(&self) -> &str {
         &self.key
     }
-}
 
-impl<T: Serialize + DeserializeOwned> SharedList<T> for RedisList<T> {
-    fn push(&self, value: &T) -> Result<()> {
-        self.extend(std::slice::from_ref(value))
-    }
-    fn extend(&self, items: &[T]) -> Result<()> {
-        if items.is_empty() {
+    fn push_encoded(&self, bytes: Vec<Vec<u8>>) -> Result<()> {
+        if bytes.is_empty() {
             return Ok(());
         }
-        let bytes = items.iter().map(enc).collect::<Result<Vec<_>>>()?;
         self.backend
             .run_once("RPUSH", |c| {
                 redis::cmd("RPUSH")
@@ -674,6 +806,21 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> for RedisList<T> {
             })
             .map(drop)
     }
+}
+
+impl<T: Serialize + DeserializeOwned> SharedList<T> for RedisList<T> {
+    fn push(&self, value: &T) -> Result<()> {
+        self.push_encoded(vec![enc(value)?])
+    }
+    /// One `RPUSH` for all items.
+    fn extend<I: IntoIterator<Item = T>>(&self, items: I) -> Result<()> {
+        let bytes = items
+            .into_iter()
+            .map(|v| enc(&v))
+            .collect::<Result<Vec<_>>>()?;
+        self.push_encoded(bytes)
+    }
+
     fn get(&self, index: i64) -> Result<T> {
         let v: Option<Vec<u8>> = self.backend.run("LINDEX", |c| {
             redis::cmd("LINDEX").arg(&self.key).arg(index).query(c)
@@ -712,6 +859,32 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> for RedisList<T> {
             )),
             None => Err(out_of_range(index.unwrap_or(-1))),
         }
+    }
+    /// One script; it moves the items after `index` (O(n) on the server).
+    fn insert(&self, index: i64, value: &T) -> Result<()> {
+        let v = enc(value)?;
+        let script = Script::new(LIST_INSERT);
+        self.backend
+            .run_once("insert", |c| {
+                script
+                    .key(&self.key)
+                    .arg(index)
+                    .arg(v.as_slice())
+                    .invoke::<i64>(c)
+            })
+            .map(drop)
+    }
+    /// `LREM key 1 value`.
+    fn remove(&self, value: &T) -> Result<bool> {
+        let v = enc(value)?;
+        let n: i64 = self.backend.run_once("LREM", |c| {
+            redis::cmd("LREM")
+                .arg(&self.key)
+                .arg(1)
+                .arg(v.as_slice())
+                .query(c)
+        })?;
+        Ok(n > 0)
     }
     fn len(&self) -> Result<usize> {
         self.backend

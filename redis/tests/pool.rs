@@ -30,7 +30,7 @@ fn logged((url, key, sleep_ms, x): (String, String, u64, u64)) -> u64 {
 /// Records its start in the queue `key` (pid, then waits), returns its pid.
 fn announced((url, key, sleep_ms): (String, String, u64)) -> u32 {
     let b = RedisBackend::open(&url).unwrap();
-    b.queue::<u32>(&key).put(&std::process::id()).unwrap();
+    b.queue::<u32>(&key).put(std::process::id()).unwrap();
     std::thread::sleep(Duration::from_millis(sleep_ms));
     std::process::id()
 }

@@ -26,7 +26,7 @@ fn work(ms: u64) -> u64 {
 /// Records its start (`tag`) in the queue `key`, then sleeps.
 fn announced((url, key, sleep_ms, tag): (String, String, u64, u64)) -> u64 {
     let b = RedisBackend::open(&url).unwrap();
-    b.queue::<u64>(&key).put(&tag).unwrap();
+    b.queue::<u64>(&key).put(tag).unwrap();
     std::thread::sleep(Duration::from_millis(sleep_ms));
     tag
 }
@@ -344,7 +344,7 @@ fn hold_forever(url: String) -> u64 {
     let b = RedisBackend::open(&url).unwrap();
     let lock = b.lock_with_lease("lease", Duration::from_millis(600));
     let g = lock.lock_fenced().unwrap();
-    b.queue::<u64>("held").put(&g.fence()).unwrap();
+    b.queue::<u64>("held").put(g.fence()).unwrap();
     std::thread::sleep(Duration::from_secs(60));
     g.fence()
 }

@@ -50,6 +50,32 @@ pub fn children() -> Vec<i32> {
         .collect()
 }
 
+/// Pids of every descendant of this process (children, grandchildren, ...),
+/// such as the workers a pool's zygote forked.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!multiproc_testkit::descendants().contains(&(std::process::id() as i32)));
+/// ```
+pub fn descendants() -> Vec<i32> {
+    let entries = proc_entries();
+    let mut found = vec![my_pid()];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            entries
+                .iter()
+                .filter(|&&(_, _, ppid)| ppid == parent)
+                .map(|&(pid, _, _)| pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
 /// Pids of this process's children that are zombies (exited, not reaped).
 ///
 /// A snapshot: in a test binary whose tests run in parallel, another test's

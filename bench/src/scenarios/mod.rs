@@ -3,7 +3,10 @@
 //! Each function runs the timed section exactly as the Python counterpart
 //! does, checks its results, and returns the JSON line.
 
+pub mod executor;
+pub mod killed;
 pub mod manager;
+pub mod ordered_queue;
 pub mod pool;
 pub mod process;
 pub mod queue;

@@ -1,17 +1,17 @@
-//! The pool scenarios: `pool_*`, `futures_submit` and `worker_killed_pool`,
+//! The pool scenarios: `pool_*` and `worker_killed_pool`,
 //! with the sizes and timed sections of the Python counterparts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use multiproc::shm::ShmRegion;
-use multiproc::{ApplyOptions, ErrorKind, Pool};
+use multiproc::{ApplyOptions, Pool};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::record::{median, round, Record};
 use crate::registry::{BenchError, Params};
+use crate::scenarios::killed::{kill_a_worker, report_pid_then_sleep};
 
 const POOL_SIZE: usize = 2;
 
@@ -100,12 +100,6 @@ pub fn apply_latency(params: &Params) -> Result<Record, BenchError> {
 /// 100,000 `apply_async(identity, i)`, then `get` on all in order.
 pub fn apply_async_tiny(params: &Params) -> Result<Record, BenchError> {
     submit_then_get(params, "pool_apply_async_tiny", "tasks", "pool_size")
-}
-
-/// `futures_submit`: `apply_async` plays the executor's `submit`, `get` its
-/// `result`.
-pub fn futures_submit(params: &Params) -> Result<Record, BenchError> {
-    submit_then_get(params, "futures_submit", "tasks", "max_workers")
 }
 
 fn submit_then_get(
@@ -282,59 +276,18 @@ pub fn large_payload(params: &Params) -> Result<Record, BenchError> {
         .with("median_call_seconds", round(med, 6)))
 }
 
-fn report_pid_then_sleep(arg: (ShmRegion, u64)) -> String {
-    arg.0
-        .atomic_u32(0)
-        .store(std::process::id(), Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(arg.1));
-    "finished".to_owned()
-}
-
 /// A task records its worker's pid then sleeps; the parent SIGKILLs that
 /// worker mid-task and waits for the outcome with a 5 s timeout.
 pub fn worker_killed(params: &Params) -> Result<Record, BenchError> {
-    let sleep_ms = params.get("task_sleep_ms")?;
-    let kill_after = params.get("kill_after_ms")?;
-    let timeout = params.get("timeout_ms")?;
     let pool = Pool::new(POOL_SIZE)?;
-    let slot = ShmRegion::create(64)?;
-    let r = pool.apply_async(report_pid_then_sleep, (slot.clone(), sleep_ms))?;
-    let wait_until = Instant::now() + Duration::from_secs(10);
-    while slot.atomic_u32(0).load(Ordering::SeqCst) == 0 {
-        if Instant::now() > wait_until {
-            return Err(fail("the task never started"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let victim = slot.atomic_u32(0).load(Ordering::SeqCst) as i32;
-    std::thread::sleep(Duration::from_millis(kill_after));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(victim),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .map_err(|e| fail(format!("kill: {e}")))?;
-    let killed_at = Instant::now();
-    let (outcome, exception) = match r.get_timeout(Duration::from_millis(timeout)) {
-        Ok(_) => ("returned", None),
-        Err(e) if e.kind() == ErrorKind::Timeout => ("timed_out", Some(e)),
-        Err(e) => ("raised", Some(e)),
-    };
-    let detect = killed_at.elapsed().as_secs_f64();
+    let killed = kill_a_worker(
+        params,
+        |arg| pool.apply_async(report_pid_then_sleep, arg),
+        |r, t| r.get_timeout(t),
+    )?;
     let usable = pool.apply(identity, 7).map(|v| v == 7).unwrap_or(false);
-    let kind = exception
-        .as_ref()
-        .map(|e| format!("multiproc::ErrorKind::{:?}", e.kind()));
-    let exit = exception
-        .as_ref()
-        .and_then(|e| e.exit_info())
-        .map(|i| i.status.to_string());
-    Ok(Record::timed("worker_killed_pool", 1, detect)
-        .with("ops_per_sec", serde_json::Value::Null)
+    Ok(killed
+        .record("worker_killed_pool")
         .with("pool_size", POOL_SIZE)
-        .with("get_timeout_seconds", timeout as f64 / 1000.0)
-        .with("outcome", outcome)
-        .with("exception", kind)
-        .with("exit_status", exit)
-        .with("detect_seconds", round(detect, 6))
         .with("pool_usable_after", usable))
 }

@@ -191,12 +191,12 @@ fn produce((url, n, batch): (String, u64, u64)) -> bool {
     while i < n {
         let end = (i + batch).min(n);
         let items: Vec<u64> = (i..end).collect();
-        let r = if batch == 1 {
-            q.put(&i)
+        let failed = if batch == 1 {
+            q.put(i).is_err()
         } else {
-            q.put_many(&items)
+            q.put_many(items).is_err()
         };
-        if r.is_err() {
+        if failed {
             return false;
         }
         i = end;
@@ -262,7 +262,7 @@ fn square_worker(url: String) -> bool {
     loop {
         match tasks.get_timeout(Duration::from_secs(30)) {
             Ok(Some(i)) => {
-                if results.put(&(i * i)).is_err() {
+                if results.put(i * i).is_err() {
                     return false;
                 }
             }
@@ -283,16 +283,16 @@ pub fn remote_manager_queue(params: &Params) -> Result<Record, BenchError> {
     let results = b.queue::<u64>("rmq_results");
     let worker = Process::spawn(square_worker, url.clone())?;
     for i in 0..warmup {
-        tasks.put(&Some(i))?;
+        tasks.put(Some(i)).map_err(multiproc::Error::from)?;
         check(results.get()? == i * i, "wrong result")?;
     }
     let start = Instant::now();
     for i in 0..round_trips {
-        tasks.put(&Some(i))?;
+        tasks.put(Some(i)).map_err(multiproc::Error::from)?;
         check(results.get()? == i * i, "wrong result")?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    tasks.put(&None)?;
+    tasks.put(None).map_err(multiproc::Error::from)?;
     check(worker.join()?, "the worker failed")?;
     Ok(
         Record::timed("remote_manager_queue_redis", round_trips, seconds)

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::{cell, create_region, deadline_after, magic, park, Parked};
 use crate::error::{Error, ErrorKind};
+use crate::process::catch_remote_panic;
 use crate::shm::ShmRegion;
+use crate::sys::fork::FnAddr;
 use crate::sys::futex;
 use crate::sys::layout::BarrierCell;
 use crate::sys::mutex::Locked;
@@ -22,10 +24,15 @@ use crate::sys::mutex::Locked;
 /// until [`reset`](Barrier::reset). Handles are [`Clone`], inherited by forked
 /// processes and serializable.
 ///
+/// Python's `action` and `timeout` arguments are set with
+/// [`Barrier::builder`]: the action runs in exactly one party (the last to
+/// arrive) after all have arrived and before any is released; the timeout
+/// is the default of [`wait`](Barrier::wait).
+///
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{sync::Barrier, ErrorKind};
+/// use multiproc::{sync::Barrier, ErrorKind};
 /// use std::time::Duration;
 ///
 /// let barrier = Barrier::new(1)?;
@@ -37,7 +44,7 @@ use crate::sys::mutex::Locked;
 /// assert!(pair.broken());
 /// pair.reset()?;
 /// assert!(!pair.broken());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -45,8 +52,8 @@ use crate::sys::mutex::Locked;
 /// A party that dies before arriving is not noticed: an untimed
 /// [`wait`](Barrier::wait) then waits for it forever, as in Python; give a
 /// timeout (or [`abort`](Barrier::abort) from a supervisor) to be safe. A
-/// party that dies inside the barrier's own short critical section breaks it.
-/// Python's `action` callable is not supported.
+/// party that dies inside the barrier's own short critical section (or in
+/// its action) breaks it.
 #[derive(Clone)]
 pub struct Barrier {
     region: ShmRegion,
@@ -65,15 +72,64 @@ fn broken_error(why: &str) -> Error {
     Error::new(ErrorKind::BrokenBarrier, why)
 }
 
-impl Barrier {
-    /// Creates a barrier for `parties` waiters.
+/// Builds a [`Barrier`] with Python's optional `action` and `timeout`
+/// arguments; made by [`Barrier::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::sync::Barrier;
+/// use std::time::Duration;
+///
+/// fn all_arrived() {
+///     println!("every party arrived");
+/// }
+///
+/// let b = Barrier::builder(1)
+///     .action(all_arrived)
+///     .timeout(Duration::from_secs(5))
+///     .build()?;
+/// assert_eq!(b.wait()?, 0); // runs the action, then passes
+/// assert_eq!(b.timeout(), Some(Duration::from_secs(5)));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct BarrierBuilder {
+    parties: u32,
+    action: Option<fn()>,
+    timeout: Option<Duration>,
+}
+
+impl BarrierBuilder {
+    /// Runs `action` once per passage, in the last party to arrive, after
+    /// all have arrived and before any is released (Python's `action`).
+    ///
+    /// If it panics, the barrier breaks: that party's `wait` returns the
+    /// panic (a [`TaskPanicked`](ErrorKind::TaskPanicked) error with
+    /// [`Error::panic_info`]), every other party gets `BrokenBarrier`.
+    /// The action may run in any process that waits on the barrier; it must
+    /// not itself wait on, abort or reset this barrier.
+    pub fn action(mut self, action: fn()) -> BarrierBuilder {
+        self.action = Some(action);
+        self
+    }
+
+    /// The default timeout of [`Barrier::wait`] (Python's `timeout`); an
+    /// explicit [`Barrier::wait_timeout`] overrides it.
+    pub fn timeout(mut self, timeout: Duration) -> BarrierBuilder {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Creates the barrier.
     ///
     /// # Errors
     ///
     /// `InvalidArgument` if `parties` is 0; `Io` if shared memory cannot be
     /// created.
-    pub fn new(parties: u32) -> crate::Result<Barrier> {
-        if parties == 0 {
+    pub fn build(self) -> crate::Result<Barrier> {
+        if self.parties == 0 {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "a barrier needs at least 1 party",
@@ -81,8 +137,66 @@ impl Barrier {
         }
         let region = create_region::<BarrierCell>(magic::BARRIER, 0)?;
         let b = Barrier { region };
-        b.cell().parties.store(parties, Ordering::Release);
+        let c = b.cell();
+        let timeout_ns = self.timeout.map_or(u64::MAX, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(u64::MAX - 1)
+        });
+        c.timeout_ns.store(timeout_ns, Ordering::Relaxed);
+        if let Some(action) = self.action {
+            let words = FnAddr::of(action).to_words();
+            for (cell, w) in c.action.iter().zip(words) {
+                cell.store(w, Ordering::Relaxed);
+            }
+        }
+        c.parties.store(self.parties, Ordering::Release);
         Ok(b)
+    }
+}
+
+impl Barrier {
+    /// Creates a barrier for `parties` waiters, with no action and no
+    /// default timeout.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if `parties` is 0; `Io` if shared memory cannot be
+    /// created.
+    pub fn new(parties: u32) -> crate::Result<Barrier> {
+        Barrier::builder(parties).build()
+    }
+
+    /// A builder for a barrier of `parties` waiters with an action or a
+    /// default timeout (see [`BarrierBuilder`]).
+    pub fn builder(parties: u32) -> BarrierBuilder {
+        BarrierBuilder {
+            parties,
+            action: None,
+            timeout: None,
+        }
+    }
+
+    /// The default timeout of [`wait`](Barrier::wait), if one was set.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.cell().timeout_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Runs the action, if any (the mutex held, every other party waiting).
+    fn run_action(&self) -> crate::Result<()> {
+        let c = self.cell();
+        let words = [0, 1, 2].map(|i| c.action[i].load(Ordering::Relaxed));
+        if words == [0; 3] {
+            return Ok(());
+        }
+        let Some(action) = FnAddr::from_words(words).get::<fn()>() else {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the barrier's action is not from this program",
+            ));
+        };
+        catch_remote_panic(action).map_err(Error::panicked)
     }
 
     fn cell(&self) -> &BarrierCell {
@@ -130,7 +244,12 @@ impl Barrier {
         let index = c.count.load(Ordering::Relaxed);
         let parties = c.parties.load(Ordering::Relaxed);
         if index + 1 >= parties {
-            // The last party: release everyone.
+            // The last party: run the action, then release everyone; an
+            // action that fails breaks the barrier instead.
+            if let Err(e) = self.run_action() {
+                Barrier::break_locked(c);
+                return Err(e);
+            }
             c.count.store(0, Ordering::Relaxed);
             c.outcomes
                 .fetch_and(!(1u64 << (generation % 64)), Ordering::SeqCst);
@@ -147,7 +266,10 @@ impl Barrier {
                 return r;
             }
             if c.broken.load(Ordering::Acquire) != 0 {
-                return self.leave_broken(generation, "the barrier was aborted");
+                return self.leave_broken(
+                    generation,
+                    "the barrier was broken while waiting (an abort, a timeout or a failed action)",
+                );
             }
             if park(&c.seq, seq, &c.sleepers, deadline) == Parked::TimedOut {
                 let _held = self.hold()?;
@@ -194,15 +316,19 @@ impl Barrier {
     }
 
     /// Waits until all parties have arrived; returns this party's index
-    /// (`0..parties`, in arrival order).
+    /// (`0..parties`, in arrival order). Waits at most the barrier's default
+    /// [`timeout`](Barrier::timeout), if it has one, and then breaks it as
+    /// [`wait_timeout`](Barrier::wait_timeout) does.
     ///
     /// # Errors
     ///
     /// `BrokenBarrier` if the barrier is or becomes broken (a timeout of
-    /// another waiter, [`abort`](Barrier::abort), [`reset`](Barrier::reset)
-    /// while waiting); `Io` if a system call fails.
+    /// this or another waiter, [`abort`](Barrier::abort),
+    /// [`reset`](Barrier::reset) while waiting, or another party's action
+    /// panicked); `TaskPanicked` in the party whose action panicked; `Io` if
+    /// a system call fails.
     pub fn wait(&self) -> crate::Result<usize> {
-        self.wait_until(None)
+        self.wait_until(self.timeout().and_then(deadline_after))
     }
 
     /// As [`wait`](Barrier::wait), for at most `timeout`; if the time runs
@@ -267,6 +393,7 @@ impl fmt::Debug for Barrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Barrier")
             .field("parties", &self.parties())
+            .field("timeout", &self.timeout())
             .field("n_waiting", &self.n_waiting())
             .field("broken", &self.broken())
             .finish()

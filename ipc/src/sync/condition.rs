@@ -35,7 +35,7 @@ enum CondLock {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::Condition;
+/// use multiproc::sync::Condition;
 /// use std::time::Duration;
 ///
 /// let cond = Condition::new()?;
@@ -44,16 +44,21 @@ enum CondLock {
 /// let (guard, notified) = cond.wait_timeout(guard, Duration::from_millis(10))?;
 /// assert!(!notified);
 /// cond.notify_all(&guard)?;
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
+///
+/// Waiters are woken in the order they started waiting: `notify(n)` wakes
+/// the `n` longest-waiting, and [`notify_all`](Condition::notify_all) every
+/// process and thread waiting at the time of the call. A waiter that starts
+/// waiting after a notify never takes a wake-up meant for an earlier one,
+/// even if it waits again at once after being woken.
 ///
 /// # Caveats
 ///
-/// Which waiter a `notify(1)` wakes is unspecified (a waiter that arrives
-/// just after the notify may take the wake-up), but exactly as many waiters
-/// wake as were notified. A process that dies while waiting keeps its place
-/// in the count of waiters: a later `notify` may spend a wake-up on it, which
-/// the next waiter then receives spuriously; loop on the predicate, or use
+/// After a timed-out wait, a `notify(n)` may wake a few more than `n`
+/// waiters (never fewer), which they see as a notification; and a process
+/// that dies while waiting keeps its place in line, so a later `notify` may
+/// spend a wake-up on it. Loop on the predicate, or use
 /// [`wait_for`](Condition::wait_for).
 #[derive(Clone)]
 pub struct Condition {
@@ -178,11 +183,12 @@ impl Condition {
             return Err(LockError::Failed(e));
         }
         let c = self.cell();
-        c.waiters.fetch_add(1, Ordering::SeqCst);
+        // Our place in line, taken under the lock.
+        let ticket = c.tail.fetch_add(1, Ordering::SeqCst);
         let depth = match self.release_all() {
             Ok(d) => d,
             Err(e) => {
-                c.waiters.fetch_sub(1, Ordering::SeqCst);
+                withdraw(c, ticket);
                 return Err(LockError::Failed(Error::io(
                     "cannot release the condition's lock",
                     e,
@@ -191,11 +197,12 @@ impl Condition {
         };
         let mut notified = false;
         loop {
-            if take_token(c) {
+            let head = c.head.load(Ordering::Acquire);
+            if released(head, ticket) {
                 notified = true;
                 break;
             }
-            if park(&c.tokens, 0, &c.sleepers, deadline) == Parked::TimedOut {
+            if park(&c.head, head, &c.sleepers, deadline) == Parked::TimedOut {
                 break;
             }
         }
@@ -210,15 +217,13 @@ impl Condition {
             }
         };
         if !notified {
-            // Timed out: withdraw under the lock. A notify that counted us
-            // left a token: take it (we were notified after all); otherwise
-            // we are still among the waiters.
-            if take_token(c) {
+            // Timed out: decide under the lock. A notify that released our
+            // ticket meanwhile counts (we were notified after all);
+            // otherwise we leave the line.
+            if released(c.head.load(Ordering::Acquire), ticket) {
                 notified = true;
             } else {
-                let _ = c
-                    .waiters
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| w.checked_sub(1));
+                withdraw(c, ticket);
             }
         }
         if owner_died {
@@ -308,14 +313,23 @@ impl Condition {
         self.check_guard(guard)?;
         let c = self.cell();
         let n = u32::try_from(n).unwrap_or(u32::MAX);
-        let waiting = c.waiters.load(Ordering::SeqCst);
-        let k = waiting.min(n);
-        if k == 0 {
+        let head = c.head.load(Ordering::Acquire);
+        let waiting = c.tail.load(Ordering::Acquire).wrapping_sub(head);
+        let holes = c.holes.load(Ordering::Acquire);
+        // At most `holes` of the next tickets belong to waiters that left,
+        // so releasing `n + holes` of them wakes at least `n` live waiters
+        // (or all of them); a few more may wake, as after a spurious wake-up.
+        let advance = waiting.min(n.saturating_add(holes));
+        if advance == 0 || n == 0 {
             return Ok(());
         }
-        c.waiters.fetch_sub(k, Ordering::SeqCst);
-        c.tokens.fetch_add(k, Ordering::SeqCst);
-        unpark(&c.tokens, &c.sleepers, k);
+        if advance == waiting {
+            c.holes.store(0, Ordering::Release);
+        }
+        c.head.fetch_add(advance, Ordering::SeqCst);
+        // Sleepers cannot be woken by ticket: wake them all, and those whose
+        // ticket was not released sleep again.
+        unpark(&c.head, &c.sleepers, u32::MAX);
         Ok(())
     }
 
@@ -329,11 +343,32 @@ impl Condition {
     }
 }
 
-/// Takes one wake-up token if there is one.
-fn take_token(c: &ConditionCell) -> bool {
-    c.tokens
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1))
-        .is_ok()
+/// True if `head` (the line's released end) has passed `ticket`.
+fn released(head: u32, ticket: u32) -> bool {
+    (head.wrapping_sub(ticket) as i32) > 0
+}
+
+/// Takes an unreleased `ticket` out of the line (the lock held): the newest
+/// simply shortens it; any other leaves a hole that notifies skip.
+fn withdraw(c: &ConditionCell, ticket: u32) {
+    let tail = c.tail.load(Ordering::Acquire);
+    if ticket.wrapping_add(1) == tail {
+        c.tail.store(ticket, Ordering::SeqCst);
+    } else {
+        c.holes.fetch_add(1, Ordering::SeqCst);
+    }
+    if c.tail.load(Ordering::Acquire) == c.head.load(Ordering::Acquire) {
+        c.holes.store(0, Ordering::Release);
+    }
+}
+
+/// The number of waiters in line (the lock held for an exact answer).
+fn waiting(c: &ConditionCell) -> u32 {
+    let line = c
+        .tail
+        .load(Ordering::Relaxed)
+        .wrapping_sub(c.head.load(Ordering::Relaxed));
+    line.saturating_sub(c.holes.load(Ordering::Relaxed))
 }
 
 impl fmt::Debug for Condition {
@@ -341,7 +376,7 @@ impl fmt::Debug for Condition {
         let c = self.cell();
         f.debug_struct("Condition")
             .field("lock", &self.lock)
-            .field("waiters", &c.waiters.load(Ordering::Relaxed))
+            .field("waiters", &waiting(c))
             .finish()
     }
 }
@@ -433,7 +468,7 @@ mod tests {
                 });
                 loop {
                     let g = cond.lock().unwrap();
-                    if cond.cell().waiters.load(Ordering::SeqCst) == 1 {
+                    if waiting(cond.cell()) == 1 {
                         flag.store(true, Ordering::SeqCst);
                         cond.notify(&g, 1).unwrap();
                         break;
@@ -443,9 +478,46 @@ mod tests {
                 }
                 h.join().unwrap();
             });
-            assert_eq!(cond.cell().waiters.load(Ordering::SeqCst), 0);
-            assert_eq!(cond.cell().tokens.load(Ordering::SeqCst), 0);
+            assert_eq!(waiting(cond.cell()), 0);
+            let c = cond.cell();
+            assert_eq!(c.tail.load(Ordering::SeqCst), c.head.load(Ordering::SeqCst));
         }
+    }
+
+    #[test]
+    fn notify_after_timed_out_waiters_still_wakes_a_live_one() {
+        let cond = Condition::new().unwrap();
+        std::thread::scope(|s| {
+            // The patient waiter takes the first ticket; three impatient ones
+            // follow and time out, leaving holes behind it (and one at the end).
+            let patient = s.spawn(|| {
+                let g = cond.lock().unwrap();
+                let (_g, notified) = cond.wait_timeout(g, Duration::from_secs(30)).unwrap();
+                notified
+            });
+            while waiting(cond.cell()) < 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let impatient: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        let g = cond.lock().unwrap();
+                        cond.wait_timeout(g, Duration::from_millis(20)).unwrap().1
+                    })
+                })
+                .collect();
+            for h in impatient {
+                assert!(!h.join().unwrap());
+            }
+            assert_eq!(waiting(cond.cell()), 1);
+            let g = cond.lock().unwrap();
+            cond.notify(&g, 1).unwrap();
+            drop(g);
+            assert!(patient.join().unwrap());
+        });
+        let c = cond.cell();
+        assert_eq!(c.tail.load(Ordering::SeqCst), c.head.load(Ordering::SeqCst));
+        assert_eq!(c.holes.load(Ordering::SeqCst), 0);
     }
 
     #[test]

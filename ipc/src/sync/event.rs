@@ -8,6 +8,12 @@ use super::{cell, create_region, deadline_after, magic, park, unpark, Parked};
 use crate::shm::ShmRegion;
 use crate::sys::layout::EventCell;
 
+/// Bit 0 of the event word: the flag.
+const SET: u32 = 1;
+/// The rest of the word counts the sets of a clear flag (wrapping): one
+/// generation.
+const GENERATION: u32 = 2;
+
 /// A cross-process event, Python's `multiprocessing.Event`.
 ///
 /// A flag, initially clear: [`set`](Event::set) sets it and wakes every
@@ -15,10 +21,18 @@ use crate::sys::layout::EventCell;
 /// while it is clear. Handles are [`Clone`], inherited by forked processes
 /// and serializable.
 ///
+/// As in Python, a wait returns `true` if the flag was set at any moment
+/// while it waited: a `set()` immediately followed by a `clear()` still
+/// releases every process and thread that was blocked in `wait` at the time
+/// of the `set`, even if the flag is clear again when they get to run. (The
+/// shared word holds a generation number bumped by every `set` of a clear
+/// flag; a waiter compares it with the one it saw on entry rather than
+/// re-reading the flag.)
+///
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::Event;
+/// use multiproc::sync::Event;
 /// use std::time::Duration;
 ///
 /// let ready = Event::new()?;
@@ -26,7 +40,7 @@ use crate::sys::layout::EventCell;
 /// ready.set();
 /// ready.wait();
 /// assert!(ready.is_set());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Event {
@@ -51,41 +65,87 @@ impl Event {
 
     /// True if the flag is set.
     pub fn is_set(&self) -> bool {
-        self.cell().flag.load(Ordering::Acquire) != 0
+        self.cell().flag.load(Ordering::Acquire) & SET != 0
     }
 
-    /// Sets the flag and wakes every waiter.
+    /// Sets the flag and wakes every waiter, also those that will only run
+    /// after a `clear` that follows at once.
     pub fn set(&self) {
         let c = self.cell();
-        if c.flag.swap(1, Ordering::SeqCst) == 0 {
+        // A clear flag becomes set in the next generation; a set one stays.
+        let r = c
+            .flag
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w & SET == 0).then(|| w.wrapping_add(GENERATION) | SET)
+            });
+        if r.is_ok() {
             unpark(&c.flag, &c.sleepers, u32::MAX);
         }
     }
 
-    /// Clears the flag.
+    /// Clears the flag. Processes already released by a `set` stay released.
     pub fn clear(&self) {
-        self.cell().flag.store(0, Ordering::Release);
+        self.cell().flag.fetch_and(!SET, Ordering::SeqCst);
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let c = self.cell();
+        let entry = c.flag.load(Ordering::Acquire);
+        if entry & SET != 0 {
+            return true;
+        }
+        // Released once the flag is set, or a set happened since entry (the
+        // generation moved on), whatever the flag says now.
+        let released = |w: u32| w & SET != 0 || w != entry;
         loop {
-            if self.is_set() {
+            let parked = park(&c.flag, entry, &c.sleepers, deadline);
+            let now = c.flag.load(Ordering::Acquire);
+            if released(now) {
                 return true;
             }
-            if park(&c.flag, 0, &c.sleepers, deadline) == Parked::TimedOut {
-                return self.is_set();
+            if parked == Parked::TimedOut {
+                return false;
             }
         }
     }
 
-    /// Waits until the flag is set.
+    /// Waits until the flag is set (or was set at some moment since the call).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::sync::Event;
+    ///
+    /// let ev = Event::new()?;
+    /// ev.set();
+    /// ev.wait(); // set: returns at once
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Caveats
+    ///
+    /// Waits forever if nobody sets the event; prefer
+    /// [`wait_timeout`](Event::wait_timeout) where a peer may die.
     pub fn wait(&self) {
         self.wait_until(None);
     }
 
-    /// Waits at most `timeout` for the flag; returns whether it is set
-    /// (false: timed out), like Python's `wait(timeout)`.
+    /// Waits at most `timeout` for the flag; returns `true` if it was set at
+    /// some moment during the wait (even if cleared since), `false` if the
+    /// time ran out, like Python's `wait(timeout)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::sync::Event;
+    /// use std::time::Duration;
+    ///
+    /// let ev = Event::new()?;
+    /// assert!(!ev.wait_timeout(Duration::from_millis(1)));
+    /// ev.set();
+    /// assert!(ev.wait_timeout(Duration::from_millis(1)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(deadline_after(timeout))
     }

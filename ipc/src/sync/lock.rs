@@ -124,7 +124,7 @@ pub(crate) fn raw_unlock(c: &LockCell) -> io::Result<()> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::Lock;
+/// use multiproc::sync::Lock;
 /// use std::time::Duration;
 ///
 /// let lock = Lock::new()?;
@@ -132,7 +132,7 @@ pub(crate) fn raw_unlock(c: &LockCell) -> io::Result<()> {
 /// assert!(lock.try_lock().is_err()); // held (by this thread: not re-entrant)
 /// drop(guard);
 /// let _again = lock.lock_timeout(Duration::from_secs(1))?;
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -211,11 +211,10 @@ impl Lock {
         self.acquire(Wait::Until(deadline_after(timeout)))
     }
 
-    /// True if some thread of some process seems to hold the lock (a hint:
-    /// it may change at once, and it stays true after a holder died until the
-    /// next locker takes over).
+    /// True if some thread of some process holds the lock (a snapshot: it
+    /// may change at once). A holder that died no longer counts.
     pub fn is_locked(&self) -> bool {
-        self.cell().held.load(Ordering::Relaxed) != 0
+        self.cell().mutex.owner().is_some()
     }
 
     /// True if both handles refer to the same lock.

@@ -28,7 +28,7 @@ use crate::sys::shm_ref::ShmRef;
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::RLock;
+/// use multiproc::sync::RLock;
 ///
 /// let rlock = RLock::new()?;
 /// let outer = rlock.lock()?;
@@ -37,7 +37,7 @@ use crate::sys::shm_ref::ShmRef;
 /// drop(inner);
 /// drop(outer);
 /// assert!(!rlock.is_owned());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct RLock {
@@ -65,19 +65,19 @@ impl RLock {
         let c = self.cell();
         match raw_lock(c, wait) {
             Ok(RawLocked::Fresh) => {
-                c.count.store(1, Ordering::Relaxed);
+                c.count.store(1, Ordering::Release);
                 Ok(RLockGuard::new(self))
             }
             Ok(RawLocked::OwnerDied) => {
                 // The dead owner's depth means nothing now.
-                c.count.store(1, Ordering::Relaxed);
+                c.count.store(1, Ordering::Release);
                 Err(LockError::OwnerDied(RLockGuard::new(self)))
             }
             Err(RawLockError::AlreadyHeld) => {
                 let n = c.count.load(Ordering::Relaxed);
                 match n.checked_add(1) {
                     Some(n) => {
-                        c.count.store(n, Ordering::Relaxed);
+                        c.count.store(n, Ordering::Release);
                         Ok(RLockGuard::new(self))
                     }
                     None => Err(LockError::Failed(Error::new(
@@ -120,18 +120,101 @@ impl RLock {
         self.acquire(Wait::Until(deadline_after(timeout)))
     }
 
-    /// True if the calling thread holds the lock.
+    /// True if the calling thread holds the lock (Python's `_is_owned()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::sync::RLock;
+    ///
+    /// let rlock = RLock::new()?;
+    /// let guard = rlock.lock()?;
+    /// assert!(rlock.is_owned());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(!rlock.is_owned())); // held, by another thread
+    /// });
+    /// drop(guard);
+    /// assert!(!rlock.is_owned());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_owned(&self) -> bool {
         self.cell().mutex.held_by_caller()
     }
 
-    /// The re-entrance depth if the calling thread holds the lock, else 0.
+    /// True if some thread of some process holds the lock (a snapshot,
+    /// readable from anywhere: Python's `RLock.locked()`).
+    ///
+    /// A holder that died no longer counts: its lock is free for the next
+    /// locker (who is told [`LockError::OwnerDied`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::sync::RLock;
+    ///
+    /// let rlock = RLock::new()?;
+    /// assert!(!rlock.is_locked());
+    /// let guard = rlock.lock()?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(rlock.is_locked()));
+    /// });
+    /// drop(guard);
+    /// assert!(!rlock.is_locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_locked(&self) -> bool {
+        self.cell().mutex.owner().is_some()
+    }
+
+    /// The holder's re-entrance depth, whoever holds the lock (this or
+    /// another thread or process), or 0 if it is free (a snapshot, readable
+    /// from anywhere: the count in Python's `RLock` repr).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::sync::RLock;
+    ///
+    /// let rlock = RLock::new()?;
+    /// let outer = rlock.lock()?;
+    /// let inner = rlock.lock()?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert_eq!(rlock.count(), 2)); // seen from another thread
+    /// });
+    /// drop((inner, outer));
+    /// assert_eq!(rlock.count(), 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Caveats
+    ///
+    /// Read from another thread or process while the holder locks or
+    /// unlocks, it may lag by one level (the depth is written just after the
+    /// mutex is taken and just before it is released).
     pub fn count(&self) -> u32 {
-        if self.is_owned() {
-            self.cell().count.load(Ordering::Relaxed)
+        if self.is_locked() {
+            self.cell().count.load(Ordering::Acquire)
         } else {
             0
         }
+    }
+
+    /// The thread id (as `gettid` gives it) of the holder, from any thread
+    /// or process; `None` while the lock is free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::sync::RLock;
+    ///
+    /// let rlock = RLock::new()?;
+    /// assert_eq!(rlock.owner_tid(), None);
+    /// let _guard = rlock.lock()?;
+    /// assert!(rlock.owner_tid().is_some());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn owner_tid(&self) -> Option<i32> {
+        self.cell().mutex.owner().map(|t| t as i32)
     }
 
     /// Releases one level of a lock whose guard was forgotten
@@ -157,10 +240,10 @@ impl RLock {
         let c = self.cell();
         let n = c.count.load(Ordering::Relaxed);
         if n > 1 {
-            c.count.store(n - 1, Ordering::Relaxed);
+            c.count.store(n - 1, Ordering::Release);
             Ok(())
         } else {
-            c.count.store(0, Ordering::Relaxed);
+            c.count.store(0, Ordering::Release);
             raw_unlock(c)
         }
     }
@@ -177,7 +260,7 @@ impl RLock {
     pub(crate) fn acquire_restore(&self, depth: u32) -> Result<RawLocked, RawLockError> {
         let c = self.cell();
         let r = raw_lock(c, Wait::Until(None))?;
-        c.count.store(depth.max(1), Ordering::Relaxed);
+        c.count.store(depth.max(1), Ordering::Release);
         Ok(r)
     }
 
@@ -191,7 +274,8 @@ impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLock")
             .field("region", &self.cell.region().name())
-            .field("locked", &(self.cell().held.load(Ordering::Relaxed) != 0))
+            .field("locked", &self.is_locked())
+            .field("count", &self.count())
             .finish()
     }
 }

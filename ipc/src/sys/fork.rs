@@ -48,6 +48,10 @@ unsafe fn fork_with(
     child: impl FnOnce() -> i32,
 ) -> io::Result<Pid> {
     let close: Vec<RawFd> = close_in_child.iter().map(|f| f.as_raw_fd()).collect();
+    // The fork tree's key must exist before the first fork, or parent and
+    // child would each draw their own. Our constructor normally draws it, but
+    // a user's constructor can fork (`init()`) before ours runs.
+    let _ = tree_key();
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     // SAFETY: getpid and gettid have no preconditions.
@@ -243,8 +247,9 @@ pub(crate) fn thread_count() -> io::Result<usize> {
 // Function pointers across fork.
 
 /// The fork tree's secret: random, drawn once when the program image starts
-/// (before `main`, so before any fork), hence identical in every process
-/// forked from it and unknown to every other process.
+/// (before `main`), and at the latest before the first fork (a constructor
+/// of the program's may fork before ours runs), hence identical in every
+/// process forked from it and unknown to every other process.
 static TREE_KEY: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn init_tree_key() {
@@ -300,6 +305,12 @@ pub(crate) trait FnPtr: Copy + 'static + sealed::Sealed {
 mod sealed {
     pub trait Sealed {}
 }
+impl<R: 'static> sealed::Sealed for fn() -> R {}
+impl<R: 'static> FnPtr for fn() -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
 impl<A: 'static, R: 'static> sealed::Sealed for fn(A) -> R {}
 impl<A: 'static, R: 'static> FnPtr for fn(A) -> R {
     fn addr(self) -> usize {
@@ -336,6 +347,20 @@ impl FnAddr {
             addr: f.addr(),
             key: tree_key(),
             tag: type_tag::<F>(),
+        }
+    }
+
+    /// The three words to keep it in shared memory (all 0: none).
+    pub(crate) fn to_words(self) -> [u64; 3] {
+        [self.addr as u64, self.key, self.tag]
+    }
+
+    /// From [`to_words`](FnAddr::to_words); checked by [`get`](FnAddr::get).
+    pub(crate) fn from_words(w: [u64; 3]) -> FnAddr {
+        FnAddr {
+            addr: usize::try_from(w[0]).unwrap_or(0),
+            key: w[1],
+            tag: w[2],
         }
     }
 

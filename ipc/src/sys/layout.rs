@@ -12,7 +12,7 @@ use super::mutex::RobustMutex;
 use super::shm::ShmSafe;
 
 /// Version of every layout in this file; bump on any change.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
 /// The first 8 bytes of every object: what it is, and in which layout.
 #[repr(C)]
@@ -49,7 +49,8 @@ pub(crate) struct SemaphoreCell {
 #[repr(C)]
 pub(crate) struct EventCell {
     pub(crate) header: Header,
-    /// 0 clear, 1 set; the futex word.
+    /// Bit 0: 1 while set. Bits 1..: the generation, bumped by each set of
+    /// a clear flag (wrapping). The futex word.
     pub(crate) flag: AtomicU32,
     pub(crate) sleepers: AtomicU32,
 }
@@ -58,15 +59,18 @@ pub(crate) struct EventCell {
 #[repr(C)]
 pub(crate) struct ConditionCell {
     pub(crate) header: Header,
-    /// Registered waiters not yet given a token (changed under the lock).
-    pub(crate) waiters: AtomicU32,
-    /// Wake-up tokens handed out by `notify` and not yet taken; the futex word.
-    pub(crate) tokens: AtomicU32,
+    /// The next waiter's ticket (changed under the lock).
+    pub(crate) tail: AtomicU32,
+    /// Tickets before this one are released (notified); the futex word.
+    /// Changed under the lock, read by sleepers.
+    pub(crate) head: AtomicU32,
     pub(crate) sleepers: AtomicU32,
-    pub(crate) _pad: AtomicU32,
+    /// At least as many as the unreleased tickets of waiters that timed out
+    /// (changed under the lock).
+    pub(crate) holes: AtomicU32,
 }
 
-/// A `Barrier`; 88 bytes.
+/// A `Barrier`; 120 bytes.
 #[repr(C)]
 pub(crate) struct BarrierCell {
     pub(crate) header: Header,
@@ -83,6 +87,12 @@ pub(crate) struct BarrierCell {
     pub(crate) sleepers: AtomicU32,
     /// Bit `g % 64` is 1 if generation `g` ended broken (reset), 0 if released.
     pub(crate) outcomes: AtomicU64,
+    /// The default timeout of `wait`, in nanoseconds; `u64::MAX`: none.
+    /// Written once at creation.
+    pub(crate) timeout_ns: AtomicU64,
+    /// The action, as the words of a function address (all 0: none).
+    /// Written once at creation.
+    pub(crate) action: [AtomicU64; 3],
 }
 
 /// The head of a `Value`/`Array`/`RawValue`/`RawArray` region; 24 bytes.
@@ -141,7 +151,7 @@ mod tests {
         );
         assert_eq!(
             (size_of::<BarrierCell>(), align_of::<BarrierCell>()),
-            (88, 8)
+            (120, 8)
         );
         assert_eq!(
             (size_of::<ValueHeader>(), align_of::<ValueHeader>()),

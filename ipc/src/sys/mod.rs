@@ -33,6 +33,7 @@ pub(crate) mod futex;
 pub(crate) mod mutex;
 pub(crate) mod shm;
 pub(crate) mod wait;
+pub(crate) mod zst;
 
 // Shared-memory layouts and references of the sync primitives and values.
 pub(crate) mod layout;

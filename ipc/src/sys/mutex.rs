@@ -175,8 +175,20 @@ impl RobustMutex {
     /// glibc keeps the owner's thread id in the low 30 bits of the mutex's
     /// first word (the futex word) while it is held, for robust mutexes too.
     pub(crate) fn held_by_caller(&self) -> bool {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u32;
+        self.owner() == Some(tid)
+    }
+
+    /// The thread id of the holder, from any thread or process (a
+    /// snapshot); `None` while free, or when its holder died and nobody
+    /// has locked it since.
+    ///
+    /// glibc keeps the owner's thread id in the low 30 bits of the mutex's
+    /// first word (the futex word) while it is held, for robust mutexes too.
+    pub(crate) fn owner(&self) -> Option<u32> {
         if self.init.load(Ordering::Acquire) != READY {
-            return false;
+            return None;
         }
         const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
         // Set by the kernel when the owner died: then nobody holds it, even a
@@ -185,10 +197,9 @@ impl RobustMutex {
         // SAFETY: pthread_mutex_t is at least 4 bytes, 4-aligned (it is
         // 8-aligned at offset 8 of this repr(C) struct), and glibc accesses its
         // first word only atomically, so an atomic load of it is not a data race.
-        let word = unsafe { &*(self.raw.get() as *const AtomicU32) }.load(Ordering::Relaxed);
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() } as u32;
-        word & FUTEX_OWNER_DIED == 0 && word & FUTEX_TID_MASK == tid
+        let word = unsafe { &*(self.raw.get() as *const AtomicU32) }.load(Ordering::Acquire);
+        let tid = word & FUTEX_TID_MASK;
+        (word & FUTEX_OWNER_DIED == 0 && tid != 0).then_some(tid)
     }
 
     /// Unlocks; `EPERM` if the calling thread does not hold it.

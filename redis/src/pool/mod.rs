@@ -72,7 +72,7 @@ mod worker;
 
 pub use master::{Priority, RedisPool, RedisPoolBuilder, TaskHandle, TaskOptions, Unordered};
 pub use registry::{Registry, TaskFn};
-pub use stats::{PoolStats, RunningTask};
+pub use stats::{RedisPoolStats, RunningTask};
 pub use worker::{Worker, WorkerBuilder, WorkerReport};
 
 /// The consumer group every queue's streams are read by.

@@ -8,7 +8,7 @@ use super::GROUP;
 
 /// A snapshot of a pool's namespace ([`RedisPool::stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PoolStats {
+pub struct RedisPoolStats {
     /// Tasks waiting in the queue's streams, not yet taken by a worker.
     pub queued: u64,
     /// Tasks taken by a worker and not yet completed (running or
@@ -162,10 +162,10 @@ impl RedisPool {
     /// # Errors
     ///
     /// `Io` if the server cannot be reached.
-    pub fn stats(&self) -> Result<PoolStats> {
+    pub fn stats(&self) -> Result<RedisPoolStats> {
         let (backend, ns, streams) = self.shared_backend_ns();
         backend.run("stats", |c| {
-            let mut st = PoolStats::default();
+            let mut st = RedisPoolStats::default();
             let mut per: std::collections::HashMap<String, u64> = Default::default();
             for s in streams {
                 let len: u64 = redis::cmd("XLEN").arg(s).query(c)?;

@@ -1,0 +1,281 @@
+//! The result thread: collects results, dispatches queued tasks, enforces
+//! timeouts and handles the deaths the supervisor reports.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use multiproc_ipc::shm::SharedMemory;
+use multiproc_ipc::{codec, park, Error, ErrorKind, Result, WireError};
+
+use crate::ring::spin_until;
+use crate::shared::{lock, Completion, Counters, Inner, Shared, State, COLLECT_SPIN};
+use crate::supervisor::{handle_death, Event};
+use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_READY};
+use crate::worker::SlotView;
+
+/// Where the bytes of a collected outcome are.
+pub(crate) enum Outcome {
+    /// A range of [`Collected::arena`].
+    Arena(std::ops::Range<usize>),
+    /// A large result's block, decoded in place.
+    Block(SharedMemory),
+}
+
+/// Arena capacity kept between rounds of collection.
+pub(crate) const ARENA_KEEP: usize = 4 << 20;
+
+/// Results collected under the state lock, whose completions run after it
+/// is released. The outcome bytes of a whole round share one buffer (no
+/// allocation per result).
+#[derive(Default)]
+pub(crate) struct Collected {
+    pub(crate) arena: Vec<u8>,
+    pub(crate) done: Vec<(Completion, Result<Outcome>)>,
+}
+
+impl Collected {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.done.is_empty()
+    }
+
+    pub(crate) fn push_err(&mut self, complete: Completion, e: Error) {
+        self.done.push((complete, Err(e)));
+    }
+
+    /// Runs the completions collected so far, then empties the arena.
+    pub(crate) fn complete_all(&mut self, stats: &Counters) {
+        let arena = &self.arena;
+        for (complete, outcome) in self.done.drain(..) {
+            match outcome {
+                Ok(Outcome::Arena(r)) => complete.complete(Ok(arena.get(r).unwrap_or(&[])), stats),
+                Ok(Outcome::Block(b)) => complete.complete(Ok(b.as_slice()), stats),
+                Err(e) => complete.complete(Err(e), stats),
+            }
+        }
+        self.arena.clear();
+        if self.arena.capacity() > ARENA_KEEP {
+            self.arena.shrink_to(ARENA_KEEP);
+        }
+    }
+}
+
+/// Moves backlog tasks into worker rings: least-loaded worker first, tasks
+/// with a timeout only to idle workers; publishes each ring once (batching).
+pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
+    let mut new_deadline = false;
+    let Inner {
+        backlog, workers, ..
+    } = g;
+    while let Some(task) = backlog.front() {
+        let needs_idle = task.timeout.is_some();
+        let best = workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.accepts(&shared.config, needs_idle))
+            .min_by_key(|(_, w)| w.outstanding.len())
+            .map(|(i, _)| i);
+        let Some(wi) = best else { break };
+        let w = &mut workers[wi];
+        let mut t = w.staged.unwrap_or_else(|| w.view.tasks.tail_pos());
+        if !w.view.tasks.stage(&mut t, &[&task.record]) {
+            // Ring full: publish what is staged and let results drain it.
+            break;
+        }
+        let Some(mut task) = backlog.pop_front() else {
+            break;
+        };
+        w.staged = Some(t);
+        w.dispatched += 1;
+        if let Some(to) = task.timeout {
+            w.timed = true;
+            new_deadline = true;
+            task.deadline = Some(Instant::now() + to);
+        }
+        w.outstanding.push_back(task);
+    }
+    if new_deadline {
+        // The result thread may be asleep without a deadline: let it see this
+        // one (the flag covers a thread that is just about to sleep).
+        shared.event_flag.store(true, Ordering::SeqCst);
+        shared.parent_bell.ring_always();
+    }
+    for w in &mut g.workers {
+        if let Some(t) = w.staged.take() {
+            w.view.tasks.publish(t);
+            w.view.bell.ring();
+        }
+    }
+}
+
+/// Reads every result available in worker `wi`'s ring.
+pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut Collected) -> bool {
+    let mut any = false;
+    let mut finished = false;
+    let w = &mut g.workers[wi];
+    while let Some(len) = w.view.results.pop_append(&mut col.arena) {
+        any = true;
+        let start = col.arena.len() - len;
+        let rec = &col.arena[start..];
+        if rec.len() < 9 {
+            col.arena.truncate(start);
+            continue;
+        }
+        let kind = rec[0];
+        let mut idb = [0u8; 8];
+        idb.copy_from_slice(&rec[1..9]);
+        let id = u64::from_le_bytes(idb);
+        match kind {
+            KIND_READY => {
+                w.ready = true;
+                col.arena.truncate(start);
+                continue;
+            }
+            KIND_INIT_FAILED => {
+                let e = codec::decode::<WireError>(&rec[9..]).map_or_else(Error::from, Error::from);
+                w.init_error = Some(e);
+                col.arena.truncate(start);
+                continue;
+            }
+            _ => finished = true,
+        }
+        let outcome = if kind == KIND_BLOCK {
+            let o = read_result_block(&w.view, &rec[9..]).map(Outcome::Block);
+            col.arena.truncate(start);
+            o
+        } else {
+            Ok(Outcome::Arena(start + 9..start + len))
+        };
+        // Results come back in dispatch order: the task is at the front.
+        let pos = if w.outstanding.front().is_some_and(|p| p.id == id) {
+            Some(0)
+        } else {
+            w.outstanding.iter().position(|p| p.id == id)
+        };
+        w.timed = false;
+        if let Some(p) = pos.and_then(|i| w.outstanding.remove(i)) {
+            if let Some(b) = p.block {
+                shared.recycle(b);
+            }
+            col.done.push((p.complete, outcome));
+        }
+    }
+    if finished {
+        // A task ran to its end: the initializer works.
+        g.init_failures = 0;
+    }
+    any
+}
+
+/// Attaches (and unlinks) the block of a large result; the mapping stays
+/// valid after the acknowledgement lets the worker drop its own.
+pub(crate) fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<SharedMemory> {
+    if payload.len() < 8 {
+        return Err(Error::new(
+            ErrorKind::Serialization,
+            "malformed result record",
+        ));
+    }
+    let mut sb = [0u8; 8];
+    sb.copy_from_slice(&payload[..8]);
+    let seq = u64::from_le_bytes(sb);
+    let name = std::str::from_utf8(&payload[8..])
+        .map_err(|e| Error::new(ErrorKind::Serialization, e.to_string()));
+    let out = name.and_then(|n| {
+        let shm = SharedMemory::attach(n)?;
+        let _ = shm.unlink();
+        Ok(shm)
+    });
+    view.large_ack().store(seq, Ordering::Release);
+    out
+}
+
+/// Kills workers whose timed task is past its deadline; returns the next deadline.
+pub(crate) fn check_timeouts(g: &mut Inner) -> Option<Instant> {
+    let now = Instant::now();
+    let mut next: Option<Instant> = None;
+    for wi in 0..g.workers.len() {
+        let w = &g.workers[wi];
+        if !w.timed || w.timed_out.is_some() {
+            continue;
+        }
+        let Some((id, Some(deadline))) = w.outstanding.front().map(|p| (p.id, p.deadline)) else {
+            continue;
+        };
+        if deadline <= now {
+            let w = &mut g.workers[wi];
+            w.timed_out = Some(id);
+            if let Some(c) = &w.child {
+                let _ = c.kill();
+            }
+        } else {
+            next = Some(next.map_or(deadline, |n| n.min(deadline)));
+        }
+    }
+    next
+}
+
+/// One round of the parent's work; true if anything happened.
+pub(crate) fn pump(shared: &Shared, g: &mut Inner, col: &mut Collected) -> (bool, Option<Instant>) {
+    let mut any = false;
+    for wi in 0..g.workers.len() {
+        any |= drain_worker(shared, g, wi, col);
+    }
+    if shared.event_flag.swap(false, Ordering::AcqRel) {
+        let events: Vec<Event> = std::mem::take(&mut *lock(&shared.events));
+        for Event::Died { slot, generation } in events {
+            handle_death(shared, g, slot, generation, col);
+            any = true;
+        }
+    }
+    if let Some(err) = g.broken.clone() {
+        for p in g.take_all() {
+            col.push_err(p.complete, err.clone());
+        }
+    }
+    let next = check_timeouts(g);
+    if !g.backlog.is_empty() {
+        dispatch(shared, g);
+    }
+    (any, next)
+}
+
+pub(crate) fn collector_loop(shared: &Shared) {
+    let mut col = Collected::default();
+    loop {
+        let (any, next_deadline) = {
+            let mut g = lock(&shared.inner);
+            let r = pump(shared, &mut g, &mut col);
+            // Only `join` (after `close`) waits for the pool to go idle.
+            if g.pending() == 0 && g.state != State::Running {
+                shared.idle.notify_all();
+            }
+            r
+        };
+        let worked = any || !col.is_empty();
+        col.complete_all(&shared.counters);
+        if shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        if worked {
+            continue;
+        }
+        let h = shared.helpers.load(Ordering::SeqCst);
+        if h > 0 {
+            // A waiting caller collects; stay off the CPUs until it leaves.
+            park::wait_u32(&shared.helpers, h, Some(Duration::from_millis(1)));
+            continue;
+        }
+        let ready = || {
+            shared.event_flag.load(Ordering::Acquire)
+                || shared.shutdown.load(Ordering::Acquire)
+                || shared.helpers.load(Ordering::Relaxed) > 0
+                || shared.result_rings.iter().any(|r| r.has_data())
+        };
+        if spin_until(COLLECT_SPIN, ready) {
+            continue;
+        }
+        let timeout = next_deadline
+            .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(100));
+        shared.parent_bell.sleep(timeout, ready);
+    }
+}

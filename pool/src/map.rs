@@ -1,0 +1,450 @@
+//! `map`, `map_async`, `starmap`: eager submission of chunked inputs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use multiproc_ipc::{Error, ErrorKind, FnRef, Result, StarFn};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::collector::dispatch;
+use crate::options::{auto_chunksize, run_guarded, ApplyOptions};
+use crate::pool::Pool;
+use crate::result::{AsyncResult, Cell};
+use crate::shared::{check_state, lock, Completion, Counters, Encoded, Pending, Shared};
+use crate::task::{self, ChunkResult, Tramp};
+
+/// Receives the item results of a chunk that starts at the given index.
+pub(crate) type Deliver<T> = dyn Fn(usize, ChunkResult<T>) + Send + Sync;
+
+/// A map submits its chunks in batches of this many chunks...
+pub(crate) const BATCH_CHUNKS: usize = 256;
+
+/// ...or of this many items, whichever comes first.
+pub(crate) const BATCH_ITEMS: usize = 16 * 1024;
+
+impl Shared {
+    /// Submits a batch of the chunks of a map; `deliver(first_index,
+    /// results)` receives each chunk's item results in the parent. A pool
+    /// that stopped running fails the submission, or, for a `later` batch
+    /// (the map's first chunks are already running), fails its chunks.
+    pub(crate) fn submit_chunks<T>(
+        &self,
+        chunks: Vec<(usize, Result<Encoded>, usize)>,
+        timeout: Option<Duration>,
+        deliver: &Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+        later: bool,
+    ) -> Result<()>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let timeout = timeout.or(self.config.task_timeout);
+        let mut failed = Vec::new();
+        {
+            let mut g = lock(&self.inner);
+            if let Err(e) = check_state(&g) {
+                drop(g);
+                if !later {
+                    return Err(e);
+                }
+                for (first, _, n) in chunks {
+                    deliver(first, ChunkResult::failed(n, &e));
+                }
+                return Ok(());
+            }
+            for (first, body, n) in chunks {
+                let d = Arc::clone(deliver);
+                let (id, record, block) = match body {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failed.push((first, n, e));
+                        continue;
+                    }
+                };
+                let complete = Completion::new(move |outcome: Result<&[u8]>, stats: &Counters| {
+                    let items = match outcome {
+                        Ok(bytes) => task::decode_chunk::<T>(bytes, n),
+                        Err(e) => ChunkResult::failed(n, &e),
+                    };
+                    stats.count(matches!(items, ChunkResult::All(_)));
+                    d(first, items);
+                });
+                g.backlog.push_back(Pending {
+                    id,
+                    record,
+                    block,
+                    timeout,
+                    deadline: None,
+                    complete,
+                });
+            }
+            dispatch(self, &mut g);
+        }
+        for (first, n, e) in failed {
+            deliver(first, ChunkResult::failed(n, &e));
+        }
+        Ok(())
+    }
+}
+
+impl Pool {
+    /// Encodes `items` in chunks of `chunksize` as records for `tramp` and
+    /// submits them in batches as they are encoded, so that the workers
+    /// start on the first chunks while the parent encodes the rest.
+    pub(crate) fn submit_chunked<F, A, T>(
+        &self,
+        tramp: &Tramp,
+        f: F,
+        items: &[A],
+        chunksize: usize,
+        timeout: Option<Duration>,
+        deliver: Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+    ) -> Result<()>
+    where
+        F: Serialize + Copy,
+        A: Serialize,
+        T: DeserializeOwned + Send + 'static,
+    {
+        let template = task::head_template(tramp)?;
+        let chunksize = chunksize.max(1);
+        let per_batch = BATCH_CHUNKS.min(items.len().div_ceil(chunksize));
+        let mut batch = Vec::with_capacity(per_batch);
+        let (mut first, mut batch_items, mut later) = (0, 0, false);
+        for chunk in items.chunks(chunksize) {
+            // A slice encodes exactly like the `Vec<A>` the worker decodes.
+            let n = chunk.len();
+            batch.push((first, self.shared.build_record(&template, &(f, chunk)), n));
+            first += n;
+            batch_items += n;
+            if batch_items >= BATCH_ITEMS || batch.len() >= BATCH_CHUNKS {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(per_batch));
+                self.shared.submit_chunks(full, timeout, &deliver, later)?;
+                later = true;
+                batch_items = 0;
+            }
+        }
+        if !batch.is_empty() {
+            self.shared.submit_chunks(batch, timeout, &deliver, later)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_chunksize(chunksize: usize) -> Result<()> {
+        if chunksize == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "chunksize must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies `f` to every item in parallel and returns the results in
+    /// order (Python's `map`, with its automatic chunksize).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Pool;
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.map(square, vec![1u64, 2, 3])?, vec![1, 4, 9]);
+    /// assert!(pool.map(square, Vec::<u64>::new())?.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotRunning`] after `close`/`terminate`; otherwise the
+    /// error of the first failed item (in input order).
+    pub fn map<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async(f, items)?.get()
+    }
+
+    /// [`map`](Pool::map) with an explicit chunksize.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Pool;
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.map_chunksize(square, 0..4u64, 1)?, vec![0, 1, 4, 9]);
+    /// assert!(pool.map_chunksize(square, 0..4u64, 0).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] for `chunksize == 0`; otherwise as [`map`](Pool::map).
+    pub fn map_chunksize<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        Pool::check_chunksize(chunksize)?;
+        self.map_async_with(f, items, Some(chunksize), ApplyOptions::new())?
+            .get()
+    }
+
+    /// Submits a `map` and returns at once; the [`AsyncResult`] resolves to
+    /// all results in order, or to the first error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Pool;
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(2)?;
+    /// let r = pool.map_async(square, 0..100u64)?;
+    /// assert_eq!(r.get()?.len(), 100);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Pool::map), for submission.
+    pub fn map_async<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_with(f, items, None, ApplyOptions::new())
+    }
+
+    /// [`map_async`](Pool::map_async) with a chunksize (`None`: automatic),
+    /// callbacks (on the whole result list) and a per-chunk timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::{ApplyOptions, Pool};
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::new(2)?;
+    /// let r = pool.map_async_with(square, 0..10u64, Some(3),
+    ///     ApplyOptions::new().callback(|v: &Vec<u64>| assert_eq!(v.len(), 10)))?;
+    /// assert_eq!(r.get()?[9], 81);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] for a zero chunksize; as [`map`](Pool::map).
+    pub fn map_async_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: Option<usize>,
+        options: ApplyOptions<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_ref(FnRef::new(f), items, chunksize, options)
+    }
+
+    fn map_ref<A, R, I>(
+        &self,
+        f: FnRef<A, R>,
+        items: I,
+        chunksize: Option<usize>,
+        options: ApplyOptions<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.check_running()?;
+        let items: Vec<A> = items.into_iter().collect();
+        let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
+        Pool::check_chunksize(cs)?;
+        let total = items.len();
+        self.gather(total, options, |deliver, timeout| {
+            self.submit_chunked(
+                &task::tramp_chunk::<A, R>(),
+                f,
+                &items,
+                cs,
+                timeout,
+                deliver,
+            )
+        })
+    }
+
+    /// Applies `f` to every tuple of arguments (Python's `starmap`), in
+    /// order: `f` is a fn item or non-capturing closure of one to six
+    /// arguments, and each item is the tuple of its arguments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Pool;
+    /// fn add(a: u64, b: u64) -> u64 { a + b }
+    /// fn clamp(x: i64, lo: i64, hi: i64) -> i64 { x.clamp(lo, hi) }
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.starmap(add, vec![(1u64, 2u64), (3, 4)])?, vec![3, 7]);
+    /// assert_eq!(pool.starmap(clamp, vec![(5, 0, 3), (-2, 0, 3)])?, vec![3, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Pool::map).
+    pub fn starmap<F, Args, I>(&self, f: F, items: I) -> Result<Vec<F::Output>>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.starmap_async(f, items, None)?.get()
+    }
+
+    /// Submits a `starmap` with an optional chunksize and returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Pool;
+    /// fn add(a: u64, b: u64) -> u64 { a + b }
+    /// let pool = Pool::new(2)?;
+    /// let r = pool.starmap_async(add, vec![(1u64, 2u64), (3, 4)], Some(1))?;
+    /// assert_eq!(r.get()?, vec![3, 7]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async_with`](Pool::map_async_with).
+    pub fn starmap_async<F, Args, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.map_ref(f.into_fn_ref(), items, chunksize, ApplyOptions::new())
+    }
+
+    /// Gathers the results of `total` items, submitted in chunks by
+    /// `submit(deliver, timeout)`, into one ordered list.
+    pub(crate) fn gather<R>(
+        &self,
+        total: usize,
+        options: ApplyOptions<Vec<R>>,
+        submit: impl FnOnce(Arc<Deliver<R>>, Option<Duration>) -> Result<()>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let cell = Cell::<Vec<R>>::new(Some(self.helper()));
+        let ApplyOptions {
+            callback,
+            error_callback,
+            timeout,
+        } = options;
+        let panics = Arc::clone(&self.shared.callback_panics);
+        let finish = {
+            let cell = Arc::clone(&cell);
+            move |res: Result<Vec<R>>| {
+                match &res {
+                    Ok(v) => {
+                        if let Some(cb) = callback {
+                            run_guarded(&panics, || cb(v));
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(cb) = error_callback {
+                            run_guarded(&panics, || cb(e));
+                        }
+                    }
+                }
+                cell.resolve(res);
+            }
+        };
+        if total == 0 {
+            finish(Ok(Vec::new()));
+            return Ok(AsyncResult::from_cell(cell, None));
+        }
+        struct Gather<R> {
+            chunks: Vec<(usize, Vec<R>)>,
+            first_error: Option<(usize, Error)>,
+            remaining: usize,
+        }
+        let state = Mutex::new(Gather::<R> {
+            chunks: Vec::new(),
+            first_error: None,
+            remaining: total,
+        });
+        let finish = Mutex::new(Some(finish));
+        let deliver = Arc::new(move |first: usize, result: ChunkResult<R>| {
+            let done = {
+                let mut g = lock(&state);
+                match result {
+                    ChunkResult::All(v) => {
+                        g.remaining = g.remaining.saturating_sub(v.len());
+                        g.chunks.push((first, v));
+                    }
+                    ChunkResult::Mixed(items) => {
+                        g.remaining = g.remaining.saturating_sub(items.len());
+                        let mut ok = Vec::with_capacity(items.len());
+                        for (i, r) in items.into_iter().enumerate() {
+                            match r {
+                                Ok(v) => ok.push(v),
+                                Err(e) => {
+                                    if g.first_error.as_ref().is_none_or(|(j, _)| first + i < *j) {
+                                        g.first_error = Some((first + i, e));
+                                    }
+                                }
+                            }
+                        }
+                        g.chunks.push((first, ok));
+                    }
+                }
+                if g.remaining == 0 {
+                    Some(match g.first_error.take() {
+                        Some((_, e)) => Err(e),
+                        None => {
+                            let mut chunks = std::mem::take(&mut g.chunks);
+                            chunks.sort_unstable_by_key(|c| c.0);
+                            let mut all = Vec::with_capacity(total);
+                            for (_, v) in chunks {
+                                all.extend(v);
+                            }
+                            Ok(all)
+                        }
+                    })
+                } else {
+                    None
+                }
+            };
+            if let Some(res) = done {
+                if let Some(f) = lock(&finish).take() {
+                    f(res);
+                }
+            }
+        });
+        submit(deliver, timeout)?;
+        Ok(AsyncResult::from_cell(cell, None))
+    }
+}

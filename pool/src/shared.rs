@@ -1,0 +1,368 @@
+//! The parent-side state of a pool, shared by the caller's threads, the
+//! result thread and the supervisor: tasks, workers, and task records.
+
+use std::collections::VecDeque;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use multiproc_ipc::shm::{SharedMemory, ShmRegion};
+use multiproc_ipc::{codec, park, Error, ErrorKind, Result, Zygote, ZygoteChild};
+use serde::Serialize;
+
+use crate::builder::Config;
+use crate::collector::{pump, Collected};
+use crate::result::Help;
+use crate::ring::Bell;
+use crate::supervisor::Event;
+use crate::task::{self, KIND_BLOCK, KIND_INLINE};
+use crate::worker::{self, SlotView};
+
+/// Tasks a worker may have queued in its ring at once, by default.
+pub(crate) const MAX_OUTSTANDING: usize = 256;
+/// How long the collector spins for results before it sleeps.
+pub(crate) const COLLECT_SPIN: Duration = Duration::from_micros(50);
+/// How long a worker spins for its next task before it sleeps.
+pub(crate) const WORKER_SPIN: Duration = Duration::from_micros(200);
+/// How long `join` and `terminate` wait for a worker to exit before killing it.
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Running,
+    Closed,
+    /// `join` is stopping the workers.
+    Stopping,
+    Terminated,
+}
+
+/// What to do with a task's outcome bytes (or its failure), in the parent.
+///
+/// It runs exactly once. One that is dropped without having run (a task
+/// discarded on any path: terminate, a broken pool, a pool dropped while a
+/// map was still being submitted) runs with a [`ErrorKind::NotRunning`]
+/// error, so that no result can be left waiting for ever.
+pub(crate) struct Completion(Option<OnOutcome>);
+
+/// Runs on a task's outcome, and counts it in the pool's totals before it
+/// resolves anything (a caller woken by the result sees it counted).
+type OnOutcome = Box<dyn FnOnce(Result<&[u8]>, &Counters) + Send>;
+
+impl Completion {
+    pub(crate) fn new(f: impl FnOnce(Result<&[u8]>, &Counters) + Send + 'static) -> Completion {
+        Completion(Some(Box::new(f)))
+    }
+
+    /// Runs the completion with the task's outcome; it counts it in `stats`.
+    pub(crate) fn complete(mut self, outcome: Result<&[u8]>, stats: &Counters) {
+        if let Some(f) = self.0.take() {
+            f(outcome, stats);
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            // Only a pool being torn down drops a completion: nobody reads
+            // its totals any more.
+            f(Err(terminated()), &Counters::default());
+        }
+    }
+}
+
+/// The pool's running totals (see [`PoolStats`](crate::PoolStats)).
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) respawned: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one finished task.
+    pub(crate) fn count(&self, succeeded: bool) {
+        let c = if succeeded {
+            &self.completed
+        } else {
+            &self.failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The error of a task cancelled before it started.
+pub(crate) fn cancelled(id: u64) -> Error {
+    Error::new(
+        ErrorKind::Cancelled,
+        format!("task {id} was cancelled before it started"),
+    )
+}
+
+/// The error of a task that a terminated pool will never run.
+pub(crate) fn terminated() -> Error {
+    Error::new(
+        ErrorKind::NotRunning,
+        "the pool was terminated before the task finished",
+    )
+}
+
+pub(crate) struct Pending {
+    pub(crate) id: u64,
+    pub(crate) record: Vec<u8>,
+    /// Keeps a large argument's block alive until the task ends.
+    pub(crate) block: Option<SharedMemory>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) complete: Completion,
+}
+
+pub(crate) struct WorkerSlot {
+    pub(crate) view: SlotView,
+    pub(crate) child: Option<Arc<ZygoteChild>>,
+    pub(crate) pid: i32,
+    pub(crate) generation: u64,
+    /// Tasks in its ring, in order (it runs them first to last).
+    pub(crate) outstanding: VecDeque<Pending>,
+    pub(crate) dispatched: u64,
+    /// Runs a task with a timeout: gets nothing else meanwhile.
+    pub(crate) timed: bool,
+    /// The task it was killed for, by its timeout.
+    pub(crate) timed_out: Option<u64>,
+    pub(crate) staged: Option<u64>,
+    /// Its initializer has finished (always true without an initializer).
+    pub(crate) ready: bool,
+    /// The error its initializer failed with, as it reported it.
+    pub(crate) init_error: Option<Error>,
+}
+
+impl WorkerSlot {
+    pub(crate) fn accepts(&self, config: &Config, needs_idle: bool) -> bool {
+        self.child.is_some()
+            && !self.timed
+            && self.timed_out.is_none()
+            && self.outstanding.len() < config.queue_per_worker
+            && config.max_tasks.is_none_or(|m| self.dispatched < m)
+            && (!needs_idle || self.outstanding.is_empty())
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) state: State,
+    pub(crate) workers: Vec<WorkerSlot>,
+    /// Tasks waiting for a worker, in submission order.
+    pub(crate) backlog: VecDeque<Pending>,
+    pub(crate) zygote: Option<Zygote>,
+    /// Set when the pool cannot run tasks any more (no worker can be
+    /// forked, or the initializer keeps failing): the error every pending
+    /// and later task fails with.
+    pub(crate) broken: Option<Error>,
+    /// Workers whose initializer failed since a task last finished.
+    pub(crate) init_failures: u32,
+}
+
+impl Inner {
+    /// Tasks submitted and not finished.
+    pub(crate) fn pending(&self) -> usize {
+        self.backlog.len()
+            + self
+                .workers
+                .iter()
+                .map(|w| w.outstanding.len())
+                .sum::<usize>()
+    }
+
+    /// Takes every unfinished task (terminate, or a broken pool).
+    pub(crate) fn take_all(&mut self) -> Vec<Pending> {
+        let mut all: Vec<Pending> = self.backlog.drain(..).collect();
+        for w in &mut self.workers {
+            all.extend(w.outstanding.drain(..));
+            w.timed = false;
+        }
+        all
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) inner: Mutex<Inner>,
+    /// Notified when `tasks` becomes empty.
+    pub(crate) idle: Condvar,
+    pub(crate) region: ShmRegion,
+    pub(crate) parent_bell: Bell,
+    pub(crate) result_rings: Vec<crate::ring::Ring>,
+    pub(crate) events: Mutex<Vec<Event>>,
+    pub(crate) event_flag: AtomicBool,
+    pub(crate) watch: Mutex<Vec<(usize, u64, Arc<ZygoteChild>)>>,
+    pub(crate) wake_tx: UnixStream,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) callback_panics: Arc<AtomicU64>,
+    /// The next task id.
+    pub(crate) next_id: AtomicU64,
+    /// Large-payload blocks kept for reuse.
+    pub(crate) spare_blocks: Mutex<Vec<SharedMemory>>,
+    /// Threads collecting results while they wait (see [`Help`]); the
+    /// result thread stays asleep while there are any.
+    pub(crate) helpers: AtomicU32,
+    pub(crate) config: Config,
+    pub(crate) counters: Counters,
+}
+
+thread_local! {
+    static HELP_BUF: std::cell::RefCell<Collected> = std::cell::RefCell::new(Collected::default());
+}
+
+impl Help for Shared {
+    fn enter(&self) {
+        self.helpers.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn help(&self) {
+        let Ok(mut g) = self.inner.try_lock() else {
+            return;
+        };
+        // Taken out of the thread-local while completions run: a callback
+        // that waits for another result helps on this thread too.
+        let mut col = HELP_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        pump(self, &mut g, &mut col);
+        if g.pending() == 0 && g.state != State::Running {
+            self.idle.notify_all();
+        }
+        drop(g);
+        col.complete_all(&self.counters);
+        HELP_BUF.with(|b| *b.borrow_mut() = col);
+    }
+
+    fn leave(&self, going_to_sleep: bool) {
+        // A helper that got its result does not wake the result thread (it
+        // re-checks within a millisecond): waking it after every `get` would
+        // put a third thread on two CPUs in exactly the ping-pong that
+        // spinning keeps fast. One that is about to sleep must wake it, or
+        // nobody would collect its result.
+        if self.helpers.fetch_sub(1, Ordering::SeqCst) == 1 && going_to_sleep {
+            park::wake_all_u32(&self.helpers);
+        }
+    }
+}
+
+pub(crate) fn check_state(g: &Inner) -> Result<()> {
+    if let Some(e) = &g.broken {
+        return Err(e.clone());
+    }
+    match g.state {
+        State::Running => Ok(()),
+        State::Closed | State::Stopping => {
+            Err(Error::new(ErrorKind::NotRunning, "the pool is closed"))
+        }
+        State::Terminated => Err(Error::new(ErrorKind::NotRunning, "the pool was terminated")),
+    }
+}
+
+/// The most bytes of task body that travel inline in a ring record.
+pub(crate) const INLINE_MAX: usize = worker::RING_CAP / 2 - 256;
+
+/// How many large-payload blocks the pool keeps for reuse (their pages stay
+/// mapped in the parent and in the workers: no page faults on reuse).
+pub(crate) const SPARE_BLOCKS: usize = 4;
+
+/// A task record ready to queue: its id, its bytes, and the block that
+/// holds its body when it is large.
+pub(crate) type Encoded = (u64, Vec<u8>, Option<SharedMemory>);
+
+impl Shared {
+    /// Removes task `id` if it is still queued (no worker has it); its
+    /// completion then runs with [`ErrorKind::Cancelled`]. True if removed.
+    pub(crate) fn cancel(&self, id: u64) -> bool {
+        let removed = {
+            let mut g = lock(&self.inner);
+            let at = g.backlog.iter().position(|p| p.id == id);
+            at.and_then(|i| g.backlog.remove(i))
+        };
+        match removed {
+            Some(p) => {
+                p.complete.complete(Err(cancelled(id)), &self.counters);
+                self.idle.notify_all();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancels every queued task (as [`cancel`](Shared::cancel)); returns how many.
+    pub(crate) fn cancel_queued(&self) -> usize {
+        let removed: Vec<Pending> = lock(&self.inner).backlog.drain(..).collect();
+        let n = removed.len();
+        for p in removed {
+            let id = p.id;
+            p.complete.complete(Err(cancelled(id)), &self.counters);
+        }
+        self.idle.notify_all();
+        n
+    }
+
+    /// True while task `id` waits in the queue for a worker.
+    pub(crate) fn is_queued(&self, id: u64) -> bool {
+        lock(&self.inner).backlog.iter().any(|p| p.id == id)
+    }
+
+    /// Builds the record of a new task from `template` (see
+    /// [`task::head_template`]) and its body `value`: inline when small,
+    /// else with the body encoded straight into a (reused) shared-memory
+    /// block. Needs no lock: ids come from an atomic counter.
+    pub(crate) fn build_record<T: Serialize + ?Sized>(
+        &self,
+        template: &[u8],
+        value: &T,
+    ) -> Result<Encoded> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let c = codec::Codec::default();
+        let len = c.encoded_len(value)?;
+        if len <= INLINE_MAX {
+            let mut rec = Vec::with_capacity(template.len() + len);
+            rec.extend_from_slice(template);
+            task::set_head(&mut rec, KIND_INLINE, id);
+            c.encode_into(value, &mut rec)?;
+            return Ok((id, rec, None));
+        }
+        let mut block = self.take_block(len)?;
+        // Straight into the mapping (a slice writer: each primitive is a
+        // short inlined copy).
+        let mut w: &mut [u8] = block.as_mut_slice();
+        c.encode_to_writer(value, &mut w)?;
+        let mut rec = Vec::with_capacity(template.len() + 8 + block.name().len());
+        rec.extend_from_slice(template);
+        task::set_head(&mut rec, KIND_BLOCK, id);
+        rec.extend_from_slice(&(len as u64).to_le_bytes());
+        rec.extend_from_slice(block.name().as_bytes());
+        Ok((id, rec, Some(block)))
+    }
+
+    /// A spare block of at least `len` bytes, or a new one.
+    pub(crate) fn take_block(&self, len: usize) -> Result<SharedMemory> {
+        {
+            let mut spare = lock(&self.spare_blocks);
+            if let Some(i) = spare
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.size() >= len)
+                .min_by_key(|(_, b)| b.size())
+                .map(|(i, _)| i)
+            {
+                return Ok(spare.swap_remove(i));
+            }
+        }
+        SharedMemory::create(&worker::block_name(), len.next_multiple_of(1 << 20))
+    }
+
+    /// Keeps a block whose task has finished for the next large payload.
+    pub(crate) fn recycle(&self, block: SharedMemory) {
+        let mut spare = lock(&self.spare_blocks);
+        if spare.len() < SPARE_BLOCKS {
+            spare.push(block);
+        }
+    }
+}
