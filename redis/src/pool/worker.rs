@@ -82,8 +82,9 @@ pub struct WorkerReport {
 /// # Caveats
 ///
 /// The local pool is created (it forks) before the worker starts its
-/// heartbeat and housekeeping (reaper, delayed tasks) threads; do not start threads of your own before calling
-/// [`WorkerBuilder::run`], or call `multiproc::init()` first in `main`.
+/// heartbeat and housekeeping (reaper, delayed tasks) threads; do not start
+/// threads of your own before calling [`WorkerBuilder::run`], or call
+/// `multiproc::init()` first in `main`.
 ///
 /// Every worker of a queue must register every task function submitted to
 /// that queue: a worker that does not know a task's name fails it for good
@@ -244,8 +245,9 @@ impl WorkerBuilder {
     /// # Errors
     ///
     /// As `Pool::build` if the local pool cannot start; `Io` if the server
-    /// is unreachable for longer than the retry window; `InvalidArgument`
-    /// if it runs a Redis older than 6.2.
+    /// is unreachable for longer than the retry window, or if the heartbeat
+    /// or housekeeping thread cannot be started; `InvalidArgument` if it
+    /// runs a Redis older than 6.2.
     pub fn run(self) -> Result<WorkerReport> {
         // Fork the local pool before this worker starts any thread.
         let pool = Pool::builder().processes(self.processes).build()?;
@@ -254,13 +256,21 @@ impl WorkerBuilder {
         ensure_groups(&self.backend, &streams)?;
         let hb_key = format!("{}:hb:{consumer}", self.namespace);
         beat(&self.backend, &hb_key)?;
-        let heartbeat = Heartbeat::start(self.backend.clone(), hb_key.clone());
-        let housekeeper = Housekeeper::start(
+        // A worker without either thread would look dead to the others, or
+        // never reap nor move delayed tasks: refuse to run.
+        let heartbeat = Heartbeat::start(self.backend.clone(), hb_key.clone())?;
+        let housekeeper = match Housekeeper::start(
             self.backend.clone(),
             self.namespace.clone(),
             consumer.clone(),
             streams.clone(),
-        );
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                heartbeat.stop();
+                return Err(e.into());
+            }
+        };
         let (tx, rx) = mpsc::channel();
         let mut w = Running {
             b: &self,
@@ -302,7 +312,7 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn start(backend: RedisBackend, key: String) -> Heartbeat {
+    fn start(backend: RedisBackend, key: String) -> std::io::Result<Heartbeat> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("redis-heartbeat".into())
@@ -320,9 +330,11 @@ impl Heartbeat {
                     }
                     _ => return,
                 }
-            })
-            .ok();
-        Heartbeat { stop, thread }
+            })?;
+        Ok(Heartbeat {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     fn stop(mut self) {
@@ -775,7 +787,12 @@ struct Housekeeper {
 }
 
 impl Housekeeper {
-    fn start(backend: RedisBackend, ns: String, me: String, streams: Vec<String>) -> Housekeeper {
+    fn start(
+        backend: RedisBackend,
+        ns: String,
+        me: String,
+        streams: Vec<String>,
+    ) -> std::io::Result<Housekeeper> {
         let (stop, stopped) = mpsc::channel::<()>();
         let reaped = Arc::new(AtomicU64::new(0));
         let count = Arc::clone(&reaped);
@@ -796,13 +813,12 @@ impl Housekeeper {
                         }
                     }
                 }
-            })
-            .ok();
-        Housekeeper {
+            })?;
+        Ok(Housekeeper {
             stop,
-            thread,
+            thread: Some(thread),
             reaped,
-        }
+        })
     }
 
     /// Stops the thread; how many entries it handed back.
