@@ -9,9 +9,12 @@
 //!   `workers`. Each worker incarnation reads as a unique consumer and keeps
 //!   a heartbeat key (`NS:hb:CONSUMER`) alive: refreshed every second, it
 //!   expires 3 s after the worker dies.
-//! * A reaper runs in every worker, and one at a time acts (under a lease
-//!   key of 750 ms, so a reaper that dies is soon replaced): every 250 ms it looks for consumers that hold entries and have no
-//!   heartbeat, and hands each entry back to its stream with `attempt + 1`.
+//! * A reaper runs in every worker, on the worker's housekeeping thread
+//!   (which also moves due delayed tasks every 100 ms), so the task loop
+//!   never waits for it. One reaper at a time acts, under a lease key of
+//!   750 ms, so a reaper that dies is soon replaced: every 250 ms it looks
+//!   for consumers that hold entries and have no heartbeat, and hands each
+//!   entry back to its stream with `attempt + 1`.
 //!   A task is redelivered about 3 s after its worker was SIGKILLed,
 //!   whatever the task's length, and a live task is never redelivered: there
 //!   is no visibility timeout.
