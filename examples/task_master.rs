@@ -6,6 +6,16 @@
 //! cargo run --example task_master -- --bind 127.0.0.1:5000 --authkey abc
 //! cargo run --example task_worker -- --connect 127.0.0.1:5000 --authkey abc
 //! ```
+//!
+//! With `--backend redis://127.0.0.1:PORT` (and the `redis` feature) the same
+//! work runs on the distributed pool instead: the master submits 10 `square`
+//! tasks to a `RedisPool`, prints each result, and asks the workers to shut
+//! down.
+//!
+//! ```text
+//! cargo run --features redis --example task_master -- --backend redis://127.0.0.1:6379
+//! cargo run --features redis --example task_worker -- --backend redis://127.0.0.1:6379
+//! ```
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
@@ -17,7 +27,52 @@ use multiproc::{ManagerServer, RemoteManager};
 
 const TASKS: usize = 10;
 
+/// The master on the Redis pool.
+#[cfg(feature = "redis")]
+fn redis_master(url: &str) -> multiproc::Result<()> {
+    use common::redis_tasks::square_task;
+    use multiproc::{RedisBackend, RedisPool};
+
+    let backend = RedisBackend::open(url)?;
+    let pool = RedisPool::builder(backend)
+        .namespace("task_example")
+        .build()?;
+    println!("task master on {url}");
+    let random = RandomState::new();
+    let square = square_task();
+    let mut handles = Vec::new();
+    for i in 0..TASKS {
+        let n = (random.hash_one(i) % 10_000) as i64;
+        println!("Put task {n}...");
+        handles.push((n, pool.apply_async(&square, n)?));
+    }
+    println!("Try get results...");
+    for (n, h) in handles {
+        let r = h.get_timeout(Duration::from_secs(60))?;
+        println!("Result: {n} * {n} = {r}");
+    }
+    let stats = pool.stats()?;
+    println!(
+        "committed {} results, {} retries, {} dead letters",
+        stats.completed, stats.retries, stats.dead_letters
+    );
+    pool.shutdown_workers()?;
+    println!("master exit.");
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_master(_url: &str) -> multiproc::Result<()> {
+    Err(multiproc::Error::new(
+        multiproc::ErrorKind::InvalidArgument,
+        "--backend redis://... needs the example built with --features redis",
+    ))
+}
+
 fn main() -> multiproc::Result<()> {
+    if let Some(url) = common::redis_backend_arg() {
+        return redis_master(&url);
+    }
     let bind = arg("--bind", "127.0.0.1:5000");
     let authkey = arg("--authkey", "abc");
     let server = ManagerServer::builder(authkey.as_bytes())

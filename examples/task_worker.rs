@@ -6,6 +6,14 @@
 //! ```text
 //! cargo run --example task_worker -- --connect 127.0.0.1:5000 --authkey abc
 //! ```
+//!
+//! With `--backend redis://127.0.0.1:PORT` (and the `redis` feature) it runs
+//! a distributed-pool worker instead (two local processes) until the master
+//! asks the workers to shut down (or nothing arrives for 60 s).
+//!
+//! ```text
+//! cargo run --features redis --example task_worker -- --backend redis://127.0.0.1:6379
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +36,37 @@ fn connect(addr: &str, authkey: &[u8]) -> multiproc::Result<RemoteManager> {
     }
 }
 
+/// A worker of the Redis pool.
+#[cfg(feature = "redis")]
+fn redis_worker(url: &str) -> multiproc::Result<()> {
+    use multiproc::{RedisBackend, Worker};
+
+    println!("worker on {url}...");
+    let backend = RedisBackend::open(url)?;
+    let report = Worker::builder(backend, common::redis_tasks::registry())
+        .namespace("task_example")
+        .processes(2)
+        .stop_when_idle(Duration::from_secs(60))
+        .run()?;
+    println!(
+        "worker {} committed {} results; exit.",
+        report.consumer, report.completed
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_worker(_url: &str) -> multiproc::Result<()> {
+    Err(multiproc::Error::new(
+        multiproc::ErrorKind::InvalidArgument,
+        "--backend redis://... needs the example built with --features redis",
+    ))
+}
+
 fn main() -> multiproc::Result<()> {
+    if let Some(url) = common::redis_backend_arg() {
+        return redis_worker(&url);
+    }
     let addr = arg("--connect", "127.0.0.1:5000");
     let authkey = arg("--authkey", "abc");
     println!("Connect to server {addr}...");

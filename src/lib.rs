@@ -234,3 +234,56 @@ pub use multiproc_manager::{
     ManagerServer, ManagerServerBuilder, NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy,
     RemoteManager, SemaphoreProxy, ValueProxy,
 };
+
+// The shared object traits: one interface for manager proxies and Redis objects.
+pub use multiproc_manager::SharedDict;
+pub use multiproc_manager::SharedJoinableQueue;
+pub use multiproc_manager::SharedList;
+pub use multiproc_manager::SharedLock;
+pub use multiproc_manager::SharedLockGuard;
+pub use multiproc_manager::SharedQueue;
+pub use multiproc_manager::SharedValue;
+
+// The distributed tier on Redis (feature `redis`).
+#[cfg(feature = "redis")]
+pub use multiproc_redis as redis;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::Priority;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisBackend;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisDict;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisJoinableQueue;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisList;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisLock;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisLockGuard;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisPool;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisPoolBuilder;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisPoolStats;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisQueue;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RedisValue;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::Registry;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::RunningTask;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::TaskFn;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::TaskHandle;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::TaskOptions;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::Worker;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::WorkerBuilder;
+#[cfg(feature = "redis")]
+pub use multiproc_redis::WorkerReport;

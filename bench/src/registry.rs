@@ -310,6 +310,36 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         run: Some(crate::scenarios::executor::worker_killed),
     },
+    // The distributed tier on Redis (Rust only: the Python counterparts run
+    // the same shape on a BaseManager, for reference).
+    Scenario {
+        name: "redis_pool_throughput",
+        full: &[("tasks", 100000), ("unbatched_tasks", 10000)],
+        quick: &[("tasks", 2000), ("unbatched_tasks", 200)],
+        headlines: &[higher("ops_per_sec"), higher("unbatched_ops_per_sec")],
+        run: Some(crate::scenarios::redis::pool_throughput),
+    },
+    Scenario {
+        name: "redis_pool_latency",
+        full: &[("calls", 5000), ("warmup", 200)],
+        quick: &[("calls", 200), ("warmup", 20)],
+        headlines: &[lower("p50_us"), lower("p99_us")],
+        run: Some(crate::scenarios::redis::pool_latency),
+    },
+    Scenario {
+        name: "redis_queue_throughput",
+        full: &[("items", 200000), ("single_items", 20000)],
+        quick: &[("items", 5000), ("single_items", 500)],
+        headlines: &[higher("ops_per_sec"), higher("single_ops_per_sec")],
+        run: Some(crate::scenarios::redis::queue_throughput),
+    },
+    Scenario {
+        name: "remote_manager_queue_redis",
+        full: &[("round_trips", 20000), ("warmup", 100)],
+        quick: &[("round_trips", 300), ("warmup", 10)],
+        headlines: &[higher("ops_per_sec"), lower("mean_round_trip_us")],
+        run: Some(crate::scenarios::redis::remote_manager_queue),
+    },
 ];
 
 /// The scenario called `name`.
@@ -341,7 +371,7 @@ mod tests {
                 s.name
             );
         }
-        assert_eq!(SCENARIOS.len(), 22);
+        assert_eq!(SCENARIOS.len(), 26);
         assert!(find("pool_map_tiny").is_some());
         assert!(find("no_such_bench").is_none());
     }

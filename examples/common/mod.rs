@@ -9,3 +9,13 @@ pub fn arg(name: &str, default: &str) -> String {
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| default.to_owned())
 }
+
+#[cfg(feature = "redis")]
+pub mod redis_tasks;
+
+/// The URL after `--backend` if it names a Redis server (`redis://…`).
+#[allow(dead_code)] // not every example takes a backend
+pub fn redis_backend_arg() -> Option<String> {
+    let b = arg("--backend", "");
+    b.starts_with("redis://").then_some(b)
+}

@@ -106,6 +106,7 @@
 
 mod client;
 mod local;
+mod objects;
 mod ordmap;
 mod protocol;
 mod proxy;
@@ -120,6 +121,10 @@ mod typetag;
 pub use indexmap::IndexMap;
 pub use local::Manager;
 pub use multiproc_ipc::{Error, ErrorKind, Result};
+pub use objects::{
+    SharedDict, SharedJoinableQueue, SharedList, SharedLock, SharedLockGuard, SharedQueue,
+    SharedValue,
+};
 pub use proxy::{
     CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListIter, ListProxy, LockProxy,
     NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, SharedProxy, ValueProxy,

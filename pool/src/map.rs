@@ -1,5 +1,6 @@
 //! `map`, `map_async`, `starmap`: eager submission of chunked inputs.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,6 +78,7 @@ impl Shared {
                     deadline: None,
                     complete,
                 });
+                self.counters.submitted.fetch_add(1, Ordering::Relaxed);
             }
             dispatch(self, &mut g);
         }

@@ -456,6 +456,10 @@ impl Pool {
             deadline: None,
             complete,
         });
+        self.shared
+            .counters
+            .submitted
+            .fetch_add(1, Ordering::Relaxed);
         dispatch(&self.shared, &mut g);
         Ok(())
     }

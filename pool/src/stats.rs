@@ -33,7 +33,10 @@ use crate::shared::{lock, Shared};
 pub struct PoolStats {
     /// Tasks waiting for a worker.
     pub queued: usize,
-    /// Tasks a worker has (queued at it, or running).
+    /// Tasks a worker has (queued at it, or running), and tasks taken out
+    /// of the pool whose outcome is being delivered (a result read back, a
+    /// cancellation): every task is in exactly one of `queued`, `running`,
+    /// `completed` and `failed`.
     pub running: usize,
     /// Tasks that finished with a value.
     pub completed: u64,
@@ -49,17 +52,28 @@ pub struct PoolStats {
 
 impl Shared {
     pub(crate) fn stats(&self) -> PoolStats {
-        let (queued, running, workers_alive) = {
-            let g = lock(&self.inner);
-            let running = g.workers.iter().map(|w| w.outstanding.len()).sum();
-            let alive = g.workers.iter().filter(|w| w.child.is_some()).count();
-            (g.backlog.len(), running, alive)
-        };
+        // A finished task leaves its worker (under the lock) before its
+        // completion counts it (outside the lock, before its result
+        // resolves): counting what a worker holds would miss it in between.
+        // Under the lock nothing is submitted, dispatched or taken out of the
+        // backlog, so every task submitted and not queued is running unless
+        // it has been counted, whenever the counters are read.
+        let g = lock(&self.inner);
+        let workers_alive = g.workers.iter().filter(|w| w.child.is_some()).count();
+        let queued = g.backlog.len();
+        let submitted = self.counters.submitted.load(Ordering::Relaxed);
+        let completed = self.counters.completed.load(Ordering::Relaxed);
+        let failed = self.counters.failed.load(Ordering::Relaxed);
+        drop(g);
+        let counted = completed.saturating_add(failed);
+        let running = submitted
+            .saturating_sub(queued as u64)
+            .saturating_sub(counted);
         PoolStats {
             queued,
-            running,
-            completed: self.counters.completed.load(Ordering::Relaxed),
-            failed: self.counters.failed.load(Ordering::Relaxed),
+            running: usize::try_from(running).unwrap_or(usize::MAX),
+            completed,
+            failed,
             workers_alive,
             workers_respawned: self.counters.respawned.load(Ordering::Relaxed),
         }

@@ -14,6 +14,8 @@
 //!   reaped if the test fails.
 //! - [`reexec`](mod@reexec): this test binary run again in a role, as an unrelated
 //!   process, always waited for with a deadline.
+//! - [`redis`](mod@redis): a real `redis-server` on a free loopback port, stopped
+//!   when dropped ([`RedisServer`]).
 //!
 //! Dev-only: used by the workspace's tests, never published.
 //!
@@ -30,6 +32,7 @@
 
 pub mod kid;
 pub mod procs;
+pub mod redis;
 pub mod reexec;
 pub mod serial;
 pub mod shm;
@@ -42,6 +45,7 @@ pub use procs::{
     alive, assert_no_children, assert_no_zombie_children, children, descendants, gone, kill_pid,
     kill_survivors, reaped, wait_gone, zombie_children,
 };
+pub use redis::{redis_server_path, RedisOptions, RedisServer};
 pub use reexec::{printed_pids, Helper, Reexec};
 pub use serial::{checked, serial, serial_clean, serial_shm_checked, Clean, Serial, ShmChecked};
 pub use shm::{assert_shm_removed, in_dev_shm, leftovers, shm_names};

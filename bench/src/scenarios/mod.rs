@@ -11,4 +11,5 @@ pub mod peer;
 pub mod pool;
 pub mod process;
 pub mod queue;
+pub mod redis;
 pub mod sync;
