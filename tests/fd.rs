@@ -5,7 +5,7 @@
 //! parent's descriptor table is back to where it started.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -14,54 +14,10 @@ use std::time::Duration;
 use multiproc::{Executor, Fd, Pipe, Pool, Process, Queue};
 use multiproc_testkit::{checked, join_or_kill, wait_until};
 
+mod fd_helpers;
+use fd_helpers::{assert_no_fd_leak, echo_lines, open_fds, read_to_string, talk, temp_file};
+
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Descriptors open in this process.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Asserts that the descriptor count comes back to `before` (settling: a
-/// pool's threads close theirs as they exit).
-fn assert_no_fd_leak(before: usize) {
-    assert!(
-        wait_until(Duration::from_secs(5), || open_fds() == before),
-        "descriptors leaked: {before} before, {} after",
-        open_fds()
-    );
-}
-
-fn temp_file(tag: &str, contents: &str) -> File {
-    let path = std::env::temp_dir().join(format!("mp-fd-{tag}-{}", std::process::id()));
-    std::fs::write(&path, contents).unwrap();
-    let f = File::open(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    f
-}
-
-fn read_to_string(file: Fd<File>) -> String {
-    let mut s = String::new();
-    file.into_inner().read_to_string(&mut s).unwrap();
-    s
-}
-
-/// Echoes lines on the connection until the peer closes it; returns how
-/// many lines it echoed.
-fn echo_lines(conn: Fd<TcpStream>) -> usize {
-    let stream = conn.into_inner();
-    let mut out = stream.try_clone().unwrap();
-    let mut n = 0;
-    for line in BufReader::new(stream).lines() {
-        let Ok(line) = line else { break };
-        if out.write_all(format!("{line}\n").as_bytes()).is_err() {
-            break;
-        }
-        n += 1;
-    }
-    n
-}
 
 /// A connected loopback pair: (client, accepted server side).
 fn tcp_pair() -> (TcpStream, TcpStream) {
@@ -69,19 +25,6 @@ fn tcp_pair() -> (TcpStream, TcpStream) {
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
     (client, server)
-}
-
-/// Sends `n` lines through `client` and checks each echo.
-fn talk(client: TcpStream, n: usize) {
-    client.set_read_timeout(Some(LIMIT)).unwrap();
-    let mut reader = BufReader::new(client.try_clone().unwrap());
-    let mut client = client;
-    for i in 0..n {
-        writeln!(client, "line {i}").unwrap();
-        let mut got = String::new();
-        reader.read_line(&mut got).unwrap();
-        assert_eq!(got, format!("line {i}\n"));
-    }
 }
 
 #[test]

@@ -7,8 +7,7 @@
 //!
 //! `harness = false`: `multiproc::init()` must run before any thread exists.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -16,65 +15,14 @@ use std::time::Duration;
 use std::os::unix::net::UnixStream;
 
 use multiproc::{Connection, Executor, Fd, Pipe, Pool, Process, StartMethod};
-use multiproc_testkit::{join_or_kill, wait_until, zombie_children};
+use multiproc_testkit::{join_or_kill, zombie_children};
 
 /// The bound of the whole binary.
+mod fd_helpers;
+use fd_helpers::{assert_no_fd_leak, echo_lines, open_fds, read_to_string, talk, temp_file};
+
 const WATCHDOG: Duration = Duration::from_secs(60);
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn assert_no_fd_leak(before: usize) {
-    assert!(
-        wait_until(Duration::from_secs(5), || open_fds() == before),
-        "descriptors leaked: {before} before, {} after",
-        open_fds()
-    );
-}
-
-fn temp_file(tag: &str, contents: &str) -> File {
-    let path = std::env::temp_dir().join(format!("mp-fdfs-{tag}-{}", std::process::id()));
-    std::fs::write(&path, contents).unwrap();
-    let f = File::open(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    f
-}
-
-fn read_to_string(file: Fd<File>) -> String {
-    let mut s = String::new();
-    file.into_inner().read_to_string(&mut s).unwrap();
-    s
-}
-
-fn echo_lines(conn: Fd<TcpStream>) -> usize {
-    let stream = conn.into_inner();
-    let mut out = stream.try_clone().unwrap();
-    let mut n = 0;
-    for line in BufReader::new(stream).lines() {
-        let Ok(line) = line else { break };
-        if out.write_all(format!("{line}\n").as_bytes()).is_err() {
-            break;
-        }
-        n += 1;
-    }
-    n
-}
-
-fn talk(client: TcpStream, n: usize) {
-    client.set_read_timeout(Some(LIMIT)).unwrap();
-    let mut reader = BufReader::new(client.try_clone().unwrap());
-    let mut client = client;
-    for i in 0..n {
-        writeln!(client, "line {i}").unwrap();
-        let mut got = String::new();
-        reader.read_line(&mut got).unwrap();
-        assert_eq!(got, format!("line {i}\n"));
-    }
-}
 
 fn process_spawn_sends_an_fd_file() {
     let before = open_fds();
