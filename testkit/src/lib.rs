@@ -39,8 +39,8 @@ use std::time::Duration;
 
 pub use kid::{join_or_kill, kill_and_reap, Kid};
 pub use procs::{
-    alive, assert_no_children, assert_no_zombie_children, children, descendants, gone, kill_pid,
-    kill_survivors, reaped, wait_gone, zombie_children,
+    alive, assert_no_children, assert_no_zombie_children, children, descendants, descendants_of,
+    gone, kill_pid, kill_survivors, reaped, wait_gone, zombie_children,
 };
 pub use reexec::{printed_pids, Helper, Reexec};
 pub use serial::{checked, serial, serial_clean, serial_shm_checked, Clean, Serial, ShmChecked};
