@@ -99,6 +99,32 @@ fn shmem_error(name: &str, e: ShmemError) -> io::Error {
     }
 }
 
+/// Allocates the `len` bytes of the new segment `name` now: a segment is
+/// only sized by `ftruncate`, so on a full `/dev/shm` the first write to a
+/// page would kill the writer with SIGBUS; this turns that into an error.
+fn reserve(name: &str, len: usize) -> io::Result<()> {
+    let fd = nix::sys::mman::shm_open(
+        name,
+        nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("shared memory block '{name}': {e}"),
+        )
+    })?;
+    let len = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    nix::fcntl::posix_fallocate(&fd, 0, len).map_err(|e| {
+        let os = io::Error::from(e);
+        io::Error::new(
+            os.kind(),
+            format!("shared memory block '{name}': cannot allocate {len} bytes: {os}"),
+        )
+    })?;
+    Ok(())
+}
+
 impl Mapping {
     /// Creates the named segment `name` (with its leading `/`) of `len` bytes,
     /// zero-filled. The caller owns the name: nothing here unlinks it.
@@ -111,6 +137,11 @@ impl Mapping {
         // Ownership (who unlinks) is ours to manage, not the crate's: its owner
         // unlinks on drop in whatever process drops it, forked children included.
         shm.set_owner(false);
+        if let Err(e) = reserve(name, len) {
+            drop(shm);
+            let _ = unlink(name);
+            return Err(e);
+        }
         Mapping::from_shmem(shm)
     }
 
