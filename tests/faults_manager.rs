@@ -45,14 +45,16 @@ fn sigkilled_manager_fails_every_call_within_a_second() {
         });
         let (l1, tx3) = (l.clone(), tx);
         let (held_tx, held_rx) = mpsc::channel();
+        let (killed_tx, killed_rx) = mpsc::channel::<()>();
         std::thread::spawn(move || {
-            let r = l1.lock().map(|g| {
+            let r = l1.lock().and_then(|g| {
                 let _ = held_tx.send(());
                 // Hold the lock across the kill, then use the proxy.
-                std::thread::sleep(Duration::from_millis(400));
+                let _ = killed_rx.recv_timeout(Duration::from_secs(20));
+                let r = l1.is_locked().map(drop);
                 drop(g);
+                r
             });
-            let r = r.and_then(|()| l1.is_locked().map(drop));
             let _ = tx3.send(("lock held", r, Instant::now()));
         });
         held_rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -65,6 +67,7 @@ fn sigkilled_manager_fails_every_call_within_a_second() {
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
+        let _ = killed_tx.send(());
         let mut worst = Duration::ZERO;
         for _ in 0..3 {
             let (what, r, at) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
