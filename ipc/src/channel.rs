@@ -53,7 +53,11 @@
 //!
 //! A frame is an 8-byte little-endian length followed by that many bytes (one
 //! encoded value, or the raw bytes of [`Duplex::send_bytes`]), written over a
-//! `SOCK_STREAM` Unix socketpair (close-on-exec). A stream socket rather than
+//! `SOCK_STREAM` Unix socketpair (close-on-exec). A value holding
+//! [`Fd`](crate::Fd)s sends their descriptors with the frame's first byte
+//! (`SCM_RIGHTS`) and counts them in the top byte of the length; the
+//! receiver decodes the frame with exactly those descriptors, so each frame
+//! gets its own, in order, whatever the reads batch together. A stream socket rather than
 //! `SOCK_SEQPACKET`: a seqpacket datagram is limited by the socket buffer
 //! (about 200 KiB by default), so messages of 64 MiB and more would need a
 //! second framing layer of fragments anyway, and a stream socket moves big
@@ -115,21 +119,25 @@
 //!   will use: the child's copy of its mutex would stay locked.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{
+    self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{Codec, CodecError};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fd::{with_received, FdScope};
 use crate::sys::sock;
 
 /// Bytes of the length prefix of every frame.
@@ -138,6 +146,9 @@ const HEADER: usize = 8;
 const READ_CHUNK: usize = 64 << 10;
 /// Frames with a body larger than this are received into their own buffer.
 const DIRECT: usize = 64 << 10;
+/// The descriptors of a frame ([`Fd`](crate::Fd)s in its value) are counted
+/// in the top byte of its length prefix.
+const FD_SHIFT: u32 = 56;
 /// A send buffer larger than this is freed after the send.
 const KEEP_SEND_BUF: usize = 1 << 20;
 
@@ -386,10 +397,12 @@ fn wait_ready(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> io::Result<b
     }
 }
 
-/// Writes `head` then `body` completely, without raising `SIGPIPE`.
-fn write_frame(fd: BorrowedFd<'_>, head: &[u8], body: &[u8]) -> io::Result<()> {
+/// Writes `head` then `body` completely, without raising `SIGPIPE`; `fds`
+/// go with the first byte (`SCM_RIGHTS`).
+fn write_frame(fd: BorrowedFd<'_>, head: &[u8], body: &[u8], fds: &[RawFd]) -> io::Result<()> {
     let total = head.len() + body.len();
     let mut done = 0;
+    let rights = [ControlMessage::ScmRights(fds)];
     while done < total {
         let (h, b) = if done < head.len() {
             (&head[done..], body)
@@ -398,7 +411,13 @@ fn write_frame(fd: BorrowedFd<'_>, head: &[u8], body: &[u8]) -> io::Result<()> {
         };
         let iov = [io::IoSlice::new(h), io::IoSlice::new(b)];
         let iov = if h.is_empty() { &iov[1..] } else { &iov[..] };
-        match socket::sendmsg::<UnixAddr>(fd.as_raw_fd(), iov, &[], MsgFlags::MSG_NOSIGNAL, None) {
+        let cmsgs: &[ControlMessage<'_>] = if done == 0 && !fds.is_empty() {
+            &rights
+        } else {
+            &[]
+        };
+        match socket::sendmsg::<UnixAddr>(fd.as_raw_fd(), iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+        {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => done += n,
             Err(Errno::EINTR) => {}
@@ -442,12 +461,23 @@ impl WriteHalf {
         let mut buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
         buf.clear();
         buf.extend_from_slice(&[0; HEADER]);
+        let scope = FdScope::begin();
         let n = match self.codec.encode_into(&value, &mut buf) {
             Ok(n) => n,
             Err(e) => return Err(SendError::Encode(value, e)),
         };
-        buf[..HEADER].copy_from_slice(&(n as u64).to_le_bytes());
-        let r = write_frame(self.fd.as_fd(), &buf, &[]);
+        let fds = match scope.finish() {
+            Ok(fds) => fds,
+            Err(e) => return Err(SendError::Encode(value, e)),
+        };
+        // The descriptor count rides in the length's top byte (lengths are
+        // far below 2^56).
+        let head = (n as u64) | ((fds.len() as u64) << FD_SHIFT);
+        buf[..HEADER].copy_from_slice(&head.to_le_bytes());
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let r = write_frame(self.fd.as_fd(), &buf, &[], &raw);
+        // Sent (the peer has its own copies) or not: ours close here.
+        drop(fds);
         if buf.capacity() > KEEP_SEND_BUF {
             *buf = Vec::new();
         }
@@ -470,7 +500,7 @@ impl WriteHalf {
         }
         let head = (bytes.len() as u64).to_le_bytes();
         let _frame = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
-        match write_frame(self.fd.as_fd(), &head, bytes) {
+        match write_frame(self.fd.as_fd(), &head, bytes, &[]) {
             Ok(()) => Ok(()),
             Err(e) if is_disconnect(&e) => Err(SendError::Disconnected(())),
             Err(e) => Err(SendError::Io((), e)),
@@ -482,6 +512,7 @@ impl WriteHalf {
 struct Big {
     body: Vec<u8>,
     len: usize,
+    nfds: usize,
 }
 
 /// The receive state: buffered bytes (`buf[pos..]` not yet consumed), or a
@@ -492,12 +523,14 @@ struct ReadState {
     pos: usize,
     big: Option<Big>,
     closed: bool,
+    /// Descriptors received and not yet claimed by their frame, in order.
+    fds: VecDeque<OwnedFd>,
 }
 
 /// Where the next whole frame is.
 enum Ready {
-    /// In `buf[pos + HEADER..][..len]`.
-    Buffered(usize),
+    /// In `buf[pos + HEADER..][..len]`, with this many descriptors.
+    Buffered(usize, usize),
     /// In `big`.
     Big,
 }
@@ -511,6 +544,7 @@ impl ReadState {
         max: usize,
         wait: Wait,
     ) -> std::result::Result<Ready, Fail> {
+        let mut arrived = Vec::new();
         loop {
             if self.closed {
                 return Err(Fail::Disconnected);
@@ -525,14 +559,16 @@ impl ReadState {
                     let more = (big.len - have).min(have.max(DIRECT));
                     big.body.reserve_exact(more);
                 }
-                sock::recv_spare(fd, &mut big.body, big.len - have)
+                sock::recv_spare_fds(fd, &mut big.body, big.len - have, &mut arrived)
             } else {
                 let avail = self.buf.len() - self.pos;
                 let mut need = HEADER;
                 if avail >= HEADER {
                     let mut head = [0; HEADER];
                     head.copy_from_slice(&self.buf[self.pos..self.pos + HEADER]);
-                    let claimed = u64::from_le_bytes(head);
+                    let word = u64::from_le_bytes(head);
+                    let nfds = (word >> FD_SHIFT) as usize;
+                    let claimed = word & ((1 << FD_SHIFT) - 1);
                     let len = match usize::try_from(claimed) {
                         Ok(len) if len <= max => len,
                         _ => {
@@ -545,7 +581,7 @@ impl ReadState {
                         }
                     };
                     if avail - HEADER >= len {
-                        return Ok(Ready::Buffered(len));
+                        return Ok(Ready::Buffered(len, nfds));
                     }
                     if len > DIRECT {
                         let part = &self.buf[self.pos + HEADER..];
@@ -553,7 +589,7 @@ impl ReadState {
                         body.extend_from_slice(part);
                         self.buf.clear();
                         self.pos = 0;
-                        self.big = Some(Big { body, len });
+                        self.big = Some(Big { body, len, nfds });
                         continue;
                     }
                     need = HEADER + len;
@@ -566,8 +602,9 @@ impl ReadState {
                 if room < READ_CHUNK / 4 || self.buf.capacity() < need {
                     self.buf.reserve(READ_CHUNK.max(need));
                 }
-                sock::recv_spare(fd, &mut self.buf, usize::MAX)
+                sock::recv_spare_fds(fd, &mut self.buf, usize::MAX, &mut arrived)
             };
+            self.fds.extend(arrived.drain(..));
             match r {
                 Ok(0) => {
                     // End of stream: whatever partial frame is left is lost.
@@ -597,6 +634,23 @@ impl ReadState {
         self.buf = Vec::new();
         self.pos = 0;
         self.big = None;
+        self.fds.clear();
+    }
+
+    /// The `n` descriptors of the frame being consumed (they arrived with
+    /// its first byte, so they are queued by now).
+    fn frame_fds(&mut self, n: usize) -> std::result::Result<Vec<OwnedFd>, CodecError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if self.fds.len() < n {
+            let got = self.fds.len();
+            self.fds.clear();
+            return Err(CodecError::Decode(format!(
+                "the message announced {n} file descriptors and {got} arrived"
+            )));
+        }
+        Ok(self.fds.drain(..n).collect())
     }
 
     /// Consumes the buffered frame `len` bytes long.
@@ -609,6 +663,19 @@ impl ReadState {
                 self.buf = Vec::new();
             }
         }
+    }
+}
+
+/// Decodes a frame; its descriptors (if any) are the table of its `Fd`s.
+fn decode_frame<T: DeserializeOwned>(
+    c: Codec,
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> std::result::Result<T, CodecError> {
+    if fds.is_empty() {
+        c.decode(bytes)
+    } else {
+        with_received(fds, || c.decode(bytes))
     }
 }
 
@@ -630,22 +697,26 @@ impl ReadHalf {
 
     /// Receives one frame and hands it to `small` (borrowed from the read
     /// buffer) or `big` (its own buffer).
+    /// Receives one frame and hands it to `small` (borrowed from the read
+    /// buffer) or `big` (its own buffer), with the descriptors that came
+    /// with it.
     fn next<U>(
         &self,
         wait: Wait,
-        small: impl FnOnce(&[u8]) -> std::result::Result<U, CodecError>,
-        big: impl FnOnce(Vec<u8>) -> std::result::Result<U, CodecError>,
+        small: impl FnOnce(&[u8], Vec<OwnedFd>) -> std::result::Result<U, CodecError>,
+        big: impl FnOnce(Vec<u8>, Vec<OwnedFd>) -> std::result::Result<U, CodecError>,
     ) -> std::result::Result<U, Fail> {
         let mut st = self.state.borrow_mut();
         let r = match st.fill(self.fd.as_fd(), self.codec.max_message(), wait)? {
-            Ready::Buffered(len) => {
+            Ready::Buffered(len, nfds) => {
+                let fds = st.frame_fds(nfds);
                 let start = st.pos + HEADER;
-                let r = small(&st.buf[start..start + len]);
+                let r = fds.and_then(|fds| small(&st.buf[start..start + len], fds));
                 st.consume(len);
                 r
             }
             Ready::Big => match st.big.take() {
-                Some(b) => big(b.body),
+                Some(b) => st.frame_fds(b.nfds).and_then(|fds| big(b.body, fds)),
                 None => return Err(Fail::Io(io::ErrorKind::InvalidData.into())),
             },
         };
@@ -654,11 +725,16 @@ impl ReadHalf {
 
     fn recv<T: DeserializeOwned>(&self, wait: Wait) -> std::result::Result<T, Fail> {
         let c = self.codec;
-        self.next(wait, |b| c.decode(b), |v| c.decode(&v))
+        self.next(
+            wait,
+            |b, fds| decode_frame(c, b, fds),
+            |v, fds| decode_frame(c, &v, fds),
+        )
     }
 
     fn recv_bytes(&self, wait: Wait) -> std::result::Result<Vec<u8>, Fail> {
-        self.next(wait, |b| Ok(b.to_vec()), Ok)
+        // Descriptors of a typed frame read as bytes are closed.
+        self.next(wait, |b, _| Ok(b.to_vec()), |v, _| Ok(v))
     }
 
     fn poll(&self, timeout: Duration) -> bool {

@@ -291,6 +291,56 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Codec::default().decode(bytes)
 }
 
+/// Encodes `value` with the default [`Codec`] in an attachment scope
+/// ([`FdScope`](crate::fd::FdScope)): returns the bytes and duplicates of
+/// the descriptors of the [`Fd`](crate::Fd)s in it, to send together
+/// (`SCM_RIGHTS`).
+///
+/// # Examples
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// use multiproc_ipc::{codec, Fd};
+///
+/// let (a, _b) = UnixStream::pair()?;
+/// let (bytes, fds) = codec::encode_with_fds(&Fd::new(a))?;
+/// assert_eq!(fds.len(), 1);
+/// let back: Fd<UnixStream> = codec::decode_with_fds(&bytes, fds)?;
+/// # drop(back);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`Codec::encode`], and [`CodecError::Encode`] for a descriptor that
+/// cannot be duplicated (not open).
+pub fn encode_with_fds<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), CodecError> {
+    let scope = crate::fd::FdScope::begin();
+    let bytes = encode(value)?;
+    Ok((bytes, scope.finish()?))
+}
+
+/// Decodes a `T` that fills `bytes` exactly, with `fds` (the descriptors
+/// that came with the bytes) available to its [`Fd`](crate::Fd)s; those
+/// not taken are closed.
+///
+/// # Examples
+///
+/// See [`encode_with_fds`].
+///
+/// # Errors
+///
+/// As [`Codec::decode`]; an `Fd` whose descriptor is not in `fds` is a
+/// [`CodecError::Decode`].
+pub fn decode_with_fds<T: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<T, CodecError> {
+    crate::fd::with_received(fds, || decode(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

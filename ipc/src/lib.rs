@@ -9,6 +9,7 @@
 pub mod channel;
 pub mod codec;
 pub mod error;
+pub mod fd;
 pub mod fnref2;
 pub mod forkserver;
 pub mod park;
@@ -23,6 +24,7 @@ pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, Wir
 pub mod shm;
 pub mod sync;
 pub mod value;
+pub use fd::Fd;
 pub use fnref2::FnRef2;
 pub use forkserver::{fork_server, init};
 pub use process::{Process, ProcessBuilder};

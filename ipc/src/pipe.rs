@@ -8,8 +8,9 @@
 //! `(tx, rx)`). The direction of a simplex pipe is enforced by the types: a
 //! `RecvConnection` has no `send`, a `SendConnection` no `recv`.
 //!
-//! Every end carries typed messages (encoded by the [`codec`](crate::codec))
-//! and raw byte messages ([`send_bytes`](Connection::send_bytes),
+//! Every end carries typed messages (encoded by the [`codec`](crate::codec);
+//! an [`Fd`](crate::Fd) in a message carries its descriptor along, Python's
+//! `send_handle`) and raw byte messages ([`send_bytes`](Connection::send_bytes),
 //! [`recv_bytes`](Connection::recv_bytes)) in one stream, framed by
 //! [`channel::duplex`], which this module wraps.
 //! Operations return [`Error`] with kind [`Closed`](ErrorKind::Closed) when
@@ -80,8 +81,31 @@
 //! `spawn` returns (the argument is dropped in the parent). If the argument is
 //! serialized instead (a child started by the fork server after
 //! [`init`](crate::init), or a pool task), the end does not travel: `take`
-//! fails with [`ErrorKind::Closed`]. Pipes are for children forked directly
-//! from the process that holds them, as with Python's `fork` start method.
+//! fails with [`ErrorKind::Closed`]; use an [`Fd`](crate::Fd) there.
+//!
+//! To give an end to a child that runs from the fork server (or to a pool
+//! task, or through another pipe), send it as an [`Fd`](crate::Fd): every
+//! end is `AsFd` and `From<OwnedFd>`, so `Fd<Connection<S, R>>` carries the
+//! socket itself (`SCM_RIGHTS`), whatever the start method:
+//!
+//! ```
+//! use multiproc_ipc::pipe::{Connection, Pipe};
+//! use multiproc_ipc::{Fd, Process};
+//!
+//! fn child(end: Fd<Connection<u64>>) -> u64 {
+//!     let end = end.into_inner();
+//!     let n = end.recv().unwrap_or(0);
+//!     end.send(n + 1).ok();
+//!     n
+//! }
+//!
+//! let (parent, child_end) = Pipe::new::<u64>()?;
+//! let p = Process::spawn(child, Fd::new(child_end))?;
+//! parent.send(41)?;
+//! assert_eq!(parent.recv()?, 42);
+//! assert_eq!(p.join()?, 41);
+//! # Ok::<(), multiproc_ipc::Error>(())
+//! ```
 //!
 //! The same works by hand: put the child's end in a
 //! `static Mutex<Option<Connection<T>>>` before the spawn, take it in the
@@ -119,7 +143,7 @@
 //!   buffer, received without an extra copy.
 
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use nix::sys::socket::{self, Shutdown};
@@ -240,6 +264,15 @@ macro_rules! end_impls {
             /// The socket (Python's `fileno()`), for `poll`/`epoll` with other descriptors.
             fn as_fd(&self) -> BorrowedFd<'_> {
                 self.end.as_fd()
+            }
+        }
+
+        impl<$($p),*> From<OwnedFd> for $name<$($p),*> {
+            /// An end on a connected unix stream socket: one received as an
+            /// [`Fd`](crate::Fd) (how an end reaches a child of the fork
+            /// server), or the peer of an end made by this module.
+            fn from(fd: OwnedFd) -> Self {
+                $name { end: Duplex::from(fd) }
             }
         }
 

@@ -187,7 +187,8 @@ where
     let (Ok(target), Some(out)) = (arg.target.get(), fds.pop()) else {
         return 127;
     };
-    match codec::decode::<A>(&arg.args) {
+    // The rest are the argument's descriptors (its `Fd`s), in index order.
+    match codec::decode_with_fds::<A>(&arg.args, fds) {
         Ok(args) => child_run(target, args, out),
         Err(e) => send_outcome::<T>(Outcome::Undecodable(e.to_string()), 1, out),
     }
@@ -360,7 +361,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(1);
 /// the parent process (`PR_SET_PDEATHSIG` when spawned from the main thread,
 /// a pidfd watcher thread in the child otherwise), not with the spawning
 /// thread.
-#[must_use = "a Process should be joined to get its result"]
+#[must_use = "dropping a Process neither kills nor waits for it: join() it for its result (a daemon process need not be joined)"]
 pub struct Process<T> {
     child: Arc<ChildProc>,
     name: String,
@@ -432,8 +433,16 @@ impl ProcessBuilder {
     /// [`ErrorKind::Io`] if the pipe or the fork fails,
     /// [`ErrorKind::Serialization`] if `args` cannot be encoded (fork server
     /// only: a directly forked child gets `args` as they are, as with
-    /// Python's `fork`), quoting the `Serialize` implementation's message;
+    /// Python's `fork`), quoting the `Serialize` implementation's message,
+    /// or if an [`Fd`](crate::Fd) in it is not an open descriptor;
+    /// [`ErrorKind::InvalidArgument`] for more than 252 [`Fd`](crate::Fd)s;
     /// [`ErrorKind::Closed`] if the fork server is gone.
+    ///
+    /// # Caveats
+    ///
+    /// [`Fd`](crate::Fd)s in `args` reach the child either way (inherited
+    /// by the fork, or sent with `SCM_RIGHTS` by the fork server); the
+    /// parent's copies are closed when `spawn` returns, with `args`.
     pub fn spawn<A, T>(self, target: fn(A) -> T, args: A) -> Result<Process<T>>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -445,12 +454,20 @@ impl ProcessBuilder {
         let (r, w) = fd::pipe().map_err(|e| Error::io("cannot create the result pipe", e))?;
         let child = match fork_server() {
             Some(server) => {
+                let (bytes, attached) = codec::encode_with_fds(&args)?;
                 let arg = ServerArgs {
                     target: FnRef::new(target),
-                    args: codec::encode(&args)?,
+                    args: bytes,
                 };
-                let child = server.spawn(server_main::<A, T>, &arg, &[w.as_fd()])?;
+                let mut fds: Vec<_> = attached.iter().map(|f| f.as_fd()).collect();
+                fds.push(w.as_fd());
+                let child = server.spawn(server_main::<A, T>, &arg, &fds)?;
+                drop(fds);
                 drop(w);
+                // The argument's descriptors (sent: the child has its own
+                // copies) are closed here, with the argument itself.
+                drop(attached);
+                drop(args);
                 child.into_proc()
             }
             None => {

@@ -20,7 +20,8 @@
 //! The zygote's memory, copy-on-write: the caller's memory as it was when
 //! the zygote started. Mappings made later (`MAP_SHARED` regions, sockets,
 //! files) reach a child only as descriptors passed to [`Zygote::spawn`] (a
-//! memfd can be mapped again in the child). Children have
+//! memfd can be mapped again in the child); [`Process::spawn`](crate::Process::spawn)
+//! and pool tasks pass them for their callers as [`Fd`](crate::Fd) arguments. Children have
 //! `PR_SET_PDEATHSIG(SIGKILL)`: they die with the zygote, which exits when
 //! its requester closes the connection (drops the last [`Zygote`] handle) or
 //! dies.

@@ -1,17 +1,20 @@
 //! The result thread: collects results, dispatches queued tasks, enforces
 //! timeouts and handles the deaths the supervisor reports.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::SharedMemory;
-use multiproc_ipc::{codec, park, Error, ErrorKind, Result, WireError};
+use multiproc_ipc::{codec, fd, park, Error, ErrorKind, Result, WireError};
 
 use crate::ring::spin_until;
-use crate::shared::{lock, Completion, Counters, Inner, Shared, State, COLLECT_SPIN};
+use crate::shared::{
+    lock, Completion, Counters, Inner, Pending, Shared, State, WorkerSlot, COLLECT_SPIN,
+};
 use crate::supervisor::{handle_death, Event};
 use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_READY};
-use crate::worker::SlotView;
+use crate::worker::{SlotView, KIND_FDS};
 
 /// Where the bytes of a collected outcome are.
 pub(crate) enum Outcome {
@@ -81,6 +84,12 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
             // Ring full: publish what is staged and let results drain it.
             break;
         }
+        if task.record.first().is_some_and(|k| k & KIND_FDS != 0) && !send_fds(w, task) {
+            // Its socket is full (or the worker is dying): the task stays
+            // first in line, its staged copy is dropped (`t` is not kept),
+            // and a later round (on the next result) tries again.
+            break;
+        }
         let Some(mut task) = backlog.pop_front() else {
             break;
         };
@@ -105,6 +114,14 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
             w.view.bell.ring();
         }
     }
+}
+
+/// Sends the descriptors of `task` to worker `w` (before its record is
+/// published: the worker finds them waiting). False if they could not be
+/// sent now.
+fn send_fds(w: &WorkerSlot, task: &Pending) -> bool {
+    let fds: Vec<BorrowedFd<'_>> = task.block.fds.iter().map(|f| f.as_fd()).collect();
+    fd::send_handles(w.fd_tx.as_fd(), task.id, &fds, true).is_ok()
 }
 
 /// Reads every result available in worker `wi`'s ring.
@@ -153,7 +170,7 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
         };
         w.timed = false;
         if let Some(p) = pos.and_then(|i| w.outstanding.remove(i)) {
-            if let Some(b) = p.block {
+            if let Some(b) = p.block.shm {
                 shared.recycle(b);
             }
             col.done.push((p.complete, outcome));
@@ -277,5 +294,50 @@ pub(crate) fn collector_loop(shared: &Shared) {
         let timeout = next_deadline
             .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(100));
         shared.parent_bell.sleep(timeout, ready);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::time::Duration;
+
+    use multiproc_ipc::Fd;
+
+    use crate::Pool;
+
+    fn file_len(f: Fd<File>) -> u64 {
+        f.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn sleep_ms(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+
+    /// More descriptor messages than a worker's socket buffer holds: the
+    /// dispatcher stops at a full socket and sends the rest as the worker
+    /// drains it (the tasks stay queued meanwhile), so every task still
+    /// gets its own descriptor.
+    #[test]
+    fn fd_tasks_wait_for_room_in_a_full_descriptor_socket() {
+        let _serial = multiproc_testkit::serial();
+        let mut builder = Pool::builder().processes(1);
+        // Room in the ring for all of them: only the socket can be full.
+        builder.queue_per_worker = 4096;
+        let pool = builder.build().unwrap();
+        let blocker = pool.apply_async(sleep_ms, 300).unwrap();
+        let file = File::open("/proc/self/exe").unwrap();
+        let want = file.metadata().unwrap().len();
+        let results: Vec<_> = (0..600)
+            .map(|_| {
+                let copy = Fd::new(file.try_clone().unwrap());
+                pool.apply_async(file_len, copy).unwrap()
+            })
+            .collect();
+        for r in results {
+            assert_eq!(r.get_timeout(Duration::from_secs(60)).unwrap(), want);
+        }
+        assert_eq!(blocker.get_timeout(Duration::from_secs(60)).unwrap(), 300);
     }
 }

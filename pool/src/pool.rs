@@ -125,8 +125,8 @@ impl Pool {
         let mut watch = Vec::with_capacity(n);
         for slot in 0..n {
             let view = SlotView::new(&region, slot);
-            let child = match spawn_worker(&zygote, &name, slot, &config) {
-                Ok(c) => Arc::new(c),
+            let (child, fd_tx) = match spawn_worker(&zygote, &name, slot, &config) {
+                Ok((c, fd_tx)) => (Arc::new(c), fd_tx),
                 Err(e) => {
                     // Leave nothing behind: kill and reap the workers
                     // started so far (the zygote and region go on drop).
@@ -142,6 +142,7 @@ impl Pool {
             watch.push((slot, 0, Arc::clone(&child)));
             workers.push(WorkerSlot {
                 view,
+                fd_tx,
                 pid: child.pid(),
                 child: Some(child),
                 generation: 0,

@@ -2,11 +2,13 @@
 //! result thread and the supervisor: tasks, workers, and task records.
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use multiproc_ipc::fd::FdScope;
 use multiproc_ipc::shm::{SharedMemory, ShmRegion};
 use multiproc_ipc::{codec, park, Error, ErrorKind, Result, Zygote, ZygoteChild};
 use serde::Serialize;
@@ -17,7 +19,7 @@ use crate::result::Help;
 use crate::ring::Bell;
 use crate::supervisor::Event;
 use crate::task::{self, KIND_BLOCK, KIND_INLINE};
-use crate::worker::{self, SlotView};
+use crate::worker::{self, SlotView, KIND_FDS};
 
 /// Tasks a worker may have queued in its ring at once, by default.
 pub(crate) const MAX_OUTSTANDING: usize = 256;
@@ -112,11 +114,23 @@ pub(crate) fn terminated() -> Error {
     )
 }
 
+/// What a task record keeps alive besides its bytes until the task ends.
+#[derive(Default)]
+pub(crate) struct Attached {
+    /// The shared-memory block of a large argument.
+    pub(crate) shm: Option<SharedMemory>,
+    /// The descriptors of the argument's `Fd`s, sent to the worker that
+    /// gets the task just before its record (again if it is requeued after
+    /// its worker died).
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
 pub(crate) struct Pending {
     pub(crate) id: u64,
     pub(crate) record: Vec<u8>,
-    /// Keeps a large argument's block alive until the task ends.
-    pub(crate) block: Option<SharedMemory>,
+    /// Keeps a large argument's block and the argument's descriptors alive
+    /// until the task ends.
+    pub(crate) block: Attached,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) complete: Completion,
@@ -124,6 +138,8 @@ pub(crate) struct Pending {
 
 pub(crate) struct WorkerSlot {
     pub(crate) view: SlotView,
+    /// The socket on which the worker receives its tasks' descriptors.
+    pub(crate) fd_tx: UnixStream,
     pub(crate) child: Option<Arc<ZygoteChild>>,
     pub(crate) pid: i32,
     pub(crate) generation: u64,
@@ -270,8 +286,8 @@ pub(crate) const INLINE_MAX: usize = worker::RING_CAP / 2 - 256;
 pub(crate) const SPARE_BLOCKS: usize = 4;
 
 /// A task record ready to queue: its id, its bytes, and the block that
-/// holds its body when it is large.
-pub(crate) type Encoded = (u64, Vec<u8>, Option<SharedMemory>);
+/// holds its body when it is large and the descriptors of its `Fd`s.
+pub(crate) type Encoded = (u64, Vec<u8>, Attached);
 
 impl Shared {
     /// Removes task `id` if it is still queued (no worker has it); its
@@ -313,6 +329,10 @@ impl Shared {
     /// [`task::head_template`]) and its body `value`: inline when small,
     /// else with the body encoded straight into a (reused) shared-memory
     /// block. Needs no lock: ids come from an atomic counter.
+    ///
+    /// The descriptors of the `Fd`s in `value` are collected on the side
+    /// (duplicates, kept until the task ends) and the record's kind gets
+    /// the [`KIND_FDS`] flag; without any, this costs a flag test.
     pub(crate) fn build_record<T: Serialize + ?Sized>(
         &self,
         template: &[u8],
@@ -320,25 +340,38 @@ impl Shared {
     ) -> Result<Encoded> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let c = codec::Codec::default();
+        let scope = FdScope::begin();
         let len = c.encoded_len(value)?;
         if len <= INLINE_MAX {
             let mut rec = Vec::with_capacity(template.len() + len);
             rec.extend_from_slice(template);
             task::set_head(&mut rec, KIND_INLINE, id);
             c.encode_into(value, &mut rec)?;
-            return Ok((id, rec, None));
+            let fds = scope.finish()?;
+            if !fds.is_empty() {
+                rec[0] |= KIND_FDS;
+            }
+            return Ok((id, rec, Attached { shm: None, fds }));
         }
         let mut block = self.take_block(len)?;
         // Straight into the mapping (a slice writer: each primitive is a
         // short inlined copy).
         let mut w: &mut [u8] = block.as_mut_slice();
         c.encode_to_writer(value, &mut w)?;
+        let fds = scope.finish()?;
         let mut rec = Vec::with_capacity(template.len() + 8 + block.name().len());
         rec.extend_from_slice(template);
         task::set_head(&mut rec, KIND_BLOCK, id);
+        if !fds.is_empty() {
+            rec[0] |= KIND_FDS;
+        }
         rec.extend_from_slice(&(len as u64).to_le_bytes());
         rec.extend_from_slice(block.name().as_bytes());
-        Ok((id, rec, Some(block)))
+        let attached = Attached {
+            shm: Some(block),
+            fds,
+        };
+        Ok((id, rec, attached))
     }
 
     /// A spare block of at least `len` bytes, or a new one.

@@ -20,13 +20,14 @@ pub(crate) enum Event {
     Died { slot: usize, generation: u64 },
 }
 
-/// Forks one worker for `slot` through the zygote.
+/// Forks one worker for `slot` through the zygote; returns it and the
+/// socket on which it receives its tasks' descriptors.
 pub(crate) fn spawn_worker(
     zygote: &Zygote,
     region: &str,
     slot: usize,
     config: &Config,
-) -> Result<ZygoteChild> {
+) -> Result<(ZygoteChild, UnixStream)> {
     if crate::test_hooks::spawn_fails() {
         return Err(Error::new(
             ErrorKind::Io,
@@ -40,7 +41,10 @@ pub(crate) fn spawn_worker(
         initializer: config.initializer.clone(),
         spin_ns: WORKER_SPIN.as_nanos() as u64,
     };
-    zygote.spawn(worker::worker_main, &arg, &[])
+    let (fd_tx, fd_rx) = UnixStream::pair()
+        .map_err(|e| Error::io("cannot create a worker's descriptor socket", e))?;
+    let child = zygote.spawn(worker::worker_main, &arg, &[fd_rx.as_fd()])?;
+    Ok((child, fd_tx))
 }
 
 /// Waits until every child is reaped or `deadline` passes, then kills and
@@ -175,9 +179,13 @@ pub(crate) fn respawn(shared: &Shared, g: &mut Inner, slot: usize) {
     };
     let name = shared.region.name().unwrap_or_default().to_owned();
     match spawn_worker(zygote, &name, slot, &shared.config) {
-        Ok(child) => {
+        Ok((child, fd_tx)) => {
             let child = Arc::new(child);
             let w = &mut g.workers[slot];
+            // The old socket goes with the dead worker (with any
+            // descriptors still queued in it); requeued tasks send theirs
+            // again on the new one.
+            w.fd_tx = fd_tx;
             w.generation += 1;
             w.pid = child.pid();
             shared.counters.respawned.fetch_add(1, Ordering::Relaxed);

@@ -1,13 +1,13 @@
 //! The shared-memory layout of a pool and the worker process's main loop.
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::{SharedMemory, ShmRegion};
-use multiproc_ipc::WireError;
+use multiproc_ipc::{fd, WireError};
 use serde::{Deserialize, Serialize};
 
 use crate::ring::{spin_until, Bell, Ring, RING_HEADER};
@@ -101,8 +101,31 @@ pub(crate) const EXIT_NO_REGION: i32 = 70;
 /// Exit code of a worker whose initializer failed.
 pub(crate) const EXIT_INIT_FAILED: i32 = 71;
 
+/// Flag bit of a task record's kind: the task's argument holds `Fd`s, whose
+/// descriptors the parent sent on the worker's descriptor socket just
+/// before it published the record.
+pub(crate) const KIND_FDS: u8 = 0x80;
+
+/// Receives the descriptors of task `id` (already queued on `sock`).
+fn task_fds(sock: Option<&OwnedFd>, id: u64) -> multiproc_ipc::Result<Vec<OwnedFd>> {
+    let lost = |why: String| {
+        multiproc_ipc::Error::new(
+            multiproc_ipc::ErrorKind::Io,
+            format!("the file descriptors of task {id} did not arrive: {why}"),
+        )
+    };
+    let sock = sock.ok_or_else(|| lost("the worker has no descriptor socket".into()))?;
+    match fd::recv_handles(sock.as_fd(), true) {
+        Ok((tag, fds)) if tag == id => Ok(fds),
+        Ok((tag, _)) => Err(lost(format!("got those of task {tag}"))),
+        Err(e) => Err(lost(e.to_string())),
+    }
+}
+
 /// The worker process: run tasks from the task ring until told to exit.
-pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
+/// `fds` holds the socket on which the tasks' descriptors arrive.
+pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
+    let fd_rx = fds.pop();
     task::install_panic_hook();
     let region = match ShmRegion::open(&arg.region) {
         Ok(r) => r,
@@ -163,7 +186,14 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
         // orders every store): no fence needed on the hot path.
         slot.current().store(id, Ordering::Release);
         let tramp = rec.tramp;
-        let body = match rec.kind {
+        let kind = rec.kind;
+        // The one test the hot path pays for descriptor passing.
+        let received = if kind & KIND_FDS != 0 {
+            Some(task_fds(fd_rx.as_ref(), id))
+        } else {
+            None
+        };
+        let body = match kind & !KIND_FDS {
             // The record buffer itself: no copy of the body.
             KIND_INLINE => {
                 let offset = buf.len() - rec.body.len();
@@ -172,7 +202,14 @@ pub(crate) fn worker_main(arg: WorkerArg, _fds: Vec<OwnedFd>) -> i32 {
             _ => open_block(rec.body, &mut attached),
         };
         let out = match (tramp, body) {
-            (Some(t), Ok(body)) => t.call(body).unwrap_or_else(error_outcome),
+            (Some(t), Ok(body)) => match received {
+                None => t.call(body).unwrap_or_else(error_outcome),
+                // The task's `Fd`s take their descriptors while it decodes.
+                Some(Ok(fds)) => {
+                    fd::with_received(fds, || t.call(body)).unwrap_or_else(error_outcome)
+                }
+                Some(Err(e)) => error_outcome(e),
+            },
             (_, Err(e)) => error_outcome(e),
             (None, _) => error_outcome(multiproc_ipc::Error::new(
                 multiproc_ipc::ErrorKind::Serialization,

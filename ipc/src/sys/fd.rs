@@ -12,6 +12,16 @@ use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 /// The most descriptors one message may carry (the kernel's `SCM_MAX_FD`).
 pub(crate) const MAX_FDS: usize = 253;
 
+/// A close-on-exec duplicate of the descriptor numbered `raw`, which the
+/// caller does not own (`EBADF` if it is not open).
+pub(crate) fn dup_raw(raw: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` only reads its integer arguments; an
+    // invalid `raw` is reported as EBADF.
+    let new = super::cvt(unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: the kernel just created `new` for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// A pipe `(read end, write end)`, both close-on-exec.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
