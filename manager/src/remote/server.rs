@@ -521,6 +521,17 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, id: u64, shared: &ServerSha
             return shared.log(Some(peer), &format!("handshake failed: {e}"));
         }
     }
+    serve_requests(&mut io, peer, id, shared, &mut out);
+}
+
+/// Serves one authenticated client until it leaves or breaks the protocol.
+fn serve_requests(
+    io: &mut FrameIo,
+    peer: SocketAddr,
+    id: u64,
+    shared: &ServerShared,
+    out: &mut Vec<u8>,
+) {
     let codec = client::codec(shared.max_frame);
     let mut buf = Vec::new();
     let mut resp_buf = Vec::new();
@@ -559,11 +570,59 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, id: u64, shared: &ServerSha
                 return shared.log(Some(peer), "cannot encode a response; connection closed");
             }
         }
-        if let Err(e) = io.write_frame(&resp_buf, &mut out) {
+        if let Err(e) = io.write_frame(&resp_buf, out) {
             return shared.log(
                 Some(peer),
                 &format!("cannot send a response ({e}); connection closed"),
             );
         }
     }
+}
+
+/// Starts configuring a server whose object ids count up from `first`
+/// instead of a random id (fuzzing: inputs that name objects by id stay
+/// reproducible).
+pub(super) fn builder_with_first_id(authkey: &[u8], first: u64) -> ManagerServerBuilder {
+    ManagerServerBuilder {
+        store: Store::with_first_id(first),
+        ..ManagerServer::builder(authkey)
+    }
+}
+
+/// Serves one connection on the calling thread as the accept loop's thread
+/// would, with the handshake or, if `authenticated`, straight from the
+/// request loop (fuzzing: a fuzzer cannot answer the random challenge).
+///
+/// # Errors
+///
+/// As [`ManagerServerBuilder::bind`] for the builder's own errors, and `Io`
+/// if the stream's peer address cannot be read.
+pub(super) fn serve_one(
+    builder: ManagerServerBuilder,
+    stream: TcpStream,
+    authenticated: bool,
+) -> Result<()> {
+    if let Some(e) = builder.error {
+        return Err(e);
+    }
+    let peer = stream.peer_addr()?;
+    let shared = ServerShared {
+        store: builder.store,
+        authkey: builder.authkey,
+        max_frame: builder.max_frame,
+        quiet: builder.quiet,
+        stopping: AtomicBool::new(false),
+        conns: Mutex::new(HashMap::new()),
+        next_conn: AtomicU64::new(2),
+    };
+    let id = 1;
+    if authenticated {
+        let mut io = FrameIo::new(stream)?;
+        let mut out = Vec::new();
+        serve_requests(&mut io, peer, id, &shared, &mut out);
+    } else {
+        serve_client(stream, peer, id, &shared);
+    }
+    shared.store.release_owned(id);
+    Ok(())
 }
