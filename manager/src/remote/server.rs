@@ -6,7 +6,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hmac::Mac;
 use multiproc_ipc::codec;
@@ -482,6 +482,9 @@ impl Peer for RemotePeer<'_> {
 /// Runs the server's half of the handshake; `Ok(false)` means denied.
 fn handshake(io: &mut FrameIo, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
     io.idle_timeout = Some(HANDSHAKE_TIMEOUT);
+    // The whole answer must come within the bound: a client that trickles
+    // its bytes in must not hold a connection thread for longer.
+    io.deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
     let s = nonce()?;
     let mut hello = HELLO.to_vec();
     hello.extend_from_slice(&s);
@@ -503,6 +506,7 @@ fn handshake(io: &mut FrameIo, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
     welcome.extend_from_slice(&proof);
     io.write_frame(&welcome, out)?;
     io.idle_timeout = None;
+    io.deadline = None;
     Ok(true)
 }
 
