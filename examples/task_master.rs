@@ -35,7 +35,7 @@ fn main() -> multiproc::Result<()> {
     for i in 0..TASKS {
         let n = (random.hash_one(i) % 10_000) as i64;
         println!("Put task {n}...");
-        tasks.put(&n)?;
+        tasks.put(n)?;
     }
     println!("Try get results...");
     for _ in 0..TASKS {

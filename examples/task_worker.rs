@@ -39,7 +39,7 @@ fn main() -> multiproc::Result<()> {
         match tasks.get_timeout(Duration::from_secs(1)) {
             Ok(n) => {
                 println!("run task {n} * {n}...");
-                results.put(&format!("{n} * {n} = {}", n * n))?;
+                results.put(format!("{n} * {n} = {}", n * n))?;
             }
             Err(e) if e.kind() == ErrorKind::Timeout => {
                 println!("task queue is empty.");

@@ -96,6 +96,7 @@ pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendC
 pub use multiproc_ipc::shm;
 pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
+pub use multiproc_ipc::{FnRef, FnRef2};
 
 // Cross-process synchronization and shared values.
 pub use multiproc_ipc::sync::BarrierBuilder;
@@ -118,6 +119,7 @@ pub use multiproc_pool::{IMapOptions, InitResult, PoolStats, StarFn};
 
 // Queues.
 pub use multiproc_ipc::queue::{self, JoinableQueue, Queue, SimpleQueue};
+pub use multiproc_ipc::queue::{LifoQueue, PriorityQueue};
 
 /// The names most programs need, in one `use multiproc::prelude::*;`.
 pub mod prelude {
@@ -136,9 +138,12 @@ pub mod prelude {
 
     // Queues.
     pub use crate::{JoinableQueue, Queue, SimpleQueue};
+    pub use crate::{LifoQueue, PriorityQueue};
 }
 pub use multiproc_manager::IndexMap;
 pub use multiproc_manager::ListIter;
+pub use multiproc_manager::SharedObject;
+pub use multiproc_manager::SharedProxy;
 pub use multiproc_manager::{
     CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
     ManagerServer, ManagerServerBuilder, NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy,

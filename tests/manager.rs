@@ -19,7 +19,7 @@ fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 's
 fn record((d, q, i): (DictProxy<u32, u32>, QueueProxy<u32>, u32)) -> u32 {
     d.update_with(&0, |c| c.unwrap_or(0) + 1).unwrap();
     d.insert(&(i + 1), &std::process::id()).unwrap();
-    q.put(&i).unwrap();
+    q.put(i).unwrap();
     i
 }
 
@@ -91,7 +91,7 @@ fn encoded_remote_proxies_do_not_hold_the_authkey() {
 fn use_remote((d, encoded, i): (DictProxy<u32, u32>, Vec<u8>, u32)) -> u32 {
     d.insert(&i, &std::process::id()).unwrap();
     let q: QueueProxy<u32> = codec::decode(&encoded).unwrap();
-    q.put(&i).unwrap();
+    q.put(i).unwrap();
     i
 }
 
@@ -148,7 +148,7 @@ fn workers_forked_before_connect_cannot_decode_remote_proxies() {
 fn sum_live((l, q, i): (ListProxy<u32>, QueueProxy<(u32, u32)>, u32)) -> u32 {
     let it: ListIter<'_, u32> = l.iter();
     let sum = it.map(|x| x.unwrap()).sum();
-    q.put(&(sum, i)).unwrap();
+    q.put((sum, i)).unwrap();
     sum
 }
 
@@ -169,6 +169,50 @@ fn ordered_dicts_live_lists_and_priority_queues_through_the_facade() {
         drop(pool);
         let got: Vec<(u32, u32)> = (0..4).map(|_| q.get().unwrap()).collect();
         assert_eq!(got, vec![(6, 0), (6, 1), (6, 2), (6, 3)]);
+        manager.shutdown().unwrap();
+    });
+}
+
+/// A shared object for the pool test: a sum and the pids that added to it.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Sum {
+    total: u64,
+    pids: Vec<u32>,
+}
+
+impl multiproc::SharedObject for Sum {
+    type Request = Option<u64>;
+    type Reply = (u64, usize);
+
+    fn handle(&mut self, add: Option<u64>) -> (u64, usize) {
+        if let Some(k) = add {
+            self.total += k;
+            self.pids.push(std::process::id());
+        }
+        (self.total, self.pids.len())
+    }
+}
+
+fn add_to_sum((s, k): (multiproc::SharedProxy<Sum>, u64)) -> u32 {
+    s.call(Some(k)).unwrap();
+    std::process::id()
+}
+
+#[test]
+fn shared_objects_work_in_pool_tasks_through_the_facade() {
+    checked(Duration::from_secs(120), || {
+        let manager = Manager::start().unwrap();
+        let s = manager.register("sum", Sum::default()).unwrap();
+        let pool = Pool::new(2).unwrap();
+        let pids = pool
+            .map(add_to_sum, (1..=30).map(|k| (s.clone(), k)))
+            .unwrap();
+        pool.close();
+        pool.join().unwrap();
+        assert!(pids.iter().all(|p| *p != std::process::id()));
+        assert_eq!(s.call(None).unwrap(), (465, 30));
+        let by_name = manager.shared::<Sum>("sum").unwrap();
+        assert_eq!(by_name.call(None).unwrap(), (465, 30));
         manager.shutdown().unwrap();
     });
 }

@@ -2,7 +2,7 @@
 
 /// Usage text printed by `--help` and after a bad argument.
 pub const USAGE: &str = "\
-usage: multiproc-bench [--only NAME...] [--quick] [--compare] [--runs N] [--list]
+usage: multiproc-bench [--only NAME...] [--quick] [--compare] [--runs N] [--load N] [--list]
 
 Runs multiproc's benchmark scenarios and prints one JSON line per scenario
 (the schema of the Python baseline, with \"impl\": \"multiproc\").
@@ -12,6 +12,8 @@ Runs multiproc's benchmark scenarios and prints one JSON line per scenario
   --compare       also run the Python counterparts (bench/python/NAME.py, same
                   sizes) and print a side-by-side table with ratios
   --runs N        run each scenario N times and report the medians (default 1)
+  --load N        run N CPU-bound busy processes during both sides' runs (a
+                  busy machine); every line gets \"load\": N
   --list          list the scenarios, their headline fields and sizes
   -h, --help      this text
 
@@ -29,6 +31,8 @@ pub struct Options {
     pub compare: bool,
     /// Repetitions per scenario (medians reported).
     pub runs: usize,
+    /// Busy processes running during the measurements.
+    pub load: usize,
     /// Only list the scenarios.
     pub list: bool,
     /// Only print the usage.
@@ -42,6 +46,7 @@ impl Default for Options {
             quick: false,
             compare: false,
             runs: 1,
+            load: 0,
             list: false,
             help: false,
         }
@@ -52,6 +57,15 @@ fn parse_runs(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("--runs needs a positive integer, got {value:?}")),
+    }
+}
+
+fn parse_load(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n <= 64 => Ok(n),
+        _ => Err(format!(
+            "--load needs a number of processes (0 to 64), got {value:?}"
+        )),
     }
 }
 
@@ -83,6 +97,10 @@ where
                 let value = args.next().ok_or("--runs needs a value")?;
                 options.runs = parse_runs(&value)?;
             }
+            "--load" => {
+                let value = args.next().ok_or("--load needs a value")?;
+                options.load = parse_load(&value)?;
+            }
             "--only" => {
                 only_seen = true;
                 while let Some(name) = args.next_if(|a| !a.starts_with('-')) {
@@ -92,6 +110,8 @@ where
             other => {
                 if let Some(value) = other.strip_prefix("--runs=") {
                     options.runs = parse_runs(value)?;
+                } else if let Some(value) = other.strip_prefix("--load=") {
+                    options.load = parse_load(value)?;
                 } else if let Some(value) = other.strip_prefix("--only=") {
                     only_seen = true;
                     push_names(&mut options.only, value);
@@ -128,6 +148,10 @@ mod tests {
         assert_eq!(o.only, ["a", "b", "c"]);
         assert_eq!(o.runs, 3);
 
+        let o = parse_str("--load 2").expect("valid");
+        assert_eq!(o.load, 2);
+        assert_eq!(parse_str("--load=3").expect("valid").load, 3);
+
         let o = parse_str("--only=x,y --runs=2 --only z --list").expect("valid");
         assert_eq!(o.only, ["x", "y", "z"]);
         assert_eq!(o.runs, 2);
@@ -144,6 +168,9 @@ mod tests {
         assert!(parse_str("--runs x").is_err());
         assert!(parse_str("--runs=-1").is_err());
         assert!(parse_str("--fast").is_err());
+        assert!(parse_str("--load").is_err());
+        assert!(parse_str("--load x").is_err());
+        assert!(parse_str("--load 1000").is_err());
         assert!(parse_str("extra").is_err());
     }
 }

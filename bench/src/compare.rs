@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::record::Record;
-use crate::registry::{Better, Scenario};
+use crate::registry::{Better, Headline, Scenario};
 
 /// How many times better multiproc is than Python on a figure: `mp / py`
 /// when higher is better, `py / mp` when lower is better. `None` when the
@@ -50,8 +50,13 @@ pub fn table(rows: &[(&Scenario, Side<'_>, Side<'_>)]) -> String {
         "python".to_owned(),
         "multiproc better by".to_owned(),
     ]];
+    /// Every scenario also compares the CPU time each side used per operation.
+    const CPU: Headline = Headline {
+        field: "cpu_us_per_op",
+        better: Better::Lower,
+    };
     for (scenario, multiproc, python) in rows {
-        for headline in scenario.headlines {
+        for headline in scenario.headlines.iter().chain([&CPU]) {
             let (mp_text, mp_value) = cell(*multiproc, headline.field);
             let (py_text, py_value) = cell(*python, headline.field);
             let direction = match headline.better {
@@ -125,8 +130,12 @@ mod tests {
     #[test]
     fn table_shows_both_sides_and_the_ratio() {
         let spawn = find("process_spawn_join").expect("registered");
-        let mp = Record::timed("process_spawn_join", 50, 0.01).with("per_process_us", 100.0);
-        let mut py = Record::timed("process_spawn_join", 50, 0.1).with("per_process_us", 2200.0);
+        let mp = Record::timed("process_spawn_join", 50, 0.01)
+            .with("per_process_us", 100.0)
+            .with("cpu_us_per_op", 50.0);
+        let mut py = Record::timed("process_spawn_join", 50, 0.1)
+            .with("per_process_us", 2200.0)
+            .with("cpu_us_per_op", 500.0);
         py.set("impl", PYTHON_IMPL);
         let killed = find("worker_killed_pool").expect("registered");
         let py_killed = Record::timed("worker_killed_pool", 1, 5.0)
@@ -158,10 +167,15 @@ mod tests {
                 "22.00x"
             ]
         );
-        assert!(lines[3].contains("detect_seconds") && lines[3].trim_end().ends_with('-'));
-        assert!(lines[4].contains("outcome") && lines[4].contains("timed_out"));
-        assert!(lines[5].contains("pool_usable_after") && lines[5].contains("true"));
-        assert!(lines[6].contains("queue_throughput") && lines[6].contains("error"));
-        assert_eq!(lines.len(), 7);
+        let cpu_row: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(cpu_row[1], "cpu_us_per_op", "{text}");
+        assert_eq!(cpu_row.last(), Some(&"10.00x"), "{text}");
+        assert!(lines[4].contains("detect_seconds") && lines[4].trim_end().ends_with('-'));
+        assert!(lines[5].contains("outcome") && lines[5].contains("timed_out"));
+        assert!(lines[6].contains("pool_usable_after") && lines[6].contains("true"));
+        assert!(lines[7].contains("cpu_us_per_op") && lines[7].trim_end().ends_with('-'));
+        assert!(lines[8].contains("queue_throughput") && lines[8].contains("error"));
+        assert!(lines[9].contains("cpu_us_per_op") && lines[9].contains("error"));
+        assert_eq!(lines.len(), 10, "{text}");
     }
 }

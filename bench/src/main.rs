@@ -8,6 +8,7 @@
 
 mod cli;
 mod compare;
+mod cpu;
 mod python;
 mod record;
 mod registry;
@@ -21,6 +22,10 @@ use record::{combine_runs, emit, Record, IMPL};
 use registry::{Scenario, SCENARIOS};
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(cpu::BURN_ARG) {
+        cpu::burn();
+        return ExitCode::SUCCESS;
+    }
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {
@@ -43,6 +48,13 @@ fn main() -> ExitCode {
         print!("{}", list(&selected));
         return ExitCode::SUCCESS;
     }
+    let _load = match cpu::Load::start(options.load) {
+        Ok(load) => load,
+        Err(e) => {
+            eprintln!("multiproc-bench: --load: cannot start the busy processes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if run(&options, &selected) {
         ExitCode::SUCCESS
     } else {
@@ -159,14 +171,22 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
     for &scenario in selected {
         let multiproc = scenario.run.map(|run_fn| {
             repeat(options.runs, || {
-                run_multiproc(scenario, run_fn, options.quick)
+                cpu::measured(|| run_multiproc(scenario, run_fn, options.quick))
             })
         });
         let python_line = python.as_deref().map(|py| {
             repeat(options.runs, || {
-                python::run_script(py, &script_dir, scenario.name, options.quick, limit)
+                cpu::measured(|| {
+                    python::run_script(py, &script_dir, scenario.name, options.quick, limit)
+                })
             })
         });
+        let (mut multiproc, mut python_line) = (multiproc, python_line);
+        for line in multiproc.iter_mut().chain(python_line.iter_mut()) {
+            if options.load > 0 {
+                line.set("load", options.load);
+            }
+        }
         for line in multiproc.iter().chain(&python_line) {
             emit(line);
             ok &= line.error_message().is_none();
@@ -184,8 +204,8 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
             .collect();
         let sizes = if options.quick { "quick" } else { "full" };
         println!(
-            "\n# multiproc vs Python multiprocessing ({sizes} sizes, {} run(s) each, medians)",
-            options.runs
+            "\n# multiproc vs Python multiprocessing ({sizes} sizes, {} run(s) each, medians, {} busy process(es))",
+            options.runs, options.load
         );
         print!("{}", compare::table(&rows));
     }

@@ -254,6 +254,20 @@ pub const SCENARIOS: &[Scenario] = &[
         run: Some(crate::scenarios::queue::joinable_queue_throughput),
     },
     Scenario {
+        name: "lifo_queue_throughput",
+        full: &[("items", 200000)],
+        quick: &[("items", 5000)],
+        headlines: &[higher("ops_per_sec")],
+        run: Some(crate::scenarios::ordered_queue::lifo_queue_throughput),
+    },
+    Scenario {
+        name: "priority_queue_throughput",
+        full: &[("items", 200000)],
+        quick: &[("items", 5000)],
+        headlines: &[higher("ops_per_sec")],
+        run: Some(crate::scenarios::ordered_queue::priority_queue_throughput),
+    },
+    Scenario {
         name: "queue_large_items",
         full: &[("items", 200), ("item_bytes", 1048576)],
         quick: &[("items", 20), ("item_bytes", 65536)],
@@ -327,7 +341,7 @@ mod tests {
                 s.name
             );
         }
-        assert_eq!(SCENARIOS.len(), 20);
+        assert_eq!(SCENARIOS.len(), 22);
         assert!(find("pool_map_tiny").is_some());
         assert!(find("no_such_bench").is_none());
     }

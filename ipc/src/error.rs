@@ -182,7 +182,7 @@ enum Detail {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{Error, ErrorKind};
+/// use multiproc::{Error, ErrorKind};
 ///
 /// let e = Error::new(ErrorKind::InvalidArgument, "processes must be at least 1");
 /// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
@@ -302,7 +302,7 @@ impl Error {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{codec, Error, ErrorKind};
+/// use multiproc::{codec, Error, ErrorKind};
 ///
 /// let e = Error::with_source(
 ///     ErrorKind::Io,

@@ -15,7 +15,7 @@ use crate::sys::fork::FnAddr;
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{codec, FnRef2};
+/// use multiproc::{codec, FnRef2};
 ///
 /// fn add(a: u32, b: u32) -> u32 {
 ///     a + b

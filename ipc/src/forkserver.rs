@@ -31,9 +31,9 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 ///     x * 2
 /// }
 ///
-/// fn main() -> multiproc_ipc::Result<()> {
-///     multiproc_ipc::init()?; // before any thread
-///     let p = multiproc_ipc::Process::spawn(double, 21)?;
+/// fn main() -> multiproc::Result<()> {
+///     multiproc::init()?; // before any thread
+///     let p = multiproc::Process::spawn(double, 21)?;
 ///     assert_eq!(p.join()?, 42);
 ///     Ok(())
 /// }

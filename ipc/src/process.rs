@@ -360,7 +360,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(1);
 /// the parent process (`PR_SET_PDEATHSIG` when spawned from the main thread,
 /// a pidfd watcher thread in the child otherwise), not with the spawning
 /// thread.
-#[must_use = "a Process should be joined to get its result"]
+#[must_use = "dropping a Process neither kills nor waits for it: join() it for its result (a daemon process need not be joined)"]
 pub struct Process<T> {
     child: Arc<ChildProc>,
     name: String,

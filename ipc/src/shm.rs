@@ -178,7 +178,7 @@ impl Drop for Named {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::shm::SharedMemory;
+/// use multiproc::shm::SharedMemory;
 ///
 /// let name = format!("doc-example-{}", std::process::id());
 /// let mut block = SharedMemory::create(&name, 16)?;
@@ -190,7 +190,7 @@ impl Drop for Named {
 /// drop(other);
 /// drop(block); // the owner's last handle: the block is unlinked
 /// assert!(SharedMemory::attach(&name).is_err());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -228,14 +228,14 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::shm::SharedMemory;
+    /// use multiproc::shm::SharedMemory;
     ///
     /// let mut block = SharedMemory::new(16)?;
     /// assert!(block.name().starts_with("/psm_"));
     /// block.write_at(0, b"hi")?;
     /// let other = SharedMemory::attach(block.name())?;
     /// assert_eq!(&other.as_slice()[..2], b"hi");
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -264,7 +264,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::shm::SharedMemory;
+    /// use multiproc::shm::SharedMemory;
     ///
     /// let name = format!("doc-open-or-create-{}", std::process::id());
     /// let first = SharedMemory::open_or_create(&name, 64)?;
@@ -272,7 +272,7 @@ impl SharedMemory {
     /// let second = SharedMemory::open_or_create(&name, 64)?;
     /// assert!(!second.is_owner()); // attached
     /// assert_eq!(second.size(), 64);
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -475,17 +475,17 @@ enum Backing {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::shm::ShmRegion;
+/// use multiproc::shm::ShmRegion;
 /// use std::sync::atomic::Ordering;
 ///
 /// let region = ShmRegion::create(4096)?;
 /// region.atomic_u64(0).fetch_add(5, Ordering::SeqCst);
 ///
 /// // A handle crosses processes as its name and re-attaches.
-/// let bytes = multiproc_ipc::codec::encode(&region)?;
-/// let again: ShmRegion = multiproc_ipc::codec::decode(&bytes)?;
+/// let bytes = multiproc::codec::encode(&region)?;
+/// let again: ShmRegion = multiproc::codec::decode(&bytes)?;
 /// assert_eq!(again.atomic_u64(0).load(Ordering::SeqCst), 5);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct ShmRegion {

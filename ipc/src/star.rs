@@ -15,20 +15,20 @@ use crate::zygote::FnRef;
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{codec, StarFn};
+/// use multiproc::{codec, StarFn};
 ///
 /// fn volume(l: u32, w: u32, h: u32) -> u32 { l * w * h }
 ///
 /// let f = volume.into_fn_ref();
 /// let bytes = codec::encode(&f).unwrap();
-/// let g: multiproc_ipc::FnRef<(u32, u32, u32), u32> = codec::decode(&bytes).unwrap();
+/// let g: multiproc::FnRef<(u32, u32, u32), u32> = codec::decode(&bytes).unwrap();
 /// assert_eq!(g.call((2, 3, 4)).unwrap(), 24);
 /// ```
 ///
 /// A closure that captures is refused when the task is built:
 ///
 /// ```compile_fail
-/// use multiproc_ipc::StarFn;
+/// use multiproc::StarFn;
 ///
 /// let k = 3u32;
 /// let scale = move |x: u32, y: u32| (x + y) * k;

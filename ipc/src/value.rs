@@ -21,7 +21,7 @@
 //! # Examples
 //!
 //! ```
-//! use multiproc_ipc::value::{Array, Value};
+//! use multiproc::value::{Array, Value};
 //!
 //! let counter = Value::new(0i64)?;
 //! *counter.lock()? += 1; // Python: with v.get_lock(): v.value += 1
@@ -31,7 +31,7 @@
 //! let arr = Array::from_slice(&[1.5f64, 2.5])?;
 //! arr.set(1, 4.0)?;
 //! assert_eq!(arr.to_vec(), [1.5, 4.0]);
-//! # Ok::<(), multiproc_ipc::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 
 use std::fmt;

@@ -92,8 +92,13 @@ fn hex(id: &KeyId) -> String {
 /// Serializing never writes a remote authkey (see the module docs).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Endpoint {
-    /// A local manager process: an abstract unix socket name and its token.
-    Local { addr: String, token: [u8; 32] },
+    /// A local manager process: an abstract unix socket name, its token and
+    /// the server process's pid (for error messages).
+    Local {
+        addr: String,
+        token: [u8; 32],
+        pid: i32,
+    },
     /// A remote manager: a TCP address, its authkey and the key's id.
     Remote {
         addr: SocketAddr,
@@ -122,6 +127,7 @@ enum WireRef<'a> {
     Local {
         addr: &'a str,
         token: &'a [u8; 32],
+        pid: i32,
     },
     Remote {
         addr: &'a SocketAddr,
@@ -137,6 +143,7 @@ enum Wire {
     Local {
         addr: String,
         token: [u8; 32],
+        pid: i32,
     },
     Remote {
         addr: SocketAddr,
@@ -148,7 +155,11 @@ enum Wire {
 impl Serialize for Endpoint {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
-            Endpoint::Local { addr, token } => WireRef::Local { addr, token },
+            Endpoint::Local { addr, token, pid } => WireRef::Local {
+                addr,
+                token,
+                pid: *pid,
+            },
             Endpoint::Remote {
                 addr,
                 key_id,
@@ -167,7 +178,7 @@ impl Serialize for Endpoint {
 impl<'de> Deserialize<'de> for Endpoint {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         match Wire::deserialize(d)? {
-            Wire::Local { addr, token } => Ok(Endpoint::Local { addr, token }),
+            Wire::Local { addr, token, pid } => Ok(Endpoint::Local { addr, token, pid }),
             Wire::Remote {
                 addr,
                 key_id,
@@ -195,8 +206,8 @@ impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print secrets.
         match self {
-            Endpoint::Local { addr, .. } => write!(f, "local manager @{addr}"),
-            Endpoint::Remote { addr, .. } => write!(f, "remote manager {addr}"),
+            Endpoint::Local { pid, .. } => write!(f, "manager (pid {pid})"),
+            Endpoint::Remote { addr, .. } => write!(f, "manager at {addr}"),
         }
     }
 }
@@ -233,9 +244,9 @@ static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 fn connect(ep: &Endpoint) -> Result<Box<dyn Conn>> {
     match ep {
-        Endpoint::Local { addr, token } => {
-            Ok(Box::new(crate::local::LocalConn::connect(addr, token)?))
-        }
+        Endpoint::Local { addr, token, pid } => Ok(Box::new(crate::local::LocalConn::connect(
+            addr, token, *pid,
+        )?)),
         Endpoint::Remote {
             addr,
             authkey,
@@ -479,7 +490,11 @@ mod tests {
         // Crafted here, as another process holding the key would send it;
         // nothing in this process has connected with this key yet.
         let ep = Endpoint::remote(server.local_addr(), &key, crate::DEFAULT_MAX_FRAME);
-        let obj = crate::proxy::ObjRef { ep, id: 0 };
+        let obj = crate::proxy::ObjRef {
+            ep,
+            id: 0,
+            ty: None,
+        };
         let bytes = codec::encode(&obj).unwrap();
         let err = codec::decode::<crate::proxy::ObjRef>(&bytes).unwrap_err();
         let msg = err.to_string();

@@ -1,7 +1,7 @@
 //! The local manager: a forked server process that owns shared objects.
 //!
 //! [`Manager::start`] forks the server (through the fork server when
-//! [`multiproc_ipc::init`] ran, else through a fresh single-threaded zygote)
+//! [`multiproc::init`](multiproc_ipc::init) ran, else through a fresh single-threaded zygote)
 //! and hands it a listening unix socket in the abstract namespace. A client
 //! connects, proves it holds the manager's random token, and gets the name of
 //! a [`ShmChannel`] made for it: from then on every request and response is a
@@ -32,6 +32,7 @@ use crate::proxy::{
 };
 use crate::queues::{new_heap, HeapMaker};
 use crate::store::{Peer, Store};
+use crate::typetag::TypeTag;
 
 /// Size of each connection's shared-memory buffer; larger messages go in chunks.
 const CHANNEL_CAPACITY: usize = 64 * 1024;
@@ -105,16 +106,45 @@ pub(crate) struct LocalConn {
     codec: Codec,
     /// A request failed after it started out: the channel is out of step.
     broken: bool,
+    /// The manager process's pid, for error messages.
+    pid: i32,
+}
+
+/// The error for a manager process that has gone away.
+fn manager_gone(pid: i32) -> Error {
+    Error::new(ErrorKind::Closed, gone_message(pid))
+}
+
+fn gone_message(pid: i32) -> String {
+    format!("the manager (pid {pid}) is gone")
+}
+
+/// A failed request: a closed channel means the manager is gone; anything
+/// else is said to come from the manager (the channel's own error stays the
+/// source).
+fn request_failed(pid: i32, e: Error) -> Error {
+    if e.kind() == ErrorKind::Closed {
+        Error::with_source(ErrorKind::Closed, gone_message(pid), e)
+    } else {
+        Error::with_source(
+            e.kind(),
+            format!(
+                "a request to the manager (pid {pid}) failed: {}",
+                e.message()
+            ),
+            e,
+        )
+    }
 }
 
 impl LocalConn {
-    pub(crate) fn connect(addr: &str, token: &[u8; TOKEN]) -> Result<LocalConn> {
-        let gone = || Error::new(ErrorKind::Closed, "the manager process is gone");
+    pub(crate) fn connect(addr: &str, token: &[u8; TOKEN], pid: i32) -> Result<LocalConn> {
+        let gone = || manager_gone(pid);
         let mut sock = UnixStream::connect_addr(&abstract_addr(addr)?).map_err(|e| {
             if e.kind() == io::ErrorKind::ConnectionRefused {
                 gone()
             } else {
-                Error::io("cannot connect to the manager", e)
+                Error::io(format!("cannot connect to the manager (pid {pid})"), e)
             }
         })?;
         sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
@@ -122,12 +152,16 @@ impl LocalConn {
         let name = read_small_frame(&mut sock).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => Error::new(
                 ErrorKind::Authentication,
-                "the manager refused the connection",
+                format!("the manager (pid {pid}) refused the connection"),
             ),
-            _ => Error::io("handshake with the manager failed", e),
+            _ => Error::io(format!("handshake with the manager (pid {pid}) failed"), e),
         })?;
-        let name = String::from_utf8(name)
-            .map_err(|_| Error::new(ErrorKind::Remote, "bad channel name from the manager"))?;
+        let name = String::from_utf8(name).map_err(|_| {
+            Error::new(
+                ErrorKind::Remote,
+                format!("bad channel name from the manager (pid {pid})"),
+            )
+        })?;
         let chan = ShmChannel::attach(&name)?;
         sock.set_read_timeout(None)?;
         Ok(LocalConn {
@@ -136,6 +170,7 @@ impl LocalConn {
             buf: Vec::with_capacity(256),
             codec: Codec::default(),
             broken: false,
+            pid,
         })
     }
 }
@@ -148,12 +183,20 @@ impl Conn for LocalConn {
         let gone = || peer_gone(sock);
         // Anything that fails from here on leaves the channel out of step.
         self.broken = true;
-        self.chan.send(&self.buf, &gone)?;
+        let pid = self.pid;
         self.chan
-            .recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)?;
+            .send(&self.buf, &gone)
+            .map_err(|e| request_failed(pid, e))?;
+        self.chan
+            .recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)
+            .map_err(|e| request_failed(pid, e))?;
         self.broken = false;
         self.codec.decode(&self.buf).map_err(|e| {
-            Error::with_source(ErrorKind::Remote, "malformed response from the manager", e)
+            Error::with_source(
+                ErrorKind::Remote,
+                format!("malformed response from the manager (pid {pid})"),
+                e,
+            )
         })
     }
 
@@ -217,7 +260,7 @@ impl Peer for LocalPeer<'_> {
 /// zygote or child forked from the caller meanwhile) can hold a copy of it.
 fn manager_main(args: ServerArgs, mut fds: Vec<OwnedFd>) -> i32 {
     let Some(fd) = fds.pop() else {
-        eprintln!("multiproc manager: started without its ready socket");
+        tracing::error!("the manager started without its ready socket");
         return 2;
     };
     let mut ready = UnixStream::from(fd);
@@ -266,7 +309,7 @@ fn spawn_handler(state: &Arc<ServerState>) {
         .stack_size(256 * 1024)
         .spawn(move || handler(&state));
     if let Err(e) = spawned {
-        eprintln!("multiproc manager: cannot start a connection thread: {e}");
+        tracing::error!(error = %e, "the manager cannot start a connection thread");
     }
 }
 
@@ -281,7 +324,7 @@ fn handler(state: &Arc<ServerState>) {
                 spares().insert(me, c);
             }
             Err(e) => {
-                eprintln!("multiproc manager: cannot create a channel: {e}");
+                tracing::error!(error = %e, "the manager cannot create a channel");
                 return;
             }
         }
@@ -296,7 +339,7 @@ fn handler(state: &Arc<ServerState>) {
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                eprintln!("multiproc manager: accept failed: {e}");
+                tracing::warn!(error = %e, "the manager cannot accept a connection");
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -352,7 +395,7 @@ fn serve_local(
         let req: Request = match codec.decode(&buf) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("multiproc manager: malformed request ({e}); connection closed");
+                tracing::warn!(error = %e, "the manager closed a connection after a malformed request");
                 return;
             }
         };
@@ -398,7 +441,7 @@ fn serve_local(
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let d = manager.dict::<String, i64>()?;
@@ -408,7 +451,7 @@ fn serve_local(
 /// assert_eq!(d.len()?, 1);
 /// manager.shutdown()?;
 /// assert!(d.len().is_err()); // the manager is gone: an error, not a hang
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Manager {
     ep: Endpoint,
@@ -437,7 +480,7 @@ impl Manager {
     ///
     /// # Caveats
     ///
-    /// Without [`multiproc_ipc::init`], the server is forked from a zygote
+    /// Without [`multiproc::init`](multiproc_ipc::init), the server is forked from a zygote
     /// forked from this process now: see the caveat of
     /// [`Zygote::start`](multiproc_ipc::Zygote::start) for threaded programs.
     pub fn start() -> Result<Manager> {
@@ -491,14 +534,20 @@ impl Manager {
                 },
             ));
         }
+        let pid = child.pid();
         Ok(Manager {
-            ep: Endpoint::Local { addr, token },
-            pid: child.pid(),
+            ep: Endpoint::Local { addr, token, pid },
+            pid,
             child: Mutex::new(Some(child)),
             _zygote: zygote,
             creator,
             stopped: AtomicBool::new(false),
         })
+    }
+
+    /// Where the server listens.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.ep
     }
 
     /// The server process's pid.
@@ -507,11 +556,26 @@ impl Manager {
     }
 
     fn create(&self, kind: Kind, init: Init) -> Result<ObjRef> {
-        let r = client::call(&self.ep, &Request::Create(kind, init))?;
+        self.create_typed(kind, init, None)
+    }
+
+    /// Makes an object of a typed kind, recording the fingerprint of its
+    /// types.
+    pub(crate) fn create_typed(
+        &self,
+        kind: Kind,
+        init: Init,
+        ty: Option<TypeTag>,
+    ) -> Result<ObjRef> {
+        let r = client::call(
+            &self.ep,
+            &Request::Create(kind, init, ty.as_ref().map(TypeTag::desc)),
+        )?;
         let id = expect_kind(r, &[kind], "the new object")?;
         Ok(ObjRef {
             ep: self.ep.clone(),
             id,
+            ty,
         })
     }
 
@@ -521,7 +585,11 @@ impl Manager {
     ///
     /// `Closed`/`Io` if the manager is gone (as for every constructor below).
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
-        Ok(DictProxy::from_obj(self.create(Kind::Dict, Init::Empty)?))
+        Ok(DictProxy::from_obj(self.create_typed(
+            Kind::Dict,
+            Init::Empty,
+            Some(DictProxy::<K, V>::tag()),
+        )?))
     }
 
     /// A new dict holding `pairs` (Python's `manager.dict({...})`).
@@ -544,9 +612,11 @@ impl Manager {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(DictProxy::from_obj(
-            self.create(Kind::Dict, Init::Dict(pairs))?,
-        ))
+        Ok(DictProxy::from_obj(self.create_typed(
+            Kind::Dict,
+            Init::Dict(pairs),
+            Some(DictProxy::<K, V>::tag()),
+        )?))
     }
 
     /// A new empty list.
@@ -555,7 +625,11 @@ impl Manager {
     ///
     /// As [`dict`](Manager::dict).
     pub fn list<T>(&self) -> Result<ListProxy<T>> {
-        Ok(ListProxy::from_obj(self.create(Kind::List, Init::Empty)?))
+        Ok(ListProxy::from_obj(self.create_typed(
+            Kind::List,
+            Init::Empty,
+            Some(ListProxy::<T>::tag()),
+        )?))
     }
 
     /// A new list holding `items`.
@@ -571,9 +645,11 @@ impl Manager {
             .into_iter()
             .map(|v| Ok(multiproc_ipc::codec::encode(&v)?))
             .collect::<Result<Vec<_>>>()?;
-        Ok(ListProxy::from_obj(
-            self.create(Kind::List, Init::List(items))?,
-        ))
+        Ok(ListProxy::from_obj(self.create_typed(
+            Kind::List,
+            Init::List(items),
+            Some(ListProxy::<T>::tag()),
+        )?))
     }
 
     /// A new unbounded queue.
@@ -591,9 +667,11 @@ impl Manager {
     ///
     /// As [`dict`](Manager::dict).
     pub fn bounded_queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(
-            self.create(Kind::Queue, Init::Queue { maxsize })?,
-        ))
+        Ok(QueueProxy::from_obj(self.create_typed(
+            Kind::Queue,
+            Init::Queue { maxsize },
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// A new unbounded LIFO queue (Python's `queue.LifoQueue` served by a
@@ -604,16 +682,16 @@ impl Manager {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::Manager;
+    /// use multiproc::Manager;
     ///
     /// let manager = Manager::start()?;
     /// let stack = manager.lifo_queue::<u32>()?;
     /// for x in [1, 2, 3] {
-    ///     stack.put(&x)?;
+    ///     stack.put(x)?;
     /// }
     /// assert_eq!(stack.get()?, 3);
-    /// assert_eq!(stack.len()?, 2);
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// assert_eq!(stack.qsize()?, 2);
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -629,9 +707,11 @@ impl Manager {
     ///
     /// As [`dict`](Manager::dict).
     pub fn bounded_lifo_queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(
-            self.create(Kind::LifoQueue, Init::Queue { maxsize })?,
-        ))
+        Ok(QueueProxy::from_obj(self.create_typed(
+            Kind::LifoQueue,
+            Init::Queue { maxsize },
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// A new unbounded priority queue (Python's `queue.PriorityQueue` served
@@ -642,23 +722,24 @@ impl Manager {
     ///
     /// The manager compares the items itself, decoded as `T` (it is a fork
     /// of this program, so it has `T`'s code): a put of an item that does
-    /// not decode as a `T` (through a proxy of another type) fails with
-    /// `Serialization` and leaves the queue unchanged.
+    /// not decode as a `T` fails with `Serialization` and leaves the queue
+    /// unchanged (a proxy of another type is refused before that, see
+    /// [Type fingerprints](crate#type-fingerprints)).
     ///
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::Manager;
+    /// use multiproc::Manager;
     ///
     /// let manager = Manager::start()?;
     /// let jobs = manager.priority_queue::<(u8, String)>()?;
-    /// jobs.put(&(2, "write the report".into()))?;
-    /// jobs.put(&(1, "fix the outage".into()))?;
-    /// jobs.put(&(2, "answer the mail".into()))?;
+    /// jobs.put((2, "write the report".into()))?;
+    /// jobs.put((1, "fix the outage".into()))?;
+    /// jobs.put((2, "answer the mail".into()))?;
     /// assert_eq!(jobs.get()?.1, "fix the outage");
     /// assert_eq!(jobs.get()?.1, "answer the mail"); // (2, "a…") < (2, "w…")
     /// assert_eq!(jobs.get()?.1, "write the report");
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -687,9 +768,10 @@ impl Manager {
         T: Ord + DeserializeOwned + Send + 'static,
     {
         let make: HeapMaker = FnRef::new(new_heap::<T>);
-        Ok(QueueProxy::from_obj(self.create(
+        Ok(QueueProxy::from_obj(self.create_typed(
             Kind::PriorityQueue,
             Init::PriorityQueue { maxsize, make },
+            Some(QueueProxy::<T>::tag()),
         )?))
     }
 
@@ -699,9 +781,11 @@ impl Manager {
     ///
     /// As [`dict`](Manager::dict).
     pub fn joinable_queue<T>(&self) -> Result<JoinableQueueProxy<T>> {
-        Ok(JoinableQueueProxy::from_obj(
-            self.create(Kind::JoinableQueue, Init::Queue { maxsize: 0 })?,
-        ))
+        Ok(JoinableQueueProxy::from_obj(self.create_typed(
+            Kind::JoinableQueue,
+            Init::Queue { maxsize: 0 },
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// A new lock.
@@ -765,9 +849,11 @@ impl Manager {
     /// `Serialization` if `initial` cannot be encoded.
     pub fn value<T: Serialize + DeserializeOwned>(&self, initial: T) -> Result<ValueProxy<T>> {
         let b = multiproc_ipc::codec::encode(&initial)?;
-        Ok(ValueProxy::from_obj(
-            self.create(Kind::Value, Init::Value(b))?,
-        ))
+        Ok(ValueProxy::from_obj(self.create_typed(
+            Kind::Value,
+            Init::Value(b),
+            Some(ValueProxy::<T>::tag()),
+        )?))
     }
 
     /// A new empty namespace.

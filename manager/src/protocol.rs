@@ -11,6 +11,8 @@ use multiproc_ipc::{FnRef, WireError};
 use serde::{Deserialize, Serialize};
 
 use crate::queues::HeapMaker;
+use crate::shared::ServedMaker;
+use crate::typetag::TypeDesc;
 
 /// Bytes of one encoded value.
 pub(crate) type Bytes = Vec<u8>;
@@ -36,6 +38,8 @@ pub(crate) enum Kind {
     Value,
     Namespace,
     Callable,
+    /// A user's [`SharedObject`](crate::SharedObject).
+    Shared,
 }
 
 impl Kind {
@@ -54,6 +58,7 @@ impl Kind {
             Kind::Value => "value",
             Kind::Namespace => "namespace",
             Kind::Callable => "callable",
+            Kind::Shared => "shared object",
         }
     }
 }
@@ -77,6 +82,13 @@ pub(crate) enum Init {
         bound: Option<u64>,
     },
     Value(Bytes),
+    /// A shared object (local managers): the maker that decodes its state,
+    /// the state, and the name to register it under, if any.
+    Shared {
+        make: ServedMaker,
+        state: Bytes,
+        name: Option<String>,
+    },
 }
 
 /// How long a blocking operation may wait.
@@ -144,19 +156,24 @@ pub(crate) enum Op {
     NsSet(String, Bytes),
     NsRemove(String),
     NsNames,
-    // Callable.
+    // Callable and shared object.
     Call(Bytes),
 }
 
 /// A client's request.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
-    /// Make a new object (local clients only).
-    Create(Kind, Init),
-    /// Find the object registered under a name.
-    Lookup(String),
-    /// Run an operation.
+    /// Make a new object (local clients only), of these types (typed kinds).
+    Create(Kind, Init, Option<TypeDesc>),
+    /// Find the object registered under a name, for a proxy of one of these
+    /// kinds and of these types (typed kinds): the first typed lookup of an
+    /// object of a wanted kind made without types fixes them.
+    Lookup(String, Vec<Kind>, Option<TypeDesc>),
+    /// Run an operation (objects without types).
     Op(u64, Op),
+    /// Run an operation through a proxy whose types have this fingerprint:
+    /// refused if the object's differ.
+    Typed(u64, u64, Op),
     /// Stop the server (local clients only).
     Shutdown,
     /// Check that the connection works (answered with `Unit`).
@@ -175,5 +192,8 @@ pub(crate) enum Response {
     Pairs(Vec<(Bytes, Bytes)>),
     Names(Vec<String>),
     Object(u64, Kind),
+    /// The object holds other types than the request's proxy: its kind and
+    /// the short name of its types.
+    WrongType(Kind, String),
     Error(WireError),
 }

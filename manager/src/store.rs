@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::process::catch_remote_panic;
@@ -17,6 +17,8 @@ use multiproc_ipc::{Error, ErrorKind, WireError};
 use crate::ordmap::OrderedMap;
 use crate::protocol::{Block, Bytes, Init, Kind, Op, Request, Response, Updater};
 use crate::queues::Items;
+use crate::shared::Served;
+use crate::typetag::TypeDesc;
 
 /// A callable registered on a server: decodes its argument, runs, encodes.
 pub(crate) type CallFn = Arc<dyn Fn(&[u8]) -> Result<Bytes, WireError> + Send + Sync>;
@@ -50,6 +52,7 @@ enum State {
     Value(Bytes),
     Namespace(HashMap<String, Bytes>),
     Callable(CallFn),
+    Shared(Box<dyn Served>),
 }
 
 struct Object {
@@ -61,6 +64,25 @@ struct Object {
     version: AtomicU64,
     /// Threads asleep on `cond` (a notification without sleepers is skipped).
     sleepers: AtomicU64,
+    /// The types the object was made or first looked up with (typed kinds).
+    ty: OnceLock<TypeDesc>,
+}
+
+impl Object {
+    /// Fixes the object's types if it has none yet; `Err` with a
+    /// `WrongType` response if they differ from `fp`.
+    fn check_type(&self, want: Option<&TypeDesc>, fp: Option<u64>) -> Result<(), Response> {
+        let held = match want {
+            Some(w) => Some(self.ty.get_or_init(|| w.clone())),
+            None => self.ty.get(),
+        };
+        match (held, fp.or(want.map(|w| w.fp))) {
+            (Some(held), Some(fp)) if held.fp != fp => {
+                Err(Response::WrongType(self.kind, held.name.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Object {
@@ -256,6 +278,7 @@ impl Store {
             cond: Condvar::new(),
             version: AtomicU64::new(0),
             sleepers: AtomicU64::new(0),
+            ty: OnceLock::new(),
         });
         self.objects
             .write()
@@ -302,21 +325,57 @@ impl Store {
             }
             (Kind::Value, Init::Value(v)) => State::Value(v),
             (Kind::Namespace, Init::Empty) => State::Namespace(HashMap::new()),
+            (Kind::Shared, Init::Shared { make, state, .. }) => {
+                State::Shared(make.call(state)?.map_err(Error::from)?)
+            }
             _ => return Err(bad()),
         };
         Ok(self.insert(kind, state))
     }
 
-    /// Registers a new object under `name` (remote servers).
-    pub(crate) fn register(&self, name: &str, kind: Kind, init: Init) -> Result<u64, Error> {
+    /// Registers a new object under `name` (remote servers), of the types
+    /// `ty` if given (else the first typed lookup fixes them).
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        kind: Kind,
+        init: Init,
+        ty: Option<TypeDesc>,
+    ) -> Result<u64, Error> {
         let id = self.make(kind, init)?;
+        if let (Some(ty), Some(obj)) = (ty, self.get(id)) {
+            let _ = obj.ty.set(ty);
+        }
         self.bind(name, id)?;
         Ok(id)
     }
 
-    /// Registers a callable under `name`.
-    pub(crate) fn register_callable(&self, name: &str, f: CallFn) -> Result<u64, Error> {
+    /// Registers a shared object of the types `ty` under `name`.
+    pub(crate) fn register_shared(
+        &self,
+        name: &str,
+        obj: Box<dyn Served>,
+        ty: TypeDesc,
+    ) -> Result<u64, Error> {
+        let id = self.insert(Kind::Shared, State::Shared(obj));
+        if let Some(obj) = self.get(id) {
+            let _ = obj.ty.set(ty);
+        }
+        self.bind(name, id)?;
+        Ok(id)
+    }
+
+    /// Registers a callable of the types `ty` under `name`.
+    pub(crate) fn register_callable(
+        &self,
+        name: &str,
+        f: CallFn,
+        ty: TypeDesc,
+    ) -> Result<u64, Error> {
         let id = self.insert(Kind::Callable, State::Callable(f));
+        if let Some(obj) = self.get(id) {
+            let _ = obj.ty.set(ty);
+        }
         self.bind(name, id)?;
         Ok(id)
     }
@@ -331,6 +390,25 @@ impl Store {
         }
         names.insert(name.to_owned(), id);
         Ok(())
+    }
+
+    /// The id and object registered under `name`.
+    fn lookup(&self, name: &str) -> Option<(u64, Arc<Object>)> {
+        let id = self
+            .names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()?;
+        self.get(id).map(|o| (id, o))
+    }
+
+    /// Forgets the object `id` (one whose registration failed).
+    fn remove(&self, id: u64) {
+        self.objects
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     fn get(&self, id: u64) -> Option<Arc<Object>> {
@@ -372,7 +450,7 @@ impl Store {
     /// Runs one request (everything but `Shutdown`, which the transport handles).
     pub(crate) fn handle(&self, req: Request, peer: &dyn Peer) -> Response {
         match req {
-            Request::Create(kind, init) => {
+            Request::Create(kind, init, ty) => {
                 if !peer.trusted() {
                     return err(
                         ErrorKind::InvalidArgument,
@@ -385,20 +463,43 @@ impl Store {
                         "callables are registered, not created",
                     );
                 }
+                let name = match &init {
+                    Init::Shared { name, .. } => name.clone(),
+                    _ => None,
+                };
+                if let Some(name) = &name {
+                    if self.lookup(name).is_some() {
+                        return err(
+                            ErrorKind::InvalidArgument,
+                            format!("the name {name:?} is already registered"),
+                        );
+                    }
+                }
                 match self.make(kind, init) {
-                    Ok(id) => Response::Object(id, kind),
+                    Ok(id) => {
+                        if let (Some(ty), Some(obj)) = (ty, self.get(id)) {
+                            let _ = obj.ty.set(ty);
+                        }
+                        if let Some(name) = name {
+                            if let Err(e) = self.bind(&name, id) {
+                                self.remove(id);
+                                return wire(&e);
+                            }
+                        }
+                        Response::Object(id, kind)
+                    }
                     Err(e) => wire(&e),
                 }
             }
-            Request::Lookup(name) => {
-                let id = self
-                    .names
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&name)
-                    .copied();
-                match id.and_then(|id| self.get(id).map(|o| (id, o.kind))) {
-                    Some((id, kind)) => Response::Object(id, kind),
+            Request::Lookup(name, kinds, ty) => {
+                match self.lookup(&name) {
+                    // An object of another kind is answered as it is: the
+                    // client refuses it, and its types stay unset.
+                    Some((id, obj)) if !kinds.contains(&obj.kind) => Response::Object(id, obj.kind),
+                    Some((id, obj)) => match obj.check_type(ty.as_ref(), None) {
+                        Ok(()) => Response::Object(id, obj.kind),
+                        Err(wrong) => wrong,
+                    },
                     None => err(
                         ErrorKind::InvalidArgument,
                         format!("no object is registered under the name {name:?}"),
@@ -407,17 +508,25 @@ impl Store {
             }
             Request::Shutdown => err(ErrorKind::InvalidArgument, "shutdown is not allowed here"),
             Request::Ping => Response::Unit,
-            Request::Op(id, op) => match self.get(id) {
-                Some(obj) => self.op(&obj, op, peer),
-                None => err(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "the manager has no object with id {id}: the proxy belongs to \
+            Request::Op(id, op) => self.op_on(id, None, op, peer),
+            Request::Typed(id, fp, op) => self.op_on(id, Some(fp), op, peer),
+        }
+    }
+
+    fn op_on(&self, id: u64, fp: Option<u64>, op: Op, peer: &dyn Peer) -> Response {
+        match self.get(id) {
+            Some(obj) => match obj.check_type(None, fp) {
+                Ok(()) => self.op(&obj, op, peer),
+                Err(wrong) => wrong,
+            },
+            None => err(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the manager has no object with id {id}: the proxy belongs to \
                          another manager, or to a server since restarted on this address \
                          (look the object up again by name)"
-                    ),
                 ),
-            },
+            ),
         }
     }
 
@@ -659,6 +768,10 @@ impl Store {
                 Response::Names(names)
             }
             // ---- callable
+            (State::Shared(served), Op::Call(arg)) => match served.call(&arg) {
+                Ok(bytes) => Response::Value(bytes),
+                Err(w) => Response::Error(w),
+            },
             (State::Callable(f), Op::Call(arg)) => {
                 let f = Arc::clone(f);
                 drop(guard);

@@ -48,6 +48,7 @@ pub enum StartMethod {
 /// pool.join()?;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "a builder does nothing until build() is called"]
 pub struct PoolBuilder {
     pub(crate) processes: Option<usize>,
     pub(crate) initializer: Option<Result<(Tramp, Vec<u8>)>>,

@@ -86,6 +86,7 @@ impl fmt::Debug for Executor {
 /// assert_eq!(ex.submit(square, 5)?.result()?, 25);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "a builder does nothing until build() is called"]
 pub struct ExecutorBuilder {
     pool: PoolBuilder,
 }
@@ -362,6 +363,7 @@ impl Drop for Executor {
 }
 
 /// The iterator of [`Executor::map`]: results in input order.
+#[must_use = "the input is read and tasks run only as the iterator is consumed"]
 pub struct ExecutorMap<'a, R> {
     inner: Option<IMapIter<'a, R>>,
     deadline: Option<Instant>,

@@ -180,6 +180,7 @@ where
 /// assert_eq!(squares, (0..10).map(|x| x * x).collect::<Vec<_>>());
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "the input is read and tasks run only as the iterator is consumed"]
 pub struct IMapIter<'a, R> {
     stream: Arc<Stream<R>>,
     local: std::vec::IntoIter<Result<R>>,

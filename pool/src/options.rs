@@ -32,6 +32,7 @@ type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
 /// assert_eq!(r.get()?, 16);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "options do nothing until passed to a submission"]
 pub struct ApplyOptions<R> {
     pub(crate) callback: Option<Callback<R>>,
     pub(crate) error_callback: Option<ErrorCallback>,

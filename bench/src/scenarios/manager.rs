@@ -181,7 +181,7 @@ fn square_worker(port: u16) -> Result<(), String> {
     let tasks = m.queue::<Option<u64>>("tasks").map_err(|e| e.to_string())?;
     let results = m.queue::<u64>("results").map_err(|e| e.to_string())?;
     while let Some(t) = tasks.get().map_err(|e| e.to_string())? {
-        results.put(&(t * t)).map_err(|e| e.to_string())?;
+        results.put(t * t).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -210,16 +210,16 @@ pub fn remote_queue(params: &Params) -> Result<Record, BenchError> {
         let tasks = m.queue::<Option<u64>>("tasks")?;
         let results = m.queue::<u64>("results")?;
         for i in 0..warmup {
-            tasks.put(&Some(i))?;
+            tasks.put(Some(i)).map_err(multiproc::Error::from)?;
             check(results.get()? == i * i, "wrong result")?;
         }
         let start = Instant::now();
         for i in 0..round_trips {
-            tasks.put(&Some(i))?;
+            tasks.put(Some(i)).map_err(multiproc::Error::from)?;
             check(results.get()? == i * i, "wrong result")?;
         }
         let seconds = start.elapsed().as_secs_f64();
-        tasks.put(&None)?;
+        tasks.put(None).map_err(multiproc::Error::from)?;
         Ok(seconds)
     };
     let seconds = run();

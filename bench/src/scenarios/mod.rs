@@ -6,6 +6,7 @@
 pub mod executor;
 pub mod killed;
 pub mod manager;
+pub mod ordered_queue;
 pub mod pool;
 pub mod process;
 pub mod queue;

@@ -88,11 +88,8 @@ pub(crate) fn discard(name: &str) {
     let _ = sys::unlink(name);
 }
 
-/// Maps the segment of a reference record and unlinks its name.
-///
-/// `Ok(None)` if the segment no longer exists (taken over by a consumer that
-/// was killed before it committed).
-pub(crate) fn take(reference: &[u8]) -> Result<Option<TakenBlob>> {
+/// Parses a reference record: (item length, segment name).
+fn parse_ref(reference: &[u8]) -> Result<(usize, &str)> {
     let corrupt = || Error::new(ErrorKind::Io, "queue holds a corrupt item reference");
     if reference.len() < 9 {
         return Err(corrupt());
@@ -100,16 +97,40 @@ pub(crate) fn take(reference: &[u8]) -> Result<Option<TakenBlob>> {
     let (len, name) = reference.split_at(8);
     let len = u64::from_le_bytes(len.try_into().map_err(|_| corrupt())?) as usize;
     let name = std::str::from_utf8(name).map_err(|_| corrupt())?;
+    Ok((len, name))
+}
+
+/// Maps the segment of a reference record, leaving its name in place (to
+/// read the item while it stays queued: a priority queue comparing items).
+///
+/// `Ok(None)` if the segment no longer exists (see [`take`]).
+pub(crate) fn open(reference: &[u8]) -> Result<Option<TakenBlob>> {
+    let (len, name) = parse_ref(reference)?;
     let map = match Mapping::attach_named(name) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(format!("cannot open queue item segment {name}"), e)),
     };
     if map.len() < len {
-        return Err(corrupt());
+        return Err(Error::new(
+            ErrorKind::Io,
+            "queue holds a corrupt item reference",
+        ));
     }
-    sys::unlink(name).map_err(|e| io(format!("cannot unlink queue item segment {name}"), e))?;
     Ok(Some(TakenBlob { map, len }))
+}
+
+/// Maps the segment of a reference record and unlinks its name.
+///
+/// `Ok(None)` if the segment no longer exists (taken over by a consumer that
+/// was killed before it committed).
+pub(crate) fn take(reference: &[u8]) -> Result<Option<TakenBlob>> {
+    let (_, name) = parse_ref(reference)?;
+    let Some(blob) = open(reference)? else {
+        return Ok(None);
+    };
+    sys::unlink(name).map_err(|e| io(format!("cannot unlink queue item segment {name}"), e))?;
+    Ok(Some(blob))
 }
 
 /// Unlinks every item segment of the queue `queue_name` left in `/dev/shm`.

@@ -1,5 +1,7 @@
 //! Queues between processes: [`Queue`], [`JoinableQueue`] and [`SimpleQueue`]
-//! (Python's `multiprocessing.Queue`, `JoinableQueue` and `SimpleQueue`).
+//! (Python's `multiprocessing.Queue`, `JoinableQueue` and `SimpleQueue`), and
+//! [`LifoQueue`] and [`PriorityQueue`] (Python's `queue.LifoQueue` and
+//! `queue.PriorityQueue`, here shared between processes).
 //!
 //! A queue is a ring buffer in shared memory. Items are encoded with the
 //! [`codec`](crate::codec) and copied in and out of the ring; an item too
@@ -13,6 +15,11 @@
 //! exactly once. Blocking calls spin for a few microseconds and then sleep on
 //! a futex, and a process never calls into the kernel to wake the other side
 //! unless that side is actually asleep.
+//!
+//! [`LifoQueue`] and [`PriorityQueue`] keep their items in a shared store of
+//! fixed-size cells ordered as a stack or a binary heap instead of a ring,
+//! behind one robust lock with the same redo journal, waiting, large-item
+//! segments and operation families as the FIFO queues.
 //!
 //! # Examples
 //!
@@ -54,11 +61,15 @@
 //! mapped may go on using it, but can no longer pass it on).
 
 mod blob;
+mod entry;
 mod error;
+mod ops;
+mod ordered;
 mod ring;
+mod store;
+mod wait;
 
-use std::any::{Any, TypeId};
-use std::cell::RefCell;
+use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, Weak};
@@ -68,42 +79,18 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
+pub use ordered::{LifoQueue, LifoQueueBuilder, PriorityQueue, PriorityQueueBuilder};
 #[doc(hidden)]
 pub use ring::fault;
 
-use crate::codec::Codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::ShmRegion;
-use ring::{record_size, Flavor, GetStep, PutStep, Record, Ring, Sink, Stop};
+use ops::{get_impl, put_impl, Mode};
+use ring::{Flavor, Ring, Stop};
 
 /// The default size of a queue's ring: 8 MiB (shared memory pages are only
 /// allocated as the ring is used).
 pub const DEFAULT_CAPACITY: usize = 8 << 20;
-
-/// Thread-local buffers kept at most this large between operations.
-const KEEP_BUFFER: usize = 4 << 20;
-
-thread_local! {
-    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static DECODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with a reusable thread-local buffer (a fresh one if re-entered).
-fn with_buffer<R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
-    f: impl FnOnce(&mut Vec<u8>) -> R,
-) -> R {
-    key.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let r = f(&mut buf);
-            if buf.capacity() > KEEP_BUFFER {
-                *buf = Vec::new();
-            }
-            r
-        }
-        Err(_) => f(&mut Vec::new()),
-    })
-}
 
 /// The process-local state of one queue, shared by all its handles here.
 struct Core {
@@ -120,17 +107,31 @@ impl Drop for Core {
     }
 }
 
-/// Queues this process has open, by region name, so that a handle
-/// deserialized here shares the `Core` of the handles already here.
-fn cores() -> &'static Mutex<Vec<(String, Weak<Core>)>> {
-    static CORES: Mutex<Vec<(String, Weak<Core>)>> = Mutex::new(Vec::new());
+/// A live registry entry: any queue type's process-local core.
+type AnyCore = Weak<dyn Any + Send + Sync>;
+
+/// Queues this process has open (of every type), by region name, so that a
+/// handle deserialized here shares the core of the handles already here.
+fn cores() -> &'static Mutex<Vec<(String, AnyCore)>> {
+    static CORES: Mutex<Vec<(String, AnyCore)>> = Mutex::new(Vec::new());
     &CORES
 }
 
-fn register(core: &Arc<Core>) {
+/// Records `core` (named `name`) as open in this process.
+fn register<C: Any + Send + Sync>(name: &str, core: &Arc<C>) {
     let mut all = cores().lock().unwrap_or_else(|p| p.into_inner());
     all.retain(|(_, w)| w.strong_count() > 0);
-    all.push((core.ring.name().to_owned(), Arc::downgrade(core)));
+    let core: Arc<dyn Any + Send + Sync> = core.clone();
+    all.push((name.to_owned(), Arc::downgrade(&core)));
+}
+
+/// The open core of type `C` named `name` for which `fits` holds, if any.
+fn find_core<C: Any + Send + Sync>(name: &str, fits: impl Fn(&C) -> bool) -> Option<Arc<C>> {
+    let all = cores().lock().unwrap_or_else(|p| p.into_inner());
+    all.iter()
+        .filter(|(n, _)| n == name)
+        .filter_map(|(_, w)| w.upgrade()?.downcast::<C>().ok())
+        .find(|c| fits(c))
 }
 
 fn type_hash<T>() -> u64 {
@@ -141,232 +142,24 @@ fn create_core<T>(flavor: Flavor, capacity: usize, maxsize: usize) -> Result<Arc
     let core = Arc::new(Core {
         ring: Ring::create(flavor, capacity, maxsize, type_hash::<T>())?,
     });
-    register(&core);
+    register(core.ring.name(), &core);
     Ok(core)
 }
 
 fn attach_core<T>(region: ShmRegion, flavor: Flavor) -> Result<Arc<Core>> {
     if let Some(name) = region.name() {
-        let all = cores().lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(core) = all
-            .iter()
-            .filter(|(n, _)| n == name)
-            .find_map(|(_, w)| w.upgrade())
-        {
-            if core.ring.flavor() == flavor && core.ring.type_hash() == type_hash::<T>() {
-                return Ok(core);
-            }
+        let found = find_core::<Core>(name, |c| {
+            c.ring.flavor() == flavor && c.ring.type_hash() == type_hash::<T>()
+        });
+        if let Some(core) = found {
+            return Ok(core);
         }
     }
     let core = Arc::new(Core {
         ring: Ring::attach(region, flavor, type_hash::<T>())?,
     });
-    register(&core);
+    register(core.ring.name(), &core);
     Ok(core)
-}
-
-/// How long an operation may wait.
-#[derive(Clone, Copy)]
-enum Mode {
-    /// Not at all (except for the queue's lock, held only briefly).
-    Try,
-    /// Until the deadline, or forever.
-    Until(Option<Instant>),
-}
-
-impl Mode {
-    fn timeout(d: Duration) -> Mode {
-        // A timeout too large to represent waits forever.
-        Mode::Until(Instant::now().checked_add(d))
-    }
-
-    fn lock_deadline(self) -> Option<Instant> {
-        match self {
-            Mode::Try => None,
-            Mode::Until(d) => d,
-        }
-    }
-}
-
-/// Why a put or get did not happen, before mapping to a per-operation error.
-enum Why {
-    Full,
-    Empty,
-    Timeout,
-    Closed,
-    Failed(Box<Error>),
-}
-
-impl Why {
-    fn failed(e: Error) -> Why {
-        Why::Failed(Box::new(e))
-    }
-}
-
-/// True if `T` is `Vec<u8>`: such items skip the codec's byte-by-byte path
-/// and are copied as one block. Their bytes in the ring are exactly the
-/// codec's encoding (its length prefix, then the bytes), so either side may
-/// use the general path.
-fn is_byte_vec<T: 'static>() -> bool {
-    TypeId::of::<T>() == TypeId::of::<Vec<u8>>()
-}
-
-fn put_impl<T: Serialize + 'static>(
-    core: &Core,
-    item: T,
-    mode: Mode,
-) -> std::result::Result<(), (T, Why)> {
-    let codec = Codec::default();
-    if let Some(bytes) = (&item as &dyn Any).downcast_ref::<Vec<u8>>() {
-        let mut prefix = Vec::with_capacity(10);
-        if let Err(e) = codec.encode_into(&(bytes.len() as u64), &mut prefix) {
-            return Err((item, Why::failed(e.into())));
-        }
-        return publish(&core.ring, [&prefix, bytes], mode).map_err(|why| (item, why));
-    }
-    with_buffer(&ENCODE_BUF, |buf| {
-        buf.clear();
-        if let Err(e) = codec.encode_into(&item, buf) {
-            return Err((item, Why::failed(e.into())));
-        }
-        publish(&core.ring, [buf, &[]], mode).map_err(|why| (item, why))
-    })
-}
-
-fn publish(ring: &Ring, parts: [&[u8]; 2], mode: Mode) -> std::result::Result<(), Why> {
-    let deadline = mode.lock_deadline();
-    let len = parts[0].len() + parts[1].len();
-    let mut blob_name = None;
-    let reference;
-    let rec = if len <= ring.inline_max() {
-        Record {
-            kind: ring::KIND_INLINE,
-            parts,
-        }
-    } else {
-        if ring.is_closed() {
-            return Err(Why::Closed);
-        }
-        ring.mark_blobs_used();
-        let name = blob::create(ring.name(), parts).map_err(Why::failed)?;
-        reference = blob::encode_ref(&name, len);
-        blob_name = Some(name);
-        Record {
-            kind: ring::KIND_BLOB,
-            parts: [&reference, &[]],
-        }
-    };
-    let size = record_size(rec.len());
-    let outcome = loop {
-        match ring.try_put(&rec, deadline) {
-            Ok(PutStep::Done) => break Ok(()),
-            Ok(PutStep::Closed) => break Err(Why::Closed),
-            Ok(PutStep::Full) => {
-                if let Mode::Try = mode {
-                    break Err(Why::Full);
-                }
-                match ring.wait_space(size, deadline) {
-                    Ok(()) => {}
-                    Err(Stop::TimedOut) => break Err(Why::Timeout),
-                    Err(Stop::Failed(e)) => break Err(Why::Failed(e)),
-                }
-            }
-            Err(Stop::TimedOut) => break Err(Why::Timeout),
-            Err(Stop::Failed(e)) => break Err(Why::Failed(e)),
-        }
-    };
-    if let (Err(_), Some(name)) = (&outcome, &blob_name) {
-        blob::discard(name);
-    }
-    outcome
-}
-
-/// Turns a `Vec<u8>` into the `T` it is (see [`is_byte_vec`]).
-fn from_byte_vec<T: 'static>(v: Vec<u8>) -> std::result::Result<T, Why> {
-    let any: Box<dyn Any> = Box::new(v);
-    any.downcast::<T>()
-        .map(|b| *b)
-        .map_err(|_| Why::failed(Error::new(ErrorKind::Serialization, "item type mismatch")))
-}
-
-/// Decodes what one get step produced.
-fn finish<T: DeserializeOwned + 'static>(
-    step: GetStep,
-    buf: &[u8],
-    bytes: &mut Vec<u8>,
-) -> std::result::Result<Option<T>, Why> {
-    let decode = |b: &[u8]| -> std::result::Result<T, Why> {
-        Codec::default()
-            .decode(b)
-            .map_err(|e| Why::failed(e.into()))
-    };
-    match step {
-        GetStep::Inline(n) if is_byte_vec::<T>() => {
-            let mut v = std::mem::take(bytes);
-            v.truncate(n);
-            from_byte_vec(v).map(Some)
-        }
-        GetStep::Inline(n) => decode(&buf[..n]).map(Some),
-        GetStep::Blob(b) if is_byte_vec::<T>() => {
-            let all = b.bytes();
-            let (_, used) =
-                ring::bytes_prefix(&all[..all.len().min(10)], all.len()).map_err(Why::failed)?;
-            from_byte_vec(all[used..].to_vec()).map(Some)
-        }
-        GetStep::Blob(b) => decode(b.bytes()).map(Some),
-        GetStep::Closed => Err(Why::Closed),
-        GetStep::Empty => Ok(None),
-    }
-}
-
-fn get_impl<T: DeserializeOwned + 'static>(core: &Core, mode: Mode) -> std::result::Result<T, Why> {
-    let ring = &core.ring;
-    let deadline = mode.lock_deadline();
-    let byte_vec = is_byte_vec::<T>();
-    let mut bytes = Vec::new();
-    with_buffer(&DECODE_BUF, |buf| loop {
-        let step = {
-            let mut sink = if byte_vec {
-                Sink::Bytes(&mut bytes)
-            } else {
-                Sink::Encoded(buf)
-            };
-            ring.try_get(&mut sink, deadline)
-        };
-        match step {
-            Ok(step) => {
-                if let Some(item) = finish(step, buf, &mut bytes)? {
-                    return Ok(item);
-                }
-            }
-            Err(Stop::TimedOut) => return Err(Why::Timeout),
-            Err(Stop::Failed(e)) => return Err(Why::Failed(e)),
-        }
-        // Empty.
-        if let Mode::Try = mode {
-            return Err(Why::Empty);
-        }
-        match ring.wait_items(deadline) {
-            Ok(()) => {}
-            Err(Stop::TimedOut) => {
-                // One last look: an item may have arrived at the wire.
-                let step = {
-                    let mut sink = if byte_vec {
-                        Sink::Bytes(&mut bytes)
-                    } else {
-                        Sink::Encoded(buf)
-                    };
-                    ring.try_get(&mut sink, None)
-                };
-                return match step {
-                    Ok(step) => finish(step, buf, &mut bytes)?.ok_or(Why::Timeout),
-                    Err(Stop::TimedOut) => Err(Why::Timeout),
-                    Err(Stop::Failed(e)) => Err(Why::Failed(e)),
-                };
-            }
-            Err(Stop::Failed(e)) => return Err(Why::Failed(e)),
-        }
-    })
 }
 
 fn debug_fields(f: &mut fmt::Formatter<'_>, what: &str, core: &Core) -> fmt::Result {
@@ -548,11 +341,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`PutError::Closed`] if the queue is closed; [`PutError::Failed`] if
     /// the item cannot be encoded or the system fails. The item is given back.
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
-        put_impl(&self.core, item, Mode::Until(None)).map_err(|(t, why)| match why {
-            Why::Closed => PutError::Closed(t),
-            Why::Failed(e) => PutError::Failed(t, *e),
-            _ => PutError::Failed(t, Error::new(ErrorKind::Io, "put stopped unexpectedly")),
-        })
+        put_impl(&self.core.ring, item, Mode::Until(None)).map_err(ops::put_error)
     }
 
     /// Puts `item` if there is room now (Python's `put_nowait`).
@@ -562,14 +351,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`TryPutError::Full`] if the queue is full, otherwise as
     /// [`put`](Queue::put). The item is given back.
     pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
-        put_impl(&self.core, item, Mode::Try).map_err(|(t, why)| match why {
-            Why::Full | Why::Timeout => TryPutError::Full(t),
-            Why::Closed => TryPutError::Closed(t),
-            Why::Failed(e) => TryPutError::Failed(t, *e),
-            Why::Empty => {
-                TryPutError::Failed(t, Error::new(ErrorKind::Io, "put stopped unexpectedly"))
-            }
-        })
+        put_impl(&self.core.ring, item, Mode::Try).map_err(ops::try_put_error)
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
@@ -583,14 +365,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         item: T,
         timeout: Duration,
     ) -> std::result::Result<(), PutTimeoutError<T>> {
-        put_impl(&self.core, item, Mode::timeout(timeout)).map_err(|(t, why)| match why {
-            Why::Full | Why::Timeout => PutTimeoutError::Timeout(t),
-            Why::Closed => PutTimeoutError::Closed(t),
-            Why::Failed(e) => PutTimeoutError::Failed(t, *e),
-            Why::Empty => {
-                PutTimeoutError::Failed(t, Error::new(ErrorKind::Io, "put stopped unexpectedly"))
-            }
-        })
+        put_impl(&self.core.ring, item, Mode::timeout(timeout)).map_err(ops::put_timeout_error)
     }
 
     /// Takes the next item, waiting for one.
@@ -601,11 +376,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`GetError::Failed`] if the item cannot be decoded as a `T` (it is
     /// consumed) or the system fails.
     pub fn get(&self) -> std::result::Result<T, GetError> {
-        get_impl(&self.core, Mode::Until(None)).map_err(|why| match why {
-            Why::Closed => GetError::Closed,
-            Why::Failed(e) => GetError::Failed(*e),
-            _ => GetError::Failed(Error::new(ErrorKind::Io, "get stopped unexpectedly")),
-        })
+        get_impl(&self.core.ring, Mode::Until(None)).map_err(ops::get_error)
     }
 
     /// Takes the next item if there is one now (Python's `get_nowait`).
@@ -615,11 +386,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`TryGetError::Empty`] if the queue is empty, otherwise as
     /// [`get`](Queue::get).
     pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
-        get_impl(&self.core, Mode::Try).map_err(|why| match why {
-            Why::Empty | Why::Timeout | Why::Full => TryGetError::Empty,
-            Why::Closed => TryGetError::Closed,
-            Why::Failed(e) => TryGetError::Failed(*e),
-        })
+        get_impl(&self.core.ring, Mode::Try).map_err(ops::try_get_error)
     }
 
     /// Takes the next item, waiting at most `timeout` for one.
@@ -629,11 +396,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`GetTimeoutError::Timeout`] if none arrived, otherwise as
     /// [`get`](Queue::get).
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
-        get_impl(&self.core, Mode::timeout(timeout)).map_err(|why| match why {
-            Why::Empty | Why::Timeout | Why::Full => GetTimeoutError::Timeout,
-            Why::Closed => GetTimeoutError::Closed,
-            Why::Failed(e) => GetTimeoutError::Failed(*e),
-        })
+        get_impl(&self.core.ring, Mode::timeout(timeout)).map_err(ops::get_timeout_error)
     }
 }
 
@@ -1041,6 +804,7 @@ impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::Codec;
 
     #[test]
     fn items_round_trip_in_order_across_the_wrap() {

@@ -32,25 +32,16 @@
 //!
 //! # Waiting
 //!
-//! Spin first (adaptive, 2-20 µs with backoff between looks; none on a
-//! single CPU), then park on a shared futex *event word*: bit 0 says someone
-//! is parked, the other bits are a sequence. A parker sets the bit (a full
-//! barrier) and re-checks its condition before sleeping; the other side, after
-//! publishing, fences and reads the word, and only if the bit is set does it
-//! clear it, bump the sequence and call into the kernel. So one of the two
-//! always sees the other, and nobody pays a system call while nobody sleeps.
-//! Parking is sliced (at most [`PARK_SLICE`]) so a wake-up lost to a killed
-//! peer costs a delay, never a hang, and each slice also repairs a lock whose
-//! owner died.
+//! Spin, then park on shared futex event words: see [`super::wait`].
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+pub(crate) use super::wait::Stop;
+use super::wait::{self, RobustGuard, Waiter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::ShmRegion;
-use crate::sys::futex;
-use crate::sys::mutex::{Locked, RobustMutex};
+use crate::sys::mutex::RobustMutex;
 use crate::sys::shm_ref::ShmRef;
 
 /// "mpqueue1", little endian.
@@ -126,11 +117,6 @@ pub(crate) const MIN_CAPACITY: usize = 4096;
 /// The largest ring (positions and lengths stay far from overflow).
 pub(crate) const MAX_CAPACITY: usize = 1 << 32;
 
-/// The longest a parked waiter sleeps before looking again.
-pub(crate) const PARK_SLICE: Duration = Duration::from_millis(100);
-const MAX_SPIN_NS: u32 = 20_000;
-const MIN_SPIN_NS: u32 = 2_000;
-
 /// What a queue region holds; checked when a handle re-attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -138,14 +124,20 @@ pub(crate) enum Flavor {
     Queue = 1,
     Joinable = 2,
     Simple = 3,
+    /// A LIFO queue (an ordered store, not a ring).
+    Lifo = 4,
+    /// A priority queue (an ordered store, not a ring).
+    Priority = 5,
 }
 
 impl Flavor {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Flavor::Queue => "Queue",
             Flavor::Joinable => "JoinableQueue",
             Flavor::Simple => "SimpleQueue",
+            Flavor::Lifo => "LifoQueue",
+            Flavor::Priority => "PriorityQueue",
         }
     }
 }
@@ -157,12 +149,6 @@ fn align8(n: u64) -> u64 {
 /// Space a record with `len` payload bytes takes in the ring.
 pub(crate) fn record_size(len: usize) -> u64 {
     RECORD_HEADER as u64 + align8(len as u64)
-}
-
-/// True on a machine (or affinity mask) with one CPU: spinning is useless there.
-fn single_cpu() -> bool {
-    static ONE: OnceLock<bool> = OnceLock::new();
-    *ONE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() == 1))
 }
 
 /// A 64-bit FNV-1a hash: stable across processes and builds.
@@ -207,22 +193,6 @@ fn fill_sink(item: &[u8], sink: &mut Sink<'_>) -> Result<usize> {
             out.extend_from_slice(&item[used..]);
             Ok(n)
         }
-    }
-}
-
-/// Why a blocking step stopped.
-#[derive(Debug)]
-pub(crate) enum Stop {
-    /// The deadline passed.
-    TimedOut,
-    /// A real failure (a lock that cannot be recovered, a corrupt ring);
-    /// boxed to keep the hot paths' results small.
-    Failed(Box<Error>),
-}
-
-impl Stop {
-    pub(crate) fn failed(e: Error) -> Stop {
-        Stop::Failed(Box::new(e))
     }
 }
 
@@ -281,8 +251,7 @@ pub(crate) struct Ring {
     flavor: Flavor,
     capacity: u64,
     maxsize: u64,
-    /// Current spin budget in ns (adaptive); 0 on a single CPU.
-    spin_ns: AtomicU32,
+    waiter: Waiter,
 }
 
 /// Which lock.
@@ -290,26 +259,6 @@ pub(crate) struct Ring {
 enum Side {
     Put,
     Get,
-}
-
-/// Holds one of the two locks; unlocks on drop.
-struct SideGuard<'a> {
-    lock: &'a RobustMutex,
-}
-
-impl Drop for SideGuard<'_> {
-    fn drop(&mut self) {
-        // Only fails if this thread does not hold it, which cannot happen here.
-        let _ = self.lock.unlock();
-    }
-}
-
-fn lock_error(e: std::io::Error) -> Error {
-    Error::with_source(
-        ErrorKind::Io,
-        format!("queue lock failed: {e} (the queue cannot be used any more)"),
-        e,
-    )
 }
 
 impl Ring {
@@ -408,7 +357,7 @@ impl Ring {
             flavor,
             capacity,
             maxsize,
-            spin_ns: AtomicU32::new(if single_cpu() { 0 } else { MAX_SPIN_NS }),
+            waiter: Waiter::new(),
         })
     }
 
@@ -471,30 +420,8 @@ impl Ring {
         &self,
         side: Side,
         deadline: Option<Instant>,
-    ) -> std::result::Result<SideGuard<'_>, Stop> {
-        let m = self.mutex(side);
-        let locked = match deadline {
-            None => m.lock(None),
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => m.lock(Some(left)),
-                _ => match m.try_lock() {
-                    Ok(Some(l)) => Ok(l),
-                    Ok(None) => return Err(Stop::TimedOut),
-                    Err(e) => Err(e),
-                },
-            },
-        };
-        let locked = match locked {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Stop::TimedOut),
-            Err(e) => return Err(Stop::failed(lock_error(e))),
-        };
-        let guard = SideGuard { lock: m };
-        if locked == Locked::OwnerDied {
-            self.repair(side);
-            m.consistent().map_err(|e| Stop::failed(lock_error(e)))?;
-        }
-        Ok(guard)
+    ) -> std::result::Result<RobustGuard<'_>, Stop> {
+        wait::lock_robust(self.mutex(side), deadline, || self.repair(side))
     }
 
     /// Re-applies a valid journal of a holder that died, or discards its work.
@@ -594,8 +521,7 @@ impl Ring {
 
     fn wake_all_waiters(&self) {
         for event in [OFF_ITEMS_EVENT, OFF_SPACE_EVENT, OFF_JOIN_EVENT] {
-            self.a32(event).fetch_add(2, Ordering::SeqCst);
-            futex::wake_all(self.a32(event));
+            wait::wake_all(self.a32(event));
         }
     }
 
@@ -845,31 +771,14 @@ impl Ring {
 
     // -- waiting -----------------------------------------------------------
 
-    /// Wakes whoever is parked on `event`, if anyone: the cheap side of the
-    /// protocol (a fence and a load when nobody sleeps).
+    /// Wakes whoever is parked on `event`, if anyone (see [`wait::notify`]).
     fn notify(&self, event: usize) {
-        // Orders the caller's publish before reading the parked bit; the
-        // parker's fetch_or is the matching full barrier.
-        fence(Ordering::SeqCst);
-        self.notify_fenced(event);
+        wait::notify(self.a32(event));
     }
 
     /// [`notify`](Ring::notify) for a caller that has just fenced.
     fn notify_fenced(&self, event: usize) {
-        let word = self.a32(event);
-        let w = word.load(Ordering::Relaxed);
-        if w & 1 != 0
-            && word
-                .compare_exchange(
-                    w,
-                    (w & !1).wrapping_add(2),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            futex::wake_all(word);
-        }
+        wait::notify_fenced(self.a32(event));
     }
 
     /// Spins, then parks on `event`, until `ready()` holds (or spuriously:
@@ -880,75 +789,50 @@ impl Ring {
         event: usize,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), Stop> {
-        if ready() {
-            return Ok(());
-        }
-        let budget = self.spin_ns.load(Ordering::Relaxed);
-        if budget > 0 {
-            let start = Instant::now();
-            let limit = Duration::from_nanos(u64::from(budget));
-            // Look less often the longer we wait (up to every 16 pauses): a
-            // reader hammering the other side's line slows its writer down,
-            // and a short backlog lets both sides work from their caches.
-            let mut pauses = 1u32;
-            let mut i = 0u32;
-            loop {
-                for _ in 0..pauses {
-                    std::hint::spin_loop();
-                }
-                if ready() {
-                    self.spin_ns.store(MAX_SPIN_NS, Ordering::Relaxed);
-                    return Ok(());
-                }
-                pauses = (pauses * 2).min(16);
-                i = i.wrapping_add(1);
-                if i % 8 == 0 && start.elapsed() >= limit {
-                    break;
-                }
-            }
-            // The other side is slow: spin less next time.
-            self.spin_ns
-                .store((budget / 2).max(MIN_SPIN_NS), Ordering::Relaxed);
-        }
-        let slice = match deadline {
-            None => PARK_SLICE,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => left.min(PARK_SLICE),
-                _ => return Err(Stop::TimedOut),
-            },
-        };
-        let word = self.a32(event);
-        // Announce: a notifier that publishes after this sees the bit.
-        let seen = word.fetch_or(1, Ordering::SeqCst) | 1;
-        if ready() {
-            return Ok(());
-        }
-        let woke = futex::wait(word, seen, Some(slice));
-        if woke == futex::Wake::TimedOut {
-            self.housekeeping();
-            if deadline.is_some_and(|d| Instant::now() >= d) && !ready() {
-                return Err(Stop::TimedOut);
-            }
-        }
-        Ok(())
+        self.waiter
+            .wait_for(self.a32(event), ready, deadline, || self.housekeeping())
     }
 
     /// Repairs a lock whose holder died while nobody else was using it.
     fn housekeeping(&self) {
         for side in [Side::Put, Side::Get] {
-            let m = self.mutex(side);
-            match m.try_lock() {
-                Ok(Some(Locked::OwnerDied)) => {
-                    self.repair(side);
-                    let _ = m.consistent();
-                    let _ = m.unlock();
-                }
-                Ok(Some(Locked::Ok)) => {
-                    let _ = m.unlock();
-                }
-                _ => {}
-            }
+            wait::repair_if_abandoned(self.mutex(side), || self.repair(side));
         }
+    }
+}
+
+impl super::ops::Backend for Ring {
+    fn name(&self) -> &str {
+        Ring::name(self)
+    }
+    fn inline_max(&self) -> usize {
+        Ring::inline_max(self)
+    }
+    fn is_closed(&self) -> bool {
+        Ring::is_closed(self)
+    }
+    fn mark_blobs_used(&self) {
+        Ring::mark_blobs_used(self)
+    }
+    fn try_put(
+        &self,
+        rec: &Record<'_>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<PutStep, Stop> {
+        Ring::try_put(self, rec, deadline)
+    }
+    fn wait_space(&self, len: usize, deadline: Option<Instant>) -> std::result::Result<(), Stop> {
+        Ring::wait_space(self, record_size(len), deadline)
+    }
+    fn try_get(
+        &self,
+        sink: &mut Sink<'_>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<GetStep, Stop> {
+        Ring::try_get(self, sink, deadline)
+    }
+    fn wait_items(&self, deadline: Option<Instant>) -> std::result::Result<(), Stop> {
+        Ring::wait_items(self, deadline)
     }
 }
 

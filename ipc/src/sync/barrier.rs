@@ -32,7 +32,7 @@ use crate::sys::mutex::Locked;
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{sync::Barrier, ErrorKind};
+/// use multiproc::{sync::Barrier, ErrorKind};
 /// use std::time::Duration;
 ///
 /// let barrier = Barrier::new(1)?;
@@ -44,7 +44,7 @@ use crate::sys::mutex::Locked;
 /// assert!(pair.broken());
 /// pair.reset()?;
 /// assert!(!pair.broken());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -78,7 +78,7 @@ fn broken_error(why: &str) -> Error {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::Barrier;
+/// use multiproc::sync::Barrier;
 /// use std::time::Duration;
 ///
 /// fn all_arrived() {
@@ -91,7 +91,7 @@ fn broken_error(why: &str) -> Error {
 ///     .build()?;
 /// assert_eq!(b.wait()?, 0); // runs the action, then passes
 /// assert_eq!(b.timeout(), Some(Duration::from_secs(5)));
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until build() is called"]

@@ -35,7 +35,7 @@ enum CondLock {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::Condition;
+/// use multiproc::sync::Condition;
 /// use std::time::Duration;
 ///
 /// let cond = Condition::new()?;
@@ -44,7 +44,7 @@ enum CondLock {
 /// let (guard, notified) = cond.wait_timeout(guard, Duration::from_millis(10))?;
 /// assert!(!notified);
 /// cond.notify_all(&guard)?;
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// Waiters are woken in the order they started waiting: `notify(n)` wakes

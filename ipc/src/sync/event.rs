@@ -32,7 +32,7 @@ const GENERATION: u32 = 2;
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::Event;
+/// use multiproc::sync::Event;
 /// use std::time::Duration;
 ///
 /// let ready = Event::new()?;
@@ -40,7 +40,7 @@ const GENERATION: u32 = 2;
 /// ready.set();
 /// ready.wait();
 /// assert!(ready.is_set());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Event {
@@ -114,12 +114,12 @@ impl Event {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::sync::Event;
+    /// use multiproc::sync::Event;
     ///
     /// let ev = Event::new()?;
     /// ev.set();
     /// ev.wait(); // set: returns at once
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Caveats
@@ -137,14 +137,14 @@ impl Event {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::sync::Event;
+    /// use multiproc::sync::Event;
     /// use std::time::Duration;
     ///
     /// let ev = Event::new()?;
     /// assert!(!ev.wait_timeout(Duration::from_millis(1)));
     /// ev.set();
     /// assert!(ev.wait_timeout(Duration::from_millis(1)));
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(deadline_after(timeout))

@@ -124,7 +124,7 @@ pub(crate) fn raw_unlock(c: &LockCell) -> io::Result<()> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::Lock;
+/// use multiproc::sync::Lock;
 /// use std::time::Duration;
 ///
 /// let lock = Lock::new()?;
@@ -132,7 +132,7 @@ pub(crate) fn raw_unlock(c: &LockCell) -> io::Result<()> {
 /// assert!(lock.try_lock().is_err()); // held (by this thread: not re-entrant)
 /// drop(guard);
 /// let _again = lock.lock_timeout(Duration::from_secs(1))?;
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats

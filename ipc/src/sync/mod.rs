@@ -19,7 +19,7 @@
 //! # Examples
 //!
 //! ```
-//! use multiproc_ipc::sync::{Event, Lock};
+//! use multiproc::sync::{Event, Lock};
 //!
 //! let lock = Lock::new()?;
 //! let event = Event::new()?;
@@ -28,7 +28,7 @@
 //!     event.set();
 //! }
 //! assert!(event.is_set());
-//! # Ok::<(), multiproc_ipc::Error>(())
+//! # Ok::<(), multiproc::Error>(())
 //! ```
 
 use std::fmt;
@@ -309,7 +309,7 @@ pub(crate) fn cell<C: ShmSafe>(region: &ShmRegion, offset: usize) -> &C {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::{Lock, LockError};
+/// use multiproc::sync::{Lock, LockError};
 ///
 /// let lock = Lock::new()?;
 /// let guard = match lock.lock() {
@@ -319,7 +319,7 @@ pub(crate) fn cell<C: ShmSafe>(region: &ShmRegion, offset: usize) -> &C {
 ///     Err(e) => return Err(e.into()),
 /// };
 /// drop(guard);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub enum LockError<G> {
     /// The previous owner died holding the lock; you hold it now (the guard).

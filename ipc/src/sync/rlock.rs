@@ -28,7 +28,7 @@ use crate::sys::shm_ref::ShmRef;
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::RLock;
+/// use multiproc::sync::RLock;
 ///
 /// let rlock = RLock::new()?;
 /// let outer = rlock.lock()?;
@@ -37,7 +37,7 @@ use crate::sys::shm_ref::ShmRef;
 /// drop(inner);
 /// drop(outer);
 /// assert!(!rlock.is_owned());
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct RLock {
@@ -125,7 +125,7 @@ impl RLock {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::sync::RLock;
+    /// use multiproc::sync::RLock;
     ///
     /// let rlock = RLock::new()?;
     /// let guard = rlock.lock()?;
@@ -135,7 +135,7 @@ impl RLock {
     /// });
     /// drop(guard);
     /// assert!(!rlock.is_owned());
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn is_owned(&self) -> bool {
         self.cell().mutex.held_by_caller()
@@ -150,7 +150,7 @@ impl RLock {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::sync::RLock;
+    /// use multiproc::sync::RLock;
     ///
     /// let rlock = RLock::new()?;
     /// assert!(!rlock.is_locked());
@@ -160,7 +160,7 @@ impl RLock {
     /// });
     /// drop(guard);
     /// assert!(!rlock.is_locked());
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn is_locked(&self) -> bool {
         self.cell().mutex.owner().is_some()
@@ -173,7 +173,7 @@ impl RLock {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::sync::RLock;
+    /// use multiproc::sync::RLock;
     ///
     /// let rlock = RLock::new()?;
     /// let outer = rlock.lock()?;
@@ -183,7 +183,7 @@ impl RLock {
     /// });
     /// drop((inner, outer));
     /// assert_eq!(rlock.count(), 0);
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Caveats
@@ -205,13 +205,13 @@ impl RLock {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::sync::RLock;
+    /// use multiproc::sync::RLock;
     ///
     /// let rlock = RLock::new()?;
     /// assert_eq!(rlock.owner_tid(), None);
     /// let _guard = rlock.lock()?;
     /// assert!(rlock.owner_tid().is_some());
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn owner_tid(&self) -> Option<i32> {
         self.cell().mutex.owner().map(|t| t as i32)

@@ -25,7 +25,7 @@ pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::Semaphore;
+/// use multiproc::sync::Semaphore;
 /// use std::time::Duration;
 ///
 /// let sem = Semaphore::new(2)?;
@@ -35,7 +35,7 @@ pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
 /// assert!(sem.acquire_timeout(Duration::from_millis(5)).is_none());
 /// drop((a, b));
 /// assert_eq!(sem.get_value(), 2);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -202,13 +202,13 @@ impl fmt::Debug for SemaphoreGuard<'_> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::{sync::BoundedSemaphore, ErrorKind};
+/// use multiproc::{sync::BoundedSemaphore, ErrorKind};
 ///
 /// let sem = BoundedSemaphore::new(1)?;
 /// sem.acquire().forget();
 /// sem.release()?;
 /// assert_eq!(sem.release().unwrap_err().kind(), ErrorKind::InvalidArgument);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BoundedSemaphore {

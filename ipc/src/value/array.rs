@@ -15,13 +15,13 @@ use crate::sync::{Lock, LockResult, Wait};
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::value::RawArray;
+/// use multiproc::value::RawArray;
 ///
 /// let a = RawArray::<i32>::new(3)?;
 /// a.set(2, -7)?;
 /// assert_eq!(a.to_vec(), [0, 0, -7]);
 /// assert!(a.get(3).is_err()); // out of range
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(bound(deserialize = "T: Plain"))]
@@ -136,7 +136,7 @@ impl<T: Plain> fmt::Debug for RawArray<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::value::Array;
+/// use multiproc::value::Array;
 ///
 /// let a = Array::from_slice(&[1u64, 2, 3])?;
 /// {
@@ -147,7 +147,7 @@ impl<T: Plain> fmt::Debug for RawArray<T> {
 /// }
 /// assert_eq!(a.to_vec(), [3, 2, 1]);
 /// assert_eq!(a.len(), 3);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Array<T, L = Lock> {
@@ -201,8 +201,8 @@ impl<T: Plain, L: ValueLock> Array<T, L> {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::sync::Lock;
-    /// use multiproc_ipc::value::Array;
+    /// use multiproc::sync::Lock;
+    /// use multiproc::value::Array;
     ///
     /// let lock = Lock::new()?;
     /// let a = Array::<u8>::using_lock(3, lock.clone())?;
@@ -211,7 +211,7 @@ impl<T: Plain, L: ValueLock> Array<T, L> {
     /// g.fill(9);
     /// drop(g);
     /// assert_eq!(a.to_vec(), [9, 9, 9]);
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

@@ -62,8 +62,8 @@ pub(super) mod sealed {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::sync::RLock;
-/// use multiproc_ipc::value::{Array, Value};
+/// use multiproc::sync::RLock;
+/// use multiproc::value::{Array, Value};
 ///
 /// // One lock guards two shared objects, as in Python.
 /// let lock = RLock::new()?;
@@ -77,7 +77,7 @@ pub(super) mod sealed {
 /// }
 /// assert_eq!((count.get(), items.get(0)?), (1, 7));
 /// assert!(count.get_lock().same_lock(&lock));
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub trait ValueLock:
     Clone + fmt::Debug + Serialize + DeserializeOwned + 'static + sealed::SealedLock

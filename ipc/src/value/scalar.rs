@@ -19,12 +19,12 @@ use crate::sync::{Lock, LockResult, Wait};
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::value::RawValue;
+/// use multiproc::value::RawValue;
 ///
 /// let v = RawValue::new(1.5f32)?;
 /// v.set(v.get() * 2.0);
 /// assert_eq!(v.get(), 3.0);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Serialize)]
 pub struct RawValue<T> {
@@ -112,7 +112,7 @@ impl<T: Plain> fmt::Debug for RawValue<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_ipc::value::Value;
+/// use multiproc::value::Value;
 ///
 /// let v = Value::new(10u32)?;
 /// {
@@ -123,10 +123,10 @@ impl<T: Plain> fmt::Debug for RawValue<T> {
 /// assert_eq!(v.with_lock(|x| { *x -= 1; *x })?, 20);
 ///
 /// // A handle crosses processes as the name of its shared memory.
-/// let bytes = multiproc_ipc::codec::encode(&v)?;
-/// let again: Value<u32> = multiproc_ipc::codec::decode(&bytes)?;
+/// let bytes = multiproc::codec::encode(&v)?;
+/// let again: Value<u32> = multiproc::codec::decode(&bytes)?;
 /// assert_eq!(again.get(), 20);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -178,8 +178,8 @@ impl<T: Plain, L: ValueLock> Value<T, L> {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_ipc::sync::RLock;
-    /// use multiproc_ipc::value::Value;
+    /// use multiproc::sync::RLock;
+    /// use multiproc::value::Value;
     ///
     /// let rlock = RLock::new()?;
     /// let v = Value::using_lock(5i64, rlock.clone())?;
@@ -187,7 +187,7 @@ impl<T: Plain, L: ValueLock> Value<T, L> {
     /// *v.lock()? += 1; // re-enters the RLock this thread holds
     /// drop(outer);
     /// assert_eq!(v.get(), 6);
-    /// # Ok::<(), multiproc_ipc::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors

@@ -24,7 +24,7 @@ use crate::sync;
 ///
 /// ```
 /// use bytemuck::{Pod, Zeroable};
-/// use multiproc_ipc::value::{Array, Structure, Value};
+/// use multiproc::value::{Array, Structure, Value};
 ///
 /// #[repr(C)]
 /// #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -43,7 +43,7 @@ use crate::sync;
 /// let path = Array::<Structure<Point>>::new(3)?;
 /// path.set(2, Structure(Point { x: 5.0, y: 6.0 }))?;
 /// assert_eq!(path.get(2)?.y, 6.0);
-/// # Ok::<(), multiproc_ipc::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Caveats

@@ -1,5 +1,7 @@
 //! [`DictProxy`]: a dict in a manager.
 
+use std::borrow::Borrow;
+
 use super::*;
 
 /// Runs in the manager: decodes the stored value, calls the user's function.
@@ -37,29 +39,30 @@ where
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let d = manager.dict_from([("count".to_string(), 100i64)])?;
 /// d.insert(&"count".to_string(), &99)?;
-/// assert_eq!(d.get(&"count".to_string())?, Some(99));
+/// assert_eq!(d.get("count")?, Some(99)); // a &str for a String key
 /// // Atomically, in the manager, in one round trip:
-/// let v = d.update_with(&"count".to_string(), |v| v.unwrap_or(0) - 1)?;
+/// let v = d.update_with("count", |v| v.unwrap_or(0) - 1)?;
 /// assert_eq!(v, 98);
 /// // Insertion order, as in Python.
 /// d.insert(&"b".to_string(), &2)?;
 /// d.insert(&"a".to_string(), &1)?;
 /// assert_eq!(d.keys()?, ["count", "b", "a"]);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct DictProxy<K, V> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<(K, V), _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn() -> (K, V)>,
 }
-proxy_common!(DictProxy<K, V>);
+proxy_common!(DictProxy<K, V> => (K, V));
 
 impl<K, V> DictProxy<K, V>
 where
@@ -68,11 +71,43 @@ where
 {
     /// The value for `key`, Python's `d.get(key)`.
     ///
+    /// The key may be any borrowed form of `K` that encodes as `K` does, as
+    /// with [`HashMap::get`](std::collections::HashMap::get): a `&str` for a
+    /// `String` key, a `&[T]` for a `Vec<T>` key (serde encodes both forms
+    /// alike). The same holds for [`remove`](DictProxy::remove),
+    /// [`pop`](DictProxy::pop), [`contains_key`](DictProxy::contains_key) and
+    /// [`update_with`](DictProxy::update_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Manager;
+    ///
+    /// let manager = Manager::start()?;
+    /// let d = manager.dict_from([("count".to_string(), 3i64)])?;
+    /// assert_eq!(d.get("count")?, Some(3));
+    /// assert!(d.contains_key("count")?);
+    /// assert_eq!(d.update_with("count", |c| c.unwrap_or(0) + 1)?, 4);
+    /// assert_eq!(d.remove("count")?, Some(4));
+    /// assert_eq!(d.get("count")?, None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Serialization` if the stored value is not a `V`; `Closed`/`Io` if the
     /// manager is gone (as for every method below).
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
+    ///
+    /// # Caveats
+    ///
+    /// Keys are compared by their encoding: a `Q` whose encoding differs from
+    /// the `K` it borrows from (say, a newtype with a custom `Serialize`)
+    /// finds nothing.
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+    {
         self.obj.maybe(Op::DictGet(enc(key)?), "get")
     }
 
@@ -87,12 +122,17 @@ where
             .maybe(Op::DictInsert(enc(key)?, enc(value)?), "insert")
     }
 
-    /// Removes `key`, returning its value (`del d[key]`).
+    /// Removes `key` (any borrowed form of `K`, as for
+    /// [`get`](DictProxy::get)), returning its value (`del d[key]`).
     ///
     /// # Errors
     ///
     /// As [`get`](DictProxy::get).
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+    {
         self.obj.maybe(Op::DictRemove(enc(key)?), "remove")
     }
 
@@ -102,17 +142,26 @@ where
     ///
     /// `InvalidArgument` (Python's `KeyError`) if the key is absent; else as
     /// [`get`](DictProxy::get).
-    pub fn pop(&self, key: &K) -> Result<V> {
+    pub fn pop<Q>(&self, key: &Q) -> Result<V>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+    {
         self.remove(key)?
             .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "key not found"))
     }
 
-    /// `key in d`.
+    /// `key in d` (`key`: any borrowed form of `K`, as for
+    /// [`get`](DictProxy::get)).
     ///
     /// # Errors
     ///
     /// As [`get`](DictProxy::get).
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+    {
         self.obj
             .boolean(Op::DictContains(enc(key)?), "contains_key")
     }
@@ -205,14 +254,14 @@ where
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::Manager;
+    /// use multiproc::Manager;
     ///
     /// let manager = Manager::start()?;
     /// let d = manager.dict_from([('z', 1), ('y', 2), ('x', 3)])?;
     /// let map = d.to_map()?;
     /// assert_eq!(map[&'y'], 2);
     /// assert_eq!(map.keys().copied().collect::<String>(), "zyx");
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -241,7 +290,8 @@ where
     /// without a lock; returns the new value.
     ///
     /// `f` is a function pointer (a `fn` item or a non-capturing closure): it
-    /// runs in the manager process, a fork of this program.
+    /// runs in the manager process, a fork of this program. `key` may be any
+    /// borrowed form of `K`, as for [`get`](DictProxy::get).
     ///
     /// # Errors
     ///
@@ -249,7 +299,11 @@ where
     /// panic's message and location ([`Error::panic_info`]);
     /// `InvalidArgument` on a remote manager, which never runs code sent by a
     /// client; else as [`get`](DictProxy::get).
-    pub fn update_with(&self, key: &K, f: fn(Option<V>) -> V) -> Result<V> {
+    pub fn update_with<Q>(&self, key: &Q, f: fn(Option<V>) -> V) -> Result<V>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+    {
         let updater: Updater = FnRef::new(dict_updater::<V>);
         let f = enc(&FnRef::new(f))?;
         self.obj

@@ -8,7 +8,7 @@ use super::*;
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let l = manager.list::<u32>()?;
@@ -16,16 +16,17 @@ use super::*;
 /// l.push(&4)?;
 /// assert_eq!(l.get(-1)?, 4);
 /// assert_eq!(l.to_vec()?, vec![1, 2, 3, 4]);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct ListProxy<T> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<T, _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn() -> T>,
 }
-proxy_common!(ListProxy<T>);
+proxy_common!(ListProxy<T> => T);
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Appends `value` (Python's `append`).
@@ -146,7 +147,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::Manager;
+    /// use multiproc::Manager;
     ///
     /// let manager = Manager::start()?;
     /// let l = manager.list_from([1u32, 2, 3])?;
@@ -160,7 +161,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///     sum += x?;
     /// }
     /// assert_eq!(sum, 10);
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -185,13 +186,13 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let l = manager.list_from(["a".to_string(), "b".to_string()])?;
 /// let joined = l.iter().collect::<Result<Vec<_>, _>>()?.join("");
 /// assert_eq!(joined, "ab");
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ListIter<'a, T> {
     list: &'a ListProxy<T>,

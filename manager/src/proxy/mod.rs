@@ -4,7 +4,9 @@
 //! clone, and it is `Serialize`, so it can be passed to a `Process` or a pool
 //! task; in another process it opens its own connection on first use. Every
 //! method is one request to the manager. Values are encoded with the
-//! [`codec`](multiproc_ipc::codec) on the client; a stored value that does not
+//! [`codec`](multiproc_ipc::codec) on the client; a proxy of other types than
+//! its object's is an [`InvalidArgument`](ErrorKind::InvalidArgument) error
+//! (see the crate's "Type fingerprints"), a stored value that does not
 //! decode as the proxy's type is a [`Serialization`](ErrorKind::Serialization)
 //! error, an object id the manager does not know is an
 //! [`InvalidArgument`](ErrorKind::InvalidArgument) error, and a manager that
@@ -33,21 +35,62 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use multiproc_ipc::{codec, Error, ErrorKind, FnRef, Result, WireError};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::client::{self, unexpected, Endpoint};
 use crate::protocol::{Block, Bytes, Kind, Op, Request, Response, Updater};
+use crate::typetag::TypeTag;
 
 /// An object in a manager: where it is and its id.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ObjRef {
     pub(crate) ep: Endpoint,
     pub(crate) id: u64,
+    /// The types of the proxy holding this reference (typed proxies), never
+    /// sent: a proxy decoded as other types gets its own.
+    #[serde(skip)]
+    pub(crate) ty: Option<TypeTag>,
+}
+
+/// The error for a proxy of types `ours` on an object (`what`) that holds
+/// `held`.
+pub(crate) fn wrong_type(what: &str, kind: Kind, held: &str, ours: Option<&TypeTag>) -> Error {
+    let ours = ours.map_or_else(|| "other types".to_owned(), TypeTag::name);
+    Error::new(
+        ErrorKind::InvalidArgument,
+        format!(
+            "{what} is a {} of {held}, not of {ours}: a proxy must use the types its \
+             object was made with (or first used with, for an object registered by \
+             name on a server)",
+            kind.name()
+        ),
+    )
 }
 
 impl ObjRef {
+    /// Reads a reference for a proxy of types `T` (`deserialize_with`).
+    pub(crate) fn de_typed<'de, T: ?Sized, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<ObjRef, D::Error> {
+        let mut obj = ObjRef::deserialize(d)?;
+        obj.ty = Some(TypeTag::of::<T>());
+        Ok(obj)
+    }
+
     fn call(&self, op: Op) -> Result<Response> {
-        client::call(&self.ep, &Request::Op(self.id, op))
+        let req = match &self.ty {
+            Some(t) => Request::Typed(self.id, t.fp, op),
+            None => Request::Op(self.id, op),
+        };
+        match client::call(&self.ep, &req)? {
+            Response::WrongType(kind, held) => Err(wrong_type(
+                &format!("the object #{} of the {:?}", self.id, self.ep),
+                kind,
+                &held,
+                self.ty.as_ref(),
+            )),
+            r => Ok(r),
+        }
     }
 
     fn unit(&self, op: Op, what: &str) -> Result<()> {
@@ -135,13 +178,39 @@ pub(crate) fn expect_kind(resp: Response, want: &[Kind], what: &str) -> Result<u
     }
 }
 
+/// The object registered as `name` on the manager at `ep`, of one of
+/// `kinds`, for a proxy of the types `ty` (typed kinds).
+pub(crate) fn lookup(
+    ep: &Endpoint,
+    name: &str,
+    kinds: &[Kind],
+    ty: Option<TypeTag>,
+) -> Result<ObjRef> {
+    let what = format!("the object {name:?}");
+    let req = Request::Lookup(
+        name.to_owned(),
+        kinds.to_vec(),
+        ty.as_ref().map(TypeTag::desc),
+    );
+    let id = match client::call(ep, &req)? {
+        Response::WrongType(kind, held) => return Err(wrong_type(&what, kind, &held, ty.as_ref())),
+        r => expect_kind(r, kinds, &what)?,
+    };
+    Ok(ObjRef {
+        ep: ep.clone(),
+        id,
+        ty,
+    })
+}
+
 fn wire_of(kind: ErrorKind, message: String) -> WireError {
     Error::new(kind, message).to_wire()
 }
 
-/// The impls every proxy has. `Name<T, ..>` (a proxy with a `_t` marker):
-/// `Clone`, `Debug`, `PartialEq` and `from_obj`; `Name` (a plain proxy that
-/// derives `Clone` and `PartialEq`): `Debug` and `from_obj`.
+/// The impls every proxy has. `Name<T, ..> => Types` (a typed proxy with a
+/// `_t` marker, and the types its fingerprint is made of): `Clone`, `Debug`,
+/// `PartialEq`, `from_obj` and `tag`; `Name` (a plain proxy that derives
+/// `Clone` and `PartialEq`): `Debug` and `from_obj`.
 macro_rules! proxy_common {
     ($name:ident) => {
         impl fmt::Debug for $name {
@@ -155,7 +224,7 @@ macro_rules! proxy_common {
             }
         }
     };
-    ($name:ident < $($p:ident),* >) => {
+    ($name:ident < $($p:ident),* > => $tag:ty) => {
         impl<$($p),*> Clone for $name<$($p),*> {
             fn clone(&self) -> Self {
                 $name { obj: self.obj.clone(), _t: PhantomData }
@@ -173,8 +242,14 @@ macro_rules! proxy_common {
             }
         }
         impl<$($p),*> $name<$($p),*> {
-            pub(crate) fn from_obj(obj: ObjRef) -> Self {
+            pub(crate) fn from_obj(mut obj: ObjRef) -> Self {
+                obj.ty = Some(Self::tag());
                 $name { obj, _t: PhantomData }
+            }
+
+            /// The fingerprint of this proxy's types.
+            pub(crate) fn tag() -> TypeTag {
+                TypeTag::of::<$tag>()
             }
         }
     };
@@ -183,11 +258,13 @@ macro_rules! proxy_common {
 mod dict;
 mod list;
 mod queue;
+mod shared;
 mod sync;
 mod value;
 
 pub use dict::DictProxy;
 pub use list::{ListIter, ListProxy};
 pub use queue::{JoinableQueueProxy, QueueProxy};
+pub use shared::SharedProxy;
 pub use sync::{EventProxy, LockProxy, ProxyGuard, RLockProxy, SemaphoreProxy};
 pub use value::{CallableProxy, NamespaceProxy, ValueProxy};

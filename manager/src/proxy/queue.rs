@@ -1,5 +1,7 @@
 //! [`QueueProxy`] and [`JoinableQueueProxy`].
 
+use multiproc_ipc::queue::{PutError, PutTimeoutError, TryPutError};
+
 use super::*;
 
 /// A queue in a manager (Python's `manager.Queue()`), also what a remote
@@ -13,63 +15,119 @@ use super::*;
 /// the smallest, the oldest of equal ones). Everything else (blocking,
 /// bounds, `Full` and `Empty`) is the same for all three.
 ///
+/// It speaks the local [`Queue`](multiproc_ipc::queue::Queue)'s vocabulary,
+/// which is Python's: `put(item)` takes the item by value and gives it back
+/// in the error when it fails ([`PutError`], [`TryPutError`],
+/// [`PutTimeoutError`]), and the sizes are [`qsize`](QueueProxy::qsize),
+/// [`empty`](QueueProxy::empty) and [`full`](QueueProxy::full). Unlike the
+/// local queue's, its sizes and gets return a `Result`, since each is a
+/// request to the manager.
+///
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::{ErrorKind, Manager};
+/// use multiproc::{ErrorKind, Manager};
 ///
 /// let manager = Manager::start()?;
 /// let q = manager.queue::<String>()?;
-/// q.put(&"job".to_string())?;
+/// q.put("job".to_string())?;
 /// assert_eq!(q.get()?, "job");
 /// assert_eq!(q.try_get().unwrap_err().kind(), ErrorKind::Empty);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct QueueProxy<T> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<T, _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn() -> T>,
 }
-proxy_common!(QueueProxy<T>);
+proxy_common!(QueueProxy<T> => T);
 
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
-    fn put_with(&self, item: &T, b: Block) -> Result<()> {
-        self.obj.unit(Op::QueuePut(enc(item)?, b), "put")
+    /// Sends `item` with `b`; on failure the item comes back with the error.
+    fn put_with(&self, item: T, b: Block) -> std::result::Result<(), (T, Error)> {
+        let bytes = match enc(&item) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err((item, e)),
+        };
+        match self.obj.unit(Op::QueuePut(bytes, b), "put") {
+            Ok(()) => Ok(()),
+            Err(e) => Err((item, e)),
+        }
     }
 
     fn get_with(&self, b: Block) -> Result<T> {
         self.obj.value(Op::QueueGet(b), "get")
     }
 
-    /// Puts `item`, waiting while a bounded queue is full.
+    /// Puts `item`, waiting while a bounded queue is full (the local
+    /// [`Queue::put`](multiproc_ipc::queue::Queue::put)'s signature).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Manager;
+    ///
+    /// let manager = Manager::start()?;
+    /// let q = manager.queue::<String>()?;
+    /// q.put("job".to_string())?;
+    /// assert_eq!(q.qsize()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// `Serialization` if `item` cannot be encoded (or, for a priority
-    /// queue, is not of the queue's type); `Closed`/`Io` if the manager is
-    /// gone.
-    pub fn put(&self, item: &T) -> Result<()> {
+    /// The item comes back in the error ([`PutError::into_inner`]), whose
+    /// [`kind`](PutError::kind) is `Serialization` if `item` cannot be
+    /// encoded (or, for a priority queue, is not of the queue's type),
+    /// `InvalidArgument` if the queue holds another type (see
+    /// [Type fingerprints](crate#type-fingerprints), as for every typed
+    /// proxy), `Closed`/`Io` if the manager is gone. These are all
+    /// [`PutError::Failed`], which keeps the manager's error.
+    pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
         self.put_with(item, Block::Forever)
+            .map_err(|(item, e)| PutError::Failed(item, e))
     }
 
     /// Puts `item` if there is room now.
     ///
     /// # Errors
     ///
-    /// `Full` if the queue is full; else as [`put`](QueueProxy::put).
-    pub fn try_put(&self, item: &T) -> Result<()> {
-        self.put_with(item, Block::No)
+    /// [`TryPutError::Full`] (kind `Full`) if the queue is full; else
+    /// [`TryPutError::Failed`] as for [`put`](QueueProxy::put). The item
+    /// comes back in either.
+    pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
+        self.put_with(item, Block::No).map_err(|(item, e)| {
+            if e.kind() == ErrorKind::Full {
+                TryPutError::Full(item)
+            } else {
+                TryPutError::Failed(item, e)
+            }
+        })
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
     ///
     /// # Errors
     ///
-    /// `Timeout` if the queue stayed full; else as [`put`](QueueProxy::put).
-    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
+    /// [`PutTimeoutError::Timeout`] (kind `Timeout`) if the queue stayed
+    /// full; else [`PutTimeoutError::Failed`] as for
+    /// [`put`](QueueProxy::put). The item comes back in either.
+    pub fn put_timeout(
+        &self,
+        item: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
         self.put_with(item, block(Some(timeout)))
+            .map_err(|(item, e)| {
+                if e.kind() == ErrorKind::Timeout {
+                    PutTimeoutError::Timeout(item)
+                } else {
+                    PutTimeoutError::Failed(item, e)
+                }
+            })
     }
 
     /// Takes the next item (the oldest; the newest of a LIFO queue, the
@@ -77,8 +135,9 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// # Errors
     ///
-    /// `Serialization` if the item is not a `T`; `Closed`/`Io` if the manager
-    /// is gone.
+    /// `Serialization` if the item is not a `T`; `InvalidArgument` if the
+    /// queue holds another type (nothing is taken); `Closed`/`Io` if the
+    /// manager is gone.
     pub fn get(&self) -> Result<T> {
         self.get_with(Block::Forever)
     }
@@ -101,31 +160,32 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         self.get_with(block(Some(timeout)))
     }
 
-    /// The number of items (Python's `qsize`).
+    /// The number of items (Python's `qsize()`, as the local
+    /// [`Queue::qsize`](multiproc_ipc::queue::Queue::qsize)).
     ///
     /// # Errors
     ///
     /// `Closed`/`Io` if the manager is gone.
-    pub fn len(&self) -> Result<usize> {
-        self.obj.len("len")
+    pub fn qsize(&self) -> Result<usize> {
+        self.obj.len("qsize")
     }
 
-    /// True if the queue holds no item.
+    /// True if the queue holds no item (Python's `empty()`).
     ///
     /// # Errors
     ///
     /// `Closed`/`Io` if the manager is gone.
-    pub fn is_empty(&self) -> Result<bool> {
-        self.obj.boolean(Op::QueueEmpty, "is_empty")
+    pub fn empty(&self) -> Result<bool> {
+        self.obj.boolean(Op::QueueEmpty, "empty")
     }
 
-    /// True if a bounded queue is full.
+    /// True if a bounded queue is full (Python's `full()`).
     ///
     /// # Errors
     ///
     /// `Closed`/`Io` if the manager is gone.
-    pub fn is_full(&self) -> Result<bool> {
-        self.obj.boolean(Op::QueueFull, "is_full")
+    pub fn full(&self) -> Result<bool> {
+        self.obj.boolean(Op::QueueFull, "full")
     }
 }
 
@@ -137,15 +197,15 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let q = manager.joinable_queue::<u8>()?;
-/// q.put(&1)?;
+/// q.put(1)?;
 /// let _ = q.get()?;
 /// q.task_done()?;
 /// q.join()?; // every item was acknowledged
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]

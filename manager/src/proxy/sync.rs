@@ -8,7 +8,7 @@ use super::*;
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let lock = manager.lock()?;
@@ -17,7 +17,7 @@ use super::*;
 ///     assert!(lock.try_lock()?.is_none());
 /// }
 /// assert!(lock.try_lock()?.is_some());
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockProxy {
@@ -156,7 +156,7 @@ impl LockProxy {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let r = manager.rlock()?;
@@ -164,7 +164,7 @@ impl LockProxy {
 /// let b = r.lock()?; // same holder: no deadlock
 /// drop((b, a));
 /// assert!(!r.is_locked()?);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct RLockProxy {
@@ -187,7 +187,7 @@ impl RLockProxy {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let s = manager.semaphore(1)?;
@@ -195,7 +195,7 @@ impl RLockProxy {
 /// assert!(!s.try_acquire()?);
 /// s.release()?;
 /// assert_eq!(s.value()?, 1);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct SemaphoreProxy {
@@ -256,7 +256,7 @@ impl SemaphoreProxy {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 /// use std::time::Duration;
 ///
 /// let manager = Manager::start()?;
@@ -265,7 +265,7 @@ impl SemaphoreProxy {
 /// e.set()?;
 /// assert!(e.is_set()?);
 /// e.wait()?;
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventProxy {

@@ -24,23 +24,24 @@ where
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let v = manager.value(10u64)?;
 /// v.set(&11)?;
 /// assert_eq!(v.update_with(|x| x * 2)?, 22);
 /// assert_eq!(v.get()?, 22);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct ValueProxy<T> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<T, _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn() -> T>,
 }
-proxy_common!(ValueProxy<T>);
+proxy_common!(ValueProxy<T> => T);
 
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// The value.
@@ -85,7 +86,7 @@ impl<T: Serialize + DeserializeOwned + 'static> ValueProxy<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let ns = manager.namespace()?;
@@ -93,7 +94,7 @@ impl<T: Serialize + DeserializeOwned + 'static> ValueProxy<T> {
 /// ns.set("name", &"abc")?;
 /// assert_eq!(ns.get::<f64>("x")?, Some(1.5));
 /// assert_eq!(ns.names()?, vec!["name", "x"]);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamespaceProxy {
@@ -158,11 +159,12 @@ impl NamespaceProxy {
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct CallableProxy<A, R> {
+    #[serde(deserialize_with = "ObjRef::de_typed::<(A, R), _>")]
     obj: ObjRef,
     #[serde(skip)]
     _t: PhantomData<fn(A) -> R>,
 }
-proxy_common!(CallableProxy<A, R>);
+proxy_common!(CallableProxy<A, R> => (A, R));
 
 impl<A: Serialize, R: DeserializeOwned> CallableProxy<A, R> {
     /// Calls the server's function with `arg`.

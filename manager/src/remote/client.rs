@@ -11,9 +11,10 @@ use multiproc_ipc::{Error, ErrorKind, Result};
 use crate::client::{self, Conn, Endpoint};
 use crate::protocol::{Kind, Request, Response};
 use crate::proxy::{
-    expect_kind, CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
+    lookup, CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
     NamespaceProxy, ObjRef, QueueProxy, ValueProxy,
 };
+use crate::typetag::TypeTag;
 
 use super::{
     auth_error, mac, nonce, read_error_to_error, shm_spin, FrameIo, ReadError, DEFAULT_MAX_FRAME,
@@ -33,8 +34,13 @@ pub(crate) struct TcpConn {
 
 impl TcpConn {
     pub(crate) fn connect(addr: SocketAddr, authkey: &[u8], max_frame: usize) -> Result<TcpConn> {
-        let stream = TcpStream::connect(addr)
-            .map_err(|e| Error::io(format!("cannot connect to the manager at {addr}"), e))?;
+        let stream = TcpStream::connect(addr).map_err(|e| match e.kind() {
+            io::ErrorKind::ConnectionRefused => Error::io(
+                format!("the manager at {addr} is gone (nothing listens there)"),
+                e,
+            ),
+            _ => Error::io(format!("cannot connect to the manager at {addr}"), e),
+        })?;
         let mut io = FrameIo::new(stream)?;
         io.idle_timeout = Some(HANDSHAKE_TIMEOUT);
         // A server that trickles its handshake must not hold the caller for
@@ -102,8 +108,8 @@ impl TcpConn {
         Error::new(
             kind,
             format!(
-                "the connection to the manager at {} was lost while a request was in \
-                 flight ({cause}); the request was not retried, as the manager may have \
+                "the manager at {} is gone: the connection was lost while a request \
+                 was in flight ({cause}); the request was not retried, as the manager may have \
                  run it (the next call opens a new connection)",
                 self.addr
             ),
@@ -208,7 +214,7 @@ fn peer_closed(stream: &TcpStream) -> bool {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::{ManagerServer, RemoteManager};
+/// use multiproc::{ManagerServer, RemoteManager};
 ///
 /// let server = ManagerServer::builder(b"secret")
 ///     .queue("jobs")
@@ -216,10 +222,10 @@ fn peer_closed(stream: &TcpStream) -> bool {
 ///     .bind("127.0.0.1:0")?;
 /// let remote = RemoteManager::connect(server.local_addr(), b"secret")?;
 /// let jobs = remote.queue::<u64>("jobs")?;
-/// jobs.put(&7)?;
+/// jobs.put(7)?;
 /// assert_eq!(jobs.get()?, 7);
 /// assert_eq!(remote.callable::<u64, u64>("square")?.call(&9)?, 81);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct RemoteManager {
@@ -252,7 +258,7 @@ impl RemoteManager {
     /// A server restarted on the same address:
     ///
     /// ```
-    /// use multiproc_manager::{ManagerServer, RemoteManager};
+    /// use multiproc::{ManagerServer, RemoteManager};
     ///
     /// let server = ManagerServer::builder(b"key").dict("d").bind("127.0.0.1:0")?;
     /// let addr = server.local_addr();
@@ -263,7 +269,7 @@ impl RemoteManager {
     /// let _server = ManagerServer::builder(b"key").dict("d").bind(addr)?;
     /// let remote = RemoteManager::connect(addr, b"key")?;
     /// assert_eq!(remote.dict::<u8, u8>("d")?.get(&1)?, None); // a new dict
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
@@ -305,13 +311,19 @@ impl RemoteManager {
         }
     }
 
+    /// The object registered as `name`, of one of `kinds`, for a proxy of
+    /// the types `ty` (typed kinds).
+    pub(crate) fn lookup_typed(
+        &self,
+        name: &str,
+        kinds: &[Kind],
+        ty: Option<TypeTag>,
+    ) -> Result<ObjRef> {
+        lookup(&self.ep, name, kinds, ty)
+    }
+
     fn lookup(&self, name: &str, kinds: &[Kind]) -> Result<ObjRef> {
-        let r = client::call(&self.ep, &Request::Lookup(name.to_owned()))?;
-        let id = expect_kind(r, kinds, &format!("the object {name:?}"))?;
-        Ok(ObjRef {
-            ep: self.ep.clone(),
-            id,
-        })
+        self.lookup_typed(name, kinds, None)
     }
 
     /// The queue registered as `name`: a FIFO queue, or any other queue
@@ -322,7 +334,7 @@ impl RemoteManager {
     /// `InvalidArgument` if nothing (or not a queue) is registered under
     /// `name`; `Closed`/`Io` if the server is gone.
     pub fn queue<T>(&self, name: &str) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(self.lookup(
+        Ok(QueueProxy::from_obj(self.lookup_typed(
             name,
             &[
                 Kind::Queue,
@@ -330,6 +342,7 @@ impl RemoteManager {
                 Kind::LifoQueue,
                 Kind::PriorityQueue,
             ],
+            Some(QueueProxy::<T>::tag()),
         )?))
     }
 
@@ -340,20 +353,27 @@ impl RemoteManager {
     /// As [`queue`](RemoteManager::queue), also if the queue registered
     /// under `name` is not a LIFO queue.
     pub fn lifo_queue<T>(&self, name: &str) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(self.lookup(name, &[Kind::LifoQueue])?))
+        Ok(QueueProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::LifoQueue],
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// The priority queue registered as `name`; `T` should be the type it
-    /// was registered with (a put of another type fails).
+    /// was registered with (a proxy of another type is refused, see
+    /// [Type fingerprints](crate#type-fingerprints)).
     ///
     /// # Errors
     ///
     /// As [`queue`](RemoteManager::queue), also if the queue registered
     /// under `name` is not a priority queue.
     pub fn priority_queue<T>(&self, name: &str) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_obj(
-            self.lookup(name, &[Kind::PriorityQueue])?,
-        ))
+        Ok(QueueProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::PriorityQueue],
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// The joinable queue registered as `name`.
@@ -362,9 +382,11 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn joinable_queue<T>(&self, name: &str) -> Result<JoinableQueueProxy<T>> {
-        Ok(JoinableQueueProxy::from_obj(
-            self.lookup(name, &[Kind::JoinableQueue])?,
-        ))
+        Ok(JoinableQueueProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::JoinableQueue],
+            Some(QueueProxy::<T>::tag()),
+        )?))
     }
 
     /// The dict registered as `name`.
@@ -373,7 +395,11 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn dict<K, V>(&self, name: &str) -> Result<DictProxy<K, V>> {
-        Ok(DictProxy::from_obj(self.lookup(name, &[Kind::Dict])?))
+        Ok(DictProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::Dict],
+            Some(DictProxy::<K, V>::tag()),
+        )?))
     }
 
     /// The list registered as `name`.
@@ -382,7 +408,11 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn list<T>(&self, name: &str) -> Result<ListProxy<T>> {
-        Ok(ListProxy::from_obj(self.lookup(name, &[Kind::List])?))
+        Ok(ListProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::List],
+            Some(ListProxy::<T>::tag()),
+        )?))
     }
 
     /// The value registered as `name`.
@@ -391,7 +421,11 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn value<T>(&self, name: &str) -> Result<ValueProxy<T>> {
-        Ok(ValueProxy::from_obj(self.lookup(name, &[Kind::Value])?))
+        Ok(ValueProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::Value],
+            Some(ValueProxy::<T>::tag()),
+        )?))
     }
 
     /// The lock registered as `name`.
@@ -430,8 +464,10 @@ impl RemoteManager {
     ///
     /// As [`queue`](RemoteManager::queue).
     pub fn callable<A, R>(&self, name: &str) -> Result<CallableProxy<A, R>> {
-        Ok(CallableProxy::from_obj(
-            self.lookup(name, &[Kind::Callable])?,
-        ))
+        Ok(CallableProxy::from_obj(self.lookup_typed(
+            name,
+            &[Kind::Callable],
+            Some(CallableProxy::<A, R>::tag()),
+        )?))
     }
 }

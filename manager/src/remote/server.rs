@@ -16,8 +16,11 @@ use serde::Serialize;
 
 use crate::client;
 use crate::protocol::{Init, Kind, Request, Response};
+use crate::proxy::{CallableProxy, QueueProxy};
 use crate::queues::{new_heap, HeapMaker};
+use crate::shared::Served;
 use crate::store::{CallFn, Peer, Store};
+use crate::typetag::{TypeDesc, TypeTag};
 
 use super::{
     first_object_id, mac, nonce, read_error_to_error, shm_spin, FrameIo, ReadError,
@@ -43,9 +46,15 @@ impl fmt::Debug for ManagerServerBuilder {
 }
 
 impl ManagerServerBuilder {
-    fn add(mut self, name: &str, kind: Kind, init: Init) -> Self {
+    fn add(self, name: &str, kind: Kind, init: Init) -> Self {
+        self.add_typed(name, kind, init, None)
+    }
+
+    /// Registers an object whose types are known here.
+    fn add_typed(mut self, name: &str, kind: Kind, init: Init, ty: Option<TypeTag>) -> Self {
         if self.error.is_none() {
-            if let Err(e) = self.store.register(name, kind, init) {
+            let ty = ty.as_ref().map(TypeTag::desc);
+            if let Err(e) = self.store.register(name, kind, init, ty) {
                 self.error = Some(e);
             }
         }
@@ -77,12 +86,14 @@ impl ManagerServerBuilder {
     /// smallest item, and of equal items the one put first (see
     /// [`Manager::priority_queue`](crate::Manager::priority_queue)). The
     /// server compares items as `T`, the type given here; a put of an item
-    /// that is not a `T` fails with `Serialization`.
+    /// that is not a `T` fails with `Serialization`, and a client asking for
+    /// the queue with another item type is refused (see
+    /// [Type fingerprints](crate#type-fingerprints)).
     ///
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::{ManagerServer, RemoteManager};
+    /// use multiproc::{ManagerServer, RemoteManager};
     ///
     /// let server = ManagerServer::builder(b"key")
     ///     .priority_queue::<u32>("jobs")
@@ -90,10 +101,10 @@ impl ManagerServerBuilder {
     /// let remote = RemoteManager::connect(server.local_addr(), b"key")?;
     /// let jobs = remote.priority_queue::<u32>("jobs")?;
     /// for x in [5, 1, 3] {
-    ///     jobs.put(&x)?;
+    ///     jobs.put(x)?;
     /// }
     /// assert_eq!(jobs.get()?, 1);
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn priority_queue<T>(self, name: &str) -> Self
     where
@@ -109,10 +120,11 @@ impl ManagerServerBuilder {
         T: Ord + DeserializeOwned + Send + 'static,
     {
         let make: HeapMaker = FnRef::new(new_heap::<T>);
-        self.add(
+        self.add_typed(
             name,
             Kind::PriorityQueue,
             Init::PriorityQueue { maxsize, make },
+            Some(QueueProxy::<T>::tag()),
         )
     }
 
@@ -158,7 +170,8 @@ impl ManagerServerBuilder {
     }
 
     /// Serves the function `f` as `name`: clients call it with an encoded
-    /// `A` and get its `R` back. It runs on the server, on the calling
+    /// `A` and get its `R` back. A client asking for it with other types
+    /// is refused (see [Type fingerprints](crate#type-fingerprints)). It runs on the server, on the calling
     /// client's connection thread, so it may run concurrently with itself.
     /// If it panics, the caller gets a `TaskPanicked` error carrying the
     /// panic's message and location, and the server goes on serving (the
@@ -167,7 +180,7 @@ impl ManagerServerBuilder {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_manager::{ErrorKind, ManagerServer, RemoteManager};
+    /// use multiproc::{ErrorKind, ManagerServer, RemoteManager};
     ///
     /// fn checked_sqrt(x: f64) -> f64 {
     ///     assert!(x >= 0.0, "negative input {x}");
@@ -184,7 +197,7 @@ impl ManagerServerBuilder {
     /// assert_eq!(e.kind(), ErrorKind::TaskPanicked);
     /// assert_eq!(e.panic_info().unwrap().message, "negative input -1");
     /// assert_eq!(sqrt.call(&4.0)?, 2.0); // still serving
-    /// # Ok::<(), multiproc_manager::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn callable<A, R>(mut self, name: &str, f: fn(A) -> R) -> Self
     where
@@ -207,7 +220,18 @@ impl ManagerServerBuilder {
             codec::encode(&r).map_err(|e| Error::from(e).to_wire())
         });
         if self.error.is_none() {
-            if let Err(e) = self.store.register_callable(name, call) {
+            let ty = CallableProxy::<A, R>::tag().desc();
+            if let Err(e) = self.store.register_callable(name, call, ty) {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    /// Registers a served object of the types `ty` as `name`.
+    pub(crate) fn add_served(mut self, name: &str, obj: Box<dyn Served>, ty: TypeDesc) -> Self {
+        if self.error.is_none() {
+            if let Err(e) = self.store.register_shared(name, obj, ty) {
                 self.error = Some(e);
             }
         }
@@ -221,7 +245,8 @@ impl ManagerServerBuilder {
         self
     }
 
-    /// Stops logging rejected connections to stderr.
+    /// Stops reporting rejected connections (failed authentication, bad
+    /// frames) as `tracing` WARN events.
     pub fn quiet(mut self, quiet: bool) -> Self {
         self.quiet = quiet;
         self
@@ -284,8 +309,8 @@ impl ServerShared {
     fn log(&self, peer: Option<SocketAddr>, message: &str) {
         if !self.quiet {
             match peer {
-                Some(p) => eprintln!("multiproc manager server: client {p}: {message}"),
-                None => eprintln!("multiproc manager server: {message}"),
+                Some(p) => tracing::warn!(peer = %p, "manager server: {message}"),
+                None => tracing::warn!("manager server: {message}"),
             }
         }
     }
@@ -301,14 +326,14 @@ impl ServerShared {
 /// # Examples
 ///
 /// ```
-/// use multiproc_manager::{ErrorKind, ManagerServer, RemoteManager};
+/// use multiproc::{ErrorKind, ManagerServer, RemoteManager};
 ///
 /// let server = ManagerServer::builder(b"key").dict("config").bind("127.0.0.1:0")?;
 /// let addr = server.local_addr();
 /// assert_ne!(addr.port(), 0);
 /// let wrong = RemoteManager::connect(addr, b"not the key").unwrap_err();
 /// assert_eq!(wrong.kind(), ErrorKind::Authentication);
-/// # Ok::<(), multiproc_manager::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ManagerServer {
     shared: Arc<ServerShared>,
