@@ -62,36 +62,40 @@ fn remote_proxies_of_the_wrong_type_get_errors_and_the_connection_goes_on() {
     bounded(Duration::from_secs(60), || {
         let s = server();
         let r = RemoteManager::connect(s.local_addr(), KEY).unwrap();
+        let refused = |e: multiproc::Error| assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 
-        // A queue item put as a String, taken as a u64: an error (the item is
-        // consumed, as an unpicklable item is in Python), then the next works.
+        // The first typed lookup fixes a named queue's type; a lookup as
+        // another type is refused, and so is every call of a proxy decoded as
+        // another type (as when passed to a process expecting another): the
+        // refused get takes nothing.
         let qs = r.queue::<String>("q").unwrap();
-        let qn = r.queue::<u64>("q").unwrap();
-        qs.put(&"not a number, and long enough".to_string())
-            .unwrap();
-        let e = qn.get_timeout(LIMIT).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Serialization, "{e}");
-        assert_eq!(qn.len().unwrap(), 0);
-        qn.put(&7).unwrap();
-        assert_eq!(qn.get().unwrap(), 7);
+        qs.put("not a number".to_string()).unwrap();
+        refused(r.queue::<u64>("q").unwrap_err());
+        let qn: multiproc::QueueProxy<u64> = codec::decode(&codec::encode(&qs).unwrap()).unwrap();
+        refused(qn.get_timeout(LIMIT).unwrap_err());
+        refused(qn.put(7).unwrap_err().into());
+        assert_eq!(qs.qsize().unwrap(), 1);
+        assert_eq!(qs.get().unwrap(), "not a number");
 
-        // A list read through a proxy of another item type.
+        // A list, a value and a dict looked up or decoded as other types.
         let ls = r.list::<String>("l").unwrap();
         ls.push(&"abc".to_string()).unwrap();
-        let lb = r.list::<bool>("l").unwrap();
-        assert_eq!(lb.get(0).unwrap_err().kind(), ErrorKind::Serialization);
+        refused(r.list::<bool>("l").unwrap_err());
+        let lb: multiproc::ListProxy<bool> = codec::decode(&codec::encode(&ls).unwrap()).unwrap();
+        refused(lb.get(0).unwrap_err());
         let items: Vec<_> = lb.iter().collect();
-        assert_eq!(items.len(), 1);
-        assert_eq!(
-            items[0].as_ref().unwrap_err().kind(),
-            ErrorKind::Serialization
-        );
+        assert!(items.iter().all(Result::is_err), "{items:?}");
         assert_eq!(ls.get(0).unwrap(), "abc");
-
-        // A value and a namespace attribute read as the wrong type.
-        let v = r.value::<u64>("v").unwrap();
-        assert_eq!(v.get().unwrap_err().kind(), ErrorKind::Serialization);
+        refused(r.value::<u64>("v").unwrap_err());
         assert_eq!(r.value::<String>("v").unwrap().get().unwrap(), "text");
+        let d = r.dict::<String, u64>("d").unwrap();
+        d.insert(&"k".to_string(), &1).unwrap();
+        refused(r.dict::<String, i64>("d").unwrap_err());
+        refused(r.dict::<u64, u64>("d").unwrap_err());
+        assert_eq!(d.get("k").unwrap(), Some(1));
+
+        // A namespace holds untyped attributes: one read as another type
+        // fails to decode, and the right type still reads it.
         let ns = r.namespace("ns").unwrap();
         ns.set("x", &-1i64).unwrap();
         assert_eq!(
@@ -100,18 +104,10 @@ fn remote_proxies_of_the_wrong_type_get_errors_and_the_connection_goes_on() {
         );
         assert_eq!(ns.get::<i64>("x").unwrap(), Some(-1));
 
-        // A callable called with the wrong argument type, or read back as the
-        // wrong result type.
-        let wrong_arg = r.callable::<Vec<u32>, u64>("len").unwrap();
-        assert_eq!(
-            wrong_arg.call(&vec![u32::MAX; 3]).unwrap_err().kind(),
-            ErrorKind::Serialization
-        );
-        let wrong_ret = r.callable::<String, String>("len").unwrap();
-        assert_eq!(
-            wrong_ret.call(&"four".to_string()).unwrap_err().kind(),
-            ErrorKind::Serialization
-        );
+        // A callable is typed at registration: other argument or result
+        // types are refused before it runs.
+        refused(r.callable::<Vec<u32>, u64>("len").unwrap_err());
+        refused(r.callable::<String, String>("len").unwrap_err());
         assert_eq!(
             r.callable::<String, u64>("len")
                 .unwrap()
@@ -130,7 +126,7 @@ fn a_wait_too_long_to_represent_is_a_wait_forever_not_a_dead_connection() {
         let s = server();
         let r = RemoteManager::connect(s.local_addr(), KEY).unwrap();
         let q = r.queue::<u64>("q").unwrap();
-        q.put(&1).unwrap();
+        q.put(1).unwrap();
         // `Instant::now() + Duration::MAX` overflows: the server must not
         // compute it (it used to panic and drop the connection).
         assert_eq!(q.get_timeout(Duration::MAX).unwrap(), 1);
@@ -139,9 +135,56 @@ fn a_wait_too_long_to_represent_is_a_wait_forever_not_a_dead_connection() {
             thread::spawn(move || q.get_timeout(Duration::MAX))
         };
         thread::sleep(Duration::from_millis(200));
-        q.put(&2).unwrap();
+        q.put(2).unwrap();
         assert_eq!(waiter.join().unwrap().unwrap(), 2);
-        assert_eq!(q.len().unwrap(), 0);
+        assert_eq!(q.qsize().unwrap(), 0);
+    });
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn exit_with(x: u64) -> u64 {
+    x + 1
+}
+
+#[test]
+fn every_timeout_too_long_to_represent_is_a_wait_forever() {
+    use multiproc::{
+        as_completed, wait, ApplyOptions, Executor, IMapOptions, Pool, Process, ReturnWhen,
+    };
+    multiproc_testkit::checked(Duration::from_secs(60), || {
+        let pool = Pool::new(2).unwrap();
+        let r = pool.apply_async(square, 3).unwrap();
+        assert!(r.wait_timeout(Duration::MAX));
+        assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 9);
+        // A task timeout of Duration::MAX is no timeout.
+        let opts = ApplyOptions::new().timeout(Duration::MAX);
+        let r = pool.apply_async_with(square, 4, opts).unwrap();
+        assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 16);
+        let mut it = pool.imap(square, vec![5u64]).unwrap();
+        assert_eq!(it.next_timeout(Duration::MAX).unwrap().unwrap(), 25);
+        assert!(it.next_timeout(Duration::MAX).is_none());
+        pool.close();
+        pool.join().unwrap();
+
+        let ex = Executor::new(1).unwrap();
+        let fs: Vec<_> = (0..3u64).map(|x| ex.submit(square, x).unwrap()).collect();
+        assert_eq!(fs[0].result_timeout(Duration::MAX).unwrap(), 0);
+        let w = wait(fs, Some(Duration::MAX), ReturnWhen::AllCompleted);
+        assert_eq!(w.done.len(), 3);
+        assert_eq!(as_completed(w.done, Some(Duration::MAX)).count(), 3);
+        let sums: Vec<u64> = ex
+            .map_with(square, 0..4u64, IMapOptions::new(), Some(Duration::MAX))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(sums, [0, 1, 4, 9]);
+        ex.shutdown(true, false).unwrap();
+
+        let mut p = Process::spawn(exit_with, 1).unwrap();
+        assert_eq!(p.join_timeout(Duration::MAX).unwrap(), 2);
     });
 }
 
@@ -227,7 +270,7 @@ fn zero_length_frames_to_the_remote_manager_end_that_connection_only() {
         let _ = c.read_to_end(&mut rest);
         assert!(rest.ends_with(b"DENIED"), "{rest:?}");
         let r = RemoteManager::connect(s.local_addr(), KEY).unwrap();
-        r.queue::<u8>("q").unwrap().put(&1).unwrap();
+        r.queue::<u8>("q").unwrap().put(1).unwrap();
     });
 }
 
@@ -278,8 +321,8 @@ fn frames_split_byte_by_byte_are_read_whole_by_server_and_client() {
         let q = r.queue::<Vec<u8>>("q").unwrap();
         // A message bigger than one read buffer, so frames straddle reads.
         let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
-        q.put(&big).unwrap();
-        q.put(&vec![]).unwrap();
+        q.put(big.clone()).unwrap();
+        q.put(vec![]).unwrap();
         assert_eq!(q.get().unwrap(), big);
         assert_eq!(q.get().unwrap(), Vec::<u8>::new());
         let d = r.dict::<String, u64>("d").unwrap();

@@ -59,7 +59,7 @@
 //!
 //! * An object made by a [`Manager`] gets the fingerprint of the proxy that
 //!   made it; an object registered by name on a [`ManagerServer`] gets its
-//!   types when registered with them (priority queues, callables), else from the first
+//!   types when registered with them (priority queues, values, callables), else from the first
 //!   client that looks it up by name with types ([`RemoteManager::dict`],
 //!   [`RemoteManager::queue`]...).
 //! * A lookup by name with other types fails with

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::client;
 use crate::protocol::{Init, Kind, Request, Response};
-use crate::proxy::{CallableProxy, QueueProxy};
+use crate::proxy::{CallableProxy, QueueProxy, ValueProxy};
 use crate::queues::{new_heap, HeapMaker};
 use crate::shared::Served;
 use crate::store::{CallFn, Peer, Store};
@@ -158,10 +158,17 @@ impl ManagerServerBuilder {
         self.add(name, Kind::Namespace, Init::Empty)
     }
 
-    /// Serves a value, initially `initial`, as `name`.
+    /// Serves a value, initially `initial`, as `name`. Its type is `T`: a
+    /// client asking for it as another type is refused (see
+    /// [Type fingerprints](crate#type-fingerprints)).
     pub fn value<T: Serialize>(mut self, name: &str, initial: &T) -> Self {
         match codec::encode(initial) {
-            Ok(b) => self.add(name, Kind::Value, Init::Value(b)),
+            Ok(b) => self.add_typed(
+                name,
+                Kind::Value,
+                Init::Value(b),
+                Some(ValueProxy::<T>::tag()),
+            ),
             Err(e) => {
                 self.error.get_or_insert(Error::from(e));
                 self
