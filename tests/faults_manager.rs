@@ -83,7 +83,7 @@ fn sigkilled_manager_fails_every_call_within_a_second() {
         // Later calls fail at once, whatever the proxy.
         let t = Instant::now();
         assert!(d.get(&1).is_err());
-        assert!(q.put(&1).is_err());
+        assert!(q.put(1).is_err());
         assert!(l.try_lock().is_err());
         assert!(t.elapsed() < DETECT, "later calls took {:?}", t.elapsed());
         eprintln!("every in-flight call failed within {worst:?}");
