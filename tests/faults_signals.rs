@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::{Manager, Pool, Queue};
 use multiproc_testkit::{descendants_of, gone, shm_names, wait_until, Reexec};
-use nix::sys::signal::{killpg, SigSet, Signal};
+use nix::sys::signal::{killpg, signal, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 
 const ROLE: &str = "MULTIPROC_FAULTS_SIGINT";
@@ -35,6 +35,11 @@ fn slow(x: u32) -> u32 {
 /// The program under test: a pool, a manager and a queue item in its own
 /// segment; prints `PIDS ...`, then maps slow tasks.
 fn program(role: &str) {
+    // The scenario starts from SIGINT's default action, whatever the runner
+    // passed on: a non-interactive shell starts its background jobs with
+    // SIGINT ignored, and an ignored disposition survives exec.
+    // SAFETY: installs SIG_DFL, no handler code; no other thread exists yet.
+    unsafe { signal(Signal::SIGINT, SigHandler::SigDfl) }.unwrap();
     let handled = role == "handled";
     let mask = {
         let mut m = SigSet::empty();
