@@ -551,7 +551,7 @@ where
     /// [`ErrorKind::Timeout`] if the child is still running; the process can
     /// then be joined again. Otherwise as [`join`](Process::join).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<T> {
-        self.join_until(Some(Instant::now() + timeout))
+        self.join_until(Instant::now().checked_add(timeout))
     }
 
     fn frame_len(&self) -> Option<usize> {

@@ -1066,7 +1066,7 @@ impl ZygoteChild {
     /// [`ErrorKind::Timeout`] if it is still running; otherwise as
     /// [`try_wait`](ZygoteChild::try_wait).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        self.p().wait_status(Some(Instant::now() + timeout))
+        self.p().wait_status(Instant::now().checked_add(timeout))
     }
 }
 

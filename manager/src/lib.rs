@@ -59,7 +59,7 @@
 //!
 //! * An object made by a [`Manager`] gets the fingerprint of the proxy that
 //!   made it; an object registered by name on a [`ManagerServer`] gets its
-//!   types when registered with them (priority queues, callables), else from the first
+//!   types when registered with them (priority queues, values, callables), else from the first
 //!   client that looks it up by name with types ([`RemoteManager::dict`],
 //!   [`RemoteManager::queue`]...).
 //! * A lookup by name with other types fails with
@@ -129,5 +129,7 @@ pub use proxy::{
     CallableProxy, DictProxy, EventProxy, JoinableQueueProxy, ListIter, ListProxy, LockProxy,
     NamespaceProxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, SharedProxy, ValueProxy,
 };
+#[doc(hidden)]
+pub use remote::fuzzing;
 pub use remote::{ManagerServer, ManagerServerBuilder, RemoteManager, DEFAULT_MAX_FRAME};
 pub use shared::SharedObject;

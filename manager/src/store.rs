@@ -178,7 +178,9 @@ fn wait_until<'a>(
     mut ready: impl FnMut(&mut State) -> bool,
 ) -> Result<MutexGuard<'a, State>, WaitEnd> {
     let deadline = match block {
-        Block::For(d) => Some(Instant::now() + d),
+        // A wait too long to reach (a client's `Duration::MAX`) is a wait
+        // forever; `Instant + Duration` would panic on it.
+        Block::For(d) => Instant::now().checked_add(d),
         _ => None,
     };
     if ready(&mut guard) {

@@ -98,7 +98,8 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
         if let Some(to) = task.timeout {
             w.timed = true;
             new_deadline = true;
-            task.deadline = Some(Instant::now() + to);
+            // A timeout too long to represent is no timeout.
+            task.deadline = Instant::now().checked_add(to);
         }
         w.outstanding.push_back(task);
     }

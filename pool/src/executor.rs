@@ -313,7 +313,7 @@ impl Executor {
         I::IntoIter: Send + 'a,
     {
         self.check_open()?;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         Ok(ExecutorMap {
             inner: Some(self.pool.imap_with(f, items, options)?),
             deadline,

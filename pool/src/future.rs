@@ -326,7 +326,7 @@ pub fn as_completed<R>(
     futures: impl IntoIterator<Item = Future<R>>,
     timeout: Option<Duration>,
 ) -> AsCompleted<R> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let futures: Vec<Future<R>> = futures.into_iter().collect();
     let done = completions(&futures);
     AsCompleted {
@@ -382,7 +382,7 @@ pub fn wait<R>(
     timeout: Option<Duration>,
     when: ReturnWhen,
 ) -> Waited<R> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let futures: Vec<Future<R>> = futures.into_iter().collect();
     let done_rx = completions(&futures);
     let mut slots: Vec<Option<Future<R>>> = futures.into_iter().map(Some).collect();

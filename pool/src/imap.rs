@@ -265,7 +265,7 @@ impl<R> IMapIter<'_, R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        self.next_until(Some(Instant::now() + timeout))
+        self.next_until(Instant::now().checked_add(timeout))
     }
 }
 

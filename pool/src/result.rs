@@ -345,7 +345,7 @@ impl<R> AsyncResult<R> {
     /// [`ErrorKind::Timeout`] if the result is not there in time; otherwise
     /// as [`get`](AsyncResult::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
-        if !self.cell.wait_until(Some(Instant::now() + timeout)) {
+        if !self.cell.wait_until(Instant::now().checked_add(timeout)) {
             return Err(Error::timeout(format!(
                 "the result did not arrive within {timeout:?}"
             )));
@@ -384,7 +384,7 @@ impl<R> AsyncResult<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.cell.wait_until(Some(Instant::now() + timeout))
+        self.cell.wait_until(Instant::now().checked_add(timeout))
     }
 
     /// True once the result has arrived.

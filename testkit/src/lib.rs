@@ -42,8 +42,8 @@ use std::time::Duration;
 
 pub use kid::{join_or_kill, kill_and_reap, Kid};
 pub use procs::{
-    alive, assert_no_children, assert_no_zombie_children, children, descendants, gone, kill_pid,
-    kill_survivors, reaped, wait_gone, zombie_children,
+    alive, assert_no_children, assert_no_zombie_children, children, descendants, descendants_of,
+    gone, kill_pid, kill_survivors, reaped, wait_gone, zombie_children,
 };
 pub use redis::{redis_server_path, RedisOptions, RedisServer};
 pub use reexec::{printed_pids, Helper, Reexec};

@@ -59,8 +59,21 @@ pub fn children() -> Vec<i32> {
 /// assert!(!multiproc_testkit::descendants().contains(&(std::process::id() as i32)));
 /// ```
 pub fn descendants() -> Vec<i32> {
+    descendants_of(my_pid())
+}
+
+/// Pids of every descendant of process `pid` (children, grandchildren,
+/// ...), e.g. of a helper process that started a pool and a manager.
+///
+/// # Examples
+///
+/// ```
+/// let me = std::process::id() as i32;
+/// assert!(!multiproc_testkit::descendants_of(me).contains(&me));
+/// ```
+pub fn descendants_of(pid: i32) -> Vec<i32> {
     let entries = proc_entries();
-    let mut found = vec![my_pid()];
+    let mut found = vec![pid];
     let mut i = 0;
     while i < found.len() {
         let parent = found[i];

@@ -74,6 +74,15 @@ impl Reexec {
         self
     }
 
+    /// Makes the helper the leader of a new process group (its pgid is its
+    /// pid), so that a signal sent to that group (a terminal's Ctrl-C)
+    /// reaches the helper and its children but not the test runner.
+    pub fn process_group(mut self) -> Reexec {
+        use std::os::unix::process::CommandExt;
+        self.cmd.process_group(0);
+        self
+    }
+
     /// Sets the helper's stdout (piped by default).
     pub fn stdout(mut self, stdout: Stdio) -> Reexec {
         self.cmd.stdout(stdout);

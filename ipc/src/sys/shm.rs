@@ -99,6 +99,32 @@ fn shmem_error(name: &str, e: ShmemError) -> io::Error {
     }
 }
 
+/// Allocates the `len` bytes of the new segment `name` now: a segment is
+/// only sized by `ftruncate`, so on a full `/dev/shm` the first write to a
+/// page would kill the writer with SIGBUS; this turns that into an error.
+fn reserve(name: &str, len: usize) -> io::Result<()> {
+    let fd = nix::sys::mman::shm_open(
+        name,
+        nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("shared memory block '{name}': {e}"),
+        )
+    })?;
+    let len = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    nix::fcntl::posix_fallocate(&fd, 0, len).map_err(|e| {
+        let os = io::Error::from(e);
+        io::Error::new(
+            os.kind(),
+            format!("shared memory block '{name}': cannot allocate {len} bytes: {os}"),
+        )
+    })?;
+    Ok(())
+}
+
 impl Mapping {
     /// Creates the named segment `name` (with its leading `/`) of `len` bytes,
     /// zero-filled. The caller owns the name: nothing here unlinks it.
@@ -111,6 +137,11 @@ impl Mapping {
         // Ownership (who unlinks) is ours to manage, not the crate's: its owner
         // unlinks on drop in whatever process drops it, forked children included.
         shm.set_owner(false);
+        if let Err(e) = reserve(name, len) {
+            drop(shm);
+            let _ = unlink(name);
+            return Err(e);
+        }
         Mapping::from_shmem(shm)
     }
 
@@ -458,6 +489,80 @@ fn tracker_loop(fd: i32, table: &mut [u8]) {
         // SAFETY: path is NUL-terminated.
         unsafe { libc::unlink(path.as_ptr().cast()) };
     }
+    unlink_items(table);
+}
+
+/// True if `entry` (a `/dev/shm` file name, no leading `/`) is an item
+/// segment of a tracked segment: named `<tracked name>.<anything>`, as a
+/// queue names the segments of its large items.
+fn is_item_of_tracked(table: &[u8], entry: &[u8]) -> bool {
+    table.chunks_exact(SLOT).any(|slot| {
+        let len = slot.iter().position(|&b| b == 0).unwrap_or(SLOT);
+        // Skip the tracked name's leading '/'.
+        len >= 2 && {
+            let base = &slot[1..len];
+            entry.len() > base.len() + 1 && entry.starts_with(base) && entry[base.len()] == b'.'
+        }
+    })
+}
+
+/// Unlinks the item segments of the tracked segments (a queue's large items
+/// live in segments named after the queue's region, made by any producer):
+/// they are unreachable once their region is gone. Reads `/dev/shm` with
+/// `getdents64` into a stack buffer: no allocation in the tracker.
+fn unlink_items(table: &[u8]) {
+    // SAFETY: the path is a NUL-terminated literal.
+    let dir = unsafe {
+        libc::open(
+            c"/dev/shm".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return;
+    }
+    let mut buf = [0u8; 8192];
+    // Entries removed during a scan may make the directory's listing skip
+    // others: scan again until a pass removes nothing (bounded).
+    for _ in 0..16 {
+        let mut removed = false;
+        // SAFETY: rewinds the directory fd we opened.
+        if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } < 0 {
+            break;
+        }
+        loop {
+            // SAFETY: getdents64 writes at most buf.len() bytes into buf.
+            let n =
+                unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            let n = n as usize;
+            let mut off = 0;
+            // linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8,
+            // then the NUL-terminated name.
+            while off + 19 < n {
+                let reclen = usize::from(u16::from_ne_bytes([buf[off + 16], buf[off + 17]]));
+                if reclen == 0 || off + reclen > n {
+                    break;
+                }
+                let field = &buf[off + 19..off + reclen];
+                let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+                if len < field.len() && is_item_of_tracked(table, &field[..len]) {
+                    // SAFETY: the name is NUL-terminated inside buf, and dir
+                    // is our open directory fd.
+                    unsafe { libc::unlinkat(dir, field.as_ptr().cast(), 0) };
+                    removed = true;
+                }
+                off += reclen;
+            }
+        }
+        if !removed {
+            break;
+        }
+    }
+    // SAFETY: closes the fd we opened, once.
+    unsafe { libc::close(dir) };
 }
 
 fn apply_record(table: &mut [u8], record: &[u8]) {
@@ -513,6 +618,19 @@ mod tests {
         assert_eq!(used(&table), 1);
         apply_record(&mut table, b"U/bb");
         assert_eq!(used(&table), 0);
+    }
+
+    #[test]
+    fn item_segments_of_tracked_names_are_recognised() {
+        let mut table = vec![0u8; SLOT * 4];
+        apply_record(&mut table, b"R/mp-1-2-ab");
+        assert!(is_item_of_tracked(&table, b"mp-1-2-ab.77-0"));
+        assert!(!is_item_of_tracked(&table, b"mp-1-2-ab"));
+        assert!(!is_item_of_tracked(&table, b"mp-1-2-ab."));
+        assert!(!is_item_of_tracked(&table, b"mp-1-2-abc.77-0"));
+        assert!(!is_item_of_tracked(&table, b"mp-1-2-a.77-0"));
+        apply_record(&mut table, b"U/mp-1-2-ab");
+        assert!(!is_item_of_tracked(&table, b"mp-1-2-ab.77-0"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hmac::Mac;
 use multiproc_ipc::{Error, ErrorKind, Result};
@@ -43,6 +43,9 @@ impl TcpConn {
         })?;
         let mut io = FrameIo::new(stream)?;
         io.idle_timeout = Some(HANDSHAKE_TIMEOUT);
+        // A server that trickles its handshake must not hold the caller for
+        // longer than the bound either.
+        io.deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
         let mut buf = Vec::new();
         let mut out = Vec::new();
         let fail = |e: ReadError| read_error_to_error(e, &format!("the manager at {addr}"));
@@ -87,6 +90,7 @@ impl TcpConn {
             )));
         }
         io.idle_timeout = None;
+        io.deadline = None;
         Ok(TcpConn {
             io,
             buf,

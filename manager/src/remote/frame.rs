@@ -22,6 +22,9 @@ pub(super) struct FrameIo {
     read_timeout: Option<Duration>,
     /// The read timeout between frames (`None`: wait forever).
     pub(super) idle_timeout: Option<Duration>,
+    /// When set, reads fail with `TimedOut` from this instant on, however
+    /// the bytes trickle in (the handshake's overall bound).
+    pub(super) deadline: Option<Instant>,
 }
 
 /// Why a frame could not be read.
@@ -55,6 +58,7 @@ impl FrameIo {
             nonblocking: false,
             read_timeout: None,
             idle_timeout: None,
+            deadline: None,
         })
     }
 
@@ -93,11 +97,18 @@ impl FrameIo {
     fn fill(&mut self, spin: Duration, partial: bool) -> io::Result<usize> {
         // The rest of a started frame must come within FRAME_TIMEOUT; between
         // frames a connection may stay idle for as long as it likes.
-        let timeout = if partial {
+        let mut timeout = if partial {
             Some(FRAME_TIMEOUT)
         } else {
             self.idle_timeout
         };
+        if let Some(dl) = self.deadline {
+            let left = dl.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
+            }
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
         if self.read_timeout != timeout {
             self.stream.set_read_timeout(timeout)?;
             self.read_timeout = timeout;

@@ -33,6 +33,7 @@ use sha2::Sha256;
 
 mod client;
 mod frame;
+pub mod fuzzing;
 mod server;
 
 pub use client::RemoteManager;

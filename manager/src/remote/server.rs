@@ -6,7 +6,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hmac::Mac;
 use multiproc_ipc::codec;
@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::client;
 use crate::protocol::{Init, Kind, Request, Response};
-use crate::proxy::{CallableProxy, QueueProxy};
+use crate::proxy::{CallableProxy, QueueProxy, ValueProxy};
 use crate::queues::{new_heap, HeapMaker};
 use crate::shared::Served;
 use crate::store::{CallFn, Peer, Store};
@@ -158,10 +158,17 @@ impl ManagerServerBuilder {
         self.add(name, Kind::Namespace, Init::Empty)
     }
 
-    /// Serves a value, initially `initial`, as `name`.
+    /// Serves a value, initially `initial`, as `name`. Its type is `T`: a
+    /// client asking for it as another type is refused (see
+    /// [Type fingerprints](crate#type-fingerprints)).
     pub fn value<T: Serialize>(mut self, name: &str, initial: &T) -> Self {
         match codec::encode(initial) {
-            Ok(b) => self.add(name, Kind::Value, Init::Value(b)),
+            Ok(b) => self.add_typed(
+                name,
+                Kind::Value,
+                Init::Value(b),
+                Some(ValueProxy::<T>::tag()),
+            ),
             Err(e) => {
                 self.error.get_or_insert(Error::from(e));
                 self
@@ -507,6 +514,9 @@ impl Peer for RemotePeer<'_> {
 /// Runs the server's half of the handshake; `Ok(false)` means denied.
 fn handshake(io: &mut FrameIo, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
     io.idle_timeout = Some(HANDSHAKE_TIMEOUT);
+    // The whole answer must come within the bound: a client that trickles
+    // its bytes in must not hold a connection thread for longer.
+    io.deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
     let s = nonce()?;
     let mut hello = HELLO.to_vec();
     hello.extend_from_slice(&s);
@@ -528,6 +538,7 @@ fn handshake(io: &mut FrameIo, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
     welcome.extend_from_slice(&proof);
     io.write_frame(&welcome, out)?;
     io.idle_timeout = None;
+    io.deadline = None;
     Ok(true)
 }
 
@@ -546,6 +557,17 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, id: u64, shared: &ServerSha
             return shared.log(Some(peer), &format!("handshake failed: {e}"));
         }
     }
+    serve_requests(&mut io, peer, id, shared, &mut out);
+}
+
+/// Serves one authenticated client until it leaves or breaks the protocol.
+fn serve_requests(
+    io: &mut FrameIo,
+    peer: SocketAddr,
+    id: u64,
+    shared: &ServerShared,
+    out: &mut Vec<u8>,
+) {
     let codec = client::codec(shared.max_frame);
     let mut buf = Vec::new();
     let mut resp_buf = Vec::new();
@@ -584,11 +606,59 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, id: u64, shared: &ServerSha
                 return shared.log(Some(peer), "cannot encode a response; connection closed");
             }
         }
-        if let Err(e) = io.write_frame(&resp_buf, &mut out) {
+        if let Err(e) = io.write_frame(&resp_buf, out) {
             return shared.log(
                 Some(peer),
                 &format!("cannot send a response ({e}); connection closed"),
             );
         }
     }
+}
+
+/// Starts configuring a server whose object ids count up from `first`
+/// instead of a random id (fuzzing: inputs that name objects by id stay
+/// reproducible).
+pub(super) fn builder_with_first_id(authkey: &[u8], first: u64) -> ManagerServerBuilder {
+    ManagerServerBuilder {
+        store: Store::with_first_id(first),
+        ..ManagerServer::builder(authkey)
+    }
+}
+
+/// Serves one connection on the calling thread as the accept loop's thread
+/// would, with the handshake or, if `authenticated`, straight from the
+/// request loop (fuzzing: a fuzzer cannot answer the random challenge).
+///
+/// # Errors
+///
+/// As [`ManagerServerBuilder::bind`] for the builder's own errors, and `Io`
+/// if the stream's peer address cannot be read.
+pub(super) fn serve_one(
+    builder: ManagerServerBuilder,
+    stream: TcpStream,
+    authenticated: bool,
+) -> Result<()> {
+    if let Some(e) = builder.error {
+        return Err(e);
+    }
+    let peer = stream.peer_addr()?;
+    let shared = ServerShared {
+        store: builder.store,
+        authkey: builder.authkey,
+        max_frame: builder.max_frame,
+        quiet: builder.quiet,
+        stopping: AtomicBool::new(false),
+        conns: Mutex::new(HashMap::new()),
+        next_conn: AtomicU64::new(2),
+    };
+    let id = 1;
+    if authenticated {
+        let mut io = FrameIo::new(stream)?;
+        let mut out = Vec::new();
+        serve_requests(&mut io, peer, id, &shared, &mut out);
+    } else {
+        serve_client(stream, peer, id, &shared);
+    }
+    shared.store.release_owned(id);
+    Ok(())
 }
