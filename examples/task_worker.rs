@@ -77,7 +77,17 @@ fn main() -> multiproc::Result<()> {
         match tasks.get_timeout(Duration::from_secs(1)) {
             Ok(n) => {
                 println!("run task {n} * {n}...");
-                results.put(format!("{n} * {n} = {}", n * n))?;
+                let put = results.put(format!("{n} * {n} = {}", n * n));
+                match put.map_err(multiproc::Error::from) {
+                    Ok(()) => {}
+                    // The master took this last result and stopped before
+                    // its reply reached us.
+                    Err(e) if matches!(e.kind(), ErrorKind::Closed | ErrorKind::Io) => {
+                        println!("the master has gone.");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) if e.kind() == ErrorKind::Timeout => {
                 println!("task queue is empty.");
