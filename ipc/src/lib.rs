@@ -14,6 +14,7 @@ pub mod fnref2;
 pub mod forkserver;
 pub mod park;
 pub mod pipe;
+mod prefork;
 pub mod process;
 pub mod star;
 #[allow(unsafe_code)]

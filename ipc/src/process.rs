@@ -210,6 +210,16 @@ fn live() -> std::sync::MutexGuard<'static, Vec<Live>> {
     LIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The registry of live children, held across a fork (see `prefork`).
+pub(crate) fn live_lock() -> impl Sized {
+    live()
+}
+
+/// The background reaper, held across a fork (see `prefork`).
+pub(crate) fn reaper_lock() -> impl Sized {
+    REAPER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn register(child: &Arc<ChildProc>, daemon: bool) {
     AT_EXIT.call_once(|| {
         if let Err(e) = fork::at_exit(at_exit_handler) {

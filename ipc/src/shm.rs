@@ -21,8 +21,8 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -452,6 +452,11 @@ impl<'de> Deserialize<'de> for SharedMemory {
 /// mapping it inherited here instead of mapping the segment a second time.
 type Registry = Vec<(String, Weak<Named>)>;
 
+/// The registry, held across a fork (see `prefork`).
+pub(crate) fn registry_lock() -> impl Sized {
+    registry().lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn registry() -> &'static Mutex<Registry> {
     static REGISTRY: Mutex<Registry> = Mutex::new(Vec::new());
     &REGISTRY
@@ -708,27 +713,30 @@ impl<'de> Deserialize<'de> for ShmRegion {
 }
 
 /// Unlinks `/dev/shm/mp-<pid>-*` regions whose creating process is dead, once
-/// per process: the "next run" half of crash cleanup.
+/// per process: the "next run" half of crash cleanup. The first caller
+/// sweeps and the others do not wait for it (a `OnceLock` here would leave
+/// a process forked mid-sweep waiting for ever).
 fn sweep_stale_regions() {
-    static SWEPT: OnceLock<()> = OnceLock::new();
-    SWEPT.get_or_init(|| {
-        let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-            return;
+    static SWEPT: AtomicBool = AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(REGION_PREFIX) else {
+            continue;
         };
-        for entry in dir.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(rest) = name.strip_prefix(REGION_PREFIX) else {
-                continue;
-            };
-            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-                continue;
-            };
-            if !sys::pid_alive(pid) {
-                let _ = sys::unlink(&format!("/{name}"));
-            }
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !sys::pid_alive(pid) {
+            let _ = sys::unlink(&format!("/{name}"));
         }
-    });
+    }
 }
 
 #[cfg(test)]

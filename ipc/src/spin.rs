@@ -17,9 +17,14 @@
 //! process: `adaptive` (the default, as above), `always` (spin whatever the
 //! load: the fastest on a machine reserved for this program), or `never`
 //! (sleep at once: the least CPU). A machine with a single CPU never spins.
+//!
+//! The values read once (CPU count, policy, clock origin) are kept in plain
+//! atomics, never behind a `OnceLock`: a process forked while another thread
+//! was inside a `OnceLock`'s initializer inherits it as "being initialized"
+//! for ever, and its first spin would then wait for a thread that does not
+//! exist there. Two threads racing to fill one in compute the same value.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long the first, pure spin lasts before the yield probe.
@@ -55,27 +60,43 @@ impl Policy {
 
 /// The number of CPUs this process may run on.
 pub fn cpus() -> usize {
-    static CPUS: OnceLock<usize> = OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    /// 0 until first read.
+    static CPUS: AtomicUsize = AtomicUsize::new(0);
+    match CPUS.load(Ordering::Relaxed) {
+        0 => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            CPUS.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
 }
 
 /// This process's policy: `Never` on a single CPU, else `MULTIPROC_SPIN`.
 pub fn policy() -> Policy {
-    static POLICY: OnceLock<Policy> = OnceLock::new();
-    *POLICY.get_or_init(|| {
-        if cpus() < 2 {
-            Policy::Never
-        } else {
-            Policy::parse(std::env::var("MULTIPROC_SPIN").ok().as_deref())
-        }
-    })
+    /// 0 until first read, then 1 + the policy's index.
+    static POLICY: AtomicU8 = AtomicU8::new(0);
+    const ALL: [Policy; 3] = [Policy::Adaptive, Policy::Always, Policy::Never];
+    if let Some(p) = ALL.get(usize::from(POLICY.load(Ordering::Relaxed)).wrapping_sub(1)) {
+        return *p;
+    }
+    let p = if cpus() < 2 {
+        Policy::Never
+    } else {
+        Policy::parse(std::env::var("MULTIPROC_SPIN").ok().as_deref())
+    };
+    let index = ALL.iter().position(|q| *q == p).unwrap_or(0);
+    POLICY.store(index as u8 + 1, Ordering::Relaxed);
+    p
 }
 
-/// The clock the contention mark is kept in.
+/// The clock the contention mark is kept in: nanoseconds of
+/// `CLOCK_MONOTONIC` (an `Instant` origin would need a `OnceLock`).
 fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        let ns = i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec());
+        u64::try_from(ns).unwrap_or(0)
+    })
 }
 
 /// Until when (in [`now_ns`]) spinning is off.

@@ -117,6 +117,11 @@ fn cores() -> &'static Mutex<Vec<(String, AnyCore)>> {
     &CORES
 }
 
+/// The registry of open queues, held across a fork (see `prefork`).
+pub(crate) fn cores_lock() -> impl Sized {
+    cores().lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Records `core` (named `name`) as open in this process.
 fn register<C: Any + Send + Sync>(name: &str, core: &Arc<C>) {
     let mut all = cores().lock().unwrap_or_else(|p| p.into_inner());

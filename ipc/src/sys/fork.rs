@@ -56,9 +56,14 @@ unsafe fn fork_with(
     let _ = io::stderr().flush();
     // SAFETY: getpid and gettid have no preconditions.
     let (parent, from_main_thread) = unsafe { (libc::getpid(), libc::gettid() == libc::getpid()) };
+    // No other thread of ours is half-way through the registries a child
+    // uses: they are held across the fork and released on both sides.
+    let held = crate::prefork::hold();
     // SAFETY: the caller accepts the consequences of forking (see # Safety);
     // the child never returns from this function.
-    let pid = cvt(unsafe { libc::fork() })?;
+    let pid = unsafe { libc::fork() };
+    drop(held);
+    let pid = cvt(pid)?;
     if pid != 0 {
         return Ok(pid);
     }

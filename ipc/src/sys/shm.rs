@@ -315,6 +315,11 @@ struct Tracker {
 
 static TRACKER: Mutex<Option<Tracker>> = Mutex::new(None);
 
+/// The tracker handle, held across a fork (see `prefork`).
+pub(crate) fn tracker_lock() -> impl Sized {
+    TRACKER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Asks this process's tracker to unlink `name` if every process of this
 /// family dies without [`untrack`]ing it. Starts the tracker on first use.
 pub(crate) fn track(name: &str) -> io::Result<()> {
