@@ -115,22 +115,34 @@ impl Named {
                 "shared memory size must be at least 1 byte",
             ));
         }
-        let map = Mapping::create_named(name, size).map_err(io_error)?;
-        let named = Named {
-            name: name.to_owned(),
-            map,
-            owner: Some(std::process::id()),
-            unlinked: Mutex::new(false),
-        };
-        if let Err(e) = sys::track(&named.name) {
+        // Tracked before it exists: a process killed between the two steps
+        // leaves the tracker a name to remove, never a segment it does not
+        // know about (unlinking a name that was never created is harmless).
+        if let Err(e) = sys::track(name) {
             // Without the tracker a crash could leak the block: refuse it.
-            drop(named);
             return Err(Error::with_source(
                 ErrorKind::Io,
                 "cannot start the shared memory tracker",
                 e,
             ));
         }
+        let map = match Mapping::create_named(name, size) {
+            Ok(map) => map,
+            Err(e) => {
+                // A name that exists already may be this process's own,
+                // tracked since it made it: that registration stays.
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    let _ = sys::untrack(name);
+                }
+                return Err(io_error(e));
+            }
+        };
+        let named = Named {
+            name: name.to_owned(),
+            map,
+            owner: Some(std::process::id()),
+            unlinked: Mutex::new(false),
+        };
         Ok(named)
     }
 

@@ -28,31 +28,6 @@
 //! tells the client, and calls [`ShmChannel::unlink`] once the client has
 //! attached: from then on the segment has no name, so nothing can leak. If
 //! the server crashes in between, the shared memory tracker removes the name.
-//!
-//! # Examples
-//!
-//! ```
-//! use multiproc_ipc::shmchan::{ShmChannel, Side};
-//! use std::time::Duration;
-//!
-//! let mut server = ShmChannel::create(1024)?;
-//! let mut client = ShmChannel::attach(server.name())?;
-//! server.unlink()?;
-//!
-//! let t = std::thread::spawn(move || {
-//!     let mut buf = Vec::new();
-//!     server.recv(&mut buf, Duration::from_micros(20), &|| false)?;
-//!     buf.reverse();
-//!     server.send(&buf, &|| false)
-//! });
-//! client.send(b"hello", &|| false)?;
-//! let mut reply = Vec::new();
-//! client.recv(&mut reply, Duration::from_micros(20), &|| false)?;
-//! assert_eq!(reply, b"olleh");
-//! t.join().unwrap()?;
-//! assert_eq!(client.side(), Side::Client);
-//! # Ok::<(), multiproc_ipc::Error>(())
-//! ```
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -191,12 +166,13 @@ impl ShmChannel {
             std::collections::hash_map::RandomState::new().hash_one((pid, seq)) as u32
         };
         let name = format!("/mp-{pid}-c{seq}-{salt:08x}");
-        let map = Mapping::create_named(&name, HEADER + capacity)
-            .map_err(|e| io_err("cannot create a shared memory channel", e))?;
-        if let Err(e) = sys::track(&name) {
-            let _ = sys::unlink(&name);
-            return Err(io_err("cannot start the shared memory tracker", e));
-        }
+        // Tracked before it exists: a process killed in between leaves the
+        // tracker a name to remove, never an untracked segment.
+        sys::track(&name).map_err(|e| io_err("cannot start the shared memory tracker", e))?;
+        let map = Mapping::create_named(&name, HEADER + capacity).map_err(|e| {
+            let _ = sys::untrack(&name);
+            io_err("cannot create a shared memory channel", e)
+        })?;
         let chan = ShmChannel {
             map,
             name,
@@ -535,6 +511,27 @@ fn unreachable_layout() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_and_its_reply_between_threads() {
+        let mut server = ShmChannel::create(1024).unwrap();
+        let mut client = ShmChannel::attach(server.name()).unwrap();
+        server.unlink().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            server.recv(&mut buf, Duration::from_micros(20), &|| false)?;
+            buf.reverse();
+            server.send(&buf, &|| false)
+        });
+        client.send(b"hello", &|| false).unwrap();
+        let mut reply = Vec::new();
+        client
+            .recv(&mut reply, Duration::from_micros(20), &|| false)
+            .unwrap();
+        assert_eq!(reply, b"olleh");
+        t.join().unwrap().unwrap();
+        assert_eq!(client.side(), Side::Client);
+    }
 
     #[test]
     fn round_trips_small_and_chunked() {
