@@ -168,6 +168,11 @@
 //!
 //! - `progress`: `IMapIter::progress` and `ExecutorMap::progress` draw
 //!   a progress bar (indicatif) as results stream in.
+//! - `redis`: the distributed tier on a Redis server (`multiproc::redis`,
+//!   also re-exported here: `RedisBackend`, `RedisPool`, `RedisQueue`,
+//!   `RedisDict`, `RedisLock`...). Its objects implement the same
+//!   `SharedQueue`, `SharedDict`, `SharedList`, `SharedValue` and
+//!   `SharedLock` traits as the manager's proxies.
 #![forbid(unsafe_code)]
 
 // One re-export per line, so that features land without merge conflicts.

@@ -205,11 +205,7 @@ fn soak(total: Duration, every: Duration) {
     });
 }
 
-/// Out of the default run until its one hang is explained: in one `.ci/run`
-/// of the whole workspace this 20 s soak did not finish within its 140 s
-/// bound (RELIABILITY.md, open findings); it passed in every other run.
 #[test]
-#[ignore = "hung once in CI (RELIABILITY.md, open findings); run with --ignored"]
 fn soak_short() {
     soak(Duration::from_secs(20), Duration::from_secs(2));
 }

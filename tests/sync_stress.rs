@@ -16,22 +16,33 @@ const WAITERS: usize = 8;
 /// beyond any wake-up on a busy machine, far below a hang.
 const ROUND: Duration = Duration::from_secs(20);
 
-/// The scheduler state of process `pid` (`R`, `S`, ...), from `/proc`.
-fn state(pid: i32) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+/// The scheduler state (`R`, `S`, ...) in a `/proc/.../stat` file.
+fn state_in(stat_path: &str) -> char {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     stat.rsplit_once(')')
         .and_then(|(_, rest)| rest.trim_start().chars().next())
         .unwrap_or('?')
 }
 
+/// The `stat` file of process `pid`.
+fn proc_stat(pid: i32) -> String {
+    format!("/proc/{pid}/stat")
+}
+
 /// Waits until every process of `pids` sleeps (state `S`).
 fn until_asleep(pids: &[i32]) {
+    let paths: Vec<String> = pids.iter().map(|&p| proc_stat(p)).collect();
+    until_all_asleep(&paths);
+}
+
+/// Waits until every task whose `stat` file is in `paths` sleeps.
+fn until_all_asleep(paths: &[String]) {
     let deadline = Instant::now() + ROUND;
-    while !pids.iter().all(|&p| state(p) == 'S') {
+    while !paths.iter().all(|p| state_in(p) == 'S') {
         assert!(
             Instant::now() < deadline,
             "waiters never fell asleep: {:?}",
-            pids.iter().map(|&p| state(p)).collect::<String>()
+            paths.iter().map(|p| state_in(p)).collect::<String>()
         );
         std::thread::yield_now();
     }
@@ -95,6 +106,50 @@ fn event_set_then_clear_releases_every_waiter() {
         ev.set();
         ev.clear();
         take(&done, WAITERS, "waiters released", r);
+    }
+    for k in kids {
+        assert_eq!(k.join(), Ok(rounds));
+    }
+}
+
+/// Item 3 for threads too: waiter threads of this process and waiter
+/// processes, blocked in `wait()` together, are all released by `set()`
+/// at once followed by `clear()`.
+#[test]
+fn event_set_then_clear_releases_waiting_threads_and_processes() {
+    let _s = serial_clean();
+    let rounds = 2_000;
+    let ev = Event::new().unwrap();
+    let done = Semaphore::new(0).unwrap();
+    let round = RawValue::new(u32::MAX).unwrap();
+    let args = || (ev.clone(), done.clone(), round.clone(), rounds);
+    let kids: Vec<_> = (0..WAITERS / 2)
+        .map(|_| Kid::spawn(event_waiter, args()))
+        .collect();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..WAITERS / 2)
+        .map(|_| {
+            let (args, tid_tx) = (args(), tid_tx.clone());
+            std::thread::spawn(move || {
+                tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+                event_waiter(args)
+            })
+        })
+        .collect();
+    let mut paths: Vec<String> = kids.iter().map(|k| proc_stat(k.pid())).collect();
+    for _ in 0..WAITERS / 2 {
+        let tid = tid_rx.recv_timeout(ROUND).expect("a waiter thread started");
+        paths.push(format!("/proc/self/task/{tid}/stat"));
+    }
+    for r in 0..rounds {
+        round.set(r);
+        until_all_asleep(&paths);
+        ev.set();
+        ev.clear();
+        take(&done, WAITERS, "waiters released", r);
+    }
+    for t in threads {
+        assert_eq!(t.join().unwrap(), Ok(rounds));
     }
     for k in kids {
         assert_eq!(k.join(), Ok(rounds));

@@ -248,3 +248,21 @@ fn dead_zygote_is_seen_despite_a_stray_socket_copy() {
     wait_until(Duration::from_secs(5), || reaped(zpid));
     assert_no_zombie_children();
 }
+
+fn abort_child(_: (), _fds: Vec<OwnedFd>) -> i32 {
+    std::process::abort()
+}
+
+#[test]
+fn a_child_reports_its_exit_code_or_its_signal() {
+    let zygote = Zygote::start().expect("zygote");
+    let mut child = zygote.spawn(exit_with, &7, &[]).expect("spawn");
+    assert!(child.pid() > 0);
+    assert_eq!(child.wait().expect("wait"), ExitStatus::Code(7));
+    let mut child = zygote.spawn(abort_child, &(), &[]).expect("spawn");
+    assert_eq!(
+        child.wait().expect("wait"),
+        ExitStatus::Signal(libc::SIGABRT)
+    );
+    assert_no_zombie_children();
+}

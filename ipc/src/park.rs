@@ -5,22 +5,6 @@
 //! The word normally lives in a [`ShmRegion`](crate::shm::ShmRegion) and is
 //! obtained with [`atomic_u32`](crate::shm::ShmRegion::atomic_u32); a word in
 //! ordinary memory works too, within one process.
-//!
-//! # Examples
-//!
-//! ```
-//! use std::sync::atomic::{AtomicU32, Ordering};
-//! use std::time::Duration;
-//! use multiproc_ipc::park;
-//!
-//! let word = AtomicU32::new(0);
-//! // The word is not 1: returns at once.
-//! assert!(park::wait_u32(&word, 1, None));
-//! // The word is 0 and nobody wakes us: times out.
-//! assert!(!park::wait_u32(&word, 0, Some(Duration::from_millis(5))));
-//! word.store(1, Ordering::SeqCst);
-//! park::wake_u32(&word, 1);
-//! ```
 
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -44,4 +28,21 @@ pub fn wake_u32(word: &AtomicU32, n: u32) -> usize {
 /// Wakes every process or thread sleeping on `word`; returns how many woke.
 pub fn wake_all_u32(word: &AtomicU32) -> usize {
     futex::wake_all(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn waits_only_while_the_word_holds_the_expected_value() {
+        let word = AtomicU32::new(0);
+        // The word is not 1: returns at once.
+        assert!(super::wait_u32(&word, 1, None));
+        // The word is 0 and nobody wakes us: times out.
+        assert!(!super::wait_u32(&word, 0, Some(Duration::from_millis(5))));
+        word.store(1, Ordering::SeqCst);
+        assert_eq!(super::wake_u32(&word, 1), 0);
+    }
 }

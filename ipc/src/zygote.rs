@@ -25,23 +25,6 @@
 //! `PR_SET_PDEATHSIG(SIGKILL)`: they die with the zygote, which exits when
 //! its requester closes the connection (drops the last [`Zygote`] handle) or
 //! dies.
-//!
-//! # Examples
-//!
-//! ```
-//! use std::os::fd::OwnedFd;
-//! use multiproc_ipc::{ExitStatus, Zygote};
-//!
-//! fn child_main(code: i32, _fds: Vec<OwnedFd>) -> i32 {
-//!     code
-//! }
-//!
-//! let zygote = Zygote::start()?;
-//! let mut child = zygote.spawn(child_main, &7, &[])?;
-//! assert!(child.pid() > 0);
-//! assert_eq!(child.wait()?, ExitStatus::Code(7));
-//! # Ok::<(), multiproc_ipc::Error>(())
-//! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -563,22 +546,6 @@ impl ZygoteShared {
 ///
 /// Cloning gives another handle on the same zygote; the zygote exits (and
 /// its remaining children die) when the last handle is dropped.
-///
-/// # Examples
-///
-/// ```
-/// use std::os::fd::OwnedFd;
-/// use multiproc_ipc::{ExitStatus, Zygote};
-///
-/// fn crash(_: (), _: Vec<OwnedFd>) -> i32 {
-///     std::process::abort()
-/// }
-///
-/// let zygote = Zygote::start()?;
-/// let mut child = zygote.spawn(crash, &(), &[])?;
-/// assert_eq!(child.wait()?, ExitStatus::Signal(libc::SIGABRT));
-/// # Ok::<(), multiproc_ipc::Error>(())
-/// ```
 #[derive(Clone)]
 pub struct Zygote {
     shared: Arc<ZygoteShared>,

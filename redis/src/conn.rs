@@ -33,7 +33,7 @@ const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(10);
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::{RedisBackend, SharedQueue};
+/// use multiproc::redis::{RedisBackend, SharedQueue};
 ///
 /// # let server = multiproc_testkit::RedisServer::start();
 /// # let url = server.url();
@@ -41,7 +41,7 @@ const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(10);
 /// backend.ping()?;
 /// let q = backend.queue::<String>("jobs");
 /// q.put("hello".to_string())?;
-/// # Ok::<(), multiproc_redis::Error>(())
+/// # Ok::<(), multiproc::redis::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -134,7 +134,7 @@ impl RedisBackend {
     /// # Examples
     ///
     /// ```
-    /// use multiproc_redis::RedisBackend;
+    /// use multiproc::redis::RedisBackend;
     ///
     /// assert!(RedisBackend::open("redis://127.0.0.1:6379").is_ok());
     /// assert!(RedisBackend::open("not a url").is_err());

@@ -16,9 +16,9 @@
 //! # Examples
 //!
 //! ```
-//! use multiproc_redis::{RedisBackend, SharedQueue};
+//! use multiproc::redis::{RedisBackend, SharedQueue};
 //!
-//! fn produce<Q: SharedQueue<u64>>(q: &Q) -> multiproc_redis::Result<()> {
+//! fn produce<Q: SharedQueue<u64>>(q: &Q) -> multiproc::redis::Result<()> {
 //!     q.put_many(vec![1, 2, 3])?; // a failed put gives the items back
 //!     Ok(())
 //! }
@@ -29,7 +29,7 @@
 //! let q = backend.queue::<u64>("numbers");
 //! produce(&q)?;
 //! assert_eq!(q.get()?, 1);
-//! # Ok::<(), multiproc_redis::Error>(())
+//! # Ok::<(), multiproc::redis::Error>(())
 //! ```
 #![forbid(unsafe_code)]
 

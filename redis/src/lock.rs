@@ -63,7 +63,7 @@ return 0
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::RedisBackend;
+/// use multiproc::redis::RedisBackend;
 ///
 /// # let server = multiproc_testkit::RedisServer::start();
 /// # let url = server.url();
@@ -72,7 +72,7 @@ return 0
 /// let guard = lock.lock_fenced()?;
 /// println!("writing with fence {}", guard.fence());
 /// guard.unlock()?;
-/// # Ok::<(), multiproc_redis::Error>(())
+/// # Ok::<(), multiproc::redis::Error>(())
 /// ```
 ///
 /// # Caveats

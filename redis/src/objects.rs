@@ -63,7 +63,7 @@ return redis.call('DECR', KEYS[1])
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::{RedisBackend, SharedQueue};
+/// use multiproc::redis::{RedisBackend, SharedQueue};
 ///
 /// # let server = multiproc_testkit::RedisServer::start();
 /// # let url = server.url();
@@ -72,7 +72,7 @@ return redis.call('DECR', KEYS[1])
 /// q.put_many(vec![1, 2, 3])?;
 /// assert_eq!(q.get()?, 1);
 /// assert_eq!(q.get_many(10)?, vec![2, 3]);
-/// # Ok::<(), multiproc_redis::Error>(())
+/// # Ok::<(), multiproc::redis::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -360,7 +360,7 @@ impl<T: Serialize + DeserializeOwned> SharedQueue<T> for RedisQueue<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::{RedisBackend, SharedJoinableQueue, SharedQueue};
+/// use multiproc::redis::{RedisBackend, SharedJoinableQueue, SharedQueue};
 ///
 /// # let server = multiproc_testkit::RedisServer::start();
 /// # let url = server.url();
@@ -370,7 +370,7 @@ impl<T: Serialize + DeserializeOwned> SharedQueue<T> for RedisQueue<T> {
 /// let item = q.get()?;
 /// q.task_done()?;
 /// q.join()?; // nothing unfinished
-/// # Ok::<(), multiproc_redis::Error>(())
+/// # Ok::<(), multiproc::redis::Error>(())
 /// ```
 ///
 /// # Caveats
@@ -520,7 +520,7 @@ impl<T: Serialize + DeserializeOwned> SharedJoinableQueue<T> for RedisJoinableQu
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::{RedisBackend, SharedDict};
+/// use multiproc::redis::{RedisBackend, SharedDict};
 ///
 /// # let server = multiproc_testkit::RedisServer::start();
 /// # let url = server.url();
@@ -528,7 +528,7 @@ impl<T: Serialize + DeserializeOwned> SharedJoinableQueue<T> for RedisJoinableQu
 /// let d = backend.dict::<String, i64>("scores");
 /// d.insert(&"ann".to_string(), &3)?;
 /// assert_eq!(d.get(&"ann".to_string())?, Some(3));
-/// # Ok::<(), multiproc_redis::Error>(())
+/// # Ok::<(), multiproc::redis::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -710,7 +710,7 @@ where
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::{RedisBackend, SharedList};
+/// use multiproc::redis::{RedisBackend, SharedList};
 ///
 /// # let server = multiproc_testkit::RedisServer::start();
 /// # let url = server.url();
@@ -718,7 +718,7 @@ where
 /// let l = backend.list::<u32>("xs");
 /// l.extend([1, 2, 3])?;
 /// assert_eq!(l.get(-1)?, 3);
-/// # Ok::<(), multiproc_redis::Error>(())
+/// # Ok::<(), multiproc::redis::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -912,14 +912,14 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> for RedisList<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::{RedisBackend, SharedValue};
+/// use multiproc::redis::{RedisBackend, SharedValue};
 ///
 /// # let server = multiproc_testkit::RedisServer::start();
 /// # let url = server.url();
 /// let backend = RedisBackend::open(&url)?; // e.g. "redis://127.0.0.1:6379"
 /// let v = backend.value("counter", 0i64)?;
 /// assert_eq!(v.update(|x| x + 1)?, 1);
-/// # Ok::<(), multiproc_redis::Error>(())
+/// # Ok::<(), multiproc::redis::Error>(())
 /// ```
 ///
 /// # Caveats

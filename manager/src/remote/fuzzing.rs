@@ -38,17 +38,6 @@ fn double(x: u64) -> u64 {
 /// server is fresh for every call and serves the objects named in
 /// [`NAMES`] under ids counting up from 1.
 ///
-/// # Examples
-///
-/// ```
-/// use multiproc_manager::fuzzing::serve_bytes;
-///
-/// // A frame of 3 bytes is no answer to the challenge.
-/// let out = serve_bytes(&[3, 0, 0, 0, 1, 2, 3], false)?;
-/// assert!(out.starts_with(&[38, 0, 0, 0, b'M', b'P', b'M', b'G', b'R', b'1']));
-/// assert!(out.ends_with(b"DENIED"));
-/// # Ok::<(), multiproc_manager::Error>(())
-/// ```
 ///
 /// # Errors
 ///

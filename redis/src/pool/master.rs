@@ -50,7 +50,7 @@ impl Priority {
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::{Priority, TaskOptions};
+/// use multiproc::redis::{Priority, TaskOptions};
 /// use std::time::Duration;
 ///
 /// let o = TaskOptions::new()

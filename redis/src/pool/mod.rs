@@ -33,7 +33,7 @@
 //! # Examples
 //!
 //! ```
-//! use multiproc_redis::{RedisBackend, RedisPool, Registry, Worker};
+//! use multiproc::redis::{RedisBackend, RedisPool, Registry, Worker};
 //! use std::time::Duration;
 //!
 //! fn square(x: u64) -> u64 { x * x }
@@ -64,7 +64,7 @@
 //! assert_eq!(pool.apply_async(&square, 7)?.get()?, 49);
 //! assert_eq!(pool.map(&square, 1..=3)?, vec![1, 4, 9]);
 //! assert_eq!(worker.join()?, 4);
-//! # Ok::<(), multiproc_redis::Error>(())
+//! # Ok::<(), multiproc::redis::Error>(())
 //! ```
 
 mod master;

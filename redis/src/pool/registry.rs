@@ -48,7 +48,7 @@ pub(crate) type Done = (u64, Outcome);
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::{Registry, TaskFn};
+/// use multiproc::redis::{Registry, TaskFn};
 ///
 /// fn square(x: u64) -> u64 { x * x }
 ///
@@ -152,7 +152,7 @@ where
 /// # Examples
 ///
 /// ```
-/// use multiproc_redis::Registry;
+/// use multiproc::redis::Registry;
 ///
 /// fn add((a, b): (i64, i64)) -> i64 { a + b }
 ///

@@ -78,12 +78,12 @@ impl RedisPool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_redis::{RedisBackend, RedisPool};
+    /// # use multiproc::redis::{RedisBackend, RedisPool};
     /// # let server = multiproc_testkit::RedisServer::start();
     /// # let backend = RedisBackend::open(&server.url())?;
     /// let pool = RedisPool::builder(backend).build()?;
     /// assert!(pool.running()?.is_empty());
-    /// # Ok::<(), multiproc_redis::Error>(())
+    /// # Ok::<(), multiproc::redis::Error>(())
     /// ```
     ///
     /// # Errors
@@ -150,13 +150,13 @@ impl RedisPool {
     /// # Examples
     ///
     /// ```
-    /// # use multiproc_redis::{RedisBackend, RedisPool};
+    /// # use multiproc::redis::{RedisBackend, RedisPool};
     /// # let server = multiproc_testkit::RedisServer::start();
     /// # let backend = RedisBackend::open(&server.url())?;
     /// let pool = RedisPool::builder(backend).build()?;
     /// let s = pool.stats()?;
     /// assert_eq!((s.queued, s.running, s.dead_letters), (0, 0, 0));
-    /// # Ok::<(), multiproc_redis::Error>(())
+    /// # Ok::<(), multiproc::redis::Error>(())
     /// ```
     ///
     /// # Errors
