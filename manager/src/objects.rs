@@ -283,6 +283,22 @@ pub trait SharedDict<K, V> {
     ///
     /// As documented on the trait.
     fn setdefault(&self, key: &K, default: &V) -> Result<V>;
+    /// Replaces the value under `key` (`None` if absent) with `f(old)`,
+    /// atomically, and returns the new value: `d[key] = f(d.get(key))`
+    /// without a lock. A manager runs `f` in its own process; Redis runs it
+    /// here, in an optimistic transaction tried again if another writer
+    /// changed the dict meanwhile (so `f` may run more than once).
+    ///
+    /// # Errors
+    ///
+    /// `TaskPanicked` if `f` panics in a manager; `InvalidArgument` on a
+    /// remote manager, which never runs code sent by a client; else as
+    /// documented on the trait.
+    fn update_with<Q>(&self, key: &Q, f: fn(Option<V>) -> V) -> Result<V>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+        V: 'static;
     /// Stores every pair (Python's `d.update(pairs)`).
     ///
     /// # Errors
@@ -657,6 +673,14 @@ where
     }
     fn setdefault(&self, key: &K, default: &V) -> Result<V> {
         DictProxy::setdefault(self, key, default)
+    }
+    fn update_with<Q>(&self, key: &Q, f: fn(Option<V>) -> V) -> Result<V>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+        V: 'static,
+    {
+        DictProxy::update_with(self, key, f)
     }
     fn update<I: IntoIterator<Item = (K, V)>>(&self, pairs: I) -> Result<()> {
         DictProxy::update(self, pairs)

@@ -13,6 +13,16 @@
 //!   lock with a fencing counter). Code written against the traits runs
 //!   unchanged on a manager or on Redis.
 //!
+//! # Events
+//!
+//! The crate prints nothing; what happens in the background goes to
+//! [`tracing`](https://docs.rs/tracing) (install a subscriber to see it):
+//! at `warn`, a failed heartbeat, a task dead-lettered after its last
+//! attempt, a housekeeping pass (delayed tasks, dead workers' tasks) that
+//! could not reach the server, a lock guard that could not release its
+//! lease; at `info`, tasks of dead workers handed back; at `debug`, each
+//! retry with its attempt, delay and error.
+//!
 //! # Examples
 //!
 //! ```

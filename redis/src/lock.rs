@@ -159,7 +159,9 @@ impl RedisLockGuard<'_> {
 
 impl Drop for RedisLockGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.lock.release();
+        if let Err(e) = self.lock.release() {
+            tracing::warn!(error = %e, "a redis lock could not be released when its guard was dropped");
+        }
     }
 }
 

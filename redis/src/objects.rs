@@ -655,6 +655,25 @@ where
         })?;
         dec(&now)
     }
+    /// Optimistic: `WATCH` the hash, `HGET`, apply `f` here,
+    /// `MULTI`/`HSET`/`EXEC`, again if another writer came between.
+    fn update_with<Q>(&self, key: &Q, f: fn(Option<V>) -> V) -> Result<V>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Serialize,
+        V: 'static,
+    {
+        let field = enc(key)?;
+        loop {
+            let done = self.backend.run_once("update_with", |c| {
+                try_update_field::<V>(c, &self.key, &field, f)
+            })??;
+            match done {
+                Some(bytes) => return dec(&bytes),
+                None => std::thread::yield_now(),
+            }
+        }
+    }
     /// One `HSET` for all pairs.
     fn update<I: IntoIterator<Item = (K, V)>>(&self, pairs: I) -> Result<()> {
         let mut fields = Vec::new();
@@ -1011,6 +1030,38 @@ fn try_update<T: Serialize + DeserializeOwned>(
         .atomic()
         .cmd("SET")
         .arg(key)
+        .arg(new.as_slice())
+        .ignore()
+        .query(c)?;
+    Ok(Ok(done.map(|()| new)))
+}
+
+/// One optimistic update of the field `field` of the hash `key`: `Ok(None)`
+/// if another writer came between.
+fn try_update_field<V: Serialize + DeserializeOwned>(
+    c: &mut Connection,
+    key: &str,
+    field: &[u8],
+    f: fn(Option<V>) -> V,
+) -> RedisResult<std::result::Result<Option<Vec<u8>>, Error>> {
+    redis::cmd("WATCH").arg(key).query::<()>(c)?;
+    let old: Option<Vec<u8>> = redis::cmd("HGET").arg(key).arg(field).query(c)?;
+    let new = match old.map(|b| dec::<V>(&b)).transpose() {
+        Ok(old) => enc(&f(old)),
+        Err(e) => Err(e),
+    };
+    let new = match new {
+        Ok(n) => n,
+        Err(e) => {
+            redis::cmd("UNWATCH").query::<()>(c)?;
+            return Ok(Err(e));
+        }
+    };
+    let done: Option<()> = redis::pipe()
+        .atomic()
+        .cmd("HSET")
+        .arg(key)
+        .arg(field)
         .arg(new.as_slice())
         .ignore()
         .query(c)?;

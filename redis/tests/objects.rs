@@ -81,6 +81,30 @@ fn joinable_contract<Q: SharedJoinableQueue<u32>>(q: &Q) {
     q.join().unwrap();
 }
 
+fn add_one(old: Option<i64>) -> i64 {
+    old.unwrap_or(0) + 1
+}
+
+/// In a child: `n` increments of the key "hits" through `update_with`.
+fn dict_increments<D: SharedDict<String, i64>>((d, n): (D, u32)) -> u32 {
+    for _ in 0..n {
+        d.update_with("hits", add_one).unwrap();
+    }
+    n
+}
+
+/// Four processes increment one entry; not one increment is lost.
+fn dict_cross_process<D>(d: D)
+where
+    D: SharedDict<String, i64> + Clone + Serialize + DeserializeOwned + 'static,
+{
+    let kids: Vec<Kid<u32>> = (0..4)
+        .map(|_| Kid::spawn(dict_increments::<D>, (d.clone(), 50)))
+        .collect();
+    assert_eq!(kids.into_iter().map(Kid::join).sum::<u32>(), 200);
+    assert_eq!(d.get("hits").unwrap(), Some(200));
+}
+
 fn dict_contract<D: SharedDict<String, i64>>(d: &D) {
     let k = |s: &str| s.to_string();
     assert!(d.is_empty().unwrap());
@@ -108,6 +132,10 @@ fn dict_contract<D: SharedDict<String, i64>>(d: &D) {
     assert_eq!(d.setdefault(&k("a"), &9).unwrap(), 2);
     assert_eq!(d.setdefault(&k("c"), &9).unwrap(), 9);
     assert_eq!(d.get("c").unwrap(), Some(9));
+    assert_eq!(d.update_with("c", add_one).unwrap(), 10);
+    assert_eq!(d.update_with("new", add_one).unwrap(), 1);
+    assert_eq!(d.get("new").unwrap(), Some(1));
+    assert_eq!(d.remove("new").unwrap(), Some(1));
     d.update([(k("c"), 10), (k("d"), 11)]).unwrap();
     d.update(Vec::new()).unwrap();
     assert_eq!(d.get("c").unwrap(), Some(10));
@@ -243,6 +271,7 @@ fn manager_proxies_meet_the_contract() {
     bounded_queue_contract(&m.bounded_queue::<u32>(2).unwrap());
     joinable_contract(&m.joinable_queue::<u32>().unwrap());
     dict_contract(&m.dict::<String, i64>().unwrap());
+    dict_cross_process(m.dict::<String, i64>().unwrap());
     list_contract(&m.list::<u32>().unwrap());
     value_contract(&m.value(0i64).unwrap());
     blocking_lock_contract(&m.lock().unwrap());
@@ -269,6 +298,7 @@ fn redis_objects_meet_the_contract() {
     bounded_queue_contract(&b.bounded_queue::<u32>("bq2", 2));
     joinable_contract(&b.joinable_queue::<u32>("jq"));
     dict_contract(&b.dict::<String, i64>("d"));
+    dict_cross_process(b.dict::<String, i64>("d2"));
     list_contract(&b.list::<u32>("l"));
     value_contract(&b.value("v", 0i64).unwrap());
     lock_contract(&b.lock("lk"));

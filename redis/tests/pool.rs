@@ -35,6 +35,11 @@ fn announced((url, key, sleep_ms): (String, String, u64)) -> u32 {
     std::process::id()
 }
 
+/// Aborts the local process that runs it (SIGABRT).
+fn crash(_: u32) -> u32 {
+    std::process::abort()
+}
+
 fn sleepy(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
@@ -47,6 +52,7 @@ fn registry() -> Registry {
     r.register("logged", logged);
     r.register("announced", announced);
     r.register("sleepy", sleepy);
+    r.register("crash", crash);
     r
 }
 
@@ -159,6 +165,31 @@ fn failures_are_retried_then_dead_lettered_and_unknown_names_fail() {
         .get_timeout(Duration::from_secs(20))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    p.shutdown_workers().unwrap();
+    w.join();
+}
+
+/// A task that kills the local process running it fails that attempt with
+/// `WorkerLost` (retried, then dead-lettered), and the worker goes on.
+#[test]
+fn a_task_that_aborts_its_process_is_retried_then_fails_and_the_worker_goes_on() {
+    let _g = serial_clean();
+    let server = RedisServer::start();
+    let p = pool(&server);
+    let w = worker(&server.url(), 1, 0);
+    let crash = TaskFn::<u32, u32>::named("crash");
+    let e = p
+        .apply_async_with(&crash, 1, TaskOptions::new().max_attempts(2))
+        .unwrap()
+        .get_timeout(Duration::from_secs(20))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerLost, "{e}");
+    assert!(e.to_string().contains("SIGABRT"), "{e}");
+    let s = p.stats().unwrap();
+    assert_eq!((s.retries, s.dead_letters), (1, 1));
+    let square = TaskFn::<u64, u64>::named("square");
+    let got = p.apply_async(&square, 12).unwrap();
+    assert_eq!(got.get_timeout(Duration::from_secs(20)).unwrap(), 144);
     p.shutdown_workers().unwrap();
     w.join();
 }

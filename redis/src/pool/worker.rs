@@ -289,7 +289,9 @@ impl WorkerBuilder {
         let r = w.run_loop();
         w.report.reaped += housekeeper.stop();
         heartbeat.stop();
-        let _ = w.finish(&hb_key);
+        if let Err(e) = w.finish(&hb_key) {
+            tracing::debug!(error = %e, "a redis pool worker could not remove its heartbeat key (it expires by itself)");
+        }
         r.map(|()| w.report)
     }
 }
@@ -319,7 +321,7 @@ impl Heartbeat {
             .spawn(move || loop {
                 match stopped.recv_timeout(HEARTBEAT_EVERY) {
                     Err(RecvTimeoutError::Timeout) => {
-                        let _ = backend.run_once("heartbeat", |c| {
+                        let beat = backend.run_once("heartbeat", |c| {
                             redis::cmd("SET")
                                 .arg(&key)
                                 .arg(1)
@@ -327,6 +329,13 @@ impl Heartbeat {
                                 .arg(HEARTBEAT_TTL.as_millis() as u64)
                                 .query::<()>(c)
                         });
+                        if let Err(e) = beat {
+                            tracing::warn!(
+                                error = %e,
+                                "a redis pool worker's heartbeat failed: if it stays down past \
+                                 its TTL, the worker's tasks are handed to other workers"
+                            );
+                        }
                     }
                     _ => return,
                 }
@@ -496,16 +505,33 @@ impl Running<'_> {
                 let delay = Duration::from_millis(h.backoff_ms)
                     .saturating_mul(1 << exp)
                     .min(MAX_BACKOFF);
-                let _ = e;
+                tracing::debug!(
+                    task = %h.id,
+                    function = %h.f,
+                    attempt = h.n,
+                    of = h.m,
+                    delay_ms = delay.as_millis() as u64,
+                    error = %e,
+                    "a redis pool task failed and will be retried"
+                );
                 Finish::Retry {
                     delay_ms: (delay.as_millis() as u64).max(1),
                 }
             }
-            Err(e) => Finish::Commit {
-                error: e.to_string(),
-                outcome: encode_outcome(&Err(e)),
-                dead: true,
-            },
+            Err(e) => {
+                tracing::warn!(
+                    task = %h.id,
+                    function = %h.f,
+                    attempts = h.n,
+                    error = %e,
+                    "a redis pool task failed for the last time: dead-lettered"
+                );
+                Finish::Commit {
+                    error: e.to_string(),
+                    outcome: encode_outcome(&Err(e)),
+                    dead: true,
+                }
+            }
         }
     }
 
@@ -805,11 +831,24 @@ impl Housekeeper {
                         Err(RecvTimeoutError::Timeout) => {}
                         _ => return,
                     }
-                    let _ = move_due(&backend, &ns);
+                    if let Err(e) = move_due(&backend, &ns) {
+                        tracing::warn!(error = %e, "a redis pool worker cannot move due delayed tasks");
+                    }
                     if last_reap.elapsed() >= REAP_EVERY {
                         last_reap = Instant::now();
-                        if let Ok(n) = reap(&backend, &ns, &me, &streams) {
-                            count.fetch_add(n, Ordering::Relaxed);
+                        match reap(&backend, &ns, &me, &streams) {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::info!(
+                                    tasks = n,
+                                    "a redis pool worker handed back the tasks of dead workers"
+                                );
+                                count.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(e) => tracing::warn!(
+                                error = %e,
+                                "a redis pool worker cannot look for the tasks of dead workers"
+                            ),
                         }
                     }
                 }
