@@ -89,6 +89,12 @@ impl Reexec {
         self
     }
 
+    /// Sets the helper's stderr (inherited by default).
+    pub fn stderr(mut self, stderr: Stdio) -> Reexec {
+        self.cmd.stderr(stderr);
+        self
+    }
+
     /// Starts the helper.
     ///
     /// # Panics
