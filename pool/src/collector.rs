@@ -13,7 +13,7 @@ use crate::shared::{
     lock, Completion, Counters, Inner, Pending, Shared, State, WorkerSlot, COLLECT_SPIN,
 };
 use crate::supervisor::{handle_death, Event};
-use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_READY};
+use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_READY, KIND_SKIPPED};
 use crate::worker::{SlotView, KIND_FDS};
 
 /// Where the bytes of a collected outcome are.
@@ -93,6 +93,9 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
         let Some(mut task) = backlog.pop_front() else {
             break;
         };
+        // Published with the record (the ring's release store).
+        task.pos = w.dispatched;
+        w.view.mark_queued(task.pos, task.id);
         w.staged = Some(t);
         w.dispatched += 1;
         if let Some(to) = task.timeout {
@@ -146,6 +149,23 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
             KIND_READY => {
                 w.ready = true;
                 col.arena.truncate(start);
+                continue;
+            }
+            KIND_SKIPPED => {
+                // A task cancelled at this worker: resolved already; its
+                // place (and its block) is free now.
+                col.arena.truncate(start);
+                if let Some(i) = w.outstanding.iter().position(|p| p.id == id) {
+                    if let Some(p) = w.outstanding.remove(i) {
+                        if p.timeout.is_some() {
+                            // It was the worker's one timed task.
+                            w.timed = false;
+                        }
+                        if let Some(b) = p.block.shm {
+                            shared.recycle(b);
+                        }
+                    }
+                }
                 continue;
             }
             KIND_INIT_FAILED => {

@@ -17,11 +17,16 @@ use crate::options::ApplyOptions;
 use crate::pool::Pool;
 use crate::task::InitResult;
 
-/// Tasks an executor's worker may have queued at once. Queued tasks count
-/// as running (they can no longer be cancelled); everything behind them
-/// waits in the executor and can be. Python's executor likewise hands one
-/// call beyond its workers to its processes.
-pub const EXECUTOR_QUEUE_PER_WORKER: usize = 4;
+/// Tasks an executor's worker may have queued at once (in its ring, so that
+/// it never waits for the parent between two tasks); the rest wait in the
+/// executor. A task queued at a worker can still be cancelled until the
+/// worker starts it: a claim word in shared memory, moved by
+/// compare-and-swap, decides between the worker and
+/// [`Future::cancel`](crate::Future::cancel), so a cancelled task never
+/// runs. (Python's executor cannot cancel the calls it has handed to its
+/// processes.)
+pub const EXECUTOR_QUEUE_PER_WORKER: usize = 64;
+const _: () = assert!(EXECUTOR_QUEUE_PER_WORKER < crate::worker::CLAIM_SLOTS);
 
 /// Python's `concurrent.futures.ProcessPoolExecutor`: `submit` returns a
 /// [`Future`], `map` streams results in order, `shutdown` stops it.

@@ -23,11 +23,10 @@ use crate::shared::Shared;
 /// cancelled before it started. It is also a [`std::future::Future`], so it
 /// can be `.await`ed.
 ///
-/// A task counts as *running* from the moment a worker has it queued: the
-/// executor queues at most [`EXECUTOR_QUEUE_PER_WORKER`](crate::EXECUTOR_QUEUE_PER_WORKER)
-/// tasks per worker, and everything behind them can still be cancelled
-/// (as in Python, whose executor also hands a few calls ahead to its
-/// processes).
+/// A task counts as *running* from the moment a worker starts it; until
+/// then, whether it waits in the executor or already in a worker's queue
+/// (at most [`EXECUTOR_QUEUE_PER_WORKER`](crate::EXECUTOR_QUEUE_PER_WORKER)
+/// per worker), [`cancel`](Future::cancel) stops it for good.
 ///
 /// # Examples
 ///
@@ -145,7 +144,7 @@ impl<R> Future<R> {
         self.result.ready()
     }
 
-    /// True while a worker has the task (queued at it or running it).
+    /// True while a worker runs the task (started, not finished).
     pub fn running(&self) -> bool {
         if self.done() {
             return false;
@@ -160,10 +159,10 @@ impl<R> Future<R> {
         self.result.cell().failure() == Some(ErrorKind::Cancelled)
     }
 
-    /// Cancels the task if it has not started (no worker has it yet): it
-    /// then never runs, resolves to [`ErrorKind::Cancelled`], and its done
-    /// callbacks run. True if the task is cancelled (now or before); false
-    /// if it is running or done.
+    /// Cancels the task if no worker has started it (it waits in the
+    /// executor or in a worker's queue): it then never runs, resolves to
+    /// [`ErrorKind::Cancelled`], and its done callbacks run. True if the
+    /// task is cancelled (now or before); false if it is running or done.
     ///
     /// # Examples
     ///

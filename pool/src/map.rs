@@ -70,14 +70,8 @@ impl Shared {
                     stats.count(matches!(items, ChunkResult::All(_)));
                     d(first, items);
                 });
-                g.backlog.push_back(Pending {
-                    id,
-                    record,
-                    block,
-                    timeout,
-                    deadline: None,
-                    complete,
-                });
+                g.backlog
+                    .push_back(Pending::new(id, record, block, timeout, complete));
                 self.counters.submitted.fetch_add(1, Ordering::Relaxed);
             }
             dispatch(self, &mut g);

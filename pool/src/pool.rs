@@ -448,14 +448,8 @@ impl Pool {
             drop(g);
             return Err(e);
         }
-        g.backlog.push_back(Pending {
-            id,
-            record,
-            block,
-            timeout,
-            deadline: None,
-            complete,
-        });
+        g.backlog
+            .push_back(Pending::new(id, record, block, timeout, complete));
         self.shared
             .counters
             .submitted

@@ -60,6 +60,11 @@ impl Completion {
         Completion(Some(Box::new(f)))
     }
 
+    /// A completion that does nothing (left behind by one already run).
+    pub(crate) fn done() -> Completion {
+        Completion(None)
+    }
+
     /// Runs the completion with the task's outcome; it counts it in `stats`.
     pub(crate) fn complete(mut self, outcome: Result<&[u8]>, stats: &Counters) {
         if let Some(f) = self.0.take() {
@@ -137,6 +142,34 @@ pub(crate) struct Pending {
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) complete: Completion,
+    /// Its position in its worker's ring once dispatched (the worker's
+    /// `dispatched` count then), naming its claim word.
+    pub(crate) pos: u64,
+    /// Cancelled while queued at a worker: already resolved, it waits for
+    /// the worker to skip it and is never run again nor failed.
+    pub(crate) cancelled: bool,
+}
+
+impl Pending {
+    /// A new task, not dispatched yet.
+    pub(crate) fn new(
+        id: u64,
+        record: Vec<u8>,
+        block: Attached,
+        timeout: Option<Duration>,
+        complete: Completion,
+    ) -> Pending {
+        Pending {
+            id,
+            record,
+            block,
+            timeout,
+            deadline: None,
+            complete,
+            pos: 0,
+            cancelled: false,
+        }
+    }
 }
 
 pub(crate) struct WorkerSlot {
@@ -293,17 +326,31 @@ pub(crate) const SPARE_BLOCKS: usize = 4;
 pub(crate) type Encoded = (u64, Vec<u8>, Attached);
 
 impl Shared {
-    /// Removes task `id` if it is still queued (no worker has it); its
-    /// completion then runs with [`ErrorKind::Cancelled`]. True if removed.
+    /// Cancels task `id` if no worker has started it: taken out of the
+    /// queue, or, queued at a worker, claimed before the worker does (the
+    /// worker then skips it). Its completion runs with
+    /// [`ErrorKind::Cancelled`]. True if cancelled here.
     pub(crate) fn cancel(&self, id: u64) -> bool {
-        let removed = {
+        let complete = {
             let mut g = lock(&self.inner);
-            let at = g.backlog.iter().position(|p| p.id == id);
-            at.and_then(|i| g.backlog.remove(i))
+            match g.backlog.iter().position(|p| p.id == id) {
+                Some(i) => g.backlog.remove(i).map(|p| p.complete),
+                None => g.workers.iter_mut().find_map(|w| {
+                    let view = &w.view;
+                    let p = w.outstanding.iter_mut().find(|p| p.id == id)?;
+                    if p.cancelled || !view.try_cancel(p.pos, id) {
+                        return None;
+                    }
+                    p.cancelled = true;
+                    // Never run: no timeout to watch.
+                    p.deadline = None;
+                    Some(std::mem::replace(&mut p.complete, Completion::done()))
+                }),
+            }
         };
-        match removed {
-            Some(p) => {
-                p.complete.complete(Err(cancelled(id)), &self.counters);
+        match complete {
+            Some(c) => {
+                c.complete(Err(cancelled(id)), &self.counters);
                 self.idle.notify_all();
                 true
             }
@@ -311,21 +358,43 @@ impl Shared {
         }
     }
 
-    /// Cancels every queued task (as [`cancel`](Shared::cancel)); returns how many.
+    /// Cancels every task no worker has started (as
+    /// [`cancel`](Shared::cancel)); returns how many.
     pub(crate) fn cancel_queued(&self) -> usize {
-        let removed: Vec<Pending> = lock(&self.inner).backlog.drain(..).collect();
+        let removed: Vec<(u64, Completion)> = {
+            let mut g = lock(&self.inner);
+            let mut all: Vec<(u64, Completion)> =
+                g.backlog.drain(..).map(|p| (p.id, p.complete)).collect();
+            for w in &mut g.workers {
+                let view = &w.view;
+                for p in w.outstanding.iter_mut() {
+                    if !p.cancelled && view.try_cancel(p.pos, p.id) {
+                        p.cancelled = true;
+                        p.deadline = None;
+                        all.push((p.id, std::mem::replace(&mut p.complete, Completion::done())));
+                    }
+                }
+            }
+            all
+        };
         let n = removed.len();
-        for p in removed {
-            let id = p.id;
-            p.complete.complete(Err(cancelled(id)), &self.counters);
+        for (id, complete) in removed {
+            complete.complete(Err(cancelled(id)), &self.counters);
         }
         self.idle.notify_all();
         n
     }
 
-    /// True while task `id` waits in the queue for a worker.
+    /// True while task `id` waits: in the queue, or at a worker that has
+    /// not started it.
     pub(crate) fn is_queued(&self, id: u64) -> bool {
-        lock(&self.inner).backlog.iter().any(|p| p.id == id)
+        let g = lock(&self.inner);
+        g.backlog.iter().any(|p| p.id == id)
+            || g.workers.iter().any(|w| {
+                w.outstanding
+                    .iter()
+                    .any(|p| p.id == id && !p.cancelled && w.view.is_unstarted(p.pos, id))
+            })
     }
 
     /// Builds the record of a new task from `template` (see

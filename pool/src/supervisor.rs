@@ -119,6 +119,10 @@ pub(crate) fn handle_death(
     }
     let mut requeue = Vec::new();
     for mut p in outstanding {
+        if p.cancelled {
+            // Resolved when it was cancelled; it never runs.
+            continue;
+        }
         let id = p.id;
         let ran = id == current || Some(id) == timed_out;
         if ran {

@@ -64,6 +64,8 @@ pub(crate) const KIND_EXIT: u8 = 3;
 pub(crate) const KIND_INIT_FAILED: u8 = 4;
 /// Result record of a worker whose initializer succeeded.
 pub(crate) const KIND_READY: u8 = 5;
+/// A result record: the worker skipped the task, cancelled before it started.
+pub(crate) const KIND_SKIPPED: u8 = 6;
 
 /// Outcome of one item, as it crosses the wire.
 pub(crate) type ItemOutcome<R> = Result<R, WireError>;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::ring::{spin_until, Bell, Ring, RING_HEADER};
 use crate::task::{
     self, TaskBody, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INIT_FAILED, KIND_INLINE, KIND_READY,
+    KIND_SKIPPED,
 };
 
 /// Bytes of each ring's data area.
@@ -29,6 +30,17 @@ const WORKER_BELL: usize = 64;
 const LARGE_ACK: usize = 128;
 const TASK_RING: usize = 256;
 const RESULT_RING: usize = 256 + 2 * RING_HEADER;
+/// The claim words: one per position of the task ring, modulo [`CLAIM_SLOTS`].
+const CLAIMS: usize = 2048;
+/// Claim words per worker: more than a cancellable worker ever has queued
+/// (the executor's cap), so a word is not reused while its task waits.
+pub(crate) const CLAIM_SLOTS: usize = 128;
+const _: () = assert!(CLAIMS + CLAIM_SLOTS * 8 <= 4096 && RESULT_RING + RING_HEADER <= CLAIMS);
+
+/// A claim word's states (its low two bits; the task id is above them).
+const QUEUED: u64 = 1;
+const STARTED: u64 = 2;
+const CANCELLED: u64 = 3;
 
 /// Bytes of the region for `n` workers.
 pub(crate) fn region_len(n: usize) -> usize {
@@ -72,6 +84,53 @@ impl SlotView {
         self.region.atomic_u64(self.base + CURRENT)
     }
 
+    /// The claim word of the task at position `pos` of this worker's ring:
+    /// the parent marks it queued when it dispatches the task; the worker
+    /// and `cancel` then race to move it on, by compare-and-swap, so that
+    /// exactly one of them wins: the task starts, or it is cancelled.
+    fn claim(&self, pos: u64) -> &AtomicU64 {
+        let i = (pos % CLAIM_SLOTS as u64) as usize;
+        self.region.atomic_u64(self.base + CLAIMS + i * 8)
+    }
+
+    /// Parent, when it dispatches task `id` at position `pos` (before the
+    /// record is published: the ring's release store orders this).
+    pub(crate) fn mark_queued(&self, pos: u64, id: u64) {
+        self.claim(pos).store(id << 2 | QUEUED, Ordering::Relaxed);
+    }
+
+    /// Parent: cancels task `id` at `pos` if the worker has not started it.
+    pub(crate) fn try_cancel(&self, pos: u64, id: u64) -> bool {
+        self.claim(pos)
+            .compare_exchange(
+                id << 2 | QUEUED,
+                id << 2 | CANCELLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Parent: true while task `id` at `pos` waits in the ring, unstarted.
+    pub(crate) fn is_unstarted(&self, pos: u64, id: u64) -> bool {
+        self.claim(pos).load(Ordering::Acquire) == id << 2 | QUEUED
+    }
+
+    /// Worker: claims task `id` at `pos` to run it; false if it was
+    /// cancelled. A word that names another task (never, while the parent
+    /// keeps fewer than [`CLAIM_SLOTS`] tasks queued) does not stop it.
+    fn start(&self, pos: u64, id: u64) -> bool {
+        match self.claim(pos).compare_exchange(
+            id << 2 | QUEUED,
+            id << 2 | STARTED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(now) => now != id << 2 | CANCELLED,
+        }
+    }
+
     /// The sequence number of the last large result the parent has read.
     pub(crate) fn large_ack(&self) -> &AtomicU64 {
         self.region.atomic_u64(self.base + LARGE_ACK)
@@ -83,6 +142,9 @@ impl SlotView {
         self.results.reset();
         self.current().store(0, Ordering::SeqCst);
         self.large_ack().store(0, Ordering::SeqCst);
+        for pos in 0..CLAIM_SLOTS as u64 {
+            self.claim(pos).store(0, Ordering::SeqCst);
+        }
     }
 }
 
@@ -167,6 +229,9 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
     let mut block_seq = 0u64;
     let mut attached: VecDeque<Arc<SharedMemory>> = VecDeque::new();
     let mut tramps = task::TrampCache::default();
+    // The position of the next task in this worker's ring (the parent counts
+    // the same: `WorkerSlot::dispatched`).
+    let mut pos = 0u64;
     loop {
         if !slot.tasks.pop(&mut buf) {
             if !spin_until(spin, || slot.tasks.has_data()) {
@@ -175,6 +240,8 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             continue;
         }
         let Some(rec) = task::parse_task_with(&buf, &mut tramps) else {
+            // (Never from our parent; counted, to stay in step with it.)
+            pos += 1;
             continue;
         };
         if rec.kind == KIND_EXIT {
@@ -182,9 +249,6 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             return 0;
         }
         let id = rec.id;
-        // Read by the parent only after this process has died (its exit
-        // orders every store): no fence needed on the hot path.
-        slot.current().store(id, Ordering::Release);
         let tramp = rec.tramp;
         let kind = rec.kind;
         // The one test the hot path pays for descriptor passing.
@@ -193,6 +257,19 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
         } else {
             None
         };
+        let at = pos;
+        pos += 1;
+        if !slot.start(at, id) {
+            // Cancelled while it waited here: its descriptors (taken above,
+            // to keep the socket in step) close; the parent, which already
+            // resolved the task, only learns that its place is free.
+            drop(received);
+            push_result(&slot, &parent, KIND_SKIPPED, id, &[]);
+            continue;
+        }
+        // Read by the parent only after this process has died (its exit
+        // orders every store): no fence needed on the hot path.
+        slot.current().store(id, Ordering::Release);
         let body = match kind & !KIND_FDS {
             // The record buffer itself: no copy of the body.
             KIND_INLINE => {
