@@ -158,8 +158,11 @@
 //! queue, a manager reply) spins for a few microseconds before it sleeps:
 //! on an idle machine the answer usually comes within that time. Once a
 //! spinner sees the machine is busy (a `sched_yield` ran another task, or
-//! the spinner was preempted), its process stops spinning for 25 ms, so a
-//! busy machine is not made busier. The environment variable
+//! the spinner was preempted, and the answer still had not come), its
+//! process stops spinning for 5 ms, so a busy machine is not made busier.
+//! (A yield after which the answer is there gave the CPU to the program's
+//! own pipeline, as in a pool with more workers than CPUs: spinning goes
+//! on.) The environment variable
 //! `MULTIPROC_SPIN` sets this per process: `adaptive` (the default),
 //! `always` (spin whatever the load, for a machine reserved to the program)
 //! or `never` (sleep at once, the least CPU). With one CPU nothing spins.

@@ -11,7 +11,12 @@
 //!
 //! - one `sched_yield` after a short pure spin: if it took long, another
 //!   runnable task had this CPU;
-//! - a gap between two looks of the spin loop: the spinner was preempted.
+//! - a gap between two looks of the spin loop: the spinner was preempted;
+//!
+//! but only when the wait was fruitless: a yield or a preemption after
+//! which the awaited peer has delivered gave the CPU to our own pipeline
+//! (a pool with more threads and workers than CPUs), and spinning on is
+//! what keeps that pipeline fast.
 //!
 //! The knob is the environment variable `MULTIPROC_SPIN`, read once per
 //! process: `adaptive` (the default, as above), `always` (spin whatever the
@@ -34,7 +39,7 @@ const SLOW_YIELD: Duration = Duration::from_micros(25);
 /// A gap this long between two looks means the spinner was preempted.
 const PREEMPTED: Duration = Duration::from_micros(40);
 /// How long spinning stays off once contention was seen.
-pub const QUIET: Duration = Duration::from_millis(25);
+pub const QUIET: Duration = Duration::from_millis(5);
 
 /// How this process spins (`MULTIPROC_SPIN`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,13 +186,28 @@ pub fn spin_until(
         }
         if adaptive {
             if now - last >= PREEMPTED {
+                // Preempted. If the peer delivered meanwhile, the CPU went
+                // to our own pipeline (more threads than CPUs): not a busy
+                // machine.
+                if ready() {
+                    return true;
+                }
                 note_contention();
-                return ready();
+                return false;
             }
             if !probed && now - start >= PURE {
                 probed = true;
-                if !yield_probe() {
-                    return ready();
+                let t = Instant::now();
+                std::thread::yield_now();
+                // A long yield that let the peer deliver was the pipeline
+                // at work, not contention: only a fruitless one turns
+                // spinning off.
+                if ready() {
+                    return true;
+                }
+                if t.elapsed() >= SLOW_YIELD {
+                    note_contention();
+                    return false;
                 }
                 last = Instant::now();
                 continue;
