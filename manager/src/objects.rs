@@ -64,6 +64,13 @@ use crate::{DictProxy, JoinableQueueProxy, ListProxy, LockProxy, QueueProxy, Val
 /// `Closed`/`Io` if the backend is gone; `Empty`, `Full` and `Timeout` as
 /// documented. A failed put gives its item back; every put error converts
 /// into [`Error`](multiproc_ipc::Error) for `?`.
+///
+/// A put that fails with `Io` or `Closed` because the connection broke
+/// while the request was out may have been stored by the other side (a
+/// manager or a Redis server cannot tell the client after the break): the
+/// item comes back all the same. Code that must not put twice checks the
+/// queue, or puts through something idempotent (a [`SharedDict`] keyed by
+/// the item's id), before it retries.
 pub trait SharedQueue<T> {
     /// Puts `item`, waiting while a bounded queue is full.
     ///
