@@ -123,7 +123,8 @@ impl ExecutorBuilder {
         self
     }
 
-    /// Replaces each worker after `n` tasks (Python's `max_tasks_per_child`).
+    /// Replaces each worker after `n` tasks (Python's `max_tasks_per_child`);
+    /// a task cancelled while queued at the worker counts as one of them.
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
         self.pool = self.pool.max_tasks_per_child(n);
         self

@@ -265,6 +265,13 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             // resolved the task, only learns that its place is free.
             drop(received);
             push_result(&slot, &parent, KIND_SKIPPED, id, &[]);
+            // Counted as the parent counts it (every task dispatched here),
+            // or a worker due to retire would wait for a task never sent.
+            done += 1;
+            if arg.max_tasks.is_some_and(|m| done >= m) {
+                release_blocks(&slot, &mut blocks, true);
+                return 0;
+            }
             continue;
         }
         // Read by the parent only after this process has died (its exit

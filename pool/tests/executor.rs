@@ -296,6 +296,29 @@ fn tasks_cancelled_at_a_killed_worker_never_run() {
     });
 }
 
+/// A skipped (cancelled) task counts towards `max_tasks_per_child` as the
+/// parent counts it: the worker retires on time and later tasks run.
+#[test]
+fn cancelled_tasks_count_towards_max_tasks_per_child() {
+    checked(LIMIT, || {
+        let ex = Executor::builder()
+            .max_workers(1)
+            .max_tasks_per_child(3)
+            .build()
+            .unwrap();
+        let first = ex.submit(sleep_ms, 300).unwrap();
+        let cancelled = ex.submit(square, 2).unwrap();
+        let third = ex.submit(square, 3).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(cancelled.cancel());
+        let after = ex.submit(square, 4).unwrap();
+        assert_eq!(first.result_timeout(BOUND).unwrap(), 300);
+        assert_eq!(third.result_timeout(BOUND).unwrap(), 9);
+        assert_eq!(after.result_timeout(BOUND).unwrap(), 16);
+        assert_eq!(cancelled.result().unwrap_err().kind(), ErrorKind::Cancelled);
+    });
+}
+
 #[test]
 fn dropping_the_executor_waits_for_submitted_work() {
     checked(LIMIT, || {
