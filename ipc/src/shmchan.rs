@@ -513,31 +513,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_request_and_its_reply_between_threads() {
-        let mut server = ShmChannel::create(1024).unwrap();
-        let mut client = ShmChannel::attach(server.name()).unwrap();
-        server.unlink().unwrap();
-        let t = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            server.recv(&mut buf, Duration::from_micros(20), &|| false)?;
-            buf.reverse();
-            server.send(&buf, &|| false)
-        });
-        client.send(b"hello", &|| false).unwrap();
-        let mut reply = Vec::new();
-        client
-            .recv(&mut reply, Duration::from_micros(20), &|| false)
-            .unwrap();
-        assert_eq!(reply, b"olleh");
-        t.join().unwrap().unwrap();
-        assert_eq!(client.side(), Side::Client);
-    }
-
-    #[test]
     fn round_trips_small_and_chunked() {
         let mut s = ShmChannel::create(64).unwrap();
         let mut c = ShmChannel::attach(s.name()).unwrap();
         s.unlink().unwrap();
+        assert_eq!((s.side(), c.side()), (Side::Server, Side::Client));
         let t = std::thread::spawn(move || {
             let mut buf = Vec::new();
             for _ in 0..200 {

@@ -79,19 +79,25 @@ pub fn cpus() -> usize {
 
 /// This process's policy: `Never` on a single CPU, else `MULTIPROC_SPIN`.
 pub fn policy() -> Policy {
-    /// 0 until first read, then 1 + the policy's index.
+    /// 0 until first read, then 1, 2 or 3 (adaptive, always, never).
     static POLICY: AtomicU8 = AtomicU8::new(0);
-    const ALL: [Policy; 3] = [Policy::Adaptive, Policy::Always, Policy::Never];
-    if let Some(p) = ALL.get(usize::from(POLICY.load(Ordering::Relaxed)).wrapping_sub(1)) {
-        return *p;
+    match POLICY.load(Ordering::Relaxed) {
+        1 => return Policy::Adaptive,
+        2 => return Policy::Always,
+        3 => return Policy::Never,
+        _ => {}
     }
     let p = if cpus() < 2 {
         Policy::Never
     } else {
         Policy::parse(std::env::var("MULTIPROC_SPIN").ok().as_deref())
     };
-    let index = ALL.iter().position(|q| *q == p).unwrap_or(0);
-    POLICY.store(index as u8 + 1, Ordering::Relaxed);
+    let code = match p {
+        Policy::Adaptive => 1,
+        Policy::Always => 2,
+        Policy::Never => 3,
+    };
+    POLICY.store(code, Ordering::Relaxed);
     p
 }
 
@@ -137,16 +143,22 @@ fn budget_for(policy: Policy, contended: bool, wanted: Duration) -> Duration {
     }
 }
 
+/// Yields the CPU once; true if another task ran meanwhile (the yield
+/// took long).
+fn slow_yield() -> bool {
+    let t = Instant::now();
+    std::thread::yield_now();
+    t.elapsed() >= SLOW_YIELD
+}
+
 /// Yields the CPU once; false (and contention noted) if another task ran
 /// meanwhile.
 pub fn yield_probe() -> bool {
-    let t = Instant::now();
-    std::thread::yield_now();
-    if t.elapsed() < SLOW_YIELD {
-        true
-    } else {
+    if slow_yield() {
         note_contention();
         false
+    } else {
+        true
     }
 }
 
@@ -197,15 +209,14 @@ pub fn spin_until(
             }
             if !probed && now - start >= PURE {
                 probed = true;
-                let t = Instant::now();
-                std::thread::yield_now();
+                let slow = slow_yield();
                 // A long yield that let the peer deliver was the pipeline
                 // at work, not contention: only a fruitless one turns
                 // spinning off.
                 if ready() {
                     return true;
                 }
-                if t.elapsed() >= SLOW_YIELD {
+                if slow {
                     note_contention();
                     return false;
                 }
