@@ -155,15 +155,12 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
                 // A task cancelled at this worker: resolved already; its
                 // place (and its block) is free now.
                 col.arena.truncate(start);
-                if let Some(i) = w.outstanding.iter().position(|p| p.id == id) {
-                    if let Some(p) = w.outstanding.remove(i) {
-                        if p.timeout.is_some() {
-                            // It was the worker's one timed task.
-                            w.timed = false;
-                        }
-                        if let Some(b) = p.block.shm {
-                            shared.recycle(b);
-                        }
+                let at = w.outstanding.iter().position(|p| p.id == id);
+                if let Some(p) = at.and_then(|i| w.outstanding.remove(i)) {
+                    // A timed task was the worker's only one.
+                    w.timed &= p.timeout.is_none();
+                    if let Some(b) = p.block.shm {
+                        shared.recycle(b);
                     }
                 }
                 continue;

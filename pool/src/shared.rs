@@ -170,6 +170,19 @@ impl Pending {
             cancelled: false,
         }
     }
+
+    /// Cancels this task, queued at the worker `view` shows, if that worker
+    /// has not started it; returns its completion to run (a no-op one stays
+    /// behind until the worker skips the task).
+    fn cancel_at(&mut self, view: &SlotView) -> Option<Completion> {
+        if self.cancelled || !view.try_cancel(self.pos, self.id) {
+            return None;
+        }
+        self.cancelled = true;
+        // Never run: no timeout to watch.
+        self.deadline = None;
+        Some(std::mem::replace(&mut self.complete, Completion::done()))
+    }
 }
 
 pub(crate) struct WorkerSlot {
@@ -336,15 +349,8 @@ impl Shared {
             match g.backlog.iter().position(|p| p.id == id) {
                 Some(i) => g.backlog.remove(i).map(|p| p.complete),
                 None => g.workers.iter_mut().find_map(|w| {
-                    let view = &w.view;
                     let p = w.outstanding.iter_mut().find(|p| p.id == id)?;
-                    if p.cancelled || !view.try_cancel(p.pos, id) {
-                        return None;
-                    }
-                    p.cancelled = true;
-                    // Never run: no timeout to watch.
-                    p.deadline = None;
-                    Some(std::mem::replace(&mut p.complete, Completion::done()))
+                    p.cancel_at(&w.view)
                 }),
             }
         };
@@ -366,12 +372,9 @@ impl Shared {
             let mut all: Vec<(u64, Completion)> =
                 g.backlog.drain(..).map(|p| (p.id, p.complete)).collect();
             for w in &mut g.workers {
-                let view = &w.view;
                 for p in w.outstanding.iter_mut() {
-                    if !p.cancelled && view.try_cancel(p.pos, p.id) {
-                        p.cancelled = true;
-                        p.deadline = None;
-                        all.push((p.id, std::mem::replace(&mut p.complete, Completion::done())));
+                    if let Some(c) = p.cancel_at(&w.view) {
+                        all.push((p.id, c));
                     }
                 }
             }

@@ -259,74 +259,70 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
         };
         let at = pos;
         pos += 1;
-        if !slot.start(at, id) {
+        if slot.start(at, id) {
+            // Read by the parent only after this process has died (its exit
+            // orders every store): no fence needed on the hot path.
+            slot.current().store(id, Ordering::Release);
+            let body = match kind & !KIND_FDS {
+                // The record buffer itself: no copy of the body.
+                KIND_INLINE => {
+                    let offset = buf.len() - rec.body.len();
+                    Ok(TaskBody::Record(std::mem::take(&mut buf), offset))
+                }
+                _ => open_block(rec.body, &mut attached),
+            };
+            let out = match (tramp, body) {
+                (Some(t), Ok(body)) => match received {
+                    None => t.call(body).unwrap_or_else(error_outcome),
+                    // The task's `Fd`s take their descriptors while it decodes.
+                    Some(Ok(fds)) => {
+                        fd::with_received(fds, || t.call(body)).unwrap_or_else(error_outcome)
+                    }
+                    Some(Err(e)) => error_outcome(e),
+                },
+                (_, Err(e)) => error_outcome(e),
+                (None, _) => error_outcome(multiproc_ipc::Error::new(
+                    multiproc_ipc::ErrorKind::Serialization,
+                    "malformed task record",
+                )),
+            };
+            release_blocks(&slot, &mut blocks, false);
+            let sent = if out.len() + 9 > slot.results.max_record() {
+                block_seq += 1;
+                match write_block(&out, block_seq) {
+                    Ok(shm) => {
+                        let mut payload = block_seq.to_le_bytes().to_vec();
+                        payload.extend_from_slice(shm.name().as_bytes());
+                        blocks.push_back((block_seq, shm));
+                        push_result(&slot, &parent, KIND_BLOCK, id, &payload);
+                        true
+                    }
+                    Err(e) => {
+                        push_result(&slot, &parent, KIND_INLINE, id, &error_outcome(e));
+                        true
+                    }
+                }
+            } else {
+                push_result(&slot, &parent, KIND_INLINE, id, &out);
+                true
+            };
+            debug_assert!(sent);
+            if out.capacity() <= RING_CAP {
+                // A single task's trampoline writes its outcome into the buffer
+                // it got the body in: the next record reuses the allocation.
+                buf = out;
+            }
+            slot.current().store(0, Ordering::Release);
+        } else {
             // Cancelled while it waited here: its descriptors (taken above,
             // to keep the socket in step) close; the parent, which already
             // resolved the task, only learns that its place is free.
             drop(received);
             push_result(&slot, &parent, KIND_SKIPPED, id, &[]);
-            // Counted as the parent counts it (every task dispatched here),
-            // or a worker due to retire would wait for a task never sent.
-            done += 1;
-            if arg.max_tasks.is_some_and(|m| done >= m) {
-                release_blocks(&slot, &mut blocks, true);
-                return 0;
-            }
-            continue;
         }
-        // Read by the parent only after this process has died (its exit
-        // orders every store): no fence needed on the hot path.
-        slot.current().store(id, Ordering::Release);
-        let body = match kind & !KIND_FDS {
-            // The record buffer itself: no copy of the body.
-            KIND_INLINE => {
-                let offset = buf.len() - rec.body.len();
-                Ok(TaskBody::Record(std::mem::take(&mut buf), offset))
-            }
-            _ => open_block(rec.body, &mut attached),
-        };
-        let out = match (tramp, body) {
-            (Some(t), Ok(body)) => match received {
-                None => t.call(body).unwrap_or_else(error_outcome),
-                // The task's `Fd`s take their descriptors while it decodes.
-                Some(Ok(fds)) => {
-                    fd::with_received(fds, || t.call(body)).unwrap_or_else(error_outcome)
-                }
-                Some(Err(e)) => error_outcome(e),
-            },
-            (_, Err(e)) => error_outcome(e),
-            (None, _) => error_outcome(multiproc_ipc::Error::new(
-                multiproc_ipc::ErrorKind::Serialization,
-                "malformed task record",
-            )),
-        };
-        release_blocks(&slot, &mut blocks, false);
-        let sent = if out.len() + 9 > slot.results.max_record() {
-            block_seq += 1;
-            match write_block(&out, block_seq) {
-                Ok(shm) => {
-                    let mut payload = block_seq.to_le_bytes().to_vec();
-                    payload.extend_from_slice(shm.name().as_bytes());
-                    blocks.push_back((block_seq, shm));
-                    push_result(&slot, &parent, KIND_BLOCK, id, &payload);
-                    true
-                }
-                Err(e) => {
-                    push_result(&slot, &parent, KIND_INLINE, id, &error_outcome(e));
-                    true
-                }
-            }
-        } else {
-            push_result(&slot, &parent, KIND_INLINE, id, &out);
-            true
-        };
-        debug_assert!(sent);
-        if out.capacity() <= RING_CAP {
-            // A single task's trampoline writes its outcome into the buffer
-            // it got the body in: the next record reuses the allocation.
-            buf = out;
-        }
-        slot.current().store(0, Ordering::Release);
+        // A skipped task counts too, as the parent counts every task it
+        // dispatched here: else a worker due to retire would wait for a
+        // task never sent.
         done += 1;
         if arg.max_tasks.is_some_and(|m| done >= m) {
             release_blocks(&slot, &mut blocks, true);
