@@ -666,7 +666,9 @@ where
         let field = enc(key)?;
         loop {
             let done = self.backend.run_once("update_with", |c| {
-                try_update_field::<V>(c, &self.key, &field, f)
+                try_optimistic(c, &self.key, Some(&field), |old| {
+                    enc(&f(old.map(|b| dec::<V>(&b)).transpose()?))
+                })
             })??;
             match done {
                 Some(bytes) => return dec(&bytes),
@@ -1003,68 +1005,37 @@ impl<T: Serialize + DeserializeOwned> RedisValue<T> {
     }
 }
 
-/// One optimistic update: `Ok(None)` if another writer came between.
-fn try_update<T: Serialize + DeserializeOwned>(
+/// One optimistic update of the string `key` (`field` `None`) or of the
+/// field `field` of the hash `key`: `WATCH`, read, `apply` here, then
+/// `MULTI`/write/`EXEC`. `Ok(None)` if another writer came between; the
+/// inner error is `apply`'s.
+fn try_optimistic(
     c: &mut Connection,
     key: &str,
-    f: fn(T) -> T,
+    field: Option<&[u8]>,
+    apply: impl FnOnce(Option<Vec<u8>>) -> Result<Vec<u8>>,
 ) -> RedisResult<std::result::Result<Option<Vec<u8>>, Error>> {
     redis::cmd("WATCH").arg(key).query::<()>(c)?;
-    let old: Option<Vec<u8>> = redis::cmd("GET").arg(key).query(c)?;
-    let new = match old.map(|b| dec::<T>(&b)).transpose() {
-        Ok(Some(v)) => enc(&f(v)),
-        Ok(None) => Err(Error::new(
-            ErrorKind::InvalidArgument,
-            format!("no value under key {key}"),
-        )),
-        Err(e) => Err(e),
+    let old: Option<Vec<u8>> = match field {
+        None => redis::cmd("GET").arg(key).query(c)?,
+        Some(f) => redis::cmd("HGET").arg(key).arg(f).query(c)?,
     };
-    let new = match new {
+    let new = match apply(old) {
         Ok(n) => n,
         Err(e) => {
             redis::cmd("UNWATCH").query::<()>(c)?;
             return Ok(Err(e));
         }
     };
-    let done: Option<()> = redis::pipe()
-        .atomic()
-        .cmd("SET")
-        .arg(key)
-        .arg(new.as_slice())
-        .ignore()
-        .query(c)?;
-    Ok(Ok(done.map(|()| new)))
-}
-
-/// One optimistic update of the field `field` of the hash `key`: `Ok(None)`
-/// if another writer came between.
-fn try_update_field<V: Serialize + DeserializeOwned>(
-    c: &mut Connection,
-    key: &str,
-    field: &[u8],
-    f: fn(Option<V>) -> V,
-) -> RedisResult<std::result::Result<Option<Vec<u8>>, Error>> {
-    redis::cmd("WATCH").arg(key).query::<()>(c)?;
-    let old: Option<Vec<u8>> = redis::cmd("HGET").arg(key).arg(field).query(c)?;
-    let new = match old.map(|b| dec::<V>(&b)).transpose() {
-        Ok(old) => enc(&f(old)),
-        Err(e) => Err(e),
-    };
-    let new = match new {
-        Ok(n) => n,
-        Err(e) => {
-            redis::cmd("UNWATCH").query::<()>(c)?;
-            return Ok(Err(e));
-        }
-    };
-    let done: Option<()> = redis::pipe()
-        .atomic()
-        .cmd("HSET")
-        .arg(key)
-        .arg(field)
-        .arg(new.as_slice())
-        .ignore()
-        .query(c)?;
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    match field {
+        None => pipe.cmd("SET").arg(key),
+        Some(f) => pipe.cmd("HSET").arg(key).arg(f),
+    }
+    .arg(new.as_slice())
+    .ignore();
+    let done: Option<()> = pipe.query(c)?;
     Ok(Ok(done.map(|()| new)))
 }
 
@@ -1086,10 +1057,12 @@ impl<T: Serialize + DeserializeOwned> SharedValue<T> for RedisValue<T> {
     }
     fn update(&self, f: fn(T) -> T) -> Result<T> {
         loop {
-            match self
-                .backend
-                .run_once("update", |c| try_update(c, &self.key, f))??
-            {
+            match self.backend.run_once("update", |c| {
+                try_optimistic(c, &self.key, None, |old| match old {
+                    Some(b) => enc(&f(dec::<T>(&b)?)),
+                    None => Err(self.missing()),
+                })
+            })?? {
                 Some(bytes) => return dec(&bytes),
                 None => std::thread::yield_now(),
             }
