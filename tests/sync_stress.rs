@@ -84,50 +84,19 @@ fn event_waiter((ev, done, round, rounds): RoundArgs<Event>) -> Result<u32, Stri
     Ok(rounds)
 }
 
-/// Issue 8, item 3: `set()` at once followed by `clear()` releases every
-/// process blocked in `wait()`, with `true`.
-#[test]
-fn event_set_then_clear_releases_every_waiter() {
-    let _s = serial_clean();
-    let rounds = 10_000;
-    let ev = Event::new().unwrap();
-    let done = Semaphore::new(0).unwrap();
-    let round = RawValue::new(u32::MAX).unwrap();
-    let kids: Vec<_> = (0..WAITERS)
-        .map(|_| {
-            let args = (ev.clone(), done.clone(), round.clone(), rounds);
-            Kid::spawn(event_waiter, args)
-        })
-        .collect();
-    let pids: Vec<i32> = kids.iter().map(Kid::pid).collect();
-    for r in 0..rounds {
-        round.set(r);
-        until_asleep(&pids);
-        ev.set();
-        ev.clear();
-        take(&done, WAITERS, "waiters released", r);
-    }
-    for k in kids {
-        assert_eq!(k.join(), Ok(rounds));
-    }
-}
-
-/// Item 3 for threads too: waiter threads of this process and waiter
-/// processes, blocked in `wait()` together, are all released by `set()`
-/// at once followed by `clear()`.
-#[test]
-fn event_set_then_clear_releases_waiting_threads_and_processes() {
-    let _s = serial_clean();
-    let rounds = 2_000;
+/// `rounds` rounds in which `processes` waiter processes and `threads`
+/// waiter threads of this process all sleep in `wait()`, then `set()` at
+/// once followed by `clear()` must release every one of them.
+fn event_rounds(processes: usize, threads: usize, rounds: u32) {
     let ev = Event::new().unwrap();
     let done = Semaphore::new(0).unwrap();
     let round = RawValue::new(u32::MAX).unwrap();
     let args = || (ev.clone(), done.clone(), round.clone(), rounds);
-    let kids: Vec<_> = (0..WAITERS / 2)
+    let kids: Vec<_> = (0..processes)
         .map(|_| Kid::spawn(event_waiter, args()))
         .collect();
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let threads: Vec<_> = (0..WAITERS / 2)
+    let waiting: Vec<_> = (0..threads)
         .map(|_| {
             let (args, tid_tx) = (args(), tid_tx.clone());
             std::thread::spawn(move || {
@@ -137,7 +106,7 @@ fn event_set_then_clear_releases_waiting_threads_and_processes() {
         })
         .collect();
     let mut paths: Vec<String> = kids.iter().map(|k| proc_stat(k.pid())).collect();
-    for _ in 0..WAITERS / 2 {
+    for _ in 0..threads {
         let tid = tid_rx.recv_timeout(ROUND).expect("a waiter thread started");
         paths.push(format!("/proc/self/task/{tid}/stat"));
     }
@@ -146,14 +115,31 @@ fn event_set_then_clear_releases_waiting_threads_and_processes() {
         until_all_asleep(&paths);
         ev.set();
         ev.clear();
-        take(&done, WAITERS, "waiters released", r);
+        take(&done, processes + threads, "waiters released", r);
     }
-    for t in threads {
+    for t in waiting {
         assert_eq!(t.join().unwrap(), Ok(rounds));
     }
     for k in kids {
         assert_eq!(k.join(), Ok(rounds));
     }
+}
+
+/// Issue 8, item 3: `set()` at once followed by `clear()` releases every
+/// process blocked in `wait()`, with `true`.
+#[test]
+fn event_set_then_clear_releases_every_waiter() {
+    let _s = serial_clean();
+    event_rounds(WAITERS, 0, 10_000);
+}
+
+/// Item 3 for threads too: waiter threads of this process and waiter
+/// processes, blocked in `wait()` together, are all released by `set()`
+/// at once followed by `clear()`.
+#[test]
+fn event_set_then_clear_releases_waiting_threads_and_processes() {
+    let _s = serial_clean();
+    event_rounds(WAITERS / 2, WAITERS / 2, 2_000);
 }
 
 type CondArgs = (Condition, Semaphore, RawValue<u32>, u32);
