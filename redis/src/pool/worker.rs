@@ -296,15 +296,18 @@ impl WorkerBuilder {
     }
 }
 
+/// Sets the heartbeat key `key` for [`HEARTBEAT_TTL`].
+fn beat_cmd(key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key)
+        .arg(1)
+        .arg("PX")
+        .arg(HEARTBEAT_TTL.as_millis() as u64);
+    cmd
+}
+
 fn beat(backend: &RedisBackend, key: &str) -> Result<()> {
-    backend.run("heartbeat", |c| {
-        redis::cmd("SET")
-            .arg(key)
-            .arg(1)
-            .arg("PX")
-            .arg(HEARTBEAT_TTL.as_millis() as u64)
-            .query::<()>(c)
-    })
+    backend.run("heartbeat", |c| beat_cmd(key).query::<()>(c))
 }
 
 /// The heartbeat thread: refreshes the key every second.
@@ -321,14 +324,7 @@ impl Heartbeat {
             .spawn(move || loop {
                 match stopped.recv_timeout(HEARTBEAT_EVERY) {
                     Err(RecvTimeoutError::Timeout) => {
-                        let beat = backend.run_once("heartbeat", |c| {
-                            redis::cmd("SET")
-                                .arg(&key)
-                                .arg(1)
-                                .arg("PX")
-                                .arg(HEARTBEAT_TTL.as_millis() as u64)
-                                .query::<()>(c)
-                        });
+                        let beat = backend.run_once("heartbeat", |c| beat_cmd(&key).query::<()>(c));
                         if let Err(e) = beat {
                             tracing::warn!(
                                 error = %e,
