@@ -38,7 +38,6 @@ fn double(x: u64) -> u64 {
 /// server is fresh for every call and serves the objects named in
 /// [`NAMES`] under ids counting up from 1.
 ///
-///
 /// # Errors
 ///
 /// `Io` if the loopback connection cannot be set up. Whatever the input,
