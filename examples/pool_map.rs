@@ -1,10 +1,12 @@
-//! `map`, `imap` and `imap_unordered` over 1,000,000 items, with a progress
-//! bar on `imap` as results stream in (`.progress()`, feature `progress`:
-//! `cargo run --release --features progress --example pool_map`).
+//! `map`, `imap` and `imap_unordered` over 1,000,000 items, with progress
+//! bars (feature `progress`: `cargo run --release --features progress
+//! --example pool_map`): on an eager `map` as chunks finish
+//! (`ApplyOptions::progress`), and on `imap` as results stream in
+//! (`.progress()`).
 
 use std::time::Instant;
 
-use multiproc::Pool;
+use multiproc::{ApplyOptions, Pool};
 
 const ITEMS: u64 = 1_000_000;
 
@@ -55,6 +57,27 @@ fn main() -> multiproc::Result<()> {
     assert!(seen.iter().all(|&s| s));
     println!(
         "imap_unordered: {ITEMS} results, each exactly once, in {:?}",
+        t.elapsed()
+    );
+
+    // An eager map with a progress bar: it moves as chunks come back,
+    // while this thread just waits for the whole list.
+    let t = Instant::now();
+    let squares = pool
+        .map_async_with(
+            square,
+            0..ITEMS,
+            Some(10_000),
+            ApplyOptions::new().progress(),
+        )?
+        .get()?;
+    assert_eq!(
+        squares.iter().map(|&v| u128::from(v)).sum::<u128>(),
+        expected
+    );
+    println!(
+        "map + progress: {} results in {:?}",
+        squares.len(),
         t.elapsed()
     );
 

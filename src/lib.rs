@@ -170,7 +170,10 @@
 //! # Feature flags
 //!
 //! - `progress`: `IMapIter::progress` and `ExecutorMap::progress` draw
-//!   a progress bar (indicatif) as results stream in.
+//!   a progress bar (indicatif) as results stream in; for the eager
+//!   `map_async_with`/`apply_async_with`, `ApplyOptions::progress` (or
+//!   `progress_bar` with a bar of your own, `multiproc::indicatif`) moves
+//!   one as items finish.
 //! - `redis`: the distributed tier on a Redis server (`multiproc::redis`,
 //!   also re-exported here: `RedisBackend`, `RedisPool`, `RedisQueue`,
 //!   `RedisDict`, `RedisLock`...). Its objects implement the same
@@ -199,6 +202,8 @@ pub use multiproc_ipc::value::Structure;
 pub use multiproc_ipc::value::ValueLock;
 pub use multiproc_ipc::value::{Array, RawArray, RawValue, Value};
 pub use multiproc_ipc::{sync, value};
+#[cfg(feature = "progress")]
+pub use multiproc_pool::indicatif;
 #[cfg(feature = "progress")]
 pub use multiproc_pool::Progress;
 pub use multiproc_pool::{

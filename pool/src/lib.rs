@@ -72,6 +72,10 @@ pub use builder::{PoolBuilder, StartMethod};
 pub use executor::{Executor, ExecutorBuilder, ExecutorMap, EXECUTOR_QUEUE_PER_WORKER};
 pub use future::{as_completed, wait, AsCompleted, Future, ReturnWhen, Waited};
 pub use imap::{IMapIter, IMapOptions, DEFAULT_BUFFER_PER_PROCESS};
+/// The progress-bar crate behind [`Progress`] and
+/// [`ApplyOptions::progress_bar`] (feature `progress`), for styling bars.
+#[cfg(feature = "progress")]
+pub use indicatif;
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, StarFn};
 pub use options::ApplyOptions;
 pub use pool::Pool;

@@ -358,7 +358,9 @@ impl Pool {
             callback,
             error_callback,
             timeout,
+            progress,
         } = options;
+        progress.start(total);
         let panics = Arc::clone(&self.shared.callback_panics);
         let finish = {
             let cell = Arc::clone(&cell);
@@ -394,6 +396,7 @@ impl Pool {
         });
         let finish = Mutex::new(Some(finish));
         let deliver = Arc::new(move |first: usize, result: ChunkResult<R>| {
+            progress.advance(result.len());
             let done = {
                 let mut g = lock(&state);
                 match result {

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use multiproc_ipc::Error;
 
+#[cfg(feature = "progress")]
+use crate::progress;
+
 type Callback<R> = Box<dyn FnOnce(&R) + Send>;
 type ErrorCallback = Box<dyn FnOnce(&Error) + Send>;
 
@@ -37,6 +40,7 @@ pub struct ApplyOptions<R> {
     pub(crate) callback: Option<Callback<R>>,
     pub(crate) error_callback: Option<ErrorCallback>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) progress: Ticker,
 }
 
 impl<R> Default for ApplyOptions<R> {
@@ -45,6 +49,7 @@ impl<R> Default for ApplyOptions<R> {
             callback: None,
             error_callback: None,
             timeout: None,
+            progress: Ticker::default(),
         }
     }
 }
@@ -55,6 +60,7 @@ impl<R> fmt::Debug for ApplyOptions<R> {
             .field("callback", &self.callback.is_some())
             .field("error_callback", &self.error_callback.is_some())
             .field("timeout", &self.timeout)
+            .field("progress", &self.progress.is_on())
             .finish()
     }
 }
@@ -89,6 +95,99 @@ impl<R> ApplyOptions<R> {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// Draws a progress bar on stderr that counts finished items (feature
+    /// `progress`): for a `map`, every item of the input, as its chunk
+    /// comes back; for an `apply`, the one task. The eager counterpart of
+    /// [`IMapIter::progress`](crate::IMapIter::progress): nobody has to
+    /// consume results for the bar to move.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ApplyOptions, Pool};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let squares = pool
+    ///     .map_async_with(square, 0..10_000u64, Some(100), ApplyOptions::new().progress())?
+    ///     .get()?;
+    /// assert_eq!(squares[99], 99 * 99);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress(self) -> Self {
+        self.progress_bar(progress::counting_bar())
+    }
+
+    /// As [`progress`](ApplyOptions::progress), on the caller's own bar
+    /// (styled, hidden, or part of a `MultiProgress`): the submission sets
+    /// its length to the number of items and moves it as they finish.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::indicatif::ProgressBar;
+    /// use multiproc::{ApplyOptions, Pool};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let bar = ProgressBar::hidden();
+    /// let r = pool.map_async_with(square, 0..500u64, Some(7),
+    ///     ApplyOptions::new().progress_bar(bar.clone()))?;
+    /// assert_eq!(r.get()?.len(), 500);
+    /// assert_eq!((bar.position(), bar.length()), (500, Some(500)));
+    /// assert!(bar.is_finished());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress_bar(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = Ticker(Some(bar));
+        self
+    }
+}
+
+/// The progress bar a submission moves, if its options asked for one
+/// ([`ApplyOptions::progress`]); without the `progress` feature it is
+/// always off and costs nothing.
+#[derive(Default)]
+pub(crate) struct Ticker(#[cfg(feature = "progress")] Option<indicatif::ProgressBar>);
+
+impl Ticker {
+    pub(crate) fn is_on(&self) -> bool {
+        #[cfg(feature = "progress")]
+        return self.0.is_some();
+        #[cfg(not(feature = "progress"))]
+        false
+    }
+
+    /// Starts counting towards `total` items (a bar of none is finished
+    /// at once).
+    pub(crate) fn start(&self, total: usize) {
+        #[cfg(feature = "progress")]
+        if let Some(bar) = &self.0 {
+            bar.set_length(total as u64);
+            bar.reset();
+        }
+        #[cfg(not(feature = "progress"))]
+        let _ = total;
+        self.advance(0);
+    }
+
+    /// Counts `n` more finished items, finishing the bar at its length.
+    pub(crate) fn advance(&self, n: usize) {
+        #[cfg(feature = "progress")]
+        if let Some(bar) = &self.0 {
+            bar.inc(n as u64);
+            if bar.length().is_some_and(|len| bar.position() >= len) {
+                bar.finish();
+            }
+        }
+        #[cfg(not(feature = "progress"))]
+        let _ = n;
     }
 }
 

@@ -400,7 +400,9 @@ impl Pool {
             callback,
             error_callback,
             timeout,
+            progress,
         } = options;
+        progress.start(1);
         // Only a task with a callback needs the counter: cloning it for
         // every task would bounce its reference count between the
         // submitting thread and the result thread.
@@ -409,6 +411,7 @@ impl Pool {
         let complete = Completion::new(move |outcome: Result<&[u8]>, stats: &Counters| {
             let res = outcome.and_then(task::decode_one::<R>);
             stats.count(res.is_ok());
+            progress.advance(1);
             if let Some(panics) = &panics {
                 match &res {
                     Ok(v) => {

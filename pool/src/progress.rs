@@ -24,12 +24,8 @@ impl<I: Iterator> Progress<I> {
     fn new(inner: I) -> Progress<I> {
         let bar = match inner.size_hint() {
             (_, Some(n)) => {
-                let bar = ProgressBar::new(n as u64);
-                if let Ok(style) = ProgressStyle::with_template(
-                    "[{elapsed_precise}] [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
-                ) {
-                    bar.set_style(style);
-                }
+                let bar = counting_bar();
+                bar.set_length(n as u64);
                 bar
             }
             (_, None) => ProgressBar::new_spinner(),
@@ -58,6 +54,18 @@ impl<I: Iterator> Iterator for Progress<I> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.inner.size_hint()
     }
+}
+
+/// A bar on stderr that counts items towards a length set later:
+/// elapsed time, the bar, position/length, rate and ETA.
+pub(crate) fn counting_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(
+        "[{elapsed_precise}] [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }
 
 impl<'a, R> IMapIter<'a, R> {

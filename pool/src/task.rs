@@ -205,6 +205,14 @@ impl<R> ChunkResult<R> {
         ChunkResult::Mixed((0..n).map(|_| Err(e.clone())).collect())
     }
 
+    /// How many items this chunk carries results for.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ChunkResult::All(v) => v.len(),
+            ChunkResult::Mixed(v) => v.len(),
+        }
+    }
+
     /// One result per item.
     pub(crate) fn into_items(self) -> Vec<Result<R, Error>> {
         match self {
