@@ -1,13 +1,13 @@
 //! Fault injection on locks and queues: a holder SIGKILLed for each lock
-//! type, queue consumers SIGKILLed mid-`get`, a producer SIGKILLed mid-`put`
-//! of a 64 MiB item. The others go on, no item is delivered twice, no
+//! type, queue consumers SIGKILLed mid-`get` (of a `Queue`, a `LifoQueue`
+//! and a `PriorityQueue`), a producer SIGKILLed mid-`put` of a 64 MiB item. The others go on, no item is delivered twice, no
 //! partial item is ever delivered, nothing hangs and nothing leaks.
 
 use std::time::{Duration, Instant};
 
 use multiproc::sync::{BoundedSemaphore, Condition, Event, Lock, LockError, RLock};
 use multiproc::value::{RawArray, RawValue};
-use multiproc::{Queue, Value};
+use multiproc::{LifoQueue, PriorityQueue, Queue, Value};
 use multiproc_testkit::{checked, Kid};
 use serde::{Deserialize, Serialize};
 
@@ -139,7 +139,7 @@ fn a_killed_holder_of_each_lock_type_does_not_block_the_others() {
 
 /// An item whose every byte is derived from its id: a partial or mixed
 /// item is detected.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 struct Item {
     id: u32,
     bytes: Vec<u8>,
@@ -164,11 +164,42 @@ impl Item {
     }
 }
 
+/// The operations the kill storm needs, of each cross-process queue type.
+trait ItemQueue: Clone + Serialize + serde::de::DeserializeOwned + 'static {
+    fn bounded(maxsize: usize) -> Self;
+    /// False if the item could not be put within `timeout`.
+    fn put_within(&self, item: Item, timeout: Duration) -> bool;
+    fn get_within(&self, timeout: Duration) -> Option<Item>;
+    fn is_empty(&self) -> bool;
+}
+
+macro_rules! item_queue {
+    ($q:ident) => {
+        impl ItemQueue for $q<Item> {
+            fn bounded(maxsize: usize) -> Self {
+                $q::with_maxsize(maxsize).unwrap()
+            }
+            fn put_within(&self, item: Item, timeout: Duration) -> bool {
+                self.put_timeout(item, timeout).is_ok()
+            }
+            fn get_within(&self, timeout: Duration) -> Option<Item> {
+                self.get_timeout(timeout).ok()
+            }
+            fn is_empty(&self) -> bool {
+                self.empty()
+            }
+        }
+    };
+}
+item_queue!(Queue);
+item_queue!(LifoQueue);
+item_queue!(PriorityQueue);
+
 /// Takes items until the queue stays empty for `idle_ms`, counting each
 /// id in `seen` and each damaged item in `bad`.
-fn consume((q, seen, bad, idle_ms): (Queue<Item>, RawArray<u32>, RawValue<u32>, u64)) -> u32 {
+fn consume<Q: ItemQueue>((q, seen, bad, idle_ms): (Q, RawArray<u32>, RawValue<u32>, u64)) -> u32 {
     let mut n = 0;
-    while let Ok(item) = q.get_timeout(Duration::from_millis(idle_ms)) {
+    while let Some(item) = q.get_within(Duration::from_millis(idle_ms)) {
         if !item.whole() {
             bad.fetch_add(1);
         }
@@ -185,13 +216,19 @@ fn a_consumer_killed_while_blocked_in_get_loses_nothing() {
         let n = 1_000;
         let seen = RawArray::<u32>::new(n).unwrap();
         let bad = RawValue::new(0u32).unwrap();
-        let blocked = Kid::spawn(consume, (q.clone(), seen.clone(), bad.clone(), 60_000));
+        let blocked = Kid::spawn(
+            consume::<Queue<Item>>,
+            (q.clone(), seen.clone(), bad.clone(), 60_000),
+        );
         std::thread::sleep(Duration::from_millis(200));
         blocked.kill();
         for id in 0..n as u32 {
             q.put(Item::new(id)).unwrap_or_else(|_| panic!("put {id}"));
         }
-        let other = Kid::spawn(consume, (q.clone(), seen.clone(), bad.clone(), 500));
+        let other = Kid::spawn(
+            consume::<Queue<Item>>,
+            (q.clone(), seen.clone(), bad.clone(), 500),
+        );
         assert_eq!(other.join(), n as u32);
         assert_eq!(bad.get(), 0, "damaged items delivered");
         for i in 0..n {
@@ -200,10 +237,12 @@ fn a_consumer_killed_while_blocked_in_get_loses_nothing() {
     });
 }
 
-#[test]
-fn consumers_killed_at_random_mid_get_never_duplicate_or_tear_an_item() {
+/// A producer thread puts 20,000 items into a bounded queue of 64 while
+/// two consumer processes take them and one of the two is SIGKILLed (and
+/// replaced) every 7 ms, wherever it is in its `get`.
+fn kill_storm<Q: ItemQueue + Send>() {
     checked(LIMIT, || {
-        let q = Queue::<Item>::with_maxsize(64).unwrap();
+        let q = Q::bounded(64);
         let n: u32 = 20_000;
         let seen = RawArray::<u32>::new(n as usize).unwrap();
         let bad = RawValue::new(0u32).unwrap();
@@ -212,9 +251,7 @@ fn consumers_killed_at_random_mid_get_never_duplicate_or_tear_an_item() {
             let q = q.clone();
             std::thread::spawn(move || {
                 for id in 0..n {
-                    if q.put_timeout(Item::new(id), Duration::from_secs(20))
-                        .is_err()
-                    {
+                    if !q.put_within(Item::new(id), Duration::from_secs(20)) {
                         return id;
                     }
                 }
@@ -223,8 +260,8 @@ fn consumers_killed_at_random_mid_get_never_duplicate_or_tear_an_item() {
         };
         let mut kills = 0u32;
         let mut consumers = vec![
-            Kid::spawn(consume, args.clone()),
-            Kid::spawn(consume, args.clone()),
+            Kid::spawn(consume::<Q>, args.clone()),
+            Kid::spawn(consume::<Q>, args.clone()),
         ];
         let t = Instant::now();
         while !producer.is_finished() && t.elapsed() < Duration::from_secs(30) {
@@ -232,7 +269,7 @@ fn consumers_killed_at_random_mid_get_never_duplicate_or_tear_an_item() {
             let victim = consumers.remove(kills as usize % 2);
             victim.kill();
             kills += 1;
-            consumers.insert(kills as usize % 2, Kid::spawn(consume, args.clone()));
+            consumers.insert(kills as usize % 2, Kid::spawn(consume::<Q>, args.clone()));
         }
         assert_eq!(producer.join().unwrap(), n, "the producer was stuck");
         let drained: u32 = consumers.into_iter().map(Kid::join).sum();
@@ -240,7 +277,8 @@ fn consumers_killed_at_random_mid_get_never_duplicate_or_tear_an_item() {
         let delivered = counts.iter().filter(|&&c| c == 1).count() as u32;
         let twice: Vec<usize> = (0..counts.len()).filter(|&i| counts[i] > 1).collect();
         eprintln!(
-            "{n} items, {kills} consumer kills: {delivered} delivered ({drained} to the survivors), {} lost",
+            "{}: {n} items, {kills} consumer kills: {delivered} delivered ({drained} to the survivors), {} lost",
+            std::any::type_name::<Q>(),
             n - delivered
         );
         assert!(twice.is_empty(), "items delivered twice: {twice:?}");
@@ -251,8 +289,23 @@ fn consumers_killed_at_random_mid_get_never_duplicate_or_tear_an_item() {
             "{} lost for {kills} kills",
             n - delivered
         );
-        assert!(q.empty());
+        assert!(q.is_empty());
     });
+}
+
+#[test]
+fn consumers_killed_at_random_mid_get_never_duplicate_or_tear_an_item() {
+    kill_storm::<Queue<Item>>();
+}
+
+#[test]
+fn lifo_consumers_killed_at_random_mid_get_never_duplicate_or_tear_an_item() {
+    kill_storm::<LifoQueue<Item>>();
+}
+
+#[test]
+fn priority_consumers_killed_at_random_mid_get_never_duplicate_or_tear_an_item() {
+    kill_storm::<PriorityQueue<Item>>();
 }
 
 const BIG: usize = 64 << 20;

@@ -39,6 +39,9 @@ fn join<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(p: Process<
 
 queue_children!(Queue);
 
+// An unrelated process attaches by name (items in the type's order).
+attach_by_name!(Queue, vec![1, 2, 3, 3 << 20]);
+
 fn work((q, pause_ms): (JoinableQueue<u64>, u64)) -> u64 {
     let mut n = 0;
     while let Ok(_x) = q.get() {
@@ -387,7 +390,7 @@ fn child_entry() {
 }
 
 #[test]
-fn an_unrelated_process_attaches_by_name() {
+fn an_unrelated_process_attaches_to_a_joinable_queue_by_name() {
     let _s = serial();
     let q: JoinableQueue<String> = JoinableQueue::new().unwrap();
     let path = std::env::temp_dir().join(format!("mp-queue-handle-{}", std::process::id()));

@@ -1,4 +1,5 @@
 //! `LifoQueue` across processes: newest-first order, exactly-once delivery,
+//! attaching by name from an unrelated process,
 //! bounds and timeouts giving items back, tiny and huge items, close, and
 //! processes killed in the middle of a get or a put.
 //!
@@ -25,6 +26,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 // -- children ---------------------------------------------------------------
 
 queue_children!(LifoQueue);
+
+// An unrelated process attaches by name (items in the type's order).
+attach_by_name!(LifoQueue, vec![3 << 20, 3, 2, 1]);
 
 // -- tests ------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 //! `PriorityQueue` across processes: least-first order with ties in insertion
-//! order, exactly-once delivery,
+//! order, exactly-once delivery, attaching by name from an unrelated process,
 //! bounds and timeouts giving items back, tiny and huge items, close, and
 //! processes killed in the middle of a get or a put.
 //!
@@ -26,6 +26,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 // -- children ---------------------------------------------------------------
 
 queue_children!(PriorityQueue);
+
+// An unrelated process attaches by name (items in the type's order).
+attach_by_name!(PriorityQueue, vec![1, 2, 3, 3 << 20]);
 
 // -- tests ------------------------------------------------------------------
 

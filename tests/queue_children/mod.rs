@@ -112,3 +112,61 @@ macro_rules! queue_children {
         }
     };
 }
+
+/// Writes the test that a process which shares no memory with the creator
+/// (this test binary run again) attaches to a `$q<String>` by name from its
+/// encoded handle, takes the item the creator put, and puts four of its own
+/// (the last of 3 MiB, in its own segment); the creator then takes them and
+/// sees their lengths in `$order`, the queue type's order.
+macro_rules! attach_by_name {
+    ($q:ident, $order:expr) => {
+        /// Where the re-executed child finds the encoded handle.
+        const ATTACH_HANDLE: &str = "MP_QUEUE_ATTACH_HANDLE";
+
+        /// The re-executed child's body; a no-op in a normal test run.
+        #[test]
+        fn attach_child_entry() {
+            let Ok(path) = std::env::var(ATTACH_HANDLE) else {
+                return;
+            };
+            let bytes = std::fs::read(path).unwrap();
+            let q: $q<String> = multiproc::codec::decode(&bytes).unwrap();
+            assert_eq!(
+                q.get_timeout(queue_children::STALL_LIMIT).unwrap(),
+                "from the creator"
+            );
+            for w in ["a", "bb", "ccc"] {
+                q.put(w.to_string()).unwrap();
+            }
+            q.put("x".repeat(3 << 20)).unwrap();
+            println!("put four");
+        }
+
+        #[test]
+        fn an_unrelated_process_attaches_by_name() {
+            let _c = multiproc_testkit::serial_clean();
+            let q: $q<String> = $q::new().unwrap();
+            q.put("from the creator".to_string()).unwrap();
+            let path = std::env::temp_dir().join(format!(
+                "mp-attach-{}-{}",
+                stringify!($q),
+                std::process::id()
+            ));
+            std::fs::write(&path, multiproc::codec::encode(&q).unwrap()).unwrap();
+            let child = multiproc_testkit::Reexec::test("attach_child_entry")
+                .env(ATTACH_HANDLE, &path)
+                .spawn();
+            let (status, out) = child.output(queue_children::STALL_LIMIT);
+            let _ = std::fs::remove_file(&path);
+            assert!(
+                status.success() && out.contains("put four"),
+                "{status:?}\n{out}"
+            );
+            let got: Vec<usize> = (0..4)
+                .map(|_| q.get_timeout(queue_children::STALL_LIMIT).unwrap().len())
+                .collect();
+            assert_eq!(got, $order);
+            assert!(q.empty());
+        }
+    };
+}
