@@ -62,6 +62,8 @@ struct WorkerArgs {
     processes: usize,
     /// Stop when idle this long (0: only on shutdown).
     idle_ms: u64,
+    /// Tasks taken beyond the running ones (None: the default).
+    prefetch: Option<usize>,
 }
 
 /// (completed, reaped, fenced) of the worker's report.
@@ -72,6 +74,9 @@ fn run_worker(a: WorkerArgs) -> (u64, u64, u64) {
         .grace(Duration::from_secs(10));
     if a.idle_ms > 0 {
         w = w.stop_when_idle(Duration::from_millis(a.idle_ms));
+    }
+    if let Some(n) = a.prefetch {
+        w = w.prefetch(n);
     }
     let r = w.run().unwrap();
     (r.completed, r.reaped, r.fenced)
@@ -84,6 +89,7 @@ fn worker(url: &str, processes: usize, idle_ms: u64) -> Kid<(u64, u64, u64)> {
             url: url.to_owned(),
             processes,
             idle_ms,
+            prefetch: None,
         },
     )
 }
@@ -301,6 +307,74 @@ fn a_sigkilled_worker_s_task_is_redone_elsewhere_with_one_result() {
         1,
         "exactly one committed result"
     );
+}
+
+/// The length of every stream of the default queue, and their counts of
+/// acknowledged entries left for a later trim.
+fn stream_lengths(url: &str) -> (u64, u64) {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let (mut len, mut stale) = (0, 0);
+    for level in 0..3 {
+        let s = format!("mp:q:default:{level}");
+        len += redis::cmd("XLEN").arg(&s).query::<u64>(&mut c).unwrap();
+        let n: Option<u64> = redis::cmd("GET")
+            .arg(format!("{s}:stale"))
+            .query(&mut c)
+            .unwrap();
+        stale += n.unwrap_or(0);
+    }
+    (len, stale)
+}
+
+#[test]
+fn acknowledged_entries_leave_the_streams_and_queued_stays_exact() {
+    let _g = serial_clean();
+    let server = RedisServer::start();
+    let url = server.url();
+    let p = pool(&server);
+    // The oldest entry stays pending, held by a worker that takes nothing
+    // else, while another commits 300 newer ones: those cannot be trimmed
+    // yet, and must not count as queued.
+    let holder = Kid::spawn(
+        run_worker,
+        WorkerArgs {
+            url: url.clone(),
+            processes: 1,
+            idle_ms: 0,
+            prefetch: Some(0),
+        },
+    );
+    let slow = p
+        .apply_async(&TaskFn::<u64, u64>::named("sleepy"), 3000)
+        .unwrap();
+    let t = std::time::Instant::now();
+    while p.stats().unwrap().running == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the slow task never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let w = worker(&url, 2, 0);
+    let sq = TaskFn::<u64, u64>::named("square");
+    assert_eq!(p.map(&sq, 0..300u64).unwrap().len(), 300);
+    let s = p.stats().unwrap();
+    assert_eq!((s.queued, s.running), (0, 1), "{s:?}");
+    let (len, stale) = stream_lengths(&url);
+    assert_eq!(
+        (len, stale),
+        (301, 300),
+        "the slow task and the 300 stale entries"
+    );
+    assert_eq!(slow.get_timeout(Duration::from_secs(20)).unwrap(), 3000);
+    // Once nothing is pending, one more commit trims everything.
+    assert_eq!(p.apply_async(&sq, 3).unwrap().get().unwrap(), 9);
+    assert_eq!(stream_lengths(&url), (0, 0));
+    let s = p.stats().unwrap();
+    assert_eq!((s.queued, s.running, s.completed), (0, 0, 302), "{s:?}");
+    p.shutdown_workers().unwrap();
+    w.join();
+    holder.join();
 }
 
 #[test]

@@ -12,6 +12,10 @@ use redis::Script;
 
 /// Submits tasks whose ids were not submitted before (idempotent).
 ///
+/// One `HMGET` finds the ids known already and one `HSET` records the new
+/// ones, for the whole batch (a command per task costs the server more
+/// than the task's `XADD`).
+///
 /// ARGV: ns, then per task: stream, id, f, a, m, r, t, b, delay_ms.
 /// Returns a code per task: 1 (queued), 2 (delayed) or 0 (a duplicate id:
 /// nothing done).
@@ -21,11 +25,19 @@ local ns = ARGV[1]
 local out = {}
 local now = nil
 local known = {}
-for i = 2, #ARGV, 9 do
-  local s, id = ARGV[i], ARGV[i + 1]
-  if redis.call('HSETNX', ns .. ':ids', id, s) == 0 then
-    out[#out + 1] = 0
+local ids = {}
+for i = 2, #ARGV, 9 do ids[#ids + 1] = ARGV[i + 1] end
+local have = redis.call('HMGET', ns .. ':ids', unpack(ids))
+local seen, fresh = {}, {}
+for j, id in ipairs(ids) do
+  local i = 2 + (j - 1) * 9
+  local s = ARGV[i]
+  if have[j] or seen[id] then
+    out[j] = 0
   else
+    seen[id] = true
+    fresh[#fresh + 1] = id
+    fresh[#fresh + 1] = s
     if not known[s] then
       redis.call('SADD', ns .. ':streams', s)
       known[s] = true
@@ -40,21 +52,35 @@ for i = 2, #ARGV, 9 do
         'a', ARGV[i + 3], 'n', '1', 'm', ARGV[i + 4], 'r', ARGV[i + 5], 't', ARGV[i + 6],
         'b', ARGV[i + 7])
       redis.call('ZADD', ns .. ':delayed', now + delay, id)
-      out[#out + 1] = 2
+      out[j] = 2
     else
       redis.call('XADD', s, '*', 'id', id, 'f', ARGV[i + 2], 'a', ARGV[i + 3], 'n', '1',
         'm', ARGV[i + 4], 'r', ARGV[i + 5], 't', ARGV[i + 6], 'b', ARGV[i + 7])
-      out[#out + 1] = 1
+      out[j] = 1
     end
   end
 end
+if #fresh > 0 then redis.call('HSET', ns .. ':ids', unpack(fresh)) end
 return out
 ";
 
 /// Commits tasks' outcomes, each fenced: only if `consumer` still owns the
-/// entry. For each: acknowledges and deletes the entry, stores the outcome
-/// unless one is stored already, notifies the submitter, and for a final
-/// failure adds a dead letter.
+/// entry. For each: acknowledges the entry, stores the outcome unless one
+/// is stored already, notifies the submitter, and for a final failure adds
+/// a dead letter. Per stream, one `XPENDING` over the batch's range finds
+/// the entries this consumer still owns, one `XACK` acknowledges them, one
+/// `HMGET` and one `HSET` store the outcomes not stored yet; one `RPUSH`
+/// per reply list notifies.
+///
+/// Then it trims the acknowledged entries from their streams, cheaply:
+/// the group delivers a stream in order, so every entry older than the
+/// oldest one still pending (or, with none pending, than the newest one
+/// acknowledged here) was delivered and acknowledged, and one `XTRIM
+/// MINID` drops them all. (An `XDEL` per entry costs the server more than
+/// the rest of the commit: it scans the entry's node.) Entries acknowledged
+/// out of order, newer than that bound, stay until a later trim passes
+/// them; `STREAM:stale` counts them, so that a stream's length minus its
+/// pending entries minus its stale ones is exactly what is queued.
 ///
 /// ARGV: ns, group, consumer, then per entry: stream, entry, id, outcome,
 /// reply, dead (0/1), f, n, error text.
@@ -62,30 +88,108 @@ return out
 /// stored), 0 (fenced off).
 const COMPLETE: &str = r"
 local ns, group, me = ARGV[1], ARGV[2], ARGV[3]
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function older(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am < bm or (am == bm and as < bs)
+end
 local out = {}
 local committed, fenced = 0, 0
+local by, streams = {}, {}
 for i = 4, #ARGV, 9 do
-  local s, entry, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local p = redis.call('XPENDING', s, group, entry, entry, 1, me)
-  if #p == 0 then
-    fenced = fenced + 1
-    out[#out + 1] = 0
-  else
-    redis.call('XACK', s, group, entry)
-    redis.call('XDEL', s, entry)
-    if redis.call('HSETNX', ns .. ':results', id, ARGV[i + 3]) == 0 then
-      out[#out + 1] = 2
+  local s = ARGV[i]
+  if not by[s] then
+    by[s] = {}
+    streams[#streams + 1] = s
+  end
+  table.insert(by[s], i)
+end
+local replies, reply_keys = {}, {}
+local stored = {}
+for _, s in ipairs(streams) do
+  local idx = by[s]
+  local lo, hi = ARGV[idx[1] + 1], ARGV[idx[1] + 1]
+  for _, i in ipairs(idx) do
+    local e = ARGV[i + 1]
+    if older(e, lo) then lo = e end
+    if older(hi, e) then hi = e end
+  end
+  local mine = {}
+  for _, p in ipairs(redis.call('XPENDING', s, group, lo, hi, 100000, me)) do
+    mine[p[1]] = true
+  end
+  local acked, owned = {}, {}
+  for _, i in ipairs(idx) do
+    local k = (i - 4) / 9 + 1
+    if mine[ARGV[i + 1]] then
+      mine[ARGV[i + 1]] = nil
+      acked[#acked + 1] = ARGV[i + 1]
+      owned[#owned + 1] = i
     else
-      committed = committed + 1
-      if ARGV[i + 5] == '1' then
-        redis.call('XADD', ns .. ':dead', '*', 'id', id, 'f', ARGV[i + 6], 'n', ARGV[i + 7],
-          'error', ARGV[i + 8])
-      end
-      if ARGV[i + 4] ~= '' then redis.call('RPUSH', ARGV[i + 4], id) end
-      out[#out + 1] = 1
+      out[k] = 0
+      fenced = fenced + 1
     end
   end
+  if #acked > 0 then
+    redis.call('XACK', s, group, unpack(acked))
+    local ids = {}
+    for _, i in ipairs(owned) do ids[#ids + 1] = ARGV[i + 2] end
+    local have = redis.call('HMGET', ns .. ':results', unpack(ids))
+    local set = {}
+    for j, i in ipairs(owned) do
+      local k = (i - 4) / 9 + 1
+      local id = ARGV[i + 2]
+      if have[j] or stored[id] then
+        out[k] = 2
+      else
+        stored[id] = true
+        set[#set + 1] = id
+        set[#set + 1] = ARGV[i + 3]
+        committed = committed + 1
+        if ARGV[i + 5] == '1' then
+          redis.call('XADD', ns .. ':dead', '*', 'id', id, 'f', ARGV[i + 6], 'n', ARGV[i + 7],
+            'error', ARGV[i + 8])
+        end
+        local r = ARGV[i + 4]
+        if r ~= '' then
+          if not replies[r] then
+            replies[r] = {}
+            reply_keys[#reply_keys + 1] = r
+          end
+          table.insert(replies[r], id)
+        end
+        out[k] = 1
+      end
+    end
+    if #set > 0 then redis.call('HSET', ns .. ':results', unpack(set)) end
+    local newest = acked[1]
+    for _, e in ipairs(acked) do
+      if older(newest, e) then newest = e end
+    end
+    local bound
+    local summary = redis.call('XPENDING', s, group)
+    if summary[1] > 0 then
+      bound = summary[2]
+    else
+      local ms, seq = parse(newest)
+      bound = string.format('%.0f-%.0f', ms, seq + 1)
+    end
+    local below = 0
+    for _, e in ipairs(acked) do
+      if older(e, bound) then below = below + 1 end
+    end
+    local trimmed = redis.call('XTRIM', s, 'MINID', bound)
+    -- Left: this commit's entries at or above the bound; gone: the stale
+    -- entries of earlier commits that the trim reached.
+    local change = (#acked - below) - (trimmed - below)
+    if change ~= 0 then redis.call('INCRBY', s .. ':stale', change) end
+  end
 end
+for _, r in ipairs(reply_keys) do redis.call('RPUSH', r, unpack(replies[r])) end
 if committed > 0 then redis.call('INCRBY', ns .. ':stat:completed', committed) end
 if fenced > 0 then redis.call('INCRBY', ns .. ':stat:fenced', fenced) end
 return out

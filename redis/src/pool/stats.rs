@@ -169,6 +169,8 @@ impl RedisPool {
             let mut per: std::collections::HashMap<String, u64> = Default::default();
             for s in streams {
                 let len: u64 = redis::cmd("XLEN").arg(s).query(c)?;
+                // Acknowledged entries a commit left for a later trim.
+                let stale: Option<u64> = redis::cmd("GET").arg(format!("{s}:stale")).query(c)?;
                 let summary: Value = redis::cmd("XPENDING").arg(s).arg(GROUP).query(c)?;
                 let mut pending = 0;
                 if let Value::Array(parts) = &summary {
@@ -184,7 +186,7 @@ impl RedisPool {
                     }
                 }
                 st.running += pending;
-                st.queued += len.saturating_sub(pending);
+                st.queued += len.saturating_sub(pending + stale.unwrap_or(0));
             }
             let mut per: Vec<(String, u64)> = per.into_iter().collect();
             per.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
