@@ -14,7 +14,7 @@ use redis::Script;
 ///
 /// One `HMGET` finds the ids known already and one `HSET` records the new
 /// ones, for the whole batch (a command per task costs the server more
-/// than the task's `XADD`).
+/// than the task's `XADD`); a single task's id is claimed by one `HSETNX`.
 ///
 /// ARGV: ns, then per task: stream, id, f, a, m, r, t, b, delay_ms.
 /// Returns a code per task: 1 (queued), 2 (delayed) or 0 (a duplicate id:
@@ -27,7 +27,14 @@ local now = nil
 local known = {}
 local ids = {}
 for i = 2, #ARGV, 9 do ids[#ids + 1] = ARGV[i + 1] end
-local have = redis.call('HMGET', ns .. ':ids', unpack(ids))
+-- One task (apply_async): HSETNX claims its id in one call.
+local single = #ids == 1
+local have
+if single then
+  have = { redis.call('HSETNX', ns .. ':ids', ids[1], ARGV[2]) == 0 }
+else
+  have = redis.call('HMGET', ns .. ':ids', unpack(ids))
+end
 local seen, fresh = {}, {}
 for j, id in ipairs(ids) do
   local i = 2 + (j - 1) * 9
@@ -60,7 +67,7 @@ for j, id in ipairs(ids) do
     end
   end
 end
-if #fresh > 0 then redis.call('HSET', ns .. ':ids', unpack(fresh)) end
+if #fresh > 0 and not single then redis.call('HSET', ns .. ':ids', unpack(fresh)) end
 return out
 ";
 
@@ -72,15 +79,15 @@ return out
 /// `HMGET` and one `HSET` store the outcomes not stored yet; one `RPUSH`
 /// per reply list notifies.
 ///
-/// Then it trims the acknowledged entries from their streams, cheaply:
-/// the group delivers a stream in order, so every entry older than the
-/// oldest one still pending (or, with none pending, than the newest one
-/// acknowledged here) was delivered and acknowledged, and one `XTRIM
-/// MINID` drops them all. (An `XDEL` per entry costs the server more than
-/// the rest of the commit: it scans the entry's node.) Entries acknowledged
-/// out of order, newer than that bound, stay until a later trim passes
-/// them; `STREAM:stale` counts them, so that a stream's length minus its
-/// pending entries minus its stale ones is exactly what is queued.
+/// Acknowledged entries leave their streams in bulk, cheaply: the group
+/// delivers a stream in order, so every entry older than the oldest one
+/// still pending (or, with none pending, than the newest one acknowledged
+/// here) was delivered and acknowledged, and one `XTRIM MINID` drops them
+/// all. (An `XDEL` per entry costs the server more than the rest of the
+/// commit: it scans the entry's node.) `STREAM:stale` counts the
+/// acknowledged entries still in the stream, so that its length minus its
+/// pending entries minus its stale ones is exactly what is queued; the trim
+/// runs each time that count passes a multiple of 64.
 ///
 /// ARGV: ns, group, consumer, then per entry: stream, entry, id, outcome,
 /// reply, dead (0/1), f, n, error text.
@@ -88,13 +95,13 @@ return out
 /// stored), 0 (fenced off).
 const COMPLETE: &str = r"
 local ns, group, me = ARGV[1], ARGV[2], ARGV[3]
+local TRIM = 64
+-- Entry ids as numbers, parsed once each: (milliseconds, sequence).
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local function older(a, b)
-  local am, as = parse(a)
-  local bm, bs = parse(b)
+local function before(am, as, bm, bs)
   return am < bm or (am == bm and as < bs)
 end
 local out = {}
@@ -112,23 +119,26 @@ local replies, reply_keys = {}, {}
 local stored = {}
 for _, s in ipairs(streams) do
   local idx = by[s]
-  local lo, hi = ARGV[idx[1] + 1], ARGV[idx[1] + 1]
+  local ms, sq = {}, {}
+  local lo, hi = idx[1], idx[1]
   for _, i in ipairs(idx) do
-    local e = ARGV[i + 1]
-    if older(e, lo) then lo = e end
-    if older(hi, e) then hi = e end
+    ms[i], sq[i] = parse(ARGV[i + 1])
+    if before(ms[i], sq[i], ms[lo], sq[lo]) then lo = i end
+    if before(ms[hi], sq[hi], ms[i], sq[i]) then hi = i end
   end
   local mine = {}
-  for _, p in ipairs(redis.call('XPENDING', s, group, lo, hi, 100000, me)) do
+  for _, p in ipairs(redis.call('XPENDING', s, group, ARGV[lo + 1], ARGV[hi + 1], 100000, me)) do
     mine[p[1]] = true
   end
   local acked, owned = {}, {}
+  local newest = nil
   for _, i in ipairs(idx) do
     local k = (i - 4) / 9 + 1
     if mine[ARGV[i + 1]] then
       mine[ARGV[i + 1]] = nil
       acked[#acked + 1] = ARGV[i + 1]
       owned[#owned + 1] = i
+      if not newest or before(ms[newest], sq[newest], ms[i], sq[i]) then newest = i end
     else
       out[k] = 0
       fenced = fenced + 1
@@ -166,27 +176,20 @@ for _, s in ipairs(streams) do
       end
     end
     if #set > 0 then redis.call('HSET', ns .. ':results', unpack(set)) end
-    local newest = acked[1]
-    for _, e in ipairs(acked) do
-      if older(newest, e) then newest = e end
+    -- Every acknowledged entry stays in the stream, counted as stale,
+    -- until a trim: one each time the count passes a multiple of TRIM.
+    local stale = redis.call('INCRBY', s .. ':stale', #acked)
+    if math.floor(stale / TRIM) > math.floor((stale - #acked) / TRIM) then
+      local bm, bs
+      local summary = redis.call('XPENDING', s, group)
+      if summary[1] > 0 then
+        bm, bs = parse(summary[2])
+      else
+        bm, bs = ms[newest], sq[newest] + 1
+      end
+      local trimmed = redis.call('XTRIM', s, 'MINID', string.format('%.0f-%.0f', bm, bs))
+      if trimmed > 0 then redis.call('DECRBY', s .. ':stale', trimmed) end
     end
-    local bound
-    local summary = redis.call('XPENDING', s, group)
-    if summary[1] > 0 then
-      bound = summary[2]
-    else
-      local ms, seq = parse(newest)
-      bound = string.format('%.0f-%.0f', ms, seq + 1)
-    end
-    local below = 0
-    for _, e in ipairs(acked) do
-      if older(e, bound) then below = below + 1 end
-    end
-    local trimmed = redis.call('XTRIM', s, 'MINID', bound)
-    -- Left: this commit's entries at or above the bound; gone: the stale
-    -- entries of earlier commits that the trim reached.
-    local change = (#acked - below) - (trimmed - below)
-    if change ~= 0 then redis.call('INCRBY', s .. ':stale', change) end
   end
 end
 for _, r in ipairs(reply_keys) do redis.call('RPUSH', r, unpack(replies[r])) end
