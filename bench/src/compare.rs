@@ -23,7 +23,8 @@ pub fn ratio(multiproc: f64, python: f64, better: Better) -> Option<f64> {
 /// One measured side of a comparison row.
 #[derive(Debug, Clone, Copy)]
 pub enum Side<'a> {
-    /// This side has no implementation (yet) or was not run.
+    /// This side has no implementation (a Rust-only scenario's Python side)
+    /// or was not run.
     Absent,
     /// This side's line (possibly an error line).
     Line(&'a Record),

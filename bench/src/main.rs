@@ -206,13 +206,17 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
                 cpu::measured(|| run_multiproc(scenario, run_fn, options.quick))
             })
         });
-        let python_line = python.as_deref().map(|py| {
-            repeat(options.runs, || {
-                cpu::measured(|| {
-                    python::run_script(py, &script_dir, scenario.name, options.quick, limit)
+        // The Rust-only scenarios (the Redis proofs) have no Python side.
+        let python_line = python
+            .as_deref()
+            .filter(|_| scenario.has_python())
+            .map(|py| {
+                repeat(options.runs, || {
+                    cpu::measured(|| {
+                        python::run_script(py, &script_dir, scenario.name, options.quick, limit)
+                    })
                 })
-            })
-        });
+            });
         let peer = python
             .as_ref()
             .and_then(|_| scenarios::peer::find(scenario.name))

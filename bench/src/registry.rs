@@ -8,7 +8,7 @@
 //!
 //! The Python counterpart `bench/python/<name>.py` declares the same sizes
 //! as `SIZES = {...}` and `QUICK_SIZES = {...}`; a unit test keeps the two in
-//! step.
+//! step. The [`RUST_ONLY`] scenarios have no counterpart.
 
 use std::fmt;
 
@@ -130,6 +130,12 @@ impl Scenario {
         Params {
             sizes: if quick { self.quick } else { self.full },
         }
+    }
+
+    /// Whether `--compare` has a Python counterpart to run (false for the
+    /// [`RUST_ONLY`] scenarios: their Python column shows `-`).
+    pub fn has_python(&self) -> bool {
+        !RUST_ONLY.contains(&self.name)
     }
 }
 
@@ -340,6 +346,71 @@ pub const SCENARIOS: &[Scenario] = &[
         headlines: &[higher("ops_per_sec"), lower("mean_round_trip_us")],
         run: Some(crate::scenarios::redis::remote_manager_queue),
     },
+    // The Redis tier's delivery proofs at full size (Rust only: no Python
+    // counterpart, see `RUST_ONLY`).
+    Scenario {
+        name: "redis_zero_loss",
+        full: &[
+            ("tasks", 100000),
+            ("task_ms", 0),
+            ("workers", 4),
+            ("kill_every_ms", 500),
+        ],
+        quick: &[
+            ("tasks", 3000),
+            ("task_ms", 2),
+            ("workers", 4),
+            ("kill_every_ms", 500),
+        ],
+        headlines: &[higher("ops_per_sec"), info("lost"), info("kills")],
+        run: Some(crate::scenarios::redis_proofs::zero_loss),
+    },
+    Scenario {
+        name: "redis_redelivery",
+        full: &[("victims", 20), ("task_ms", 20000)],
+        quick: &[("victims", 4), ("task_ms", 20000)],
+        headlines: &[lower("p50_s"), lower("p99_s"), info("redelivered")],
+        run: Some(crate::scenarios::redis_proofs::redelivery),
+    },
+    Scenario {
+        name: "redis_no_false_redelivery",
+        full: &[("task_ms", 20000)],
+        quick: &[("task_ms", 7000)],
+        headlines: &[info("runs"), lower("seconds")],
+        run: Some(crate::scenarios::redis_proofs::no_false_redelivery),
+    },
+    Scenario {
+        name: "redis_restart_aof",
+        full: &[("submit_ms", 5000)],
+        quick: &[("submit_ms", 2000)],
+        headlines: &[
+            lower("reconnect_ms"),
+            info("lost_older_than_1s"),
+            info("recent_lost"),
+        ],
+        run: Some(crate::scenarios::redis_proofs::restart_aof),
+    },
+    Scenario {
+        name: "redis_lock_contention",
+        full: &[("processes", 8), ("acquisitions_per_process", 1250)],
+        quick: &[("processes", 8), ("acquisitions_per_process", 40)],
+        headlines: &[
+            higher("ops_per_sec"),
+            info("overlaps"),
+            info("fences_increasing"),
+        ],
+        run: Some(crate::scenarios::redis_proofs::lock_contention),
+    },
+];
+
+/// The scenarios without a Python counterpart (`bench/python/<name>.py`):
+/// the Redis tier's delivery proofs, which have nothing to compare with.
+pub const RUST_ONLY: &[&str] = &[
+    "redis_zero_loss",
+    "redis_redelivery",
+    "redis_no_false_redelivery",
+    "redis_restart_aof",
+    "redis_lock_contention",
 ];
 
 /// The scenario called `name`.
@@ -371,9 +442,18 @@ mod tests {
                 s.name
             );
         }
-        assert_eq!(SCENARIOS.len(), 26);
+        assert_eq!(SCENARIOS.len(), 31);
         assert!(find("pool_map_tiny").is_some());
         assert!(find("no_such_bench").is_none());
+    }
+
+    #[test]
+    fn rust_only_names_are_registered_and_implemented() {
+        for name in RUST_ONLY {
+            let s = find(name).unwrap_or_else(|| panic!("{name} is not registered"));
+            assert!(s.run.is_some() && !s.has_python(), "{name}");
+        }
+        assert!(find("redis_pool_throughput").is_some_and(Scenario::has_python));
     }
 
     #[test]
@@ -403,6 +483,10 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
         for s in SCENARIOS {
             let path = dir.join(format!("{}.py", s.name));
+            if !s.has_python() {
+                assert!(!path.exists(), "{}: Rust only, yet {path:?} exists", s.name);
+                continue;
+            }
             let source = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(

@@ -12,4 +12,5 @@ pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod redis;
+pub mod redis_proofs;
 pub mod sync;

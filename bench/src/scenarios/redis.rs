@@ -16,7 +16,8 @@ use multiproc_testkit::RedisServer;
 use crate::record::{round, Record};
 use crate::registry::{BenchError, Params};
 
-fn check(ok: bool, what: &str) -> Result<(), BenchError> {
+/// `Ok` when `ok`, else a [`BenchError`] saying `what`.
+pub(crate) fn check(ok: bool, what: &str) -> Result<(), BenchError> {
     if ok {
         Ok(())
     } else {
@@ -39,7 +40,7 @@ fn noop_task() -> TaskFn<u64, u64> {
 }
 
 /// The server: ours (kept alive by the returned guard) or the given one.
-fn server() -> Result<(String, Option<RedisServer>), BenchError> {
+pub(crate) fn server() -> Result<(String, Option<RedisServer>), BenchError> {
     if let Ok(url) = std::env::var("MULTIPROC_BENCH_REDIS") {
         return Ok((url, None));
     }
@@ -104,7 +105,8 @@ fn teardown(pool: &RedisPool, ws: Vec<Process<u64>>) -> Result<u64, BenchError> 
     Ok(done)
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The `q` quantile (0 to 1) of `sorted`, nearest rank; 0 when empty.
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
