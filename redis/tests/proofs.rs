@@ -3,8 +3,11 @@
 //! restart with AOF, and a contended lock's fences.
 //!
 //! `MULTIPROC_REDIS_PROOFS=full cargo test -p multiproc-redis --release
-//! --test proofs -- --nocapture` runs them at the full sizes
-//! (100,000 tasks; 10,000 lock acquisitions) and prints the figures.
+//! --test proofs -- --nocapture` runs them at full sizes (100,000 tasks;
+//! 10,000 lock acquisitions) and prints the figures; the bench runs them
+//! at full size too, as the Rust-only scenarios `redis_zero_loss`,
+//! `redis_redelivery`, `redis_no_false_redelivery`, `redis_restart_aof` and
+//! `redis_lock_contention` (`bench/src/scenarios/redis_proofs.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,6 +4,7 @@
 //! does, checks its results, and returns the JSON line.
 
 pub mod executor;
+mod kids;
 pub mod killed;
 pub mod manager;
 pub mod ordered_queue;

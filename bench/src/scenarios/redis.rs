@@ -8,11 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc::{
-    Process, RedisBackend, RedisPool, Registry, SharedQueue, TaskFn, TaskOptions, Worker,
-};
+use multiproc::{RedisBackend, RedisPool, Registry, SharedQueue, TaskFn, TaskOptions, Worker};
 use multiproc_testkit::RedisServer;
 
+use super::kids::Kids;
 use crate::record::{round, Record};
 use crate::registry::{BenchError, Params};
 
@@ -71,19 +70,19 @@ fn setup(
     workers: usize,
     processes: usize,
     prefetch: usize,
-) -> Result<(RedisPool, Vec<Process<u64>>), BenchError> {
+) -> Result<(RedisPool, Kids<u64>), BenchError> {
     let pool = RedisPool::builder(RedisBackend::open(url)?)
         .namespace(ns)
         .build()?;
     pool.purge()?;
-    let ws = (0..workers)
-        .map(|_| {
-            Process::spawn(
-                run_worker,
-                (url.to_owned(), ns.to_owned(), processes, prefetch),
-            )
-        })
-        .collect::<multiproc::Result<Vec<_>>>()?;
+    // Killed and reaped on an early return.
+    let mut ws = Kids::new();
+    for _ in 0..workers {
+        ws.spawn(
+            run_worker,
+            (url.to_owned(), ns.to_owned(), processes, prefetch),
+        )?;
+    }
     // Wait for them to be up (their heartbeats).
     let deadline = Instant::now() + Duration::from_secs(20);
     while pool.stats()?.workers < workers as u64 {
@@ -95,12 +94,10 @@ fn setup(
     Ok((pool, ws))
 }
 
-fn teardown(pool: &RedisPool, ws: Vec<Process<u64>>) -> Result<u64, BenchError> {
+/// Stops the workers; the tasks they completed in all.
+fn teardown(pool: &RedisPool, ws: Kids<u64>) -> Result<u64, BenchError> {
     pool.shutdown_workers()?;
-    let mut done = 0;
-    for w in ws {
-        done += w.join()?;
-    }
+    let done = ws.join_all()?.into_iter().sum();
     pool.purge()?;
     Ok(done)
 }
@@ -237,9 +234,13 @@ pub fn queue_throughput(params: &Params) -> Result<Record, BenchError> {
     let q = RedisBackend::open(&url)?.queue::<u64>("bench_q");
     let run = |n: u64, batch: u64| -> Result<f64, BenchError> {
         let start = Instant::now();
-        let p = Process::spawn(produce, (url.clone(), n, batch))?;
+        let mut producer = Kids::new();
+        producer.spawn(produce, (url.clone(), n, batch))?;
         consume(&q, n, batch)?;
-        check(p.join()?, "the producer failed")?;
+        check(
+            producer.join_all()?.iter().all(|&ok| ok),
+            "the producer failed",
+        )?;
         Ok(start.elapsed().as_secs_f64())
     };
     let seconds = run(items, 1000)?;
@@ -283,7 +284,8 @@ pub fn remote_manager_queue(params: &Params) -> Result<Record, BenchError> {
     let b = RedisBackend::open(&url)?;
     let tasks = b.queue::<Option<u64>>("rmq_tasks");
     let results = b.queue::<u64>("rmq_results");
-    let worker = Process::spawn(square_worker, url.clone())?;
+    let mut worker = Kids::new();
+    worker.spawn(square_worker, url.clone())?;
     for i in 0..warmup {
         tasks.put(Some(i)).map_err(multiproc::Error::from)?;
         check(results.get()? == i * i, "wrong result")?;
@@ -295,7 +297,7 @@ pub fn remote_manager_queue(params: &Params) -> Result<Record, BenchError> {
     }
     let seconds = start.elapsed().as_secs_f64();
     tasks.put(None).map_err(multiproc::Error::from)?;
-    check(worker.join()?, "the worker failed")?;
+    check(worker.join_all()?.iter().all(|&ok| ok), "the worker failed")?;
     Ok(
         Record::timed("remote_manager_queue_redis", round_trips, seconds)
             .with("transport", "redis")
