@@ -56,8 +56,49 @@ fn child_entry() {
             let region: ShmRegion = multiproc::codec::decode(&bytes).unwrap();
             region.atomic_u64(8).fetch_add(41, Ordering::SeqCst);
         }
+        "sweep" => {
+            // This process's first region: creating it sweeps stale segments.
+            drop(ShmRegion::create(8).unwrap());
+            println!("swept");
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+#[test]
+fn the_next_run_sweeps_regions_and_payload_blocks_of_dead_processes() {
+    // A pid that is certainly dead (reaped), and ours, which is alive.
+    let dead = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let me = std::process::id();
+    let salt = format!("{:x}", me ^ 0x5eed);
+    let region = format!("mp-{dead}-0-{salt}");
+    // A pool's payload block: `mpp-<pool pid>-<maker pid>-<n>`.
+    let dead_pools_block = format!("mpp-{dead}-{dead}-{salt}");
+    // A block made by a worker that died, for a pool that lives: its pool
+    // may still read it.
+    let live_pools_block = format!("mpp-{me}-{dead}-{salt}");
+    for name in [&region, &dead_pools_block, &live_pools_block] {
+        std::fs::write(format!("/dev/shm/{name}"), b"x").unwrap();
+    }
+    let out = run_role("sweep", "", Duration::from_secs(60));
+    assert!(out.contains("swept"), "{out}");
+    let exists = |name: &str| std::path::Path::new(&format!("/dev/shm/{name}")).exists();
+    let left = (
+        exists(&region),
+        exists(&dead_pools_block),
+        exists(&live_pools_block),
+    );
+    let _ = std::fs::remove_file(format!("/dev/shm/{live_pools_block}"));
+    assert_eq!(
+        left,
+        (false, false, true),
+        "(region, dead pool's block, live pool's block)"
+    );
 }
 
 #[test]

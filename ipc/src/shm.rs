@@ -32,6 +32,12 @@ use crate::sys::shm::{self as sys, Mapping};
 /// Prefix of the names of [`ShmRegion`]s: `/mp-<creator pid>-<sequence>-<random>`.
 const REGION_PREFIX: &str = "mp-";
 
+/// The prefix of a pool's payload blocks (`multiproc-pool`), named
+/// `mpp-<pool pid>-<maker pid>-<n>`: the next run's sweep unlinks those
+/// whose pool process is dead, as it does for `mp-<pid>-…` regions.
+#[doc(hidden)]
+pub const PAYLOAD_BLOCK_PREFIX: &str = "mpp-";
+
 fn check_name(name: &str) -> Result<String> {
     let bare = name.strip_prefix('/').unwrap_or(name);
     if bare.is_empty() {
@@ -724,8 +730,9 @@ impl<'de> Deserialize<'de> for ShmRegion {
     }
 }
 
-/// Unlinks `/dev/shm/mp-<pid>-*` regions whose creating process is dead, once
-/// per process: the "next run" half of crash cleanup. The first caller
+/// Unlinks `/dev/shm/mp-<pid>-*` regions whose creating process is dead,
+/// and `/dev/shm/mpp-<pid>-*` payload blocks whose pool process is dead,
+/// once per process: the "next run" half of crash cleanup. The first caller
 /// sweeps and the others do not wait for it (a `OnceLock` here would leave
 /// a process forked mid-sweep waiting for ever).
 fn sweep_stale_regions() {
@@ -739,7 +746,10 @@ fn sweep_stale_regions() {
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(rest) = name.strip_prefix(REGION_PREFIX) else {
+        let Some(rest) = name
+            .strip_prefix(REGION_PREFIX)
+            .or_else(|| name.strip_prefix(PAYLOAD_BLOCK_PREFIX))
+        else {
             continue;
         };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {

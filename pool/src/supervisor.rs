@@ -40,6 +40,7 @@ pub(crate) fn spawn_worker(
         max_tasks: config.max_tasks,
         initializer: config.initializer.clone(),
         spin_ns: WORKER_SPIN.as_nanos() as u64,
+        pool_pid: std::process::id(),
     };
     let (fd_tx, fd_rx) = UnixStream::pair()
         .map_err(|e| Error::io("cannot create a worker's descriptor socket", e))?;

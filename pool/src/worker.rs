@@ -2,11 +2,11 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc_ipc::shm::{SharedMemory, ShmRegion};
+use multiproc_ipc::shm::{SharedMemory, ShmRegion, PAYLOAD_BLOCK_PREFIX};
 use multiproc_ipc::{fd, WireError};
 use serde::{Deserialize, Serialize};
 
@@ -156,6 +156,8 @@ pub(crate) struct WorkerArg {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) initializer: Option<(Tramp, Vec<u8>)>,
     pub(crate) spin_ns: u64,
+    /// The pool's process: the owner of the blocks this worker makes.
+    pub(crate) pool_pid: u32,
 }
 
 /// Exit code of a worker that could not open the pool's shared memory.
@@ -188,6 +190,7 @@ fn task_fds(sock: Option<&OwnedFd>, id: u64) -> multiproc_ipc::Result<Vec<OwnedF
 /// `fds` holds the socket on which the tasks' descriptors arrive.
 pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
     let fd_rx = fds.pop();
+    BLOCK_OWNER.store(arg.pool_pid, Ordering::Relaxed);
     task::install_panic_hook();
     let region = match ShmRegion::open(&arg.region) {
         Ok(r) => r,
@@ -401,10 +404,23 @@ fn open_block(
 
 static BLOCK_NAMES: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh name for a payload block made by this process.
+/// The pool process whose blocks this process makes: set in a worker to its
+/// pool's pid; 0 (this process) elsewhere.
+static BLOCK_OWNER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh name for a payload block made by this process:
+/// `mpp-<pool pid>-<this pid>-<n>`. The pool's pid comes first because a
+/// block lives as long as its pool reads it, not as long as its maker (a
+/// dead worker's result block is still read); the next run's sweep of
+/// stale segments keys on it ([`PAYLOAD_BLOCK_PREFIX`]).
 pub(crate) fn block_name() -> String {
     let n = BLOCK_NAMES.fetch_add(1, Ordering::Relaxed);
-    format!("mpp-{}-{n}", std::process::id())
+    let me = std::process::id();
+    let owner = match BLOCK_OWNER.load(Ordering::Relaxed) {
+        0 => me,
+        pool => pool,
+    };
+    format!("{PAYLOAD_BLOCK_PREFIX}{owner}-{me}-{n}")
 }
 
 /// Copies `bytes` into a new shared-memory block.
