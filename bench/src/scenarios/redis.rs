@@ -31,6 +31,7 @@ fn noop(x: u64) -> u64 {
 fn registry() -> Registry {
     let mut r = Registry::new();
     r.register("noop", noop);
+    super::redis_proofs::register_tasks(&mut r);
     r
 }
 
@@ -48,9 +49,13 @@ pub(crate) fn server() -> Result<(String, Option<RedisServer>), BenchError> {
     Ok((s.url(), Some(s)))
 }
 
-/// A worker process of namespace `ns`: `processes` local processes and a
-/// deep prefetch; runs until shutdown.
-fn run_worker((url, ns, processes, prefetch): (String, String, usize, usize)) -> u64 {
+/// A worker's arguments: url, namespace, local processes, prefetch and
+/// shutdown grace (ms).
+pub(crate) type WorkerArgs = (String, String, usize, usize, u64);
+
+/// A worker process serving every scenario's tasks; runs until shutdown;
+/// the tasks it committed.
+pub(crate) fn run_worker((url, ns, processes, prefetch, grace_ms): WorkerArgs) -> u64 {
     let Ok(b) = RedisBackend::open(&url) else {
         return 0;
     };
@@ -58,7 +63,7 @@ fn run_worker((url, ns, processes, prefetch): (String, String, usize, usize)) ->
         .namespace(&ns)
         .processes(processes)
         .prefetch(prefetch)
-        .grace(Duration::from_secs(5))
+        .grace(Duration::from_millis(grace_ms))
         .run()
         .map_or(0, |r| r.completed)
 }
@@ -80,7 +85,7 @@ fn setup(
     for _ in 0..workers {
         ws.spawn(
             run_worker,
-            (url.to_owned(), ns.to_owned(), processes, prefetch),
+            (url.to_owned(), ns.to_owned(), processes, prefetch, 5_000),
         )?;
     }
     // Wait for them to be up (their heartbeats).

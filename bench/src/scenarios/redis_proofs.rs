@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use multiproc::{
     ErrorKind, RedisBackend, RedisPool, Registry, SharedDict, SharedList, SharedQueue, SharedValue,
-    TaskFn, TaskHandle, TaskOptions, Worker,
+    TaskFn, TaskHandle, TaskOptions,
 };
 use multiproc_testkit::{RedisOptions, RedisServer};
 
 use super::kids::Kids;
-use super::redis::{check, percentile, server};
+use super::redis::{check, percentile, run_worker, server};
 use crate::record::{round, Record};
 use crate::registry::{BenchError, Params};
 
@@ -42,30 +42,11 @@ fn announced((url, key, sleep_ms, tag): (String, String, u64, u64)) -> u64 {
     tag
 }
 
-/// The task functions of the proofs.
-fn registry() -> Registry {
-    let mut r = Registry::new();
+/// Registers the task functions of the proofs (the workers of every Redis
+/// scenario serve them: [`super::redis::run_worker`]).
+pub(super) fn register_tasks(r: &mut Registry) {
     r.register("work", work);
     r.register("announced", announced);
-    r
-}
-
-/// A worker's arguments: url, namespace, local processes, prefetch and
-/// shutdown grace (ms).
-type WorkerArgs = (String, String, usize, usize, u64);
-
-/// A worker process; runs until shutdown; the tasks it committed.
-fn run_worker((url, ns, processes, prefetch, grace_ms): WorkerArgs) -> u64 {
-    let Ok(b) = RedisBackend::open(&url) else {
-        return 0;
-    };
-    Worker::builder(b, registry())
-        .namespace(&ns)
-        .processes(processes)
-        .prefetch(prefetch)
-        .grace(Duration::from_millis(grace_ms))
-        .run()
-        .map_or(0, |r| r.completed)
 }
 
 /// A pool on namespace `ns`, emptied first.
