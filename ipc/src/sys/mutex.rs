@@ -12,7 +12,7 @@
 use std::cell::UnsafeCell;
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::shm::ShmSafe;
 
@@ -20,6 +20,10 @@ const UNINIT: u32 = 0;
 /// `INITIALIZING | pid`: process `pid` is initialising the pthread object.
 const INITIALIZING: u32 = 1 << 31;
 const READY: u32 = 2;
+
+/// The longest a locker sleeps before it looks at the mutex again (see
+/// [`RobustMutex::lock`]).
+pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// A robust process-shared mutex; `#[repr(C)]`, 48 bytes, 8-aligned.
 #[repr(C)]
@@ -135,22 +139,37 @@ impl RobustMutex {
 
     /// Locks, waiting at most `timeout` (forever if `None`).
     ///
+    /// The wait sleeps in slices of at most [`WAIT_SLICE`]. An unlock wakes
+    /// one sleeper; if that one is SIGKILLed before it takes the mutex, the
+    /// kernel does not pass the wake-up on in every window, and the other
+    /// sleepers would sleep on beside a free mutex until their own timeout,
+    /// or for ever. Sliced, such a lost wake-up costs at most one slice.
+    ///
     /// Errors: `TimedOut` when the time ran out; `EDEADLK` if this thread
     /// already holds it; `ENOTRECOVERABLE` if an owner died and nobody made it
     /// consistent.
     pub(crate) fn lock(&self, timeout: Option<Duration>) -> io::Result<Locked> {
         self.ensure_init()?;
-        let r = match timeout {
-            // SAFETY: `raw` is an initialised process-shared mutex.
-            None => unsafe { libc::pthread_mutex_lock(self.raw.get()) },
-            Some(d) => {
-                let deadline = monotonic_deadline(d)?;
-                // SAFETY: as above; deadline is a valid absolute CLOCK_MONOTONIC
-                // time, so wall-clock steps do not stretch or cut the timeout.
-                unsafe { pthread_mutex_clocklock(self.raw.get(), libc::CLOCK_MONOTONIC, &deadline) }
+        let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
+        loop {
+            let (slice, last) = match (timeout, deadline) {
+                (None, _) | (Some(_), None) => (WAIT_SLICE, false),
+                (Some(_), Some(d)) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    (left.min(WAIT_SLICE), left <= WAIT_SLICE)
+                }
+            };
+            let abs = monotonic_deadline(slice)?;
+            // SAFETY: `raw` is an initialised process-shared mutex; `abs` is
+            // a valid absolute CLOCK_MONOTONIC time, so wall-clock steps do
+            // not stretch or cut the wait. A time already past still makes
+            // one attempt to take it.
+            let r = unsafe { pthread_mutex_clocklock(self.raw.get(), libc::CLOCK_MONOTONIC, &abs) };
+            if r == libc::ETIMEDOUT && !last {
+                continue;
             }
-        };
-        outcome(r)
+            return outcome(r);
+        }
     }
 
     /// Locks if free right now; `Ok(None)` if someone holds it.
