@@ -338,6 +338,56 @@ mod tests {
         m.unlock().unwrap();
     }
 
+    /// The futex word (glibc keeps the owner's tid and the waiters bit in
+    /// the mutex's first word).
+    fn word(m: &RobustMutex) -> &AtomicU32 {
+        // SAFETY: as in `owner`: the first word is 4-aligned and glibc only
+        // accesses it atomically.
+        unsafe { &*(m.raw.get() as *const AtomicU32) }
+    }
+
+    #[test]
+    fn a_lost_wake_up_costs_a_slice_not_the_whole_wait() {
+        const FUTEX_WAITERS: u32 = 0x8000_0000;
+        let m: &'static RobustMutex = Box::leak(zeroed());
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            m.lock(None).unwrap();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            // Release the way an unlocker SIGKILLed between its release and
+            // its wake-up leaves it: the word cleared, no sleeper woken.
+            word(m).store(0, Ordering::SeqCst);
+        });
+        held_rx.recv().unwrap();
+        let waiter = std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            let r = m.lock(Some(Duration::from_secs(30)));
+            let waited = t.elapsed();
+            if r.is_ok() {
+                m.unlock().unwrap();
+            }
+            (r.map_err(|e| e.kind()), waited)
+        });
+        // Once the waiter sleeps in the kernel (it set the waiters bit),
+        // release without waking it.
+        let t = std::time::Instant::now();
+        while word(m).load(Ordering::SeqCst) & FUTEX_WAITERS == 0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the waiter never slept"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        go_tx.send(()).unwrap();
+        holder.join().unwrap();
+        let (r, waited) = waiter.join().unwrap();
+        assert_eq!(r, Ok(Locked::Ok));
+        // Unsliced, it slept its whole 30 s.
+        assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    }
+
     #[test]
     fn dead_owner_thread_is_reported_and_recoverable() {
         let m: &'static RobustMutex = Box::leak(zeroed());
