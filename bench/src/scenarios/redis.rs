@@ -68,6 +68,27 @@ pub(crate) fn run_worker((url, ns, processes, prefetch, grace_ms): WorkerArgs) -
         .map_or(0, |r| r.completed)
 }
 
+/// A master on namespace `ns` (emptied first) whose tasks get
+/// `max_attempts` attempts (the pool's default is 3).
+pub(crate) fn pool(url: &str, ns: &str, max_attempts: u32) -> Result<RedisPool, BenchError> {
+    let pool = RedisPool::builder(RedisBackend::open(url)?)
+        .namespace(ns)
+        .max_attempts(max_attempts)
+        .build()?;
+    pool.purge()?;
+    Ok(pool)
+}
+
+/// Waits (at most 20 s) until `n` workers beat.
+pub(crate) fn wait_for_workers(pool: &RedisPool, n: usize) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pool.stats()?.workers < n as u64 {
+        check(Instant::now() < deadline, "the workers did not start")?;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 /// Starts `n` workers and a master on namespace `ns`.
 fn setup(
     url: &str,
@@ -76,10 +97,7 @@ fn setup(
     processes: usize,
     prefetch: usize,
 ) -> Result<(RedisPool, Kids<u64>), BenchError> {
-    let pool = RedisPool::builder(RedisBackend::open(url)?)
-        .namespace(ns)
-        .build()?;
-    pool.purge()?;
+    let pool = pool(url, ns, 3)?;
     // Killed and reaped on an early return.
     let mut ws = Kids::new();
     for _ in 0..workers {
@@ -88,19 +106,13 @@ fn setup(
             (url.to_owned(), ns.to_owned(), processes, prefetch, 5_000),
         )?;
     }
-    // Wait for them to be up (their heartbeats).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pool.stats()?.workers < workers as u64 {
-        if Instant::now() > deadline {
-            return Err(BenchError("the workers did not start".into()));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_workers(&pool, workers)?;
     Ok((pool, ws))
 }
 
-/// Stops the workers; the tasks they completed in all.
-fn teardown(pool: &RedisPool, ws: Kids<u64>) -> Result<u64, BenchError> {
+/// Stops the workers, joins them and empties the namespace; the tasks
+/// they completed in all.
+pub(crate) fn teardown(pool: &RedisPool, ws: Kids<u64>) -> Result<u64, BenchError> {
     pool.shutdown_workers()?;
     let done = ws.join_all()?.into_iter().sum();
     pool.purge()?;

@@ -19,7 +19,7 @@ use multiproc::{
 use multiproc_testkit::{RedisOptions, RedisServer};
 
 use super::kids::Kids;
-use super::redis::{check, percentile, run_worker, server};
+use super::redis::{check, percentile, pool, run_worker, server, teardown, wait_for_workers};
 use crate::record::{round, Record};
 use crate::registry::{BenchError, Params};
 
@@ -47,34 +47,6 @@ fn announced((url, key, sleep_ms, tag): (String, String, u64, u64)) -> u64 {
 pub(super) fn register_tasks(r: &mut Registry) {
     r.register("work", work);
     r.register("announced", announced);
-}
-
-/// A pool on namespace `ns`, emptied first.
-fn pool(url: &str, ns: &str, max_attempts: u32) -> Result<RedisPool, BenchError> {
-    let pool = RedisPool::builder(RedisBackend::open(url)?)
-        .namespace(ns)
-        .max_attempts(max_attempts)
-        .build()?;
-    pool.purge()?;
-    Ok(pool)
-}
-
-/// Waits (at most 20 s) until `n` workers beat.
-fn wait_for_workers(pool: &RedisPool, n: usize) -> Result<(), BenchError> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pool.stats()?.workers < n as u64 {
-        check(Instant::now() < deadline, "the workers did not start")?;
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
-}
-
-/// Stops the workers of `pool`, joins them and empties the namespace.
-fn stop(pool: &RedisPool, workers: Kids<u64>) -> Result<(), BenchError> {
-    pool.shutdown_workers()?;
-    workers.join_all()?;
-    pool.purge()?;
-    Ok(())
 }
 
 /// Zero loss: `tasks` tasks of `task_ms` on `workers` workers (one local
@@ -126,7 +98,7 @@ pub fn zero_loss(params: &Params) -> Result<Record, BenchError> {
     let committed = RedisBackend::open(&url)?
         .dict::<String, Vec<u8>>(&format!("{ns}:results"))
         .len()? as u64;
-    stop(&pool, workers)?;
+    teardown(&pool, workers)?;
     let lost = n - with_result - wrong;
     check(
         wrong == 0,
@@ -204,7 +176,7 @@ pub fn redelivery(params: &Params) -> Result<Record, BenchError> {
     let seconds = first_kill.elapsed().as_secs_f64();
     let redelivered = pool.stats()?.redelivered;
     // The rescuer has no grace: it hands the tasks back and exits.
-    stop(&pool, rescuer)?;
+    teardown(&pool, rescuer)?;
     drop(victims);
     delays.sort_by(f64::total_cmp);
     Ok(Record::timed("redis_redelivery", victims_n as u64, seconds)
@@ -237,7 +209,7 @@ pub fn no_false_redelivery(params: &Params) -> Result<Record, BenchError> {
     check(got == 1, "the task returned a wrong result")?;
     let runs = RedisBackend::open(&url)?.queue::<u64>(&key).qsize()?;
     let redelivered = pool.stats()?.redelivered;
-    stop(&pool, workers)?;
+    teardown(&pool, workers)?;
     check(runs == 1, &format!("the task ran {runs} times"))?;
     Ok(Record::timed("redis_no_false_redelivery", 1, seconds)
         .with("ops_per_sec", serde_json::Value::Null)
@@ -351,7 +323,7 @@ pub fn restart_aof(params: &Params) -> Result<Record, BenchError> {
         }
         old += u64::from(old_enough);
     }
-    stop(&pool, workers)?;
+    teardown(&pool, workers)?;
     check(old > 0, "no task was submitted a second before the crash")?;
     check(
         old_lost == 0,
