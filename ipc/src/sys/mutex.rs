@@ -150,11 +150,12 @@ impl RobustMutex {
     /// consistent.
     pub(crate) fn lock(&self, timeout: Option<Duration>) -> io::Result<Locked> {
         self.ensure_init()?;
+        // None: no timeout, or one too far to count.
         let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
         loop {
-            let (slice, last) = match (timeout, deadline) {
-                (None, _) | (Some(_), None) => (WAIT_SLICE, false),
-                (Some(_), Some(d)) => {
+            let (slice, last) = match deadline {
+                None => (WAIT_SLICE, false),
+                Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     (left.min(WAIT_SLICE), left <= WAIT_SLICE)
                 }
