@@ -104,17 +104,23 @@ end
 local function before(am, as, bm, bs)
   return am < bm or (am == bm and as < bs)
 end
+-- Appends `v` to the list of `key` in `groups`, `order` keeping the keys
+-- in first-seen order.
+local function add(groups, order, key, v)
+  if not groups[key] then
+    groups[key] = {}
+    order[#order + 1] = key
+  end
+  table.insert(groups[key], v)
+end
+-- The position in the reply of the entry whose arguments start at ARGV[i].
+local function slot(i)
+  return (i - 4) / 9 + 1
+end
 local out = {}
 local committed, fenced = 0, 0
 local by, streams = {}, {}
-for i = 4, #ARGV, 9 do
-  local s = ARGV[i]
-  if not by[s] then
-    by[s] = {}
-    streams[#streams + 1] = s
-  end
-  table.insert(by[s], i)
-end
+for i = 4, #ARGV, 9 do add(by, streams, ARGV[i], i) end
 local replies, reply_keys = {}, {}
 local stored = {}
 for _, s in ipairs(streams) do
@@ -133,7 +139,7 @@ for _, s in ipairs(streams) do
   local acked, owned = {}, {}
   local newest = nil
   for _, i in ipairs(idx) do
-    local k = (i - 4) / 9 + 1
+    local k = slot(i)
     if mine[ARGV[i + 1]] then
       mine[ARGV[i + 1]] = nil
       acked[#acked + 1] = ARGV[i + 1]
@@ -151,7 +157,7 @@ for _, s in ipairs(streams) do
     local have = redis.call('HMGET', ns .. ':results', unpack(ids))
     local set = {}
     for j, i in ipairs(owned) do
-      local k = (i - 4) / 9 + 1
+      local k = slot(i)
       local id = ARGV[i + 2]
       if have[j] or stored[id] then
         out[k] = 2
@@ -164,14 +170,7 @@ for _, s in ipairs(streams) do
           redis.call('XADD', ns .. ':dead', '*', 'id', id, 'f', ARGV[i + 6], 'n', ARGV[i + 7],
             'error', ARGV[i + 8])
         end
-        local r = ARGV[i + 4]
-        if r ~= '' then
-          if not replies[r] then
-            replies[r] = {}
-            reply_keys[#reply_keys + 1] = r
-          end
-          table.insert(replies[r], id)
-        end
+        if ARGV[i + 4] ~= '' then add(replies, reply_keys, ARGV[i + 4], id) end
         out[k] = 1
       end
     end
