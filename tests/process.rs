@@ -53,6 +53,23 @@ fn large_result_crosses_the_pipe() {
     assert!(v.iter().all(|&b| b == 7));
 }
 
+/// A child builds a small outcome's frame on the stack and a larger one on
+/// the heap: results of every size around the boundary (256 bytes, length
+/// included) arrive whole, and the parent reads them whatever the size of
+/// its first read.
+#[test]
+fn results_around_the_stack_frame_boundary_arrive_whole() {
+    fn text(n: usize) -> String {
+        (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect()
+    }
+    for n in [
+        0, 1, 200, 245, 246, 247, 248, 249, 250, 300, 511, 512, 513, 70_000,
+    ] {
+        let mut p = Process::spawn(text, n).unwrap();
+        assert_eq!(p.join_timeout(LIMIT).unwrap(), text(n), "length {n}");
+    }
+}
+
 #[test]
 fn child_panic_carries_message_and_location() {
     let mut p = Process::builder()

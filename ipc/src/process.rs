@@ -149,23 +149,56 @@ fn child_run<A, T: Serialize>(target: fn(A) -> T, args: A, out: OwnedFd) -> i32 
 }
 
 /// Writes `outcome` to `out`; returns the child's exit code.
+///
+/// The frame (length, then encoding) is built in one buffer and written
+/// with one call; a small outcome is built on the stack. Every heap page
+/// a fresh child writes costs it a copy-on-write fault, which is most of
+/// what a short-lived child costs.
 fn send_outcome<T: Serialize>(outcome: Outcome<T>, code: i32, out: OwnedFd) -> i32 {
-    let (bytes, code) = match codec::encode(&outcome) {
-        Ok(b) => (b, code),
-        Err(e) => {
-            let fallback: Outcome<T> = Outcome::Unencodable(e.to_string());
-            (codec::encode(&fallback).unwrap_or_default(), 1)
+    const SMALL: usize = 256;
+    let mut small = [0u8; SMALL];
+    let mut large = Vec::new();
+    let codec = codec::Codec::default();
+    let (frame, code): (&[u8], i32) = match codec.encoded_len(&outcome) {
+        Ok(n) if n + 8 <= SMALL => {
+            let (head, body) = small.split_at_mut(8);
+            head.copy_from_slice(&(n as u64).to_le_bytes());
+            match codec.encode_to_writer(&outcome, &mut &mut body[..n]) {
+                Ok(_) => (&small[..8 + n], code),
+                Err(e) => (unencodable_frame::<T>(&mut large, e), 1),
+            }
+        }
+        _ => {
+            large.extend_from_slice(&[0; 8]);
+            match codec.encode_into(&outcome, &mut large) {
+                Ok(n) => {
+                    large[..8].copy_from_slice(&(n as u64).to_le_bytes());
+                    (&large[..], code)
+                }
+                Err(e) => (unencodable_frame::<T>(&mut large, e), 1),
+            }
         }
     };
     drop(outcome);
     let mut file = File::from(out);
-    let mut frame = (bytes.len() as u64).to_le_bytes().to_vec();
-    frame.extend_from_slice(&bytes);
-    if file.write_all(&frame).is_err() {
+    if file.write_all(frame).is_err() {
         // The parent is gone or dropped its handle: nobody wants the result.
         return code.max(1);
     }
     code
+}
+
+/// The frame of [`Outcome::Unencodable`] quoting `error`, built in `buf`.
+fn unencodable_frame<T: Serialize>(buf: &mut Vec<u8>, error: codec::CodecError) -> &[u8] {
+    let fallback: Outcome<T> = Outcome::Unencodable(error.to_string());
+    buf.clear();
+    buf.extend_from_slice(&[0; 8]);
+    let n = codec::Codec::default()
+        .encode_into(&fallback, buf)
+        .unwrap_or(0);
+    buf.truncate(8 + n);
+    buf[..8].copy_from_slice(&(n as u64).to_le_bytes());
+    buf
 }
 
 /// What a child spawned through the fork server receives. The argument
@@ -482,8 +515,12 @@ impl ProcessBuilder {
             }
             None => {
                 // Installed here, children inherit it instead of each
-                // installing its own.
+                // installing its own; and this thread's panic-location slot
+                // is created here, so that the child inherits it instead of
+                // registering its destructor (a lazily bound libc call,
+                // several copy-on-write faults) in every child.
                 install_panic_hook();
+                let _ = PANIC_LOCATION.try_with(|_| ());
                 // The child owns the write end (moved into the closure:
                 // closed here when the fork returns) and must not keep the
                 // read end, or a child whose reader is gone would block
@@ -574,14 +611,28 @@ where
             .is_some_and(|n| self.buf.len() >= 8usize.saturating_add(n))
     }
 
+    /// Reads what the pipe has, straight into `buf`: as much as the frame
+    /// still lacks (at most 1 MiB at a time), or 512 bytes while its length
+    /// is unknown. (A large scratch buffer written here after every fork
+    /// would cost a copy-on-write fault per page.)
     fn read_some(&mut self) -> Result<()> {
+        const FIRST: usize = 512;
+        const MAX_READ: usize = 1 << 20;
+        let start = self.buf.len();
+        let want = match self.frame_len() {
+            Some(n) => 8usize.saturating_add(n).saturating_sub(start),
+            None => FIRST,
+        }
+        .clamp(FIRST, MAX_READ);
         let Some(file) = self.result.as_mut() else {
             return Ok(());
         };
-        let mut tmp = vec![0u8; 64 * 1024];
-        match file.read(&mut tmp) {
+        self.buf.resize(start + want, 0);
+        let read = file.read(&mut self.buf[start..]);
+        self.buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => self.result = None,
-            Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Error::io("cannot read the result pipe", e)),
         }
