@@ -10,6 +10,7 @@ mod charts;
 mod cli;
 mod compare;
 mod cpu;
+mod isolate;
 mod python;
 mod record;
 mod registry;
@@ -29,6 +30,10 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(cpu::BURN_ARG) {
         cpu::burn();
         return ExitCode::SUCCESS;
+    }
+    if std::env::args().nth(1).as_deref() == Some(isolate::RUN_ONE_ARG) {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return run_one(&args);
     }
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(options) => options,
@@ -156,9 +161,31 @@ fn run_rust(
     }
 }
 
-/// One run of the multiproc side.
-fn run_multiproc(scenario: &Scenario, run: registry::RunFn, quick: bool) -> Record {
-    run_rust(scenario, run, quick, IMPL)
+/// The body of a process started by [`isolate::run`]: one run of one
+/// scenario's Rust side, its line printed on stdout.
+fn run_one(args: &[String]) -> ExitCode {
+    let found = isolate::parse(args).and_then(|(name, implementation, quick)| {
+        let scenario = registry::find(name).ok_or_else(|| format!("unknown scenario {name}"))?;
+        let run = match implementation {
+            IMPL => scenario.run,
+            scenarios::peer::PEER_IMPL => scenarios::peer::find(name),
+            other => return Err(format!("unknown implementation {other}")),
+        }
+        .ok_or_else(|| format!("{name} has no {implementation} side"))?;
+        Ok((scenario, run, implementation, quick))
+    });
+    match found {
+        Ok((scenario, run, implementation, quick)) => {
+            emit(&cpu::measured(|| {
+                run_rust(scenario, run, quick, implementation)
+            }));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("multiproc-bench: {message}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// A scenario's lines: multiproc's, Python's and the Rust peer's.
@@ -201,9 +228,10 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
     let mut ok = true;
     let mut results: Vec<Measured> = Vec::new();
     for &scenario in selected {
-        let multiproc = scenario.run.map(|run_fn| {
+        // Each Rust-side run in a process of its own, as each Python run is.
+        let multiproc = scenario.run.map(|_| {
             repeat(options.runs, || {
-                cpu::measured(|| run_multiproc(scenario, run_fn, options.quick))
+                isolate::run(scenario, IMPL, options.quick, limit)
             })
         });
         // The Rust-only scenarios (the Redis proofs) have no Python side.
@@ -220,11 +248,9 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
         let peer = python
             .as_ref()
             .and_then(|_| scenarios::peer::find(scenario.name))
-            .map(|peer_fn| {
+            .map(|_| {
                 repeat(options.runs, || {
-                    cpu::measured(|| {
-                        run_rust(scenario, peer_fn, options.quick, scenarios::peer::PEER_IMPL)
-                    })
+                    isolate::run(scenario, scenarios::peer::PEER_IMPL, options.quick, limit)
                 })
             });
         let (mut multiproc, mut python_line, mut peer) = (multiproc, python_line, peer);
@@ -327,12 +353,12 @@ mod tests {
     #[test]
     fn scenario_errors_and_panics_become_error_lines() {
         let scenario = registry::find("pool_startup").expect("registered");
-        let line = run_multiproc(scenario, failing, true);
+        let line = run_rust(scenario, failing, true, IMPL);
         assert_eq!(
             line.to_line(),
             "{\"bench\": \"pool_startup\", \"impl\": \"multiproc\", \"error\": \"no luck\"}"
         );
-        let line = run_multiproc(scenario, panicking, true);
+        let line = run_rust(scenario, panicking, true, IMPL);
         assert_eq!(line.error_message(), Some("the scenario panicked"));
     }
 }

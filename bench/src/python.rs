@@ -43,7 +43,8 @@ pub fn interpreter_version(python: &str) -> Option<String> {
     })
 }
 
-/// How long one script may run before it is killed.
+/// How long one script (or one isolated Rust run) may run before it is
+/// killed.
 pub fn time_limit(quick: bool) -> Duration {
     Duration::from_secs(if quick { 120 } else { 900 })
 }
@@ -61,15 +62,28 @@ pub fn run_script(python: &str, dir: &Path, name: &str, quick: bool, limit: Dura
     command
         .arg(&script)
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if quick {
         command.arg("--quick");
     }
+    run_line(command, name, PYTHON_IMPL, limit)
+}
+
+/// Runs `command` (its stdin closed, its stdout captured; stderr as the
+/// caller set it) and returns the last JSON line it printed, or an error
+/// line for `name` and `implementation` if it fails, prints no line or runs
+/// past `limit` (then it is killed).
+pub fn run_line(mut command: Command, name: &str, implementation: &str, limit: Duration) -> Record {
+    let error = |message: String| Record::error(name, implementation, &message);
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
     let child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => return error(format!("cannot run {python}: {e}")),
+        Err(e) => {
+            return error(format!(
+                "cannot run {}: {e}",
+                command.get_program().to_string_lossy()
+            ))
+        }
     };
     let (status, stdout, stderr) = match wait_with_limit(child, limit) {
         Ok(done) => done,
