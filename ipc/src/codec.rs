@@ -33,6 +33,9 @@
 use std::fmt;
 
 use bincode::config;
+
+mod plain;
+pub use plain::{PlainSlice, PlainVec};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

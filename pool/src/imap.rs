@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multiproc_ipc::codec::PlainSlice;
 use multiproc_ipc::process::catch_remote_panic;
 use multiproc_ipc::{Error, ErrorKind, FnRef, Result};
 use serde::de::DeserializeOwned;
@@ -142,10 +143,10 @@ where
                 break;
             }
             let n = chunk.len();
-            // A slice encodes exactly like the `Vec<A>` the worker decodes.
+            // Decoded by the worker as a `PlainVec<A>` (`task::run_chunk`).
             let record = self
                 .shared
-                .build_record(&self.template, &(self.f, &chunk[..]));
+                .build_record(&self.template, &(self.f, PlainSlice(&chunk[..])));
             batch.push((self.next, record, n));
             self.next += n;
             items += n;

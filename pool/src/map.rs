@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use multiproc_ipc::codec::PlainSlice;
 use multiproc_ipc::{Error, ErrorKind, FnRef, Result, StarFn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -98,7 +99,7 @@ impl Pool {
     ) -> Result<()>
     where
         F: Serialize + Copy,
-        A: Serialize,
+        A: Serialize + 'static,
         T: DeserializeOwned + Send + 'static,
     {
         let template = task::head_template(tramp)?;
@@ -107,9 +108,10 @@ impl Pool {
         let mut batch = Vec::with_capacity(per_batch);
         let (mut first, mut batch_items, mut later) = (0, 0, false);
         for chunk in items.chunks(chunksize) {
-            // A slice encodes exactly like the `Vec<A>` the worker decodes.
+            // Decoded by the worker as a `PlainVec<A>` (`task::run_chunk`).
             let n = chunk.len();
-            batch.push((first, self.shared.build_record(&template, &(f, chunk)), n));
+            let body = (f, PlainSlice(chunk));
+            batch.push((first, self.shared.build_record(&template, &body), n));
             first += n;
             batch_items += n;
             if batch_items >= BATCH_ITEMS || batch.len() >= BATCH_CHUNKS {

@@ -4,7 +4,7 @@
 //! A task record is `[kind u8][id u64][tramp len u16][tramp][body]`. `tramp`
 //! is an encoded [`FnRef`] to a trampoline `fn(Vec<u8>) -> Vec<u8>`
 //! instantiated for the task's `A` and `R`; `body` is the encoded
-//! `(FnRef<A, R>, A)` (or `Vec<A>` for a chunk), inline or, when large, the
+//! `(FnRef<A, R>, A)` (or `PlainSlice<A>` for a chunk), inline or, when large, the
 //! name of a shared-memory block holding it. The trampoline decodes the body,
 //! calls the function with panics caught, and returns the encoded outcome:
 //! one `Result<R, WireError>` per item, concatenated.
@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use multiproc_ipc::codec::{PlainSlice, PlainVec};
 use multiproc_ipc::process::catch_remote_panic;
 use multiproc_ipc::{codec, Error, ErrorKind, FnRef, WireError};
 use serde::de::DeserializeOwned;
@@ -128,7 +129,8 @@ where
     out
 }
 
-/// Marks chunk outcome bytes holding one encoded `Vec<R>` (every item ok).
+/// Marks chunk outcome bytes holding one encoded `PlainSlice<R>` (every
+/// item ok).
 const CHUNK_ALL_OK: u8 = 0;
 /// Marks chunk outcome bytes holding one encoded `ItemOutcome<R>` per item.
 const CHUNK_PER_ITEM: u8 = 1;
@@ -136,29 +138,28 @@ const CHUNK_PER_ITEM: u8 = 1;
 /// Runs `f` over `items`: while every item succeeds the results are kept as
 /// a plain `Vec<R>` and encoded in one go; from the first failure on, each
 /// item's outcome is encoded separately.
-fn run_items<A, R: Serialize>(items: Vec<A>, f: impl Fn(A) -> R) -> Vec<u8> {
+fn run_items<A, R: Serialize + 'static>(items: Vec<A>, f: impl Fn(A) -> R) -> Vec<u8> {
     let mut oks: Vec<R> = Vec::with_capacity(items.len());
-    let mut mixed: Option<Vec<u8>> = None;
-    for arg in items {
-        let r = call(&f, arg);
-        match (&mut mixed, r) {
-            (None, Ok(v)) => oks.push(v),
-            (Some(out), r) => push_outcome(out, &r),
-            (None, Err(e)) => {
-                let mut out = vec![CHUNK_PER_ITEM];
-                for v in oks.drain(..) {
-                    push_outcome(&mut out, &Ok(v));
-                }
-                push_outcome::<R>(&mut out, &Err(e));
-                mixed = Some(out);
-            }
+    let mut rest = items.into_iter();
+    // One panic guard for every item up to the first panic: a guard per
+    // item costs more than a tiny task. A result is pushed only once `f`
+    // has returned, so `oks` holds exactly the items before the panic.
+    if let Err(panic) = catch_remote_panic(|| rest.by_ref().for_each(|arg| oks.push(f(arg)))) {
+        let mut out = vec![CHUNK_PER_ITEM];
+        for v in oks {
+            push_outcome(&mut out, &Ok(v));
         }
-    }
-    if let Some(out) = mixed {
+        push_outcome::<R>(&mut out, &Err(Error::panicked(panic).to_wire()));
+        for arg in rest {
+            push_outcome(&mut out, &call(&f, arg));
+        }
         return out;
     }
     let mut out = vec![CHUNK_ALL_OK];
-    if codec::Codec::default().encode_into(&oks, &mut out).is_err() {
+    if codec::Codec::default()
+        .encode_into(&PlainSlice(&oks), &mut out)
+        .is_err()
+    {
         // Some result does not encode: find out which, item by item.
         out = vec![CHUNK_PER_ITEM];
         for v in oks {
@@ -176,14 +177,14 @@ fn chunk_error<R: Serialize>(e: WireError) -> Vec<u8> {
     out
 }
 
-/// Trampoline for a chunk: body `(FnRef<A, R>, Vec<A>)`.
+/// Trampoline for a chunk: body `(FnRef<A, R>, PlainSlice<A>)`.
 fn run_chunk<A, R>(body: TaskBody) -> Vec<u8>
 where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    match codec::decode::<(FnRef<A, R>, Vec<A>)>(body.bytes()) {
-        Ok((f, items)) => match f.get() {
+    match codec::decode::<(FnRef<A, R>, PlainVec<A>)>(body.bytes()) {
+        Ok((f, PlainVec(items))) => match f.get() {
             Ok(f) => run_items(items, f),
             Err(e) => chunk_error::<R>(e.to_wire()),
         },
@@ -223,11 +224,14 @@ impl<R> ChunkResult<R> {
 }
 
 /// Decodes the outcome bytes of a chunk of `n` items.
-pub(crate) fn decode_chunk<R: DeserializeOwned>(bytes: &[u8], n: usize) -> ChunkResult<R> {
+pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    n: usize,
+) -> ChunkResult<R> {
     match bytes.split_first() {
-        Some((&CHUNK_ALL_OK, rest)) => match codec::decode::<Vec<R>>(rest) {
-            Ok(v) if v.len() == n => ChunkResult::All(v),
-            Ok(v) => ChunkResult::failed(
+        Some((&CHUNK_ALL_OK, rest)) => match codec::decode::<PlainVec<R>>(rest) {
+            Ok(PlainVec(v)) if v.len() == n => ChunkResult::All(v),
+            Ok(PlainVec(v)) => ChunkResult::failed(
                 n,
                 &Error::new(
                     ErrorKind::Serialization,
@@ -516,7 +520,7 @@ mod tests {
     #[test]
     fn chunk_outcomes_keep_per_item_errors() {
         install_panic_hook();
-        let body = codec::encode(&(FnRef::new(boom), vec![1u64, 3, 5])).unwrap();
+        let body = codec::encode(&(FnRef::new(boom), PlainSlice(&[1u64, 3, 5]))).unwrap();
         let out = tramp_chunk::<u64, u64>()
             .call(TaskBody::Inline(body))
             .unwrap();
@@ -533,7 +537,7 @@ mod tests {
 
     #[test]
     fn an_all_ok_chunk_decodes_in_one_go() {
-        let body = codec::encode(&(FnRef::new(square), vec![1u64, 2, 3])).unwrap();
+        let body = codec::encode(&(FnRef::new(square), PlainSlice(&[1u64, 2, 3]))).unwrap();
         let out = tramp_chunk::<u64, u64>()
             .call(TaskBody::Inline(body))
             .unwrap();
@@ -545,6 +549,31 @@ mod tests {
             decode_chunk::<u64>(&out, 4),
             ChunkResult::Mixed(_)
         ));
+    }
+
+    fn shout(s: String) -> String {
+        s.to_uppercase()
+    }
+
+    #[test]
+    fn a_chunk_of_other_types_goes_item_by_item_and_a_torn_block_is_an_error() {
+        let words = ["ab".to_string(), "c".to_string()];
+        let body = codec::encode(&(FnRef::new(shout), PlainSlice(&words))).unwrap();
+        let out = tramp_chunk::<String, String>()
+            .call(TaskBody::Inline(body))
+            .unwrap();
+        match decode_chunk::<String>(&out, 2) {
+            ChunkResult::All(v) => assert_eq!(v, ["AB", "C"]),
+            ChunkResult::Mixed(_) => panic!("expected the all-ok form"),
+        }
+        // Results that are 17 bytes long: not a whole number of u64s.
+        let mut torn = vec![CHUNK_ALL_OK];
+        torn.extend(codec::encode(&PlainSlice(&[7u8; 17])).unwrap());
+        let got = decode_chunk::<u64>(&torn, 2).into_items();
+        assert_eq!(got.len(), 2);
+        assert!(got
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Serialization));
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub(crate) mod fd;
 pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod mutex;
+pub(crate) mod plain;
 pub(crate) mod shm;
 pub(crate) mod wait;
 pub(crate) mod zst;

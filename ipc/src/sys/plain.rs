@@ -1,0 +1,81 @@
+//! Primitive numbers as raw bytes: the casts behind the codec's fixed-width
+//! encoding of number sequences ([`PlainSlice`](crate::codec::PlainSlice),
+//! [`PlainVec`](crate::codec::PlainVec)).
+//!
+//! A type is *plain* here if it is one of Rust's primitive integer or
+//! floating-point types: no padding, and every bit pattern is a valid
+//! value (`bool` and `char` are not plain). Bytes are in the machine's own
+//! order: they only travel between processes of one machine.
+
+use std::any::TypeId;
+
+/// Whether `T` is a primitive integer or floating-point type.
+pub(crate) fn is_plain<T: 'static>() -> bool {
+    let id = TypeId::of::<T>();
+    macro_rules! one_of {
+        ($($t:ty),*) => { false $(|| id == TypeId::of::<$t>())* };
+    }
+    one_of!(u8, i8, u16, i16, u32, i32, u64, i64, u128, i128, usize, isize, f32, f64)
+}
+
+/// The bytes of `items` if `T` is plain.
+pub(crate) fn as_bytes<T: 'static>(items: &[T]) -> Option<&[u8]> {
+    if !is_plain::<T>() {
+        return None;
+    }
+    // SAFETY: `T` is a primitive number type, which has no padding: all
+    // `size_of_val(items)` bytes behind the slice are initialized, borrowed
+    // for the slice's lifetime, and `u8` has alignment 1.
+    Some(unsafe {
+        std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), std::mem::size_of_val(items))
+    })
+}
+
+/// The `T`s whose bytes are `bytes` if `T` is plain: `None` if it is not,
+/// `Some(Err(len))` if `len`, the length of `bytes`, is not a multiple of
+/// `T`'s size.
+pub(crate) fn vec_from_bytes<T: 'static>(bytes: &[u8]) -> Option<Result<Vec<T>, usize>> {
+    if !is_plain::<T>() {
+        return None;
+    }
+    let size = std::mem::size_of::<T>();
+    if bytes.len() % size != 0 {
+        return Some(Err(bytes.len()));
+    }
+    let n = bytes.len() / size;
+    let mut items = Vec::<T>::with_capacity(n);
+    // SAFETY: the fresh allocation holds `n * size == bytes.len()` bytes and
+    // does not overlap `bytes`; `T` is a primitive number type, for which
+    // every bit pattern is a valid value, so the `n` elements are
+    // initialized and valid once copied.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), items.as_mut_ptr().cast::<u8>(), bytes.len());
+        items.set_len(n);
+    }
+    Some(Ok(items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_plain_and_nothing_else_is() {
+        assert!(is_plain::<u64>() && is_plain::<f32>() && is_plain::<i128>());
+        assert!(!is_plain::<bool>() && !is_plain::<char>() && !is_plain::<(u8, u8)>());
+        assert!(!is_plain::<String>());
+        assert_eq!(as_bytes(&[true]), None);
+        assert_eq!(vec_from_bytes::<char>(&[0; 4]), None);
+    }
+
+    #[test]
+    fn bytes_round_trip_and_bad_lengths_are_refused() {
+        let items = [1u32, 0xdead_beef, u32::MAX];
+        let bytes = as_bytes(&items).unwrap();
+        assert_eq!(bytes.len(), 12);
+        assert_eq!(&bytes[..4], &1u32.to_ne_bytes());
+        assert_eq!(vec_from_bytes::<u32>(bytes), Some(Ok(items.to_vec())));
+        assert_eq!(vec_from_bytes::<u32>(&bytes[..11]), Some(Err(11)));
+        assert_eq!(vec_from_bytes::<f64>(&[]), Some(Ok(Vec::new())));
+    }
+}
