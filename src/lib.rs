@@ -189,6 +189,7 @@ pub use multiproc_ipc::pipe;
 pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendConnection};
 pub use multiproc_ipc::shm;
 pub use multiproc_ipc::Fd;
+pub use multiproc_ipc::SharedBytes;
 pub use multiproc_ipc::{init, Process, ProcessBuilder};
 pub use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result};
 pub use multiproc_ipc::{FnRef, FnRef2};

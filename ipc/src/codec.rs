@@ -104,11 +104,20 @@ fn base_config() -> config::Configuration {
     config::standard()
 }
 
-/// Decodes with a bincode allocation budget of `LIMIT` bytes.
+/// Decodes with a bincode allocation budget of `LIMIT` bytes; `borrowed`:
+/// through bincode's borrowing decoder (byte strings are visited as slices
+/// of `bytes`, which [`SharedBytes`](crate::shared_bytes::SharedBytes)
+/// keeps in place).
 fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
     bytes: &[u8],
+    borrowed: bool,
 ) -> Result<(T, usize), bincode::error::DecodeError> {
-    bincode::serde::decode_from_slice(bytes, base_config().with_limit::<LIMIT>())
+    let config = base_config().with_limit::<LIMIT>();
+    if borrowed {
+        bincode::serde::borrow_decode_from_slice(bytes, config)
+    } else {
+        bincode::serde::decode_from_slice(bytes, config)
+    }
 }
 
 impl Codec {
@@ -227,6 +236,42 @@ impl Codec {
         &self,
         bytes: &[u8],
     ) -> Result<(T, usize), CodecError> {
+        self.decode_prefix_with(bytes, false)
+    }
+
+    /// Decodes one value that must fill the first `len` bytes of `block`
+    /// exactly, with the [`SharedBytes`](crate::shared_bytes::SharedBytes)
+    /// in it reading the block in place instead of copying their bytes
+    /// (they keep the block mapped while they live).
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Codec::decode); [`CodecError::Decode`] if `len` is
+    /// beyond the block.
+    pub fn decode_in_place<T: DeserializeOwned>(
+        &self,
+        block: &std::sync::Arc<crate::shm::SharedMemory>,
+        len: usize,
+    ) -> Result<T, CodecError> {
+        let bytes = block.as_slice().get(..len).ok_or_else(|| {
+            CodecError::Decode(format!(
+                "a {len}-byte message in a {}-byte block",
+                block.size()
+            ))
+        })?;
+        let _in_place = crate::shared_bytes::InPlace::begin(block);
+        let (value, used) = self.decode_prefix_with(bytes, true)?;
+        if used != len {
+            return Err(CodecError::TrailingBytes { extra: len - used });
+        }
+        Ok(value)
+    }
+
+    fn decode_prefix_with<T: DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        borrowed: bool,
+    ) -> Result<(T, usize), CodecError> {
         let n = bytes.len();
         if n > self.max_message {
             return Err(CodecError::TooLarge {
@@ -244,21 +289,21 @@ impl Codec {
         // step of a ladder at or above the input size, so a lying length
         // prefix can cost at most 8x the input (at least 4 KiB), never more.
         let r = if n <= 1 << 12 {
-            decode_limited::<T, { 1 << 12 }>(bytes)
+            decode_limited::<T, { 1 << 12 }>(bytes, borrowed)
         } else if n <= 1 << 15 {
-            decode_limited::<T, { 1 << 15 }>(bytes)
+            decode_limited::<T, { 1 << 15 }>(bytes, borrowed)
         } else if n <= 1 << 18 {
-            decode_limited::<T, { 1 << 18 }>(bytes)
+            decode_limited::<T, { 1 << 18 }>(bytes, borrowed)
         } else if n <= 1 << 21 {
-            decode_limited::<T, { 1 << 21 }>(bytes)
+            decode_limited::<T, { 1 << 21 }>(bytes, borrowed)
         } else if n <= 1 << 24 {
-            decode_limited::<T, { 1 << 24 }>(bytes)
+            decode_limited::<T, { 1 << 24 }>(bytes, borrowed)
         } else if n <= 1 << 27 {
-            decode_limited::<T, { 1 << 27 }>(bytes)
+            decode_limited::<T, { 1 << 27 }>(bytes, borrowed)
         } else if n <= 1 << 30 {
-            decode_limited::<T, { 1 << 30 }>(bytes)
+            decode_limited::<T, { 1 << 30 }>(bytes, borrowed)
         } else {
-            decode_limited::<T, HARD_MAX_MESSAGE>(bytes)
+            decode_limited::<T, HARD_MAX_MESSAGE>(bytes, borrowed)
         };
         r.map_err(|e| CodecError::Decode(e.to_string()))
     }

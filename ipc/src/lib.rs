@@ -22,6 +22,7 @@ mod sys;
 pub mod zygote;
 
 pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, WireError};
+pub mod shared_bytes;
 pub mod shm;
 pub mod sync;
 pub mod value;
@@ -29,6 +30,7 @@ pub use fd::Fd;
 pub use fnref2::FnRef2;
 pub use forkserver::{fork_server, init};
 pub use process::{Process, ProcessBuilder};
+pub use shared_bytes::SharedBytes;
 pub use star::StarFn;
 pub use zygote::{FnRef, Zygote, ZygoteChild};
 pub mod queue;

@@ -14,7 +14,7 @@ use crate::shared::{
 };
 use crate::supervisor::{handle_death, Event};
 use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_READY, KIND_SKIPPED};
-use crate::worker::{SlotView, KIND_FDS};
+use crate::worker::{SlotView, KIND_FDS, KIND_KEPT};
 
 /// Where the bytes of a collected outcome are.
 pub(crate) enum Outcome {
@@ -141,7 +141,10 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
             col.arena.truncate(start);
             continue;
         }
-        let kind = rec[0];
+        // A task that kept part of its argument's block: the block is not
+        // reused (dropped here, it is unlinked; the worker's mapping stays).
+        let kept = rec[0] & KIND_KEPT != 0;
+        let kind = rec[0] & !KIND_KEPT;
         let mut idb = [0u8; 8];
         idb.copy_from_slice(&rec[1..9]);
         let id = u64::from_le_bytes(idb);
@@ -188,7 +191,7 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
         };
         w.timed = false;
         if let Some(p) = pos.and_then(|i| w.outstanding.remove(i)) {
-            if let Some(b) = p.block.shm {
+            if let Some(b) = p.block.shm.filter(|_| !kept) {
                 shared.recycle(b);
             }
             col.done.push((p.complete, outcome));

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::fd::FdScope;
+use multiproc_ipc::shared_bytes::EncodeScope;
 use multiproc_ipc::shm::{SharedMemory, ShmRegion};
 use multiproc_ipc::{codec, park, Error, ErrorKind, Result, Zygote, ZygoteChild};
 use serde::Serialize;
@@ -19,7 +20,7 @@ use crate::result::Help;
 use crate::ring::Bell;
 use crate::supervisor::Event;
 use crate::task::{self, KIND_BLOCK, KIND_INLINE};
-use crate::worker::{self, SlotView, KIND_FDS};
+use crate::worker::{self, SlotView, KIND_FDS, KIND_IN_PLACE};
 
 /// Tasks a worker may have queued in its ring at once, by default.
 pub(crate) const MAX_OUTSTANDING: usize = 256;
@@ -407,7 +408,9 @@ impl Shared {
     ///
     /// The descriptors of the `Fd`s in `value` are collected on the side
     /// (duplicates, kept until the task ends) and the record's kind gets
-    /// the [`KIND_FDS`] flag; without any, this costs a flag test.
+    /// the [`KIND_FDS`] flag; without any, this costs a flag test. A body in
+    /// a block that holds [`SharedBytes`](multiproc_ipc::SharedBytes) gets
+    /// the [`KIND_IN_PLACE`] flag.
     pub(crate) fn build_record<T: Serialize + ?Sized>(
         &self,
         template: &[u8],
@@ -416,6 +419,7 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let c = codec::Codec::default();
         let scope = FdScope::begin();
+        let shared_bytes = EncodeScope::begin();
         let len = c.encoded_len(value)?;
         if len <= INLINE_MAX {
             let mut rec = Vec::with_capacity(template.len() + len);
@@ -439,6 +443,9 @@ impl Shared {
         task::set_head(&mut rec, KIND_BLOCK, id);
         if !fds.is_empty() {
             rec[0] |= KIND_FDS;
+        }
+        if shared_bytes.finish() {
+            rec[0] |= KIND_IN_PLACE;
         }
         rec.extend_from_slice(&(len as u64).to_le_bytes());
         rec.extend_from_slice(block.name().as_bytes());

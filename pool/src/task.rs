@@ -34,6 +34,8 @@ pub(crate) enum TaskBody {
     /// A whole task record; the body starts at the offset.
     Record(Vec<u8>, usize),
     Shared(std::sync::Arc<multiproc_ipc::shm::SharedMemory>, usize),
+    /// As `Shared`, holding `SharedBytes`, decoded pointing into the block.
+    InPlace(std::sync::Arc<multiproc_ipc::shm::SharedMemory>, usize),
 }
 
 impl TaskBody {
@@ -41,7 +43,17 @@ impl TaskBody {
         match self {
             TaskBody::Inline(v) => v,
             TaskBody::Record(v, at) => v.get(*at..).unwrap_or(&[]),
-            TaskBody::Shared(shm, len) => shm.as_slice().get(..*len).unwrap_or(&[]),
+            TaskBody::Shared(shm, len) | TaskBody::InPlace(shm, len) => {
+                shm.as_slice().get(..*len).unwrap_or(&[])
+            }
+        }
+    }
+
+    /// Decodes the body: in place for `InPlace`, else from its bytes.
+    fn decode<T: DeserializeOwned>(&self) -> Result<T, codec::CodecError> {
+        match self {
+            TaskBody::InPlace(shm, len) => codec::Codec::default().decode_in_place(shm, *len),
+            _ => codec::decode(self.bytes()),
         }
     }
 
@@ -53,7 +65,7 @@ impl TaskBody {
                 v.clear();
                 v
             }
-            TaskBody::Shared(..) => Vec::new(),
+            TaskBody::Shared(..) | TaskBody::InPlace(..) => Vec::new(),
         }
     }
 }
@@ -116,7 +128,7 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let decoded = codec::decode::<(FnRef<A, R>, A)>(body.bytes());
+    let decoded = body.decode::<(FnRef<A, R>, A)>();
     let mut out = body.into_buffer();
     let outcome: ItemOutcome<R> = match decoded {
         Ok((f, arg)) => match f.get() {
@@ -183,7 +195,7 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    match codec::decode::<(FnRef<A, R>, PlainVec<A>)>(body.bytes()) {
+    match body.decode::<(FnRef<A, R>, PlainVec<A>)>() {
         Ok((f, PlainVec(items))) => match f.get() {
             Ok(f) => run_items(items, f),
             Err(e) => chunk_error::<R>(e.to_wire()),

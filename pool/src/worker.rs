@@ -170,6 +170,16 @@ pub(crate) const EXIT_INIT_FAILED: i32 = 71;
 /// before it published the record.
 pub(crate) const KIND_FDS: u8 = 0x80;
 
+/// Flag bit of a task record's kind: the argument, in a block, holds
+/// [`SharedBytes`](multiproc_ipc::SharedBytes), which the worker decodes
+/// in place (pointing into the block).
+pub(crate) const KIND_IN_PLACE: u8 = 0x40;
+
+/// Flag bit of a result record's kind: the task kept `SharedBytes` of its
+/// argument's block beyond its end (in a static, say); the parent must not
+/// reuse that block for another argument.
+pub(crate) const KIND_KEPT: u8 = 0x40;
+
 /// Receives the descriptors of task `id` (already queued on `sock`).
 fn task_fds(sock: Option<&OwnedFd>, id: u64) -> multiproc_ipc::Result<Vec<OwnedFd>> {
     let lost = |why: String| {
@@ -266,13 +276,19 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             // Read by the parent only after this process has died (its exit
             // orders every store): no fence needed on the hot path.
             slot.current().store(id, Ordering::Release);
-            let body = match kind & !KIND_FDS {
+            let body = match kind & !(KIND_FDS | KIND_IN_PLACE) {
                 // The record buffer itself: no copy of the body.
                 KIND_INLINE => {
                     let offset = buf.len() - rec.body.len();
                     Ok(TaskBody::Record(std::mem::take(&mut buf), offset))
                 }
-                _ => open_block(rec.body, &mut attached),
+                _ => open_block(rec.body, kind & KIND_IN_PLACE != 0, &mut attached),
+            };
+            // The block of an argument decoded in place, to see afterwards
+            // whether the task kept part of it.
+            let in_place = match &body {
+                Ok(TaskBody::InPlace(block, _)) => Some(Arc::clone(block)),
+                _ => None,
             };
             let out = match (tramp, body) {
                 (Some(t), Ok(body)) => match received {
@@ -290,6 +306,8 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                 )),
             };
             release_blocks(&slot, &mut blocks, false);
+            let kept = in_place.is_some_and(|block| kept_beyond_task(block, &mut attached));
+            let flag = if kept { KIND_KEPT } else { 0 };
             let sent = if out.len() + 9 > slot.results.max_record() {
                 block_seq += 1;
                 match write_block(&out, block_seq) {
@@ -297,16 +315,17 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                         let mut payload = block_seq.to_le_bytes().to_vec();
                         payload.extend_from_slice(shm.name().as_bytes());
                         blocks.push_back((block_seq, shm));
-                        push_result(&slot, &parent, KIND_BLOCK, id, &payload);
+                        push_result(&slot, &parent, KIND_BLOCK | flag, id, &payload);
                         true
                     }
                     Err(e) => {
-                        push_result(&slot, &parent, KIND_INLINE, id, &error_outcome(e));
+                        let e = error_outcome(e);
+                        push_result(&slot, &parent, KIND_INLINE | flag, id, &e);
                         true
                     }
                 }
             } else {
-                push_result(&slot, &parent, KIND_INLINE, id, &out);
+                push_result(&slot, &parent, KIND_INLINE | flag, id, &out);
                 true
             };
             debug_assert!(sent);
@@ -361,10 +380,24 @@ fn error_outcome(e: multiproc_ipc::Error) -> Vec<u8> {
     multiproc_ipc::codec::encode(&err).unwrap_or_default()
 }
 
+/// Whether `block`, the block of an argument decoded in place, is still
+/// referenced by `SharedBytes` the finished task kept; if so, this worker
+/// forgets it (the parent will not reuse it).
+fn kept_beyond_task(block: Arc<SharedMemory>, attached: &mut VecDeque<Arc<SharedMemory>>) -> bool {
+    let cached = attached.iter().filter(|b| Arc::ptr_eq(b, &block)).count();
+    if Arc::strong_count(&block) <= 1 + cached {
+        return false;
+    }
+    attached.retain(|b| !Arc::ptr_eq(b, &block));
+    true
+}
+
 /// Opens the block of a large task body (`[len u64][name]`), reusing this
-/// worker's mapping when the parent reuses a block.
+/// worker's mapping when the parent reuses a block; `in_place`: the body is
+/// to be decoded in place.
 fn open_block(
     rec: &[u8],
+    in_place: bool,
     attached: &mut VecDeque<Arc<SharedMemory>>,
 ) -> multiproc_ipc::Result<TaskBody> {
     let bad = || {
@@ -399,7 +432,11 @@ fn open_block(
     if len > shm.size() {
         return Err(bad());
     }
-    Ok(TaskBody::Shared(shm, len))
+    Ok(if in_place {
+        TaskBody::InPlace(shm, len)
+    } else {
+        TaskBody::Shared(shm, len)
+    })
 }
 
 static BLOCK_NAMES: AtomicU64 = AtomicU64::new(0);

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use multiproc::{Manager, Pool, Process, Queue};
+use multiproc::{Manager, Pool, Process, Queue, SharedBytes};
 
 use crate::registry::BenchError;
-use crate::scenarios::pool::Bytes;
+use crate::scenarios::pool::byte_len;
 use crate::scenarios::queue::produce_bytes;
 
 /// Measured points (x, y) of one series.
@@ -18,10 +18,6 @@ fn identity(x: u64) -> u64 {
 
 fn square(x: u64) -> u64 {
     x.wrapping_mul(x)
-}
-
-fn byte_len(b: Bytes) -> u64 {
-    b.0.len() as u64
 }
 
 fn fail(what: &str) -> BenchError {
@@ -106,11 +102,11 @@ pub fn payload_throughput(scale: Scale) -> Result<(Points, Points), BenchError> 
     let (mut apply, mut queue) = (Vec::new(), Vec::new());
     for size in payload_sizes(scale) {
         let calls = repeats(size, budget, most);
-        let payload = vec![7u8; size];
-        pool.apply(byte_len, Bytes(payload.clone()))?;
+        let payload = SharedBytes::from(vec![7u8; size]);
+        pool.apply(byte_len, payload.clone())?;
         let start = Instant::now();
         for _ in 0..calls {
-            if pool.apply(byte_len, Bytes(payload.clone()))? != size as u64 {
+            if pool.apply(byte_len, payload.clone())? != size as u64 {
                 return Err(fail("apply saw another length"));
             }
         }

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use multiproc::{ApplyOptions, Pool};
-use serde::de::{self, Deserializer, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use multiproc::{ApplyOptions, Pool, SharedBytes};
 
 use crate::record::{median, round, Record};
 use crate::registry::{BenchError, Params};
@@ -216,37 +214,9 @@ pub fn callback(params: &Params) -> Result<Record, BenchError> {
     Ok(Record::timed("pool_callback", n, seconds).with("pool_size", POOL_SIZE))
 }
 
-/// A byte string that encodes as one block (Python's `bytes`), not as a
-/// sequence of numbers.
-pub(crate) struct Bytes(pub(crate) Vec<u8>);
-
-impl Serialize for Bytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes(v))
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
-}
-
-fn byte_len(b: Bytes) -> u64 {
-    b.0.len() as u64
+/// Python's `len(payload)`: the worker gets the bytes where they arrived.
+pub(crate) fn byte_len(b: SharedBytes) -> u64 {
+    b.len() as u64
 }
 
 /// 10 sequential `apply(len, payload)` with a 64 MiB payload, after one warm-up.
@@ -254,14 +224,16 @@ pub fn large_payload(params: &Params) -> Result<Record, BenchError> {
     let size = params.count("payload_bytes")?;
     let calls = params.count("calls")?;
     let pool = Pool::new(POOL_SIZE)?;
-    let payload = vec![0u8; size];
+    // Python's `bytes`: made once, passed to every call (a clone is a
+    // reference count; each call still copies the bytes into shared memory).
+    let payload = SharedBytes::from(vec![0u8; size]);
     check(
-        pool.apply(byte_len, Bytes(payload.clone()))? == size as u64,
+        pool.apply(byte_len, payload.clone())? == size as u64,
         "warm-up len",
     )?;
     let mut samples = Vec::with_capacity(calls);
     for _ in 0..calls {
-        let arg = Bytes(payload.clone());
+        let arg = payload.clone();
         let start = Instant::now();
         let n = pool.apply(byte_len, arg)?;
         samples.push(start.elapsed().as_secs_f64());

@@ -26,7 +26,7 @@ use crate::sys::plain;
 ///
 /// let squares: Vec<u64> = (0..1000u64).map(|x| x * x).collect();
 /// let bytes = codec::encode(&PlainSlice(&squares)).unwrap();
-/// assert_eq!(bytes.len(), 2 + 8 * 1000); // varint length, then the block
+/// assert_eq!(bytes.len(), 3 + 8 * 1000); // the length (a 3-byte varint), then the block
 /// let back: PlainVec<u64> = codec::decode(&bytes).unwrap();
 /// assert_eq!(back.0, squares);
 ///
