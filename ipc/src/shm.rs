@@ -485,6 +485,8 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 enum Backing {
     Named(Arc<Named>),
     Anonymous(Arc<Mapping>),
+    /// A memory file's mapping, and its descriptor (to send to others).
+    File(Arc<Mapping>, std::os::fd::OwnedFd),
 }
 
 /// Shared memory holding multiproc's own cross-process objects.
@@ -588,18 +590,83 @@ impl ShmRegion {
         })
     }
 
-    fn map(&self) -> &Mapping {
+    /// Creates a region of `len` zeroed bytes in an unnamed memory file
+    /// (`memfd_create`): shared with every process forked after this call,
+    /// and with any process its descriptor ([`fd`](ShmRegion::fd)) is sent
+    /// to, which maps it with [`from_fd`](ShmRegion::from_fd).
+    ///
+    /// Unlike a named region it has no name in `/dev/shm` (nothing can be
+    /// left behind there, even by a killed process), it is not limited by
+    /// the size of `/dev/shm`, and its pages are allocated as they are first
+    /// touched instead of up front. It cannot be serialized.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::shm::ShmRegion;
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let region = ShmRegion::memfd(1 << 20)?;
+    /// region.atomic_u64(64).store(7, Ordering::SeqCst);
+    /// let fd = region.fd().expect("a memory file").try_clone_to_owned()?;
+    /// let again = ShmRegion::from_fd(fd)?; // as another process would
+    /// assert_eq!(again.atomic_u64(64).load(Ordering::SeqCst), 7);
+    /// assert!(region.name().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for `len == 0`; `Io` if the system refuses.
+    pub fn memfd(len: usize) -> Result<ShmRegion> {
+        if len == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "shared memory size must be at least 1 byte",
+            ));
+        }
+        let (map, fd) = Mapping::memfd(len).map_err(io_error)?;
+        Ok(ShmRegion {
+            backing: Arc::new(Backing::File(Arc::new(map), fd)),
+        })
+    }
+
+    /// Maps the region whose memory file descriptor is `fd` (sent by the
+    /// process that made it with [`memfd`](ShmRegion::memfd)).
+    ///
+    /// # Errors
+    ///
+    /// `Io` if `fd` cannot be mapped (not a memory file, or empty).
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<ShmRegion> {
+        let map = Mapping::from_fd(&fd).map_err(io_error)?;
+        Ok(ShmRegion {
+            backing: Arc::new(Backing::File(Arc::new(map), fd)),
+        })
+    }
+
+    /// The descriptor of a region made by [`memfd`](ShmRegion::memfd) (or
+    /// mapped by [`from_fd`](ShmRegion::from_fd)); `None` for the others.
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
         match &*self.backing {
-            Backing::Named(n) => &n.map,
-            Backing::Anonymous(m) => m,
+            Backing::File(_, fd) => Some(fd.as_fd()),
+            _ => None,
         }
     }
 
-    /// The region's name, or `None` if it is anonymous.
+    fn map(&self) -> &Mapping {
+        match &*self.backing {
+            Backing::Named(n) => &n.map,
+            Backing::Anonymous(m) | Backing::File(m, _) => m,
+        }
+    }
+
+    /// The region's name, or `None` if it has none (anonymous, or in a
+    /// memory file).
     pub fn name(&self) -> Option<&str> {
         match &*self.backing {
             Backing::Named(n) => Some(&n.name),
-            Backing::Anonymous(_) => None,
+            Backing::Anonymous(_) | Backing::File(..) => None,
         }
     }
 
@@ -711,8 +778,8 @@ impl Serialize for ShmRegion {
         match self.name() {
             Some(n) => s.serialize_str(n),
             None => Err(serde::ser::Error::custom(
-                "an anonymous shared memory region can only be inherited across fork, \
-                 not sent to another process",
+                "an unnamed shared memory region (anonymous, or in a memory file) can only be \
+                 inherited across fork or mapped from its descriptor, not sent by name",
             )),
         }
     }
@@ -828,5 +895,28 @@ mod tests {
         assert!(crate::codec::encode(&r).is_err());
         let e = crate::codec::decode::<ShmRegion>(&crate::codec::encode("/etc").unwrap());
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn memory_file_regions_map_from_their_descriptor_only() {
+        let r = ShmRegion::memfd(3 * 4096).unwrap();
+        assert_eq!(r.len(), 3 * 4096);
+        assert!(r.name().is_none());
+        assert!(crate::codec::encode(&r).is_err());
+        let again = ShmRegion::from_fd(r.fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
+        assert!(!again.same_region(&r), "a second mapping of the same file");
+        again.atomic_u64(4096).store(42, Ordering::SeqCst);
+        assert_eq!(r.atomic_u64(4096).load(Ordering::SeqCst), 42);
+        drop(r);
+        // The file lives as long as a mapping or descriptor does.
+        assert_eq!(again.atomic_u64(4096).load(Ordering::SeqCst), 42);
+        assert_eq!(
+            ShmRegion::memfd(0).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        // A descriptor that is not a memory file does not map.
+        let (pipe_r, _pipe_w) = crate::sys::fd::pipe().unwrap();
+        assert!(ShmRegion::from_fd(pipe_r).is_err());
+        assert!(ShmRegion::anonymous(64).unwrap().fd().is_none());
     }
 }

@@ -9,7 +9,9 @@
 //!
 //! # Design
 //!
-//! `Pool::new` maps one shared-memory region, forks a single-threaded zygote,
+//! `Pool::new` maps one shared-memory region (an unnamed memory file, sent
+//! to each worker: nothing in `/dev/shm`, pages allocated as the rings touch
+//! them), forks a single-threaded zygote,
 //! and has the zygote fork every worker (and every replacement). Each worker
 //! has two single-producer single-consumer byte rings in the region: tasks
 //! in, results out. Both sides spin briefly before parking on a shared futex,

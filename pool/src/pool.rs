@@ -111,11 +111,9 @@ impl Pool {
         let n = config.processes;
         // The region first, then the zygote (which inherits its mapping),
         // then workers, and only then our own threads.
-        let region = ShmRegion::create(worker::region_len(n))?;
-        let name = region
-            .name()
-            .ok_or_else(|| Error::new(ErrorKind::Io, "the pool's region has no name"))?
-            .to_owned();
+        // A memory file, sent to each worker: nothing in `/dev/shm`, and
+        // only the pages the rings touch are ever allocated.
+        let region = ShmRegion::memfd(worker::region_len(n))?;
         let zygote = Zygote::start()?;
         let (wake_tx, wake_rx) =
             UnixStream::pair().map_err(|e| Error::io("cannot create the pool's wake socket", e))?;
@@ -125,7 +123,7 @@ impl Pool {
         let mut watch = Vec::with_capacity(n);
         for slot in 0..n {
             let view = SlotView::new(&region, slot);
-            let (child, fd_tx) = match spawn_worker(&zygote, &name, slot, &config) {
+            let (child, fd_tx) = match spawn_worker(&zygote, &region, slot, &config) {
                 Ok((c, fd_tx)) => (Arc::new(c), fd_tx),
                 Err(e) => {
                     // Leave nothing behind: kill and reap the workers

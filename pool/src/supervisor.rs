@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multiproc_ipc::shm::ShmRegion;
 use multiproc_ipc::{Error, ErrorKind, ExitInfo, ExitStatus, Result, Zygote, ZygoteChild};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -24,7 +25,7 @@ pub(crate) enum Event {
 /// socket on which it receives its tasks' descriptors.
 pub(crate) fn spawn_worker(
     zygote: &Zygote,
-    region: &str,
+    region: &ShmRegion,
     slot: usize,
     config: &Config,
 ) -> Result<(ZygoteChild, UnixStream)> {
@@ -34,8 +35,13 @@ pub(crate) fn spawn_worker(
             format!("cannot fork worker {slot}: the spawn failure test hook fired"),
         ));
     }
+    let region = region.fd().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Io,
+            "the pool's memory has no descriptor to send to a worker",
+        )
+    })?;
     let arg = WorkerArg {
-        region: region.to_owned(),
         slot,
         max_tasks: config.max_tasks,
         initializer: config.initializer.clone(),
@@ -44,7 +50,7 @@ pub(crate) fn spawn_worker(
     };
     let (fd_tx, fd_rx) = UnixStream::pair()
         .map_err(|e| Error::io("cannot create a worker's descriptor socket", e))?;
-    let child = zygote.spawn(worker::worker_main, &arg, &[fd_rx.as_fd()])?;
+    let child = zygote.spawn(worker::worker_main, &arg, &[region, fd_rx.as_fd()])?;
     Ok((child, fd_tx))
 }
 
@@ -182,8 +188,7 @@ pub(crate) fn respawn(shared: &Shared, g: &mut Inner, slot: usize) {
     let Some(zygote) = g.zygote.as_ref() else {
         return;
     };
-    let name = shared.region.name().unwrap_or_default().to_owned();
-    match spawn_worker(zygote, &name, slot, &shared.config) {
+    match spawn_worker(zygote, &shared.region, slot, &shared.config) {
         Ok((child, fd_tx)) => {
             let child = Arc::new(child);
             let w = &mut g.workers[slot];

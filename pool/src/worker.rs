@@ -151,7 +151,6 @@ impl SlotView {
 /// What a worker is told when it is forked.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArg {
-    pub(crate) region: String,
     pub(crate) slot: usize,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) initializer: Option<(Tramp, Vec<u8>)>,
@@ -197,14 +196,20 @@ fn task_fds(sock: Option<&OwnedFd>, id: u64) -> multiproc_ipc::Result<Vec<OwnedF
 }
 
 /// The worker process: run tasks from the task ring until told to exit.
-/// `fds` holds the socket on which the tasks' descriptors arrive.
+/// `fds` holds the descriptor of the pool's memory file, then the socket on
+/// which the tasks' descriptors arrive.
 pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
     let fd_rx = fds.pop();
+    let region_fd = fds.pop();
     BLOCK_OWNER.store(arg.pool_pid, Ordering::Relaxed);
     task::install_panic_hook();
-    let region = match ShmRegion::open(&arg.region) {
-        Ok(r) => r,
-        Err(e) => {
+    let region = match region_fd.map(ShmRegion::from_fd) {
+        Some(Ok(r)) => r,
+        None => {
+            tracing::error!("a pool worker started without the pool's memory");
+            return EXIT_NO_REGION;
+        }
+        Some(Err(e)) => {
             tracing::error!(error = %e, "a pool worker cannot open the pool's memory");
             return EXIT_NO_REGION;
         }

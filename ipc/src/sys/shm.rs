@@ -57,6 +57,7 @@ enum Kind {
     /// Held for its drop, which unmaps and closes (never unlinks: not the owner).
     #[allow(dead_code)]
     Named(Shmem),
+    /// Unmapped on drop: an anonymous mapping, or one of a memory file.
     Anonymous,
 }
 
@@ -182,6 +183,60 @@ impl Mapping {
                 size,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 MapFlags::MAP_SHARED,
+            )
+        }
+        .map_err(io::Error::from)?;
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+            kind: Kind::Anonymous,
+        })
+    }
+
+    /// A region of `len` zeroed bytes in a new unnamed memory file
+    /// (`memfd_create`), mapped shared; the file's descriptor maps it in
+    /// other processes ([`Mapping::from_fd`]). Nothing appears in
+    /// `/dev/shm`, nothing is left behind when the last descriptor and
+    /// mapping go, and pages are allocated as they are first touched (the
+    /// memory file has no size limit of its own, unlike `/dev/shm`).
+    pub(crate) fn memfd(len: usize) -> io::Result<(Mapping, OwnedFd)> {
+        let size = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: memfd_create reads a NUL-terminated name and takes flags;
+        // on success the returned descriptor is new and ours alone.
+        let fd = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::memfd_create(
+                c"multiproc-region".as_ptr(),
+                libc::MFD_CLOEXEC,
+            ))?)
+        };
+        // SAFETY: ftruncate on a descriptor we own; no memory is involved.
+        cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), size) })?;
+        let map = Mapping::from_fd(&fd)?;
+        Ok((map, fd))
+    }
+
+    /// Maps the whole memory file (or shared-memory segment) `fd`, shared.
+    pub(crate) fn from_fd(fd: &OwnedFd) -> io::Result<Mapping> {
+        let stat = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
+        let len = usize::try_from(stat.st_size).unwrap_or(0);
+        let size = NonZeroUsize::new(len).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "shared memory size must be at least 1 byte",
+            )
+        })?;
+        // SAFETY: a new shared mapping of the whole file at an address of the
+        // kernel's choice aliases no Rust object; it is unmapped exactly once,
+        // in Drop (kind Anonymous: unmap only). The file stays valid while
+        // mapped, whatever happens to the descriptor.
+        let ptr = unsafe {
+            nix::sys::mman::mmap(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
+                0,
             )
         }
         .map_err(io::Error::from)?;
