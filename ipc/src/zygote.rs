@@ -93,6 +93,14 @@ fn send_frame(
     Ok(())
 }
 
+/// Word `i` of a frame header (`[msg len u32][payload len u32][fds u32]`);
+/// `head` holds at least the header.
+fn header_word(head: &[u8], i: usize) -> usize {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&head[i * 4..i * 4 + 4]);
+    u32::from_le_bytes(w) as usize
+}
+
 struct Frame {
     msg: Vec<u8>,
     payload: Vec<u8>,
@@ -109,9 +117,20 @@ struct FrameReader {
 impl FrameReader {
     /// Reads what is available (blocking only if `!nonblocking` and nothing
     /// is). `Ok(0)` is end of file.
+    ///
+    /// It reads as much as the frame at hand still lacks (at least 4 KiB,
+    /// at most 1 MiB): the buffer it zeroes first is written after every
+    /// fork, where each page costs a copy-on-write fault.
     fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<usize> {
+        const MIN_READ: usize = 4 * 1024;
+        const MAX_READ: usize = 1 << 20;
         let old = self.buf.len();
-        self.buf.resize(old + 64 * 1024, 0);
+        let lacking = match self.buf.get(..HEADER) {
+            Some(head) => (HEADER + header_word(head, 0).saturating_add(header_word(head, 1)))
+                .saturating_sub(old),
+            None => 0,
+        };
+        self.buf.resize(old + lacking.clamp(MIN_READ, MAX_READ), 0);
         let mut fds = Vec::new();
         let r = fd::recv_with_fds(sock, &mut self.buf[old..], &mut fds, nonblocking);
         self.fds.extend(fds);
@@ -124,11 +143,7 @@ impl FrameReader {
         if self.buf.len() < HEADER {
             return Ok(None);
         }
-        let word = |i: usize| {
-            let mut w = [0u8; 4];
-            w.copy_from_slice(&self.buf[i * 4..i * 4 + 4]);
-            u32::from_le_bytes(w) as usize
-        };
+        let word = |i: usize| header_word(&self.buf, i);
         let (msg_len, payload_len, nfds) = (word(0), word(1), word(2));
         let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
         if msg_len.saturating_add(payload_len) > MAX_FRAME || nfds > fd::MAX_FDS {

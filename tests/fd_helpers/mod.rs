@@ -20,13 +20,31 @@ pub fn open_fds() -> usize {
         .unwrap_or(0)
 }
 
+/// What each descriptor of this process refers to (for failure messages).
+pub fn open_fd_targets() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        .collect()
+}
+
 /// Asserts that the descriptor count comes back to `before` (settling: a
 /// pool's threads close theirs as they exit).
 pub fn assert_no_fd_leak(before: usize) {
     assert!(
         wait_until(Duration::from_secs(5), || open_fds() == before),
-        "descriptors leaked: {before} before, {} after",
-        open_fds()
+        "descriptors leaked: {before} before, {} after: {:?}",
+        open_fds(),
+        open_fd_targets()
     );
 }
 
