@@ -201,7 +201,7 @@ fn the_process_limit_gives_clear_errors() {
         // Room for: not even the pool's zygote and workers; the zygote and
         // some workers; more of them.
         let nobody = count_tasks_of_uid(65534);
-        for extra in [3, 5, 7] {
+        for extra in [3, 5, 6] {
             let lines = Kid::spawn(with_process_limit, extra).join();
             // Everything the child started exits with it.
             assert!(

@@ -9,7 +9,7 @@
 //!
 //! # Protocol
 //!
-//! One segment holds a small header and a data buffer. Two sequence words
+//! One shared mapping holds a small header and a data buffer. Two sequence words
 //! carry the turns: the client bumps `to_server` when the buffer holds a
 //! message (or a chunk) for the server, the server bumps `to_client`. A
 //! message larger than the buffer goes in chunks, each acknowledged by an
@@ -22,20 +22,21 @@
 //! through the `peer_gone` probe it passes to [`ShmChannel::recv`], called
 //! whenever it has waited for a while.
 //!
-//! # Names
+//! # No names
 //!
-//! The server creates the segment with a name (`/mp-<pid>-c<seq>-<random>`),
-//! tells the client, and calls [`ShmChannel::unlink`] once the client has
-//! attached: from then on the segment has no name, so nothing can leak. If
-//! the server crashes in between, the shared memory tracker removes the name.
+//! The channel lives in an unnamed memory file (`memfd_create`): the server
+//! sends its descriptor to the client (`SCM_RIGHTS`, over the socket the
+//! client connected with), and the client maps it. Nothing is ever named in
+//! `/dev/shm`, so nothing can leak there, whoever crashes when.
 
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::futex;
-use crate::sys::shm::{self as sys, Mapping};
+use crate::sys::shm::Mapping;
 
 const MAGIC: u32 = 0x6d70_6368; // "mpch"
 const VERSION: u32 = 1;
@@ -65,9 +66,10 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 /// Which end of a [`ShmChannel`] a handle is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
-    /// The end that created the segment and answers requests.
+    /// The end that created the channel and answers requests.
     Server,
-    /// The end that attached by name and sends requests.
+    /// The end that mapped it from the server's descriptor and sends
+    /// requests.
     Client,
 }
 
@@ -75,17 +77,16 @@ pub enum Side {
 /// [module documentation](self).
 pub struct ShmChannel {
     map: Mapping,
-    name: String,
+    /// The memory file's descriptor (the server's, to send to its client).
+    fd: Option<OwnedFd>,
     side: Side,
     opener: u32,
     last_in: u32,
-    named: bool,
 }
 
 impl fmt::Debug for ShmChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShmChannel")
-            .field("name", &self.name)
             .field("side", &self.side)
             .field("capacity", &self.capacity())
             .finish()
@@ -144,13 +145,16 @@ pub fn spin_budget(wanted: Duration) -> Duration {
 }
 
 impl ShmChannel {
-    /// Creates a channel whose buffer holds `capacity` bytes; this handle is
-    /// the [`Side::Server`].
+    /// Creates a channel whose buffer holds `capacity` bytes, in an unnamed
+    /// memory file; this handle is the [`Side::Server`]. The client maps it
+    /// from the file's descriptor ([`fd`](ShmChannel::fd), sent to it with
+    /// `SCM_RIGHTS`): nothing is ever named in `/dev/shm`, and nothing is
+    /// left behind when both ends are gone, however they go.
     ///
     /// # Errors
     ///
-    /// `InvalidArgument` for a zero capacity; `Io` if the segment cannot be
-    /// created or the shared memory tracker cannot be started.
+    /// `InvalidArgument` for a zero capacity; `Io` if the memory file cannot
+    /// be made.
     pub fn create(capacity: usize) -> Result<ShmChannel> {
         if capacity == 0 {
             return Err(Error::new(
@@ -158,28 +162,14 @@ impl ShmChannel {
                 "channel capacity must be at least 1 byte",
             ));
         }
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let pid = std::process::id();
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let salt = {
-            use std::hash::BuildHasher;
-            std::collections::hash_map::RandomState::new().hash_one((pid, seq)) as u32
-        };
-        let name = format!("/mp-{pid}-c{seq}-{salt:08x}");
-        // Tracked before it exists: a process killed in between leaves the
-        // tracker a name to remove, never an untracked segment.
-        sys::track(&name).map_err(|e| io_err("cannot start the shared memory tracker", e))?;
-        let map = Mapping::create_named(&name, HEADER + capacity).map_err(|e| {
-            let _ = sys::untrack(&name);
-            io_err("cannot create a shared memory channel", e)
-        })?;
+        let (map, fd) = Mapping::memfd(HEADER + capacity)
+            .map_err(|e| io_err("cannot create a shared memory channel", e))?;
         let chan = ShmChannel {
             map,
-            name,
+            fd: Some(fd),
             side: Side::Server,
-            opener: pid,
+            opener: std::process::id(),
             last_in: 0,
-            named: true,
         };
         chan.word(OFF_CAPACITY)
             .store(capacity as u32, Ordering::Relaxed);
@@ -188,29 +178,28 @@ impl ShmChannel {
         Ok(chan)
     }
 
-    /// Attaches to the channel `name` made by [`create`](ShmChannel::create);
-    /// this handle is the [`Side::Client`].
+    /// The descriptor of the channel's memory file, for the server to send
+    /// to its client; `None` on the client side.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Maps the channel whose memory file descriptor is `fd` (sent by the
+    /// server); this handle is the [`Side::Client`].
     ///
     /// # Errors
     ///
-    /// `Io` if there is no such segment; `InvalidArgument` if it is not a
+    /// `Io` if `fd` cannot be mapped; `InvalidArgument` if it is not a
     /// channel.
-    pub fn attach(name: &str) -> Result<ShmChannel> {
-        if !name.starts_with("/mp-") || name.len() > sys::MAX_NAME || name[1..].contains('/') {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("{name:?} is not a channel name"),
-            ));
-        }
-        let map = Mapping::attach_named(name)
+    pub fn attach(fd: OwnedFd) -> Result<ShmChannel> {
+        let map = Mapping::from_fd(&fd)
             .map_err(|e| io_err("cannot attach to a shared memory channel", e))?;
         let mut chan = ShmChannel {
             map,
-            name: name.to_owned(),
+            fd: None,
             side: Side::Client,
             opener: std::process::id(),
             last_in: 0,
-            named: false,
         };
         let ok = chan.map.len() > HEADER
             && chan.word(OFF_MAGIC).load(Ordering::Acquire) == MAGIC
@@ -219,7 +208,7 @@ impl ShmChannel {
         if !ok {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                format!("shared memory segment {name:?} is not a channel"),
+                "the descriptor is not a shared memory channel",
             ));
         }
         chan.last_in = chan.in_word().load(Ordering::Acquire);
@@ -277,11 +266,6 @@ impl ShmChannel {
         }
     }
 
-    /// The segment's name (meaningless once unlinked, but kept for messages).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Which end this handle is.
     pub fn side(&self) -> Side {
         self.side
@@ -290,22 +274,6 @@ impl ShmChannel {
     /// The size of the data buffer: larger messages travel in chunks.
     pub fn capacity(&self) -> usize {
         self.map.len() - HEADER
-    }
-
-    /// Removes the segment's name (the mappings stay). Call it on the server
-    /// once the client has attached. Idempotent.
-    ///
-    /// # Errors
-    ///
-    /// `Io` if the name was already removed by someone else.
-    pub fn unlink(&mut self) -> Result<()> {
-        if !self.named {
-            return Ok(());
-        }
-        self.named = false;
-        sys::unlink(&self.name).map_err(|e| io_err("cannot unlink a channel", e))?;
-        let _ = sys::untrack(&self.name);
-        Ok(())
     }
 
     /// True once the peer has closed its end.
@@ -494,9 +462,6 @@ impl Drop for ShmChannel {
     fn drop(&mut self) {
         if self.opener == std::process::id() {
             self.close();
-            if self.named {
-                let _ = self.unlink();
-            }
         }
     }
 }
@@ -512,11 +477,15 @@ fn unreachable_layout() -> ! {
 mod tests {
     use super::*;
 
+    /// What the server sends its client: a copy of the channel's descriptor.
+    pub(super) fn client_fd(server: &ShmChannel) -> OwnedFd {
+        server.fd().unwrap().try_clone_to_owned().unwrap()
+    }
+
     #[test]
     fn round_trips_small_and_chunked() {
         let mut s = ShmChannel::create(64).unwrap();
-        let mut c = ShmChannel::attach(s.name()).unwrap();
-        s.unlink().unwrap();
+        let mut c = ShmChannel::attach(client_fd(&s)).unwrap();
         assert_eq!((s.side(), c.side()), (Side::Server, Side::Client));
         let t = std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -542,14 +511,14 @@ mod tests {
     #[test]
     fn close_and_dead_peer_end_a_wait() {
         let s = ShmChannel::create(64).unwrap();
-        let mut c = ShmChannel::attach(s.name()).unwrap();
+        let mut c = ShmChannel::attach(client_fd(&s)).unwrap();
         drop(s);
         let mut buf = Vec::new();
         let e = c.recv(&mut buf, Duration::ZERO, &|| false).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Closed);
 
         let mut s = ShmChannel::create(64).unwrap();
-        let c = ShmChannel::attach(s.name()).unwrap();
+        let c = ShmChannel::attach(client_fd(&s)).unwrap();
         std::mem::forget(c); // a peer that vanishes without closing
         let t = Instant::now();
         let e = s.recv(&mut buf, Duration::ZERO, &|| true).unwrap_err();
@@ -561,7 +530,7 @@ mod tests {
     fn a_message_sent_just_before_close_is_delivered() {
         for _ in 0..200 {
             let mut s = ShmChannel::create(64).unwrap();
-            let mut c = ShmChannel::attach(s.name()).unwrap();
+            let mut c = ShmChannel::attach(client_fd(&s)).unwrap();
             let t = std::thread::spawn(move || {
                 s.send(b"last words", &|| false).unwrap();
                 drop(s);
@@ -578,20 +547,30 @@ mod tests {
 
     #[test]
     fn attach_rejects_non_channels() {
-        assert!(ShmChannel::attach("/etc/passwd").is_err());
-        assert!(ShmChannel::attach("/mp-0-nonexistent").is_err());
+        let (pipe_r, _pipe_w) = crate::sys::fd::pipe().unwrap();
+        assert!(ShmChannel::attach(pipe_r).is_err());
+        let region = crate::shm::ShmRegion::memfd(4096).unwrap();
+        let e = ShmChannel::attach(region.fd().unwrap().try_clone_to_owned().unwrap());
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            ShmChannel::create(0).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        let c = ShmChannel::attach(client_fd(&ShmChannel::create(64).unwrap())).unwrap();
+        assert!(c.fd().is_none() && c.side() == Side::Client);
     }
 }
 
 #[cfg(test)]
 mod latency {
+    use super::tests::client_fd;
     use super::*;
 
     #[test]
     #[ignore = "timing probe, run by hand"]
     fn probe_round_trip() {
         let mut s = ShmChannel::create(1024).unwrap();
-        let mut c = ShmChannel::attach(s.name()).unwrap();
+        let mut c = ShmChannel::attach(client_fd(&s)).unwrap();
         let n = 100_000;
         let t = std::thread::spawn(move || {
             let mut buf = Vec::new();

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use multiproc_ipc::codec::Codec;
+use multiproc_ipc::fd;
 use multiproc_ipc::shmchan::{spin_budget, ShmChannel};
 use multiproc_ipc::{Error, ErrorKind, FnRef, Result, Zygote, ZygoteChild};
 use serde::de::DeserializeOwned;
@@ -42,6 +43,9 @@ const CLIENT_SPIN: Duration = Duration::from_micros(30);
 const SERVER_SPIN: Duration = Duration::from_micros(50);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const TOKEN: usize = 32;
+/// The tag of the handshake's answer, which carries the channel's memory
+/// file.
+const CHANNEL_TAG: u64 = 0x6d70_6368_616e_6e6c; // "mpchannl"
 const READY: &[u8] = b"ready";
 /// The longest time `shutdown` waits for the server to exit before killing it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -149,20 +153,24 @@ impl LocalConn {
         })?;
         sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         write_small_frame(&mut sock, token).map_err(|_| gone())?;
-        let name = read_small_frame(&mut sock).map_err(|e| match e.kind() {
+        // The answer: the channel's memory file, or the socket closed.
+        let (tag, mut fds) = fd::recv_handles(sock.as_fd(), false).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => Error::new(
                 ErrorKind::Authentication,
                 format!("the manager (pid {pid}) refused the connection"),
             ),
             _ => Error::io(format!("handshake with the manager (pid {pid}) failed"), e),
         })?;
-        let name = String::from_utf8(name).map_err(|_| {
-            Error::new(
-                ErrorKind::Remote,
-                format!("bad channel name from the manager (pid {pid})"),
-            )
-        })?;
-        let chan = ShmChannel::attach(&name)?;
+        let chan_fd = match (tag, fds.pop()) {
+            (CHANNEL_TAG, Some(chan_fd)) if fds.is_empty() => chan_fd,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Remote,
+                    format!("bad channel from the manager (pid {pid})"),
+                ))
+            }
+        };
+        let chan = ShmChannel::attach(chan_fd)?;
         sock.set_read_timeout(None)?;
         Ok(LocalConn {
             chan,
@@ -225,8 +233,9 @@ struct ServerState {
     stop: Mutex<std::sync::mpsc::Sender<()>>,
     /// Handler threads waiting in `accept`, channel already made.
     idle: AtomicUsize,
-    /// The channels made ahead for those handlers, by handler; still named,
-    /// so a shutdown removes them.
+    /// The channels made ahead for those handlers, by handler (here, a
+    /// handler finds its own again once it has accepted a client; empty
+    /// once shutting down).
     spares: Mutex<std::collections::HashMap<u64, ShmChannel>>,
     next_handler: AtomicU64,
     next_id: AtomicU64,
@@ -293,7 +302,7 @@ fn manager_main(args: ServerArgs, mut fds: Vec<OwnedFd>) -> i32 {
     // request. Returning ends the process (the zygote's child exits with
     // `_exit`), and with it every connection thread.
     let _ = rx.recv();
-    // Dropping the spare channels unlinks their names.
+    // Handlers still waiting in `accept` find no channel: they end.
     state
         .spares
         .lock()
@@ -371,7 +380,10 @@ fn serve_local(
         Ok(t) if ct_eq(&t, &state.token) => {}
         _ => return, // wrong token or a broken client: just close
     }
-    if write_small_frame(&mut sock, chan.name().as_bytes()).is_err() {
+    let Some(chan_fd) = chan.fd() else {
+        return;
+    };
+    if fd::send_handles(sock.as_fd(), CHANNEL_TAG, &[chan_fd], false).is_err() {
         return;
     }
     if need_spare {
@@ -380,17 +392,11 @@ fn serve_local(
     }
     let codec = Codec::default();
     let mut buf = Vec::with_capacity(256);
-    let mut first = true;
     let spin = spin_budget(SERVER_SPIN);
     loop {
         let gone = || peer_gone(&sock);
         if chan.recv(&mut buf, spin, &gone).is_err() {
             return;
-        }
-        if first {
-            // The client has attached: the name is no longer needed.
-            let _ = chan.unlink();
-            first = false;
         }
         let req: Request = match codec.decode(&buf) {
             Ok(r) => r,
