@@ -37,6 +37,10 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 /// The child flushes stdout and stderr before `_exit` only with
 /// [`ChildStdio::Flush`], and records that choice for its own children.
 ///
+/// Unless `alone` (no other thread of the process can hold a lock: it has
+/// one thread, or its others take none), this crate's global locks are
+/// held across the fork ([`crate::prefork`]).
+///
 /// # Safety
 ///
 /// The caller is single-threaded, or accepts that `child` runs in a copy of a
@@ -45,6 +49,7 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 unsafe fn fork_with(
     close_in_child: &[BorrowedFd<'_>],
     stdio: ChildStdio,
+    alone: bool,
     child: impl FnOnce() -> i32,
 ) -> io::Result<Pid> {
     let close: Vec<RawFd> = close_in_child.iter().map(|f| f.as_raw_fd()).collect();
@@ -57,8 +62,10 @@ unsafe fn fork_with(
     // SAFETY: getpid and gettid have no preconditions.
     let (parent, from_main_thread) = unsafe { (libc::getpid(), libc::gettid() == libc::getpid()) };
     // No other thread of ours is half-way through the registries a child
-    // uses: they are held across the fork and released on both sides.
-    let held = crate::prefork::hold();
+    // uses: they are held across the fork and released on both sides;
+    // `alone`, no other thread can be (and taking and releasing them would
+    // cost a copy-on-write fault per lock on each side).
+    let held = (!alone).then(crate::prefork::hold);
     // SAFETY: the caller accepts the consequences of forking (see # Safety);
     // the child never returns from this function.
     let pid = unsafe { libc::fork() };
@@ -171,7 +178,7 @@ pub(crate) fn fork_single_threaded(
     // it was started from a non-main thread, the lifeline watcher of
     // `watch_parent`, which only waits in a raw `poll` (no lock, no
     // allocation): no lock can be held by another thread at the fork.
-    unsafe { fork_with(close_in_child, stdio, child) }
+    unsafe { fork_with(close_in_child, stdio, true, child) }
 }
 
 /// Forks the caller's process as it is (Python's `fork` start method),
@@ -188,12 +195,13 @@ pub(crate) fn fork_plain(
     close_in_child: &[BorrowedFd<'_>],
     child: impl FnOnce() -> i32,
 ) -> io::Result<Pid> {
-    let stdio = child_stdio(thread_count().is_ok_and(|n| n == 1));
+    let alone = thread_count().is_ok_and(|n| n == 1);
+    let stdio = child_stdio(alone);
     // SAFETY: the public entry points reaching here document the threaded
     // hazard; glibc's own atfork handlers keep malloc usable in the child,
     // and the child only runs the caller's code and `_exit`s (not touching
     // stdout's lock unless the process was single-threaded).
-    unsafe { fork_with(close_in_child, stdio, child) }
+    unsafe { fork_with(close_in_child, stdio, alone, child) }
 }
 
 /// The process's own pid.
@@ -212,40 +220,17 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> io::Result<()> {
     Ok(())
 }
 
-/// The number of threads of this process, from `/proc/self/stat` (cheaper
-/// for the kernel to produce than `/proc/self/status`; read on every plain
-/// fork).
+/// The number of threads of this process: the link count of
+/// `/proc/self/task` is 2 plus the number of threads (one `statx`, read on
+/// every plain fork; reading `/proc/self/stat` instead costs three system
+/// calls and the formatting of the whole line).
 pub(crate) fn thread_count() -> io::Result<usize> {
-    use std::io::Read;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
-    let mut buf = [0u8; 1024];
-    let mut file = std::fs::File::open("/proc/self/stat")?;
-    let mut len = 0;
-    loop {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        if len == buf.len() {
-            return Err(bad());
-        }
-    }
-    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so
-    // fields are counted after the last `)`; `num_threads` is field 20, the
-    // 18th after it.
-    let line = &buf[..len];
-    let close = line.iter().rposition(|&b| b == b')').ok_or_else(bad)?;
-    let field = line[close + 1..]
-        .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty())
-        .nth(17)
-        .ok_or_else(bad)?;
-    std::str::from_utf8(field)
+    use std::os::unix::fs::MetadataExt;
+    let links = std::fs::metadata("/proc/self/task")?.nlink();
+    usize::try_from(links.saturating_sub(2))
         .ok()
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(bad)
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/task"))
 }
 
 // ---------------------------------------------------------------------------
