@@ -83,6 +83,62 @@ pub fn catch_remote_panic<R>(f: impl FnOnce() -> R) -> std::result::Result<R, Re
     })
 }
 
+/// Registers `hook` to run in every child that multiproc forks from this
+/// process afterwards (a [`Process`], a pool worker, their own children),
+/// when the child's work is done, just before it exits: Python's
+/// finalizers at a child's exit. A child ends with `_exit`, which runs no
+/// destructor; a library whose objects must say goodbye (a connection that
+/// tells its server, at once, that it is closing) registers a hook that
+/// drops them. Registering the same function again does nothing.
+///
+/// Hooks do not run in a child killed by a signal, nor in one that exits
+/// from within its work (`std::process::exit`); a hook that panics ends
+/// only itself.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidArgument`] if 8 different hooks are registered
+/// already.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::OnceLock;
+/// use multiproc::{Process, RawValue};
+///
+/// /// Shared memory made before the forks: every child counts its exit.
+/// static EXITS: OnceLock<RawValue<u64>> = OnceLock::new();
+///
+/// fn count_my_exit() {
+///     if let Some(exits) = EXITS.get() {
+///         exits.fetch_add(1);
+///     }
+/// }
+///
+/// fn work(x: u64) -> u64 {
+///     x + 1
+/// }
+///
+/// EXITS.get_or_init(|| RawValue::new(0).expect("shared memory"));
+/// multiproc::at_child_exit(count_my_exit)?;
+/// for i in 0..3 {
+///     assert_eq!(Process::spawn(work, i)?.join()?, i + 1);
+/// }
+/// // Each child ran the hook before it exited, and `join` waits for the exit.
+/// assert_eq!(EXITS.get().unwrap().get(), 3);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn at_child_exit(hook: fn()) -> Result<()> {
+    if fork::at_child_exit(hook) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "at most 8 functions can run at a child's exit",
+        ))
+    }
+}
+
 static QUIET_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Stops the panics that [`catch_remote_panic`] catches in this process from

@@ -340,6 +340,9 @@ fn with_conn<R>(
         let i = match found {
             Some(i) => i,
             None => {
+                // A forked child of this process closes its connections as
+                // it exits (once registered, inherited by every fork).
+                let _ = multiproc_ipc::process::at_child_exit(close_connections);
                 let conn = connect(ep)?;
                 conns.push(Cached {
                     ep: ep.clone(),
@@ -370,6 +373,19 @@ fn with_conn<R>(
         }
         Ok((r?, c.serial))
     })
+}
+
+/// Closes this thread's connections of this process: run by a forked child
+/// as it exits (`at_child_exit`; a child ends with `_exit`, which runs no
+/// destructor), so that the manager sees each connection close at once
+/// instead of at its next look at the socket, and frees its handler.
+fn close_connections() {
+    let pid = std::process::id();
+    let _ = CONNS.try_with(|cell| {
+        if let Ok(mut conns) = cell.try_borrow_mut() {
+            conns.retain(|c| c.pid != pid);
+        }
+    });
 }
 
 /// Forgets this thread's connection to `ep` (after a shutdown).

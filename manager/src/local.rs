@@ -242,8 +242,14 @@ struct ServerState {
 }
 
 /// Handler threads kept ready (spawning a thread and making a channel cost
-/// more than the rest of a connection's set-up).
+/// more than the rest of a connection's set-up): this many at start, and a
+/// new one whenever a client takes one and fewer are left waiting.
 const SPARE_HANDLERS: usize = 2;
+
+/// A handler whose client has gone waits for the next one unless this many
+/// already wait: short-lived clients (a `Process` per task) then reuse the
+/// same threads instead of costing a thread start and exit each.
+const MAX_IDLE_HANDLERS: usize = 4;
 
 struct LocalPeer<'a> {
     id: u64,
@@ -359,7 +365,7 @@ fn handler(state: &Arc<ServerState>) {
         let id = state.next_id.fetch_add(1, Ordering::Relaxed);
         serve_local(stream, chan, state, id, idle < SPARE_HANDLERS);
         state.store.release_owned(id);
-        if state.idle.load(Ordering::SeqCst) >= SPARE_HANDLERS {
+        if state.idle.load(Ordering::SeqCst) >= MAX_IDLE_HANDLERS {
             return;
         }
     }

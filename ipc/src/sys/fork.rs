@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -99,7 +99,48 @@ unsafe fn fork_with(
         watch_parent(parent);
     }
     let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(PANIC_EXIT_CODE);
+    run_exit_hooks();
     exit_child(code, flush)
+}
+
+/// The most functions [`at_child_exit`] keeps.
+const EXIT_HOOKS: usize = 8;
+
+/// The functions a forked child runs before `_exit`, as addresses (0: a
+/// free slot). Atomics, not a lock: a fork can happen at any moment.
+static EXIT_HOOK_SLOTS: [AtomicUsize; EXIT_HOOKS] = [const { AtomicUsize::new(0) }; EXIT_HOOKS];
+
+/// Registers `hook` (once, however often it is passed) to run in every
+/// child this process forks afterwards (and their own children), when the
+/// child's body returns, just before it `_exit`s. False if all
+/// [`EXIT_HOOKS`] slots are taken.
+pub(crate) fn at_child_exit(hook: fn()) -> bool {
+    let addr = hook as usize;
+    for slot in &EXIT_HOOK_SLOTS {
+        match slot.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(taken) if taken == addr => return true,
+            Err(_) => {}
+        }
+    }
+    false
+}
+
+/// Runs the [`at_child_exit`] hooks, in registration order; a panic in one
+/// is caught (it ends that hook only).
+fn run_exit_hooks() {
+    for slot in &EXIT_HOOK_SLOTS {
+        let addr = slot.load(Ordering::Acquire);
+        if addr == 0 {
+            break;
+        }
+        // SAFETY: every non-zero slot holds a `fn()` stored by
+        // `at_child_exit` (slots only go from 0 to such an address), and a
+        // fork keeps this program image, so the address is still that
+        // function.
+        let hook = unsafe { std::mem::transmute::<usize, fn()>(addr) };
+        let _ = catch_unwind(hook);
+    }
 }
 
 /// Whether a forked child flushes stdout and stderr when it exits.
@@ -374,6 +415,31 @@ impl FnAddr {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exit_hooks_register_once_each_and_are_bounded() {
+        use std::sync::atomic::Ordering;
+        fn used() -> usize {
+            super::EXIT_HOOK_SLOTS
+                .iter()
+                .filter(|s| s.load(Ordering::SeqCst) != 0)
+                .count()
+        }
+        // Distinct functions that do nothing (they run in every child this
+        // test binary forks afterwards).
+        macro_rules! hooks {
+            ($($name:ident),*) => {{ $(fn $name() {})* [$($name as fn()),*] }};
+        }
+        let all = hooks!(h0, h1, h2, h3, h4, h5, h6, h7, h8);
+        let before = used();
+        assert!(super::at_child_exit(all[0]));
+        assert!(super::at_child_exit(all[0]));
+        assert_eq!(used(), before + 1, "the same hook twice takes one slot");
+        let registered = all.iter().filter(|h| super::at_child_exit(**h)).count();
+        assert_eq!(used(), super::EXIT_HOOKS);
+        assert_eq!(registered, super::EXIT_HOOKS - before);
+        assert!(!super::at_child_exit(all[8]), "a ninth hook finds no slot");
+    }
+
     #[test]
     fn thread_count_counts_threads() {
         let before = super::thread_count().expect("thread count");
