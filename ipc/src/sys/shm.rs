@@ -126,6 +126,16 @@ fn reserve(name: &str, len: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// `len` as the size of a mapping: at least one byte.
+fn nonzero_size(len: usize) -> io::Result<NonZeroUsize> {
+    NonZeroUsize::new(len).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "shared memory size must be at least 1 byte",
+        )
+    })
+}
+
 impl Mapping {
     /// Creates the named segment `name` (with its leading `/`) of `len` bytes,
     /// zero-filled. The caller owns the name: nothing here unlinks it.
@@ -169,12 +179,7 @@ impl Mapping {
     /// An anonymous `MAP_SHARED` region of `len` zeroed bytes, shared with every
     /// process forked after this call.
     pub(crate) fn anonymous(len: usize) -> io::Result<Mapping> {
-        let size = NonZeroUsize::new(len).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "shared memory size must be at least 1 byte",
-            )
-        })?;
+        let size = nonzero_size(len)?;
         // SAFETY: a fresh anonymous mapping at an address of the kernel's choice
         // aliases nothing; it is unmapped exactly once, in Drop.
         let ptr = unsafe {
@@ -219,12 +224,7 @@ impl Mapping {
     pub(crate) fn from_fd(fd: &OwnedFd) -> io::Result<Mapping> {
         let stat = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
         let len = usize::try_from(stat.st_size).unwrap_or(0);
-        let size = NonZeroUsize::new(len).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "shared memory size must be at least 1 byte",
-            )
-        })?;
+        let size = nonzero_size(len)?;
         // SAFETY: a new shared mapping of the whole file at an address of the
         // kernel's choice aliases no Rust object; it is unmapped exactly once,
         // in Drop (kind Anonymous: unmap only). The file stays valid while
