@@ -224,16 +224,10 @@ fn send_outcome<T: Serialize>(outcome: Outcome<T>, code: i32, out: OwnedFd) -> i
                 Err(e) => (unencodable_frame::<T>(&mut large, e), 1),
             }
         }
-        _ => {
-            large.extend_from_slice(&[0; 8]);
-            match codec.encode_into(&outcome, &mut large) {
-                Ok(n) => {
-                    large[..8].copy_from_slice(&(n as u64).to_le_bytes());
-                    (&large[..], code)
-                }
-                Err(e) => (unencodable_frame::<T>(&mut large, e), 1),
-            }
-        }
+        _ => match frame_into(&outcome, &mut large) {
+            Ok(()) => (&large[..], code),
+            Err(e) => (unencodable_frame::<T>(&mut large, e), 1),
+        },
     };
     drop(outcome);
     let mut file = File::from(out);
@@ -244,16 +238,24 @@ fn send_outcome<T: Serialize>(outcome: Outcome<T>, code: i32, out: OwnedFd) -> i
     code
 }
 
-/// The frame of [`Outcome::Unencodable`] quoting `error`, built in `buf`.
-fn unencodable_frame<T: Serialize>(buf: &mut Vec<u8>, error: codec::CodecError) -> &[u8] {
-    let fallback: Outcome<T> = Outcome::Unencodable(error.to_string());
+/// Makes `buf` the frame of `value`: its length (`u64`, little endian),
+/// then its encoding.
+fn frame_into<V: Serialize>(value: &V, buf: &mut Vec<u8>) -> Result<()> {
     buf.clear();
     buf.extend_from_slice(&[0; 8]);
-    let n = codec::Codec::default()
-        .encode_into(&fallback, buf)
-        .unwrap_or(0);
-    buf.truncate(8 + n);
+    let n = codec::Codec::default().encode_into(value, buf)?;
     buf[..8].copy_from_slice(&(n as u64).to_le_bytes());
+    Ok(())
+}
+
+/// The frame of [`Outcome::Unencodable`] quoting `error`, built in `buf`
+/// (an empty frame if even that does not encode).
+fn unencodable_frame<T: Serialize>(buf: &mut Vec<u8>, error: impl fmt::Display) -> &[u8] {
+    let fallback: Outcome<T> = Outcome::Unencodable(error.to_string());
+    if frame_into(&fallback, buf).is_err() {
+        buf.clear();
+        buf.extend_from_slice(&[0; 8]);
+    }
     buf
 }
 
