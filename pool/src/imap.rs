@@ -10,7 +10,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc_ipc::codec::PlainSlice;
 use multiproc_ipc::process::catch_remote_panic;
 use multiproc_ipc::{Error, ErrorKind, FnRef, Result};
 use serde::de::DeserializeOwned;
@@ -143,10 +142,9 @@ where
                 break;
             }
             let n = chunk.len();
-            // Decoded by the worker as a `PlainVec<A>` (`task::run_chunk`).
             let record = self
                 .shared
-                .build_record(&self.template, &(self.f, PlainSlice(&chunk[..])));
+                .build_record(&self.template, &task::chunk_body(self.f, &chunk[..]));
             batch.push((self.next, record, n));
             self.next += n;
             items += n;

@@ -4,7 +4,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use multiproc_ipc::codec::PlainSlice;
 use multiproc_ipc::{Error, ErrorKind, FnRef, Result, StarFn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -108,9 +107,8 @@ impl Pool {
         let mut batch = Vec::with_capacity(per_batch);
         let (mut first, mut batch_items, mut later) = (0, 0, false);
         for chunk in items.chunks(chunksize) {
-            // Decoded by the worker as a `PlainVec<A>` (`task::run_chunk`).
             let n = chunk.len();
-            let body = (f, PlainSlice(chunk));
+            let body = task::chunk_body(f, chunk);
             batch.push((first, self.shared.build_record(&template, &body), n));
             first += n;
             batch_items += n;

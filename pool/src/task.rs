@@ -189,6 +189,12 @@ fn chunk_error<R: Serialize>(e: WireError) -> Vec<u8> {
     out
 }
 
+/// The body of a chunk of `items` for `f`, as [`run_chunk`] decodes it
+/// (numbers as one block: see [`PlainSlice`]).
+pub(crate) fn chunk_body<F, A>(f: F, items: &[A]) -> (F, PlainSlice<'_, A>) {
+    (f, PlainSlice(items))
+}
+
 /// Trampoline for a chunk: body `(FnRef<A, R>, PlainSlice<A>)`.
 fn run_chunk<A, R>(body: TaskBody) -> Vec<u8>
 where
