@@ -167,6 +167,15 @@
 //! `always` (spin whatever the load, for a machine reserved to the program)
 //! or `never` (sleep at once, the least CPU). With one CPU nothing spins.
 //!
+//! When it sleeps instead, a hand-off is a wake-up, and on a busy machine
+//! a thread that wakes behind a CPU-bound process used to wait for that
+//! process's slice to end. So the threads multiproc owns (a pool's workers,
+//! result and supervisor threads, a manager's server) ask the kernel for a
+//! short scheduler slice ([`latency`], Linux 6.12 and later): they preempt
+//! at once when woken, and get no more CPU time than before. Your own
+//! threads are never changed. `MULTIPROC_SLICE_US` sets the slice in
+//! microseconds (default 100), `off` leaves the kernel's default.
+//!
 //! # Feature flags
 //!
 //! - `progress`: `IMapIter::progress` and `ExecutorMap::progress` draw
@@ -185,6 +194,7 @@
 pub use multiproc_ipc::channel;
 pub use multiproc_ipc::codec;
 pub use multiproc_ipc::fd;
+pub use multiproc_ipc::latency;
 pub use multiproc_ipc::pipe;
 pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendConnection};
 pub use multiproc_ipc::process::at_child_exit;

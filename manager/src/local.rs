@@ -222,6 +222,8 @@ impl Conn for LocalConn {
 struct ServerArgs {
     token: [u8; TOKEN],
     addr: String,
+    /// The scheduler slice the server's threads ask for (0: none).
+    slice_ns: u64,
 }
 
 /// Shared by the manager's threads.
@@ -274,6 +276,8 @@ impl Peer for LocalPeer<'_> {
 /// The socket is made here, in the manager, so that no other process (a
 /// zygote or child forked from the caller meanwhile) can hold a copy of it.
 fn manager_main(args: ServerArgs, mut fds: Vec<OwnedFd>) -> i32 {
+    // Its handler threads inherit the slice.
+    multiproc_ipc::latency::apply_slice(args.slice_ns);
     let Some(fd) = fds.pop() else {
         tracing::error!("the manager started without its ready socket");
         return 2;
@@ -513,6 +517,7 @@ impl Manager {
         let args = ServerArgs {
             token,
             addr: addr.clone(),
+            slice_ns: multiproc_ipc::latency::slice_ns(),
         };
         let (mut child, zygote) = match multiproc_ipc::fork_server() {
             Some(server) => (server.spawn(manager_main, &args, &[theirs.as_fd()])?, None),

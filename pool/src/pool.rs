@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::ShmRegion;
-use multiproc_ipc::{Error, ErrorKind, FnRef, Result, StarFn, Zygote, ZygoteChild};
+use multiproc_ipc::{latency, Error, ErrorKind, FnRef, Result, StarFn, Zygote, ZygoteChild};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -184,14 +184,20 @@ impl Pool {
         threads.push(
             std::thread::Builder::new()
                 .name(crate::result::RESULT_THREAD.into())
-                .spawn(move || collector_loop(&s))
+                .spawn(move || {
+                    latency::apply();
+                    collector_loop(&s)
+                })
                 .map_err(|e| Error::io("cannot start the pool's result thread", e))?,
         );
         let s = Arc::clone(&shared);
         threads.push(
             std::thread::Builder::new()
                 .name("multiproc-pool-supervisor".into())
-                .spawn(move || supervisor_loop(&s, wake_rx))
+                .spawn(move || {
+                    latency::apply();
+                    supervisor_loop(&s, wake_rx)
+                })
                 .map_err(|e| Error::io("cannot start the pool's supervisor thread", e))?,
         );
         Ok(Pool {

@@ -46,6 +46,7 @@ pub(crate) fn spawn_worker(
         max_tasks: config.max_tasks,
         initializer: config.initializer.clone(),
         spin_ns: WORKER_SPIN.as_nanos() as u64,
+        slice_ns: multiproc_ipc::latency::slice_ns(),
         pool_pid: std::process::id(),
     };
     let (fd_tx, fd_rx) = UnixStream::pair()

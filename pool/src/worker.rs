@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::{SharedMemory, ShmRegion, PAYLOAD_BLOCK_PREFIX};
-use multiproc_ipc::{fd, WireError};
+use multiproc_ipc::{fd, latency, WireError};
 use serde::{Deserialize, Serialize};
 
 use crate::ring::{spin_until, Bell, Ring, RING_HEADER};
@@ -155,6 +155,8 @@ pub(crate) struct WorkerArg {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) initializer: Option<(Tramp, Vec<u8>)>,
     pub(crate) spin_ns: u64,
+    /// The scheduler slice to ask for (`multiproc_ipc::latency`; 0: none).
+    pub(crate) slice_ns: u64,
     /// The pool's process: the owner of the blocks this worker makes.
     pub(crate) pool_pid: u32,
 }
@@ -202,6 +204,7 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
     let fd_rx = fds.pop();
     let region_fd = fds.pop();
     BLOCK_OWNER.store(arg.pool_pid, Ordering::Relaxed);
+    latency::apply_slice(arg.slice_ns);
     task::install_panic_hook();
     let region = match region_fd.map(ShmRegion::from_fd) {
         Some(Ok(r)) => r,

@@ -32,6 +32,7 @@ pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod mutex;
 pub(crate) mod plain;
+pub(crate) mod sched;
 pub(crate) mod shm;
 pub(crate) mod wait;
 pub(crate) mod zst;

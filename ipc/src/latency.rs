@@ -1,0 +1,120 @@
+//! A short scheduler slice for multiproc's own waiting threads.
+//!
+//! The threads and processes multiproc runs for you (a pool's result
+//! thread, supervisor and workers, a manager's server) spend their lives
+//! waiting for a peer and then doing a few microseconds of work. On an
+//! idle machine they spin ([`crate::spin`]); on a busy one every hand-off
+//! is a wake-up, and a thread that wakes behind a CPU-bound process waits
+//! for that process's slice to end (1–3 ms by default) before it runs.
+//! Since Linux 6.12 a thread can ask the fair scheduler for a shorter
+//! slice, and a woken thread with a short slice preempts the CPU-bound one
+//! at once. It gets no more CPU time than before, only sooner. So those
+//! threads ask for one ([`apply`]); threads that run your code in your
+//! process are never changed.
+//!
+//! The knob is the environment variable `MULTIPROC_SLICE_US`, read once per
+//! process: the slice in microseconds (default 100, the kernel's minimum;
+//! values are clamped by the kernel to 100–100,000), or `0` / `off` to leave
+//! the kernel's default slice alone. Kernels before 6.12 ignore the hint.
+//! Pool workers inherit their slice from the process that spawned them, so
+//! a task that starts processes of its own passes the hint on; call
+//! [`reset`] there to give them the default slice.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The default slice asked for, in microseconds.
+pub const DEFAULT_SLICE_US: u64 = 100;
+
+/// `u64::MAX` until read; then the slice in nanoseconds, 0 for "leave alone".
+static SLICE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Parses a `MULTIPROC_SLICE_US` value into nanoseconds (0: off).
+pub fn parse(value: Option<&str>) -> u64 {
+    match value.map(str::trim) {
+        None | Some("") => DEFAULT_SLICE_US * 1000,
+        Some("off") | Some("never") => 0,
+        Some(v) => v
+            .parse::<u64>()
+            .map_or(DEFAULT_SLICE_US * 1000, |us| us.saturating_mul(1000)),
+    }
+}
+
+/// The slice multiproc's threads ask for, in nanoseconds; 0 when
+/// `MULTIPROC_SLICE_US` turns the hint off. Read once per process (call it
+/// before forking, so that a child never reads the environment).
+pub fn slice_ns() -> u64 {
+    match SLICE_NS.load(Ordering::Relaxed) {
+        u64::MAX => {
+            let ns = parse(std::env::var("MULTIPROC_SLICE_US").ok().as_deref());
+            SLICE_NS.store(ns, Ordering::Relaxed);
+            ns
+        }
+        ns => ns,
+    }
+}
+
+/// Asks for the short slice for the calling thread (and what it starts).
+/// Best effort: a thread under a real-time policy, or a kernel that
+/// refuses, keeps its slice. Only for threads multiproc owns.
+pub fn apply() {
+    apply_slice(slice_ns());
+}
+
+/// Asks for a slice of `ns` nanoseconds for the calling thread, if `ns` is
+/// not 0 (a [`slice_ns`] the parent read and passed on). A forked child
+/// calls this rather than [`apply`], which may read the environment: only
+/// system calls are safe there.
+pub fn apply_slice(ns: u64) {
+    if ns != 0 {
+        let _ = crate::sys::sched::set_slice(ns);
+    }
+}
+
+/// Gives the calling thread the kernel's default slice again (0 asks for
+/// the default).
+pub fn reset() {
+    let _ = crate::sys::sched::set_slice(0);
+}
+
+/// The slice the calling thread asks for, in nanoseconds, as the kernel
+/// reports it (`None` where `sched_getattr` fails).
+pub fn current() -> Option<u64> {
+    crate::sys::sched::slice().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_to_nanoseconds_and_off_is_zero() {
+        assert_eq!(parse(None), 100_000);
+        assert_eq!(parse(Some("")), 100_000);
+        assert_eq!(parse(Some(" 250 ")), 250_000);
+        assert_eq!(parse(Some("0")), 0);
+        assert_eq!(parse(Some("off")), 0);
+        assert_eq!(parse(Some("fast")), 100_000);
+    }
+
+    #[test]
+    fn a_thread_gets_the_slice_its_threads_inherit_it_and_reset_undoes_it() {
+        std::thread::spawn(|| {
+            let before = current().expect("sched_getattr works");
+            if before == 0 {
+                // A kernel before 6.12 reports no slice for fair threads.
+                return;
+            }
+            apply();
+            let now = current().expect("sched_getattr works");
+            let wanted = if slice_ns() == 0 { before } else { slice_ns() };
+            assert_eq!(now, wanted);
+            let child = std::thread::spawn(current).join().unwrap();
+            assert_eq!(child, Some(now), "threads inherit the slice");
+            reset();
+            let after = current().expect("sched_getattr works");
+            assert!(after > 100_000, "the default slice is back: {after} ns");
+        })
+        .join()
+        .unwrap();
+    }
+}
