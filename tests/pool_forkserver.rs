@@ -19,6 +19,10 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+fn slice_here(_: ()) -> Option<u64> {
+    multiproc::latency::current()
+}
+
 fn current_pid(_: ()) -> i32 {
     std::process::id() as i32
 }
@@ -160,6 +164,22 @@ fn teardown_leaves_nothing(pool: Pool) {
     );
 }
 
+/// Workers forked by the fork server ask for the short scheduler slice
+/// (`multiproc::latency`) themselves; a `Process` it forks for the caller
+/// runs with the caller's slice, as a directly forked child would.
+fn workers_ask_for_the_short_slice_and_a_process_keeps_the_callers(pool: &Pool) {
+    let mine = multiproc::latency::current().expect("sched_getattr works");
+    if mine == 0 || multiproc::latency::slice_ns() == 0 {
+        // A kernel before 6.12 (no slices), or the hint turned off.
+        return;
+    }
+    let short = multiproc::latency::slice_ns().clamp(100_000, 100_000_000);
+    assert_ne!(mine, short, "the caller's own thread is untouched");
+    assert_eq!(pool.apply(slice_here, ()).unwrap(), Some(short), "a worker");
+    let child = multiproc::Process::spawn(slice_here, ()).unwrap();
+    assert_eq!(child.join().unwrap(), Some(mine), "a Process child");
+}
+
 fn main() {
     multiproc::init().expect("init before any thread");
     // Started after init: a thread before it would make init fail.
@@ -176,7 +196,11 @@ fn main() {
         .expect("a ForkServer pool after init");
 
     type Check = fn(&Pool);
-    let checks: [(&str, Check); 4] = [
+    let checks: [(&str, Check); 5] = [
+        (
+            "workers_ask_for_the_short_slice_and_a_process_keeps_the_callers",
+            workers_ask_for_the_short_slice_and_a_process_keeps_the_callers,
+        ),
         (
             "workers_descend_from_the_fork_server",
             workers_descend_from_the_fork_server,
