@@ -19,6 +19,30 @@
 //! Pool workers inherit their slice from the process that spawned them, so
 //! a task that starts processes of its own passes the hint on; call
 //! [`reset`] there to give them the default slice.
+//!
+//! A thread of your own that mostly waits on multiproc (a loop collecting
+//! results, say) can ask for the same slice:
+//!
+//! ```
+//! use multiproc::{latency, Pool};
+//!
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! let pool = Pool::new(2)?;
+//! let collector = std::thread::spawn(move || {
+//!     latency::apply(); // this thread only, and the ones it starts
+//!     pool.map(square, 0..100u64)
+//! });
+//! let squares = collector.join().unwrap()?;
+//! assert_eq!(squares[9], 81);
+//! // A pool worker asks for the short slice itself (0: a kernel before 6.12
+//! // reports no slice; `MULTIPROC_SLICE_US=off` leaves the default).
+//! fn slice_here(_: ()) -> Option<u64> { latency::current() }
+//! let worker = Pool::new(1)?.apply(slice_here, ())?;
+//! let short = latency::slice_ns().clamp(100_000, 100_000_000);
+//! assert!(matches!(worker, Some(0)) || latency::slice_ns() == 0 || worker == Some(short));
+//! # Ok::<(), multiproc::Error>(())
+//! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
