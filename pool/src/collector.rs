@@ -220,6 +220,8 @@ pub(crate) fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<Share
         .map_err(|e| Error::new(ErrorKind::Serialization, e.to_string()));
     let out = name.and_then(|n| {
         let shm = SharedMemory::attach(n)?;
+        // Decoded whole: one call maps it, not a fault per page.
+        shm.populate(false);
         let _ = shm.unlink();
         Ok(shm)
     });

@@ -470,7 +470,10 @@ impl Shared {
                 return Ok(spare.swap_remove(i));
             }
         }
-        SharedMemory::create(&worker::block_name(), len.next_multiple_of(1 << 20))
+        let block = SharedMemory::create(&worker::block_name(), len.next_multiple_of(1 << 20))?;
+        // Written whole next: one call maps it, not a fault per page.
+        block.populate(true);
+        Ok(block)
     }
 
     /// Keeps a block whose task has finished for the next large payload.

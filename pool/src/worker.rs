@@ -430,6 +430,9 @@ fn open_block(
         Some(s) => s.clone(),
         None => {
             let s = Arc::new(SharedMemory::attach(name)?);
+            // Read next (and kept for the next ones): one call maps it,
+            // not a fault per page.
+            s.populate(false);
             if attached.len() >= 4 {
                 attached.pop_front();
             }
@@ -471,6 +474,8 @@ pub(crate) fn block_name() -> String {
 /// Copies `bytes` into a new shared-memory block.
 pub(crate) fn write_block(bytes: &[u8], _seq: u64) -> multiproc_ipc::Result<SharedMemory> {
     let mut shm = SharedMemory::create(&block_name(), bytes.len().max(1))?;
+    // Written whole just below: one call maps it, not a fault per page.
+    shm.populate(true);
     shm.write_at(0, bytes)?;
     Ok(shm)
 }
