@@ -682,25 +682,15 @@ where
     }
 
     /// Reads what the pipe has, straight into `buf`: as much as the frame
-    /// still lacks (at most 1 MiB at a time), or 512 bytes while its length
-    /// is unknown. (A large scratch buffer written here after every fork
-    /// would cost a copy-on-write fault per page.)
+    /// still lacks, or 512 bytes while its length is unknown (see
+    /// [`fd::read_lacking`]).
     fn read_some(&mut self) -> Result<()> {
         const FIRST: usize = 512;
-        const MAX_READ: usize = 1 << 20;
-        let start = self.buf.len();
-        let want = match self.frame_len() {
-            Some(n) => 8usize.saturating_add(n).saturating_sub(start),
-            None => FIRST,
-        }
-        .clamp(FIRST, MAX_READ);
+        let whole = self.frame_len().map(|n| 8usize.saturating_add(n));
         let Some(file) = self.result.as_mut() else {
             return Ok(());
         };
-        self.buf.resize(start + want, 0);
-        let read = file.read(&mut self.buf[start..]);
-        self.buf.truncate(start + *read.as_ref().unwrap_or(&0));
-        match read {
+        match fd::read_lacking(&mut self.buf, whole, FIRST, |room| file.read(room)) {
             Ok(0) => self.result = None,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

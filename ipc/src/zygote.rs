@@ -118,25 +118,21 @@ impl FrameReader {
     /// Reads what is available (blocking only if `!nonblocking` and nothing
     /// is). `Ok(0)` is end of file.
     ///
-    /// It reads as much as the frame at hand still lacks (at least 4 KiB,
-    /// at most 1 MiB): the buffer it zeroes first is written after every
-    /// fork, where each page costs a copy-on-write fault.
+    /// It reads as much as the frame at hand still lacks (at least 4 KiB):
+    /// see [`fd::read_lacking`].
     fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<usize> {
         const MIN_READ: usize = 4 * 1024;
-        const MAX_READ: usize = 1 << 20;
-        let old = self.buf.len();
-        let lacking = match self.buf.get(..HEADER) {
-            Some(head) => (HEADER + header_word(head, 0).saturating_add(header_word(head, 1)))
-                .saturating_sub(old),
-            None => 0,
-        };
-        self.buf.resize(old + lacking.clamp(MIN_READ, MAX_READ), 0);
-        let mut fds = Vec::new();
-        let r = fd::recv_with_fds(sock, &mut self.buf[old..], &mut fds, nonblocking);
-        self.fds.extend(fds);
-        let n = *r.as_ref().unwrap_or(&0);
-        self.buf.truncate(old + n);
-        r
+        let whole = self
+            .buf
+            .get(..HEADER)
+            .map(|head| HEADER + header_word(head, 0).saturating_add(header_word(head, 1)));
+        let fds = &mut self.fds;
+        fd::read_lacking(&mut self.buf, whole, MIN_READ, |room| {
+            let mut got = Vec::new();
+            let r = fd::recv_with_fds(sock, room, &mut got, nonblocking);
+            fds.extend(got);
+            r
+        })
     }
 
     fn next_frame(&mut self) -> io::Result<Option<Frame>> {

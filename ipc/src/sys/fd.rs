@@ -164,5 +164,64 @@ pub(crate) fn is_readable(fd: impl AsFd) -> io::Result<bool> {
     wait_readable(fd.as_fd(), now)
 }
 
+/// Appends to `buf` what one `read` gives, reading as much as the frame in
+/// `buf` still lacks to be `whole` bytes long (`min` while its length is
+/// unknown; at least `min`, at most 1 MiB at a time). `read` fills the
+/// slice it is given and returns how much it wrote; `buf` keeps exactly
+/// that. The zeroed room is only what the frame needs: a large scratch
+/// buffer written after every fork would cost a copy-on-write fault per
+/// page.
+pub(crate) fn read_lacking(
+    buf: &mut Vec<u8>,
+    whole: Option<usize>,
+    min: usize,
+    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+) -> io::Result<usize> {
+    const MAX_READ: usize = 1 << 20;
+    let old = buf.len();
+    let want = whole
+        .map_or(0, |w| w.saturating_sub(old))
+        .clamp(min, MAX_READ);
+    buf.resize(old + want, 0);
+    let r = read(&mut buf[old..]);
+    buf.truncate(old + *r.as_ref().unwrap_or(&0));
+    r
+}
+
 /// Re-exported poll flags for callers of [`poll_until`].
 pub(crate) use nix::poll::PollFlags as Poll;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn read_lacking_asks_for_what_the_frame_lacks_and_keeps_what_was_read() {
+        let mut buf = vec![1u8; 10];
+        // Unknown length: `min` bytes of room.
+        let n = super::read_lacking(&mut buf, None, 512, |room| {
+            assert_eq!(room.len(), 512);
+            room[..3].copy_from_slice(b"abc");
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!((n, buf.len(), &buf[10..]), (3, 13, &b"abc"[..]));
+        // A frame of 10,013 bytes lacks 10,000.
+        super::read_lacking(&mut buf, Some(10_013), 512, |room| {
+            assert_eq!(room.len(), 10_000);
+            Ok(0)
+        })
+        .unwrap();
+        assert_eq!(buf.len(), 13, "nothing read, nothing kept");
+        // Nearly whole: still `min`; huge: at most 1 MiB.
+        super::read_lacking(&mut buf, Some(14), 512, |room| {
+            assert_eq!(room.len(), 512);
+            Ok(1)
+        })
+        .unwrap();
+        super::read_lacking(&mut buf, Some(usize::MAX), 512, |room| {
+            assert_eq!(room.len(), 1 << 20);
+            Err(std::io::ErrorKind::Interrupted.into())
+        })
+        .unwrap_err();
+        assert_eq!(buf.len(), 14, "an error keeps nothing");
+    }
+}
