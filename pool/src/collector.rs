@@ -51,7 +51,12 @@ impl Collected {
         for (complete, outcome) in self.done.drain(..) {
             match outcome {
                 Ok(Outcome::Arena(r)) => complete.complete(Ok(arena.get(r).unwrap_or(&[])), stats),
-                Ok(Outcome::Block(b)) => complete.complete(Ok(b.as_slice()), stats),
+                Ok(Outcome::Block(b)) => {
+                    // Decoded whole: one call maps it, not a fault per page
+                    // (here, outside the state lock: it takes time).
+                    b.populate(false);
+                    complete.complete(Ok(b.as_slice()), stats)
+                }
                 Err(e) => complete.complete(Err(e), stats),
             }
         }
@@ -220,8 +225,6 @@ pub(crate) fn read_result_block(view: &SlotView, payload: &[u8]) -> Result<Share
         .map_err(|e| Error::new(ErrorKind::Serialization, e.to_string()));
     let out = name.and_then(|n| {
         let shm = SharedMemory::attach(n)?;
-        // Decoded whole: one call maps it, not a fault per page.
-        shm.populate(false);
         let _ = shm.unlink();
         Ok(shm)
     });
