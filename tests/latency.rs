@@ -40,9 +40,9 @@ fn thread_slices(pid: u32) -> Vec<(String, u64)> {
 /// The slices multiproc's threads must have: the configured one as the
 /// kernel clamps it, or the caller's (the default) when the hint is off.
 fn expected(default: u64) -> u64 {
-    match latency::slice_ns() {
+    match latency::granted_ns() {
         0 => default,
-        ns => ns.clamp(100_000, 100_000_000),
+        ns => ns,
     }
 }
 

@@ -173,7 +173,7 @@ fn workers_ask_for_the_short_slice_and_a_process_keeps_the_callers(pool: &Pool) 
         // A kernel before 6.12 (no slices), or the hint turned off.
         return;
     }
-    let short = multiproc::latency::slice_ns().clamp(100_000, 100_000_000);
+    let short = multiproc::latency::granted_ns();
     assert_ne!(mine, short, "the caller's own thread is untouched");
     assert_eq!(pool.apply(slice_here, ()).unwrap(), Some(short), "a worker");
     let child = multiproc::Process::spawn(slice_here, ()).unwrap();

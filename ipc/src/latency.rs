@@ -39,8 +39,8 @@
 //! // reports no slice; `MULTIPROC_SLICE_US=off` leaves the default).
 //! fn slice_here(_: ()) -> Option<u64> { latency::current() }
 //! let worker = Pool::new(1)?.apply(slice_here, ())?;
-//! let short = latency::slice_ns().clamp(100_000, 100_000_000);
-//! assert!(matches!(worker, Some(0)) || latency::slice_ns() == 0 || worker == Some(short));
+//! let short = latency::granted_ns();
+//! assert!(matches!(worker, Some(0)) || short == 0 || worker == Some(short));
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 
@@ -74,6 +74,16 @@ pub fn slice_ns() -> u64 {
             ns
         }
         ns => ns,
+    }
+}
+
+/// The slice a thread gets from [`apply`] on Linux 6.12 and later, in
+/// nanoseconds: [`slice_ns`] as the kernel clamps it (0.1–100 ms), or 0
+/// when the hint is off.
+pub fn granted_ns() -> u64 {
+    match slice_ns() {
+        0 => 0,
+        ns => ns.clamp(100_000, 100_000_000),
     }
 }
 
@@ -130,7 +140,11 @@ mod tests {
             }
             apply();
             let now = current().expect("sched_getattr works");
-            let wanted = if slice_ns() == 0 { before } else { slice_ns() };
+            let wanted = if granted_ns() == 0 {
+                before
+            } else {
+                granted_ns()
+            };
             assert_eq!(now, wanted);
             let child = std::thread::spawn(current).join().unwrap();
             assert_eq!(child, Some(now), "threads inherit the slice");
