@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::map::Deliver;
 use crate::pool::Pool;
 use crate::result::Stream;
-use crate::shared::Shared;
+use crate::shared::{Counters, Shared};
 use crate::task::{self, ChunkResult};
 
 /// Chunks in flight per worker process when no buffersize is given: as many
@@ -104,7 +104,7 @@ struct Source<I, A: 'static, R: 'static> {
     chunksize: usize,
     template: Vec<u8>,
     shared: Arc<Shared>,
-    deliver: Arc<Deliver<R>>,
+    deliver: Arc<Deliver>,
     /// The index of the next input item.
     next: usize,
 }
@@ -574,8 +574,13 @@ impl Pool {
         };
         let stream = Stream::<R>::new(ordered, Some(self.helper()));
         let s = Arc::clone(&stream);
-        let deliver: Arc<Deliver<R>> =
-            Arc::new(move |first: usize, v: ChunkResult<R>| s.deliver(first, v.into_items()));
+        let deliver: Arc<Deliver> = Arc::new(
+            move |first: usize, n: usize, outcome: Result<&[u8]>, stats: &Counters| {
+                let items = task::chunk_result::<R>(n, outcome);
+                stats.count(matches!(items, ChunkResult::All(_)));
+                s.deliver(first, items.into_items());
+            },
+        );
         let source = Source {
             items,
             f: FnRef::new(f),

@@ -1,5 +1,6 @@
 //! `map`, `map_async`, `starmap`: eager submission of chunked inputs.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +16,11 @@ use crate::result::{AsyncResult, Cell};
 use crate::shared::{check_state, lock, Completion, Counters, Encoded, Pending, Shared};
 use crate::task::{self, ChunkResult, Tramp};
 
-/// Receives the item results of a chunk that starts at the given index.
-pub(crate) type Deliver<T> = dyn Fn(usize, ChunkResult<T>) + Send + Sync;
+/// Receives the outcome of a chunk: the index of its first item, its number
+/// of items, and the worker's bytes (decoded by the receiver, which knows
+/// where the items go) or the error that failed the whole chunk. It counts
+/// the chunk in the totals it is given before it resolves anything.
+pub(crate) type Deliver = dyn Fn(usize, usize, Result<&[u8]>, &Counters) + Send + Sync;
 
 /// A map submits its chunks in batches of this many chunks...
 pub(crate) const BATCH_CHUNKS: usize = 256;
@@ -29,16 +33,13 @@ impl Shared {
     /// results)` receives each chunk's item results in the parent. A pool
     /// that stopped running fails the submission, or, for a `later` batch
     /// (the map's first chunks are already running), fails its chunks.
-    pub(crate) fn submit_chunks<T>(
+    pub(crate) fn submit_chunks(
         &self,
         chunks: Vec<(usize, Result<Encoded>, usize)>,
         timeout: Option<Duration>,
-        deliver: &Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+        deliver: &Arc<Deliver>,
         later: bool,
-    ) -> Result<()>
-    where
-        T: DeserializeOwned + Send + 'static,
-    {
+    ) -> Result<()> {
         let timeout = timeout.or(self.config.task_timeout);
         let mut failed = Vec::new();
         {
@@ -48,8 +49,10 @@ impl Shared {
                 if !later {
                     return Err(e);
                 }
+                // Never submitted: not counted.
+                let uncounted = Counters::default();
                 for (first, _, n) in chunks {
-                    deliver(first, ChunkResult::failed(n, &e));
+                    deliver(first, n, Err(e.clone()), &uncounted);
                 }
                 return Ok(());
             }
@@ -63,12 +66,7 @@ impl Shared {
                     }
                 };
                 let complete = Completion::new(move |outcome: Result<&[u8]>, stats: &Counters| {
-                    let items = match outcome {
-                        Ok(bytes) => task::decode_chunk::<T>(bytes, n),
-                        Err(e) => ChunkResult::failed(n, &e),
-                    };
-                    stats.count(matches!(items, ChunkResult::All(_)));
-                    d(first, items);
+                    d(first, n, outcome, stats);
                 });
                 g.backlog
                     .push_back(Pending::new(id, record, block, timeout, complete));
@@ -76,8 +74,9 @@ impl Shared {
             }
             dispatch(self, &mut g);
         }
+        let uncounted = Counters::default();
         for (first, n, e) in failed {
-            deliver(first, ChunkResult::failed(n, &e));
+            deliver(first, n, Err(e), &uncounted);
         }
         Ok(())
     }
@@ -87,19 +86,18 @@ impl Pool {
     /// Encodes `items` in chunks of `chunksize` as records for `tramp` and
     /// submits them in batches as they are encoded, so that the workers
     /// start on the first chunks while the parent encodes the rest.
-    pub(crate) fn submit_chunked<F, A, T>(
+    pub(crate) fn submit_chunked<F, A>(
         &self,
         tramp: &Tramp,
         f: F,
         items: &[A],
         chunksize: usize,
         timeout: Option<Duration>,
-        deliver: Arc<dyn Fn(usize, ChunkResult<T>) + Send + Sync>,
+        deliver: Arc<Deliver>,
     ) -> Result<()>
     where
         F: Serialize + Copy,
         A: Serialize + 'static,
-        T: DeserializeOwned + Send + 'static,
     {
         let template = task::head_template(tramp)?;
         let chunksize = chunksize.max(1);
@@ -348,7 +346,7 @@ impl Pool {
         &self,
         total: usize,
         options: ApplyOptions<Vec<R>>,
-        submit: impl FnOnce(Arc<Deliver<R>>, Option<Duration>) -> Result<()>,
+        submit: impl FnOnce(Arc<Deliver>, Option<Duration>) -> Result<()>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -384,66 +382,192 @@ impl Pool {
             finish(Ok(Vec::new()));
             return Ok(AsyncResult::from_cell(cell, None));
         }
-        struct Gather<R> {
-            chunks: Vec<(usize, Vec<R>)>,
-            first_error: Option<(usize, Error)>,
-            remaining: usize,
-        }
         let state = Mutex::new(Gather::<R> {
-            chunks: Vec::new(),
+            // Filled in order, straight from the workers' bytes.
+            all: Vec::with_capacity(total),
+            early: BTreeMap::new(),
             first_error: None,
             remaining: total,
         });
         let finish = Mutex::new(Some(finish));
-        let deliver = Arc::new(move |first: usize, result: ChunkResult<R>| {
-            progress.advance(result.len());
-            let done = {
-                let mut g = lock(&state);
-                match result {
-                    ChunkResult::All(v) => {
-                        g.remaining = g.remaining.saturating_sub(v.len());
-                        g.chunks.push((first, v));
-                    }
-                    ChunkResult::Mixed(items) => {
-                        g.remaining = g.remaining.saturating_sub(items.len());
-                        let mut ok = Vec::with_capacity(items.len());
-                        for (i, r) in items.into_iter().enumerate() {
-                            match r {
-                                Ok(v) => ok.push(v),
-                                Err(e) => {
-                                    if g.first_error.as_ref().is_none_or(|(j, _)| first + i < *j) {
-                                        g.first_error = Some((first + i, e));
-                                    }
-                                }
-                            }
-                        }
-                        g.chunks.push((first, ok));
+        let deliver = Arc::new(
+            move |first: usize, n: usize, outcome: Result<&[u8]>, stats: &Counters| {
+                progress.advance(n);
+                let done = {
+                    let mut g = lock(&state);
+                    let ok = g.take(first, n, outcome);
+                    stats.count(ok);
+                    g.remaining = g.remaining.saturating_sub(n);
+                    (g.remaining == 0).then(|| g.finish(total))
+                };
+                if let Some(res) = done {
+                    if let Some(f) = lock(&finish).take() {
+                        f(res);
                     }
                 }
-                if g.remaining == 0 {
-                    Some(match g.first_error.take() {
-                        Some((_, e)) => Err(e),
-                        None => {
-                            let mut chunks = std::mem::take(&mut g.chunks);
-                            chunks.sort_unstable_by_key(|c| c.0);
-                            let mut all = Vec::with_capacity(total);
-                            for (_, v) in chunks {
-                                all.extend(v);
-                            }
-                            Ok(all)
-                        }
-                    })
-                } else {
-                    None
-                }
-            };
-            if let Some(res) = done {
-                if let Some(f) = lock(&finish).take() {
-                    f(res);
-                }
-            }
-        });
+            },
+        );
         submit(deliver, timeout)?;
         Ok(AsyncResult::from_cell(cell, None))
+    }
+}
+
+/// The results of a map as its chunks come in.
+struct Gather<R> {
+    /// The results of items `0..all.len()`, in order: a chunk that comes in
+    /// order is decoded straight onto its end.
+    all: Vec<R>,
+    /// Chunks that came before an earlier one, by their first item's index.
+    early: BTreeMap<usize, Vec<R>>,
+    /// The first failed item (in input order) and its error.
+    first_error: Option<(usize, Error)>,
+    /// Items whose chunk has not come in.
+    remaining: usize,
+}
+
+impl<R: DeserializeOwned + 'static> Gather<R> {
+    /// Takes in the outcome of the chunk of `n` items from `first`; true if
+    /// every item succeeded.
+    fn take(&mut self, first: usize, n: usize, outcome: Result<&[u8]>) -> bool {
+        let bytes = match outcome {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.failed_at(first, e);
+                return false;
+            }
+        };
+        if self.first_error.is_none() && first == self.all.len() {
+            match task::decode_chunk_into(bytes, n, &mut self.all) {
+                Ok(()) => {
+                    while let Some(v) = self.early.remove(&self.all.len()) {
+                        self.all.extend(v);
+                    }
+                    return true;
+                }
+                Err(items) => return self.take_items(first, items),
+            }
+        }
+        if self.first_error.as_ref().is_some_and(|(at, _)| *at < first) {
+            // The map has failed before this chunk: it can only count.
+            return matches!(task::decode_chunk::<R>(bytes, n), ChunkResult::All(_));
+        }
+        self.take_items(first, task::decode_chunk(bytes, n))
+    }
+
+    /// Takes in the decoded results of the chunk from `first`.
+    fn take_items(&mut self, first: usize, items: ChunkResult<R>) -> bool {
+        match items {
+            ChunkResult::All(v) => {
+                if self.first_error.is_none() {
+                    self.early.insert(first, v);
+                }
+                true
+            }
+            ChunkResult::Mixed(items) => {
+                if let Some((i, e)) = items
+                    .into_iter()
+                    .enumerate()
+                    .find_map(|(i, r)| r.err().map(|e| (i, e)))
+                {
+                    self.failed_at(first + i, e);
+                }
+                false
+            }
+        }
+    }
+
+    /// Item `at` failed with `e`: the map's error if no earlier item failed.
+    fn failed_at(&mut self, at: usize, e: Error) {
+        if self.first_error.as_ref().is_none_or(|(j, _)| at < *j) {
+            self.first_error = Some((at, e));
+            // The map fails: its results are never read.
+            self.all = Vec::new();
+            self.early.clear();
+        }
+    }
+
+    /// The map's result once every chunk has come in.
+    fn finish(&mut self, total: usize) -> Result<Vec<R>> {
+        if let Some((_, e)) = self.first_error.take() {
+            return Err(e);
+        }
+        if self.all.len() != total || !self.early.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Serialization,
+                format!(
+                    "the chunks of a map of {total} items carried {} results",
+                    self.all.len() + self.early.values().map(Vec::len).sum::<usize>()
+                ),
+            ));
+        }
+        Ok(std::mem::take(&mut self.all))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use multiproc_ipc::codec::{self, PlainSlice};
+    use multiproc_ipc::{Error, ErrorKind, FnRef};
+
+    use super::Gather;
+    use crate::task::{tramp_chunk, TaskBody};
+
+    fn triple(x: u64) -> u64 {
+        3 * x
+    }
+
+    /// The worker's outcome bytes for `triple` over `items`.
+    fn chunk(items: &[u64]) -> Vec<u8> {
+        let body = codec::encode(&(FnRef::new(triple), PlainSlice(items))).unwrap();
+        tramp_chunk::<u64, u64>()
+            .call(TaskBody::Inline(body))
+            .unwrap()
+    }
+
+    fn gather(total: usize) -> Gather<u64> {
+        Gather {
+            all: Vec::with_capacity(total),
+            early: Default::default(),
+            first_error: None,
+            remaining: total,
+        }
+    }
+
+    #[test]
+    fn chunks_in_any_order_come_out_in_input_order() {
+        let mut g = gather(7);
+        assert!(g.take(5, 2, Ok(&chunk(&[5, 6]))));
+        assert!(g.take(2, 3, Ok(&chunk(&[2, 3, 4]))));
+        assert!(g.all.is_empty(), "nothing is in order yet");
+        assert!(g.take(0, 2, Ok(&chunk(&[0, 1]))));
+        assert!(g.early.is_empty());
+        assert_eq!(g.finish(7).unwrap(), [0, 3, 6, 9, 12, 15, 18]);
+    }
+
+    #[test]
+    fn the_error_of_the_first_failed_item_in_input_order_wins() {
+        let mut g = gather(6);
+        assert!(g.take(0, 2, Ok(&chunk(&[0, 1]))));
+        let late = Error::new(ErrorKind::WorkerLost, "late");
+        assert!(!g.take(4, 2, Err(late)));
+        let early = Error::new(ErrorKind::TaskPanicked, "early");
+        assert!(!g.take(2, 2, Err(early)));
+        assert!(g.all.is_empty(), "a failed map keeps no results");
+        // A chunk after the error only counts.
+        assert!(g.take(6, 1, Ok(&chunk(&[6]))));
+        assert_eq!(g.finish(7).unwrap_err().kind(), ErrorKind::TaskPanicked);
+    }
+
+    #[test]
+    fn missing_results_are_an_error_not_a_short_list() {
+        let mut g = gather(3);
+        // A chunk that claims two items but carries one.
+        assert!(!g.take(0, 2, Ok(&chunk(&[0]))));
+        assert!(g.take(2, 1, Ok(&chunk(&[2]))));
+        assert_eq!(g.finish(3).unwrap_err().kind(), ErrorKind::Serialization);
+        // Chunks that never cover the start.
+        let mut g = gather(3);
+        assert!(g.take(1, 2, Ok(&chunk(&[1, 2]))));
+        assert_eq!(g.finish(3).unwrap_err().kind(), ErrorKind::Serialization);
     }
 }

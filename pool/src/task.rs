@@ -224,14 +224,6 @@ impl<R> ChunkResult<R> {
         ChunkResult::Mixed((0..n).map(|_| Err(e.clone())).collect())
     }
 
-    /// How many items this chunk carries results for.
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            ChunkResult::All(v) => v.len(),
-            ChunkResult::Mixed(v) => v.len(),
-        }
-    }
-
     /// One result per item.
     pub(crate) fn into_items(self) -> Vec<Result<R, Error>> {
         match self {
@@ -239,6 +231,60 @@ impl<R> ChunkResult<R> {
             ChunkResult::Mixed(v) => v,
         }
     }
+}
+
+/// The results of a chunk of `n` items from its outcome: the worker's
+/// bytes, or the error that failed the whole chunk.
+pub(crate) fn chunk_result<R: DeserializeOwned + 'static>(
+    n: usize,
+    outcome: Result<&[u8], Error>,
+) -> ChunkResult<R> {
+    match outcome {
+        Ok(bytes) => decode_chunk(bytes, n),
+        Err(e) => ChunkResult::failed(n, &e),
+    }
+}
+
+/// Decodes the outcome bytes of a chunk of `n` items that all succeeded
+/// onto the end of `out`, without an intermediate vector when the results
+/// are plain numbers; `Err` with the chunk's results, `out` unchanged,
+/// when an item failed or the bytes are malformed.
+pub(crate) fn decode_chunk_into<R: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    n: usize,
+    out: &mut Vec<R>,
+) -> std::result::Result<(), ChunkResult<R>> {
+    if let Some((&CHUNK_ALL_OK, rest)) = bytes.split_first() {
+        let before = out.len();
+        match PlainVec::append_decoded(rest, out) {
+            Some(Ok(got)) if got == n => return Ok(()),
+            Some(Ok(got)) => {
+                out.truncate(before);
+                return Err(miscounted(got, n));
+            }
+            Some(Err(e)) => return Err(ChunkResult::failed(n, &Error::from(e))),
+            // Not plain numbers: decoded as a vector below.
+            None => {}
+        }
+    }
+    match decode_chunk(bytes, n) {
+        ChunkResult::All(v) => {
+            out.extend(v);
+            Ok(())
+        }
+        mixed => Err(mixed),
+    }
+}
+
+/// A chunk whose worker sent `got` results for `n` items.
+fn miscounted<R>(got: usize, n: usize) -> ChunkResult<R> {
+    ChunkResult::failed(
+        n,
+        &Error::new(
+            ErrorKind::Serialization,
+            format!("the worker sent {got} results for {n} items"),
+        ),
+    )
 }
 
 /// Decodes the outcome bytes of a chunk of `n` items.
@@ -249,13 +295,7 @@ pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(
     match bytes.split_first() {
         Some((&CHUNK_ALL_OK, rest)) => match codec::decode::<PlainVec<R>>(rest) {
             Ok(PlainVec(v)) if v.len() == n => ChunkResult::All(v),
-            Ok(PlainVec(v)) => ChunkResult::failed(
-                n,
-                &Error::new(
-                    ErrorKind::Serialization,
-                    format!("the worker sent {} results for {n} items", v.len()),
-                ),
-            ),
+            Ok(PlainVec(v)) => miscounted(v.len(), n),
             Err(e) => ChunkResult::failed(n, &Error::from(e)),
         },
         Some((&CHUNK_PER_ITEM, rest)) => ChunkResult::Mixed(decode_outcomes(rest, n)),
@@ -592,6 +632,49 @@ mod tests {
         assert!(got
             .iter()
             .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Serialization));
+    }
+
+    #[test]
+    fn a_chunk_decodes_onto_the_end_of_a_vector_or_leaves_it_as_it_was() {
+        let run = |items: &[u64], f: fn(u64) -> u64| {
+            let body = codec::encode(&(FnRef::new(f), PlainSlice(items))).unwrap();
+            tramp_chunk::<u64, u64>()
+                .call(TaskBody::Inline(body))
+                .unwrap()
+        };
+        let mut all = vec![100u64];
+        assert!(decode_chunk_into(&run(&[1, 2, 3], square), 3, &mut all).is_ok());
+        assert_eq!(all, [100, 1, 4, 9]);
+        // A count that does not match the chunk's items.
+        match decode_chunk_into(&run(&[4, 5], square), 3, &mut all) {
+            Err(ChunkResult::Mixed(v)) => assert_eq!(v.len(), 3),
+            _ => panic!("expected a failed chunk"),
+        }
+        assert_eq!(all, [100, 1, 4, 9]);
+        // A failed item: the results go back to the caller, item by item.
+        install_panic_hook();
+        match decode_chunk_into(&run(&[2, 3], boom), 2, &mut all) {
+            Err(ChunkResult::Mixed(v)) => {
+                assert_eq!(*v[0].as_ref().unwrap(), 2);
+                assert_eq!(v[1].as_ref().unwrap_err().kind(), ErrorKind::TaskPanicked);
+            }
+            _ => panic!("expected per-item outcomes"),
+        }
+        assert_eq!(all.len(), 4);
+        // A torn block.
+        let mut torn = vec![CHUNK_ALL_OK];
+        torn.extend(codec::encode(&PlainSlice(&[7u8; 17])).unwrap());
+        assert!(decode_chunk_into(&torn, 2, &mut all).is_err());
+        assert_eq!(all.len(), 4);
+        // Results that are not plain numbers take the vector path.
+        let words = ["ab".to_string()];
+        let body = codec::encode(&(FnRef::new(shout), PlainSlice(&words))).unwrap();
+        let out = tramp_chunk::<String, String>()
+            .call(TaskBody::Inline(body))
+            .unwrap();
+        let mut strings = vec!["x".to_string()];
+        assert!(decode_chunk_into(&out, 1, &mut strings).is_ok());
+        assert_eq!(strings, ["x", "AB"]);
     }
 
     #[test]

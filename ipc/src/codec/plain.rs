@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 
+use super::{base_config, CodecError};
 use crate::sys::plain;
 
 /// A slice that encodes as one block of bytes when its items are primitive
@@ -64,6 +65,57 @@ impl<'de, T: Deserialize<'de> + 'static> Deserialize<'de> for PlainVec<T> {
         } else {
             Vec::<T>::deserialize(deserializer).map(PlainVec)
         }
+    }
+}
+
+impl<T: 'static> PlainVec<T> {
+    /// Decodes the encoding of a [`PlainSlice`] of plain numbers, which
+    /// must fill `bytes`, straight onto the end of `out` (no intermediate
+    /// vector): returns how many items it appended. `None` if `T` is not a
+    /// plain number type (decode a `PlainVec` then).
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::Decode`] if `bytes` are not such an encoding (a bad
+    /// length, or a block that is not a whole number of items), and
+    /// [`CodecError::TrailingBytes`] if bytes remain after it; `out` is
+    /// left as it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::codec::{self, PlainSlice, PlainVec};
+    ///
+    /// let mut all = vec![1u32, 2];
+    /// let bytes = codec::encode(&PlainSlice(&[3u32, 4, 5])).unwrap();
+    /// assert_eq!(PlainVec::append_decoded(&bytes, &mut all).unwrap().unwrap(), 3);
+    /// assert_eq!(all, [1, 2, 3, 4, 5]);
+    /// assert!(PlainVec::append_decoded(&bytes[..bytes.len() - 1], &mut all).unwrap().is_err());
+    /// assert_eq!(all.len(), 5);
+    /// assert!(PlainVec::<String>::append_decoded(&bytes, &mut Vec::new()).is_none());
+    /// ```
+    pub fn append_decoded(bytes: &[u8], out: &mut Vec<T>) -> Option<Result<usize, CodecError>> {
+        if !plain::is_plain::<T>() {
+            return None;
+        }
+        let (block, used): (&[u8], usize) =
+            match bincode::serde::borrow_decode_from_slice(bytes, base_config()) {
+                Ok(v) => v,
+                Err(e) => return Some(Err(CodecError::Decode(e.to_string()))),
+            };
+        if used != bytes.len() {
+            return Some(Err(CodecError::TrailingBytes {
+                extra: bytes.len() - used,
+            }));
+        }
+        plain::extend_from_bytes(out, block).map(|r| {
+            r.map_err(|len| {
+                CodecError::Decode(format!(
+                    "a block of {len} bytes is not a whole number of {}-byte numbers",
+                    std::mem::size_of::<T>()
+                ))
+            })
+        })
     }
 }
 

@@ -35,6 +35,16 @@ pub(crate) fn as_bytes<T: 'static>(items: &[T]) -> Option<&[u8]> {
 /// `Some(Err(len))` if `len`, the length of `bytes`, is not a multiple of
 /// `T`'s size.
 pub(crate) fn vec_from_bytes<T: 'static>(bytes: &[u8]) -> Option<Result<Vec<T>, usize>> {
+    let mut items = Vec::new();
+    extend_from_bytes(&mut items, bytes).map(|r| r.map(|_| items))
+}
+
+/// Appends the `T`s whose bytes are `bytes` to `items` if `T` is plain;
+/// returns how many (or as [`vec_from_bytes`], appending nothing).
+pub(crate) fn extend_from_bytes<T: 'static>(
+    items: &mut Vec<T>,
+    bytes: &[u8],
+) -> Option<Result<usize, usize>> {
     if !is_plain::<T>() {
         return None;
     }
@@ -43,16 +53,23 @@ pub(crate) fn vec_from_bytes<T: 'static>(bytes: &[u8]) -> Option<Result<Vec<T>, 
         return Some(Err(bytes.len()));
     }
     let n = bytes.len() / size;
-    let mut items = Vec::<T>::with_capacity(n);
-    // SAFETY: the fresh allocation holds `n * size == bytes.len()` bytes and
-    // does not overlap `bytes`; `T` is a primitive number type, for which
-    // every bit pattern is a valid value, so the `n` elements are
-    // initialized and valid once copied.
+    items.reserve(n);
+    let len = items.len();
+    // SAFETY: after `reserve`, the allocation has room for `n` more
+    // elements past `len`, i.e. `n * size == bytes.len()` bytes, which do
+    // not overlap `bytes` (a borrowed slice cannot alias the vector's spare
+    // capacity); `T` is a primitive number type, for which every bit
+    // pattern is a valid value, so the `n` elements are initialized and
+    // valid once copied.
     unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), items.as_mut_ptr().cast::<u8>(), bytes.len());
-        items.set_len(n);
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            items.as_mut_ptr().add(len).cast::<u8>(),
+            bytes.len(),
+        );
+        items.set_len(len + n);
     }
-    Some(Ok(items))
+    Some(Ok(n))
 }
 
 #[cfg(test)]
@@ -75,6 +92,12 @@ mod tests {
         assert_eq!(bytes.len(), 12);
         assert_eq!(&bytes[..4], &1u32.to_ne_bytes());
         assert_eq!(vec_from_bytes::<u32>(bytes), Some(Ok(items.to_vec())));
+        let mut more = vec![7u32];
+        assert_eq!(extend_from_bytes(&mut more, bytes), Some(Ok(3)));
+        assert_eq!(more, [7, 1, 0xdead_beef, u32::MAX]);
+        assert_eq!(extend_from_bytes(&mut more, &bytes[..5]), Some(Err(5)));
+        assert_eq!(more.len(), 4);
+        assert_eq!(extend_from_bytes(&mut vec!['a'], &[0; 4]), None);
         assert_eq!(vec_from_bytes::<u32>(&bytes[..11]), Some(Err(11)));
         assert_eq!(vec_from_bytes::<f64>(&[]), Some(Ok(Vec::new())));
     }
