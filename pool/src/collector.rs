@@ -9,11 +9,9 @@ use multiproc_ipc::shm::SharedMemory;
 use multiproc_ipc::{codec, fd, park, Error, ErrorKind, Result, WireError};
 
 use crate::ring::spin_until;
-use crate::shared::{
-    lock, Completion, Counters, Inner, Pending, Shared, State, WorkerSlot, COLLECT_SPIN,
-};
+use crate::shared::{lock, Completion, Inner, Pending, Shared, State, WorkerSlot, COLLECT_SPIN};
 use crate::supervisor::{handle_death, Event};
-use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_READY, KIND_SKIPPED};
+use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_IN_ARG, KIND_READY, KIND_SKIPPED};
 use crate::worker::{SlotView, KIND_FDS, KIND_KEPT};
 
 /// Where the bytes of a collected outcome are.
@@ -22,6 +20,9 @@ pub(crate) enum Outcome {
     Arena(std::ops::Range<usize>),
     /// A large result's block, decoded in place.
     Block(SharedMemory),
+    /// The first bytes of the task's own argument block, given back for
+    /// reuse once decoded.
+    InArg(SharedMemory, usize),
 }
 
 /// Arena capacity kept between rounds of collection.
@@ -46,7 +47,8 @@ impl Collected {
     }
 
     /// Runs the completions collected so far, then empties the arena.
-    pub(crate) fn complete_all(&mut self, stats: &Counters) {
+    pub(crate) fn complete_all(&mut self, shared: &Shared) {
+        let stats = &shared.counters;
         let arena = &self.arena;
         for (complete, outcome) in self.done.drain(..) {
             match outcome {
@@ -56,6 +58,10 @@ impl Collected {
                     // (here, outside the state lock: it takes time).
                     b.populate(false);
                     complete.complete(Ok(b.as_slice()), stats)
+                }
+                Ok(Outcome::InArg(b, len)) => {
+                    complete.complete(Ok(b.as_slice().get(..len).unwrap_or(&[])), stats);
+                    shared.recycle(b);
                 }
                 Err(e) => complete.complete(Err(e), stats),
             }
@@ -181,6 +187,7 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
             }
             _ => finished = true,
         }
+        let in_arg = (kind == KIND_IN_ARG).then(|| in_arg_len(&rec[9..]));
         let outcome = if kind == KIND_BLOCK {
             let o = read_result_block(&w.view, &rec[9..]).map(Outcome::Block);
             col.arena.truncate(start);
@@ -188,6 +195,9 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
         } else {
             Ok(Outcome::Arena(start + 9..start + len))
         };
+        if in_arg.is_some() {
+            col.arena.truncate(start);
+        }
         // Results come back in dispatch order: the task is at the front.
         let pos = if w.outstanding.front().is_some_and(|p| p.id == id) {
             Some(0)
@@ -196,9 +206,16 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
         };
         w.timed = false;
         if let Some(p) = pos.and_then(|i| w.outstanding.remove(i)) {
-            if let Some(b) = p.block.shm.filter(|_| !kept) {
-                shared.recycle(b);
-            }
+            let outcome = match in_arg {
+                // Recycled once decoded.
+                Some(len) => in_arg_outcome(p.block.shm, len),
+                None => {
+                    if let Some(b) = p.block.shm.filter(|_| !kept) {
+                        shared.recycle(b);
+                    }
+                    outcome
+                }
+            };
             col.done.push((p.complete, outcome));
         }
     }
@@ -207,6 +224,23 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
         g.init_failures = 0;
     }
     any
+}
+
+/// The outcome length of a [`KIND_IN_ARG`] record (`None` if malformed).
+fn in_arg_len(payload: &[u8]) -> Option<usize> {
+    let len = u64::from_le_bytes(payload.try_into().ok()?);
+    usize::try_from(len).ok()
+}
+
+/// The outcome a worker wrote into `block`, the task's argument block.
+fn in_arg_outcome(block: Option<SharedMemory>, len: Option<usize>) -> Result<Outcome> {
+    match (block, len) {
+        (Some(b), Some(len)) if len <= b.size() => Ok(Outcome::InArg(b, len)),
+        _ => Err(Error::new(
+            ErrorKind::Serialization,
+            "malformed result record: an outcome in an argument block the task does not have",
+        )),
+    }
 }
 
 /// Attaches (and unlinks) the block of a large result; the mapping stays
@@ -295,7 +329,7 @@ pub(crate) fn collector_loop(shared: &Shared) {
             r
         };
         let worked = any || !col.is_empty();
-        col.complete_all(&shared.counters);
+        col.complete_all(shared);
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }

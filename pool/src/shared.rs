@@ -299,7 +299,7 @@ impl Help for Shared {
             self.idle.notify_all();
         }
         drop(g);
-        col.complete_all(&self.counters);
+        col.complete_all(self);
         HELP_BUF.with(|b| *b.borrow_mut() = col);
     }
 

@@ -79,6 +79,11 @@ pub(crate) const KIND_INIT_FAILED: u8 = 4;
 pub(crate) const KIND_READY: u8 = 5;
 /// A result record: the worker skipped the task, cancelled before it started.
 pub(crate) const KIND_SKIPPED: u8 = 6;
+/// A result record: the outcome is in the first bytes of the task's own
+/// argument block, which the task had copied its argument out of (payload:
+/// the outcome's length, `u64`). No block is made for the result, and the
+/// parent reads it where it already has the block mapped.
+pub(crate) const KIND_IN_ARG: u8 = 7;
 
 /// Outcome of one item, as it crosses the wire.
 pub(crate) type ItemOutcome<R> = Result<R, WireError>;

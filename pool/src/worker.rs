@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ring::{spin_until, Bell, Ring, RING_HEADER};
 use crate::task::{
-    self, TaskBody, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INIT_FAILED, KIND_INLINE, KIND_READY,
-    KIND_SKIPPED,
+    self, TaskBody, Tramp, KIND_BLOCK, KIND_EXIT, KIND_INIT_FAILED, KIND_INLINE, KIND_IN_ARG,
+    KIND_READY, KIND_SKIPPED,
 };
 
 /// Bytes of each ring's data area.
@@ -298,6 +298,12 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                 Ok(TaskBody::InPlace(block, _)) => Some(Arc::clone(block)),
                 _ => None,
             };
+            // The block of an argument copied out of: a large outcome goes
+            // back into it.
+            let arg_block = match &body {
+                Ok(TaskBody::Shared(block, _)) => Some(Arc::clone(block)),
+                _ => None,
+            };
             let out = match (tramp, body) {
                 (Some(t), Ok(body)) => match received {
                     None => t.call(body).unwrap_or_else(error_outcome),
@@ -316,7 +322,13 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             release_blocks(&slot, &mut blocks, false);
             let kept = in_place.is_some_and(|block| kept_beyond_task(block, &mut attached));
             let flag = if kept { KIND_KEPT } else { 0 };
-            let sent = if out.len() + 9 > slot.results.max_record() {
+            let in_arg = out.len() + 9 > slot.results.max_record()
+                && arg_block.is_some_and(|b| write_in_arg(b, &out, &mut attached));
+            let sent = if in_arg {
+                let len = out.len() as u64;
+                push_result(&slot, &parent, KIND_IN_ARG | flag, id, &len.to_le_bytes());
+                true
+            } else if out.len() + 9 > slot.results.max_record() {
                 block_seq += 1;
                 match write_block(&out, block_seq) {
                     Ok(shm) => {
@@ -400,6 +412,26 @@ fn kept_beyond_task(block: Arc<SharedMemory>, attached: &mut VecDeque<Arc<Shared
     true
 }
 
+/// Writes the outcome `out` of a finished task into `block`, the block its
+/// argument was copied out of, if it fits and nothing else holds the block
+/// (this worker's cache of mapped blocks aside); false if not written.
+fn write_in_arg(
+    mut block: Arc<SharedMemory>,
+    out: &[u8],
+    attached: &mut VecDeque<Arc<SharedMemory>>,
+) -> bool {
+    if out.len() > block.size() {
+        return false;
+    }
+    let at = attached.iter().position(|b| Arc::ptr_eq(b, &block));
+    drop(at.and_then(|i| attached.remove(i)));
+    let written = Arc::get_mut(&mut block).is_some_and(|shm| shm.write_at(0, out).is_ok());
+    if let Some(i) = at {
+        attached.insert(i, block);
+    }
+    written
+}
+
 /// Opens the block of a large task body (`[len u64][name]`), reusing this
 /// worker's mapping when the parent reuses a block; `in_place`: the body is
 /// to be decoded in place.
@@ -431,8 +463,9 @@ fn open_block(
         None => {
             let s = Arc::new(SharedMemory::attach(name)?);
             // Read next (and kept for the next ones): one call maps it,
-            // not a fault per page.
-            s.populate(false);
+            // not a fault per page; writable too unless decoded in place
+            // (the outcome goes back into it: see `write_in_arg`).
+            s.populate(!in_place);
             if attached.len() >= 4 {
                 attached.pop_front();
             }
