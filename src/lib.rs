@@ -176,6 +176,14 @@
 //! threads are never changed. `MULTIPROC_SLICE_US` sets the slice in
 //! microseconds (default 100), `off` leaves the kernel's default.
 //!
+//! # Memory that workers keep
+//!
+//! A pool worker asks glibc's malloc, as it starts, to keep up to 64 MiB of
+//! the memory its tasks free ([`heap`]): a task with large arguments or
+//! results reuses the pages of the previous one instead of faulting in
+//! fresh ones. `MULTIPROC_WORKER_HEAP_MB` sets the amount, `off` leaves
+//! malloc's defaults. Your own process is never changed.
+//!
 //! # Feature flags
 //!
 //! - `progress`: `IMapIter::progress` and `ExecutorMap::progress` draw
@@ -194,6 +202,7 @@
 pub use multiproc_ipc::channel;
 pub use multiproc_ipc::codec;
 pub use multiproc_ipc::fd;
+pub use multiproc_ipc::heap;
 pub use multiproc_ipc::latency;
 pub use multiproc_ipc::pipe;
 pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendConnection};

@@ -33,6 +33,7 @@ pub use process::{Process, ProcessBuilder};
 pub use shared_bytes::SharedBytes;
 pub use star::StarFn;
 pub use zygote::{FnRef, Zygote, ZygoteChild};
+pub mod heap;
 pub mod latency;
 pub mod queue;
 pub mod shmchan;

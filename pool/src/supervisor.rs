@@ -47,6 +47,7 @@ pub(crate) fn spawn_worker(
         initializer: config.initializer.clone(),
         spin_ns: WORKER_SPIN.as_nanos() as u64,
         slice_ns: multiproc_ipc::latency::slice_ns(),
+        heap_keep: multiproc_ipc::heap::keep_bytes(),
         pool_pid: std::process::id(),
     };
     let (fd_tx, fd_rx) = UnixStream::pair()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::{SharedMemory, ShmRegion, PAYLOAD_BLOCK_PREFIX};
-use multiproc_ipc::{fd, latency, WireError};
+use multiproc_ipc::{fd, heap, latency, WireError};
 use serde::{Deserialize, Serialize};
 
 use crate::ring::{spin_until, Bell, Ring, RING_HEADER};
@@ -157,6 +157,9 @@ pub(crate) struct WorkerArg {
     pub(crate) spin_ns: u64,
     /// The scheduler slice to ask for (`multiproc_ipc::latency`; 0: none).
     pub(crate) slice_ns: u64,
+    /// The freed memory to keep for later tasks (`multiproc_ipc::heap`; 0:
+    /// malloc's defaults).
+    pub(crate) heap_keep: usize,
     /// The pool's process: the owner of the blocks this worker makes.
     pub(crate) pool_pid: u32,
 }
@@ -205,6 +208,7 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
     let region_fd = fds.pop();
     BLOCK_OWNER.store(arg.pool_pid, Ordering::Relaxed);
     latency::apply_slice(arg.slice_ns);
+    heap::apply(arg.heap_keep);
     task::install_panic_hook();
     let region = match region_fd.map(ShmRegion::from_fd) {
         Some(Ok(r)) => r,

@@ -30,6 +30,7 @@ impl_is_minus_one! { i32 i64 isize }
 pub(crate) mod fd;
 pub(crate) mod fork;
 pub(crate) mod futex;
+pub(crate) mod heap;
 pub(crate) mod mutex;
 pub(crate) mod plain;
 pub(crate) mod sched;
