@@ -107,6 +107,16 @@ fn with_small_dev_shm(_: ()) -> Vec<String> {
                 pool.apply(len, vec![0u8; 64 << 20]),
             ));
             out.push(outcome("pool apply after", pool.apply(square, 4)));
+            // One chunk of 3 million numbers (24 MB) cannot get its block.
+            out.push(outcome(
+                "pool map 24 MB chunk",
+                pool.map_chunksize(square, 0..3_000_000u64, 3_000_000)
+                    .map(|v| v.len()),
+            ));
+            out.push(outcome(
+                "pool map after",
+                pool.map(square, 0..300_000u64).map(|v| v.len()),
+            ));
         }
         Err(e) => out.push(format!("pool: Err({:?}: {e})", e.kind())),
     }
@@ -132,6 +142,8 @@ fn dev_shm_full_gives_clear_errors() {
         assert!(find("queue put 64 MiB").contains("Err("), "{lines:?}");
         assert!(find("queue get after").contains("Ok(3)"), "{lines:?}");
         assert!(find("pool apply after").contains("Ok(16)"), "{lines:?}");
+        assert!(find("pool map 24 MB chunk").contains("Err(Io"), "{lines:?}");
+        assert!(find("pool map after").contains("Ok(300000)"), "{lines:?}");
     });
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use multiproc_ipc::{Error, ErrorKind, FnRef, Result, StarFn};
+use multiproc_ipc::{codec, Error, ErrorKind, FnRef, Result, StarFn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -85,7 +85,8 @@ impl Shared {
 impl Pool {
     /// Encodes `items` in chunks of `chunksize` as records for `tramp` and
     /// submits them in batches as they are encoded, so that the workers
-    /// start on the first chunks while the parent encodes the rest.
+    /// start on the first chunks while the parent encodes the rest; returns
+    /// how many items it submitted.
     pub(crate) fn submit_chunked<F, A>(
         &self,
         tramp: &Tramp,
@@ -94,33 +95,91 @@ impl Pool {
         chunksize: usize,
         timeout: Option<Duration>,
         deliver: Arc<Deliver>,
-    ) -> Result<()>
+    ) -> Result<usize>
     where
         F: Serialize + Copy,
         A: Serialize + 'static,
     {
         let template = task::head_template(tramp)?;
+        let mut chunks = items.chunks(chunksize.max(1));
+        let next = || {
+            let chunk = chunks.next()?;
+            let body = task::chunk_body(f, chunk);
+            Some((self.shared.build_record(&template, &body), chunk.len()))
+        };
+        let expected = items.len().div_ceil(chunksize.max(1));
+        self.submit_batched(next, expected, timeout, &deliver)
+    }
+
+    /// As [`submit_chunked`](Pool::submit_chunked) for plain numbers pulled
+    /// from `items`: each chunk's items are written straight into its
+    /// record (or its block) as they are pulled, never collected.
+    pub(crate) fn submit_streamed<F, A>(
+        &self,
+        tramp: &Tramp,
+        f: F,
+        items: impl Iterator<Item = A>,
+        chunksize: usize,
+        timeout: Option<Duration>,
+        deliver: Arc<Deliver>,
+    ) -> Result<usize>
+    where
+        F: Serialize + Copy,
+        A: 'static,
+    {
+        let template = task::head_template(tramp)?;
         let chunksize = chunksize.max(1);
-        let per_batch = BATCH_CHUNKS.min(items.len().div_ceil(chunksize));
+        let (declared, _) = items.size_hint();
+        let mut items = items.peekable();
+        let next = || {
+            items.peek()?;
+            let built = self
+                .shared
+                .build_plain_chunk(&template, &f, chunksize, &mut items)
+                .unwrap_or_else(|| {
+                    Err(Error::new(
+                        ErrorKind::Serialization,
+                        "the items are not plain numbers",
+                    ))
+                });
+            Some(match built {
+                Ok((record, n)) => (Ok(record), n),
+                // The chunk's items fail with the error, in their places.
+                Err(e) => (Err(e), items.by_ref().take(chunksize).count()),
+            })
+        };
+        self.submit_batched(next, declared.div_ceil(chunksize), timeout, &deliver)
+    }
+
+    /// Submits the chunks `next` encodes (a record and its number of
+    /// items), in batches of [`BATCH_CHUNKS`] chunks or [`BATCH_ITEMS`]
+    /// items; `chunks` is how many are expected. Returns how many items
+    /// were submitted.
+    fn submit_batched(
+        &self,
+        mut next: impl FnMut() -> Option<(Result<Encoded>, usize)>,
+        chunks: usize,
+        timeout: Option<Duration>,
+        deliver: &Arc<Deliver>,
+    ) -> Result<usize> {
+        let per_batch = BATCH_CHUNKS.min(chunks.max(1));
         let mut batch = Vec::with_capacity(per_batch);
         let (mut first, mut batch_items, mut later) = (0, 0, false);
-        for chunk in items.chunks(chunksize) {
-            let n = chunk.len();
-            let body = task::chunk_body(f, chunk);
-            batch.push((first, self.shared.build_record(&template, &body), n));
+        while let Some((record, n)) = next() {
+            batch.push((first, record, n));
             first += n;
             batch_items += n;
             if batch_items >= BATCH_ITEMS || batch.len() >= BATCH_CHUNKS {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(per_batch));
-                self.shared.submit_chunks(full, timeout, &deliver, later)?;
+                self.shared.submit_chunks(full, timeout, deliver, later)?;
                 later = true;
                 batch_items = 0;
             }
         }
         if !batch.is_empty() {
-            self.shared.submit_chunks(batch, timeout, &deliver, later)?;
+            self.shared.submit_chunks(batch, timeout, deliver, later)?;
         }
-        Ok(())
+        Ok(first)
     }
 
     pub(crate) fn check_chunksize(chunksize: usize) -> Result<()> {
@@ -264,20 +323,28 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         self.check_running()?;
-        let items: Vec<A> = items.into_iter().collect();
-        let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
-        Pool::check_chunksize(cs)?;
-        let total = items.len();
-        self.gather(total, options, |deliver, timeout| {
-            self.submit_chunked(
-                &task::tramp_chunk::<A, R>(),
-                f,
-                &items,
-                cs,
-                timeout,
-                deliver,
-            )
-        })
+        let items = items.into_iter();
+        let tramp = task::tramp_chunk::<A, R>();
+        match items.size_hint() {
+            // Plain numbers whose count is known: each chunk pulls its items
+            // straight into its record (a range is never materialized). An
+            // iterator whose count was wrong still maps every item it yields.
+            (n, Some(m)) if n == m && n > 0 && codec::is_plain::<A>() => {
+                let cs = chunksize.unwrap_or_else(|| auto_chunksize(n, self.processes()));
+                Pool::check_chunksize(cs)?;
+                self.gather(n, options, |deliver, timeout| {
+                    self.submit_streamed(&tramp, f, items, cs, timeout, deliver)
+                })
+            }
+            _ => {
+                let items: Vec<A> = items.collect();
+                let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
+                Pool::check_chunksize(cs)?;
+                self.gather(items.len(), options, |deliver, timeout| {
+                    self.submit_chunked(&tramp, f, &items, cs, timeout, deliver)
+                })
+            }
+        }
     }
 
     /// Applies `f` to every tuple of arguments (Python's `starmap`), in
@@ -346,7 +413,7 @@ impl Pool {
         &self,
         total: usize,
         options: ApplyOptions<Vec<R>>,
-        submit: impl FnOnce(Arc<Deliver>, Option<Duration>) -> Result<()>,
+        submit: impl FnOnce(Arc<Deliver>, Option<Duration>) -> Result<usize>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -382,32 +449,47 @@ impl Pool {
             finish(Ok(Vec::new()));
             return Ok(AsyncResult::from_cell(cell, None));
         }
-        let state = Mutex::new(Gather::<R> {
+        let state = Arc::new(Mutex::new(Gather::<R> {
             // Filled in order, straight from the workers' bytes.
             all: Vec::with_capacity(total),
             early: BTreeMap::new(),
             first_error: None,
-            remaining: total,
-        });
-        let finish = Mutex::new(Some(finish));
-        let deliver = Arc::new(
-            move |first: usize, n: usize, outcome: Result<&[u8]>, stats: &Counters| {
-                progress.advance(n);
-                let done = {
-                    let mut g = lock(&state);
-                    let ok = g.take(first, n, outcome);
-                    stats.count(ok);
-                    g.remaining = g.remaining.saturating_sub(n);
-                    (g.remaining == 0).then(|| g.finish(total))
-                };
-                if let Some(res) = done {
-                    if let Some(f) = lock(&finish).take() {
-                        f(res);
+            received: 0,
+            expected: None,
+        }));
+        let finish = Arc::new(Mutex::new(Some(finish)));
+        let deliver = {
+            let (state, finish) = (Arc::clone(&state), Arc::clone(&finish));
+            Arc::new(
+                move |first: usize, n: usize, outcome: Result<&[u8]>, stats: &Counters| {
+                    progress.advance(n);
+                    let done = {
+                        let mut g = lock(&state);
+                        let ok = g.take(first, n, outcome);
+                        stats.count(ok);
+                        g.received += n;
+                        g.done()
+                    };
+                    if let Some(res) = done {
+                        if let Some(f) = lock(&finish).take() {
+                            f(res);
+                        }
                     }
-                }
-            },
-        );
-        submit(deliver, timeout)?;
+                },
+            )
+        };
+        let submitted = submit(deliver, timeout)?;
+        // Every chunk may be in already.
+        let done = {
+            let mut g = lock(&state);
+            g.expected = Some(submitted);
+            g.done()
+        };
+        if let Some(res) = done {
+            if let Some(f) = lock(&finish).take() {
+                f(res);
+            }
+        }
         Ok(AsyncResult::from_cell(cell, None))
     }
 }
@@ -421,8 +503,11 @@ struct Gather<R> {
     early: BTreeMap<usize, Vec<R>>,
     /// The first failed item (in input order) and its error.
     first_error: Option<(usize, Error)>,
-    /// Items whose chunk has not come in.
-    remaining: usize,
+    /// Items whose chunk has come in.
+    received: usize,
+    /// Items submitted, once the submission is over (an input iterator
+    /// may yield more or fewer items than its size hint said).
+    expected: Option<usize>,
 }
 
 impl<R: DeserializeOwned + 'static> Gather<R> {
@@ -486,7 +571,13 @@ impl<R: DeserializeOwned + 'static> Gather<R> {
         }
     }
 
-    /// The map's result once every chunk has come in.
+    /// The map's result, once every chunk submitted has come in.
+    fn done(&mut self) -> Option<Result<Vec<R>>> {
+        let total = self.expected.filter(|&n| n == self.received)?;
+        Some(self.finish(total))
+    }
+
+    /// The map's result from the chunks of `total` items.
     fn finish(&mut self, total: usize) -> Result<Vec<R>> {
         if let Some((_, e)) = self.first_error.take() {
             return Err(e);
@@ -529,7 +620,8 @@ mod tests {
             all: Vec::with_capacity(total),
             early: Default::default(),
             first_error: None,
-            remaining: total,
+            received: 0,
+            expected: Some(total),
         }
     }
 

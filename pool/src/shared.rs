@@ -456,6 +456,64 @@ impl Shared {
         Ok((id, rec, attached))
     }
 
+    /// Builds the record of a chunk of up to `n` plain numbers pulled from
+    /// `items`, for `f` (the body [`task::chunk_body`] makes of a slice of
+    /// them), writing them straight into the record or its block: no
+    /// vector of the items. Returns it with how many items it holds (fewer
+    /// than `n` only when the iterator ended); `None` if `A` is not a plain
+    /// number type.
+    pub(crate) fn build_plain_chunk<F: Serialize, A: 'static>(
+        &self,
+        template: &[u8],
+        f: &F,
+        n: usize,
+        items: &mut impl Iterator<Item = A>,
+    ) -> Option<Result<(Encoded, usize)>> {
+        let len = match codec::plain_encoded_len::<F, A>(f, n)? {
+            Ok(len) => len,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let max = codec::Codec::default().max_message();
+        if len > max {
+            return Some(Err(codec::CodecError::TooLarge { size: len, max }.into()));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if len <= INLINE_MAX {
+            let mut rec = Vec::with_capacity(template.len() + len);
+            rec.extend_from_slice(template);
+            task::set_head(&mut rec, KIND_INLINE, id);
+            let start = rec.len();
+            rec.resize(start + len, 0);
+            return Some(
+                match codec::encode_plain_from_iter(f, n, items, &mut rec[start..])? {
+                    Ok((used, got)) => {
+                        rec.truncate(start + used);
+                        Ok(((id, rec, Attached::default()), got))
+                    }
+                    Err(e) => Err(e.into()),
+                },
+            );
+        }
+        let mut block = match self.take_block(len) {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        let (used, got) = match codec::encode_plain_from_iter(f, n, items, block.as_mut_slice())? {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let mut rec = Vec::with_capacity(template.len() + 8 + block.name().len());
+        rec.extend_from_slice(template);
+        task::set_head(&mut rec, KIND_BLOCK, id);
+        rec.extend_from_slice(&(used as u64).to_le_bytes());
+        rec.extend_from_slice(block.name().as_bytes());
+        let attached = Attached {
+            shm: Some(block),
+            fds: Vec::new(),
+        };
+        Some(Ok(((id, rec, attached), got)))
+    }
+
     /// A spare block of at least `len` bytes, or a new one.
     pub(crate) fn take_block(&self, len: usize) -> Result<SharedMemory> {
         {

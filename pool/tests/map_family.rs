@@ -40,6 +40,61 @@ fn map_returns_results_in_order() {
     });
 }
 
+/// An iterator of numbers whose size hint claims `claims` items (exactly)
+/// while it yields `yields`.
+struct Lying {
+    next: u64,
+    yields: u64,
+    claims: usize,
+}
+
+impl Iterator for Lying {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        (self.next < self.yields).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.claims, Some(self.claims))
+    }
+}
+
+#[test]
+fn numbers_are_mapped_as_they_are_pulled_even_from_a_wrong_size_hint() {
+    checked(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        // Chunks of numbers pulled from a range: small (in the ring) and
+        // large (in blocks, 80,000 numbers a chunk).
+        let out = pool.map_chunksize(square, 0..200_000u64, 80_000).unwrap();
+        assert!(out.iter().zip(0u64..).all(|(&y, x)| y == x * x));
+        assert_eq!(out.len(), 200_000);
+        for (yields, claims) in [(8, 5), (3, 8), (50_000, 10), (10, 100_000)] {
+            let items = Lying {
+                next: 0,
+                yields,
+                claims,
+            };
+            let out = pool.map_chunksize(square, items, 4).unwrap();
+            let want: Vec<u64> = (0..yields).map(|x| x * x).collect();
+            assert_eq!(out, want, "{yields} items under a hint of {claims}");
+            let items = Lying {
+                next: 0,
+                yields,
+                claims,
+            };
+            assert_eq!(
+                pool.map(square, items).unwrap(),
+                want,
+                "automatic chunksize"
+            );
+        }
+    });
+}
+
 #[test]
 fn empty_inputs_give_empty_outputs() {
     checked(LIMIT, || {

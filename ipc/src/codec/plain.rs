@@ -119,6 +119,107 @@ impl<T: 'static> PlainVec<T> {
     }
 }
 
+/// Whether `T` is a plain number type, which a [`PlainSlice`] encodes as
+/// one block of bytes.
+pub fn is_plain<T: 'static>() -> bool {
+    plain::is_plain::<T>()
+}
+
+/// Writes the encoding of `(head, PlainSlice(&items))` into `out` for
+/// plain numbers pulled from an iterator, without collecting them first:
+/// room for `n` items is laid out, up to `n` are pulled, and the encoding
+/// is shortened if the iterator ends early. Returns the encoding's length
+/// and the number of items it holds, or `None` if `T` is not a plain
+/// number type (collect the items and encode a [`PlainSlice`] then).
+/// `out` must be at least [`plain_encoded_len`]`::<H, T>(head, n)` bytes
+/// long.
+///
+/// # Errors
+///
+/// [`CodecError::Encode`] if `head` does not encode or `out` is too short
+/// (nothing pulled then).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::codec::{self, encode_plain_from_iter, plain_encoded_len, PlainSlice};
+///
+/// let len = plain_encoded_len::<_, u64>(&"head", 5).unwrap().unwrap();
+/// let mut out = vec![0u8; len];
+/// // Five items wanted, three come: the encoding holds three.
+/// let (used, n) = encode_plain_from_iter(&"head", 5, &mut (1u64..4), &mut out).unwrap().unwrap();
+/// assert_eq!(n, 3);
+/// assert_eq!(&out[..used], codec::encode(&("head", PlainSlice(&[1u64, 2, 3]))).unwrap());
+/// ```
+pub fn encode_plain_from_iter<H: Serialize + ?Sized, T: 'static>(
+    head: &H,
+    n: usize,
+    items: &mut impl Iterator<Item = T>,
+    out: &mut [u8],
+) -> Option<Result<(usize, usize), CodecError>> {
+    let size = std::mem::size_of::<T>();
+    let prefix = match plain_prefix::<H, T>(head, n)? {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    let end = prefix.len() + n.saturating_mul(size);
+    let Some(room) = out.get_mut(..end) else {
+        return Some(Err(CodecError::Encode(format!(
+            "{} bytes of room for a {end}-byte encoding",
+            out.len()
+        ))));
+    };
+    room[..prefix.len()].copy_from_slice(&prefix);
+    let got = plain::write_from_iter(&mut room[prefix.len()..], items)?;
+    if got == n {
+        return Some(Ok((end, n)));
+    }
+    // Fewer items: a shorter length, and the items moved up behind it.
+    let short = match plain_prefix::<H, T>(head, got)? {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    let bytes = got * size;
+    room.copy_within(prefix.len()..prefix.len() + bytes, short.len());
+    room[..short.len()].copy_from_slice(&short);
+    Some(Ok((short.len() + bytes, got)))
+}
+
+/// The length of the encoding of `(head, PlainSlice(&items))` for `n`
+/// plain numbers of type `T` (what [`encode_plain_from_iter`] needs);
+/// `None` if `T` is not plain.
+///
+/// # Errors
+///
+/// [`CodecError::Encode`] if `head` does not encode.
+pub fn plain_encoded_len<H: Serialize + ?Sized, T: 'static>(
+    head: &H,
+    n: usize,
+) -> Option<Result<usize, CodecError>> {
+    let size = std::mem::size_of::<T>();
+    plain_prefix::<H, T>(head, n).map(|p| p.map(|p| p.len() + n.saturating_mul(size)))
+}
+
+/// The encoding of `head`, then of the length of a block of `n` `T`s (how
+/// bincode prefixes a byte string: the length as a `u64`).
+fn plain_prefix<H: Serialize + ?Sized, T: 'static>(
+    head: &H,
+    n: usize,
+) -> Option<Result<Vec<u8>, CodecError>> {
+    if !plain::is_plain::<T>() {
+        return None;
+    }
+    let bytes = n.saturating_mul(std::mem::size_of::<T>()) as u64;
+    let mut prefix = Vec::with_capacity(32);
+    let codec = super::Codec::default();
+    Some(
+        codec
+            .encode_into(head, &mut prefix)
+            .and_then(|_| codec.encode_into(&bytes, &mut prefix))
+            .map(|_| prefix),
+    )
+}
+
 /// Turns a block of bytes into the plain `T`s it holds.
 struct Block<T>(PhantomData<T>);
 
@@ -135,5 +236,51 @@ impl<T: 'static> Visitor<'_> for Block<T> {
             Some(Err(len)) => Err(E::invalid_length(len, &self)),
             None => Err(E::custom("not a plain number type")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every wanted count against every count the iterator has, across the
+    /// lengths where the block's length prefix changes width (250 and
+    /// 65,535 bytes): the same bytes as encoding the collected items.
+    #[test]
+    fn streamed_encodings_equal_encoding_the_collected_items() {
+        let head = (7u8, "fn");
+        for (wanted, have) in [
+            (0, 0),
+            (3, 3),
+            (3, 1),
+            (40, 40),
+            (40, 20),
+            (40, 0),
+            (9000, 8191),
+        ] {
+            let items: Vec<u64> = (0..have as u64).map(|i| i * 31).collect();
+            let len = plain_encoded_len::<_, u64>(&head, wanted).unwrap().unwrap();
+            let mut out = vec![0xAA; len];
+            let mut it = items.iter().copied();
+            let (used, got) = encode_plain_from_iter(&head, wanted, &mut it, &mut out)
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, have.min(wanted));
+            let want = crate::codec::encode(&(head, PlainSlice(&items[..got]))).unwrap();
+            assert_eq!(&out[..used], &want[..], "{wanted} wanted, {have} there");
+        }
+    }
+
+    #[test]
+    fn too_little_room_and_other_types_are_refused() {
+        let mut out = [0u8; 8];
+        let mut it = 0u64..10;
+        assert!(encode_plain_from_iter(&(), 2, &mut it, &mut out)
+            .unwrap()
+            .is_err());
+        assert_eq!(it.next(), Some(0), "nothing pulled");
+        assert!(encode_plain_from_iter(&(), 1, &mut "x".chars(), &mut out).is_none());
+        assert!(plain_encoded_len::<_, bool>(&(), 1).is_none());
+        assert!(is_plain::<f64>() && !is_plain::<String>());
     }
 }

@@ -72,6 +72,30 @@ pub(crate) fn extend_from_bytes<T: 'static>(
     Some(Ok(n))
 }
 
+/// Writes items pulled from `items` into `dst` as their bytes, as many as
+/// fit (`dst.len() / size_of::<T>()`), if `T` is plain; returns how many it
+/// wrote (fewer only when the iterator ended).
+pub(crate) fn write_from_iter<T: 'static>(
+    dst: &mut [u8],
+    items: &mut impl Iterator<Item = T>,
+) -> Option<usize> {
+    if !is_plain::<T>() {
+        return None;
+    }
+    let size = std::mem::size_of::<T>();
+    let mut n = 0;
+    for slot in dst.chunks_exact_mut(size) {
+        let Some(item) = items.next() else { break };
+        // SAFETY: `slot` is `size == size_of::<T>()` writable bytes of
+        // `dst`, borrowed mutably here; `write_unaligned` needs no
+        // alignment; `T` is a primitive number type (no padding, no drop),
+        // so its bytes are a valid encoding of it.
+        unsafe { std::ptr::write_unaligned(slot.as_mut_ptr().cast::<T>(), item) };
+        n += 1;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +122,17 @@ mod tests {
         assert_eq!(extend_from_bytes(&mut more, &bytes[..5]), Some(Err(5)));
         assert_eq!(more.len(), 4);
         assert_eq!(extend_from_bytes(&mut vec!['a'], &[0; 4]), None);
+        let mut dst = [0u8; 14];
+        let mut it = [5u32, 6, 7, 8].into_iter();
+        assert_eq!(
+            write_from_iter(&mut dst, &mut it),
+            Some(3),
+            "three whole items fit"
+        );
+        assert_eq!(&dst[..12], as_bytes(&[5u32, 6, 7]).unwrap());
+        assert_eq!(it.next(), Some(8), "the fourth was not pulled");
+        assert_eq!(write_from_iter(&mut dst, &mut [1u32].into_iter()), Some(1));
+        assert_eq!(write_from_iter(&mut dst, &mut "ab".chars()), None);
         assert_eq!(vec_from_bytes::<u32>(&bytes[..11]), Some(Err(11)));
         assert_eq!(vec_from_bytes::<f64>(&[]), Some(Ok(Vec::new())));
     }
