@@ -135,7 +135,12 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
 /// published: the worker finds them waiting). False if they could not be
 /// sent now.
 fn send_fds(w: &WorkerSlot, task: &Pending) -> bool {
-    let fds: Vec<BorrowedFd<'_>> = task.block.fds.iter().map(|f| f.as_fd()).collect();
+    let fds: Vec<BorrowedFd<'_>> = task
+        .block
+        .iter()
+        .flat_map(|b| b.fds.iter())
+        .map(|f| f.as_fd())
+        .collect();
     fd::send_handles(w.fd_tx.as_fd(), task.id, &fds, true).is_ok()
 }
 
@@ -173,7 +178,7 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
                 if let Some(p) = at.and_then(|i| w.outstanding.remove(i)) {
                     // A timed task was the worker's only one.
                     w.timed &= p.timeout.is_none();
-                    if let Some(b) = p.block.shm {
+                    if let Some(b) = p.block.and_then(|b| b.shm) {
                         shared.recycle(b);
                     }
                 }
@@ -206,11 +211,12 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
         };
         w.timed = false;
         if let Some(p) = pos.and_then(|i| w.outstanding.remove(i)) {
+            let block = p.block.and_then(|b| b.shm);
             let outcome = match in_arg {
                 // Recycled once decoded.
-                Some(len) => in_arg_outcome(p.block.shm, len),
+                Some(len) => in_arg_outcome(block, len),
                 None => {
-                    if let Some(b) = p.block.shm.filter(|_| !kept) {
+                    if let Some(b) = block.filter(|_| !kept) {
                         shared.recycle(b);
                     }
                     outcome

@@ -138,8 +138,10 @@ pub(crate) struct Pending {
     pub(crate) id: u64,
     pub(crate) record: Vec<u8>,
     /// Keeps a large argument's block and the argument's descriptors alive
-    /// until the task ends.
-    pub(crate) block: Attached,
+    /// until the task ends (boxed, as most tasks have neither: a task
+    /// record moves from queue to queue, and a backlog of a million tiny
+    /// tasks is a million of them).
+    pub(crate) block: Option<Box<Attached>>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) complete: Completion,
@@ -160,6 +162,7 @@ impl Pending {
         timeout: Option<Duration>,
         complete: Completion,
     ) -> Pending {
+        let block = (block.shm.is_some() || !block.fds.is_empty()).then(|| Box::new(block));
         Pending {
             id,
             record,
