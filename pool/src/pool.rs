@@ -597,6 +597,9 @@ impl Pool {
             }
         }
         drop(g);
+        // Every task has finished and the workers are leaving: the pool's
+        // threads stop while they exit, not after.
+        self.stop_threads();
         reap(&children, Instant::now() + EXIT_GRACE);
         lock(&self.shared.inner).state = State::Terminated;
         self.terminate();
