@@ -14,7 +14,7 @@ use crate::options::{auto_chunksize, run_guarded, ApplyOptions};
 use crate::pool::Pool;
 use crate::result::{AsyncResult, Cell};
 use crate::shared::{check_state, lock, Completion, Counters, Encoded, Pending, Shared};
-use crate::task::{self, ChunkResult, Tramp};
+use crate::task::{self, ChunkResult};
 
 /// Receives the outcome of a chunk: the index of its first item, its number
 /// of items, and the worker's bytes (decoded by the receiver, which knows
@@ -83,59 +83,49 @@ impl Shared {
 }
 
 impl Pool {
-    /// Encodes `items` in chunks of `chunksize` as records for `tramp` and
-    /// submits them in batches as they are encoded, so that the workers
-    /// start on the first chunks while the parent encodes the rest; returns
-    /// how many items it submitted.
-    pub(crate) fn submit_chunked<F, A>(
-        &self,
-        tramp: &Tramp,
+    /// Encodes the chunks of `chunksize` items of `items` as records for
+    /// `f` (with the trampoline's `template`), one per call, with their
+    /// numbers of items: for [`submit_batched`](Pool::submit_batched).
+    fn slice_chunks<'a, F, A>(
+        &'a self,
+        template: &'a [u8],
         f: F,
-        items: &[A],
+        items: &'a [A],
         chunksize: usize,
-        timeout: Option<Duration>,
-        deliver: Arc<Deliver>,
-    ) -> Result<usize>
+    ) -> impl FnMut() -> Option<(Result<Encoded>, usize)> + 'a
     where
-        F: Serialize + Copy,
+        F: Serialize + Copy + 'a,
         A: Serialize + 'static,
     {
-        let template = task::head_template(tramp)?;
         let mut chunks = items.chunks(chunksize.max(1));
-        let next = || {
+        move || {
             let chunk = chunks.next()?;
             let body = task::chunk_body(f, chunk);
-            Some((self.shared.build_record(&template, &body), chunk.len()))
-        };
-        let expected = items.len().div_ceil(chunksize.max(1));
-        self.submit_batched(next, expected, timeout, &deliver)
+            Some((self.shared.build_record(template, &body), chunk.len()))
+        }
     }
 
-    /// As [`submit_chunked`](Pool::submit_chunked) for plain numbers pulled
+    /// As [`slice_chunks`](Pool::slice_chunks) for plain numbers pulled
     /// from `items`: each chunk's items are written straight into its
     /// record (or its block) as they are pulled, never collected.
-    pub(crate) fn submit_streamed<F, A>(
-        &self,
-        tramp: &Tramp,
+    fn streamed_chunks<'a, F, A>(
+        &'a self,
+        template: &'a [u8],
         f: F,
-        items: impl Iterator<Item = A>,
+        items: impl Iterator<Item = A> + 'a,
         chunksize: usize,
-        timeout: Option<Duration>,
-        deliver: Arc<Deliver>,
-    ) -> Result<usize>
+    ) -> impl FnMut() -> Option<(Result<Encoded>, usize)> + 'a
     where
-        F: Serialize + Copy,
+        F: Serialize + Copy + 'a,
         A: 'static,
     {
-        let template = task::head_template(tramp)?;
         let chunksize = chunksize.max(1);
-        let (declared, _) = items.size_hint();
         let mut items = items.peekable();
-        let next = || {
+        move || {
             items.peek()?;
             let built = self
                 .shared
-                .build_plain_chunk(&template, &f, chunksize, &mut items)
+                .build_plain_chunk(template, &f, chunksize, &mut items)
                 .unwrap_or_else(|| {
                     Err(Error::new(
                         ErrorKind::Serialization,
@@ -147,14 +137,14 @@ impl Pool {
                 // The chunk's items fail with the error, in their places.
                 Err(e) => (Err(e), items.by_ref().take(chunksize).count()),
             })
-        };
-        self.submit_batched(next, declared.div_ceil(chunksize), timeout, &deliver)
+        }
     }
 
     /// Submits the chunks `next` encodes (a record and its number of
-    /// items), in batches of [`BATCH_CHUNKS`] chunks or [`BATCH_ITEMS`]
-    /// items; `chunks` is how many are expected. Returns how many items
-    /// were submitted.
+    /// items) as they are encoded, in batches of [`BATCH_CHUNKS`] chunks or
+    /// [`BATCH_ITEMS`] items, so that the workers start on the first chunks
+    /// while the parent encodes the rest; `chunks` is how many are
+    /// expected. Returns how many items were submitted.
     fn submit_batched(
         &self,
         mut next: impl FnMut() -> Option<(Result<Encoded>, usize)>,
@@ -324,7 +314,7 @@ impl Pool {
     {
         self.check_running()?;
         let items = items.into_iter();
-        let tramp = task::tramp_chunk::<A, R>();
+        let template = task::head_template(&task::tramp_chunk::<A, R>())?;
         match items.size_hint() {
             // Plain numbers whose count is known: each chunk pulls its items
             // straight into its record (a range is never materialized). An
@@ -332,16 +322,18 @@ impl Pool {
             (n, Some(m)) if n == m && n > 0 && codec::is_plain::<A>() => {
                 let cs = chunksize.unwrap_or_else(|| auto_chunksize(n, self.processes()));
                 Pool::check_chunksize(cs)?;
+                let next = self.streamed_chunks(&template, f, items, cs);
                 self.gather(n, options, |deliver, timeout| {
-                    self.submit_streamed(&tramp, f, items, cs, timeout, deliver)
+                    self.submit_batched(next, n.div_ceil(cs), timeout, &deliver)
                 })
             }
             _ => {
                 let items: Vec<A> = items.collect();
                 let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
                 Pool::check_chunksize(cs)?;
+                let next = self.slice_chunks(&template, f, &items, cs);
                 self.gather(items.len(), options, |deliver, timeout| {
-                    self.submit_chunked(&tramp, f, &items, cs, timeout, deliver)
+                    self.submit_batched(next, items.len().div_ceil(cs), timeout, &deliver)
                 })
             }
         }
