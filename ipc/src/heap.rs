@@ -73,7 +73,7 @@ pub fn keep_bytes() -> usize {
 /// not 0; true if malloc took the values. Meant for processes multiproc
 /// owns: a pool worker calls it as it starts.
 pub fn apply(keep: usize) -> bool {
-    keep != 0 && crate::sys::heap::keep_freed(HEAP_BELOW.min(keep.max(1)), keep)
+    keep != 0 && crate::sys::heap::keep_freed(HEAP_BELOW.min(keep), keep)
 }
 
 #[cfg(test)]

@@ -192,17 +192,21 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
             }
             _ => finished = true,
         }
-        let in_arg = (kind == KIND_IN_ARG).then(|| in_arg_len(&rec[9..]));
-        let outcome = if kind == KIND_BLOCK {
-            let o = read_result_block(&w.view, &rec[9..]).map(Outcome::Block);
-            col.arena.truncate(start);
-            o
-        } else {
-            Ok(Outcome::Arena(start + 9..start + len))
+        // `None` for an outcome in the task's own argument block: its
+        // length, read here, and the block, taken from the task below.
+        let (outcome, in_arg) = match kind {
+            KIND_BLOCK => {
+                let o = read_result_block(&w.view, &rec[9..]).map(Outcome::Block);
+                col.arena.truncate(start);
+                (Some(o), None)
+            }
+            KIND_IN_ARG => {
+                let len = in_arg_len(&rec[9..]);
+                col.arena.truncate(start);
+                (None, len)
+            }
+            _ => (Some(Ok(Outcome::Arena(start + 9..start + len))), None),
         };
-        if in_arg.is_some() {
-            col.arena.truncate(start);
-        }
         // Results come back in dispatch order: the task is at the front.
         let pos = if w.outstanding.front().is_some_and(|p| p.id == id) {
             Some(0)
@@ -212,15 +216,15 @@ pub(crate) fn drain_worker(shared: &Shared, g: &mut Inner, wi: usize, col: &mut 
         w.timed = false;
         if let Some(p) = pos.and_then(|i| w.outstanding.remove(i)) {
             let block = p.block.and_then(|b| b.shm);
-            let outcome = match in_arg {
-                // Recycled once decoded.
-                Some(len) => in_arg_outcome(block, len),
-                None => {
+            let outcome = match outcome {
+                Some(outcome) => {
                     if let Some(b) = block.filter(|_| !kept) {
                         shared.recycle(b);
                     }
                     outcome
                 }
+                // Recycled once decoded.
+                None => in_arg_outcome(block, in_arg),
             };
             col.done.push((p.complete, outcome));
         }

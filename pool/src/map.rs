@@ -123,20 +123,16 @@ impl Pool {
         let mut items = items.peekable();
         move || {
             items.peek()?;
-            let built = self
-                .shared
-                .build_plain_chunk(template, &f, chunksize, &mut items)
-                .unwrap_or_else(|| {
-                    Err(Error::new(
-                        ErrorKind::Serialization,
-                        "the items are not plain numbers",
-                    ))
-                });
-            Some(match built {
-                Ok((record, n)) => (Ok(record), n),
-                // The chunk's items fail with the error, in their places.
-                Err(e) => (Err(e), items.by_ref().take(chunksize).count()),
-            })
+            Some(
+                match self
+                    .shared
+                    .build_plain_chunk(template, &f, chunksize, &mut items)
+                {
+                    Ok((record, n)) => (Ok(record), n),
+                    // The chunk's items fail with the error, in their places.
+                    Err(e) => (Err(e), items.by_ref().take(chunksize).count()),
+                },
+            )
         }
     }
 

@@ -331,6 +331,16 @@ pub(crate) fn check_state(g: &Inner) -> Result<()> {
     }
 }
 
+/// The record of a task whose body is the first `len` bytes of `block`:
+/// `[len u64][block name]` after the head.
+fn block_record(template: &[u8], id: u64, len: usize, block: &SharedMemory) -> Vec<u8> {
+    let name = block.name().as_bytes();
+    let mut rec = task::record_head(template, KIND_BLOCK, id, 8 + name.len());
+    rec.extend_from_slice(&(len as u64).to_le_bytes());
+    rec.extend_from_slice(name);
+    rec
+}
+
 /// The most bytes of task body that travel inline in a ring record.
 pub(crate) const INLINE_MAX: usize = worker::RING_CAP / 2 - 256;
 
@@ -425,9 +435,7 @@ impl Shared {
         let shared_bytes = EncodeScope::begin();
         let len = c.encoded_len(value)?;
         if len <= INLINE_MAX {
-            let mut rec = Vec::with_capacity(template.len() + len);
-            rec.extend_from_slice(template);
-            task::set_head(&mut rec, KIND_INLINE, id);
+            let mut rec = task::record_head(template, KIND_INLINE, id, len);
             c.encode_into(value, &mut rec)?;
             let fds = scope.finish()?;
             if !fds.is_empty() {
@@ -441,17 +449,13 @@ impl Shared {
         let mut w: &mut [u8] = block.as_mut_slice();
         c.encode_to_writer(value, &mut w)?;
         let fds = scope.finish()?;
-        let mut rec = Vec::with_capacity(template.len() + 8 + block.name().len());
-        rec.extend_from_slice(template);
-        task::set_head(&mut rec, KIND_BLOCK, id);
+        let mut rec = block_record(template, id, len, &block);
         if !fds.is_empty() {
             rec[0] |= KIND_FDS;
         }
         if shared_bytes.finish() {
             rec[0] |= KIND_IN_PLACE;
         }
-        rec.extend_from_slice(&(len as u64).to_le_bytes());
-        rec.extend_from_slice(block.name().as_bytes());
         let attached = Attached {
             shm: Some(block),
             fds,
@@ -463,58 +467,44 @@ impl Shared {
     /// `items`, for `f` (the body [`task::chunk_body`] makes of a slice of
     /// them), writing them straight into the record or its block: no
     /// vector of the items. Returns it with how many items it holds (fewer
-    /// than `n` only when the iterator ended); `None` if `A` is not a plain
-    /// number type.
+    /// than `n` only when the iterator ended).
+    ///
+    /// # Errors
+    ///
+    /// `Serialization` if `A` is not a plain number type or the chunk is
+    /// too large; as [`take_block`](Shared::take_block).
     pub(crate) fn build_plain_chunk<F: Serialize, A: 'static>(
         &self,
         template: &[u8],
         f: &F,
         n: usize,
         items: &mut impl Iterator<Item = A>,
-    ) -> Option<Result<(Encoded, usize)>> {
-        let len = match codec::plain_encoded_len::<F, A>(f, n)? {
-            Ok(len) => len,
-            Err(e) => return Some(Err(e.into())),
-        };
+    ) -> Result<(Encoded, usize)> {
+        let not_plain = || Error::new(ErrorKind::Serialization, "the items are not plain numbers");
+        let len = codec::plain_encoded_len::<F, A>(f, n).ok_or_else(not_plain)??;
         let max = codec::Codec::default().max_message();
         if len > max {
-            return Some(Err(codec::CodecError::TooLarge { size: len, max }.into()));
+            return Err(codec::CodecError::TooLarge { size: len, max }.into());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if len <= INLINE_MAX {
-            let mut rec = Vec::with_capacity(template.len() + len);
-            rec.extend_from_slice(template);
-            task::set_head(&mut rec, KIND_INLINE, id);
+            let mut rec = task::record_head(template, KIND_INLINE, id, len);
             let start = rec.len();
             rec.resize(start + len, 0);
-            return Some(
-                match codec::encode_plain_from_iter(f, n, items, &mut rec[start..])? {
-                    Ok((used, got)) => {
-                        rec.truncate(start + used);
-                        Ok(((id, rec, Attached::default()), got))
-                    }
-                    Err(e) => Err(e.into()),
-                },
-            );
+            let (used, got) = codec::encode_plain_from_iter(f, n, items, &mut rec[start..])
+                .ok_or_else(not_plain)??;
+            rec.truncate(start + used);
+            return Ok(((id, rec, Attached::default()), got));
         }
-        let mut block = match self.take_block(len) {
-            Ok(b) => b,
-            Err(e) => return Some(Err(e)),
-        };
-        let (used, got) = match codec::encode_plain_from_iter(f, n, items, block.as_mut_slice())? {
-            Ok(r) => r,
-            Err(e) => return Some(Err(e.into())),
-        };
-        let mut rec = Vec::with_capacity(template.len() + 8 + block.name().len());
-        rec.extend_from_slice(template);
-        task::set_head(&mut rec, KIND_BLOCK, id);
-        rec.extend_from_slice(&(used as u64).to_le_bytes());
-        rec.extend_from_slice(block.name().as_bytes());
+        let mut block = self.take_block(len)?;
+        let (used, got) = codec::encode_plain_from_iter(f, n, items, block.as_mut_slice())
+            .ok_or_else(not_plain)??;
+        let rec = block_record(template, id, used, &block);
         let attached = Attached {
             shm: Some(block),
             fds: Vec::new(),
         };
-        Some(Ok(((id, rec, attached), got)))
+        Ok(((id, rec, attached), got))
     }
 
     /// A spare block of at least `len` bytes, or a new one.

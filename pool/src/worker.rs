@@ -326,13 +326,12 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             release_blocks(&slot, &mut blocks, false);
             let kept = in_place.is_some_and(|block| kept_beyond_task(block, &mut attached));
             let flag = if kept { KIND_KEPT } else { 0 };
-            let in_arg = out.len() + 9 > slot.results.max_record()
-                && arg_block.is_some_and(|b| write_in_arg(b, &out, &mut attached));
-            let sent = if in_arg {
+            let large = out.len() + 9 > slot.results.max_record();
+            let sent = if large && arg_block.is_some_and(|b| write_in_arg(b, &out, &mut attached)) {
                 let len = out.len() as u64;
                 push_result(&slot, &parent, KIND_IN_ARG | flag, id, &len.to_le_bytes());
                 true
-            } else if out.len() + 9 > slot.results.max_record() {
+            } else if large {
                 block_seq += 1;
                 match write_block(&out, block_seq) {
                     Ok(shm) => {

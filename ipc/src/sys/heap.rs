@@ -6,12 +6,8 @@
 /// instead of giving it back to the system; false where malloc is not
 /// glibc's or refuses a value. Only system calls and malloc's own lock:
 /// safe in a forked child.
-pub(crate) fn keep_freed(below: usize, keep: usize) -> bool {
-    tune(below, keep)
-}
-
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune(below: usize, keep: usize) -> bool {
+pub(crate) fn keep_freed(below: usize, keep: usize) -> bool {
     let (Ok(below), Ok(keep)) = (libc::c_int::try_from(below), libc::c_int::try_from(keep)) else {
         return false;
     };
@@ -24,7 +20,8 @@ fn tune(below: usize, keep: usize) -> bool {
     mmap == 1 && trim == 1
 }
 
+/// Elsewhere malloc is not glibc's: nothing to tune.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune(_below: usize, _keep: usize) -> bool {
+pub(crate) fn keep_freed(_below: usize, _keep: usize) -> bool {
     false
 }
