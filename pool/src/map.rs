@@ -458,11 +458,7 @@ impl Pool {
                         g.received += n;
                         g.done()
                     };
-                    if let Some(res) = done {
-                        if let Some(f) = lock(&finish).take() {
-                            f(res);
-                        }
-                    }
+                    finish_once(&finish, done);
                 },
             )
         };
@@ -473,12 +469,18 @@ impl Pool {
             g.expected = Some(submitted);
             g.done()
         };
-        if let Some(res) = done {
-            if let Some(f) = lock(&finish).take() {
-                f(res);
-            }
-        }
+        finish_once(&finish, done);
         Ok(AsyncResult::from_cell(cell, None))
+    }
+}
+
+/// Runs `finish` with the map's result, if there is one now (outside the
+/// gather's lock: it runs the user's callbacks), and only once.
+fn finish_once<T, F: FnOnce(T)>(finish: &Mutex<Option<F>>, res: Option<T>) {
+    if let Some(res) = res {
+        if let Some(f) = lock(finish).take() {
+            f(res);
+        }
     }
 }
 
