@@ -407,6 +407,12 @@ impl Pool {
             progress,
         } = options;
         progress.start(1);
+        let id = encoded.0;
+        if callback.is_none() && error_callback.is_none() && !progress.is_on() {
+            // Only decoding and resolving: the cell itself completes the task.
+            self.submit(encoded, timeout, Completion::resolve(c))?;
+            return Ok(AsyncResult::from_cell(cell, Some(id)));
+        }
         // Only a task with a callback needs the counter: cloning it for
         // every task would bounce its reference count between the
         // submitting thread and the result thread.
@@ -432,7 +438,6 @@ impl Pool {
             }
             c.resolve(res);
         });
-        let id = encoded.0;
         self.submit(encoded, timeout, complete)?;
         Ok(AsyncResult::from_cell(cell, Some(id)))
     }

@@ -11,8 +11,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::{Error, ErrorKind, Result};
+use serde::de::DeserializeOwned;
 
 use crate::ring::spin_until;
+use crate::shared::{Counters, Resolve};
+use crate::task;
 
 /// How long a blocking wait spins (collecting results) before it sleeps:
 /// a few wake-ups' worth, so that a worker that has just gone to sleep can
@@ -84,11 +87,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Runs a done callback on `value` (a value already taken by `get` reads
 /// as an error); a panic in it is contained.
-fn run_done_callback<R>(f: DoneCallback<R>, value: Option<&Result<R>>) {
+fn run_done_callback<R>(f: DoneCallback<R>, value: Option<std::result::Result<&R, &Error>>) {
     let taken;
     let arg = match value {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(e)) => Err(e),
+        Some(v) => v,
         None => {
             taken = Error::new(
                 ErrorKind::InvalidArgument,
@@ -104,14 +106,39 @@ fn run_done_callback<R>(f: DoneCallback<R>, value: Option<&Result<R>>) {
 pub(crate) type DoneCallback<R> = Box<dyn FnOnce(std::result::Result<&R, &Error>) + Send>;
 
 struct Slot<R> {
-    value: Option<Result<R>>,
+    /// The outcome, its error boxed: a pending cell of a small value stays
+    /// small (a pool holds one per task in flight, and a burst of
+    /// submissions touches fresh memory for each).
+    value: Option<std::result::Result<R, Box<Error>>>,
     successful: Option<bool>,
     /// The kind of the error it resolved to.
     failure: Option<ErrorKind>,
+    /// Threads blocked on the condition variable (notify only if any).
+    sleepers: u32,
+    /// Done callbacks and an async waker, which few results have.
+    waiting: Option<Box<Waiting<R>>>,
+}
+
+/// Who else waits for a result: done callbacks and an async task's waker.
+struct Waiting<R> {
     callbacks: Vec<DoneCallback<R>>,
     waker: Option<Waker>,
-    /// Threads blocked on the condition variable (notify only if any).
-    sleepers: usize,
+}
+
+impl<R> Slot<R> {
+    fn waiting(&mut self) -> &mut Waiting<R> {
+        self.waiting.get_or_insert_with(|| {
+            Box::new(Waiting {
+                callbacks: Vec::new(),
+                waker: None,
+            })
+        })
+    }
+
+    /// The outcome, as `Result<&R>` with the error unboxed.
+    fn outcome(&self) -> Option<std::result::Result<&R, &Error>> {
+        self.value.as_ref().map(|v| v.as_ref().map_err(|e| &**e))
+    }
 }
 
 /// The shared state behind an [`AsyncResult`].
@@ -131,9 +158,8 @@ impl<R> Cell<R> {
                 value: None,
                 successful: None,
                 failure: None,
-                callbacks: Vec::new(),
-                waker: None,
                 sleepers: 0,
+                waiting: None,
             }),
             cond: Condvar::new(),
         })
@@ -148,13 +174,15 @@ impl<R> Cell<R> {
             }
             s.successful = Some(value.is_ok());
             s.failure = value.as_ref().err().map(Error::kind);
-            s.value = Some(value);
+            s.value = Some(value.map_err(Box::new));
             self.ready.store(true, Ordering::Release);
             // Done callbacks run before any waiter can take the value.
-            for f in std::mem::take(&mut s.callbacks) {
-                run_done_callback(f, s.value.as_ref());
+            let waiting = s.waiting.take();
+            let (callbacks, waker) = waiting.map_or((Vec::new(), None), |w| (w.callbacks, w.waker));
+            for f in callbacks {
+                run_done_callback(f, s.outcome());
             }
-            (s.waker.take(), s.sleepers)
+            (waker, s.sleepers)
         };
         if sleepers > 0 {
             self.cond.notify_all();
@@ -172,9 +200,9 @@ impl<R> Cell<R> {
     pub(crate) fn on_done(&self, f: DoneCallback<R>) {
         let mut s = lock(&self.slot);
         if s.successful.is_some() {
-            run_done_callback(f, s.value.as_ref());
+            run_done_callback(f, s.outcome());
         } else {
-            s.callbacks.push(f);
+            s.waiting().callbacks.push(f);
         }
     }
 
@@ -187,7 +215,7 @@ impl<R> Cell<R> {
     /// not taken.
     pub(crate) fn error(&self) -> Option<Error> {
         match &lock(&self.slot).value {
-            Some(Err(e)) => Some(e.clone()),
+            Some(Err(e)) => Some(Error::clone(e)),
             _ => None,
         }
     }
@@ -226,12 +254,21 @@ impl<R> Cell<R> {
     }
 
     pub(crate) fn take(&self) -> Result<R> {
-        lock(&self.slot).value.take().unwrap_or_else(|| {
-            Err(Error::new(
+        match lock(&self.slot).value.take() {
+            Some(v) => v.map_err(|e| *e),
+            None => Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "the result was already taken by an earlier get",
-            ))
-        })
+            )),
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send> Resolve for Cell<R> {
+    fn resolve_outcome(&self, outcome: Result<&[u8]>, stats: &Counters) {
+        let res = outcome.and_then(task::decode_one::<R>);
+        stats.count(res.is_ok());
+        self.resolve(res);
     }
 }
 
@@ -432,7 +469,7 @@ impl<R> Future for AsyncResult<R> {
             drop(s);
             return Poll::Ready(self.cell.take());
         }
-        s.waker = Some(cx.waker().clone());
+        s.waiting().waker = Some(cx.waker().clone());
         Poll::Pending
     }
 }
@@ -541,5 +578,58 @@ impl<R> Stream<R> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_cell_of_a_small_value_stays_small() {
+        // One per task in flight, each in fresh memory during a burst of
+        // submissions: the error and the rare waiters are boxed.
+        assert!(std::mem::size_of::<Cell<u64>>() <= 64);
+    }
+
+    #[test]
+    fn a_cell_keeps_its_error_and_runs_callbacks_added_before_and_after() {
+        let cell = Cell::<u64>::new(None);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        cell.on_done(Box::new(move |r| {
+            lock(&s).push(r.map_err(|e| e.kind()).copied())
+        }));
+        cell.resolve(Err(Error::new(ErrorKind::WorkerLost, "gone")));
+        cell.resolve(Ok(5));
+        let s = Arc::clone(&seen);
+        cell.on_done(Box::new(move |r| {
+            lock(&s).push(r.map_err(|e| e.kind()).copied())
+        }));
+        assert_eq!(
+            *lock(&seen),
+            vec![Err(ErrorKind::WorkerLost), Err(ErrorKind::WorkerLost)]
+        );
+        assert_eq!(cell.failure(), Some(ErrorKind::WorkerLost));
+        assert_eq!(cell.error().map(|e| e.kind()), Some(ErrorKind::WorkerLost));
+        assert_eq!(cell.take().unwrap_err().kind(), ErrorKind::WorkerLost);
+        assert_eq!(cell.take().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn the_cell_completion_decodes_counts_and_resolves() {
+        let cell = Cell::<u64>::new(None);
+        let stats = Counters::default();
+        let bytes = multiproc_ipc::codec::encode(&task::ItemOutcome::<u64>::Ok(42)).unwrap();
+        crate::shared::Completion::resolve(Arc::clone(&cell) as Arc<dyn Resolve>)
+            .complete(Ok(&bytes), &stats);
+        assert_eq!(cell.take().unwrap(), 42);
+        assert_eq!(stats.completed.load(Ordering::Relaxed), 1);
+        // Dropped without running (a pool torn down): NotRunning, not a hang.
+        let cell = Cell::<u64>::new(None);
+        drop(crate::shared::Completion::resolve(
+            Arc::clone(&cell) as Arc<dyn Resolve>
+        ));
+        assert_eq!(cell.take().unwrap_err().kind(), ErrorKind::NotRunning);
     }
 }

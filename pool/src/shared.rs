@@ -54,11 +54,40 @@ pub(crate) struct Completion(Option<OnOutcome>);
 
 /// Runs on a task's outcome, and counts it in the pool's totals before it
 /// resolves anything (a caller woken by the result sees it counted).
-type OnOutcome = Box<dyn FnOnce(Result<&[u8]>, &Counters) + Send>;
+enum OnOutcome {
+    /// Any work: callbacks, progress, a map's gathering.
+    Run(RunOutcome),
+    /// Only decode the outcome into a result cell, the commonest case (a
+    /// plain `apply_async`): the cell is the completion, so the task needs
+    /// no allocation of its own for it.
+    Resolve(Arc<dyn Resolve>),
+}
+
+type RunOutcome = Box<dyn FnOnce(Result<&[u8]>, &Counters) + Send>;
+
+/// A result cell that decodes a task's outcome bytes itself.
+pub(crate) trait Resolve: Send + Sync {
+    /// Decodes `outcome`, counts it in `stats`, and resolves the cell.
+    fn resolve_outcome(&self, outcome: Result<&[u8]>, stats: &Counters);
+}
+
+impl OnOutcome {
+    fn run(self, outcome: Result<&[u8]>, stats: &Counters) {
+        match self {
+            OnOutcome::Run(f) => f(outcome, stats),
+            OnOutcome::Resolve(cell) => cell.resolve_outcome(outcome, stats),
+        }
+    }
+}
 
 impl Completion {
     pub(crate) fn new(f: impl FnOnce(Result<&[u8]>, &Counters) + Send + 'static) -> Completion {
-        Completion(Some(Box::new(f)))
+        Completion(Some(OnOutcome::Run(Box::new(f))))
+    }
+
+    /// A completion that only resolves `cell` with the decoded outcome.
+    pub(crate) fn resolve(cell: Arc<dyn Resolve>) -> Completion {
+        Completion(Some(OnOutcome::Resolve(cell)))
     }
 
     /// A completion that does nothing (left behind by one already run).
@@ -69,7 +98,7 @@ impl Completion {
     /// Runs the completion with the task's outcome; it counts it in `stats`.
     pub(crate) fn complete(mut self, outcome: Result<&[u8]>, stats: &Counters) {
         if let Some(f) = self.0.take() {
-            f(outcome, stats);
+            f.run(outcome, stats);
         }
     }
 }
@@ -79,7 +108,7 @@ impl Drop for Completion {
         if let Some(f) = self.0.take() {
             // Only a pool being torn down drops a completion: nobody reads
             // its totals any more.
-            f(Err(terminated()), &Counters::default());
+            f.run(Err(terminated()), &Counters::default());
         }
     }
 }
