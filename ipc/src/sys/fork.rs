@@ -317,10 +317,46 @@ fn tree_key() -> u64 {
     }
 }
 
+/// A tag of `F`'s exact type, the same in every process of the fork tree.
+/// A fold of what the `TypeId` hashes, not a keyed hash: the tag tells
+/// types apart (the tree key is the secret), and it is computed for every
+/// task sent and received.
 fn type_tag<F: 'static>() -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = Fold(0);
     std::any::TypeId::of::<F>().hash(&mut h);
     h.finish()
+}
+
+/// A cheap deterministic hasher: mixes in each word written.
+struct Fold(u64);
+
+impl Fold {
+    fn mix(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(23) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl Hasher for Fold {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u64(&mut self, w: u64) {
+        self.mix(w);
+    }
+
+    fn write_u128(&mut self, w: u128) {
+        self.mix(w as u64);
+        self.mix((w >> 64) as u64);
+    }
 }
 
 /// The entry of a zygote child: `(main address, encoded argument, fds) -> exit code`.
@@ -415,6 +451,25 @@ impl FnAddr {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn type_tags_tell_fn_types_apart_and_are_stable() {
+        use super::type_tag;
+        let tags = [
+            type_tag::<fn(u64) -> u64>(),
+            type_tag::<fn(u32) -> u64>(),
+            type_tag::<fn(u64) -> u32>(),
+            type_tag::<fn(String) -> u64>(),
+            type_tag::<fn((u64, u64)) -> u64>(),
+            type_tag::<fn()>(),
+        ];
+        for (i, a) in tags.iter().enumerate() {
+            for b in &tags[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(tags[0], type_tag::<fn(u64) -> u64>());
+    }
+
     #[test]
     fn exit_hooks_register_once_each_and_are_bounded() {
         use std::sync::atomic::Ordering;
