@@ -35,7 +35,9 @@ use std::fmt;
 use bincode::config;
 
 mod plain;
-pub use plain::{encode_plain_from_iter, is_plain, plain_encoded_len, PlainSlice, PlainVec};
+pub use plain::{
+    encode_plain_from_iter, is_plain, plain_encoded_len, PlainHead, PlainSlice, PlainVec,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

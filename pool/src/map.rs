@@ -57,7 +57,6 @@ impl Shared {
                 return Ok(());
             }
             for (first, body, n) in chunks {
-                let d = Arc::clone(deliver);
                 let (id, record, block) = match body {
                     Ok(b) => b,
                     Err(e) => {
@@ -65,9 +64,7 @@ impl Shared {
                         continue;
                     }
                 };
-                let complete = Completion::new(move |outcome: Result<&[u8]>, stats: &Counters| {
-                    d(first, n, outcome, stats);
-                });
+                let complete = Completion::chunk(Arc::clone(deliver), first, n);
                 g.backlog
                     .push_back(Pending::new(id, record, block, timeout, complete));
                 self.counters.submitted.fetch_add(1, Ordering::Relaxed);
@@ -121,18 +118,27 @@ impl Pool {
     {
         let chunksize = chunksize.max(1);
         let mut items = items.peekable();
+        // The function is encoded once, for every chunk.
+        let head = codec::PlainHead::<A>::new(&f).map_or_else(
+            || {
+                Err(Error::new(
+                    ErrorKind::Serialization,
+                    "the items are not plain numbers",
+                ))
+            },
+            |h| h.map_err(Error::from),
+        );
         move || {
             items.peek()?;
-            Some(
-                match self
-                    .shared
-                    .build_plain_chunk(template, &f, chunksize, &mut items)
-                {
-                    Ok((record, n)) => (Ok(record), n),
-                    // The chunk's items fail with the error, in their places.
-                    Err(e) => (Err(e), items.by_ref().take(chunksize).count()),
-                },
-            )
+            let built = head.as_ref().map_err(Error::clone).and_then(|head| {
+                self.shared
+                    .build_plain_chunk(template, head, chunksize, &mut items)
+            });
+            Some(match built {
+                Ok((record, n)) => (Ok(record), n),
+                // The chunk's items fail with the error, in their places.
+                Err(e) => (Err(e), items.by_ref().take(chunksize).count()),
+            })
         }
     }
 

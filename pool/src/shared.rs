@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::builder::Config;
 use crate::collector::{pump, Collected};
+use crate::map::Deliver;
 use crate::result::Help;
 use crate::ring::Bell;
 use crate::supervisor::Event;
@@ -61,6 +62,9 @@ enum OnOutcome {
     /// plain `apply_async`): the cell is the completion, so the task needs
     /// no allocation of its own for it.
     Resolve(Arc<dyn Resolve>),
+    /// Hand a map chunk's outcome to its map: `deliver(first, n, ..)` for
+    /// the chunk of `n` items from index `first` (no allocation per chunk).
+    Chunk(Arc<Deliver>, usize, usize),
 }
 
 type RunOutcome = Box<dyn FnOnce(Result<&[u8]>, &Counters) + Send>;
@@ -76,6 +80,7 @@ impl OnOutcome {
         match self {
             OnOutcome::Run(f) => f(outcome, stats),
             OnOutcome::Resolve(cell) => cell.resolve_outcome(outcome, stats),
+            OnOutcome::Chunk(deliver, first, n) => deliver(first, n, outcome, stats),
         }
     }
 }
@@ -88,6 +93,11 @@ impl Completion {
     /// A completion that only resolves `cell` with the decoded outcome.
     pub(crate) fn resolve(cell: Arc<dyn Resolve>) -> Completion {
         Completion(Some(OnOutcome::Resolve(cell)))
+    }
+
+    /// A completion that hands a map chunk's outcome to `deliver`.
+    pub(crate) fn chunk(deliver: Arc<Deliver>, first: usize, n: usize) -> Completion {
+        Completion(Some(OnOutcome::Chunk(deliver, first, n)))
     }
 
     /// A completion that does nothing (left behind by one already run).
@@ -493,24 +503,24 @@ impl Shared {
     }
 
     /// Builds the record of a chunk of up to `n` plain numbers pulled from
-    /// `items`, for `f` (the body [`task::chunk_body`] makes of a slice of
-    /// them), writing them straight into the record or its block: no
-    /// vector of the items. Returns it with how many items it holds (fewer
-    /// than `n` only when the iterator ended).
+    /// `items`, after `head` (the function, encoded once per map: the body
+    /// [`task::chunk_body`] makes of a slice of them), writing them straight
+    /// into the record or its block: no vector of the items. Returns it
+    /// with how many items it holds (fewer than `n` only when the iterator
+    /// ended).
     ///
     /// # Errors
     ///
-    /// `Serialization` if `A` is not a plain number type or the chunk is
-    /// too large; as [`take_block`](Shared::take_block).
-    pub(crate) fn build_plain_chunk<F: Serialize, A: 'static>(
+    /// `Serialization` if the chunk is too large; as
+    /// [`take_block`](Shared::take_block).
+    pub(crate) fn build_plain_chunk<A: 'static>(
         &self,
         template: &[u8],
-        f: &F,
+        head: &codec::PlainHead<A>,
         n: usize,
         items: &mut impl Iterator<Item = A>,
     ) -> Result<(Encoded, usize)> {
-        let not_plain = || Error::new(ErrorKind::Serialization, "the items are not plain numbers");
-        let len = codec::plain_encoded_len::<F, A>(f, n).ok_or_else(not_plain)??;
+        let len = head.encoded_len(n);
         let max = codec::Codec::default().max_message();
         if len > max {
             return Err(codec::CodecError::TooLarge { size: len, max }.into());
@@ -520,14 +530,12 @@ impl Shared {
             let mut rec = task::record_head(template, KIND_INLINE, id, len);
             let start = rec.len();
             rec.resize(start + len, 0);
-            let (used, got) = codec::encode_plain_from_iter(f, n, items, &mut rec[start..])
-                .ok_or_else(not_plain)??;
+            let (used, got) = head.encode_from_iter(n, items, &mut rec[start..])?;
             rec.truncate(start + used);
             return Ok(((id, rec, Attached::default()), got));
         }
         let mut block = self.take_block(len)?;
-        let (used, got) = codec::encode_plain_from_iter(f, n, items, block.as_mut_slice())
-            .ok_or_else(not_plain)??;
+        let (used, got) = head.encode_from_iter(n, items, block.as_mut_slice())?;
         let rec = block_record(template, id, used, &block);
         let attached = Attached {
             shm: Some(block),

@@ -132,7 +132,8 @@ pub fn is_plain<T: 'static>() -> bool {
 /// and the number of items it holds, or `None` if `T` is not a plain
 /// number type (collect the items and encode a [`PlainSlice`] then).
 /// `out` must be at least [`plain_encoded_len`]`::<H, T>(head, n)` bytes
-/// long.
+/// long. For many encodings with one head, [`PlainHead`] encodes the head
+/// once.
 ///
 /// # Errors
 ///
@@ -157,32 +158,7 @@ pub fn encode_plain_from_iter<H: Serialize + ?Sized, T: 'static>(
     items: &mut impl Iterator<Item = T>,
     out: &mut [u8],
 ) -> Option<Result<(usize, usize), CodecError>> {
-    let size = std::mem::size_of::<T>();
-    let prefix = match plain_prefix::<H, T>(head, n)? {
-        Ok(p) => p,
-        Err(e) => return Some(Err(e)),
-    };
-    let end = prefix.len() + n.saturating_mul(size);
-    let Some(room) = out.get_mut(..end) else {
-        return Some(Err(CodecError::Encode(format!(
-            "{} bytes of room for a {end}-byte encoding",
-            out.len()
-        ))));
-    };
-    room[..prefix.len()].copy_from_slice(&prefix);
-    let got = plain::write_from_iter(&mut room[prefix.len()..], items)?;
-    if got == n {
-        return Some(Ok((end, n)));
-    }
-    // Fewer items: a shorter length, and the items moved up behind it.
-    let short = match plain_prefix::<H, T>(head, got)? {
-        Ok(p) => p,
-        Err(e) => return Some(Err(e)),
-    };
-    let bytes = got * size;
-    room.copy_within(prefix.len()..prefix.len() + bytes, short.len());
-    room[..short.len()].copy_from_slice(&short);
-    Some(Ok((short.len() + bytes, got)))
+    Some(PlainHead::<T>::new(head)?.and_then(|h| h.encode_from_iter(n, items, out)))
 }
 
 /// The length of the encoding of `(head, PlainSlice(&items))` for `n`
@@ -196,28 +172,113 @@ pub fn plain_encoded_len<H: Serialize + ?Sized, T: 'static>(
     head: &H,
     n: usize,
 ) -> Option<Result<usize, CodecError>> {
-    let size = std::mem::size_of::<T>();
-    plain_prefix::<H, T>(head, n).map(|p| p.map(|p| p.len() + n.saturating_mul(size)))
+    Some(PlainHead::<T>::new(head)?.map(|h| h.encoded_len(n)))
 }
 
-/// The encoding of `head`, then of the length of a block of `n` `T`s (how
-/// bincode prefixes a byte string: the length as a `u64`).
-fn plain_prefix<H: Serialize + ?Sized, T: 'static>(
-    head: &H,
-    n: usize,
-) -> Option<Result<Vec<u8>, CodecError>> {
-    if !plain::is_plain::<T>() {
-        return None;
+/// The encoded head of many encodings of `(head, PlainSlice(&items))`
+/// with one head and plain numbers of type `T` pulled from an iterator (a
+/// map's chunks: the function, then the items): the head is encoded once,
+/// each encoding copies it.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::codec::{self, PlainHead, PlainSlice};
+///
+/// let head = PlainHead::<u32>::new(&("f", 7u8)).unwrap().unwrap();
+/// let mut items = 0u32..10;
+/// let mut chunks = Vec::new();
+/// // Chunks of four: the last one holds the two items left.
+/// for _ in 0..3 {
+///     let mut out = vec![0u8; head.encoded_len(4)];
+///     let (used, n) = head.encode_from_iter(4, &mut items, &mut out).unwrap();
+///     assert_eq!(&out[..used], codec::encode(&(("f", 7u8), PlainSlice(&(0..10u32).skip(4 * chunks.len()).take(n).collect::<Vec<_>>()))).unwrap());
+///     chunks.push(n);
+/// }
+/// assert_eq!(chunks, [4, 4, 2]);
+/// assert!(PlainHead::<String>::new(&"f").is_none());
+/// ```
+pub struct PlainHead<T> {
+    head: Vec<u8>,
+    _items: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> PlainHead<T> {
+    /// Encodes `head`; `None` if `T` is not a plain number type.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::Encode`] if `head` does not encode.
+    pub fn new<H: Serialize + ?Sized>(head: &H) -> Option<Result<PlainHead<T>, CodecError>> {
+        if !plain::is_plain::<T>() {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(32);
+        Some(
+            super::Codec::default()
+                .encode_into(head, &mut bytes)
+                .map(|_| PlainHead {
+                    head: bytes,
+                    _items: PhantomData,
+                }),
+        )
     }
-    let bytes = n.saturating_mul(std::mem::size_of::<T>()) as u64;
-    let mut prefix = Vec::with_capacity(32);
-    let codec = super::Codec::default();
-    Some(
-        codec
-            .encode_into(head, &mut prefix)
-            .and_then(|_| codec.encode_into(&bytes, &mut prefix))
-            .map(|_| prefix),
-    )
+
+    /// The length of the encoding with `n` items.
+    pub fn encoded_len(&self, n: usize) -> usize {
+        let (_, len_len) = Self::len_prefix(n);
+        self.head.len() + len_len + n.saturating_mul(std::mem::size_of::<T>())
+    }
+
+    /// The block length of `n` items as bincode prefixes a byte string (a
+    /// `u64` varint), in at most 9 bytes.
+    fn len_prefix(n: usize) -> ([u8; 9], usize) {
+        let bytes = n.saturating_mul(std::mem::size_of::<T>()) as u64;
+        let mut buf = [0u8; 9];
+        // A u64 varint takes at most 9 bytes: this cannot fail.
+        let used = bincode::serde::encode_into_slice(bytes, &mut buf, base_config()).unwrap_or(0);
+        (buf, used)
+    }
+
+    /// As [`encode_plain_from_iter`], with this head: writes up to `n`
+    /// items pulled from `items` into `out`, which must be at least
+    /// [`encoded_len`](PlainHead::encoded_len)`(n)` bytes long; returns the
+    /// encoding's length and the number of items it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::Encode`] if `out` is too short (nothing pulled then).
+    pub fn encode_from_iter(
+        &self,
+        n: usize,
+        items: &mut impl Iterator<Item = T>,
+        out: &mut [u8],
+    ) -> Result<(usize, usize), CodecError> {
+        let size = std::mem::size_of::<T>();
+        let (len, len_len) = Self::len_prefix(n);
+        let prefix = self.head.len() + len_len;
+        let end = prefix + n.saturating_mul(size);
+        let Some(room) = out.get_mut(..end) else {
+            return Err(CodecError::Encode(format!(
+                "{} bytes of room for a {end}-byte encoding",
+                out.len()
+            )));
+        };
+        room[..self.head.len()].copy_from_slice(&self.head);
+        room[self.head.len()..prefix].copy_from_slice(&len[..len_len]);
+        let got = plain::write_from_iter(&mut room[prefix..], items)
+            .ok_or_else(|| CodecError::Encode("the items are not plain numbers".to_string()))?;
+        if got == n {
+            return Ok((end, n));
+        }
+        // Fewer items: a shorter length, and the items moved up behind it.
+        let (short, short_len) = Self::len_prefix(got);
+        let bytes = got * size;
+        let at = self.head.len() + short_len;
+        room.copy_within(prefix..prefix + bytes, at);
+        room[self.head.len()..at].copy_from_slice(&short[..short_len]);
+        Ok((at + bytes, got))
+    }
 }
 
 /// Turns a block of bytes into the plain `T`s it holds.
