@@ -73,8 +73,9 @@ impl Collected {
     }
 }
 
-/// Moves backlog tasks into worker rings: least-loaded worker first, tasks
-/// with a timeout only to idle workers; publishes each ring once (batching).
+/// Moves backlog tasks into worker rings: least-loaded worker first (an
+/// awake one of equally loaded ones), tasks with a timeout only to idle
+/// workers; publishes each ring once (batching).
 pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
     let mut new_deadline = false;
     let Inner {
@@ -86,7 +87,10 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
             .iter()
             .enumerate()
             .filter(|(_, w)| w.accepts(&shared.config, needs_idle))
-            .min_by_key(|(_, w)| w.outstanding.len())
+            // Of equally loaded workers, one that is awake (waking a
+            // sleeping one costs the submitting thread a system call and
+            // the worker a wake-up).
+            .min_by_key(|(_, w)| (w.outstanding.len(), w.view.bell.sleeping()))
             .map(|(i, _)| i);
         let Some(wi) = best else { break };
         let w = &mut workers[wi];

@@ -66,6 +66,13 @@ impl Bell {
         }
     }
 
+    /// True if the consumer announced that it sleeps (a ring would cost a
+    /// wake-up).
+    #[inline]
+    pub(crate) fn sleeping(&self) -> bool {
+        self.word().load(Ordering::Relaxed) != 0
+    }
+
     /// Wakes the sleeper unconditionally (for in-process events).
     pub(crate) fn ring_always(&self) {
         let w = self.word();
