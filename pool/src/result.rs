@@ -484,6 +484,10 @@ struct StreamState<R> {
     queue: VecDeque<Vec<Result<R>>>,
     /// Ordered: the first index not yet handed to the iterator.
     next: usize,
+    /// Threads blocked on the condition variable: a delivery notifies only
+    /// if there are any (a notification is a system call even with no
+    /// waiter, paid once per chunk otherwise).
+    sleepers: u32,
 }
 
 /// The shared state behind an `imap` iterator: whole chunks are handed
@@ -505,6 +509,7 @@ impl<R> Stream<R> {
                 by_index: BTreeMap::new(),
                 queue: VecDeque::new(),
                 next: 0,
+                sleepers: 0,
             }),
             cond: Condvar::new(),
         })
@@ -512,7 +517,7 @@ impl<R> Stream<R> {
 
     /// Delivers the results of items `first..first + values.len()`.
     pub(crate) fn deliver(&self, first: usize, values: Vec<Result<R>>) {
-        {
+        let sleepers = {
             let mut s = lock(&self.state);
             if s.ordered {
                 s.by_index.insert(first, values);
@@ -520,8 +525,11 @@ impl<R> Stream<R> {
                 s.queue.push_back(values);
             }
             self.available.store(true, Ordering::Release);
+            s.sleepers
+        };
+        if sleepers > 0 {
+            self.cond.notify_all();
         }
-        self.cond.notify_all();
     }
 
     fn try_take(s: &mut StreamState<R>) -> Option<Vec<Result<R>>> {
@@ -563,11 +571,13 @@ impl<R> Stream<R> {
                 s = lock(&self.state);
                 continue;
             }
+            s.sleepers += 1;
             match deadline {
                 None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        s.sleepers -= 1;
                         return Err(Error::timeout("no result arrived in time"));
                     }
                     s = self
@@ -577,6 +587,7 @@ impl<R> Stream<R> {
                         .0;
                 }
             }
+            s.sleepers -= 1;
         }
     }
 }
@@ -584,6 +595,39 @@ impl<R> Stream<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_wakes_a_sleeping_reader_and_keeps_track_of_timed_out_ones() {
+        let stream = Stream::<u64>::new(false, None);
+        // Nobody there: nothing to wake, and a reader that gives up leaves
+        // no sleeper counted.
+        stream.deliver(0, vec![Ok(1)]);
+        assert_eq!(stream.next_chunk(None).unwrap().len(), 1);
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(stream.next_chunk(Some(soon)).unwrap_err().is_timeout());
+        assert_eq!(lock(&stream.state).sleepers, 0);
+        // A reader asleep (past its spin) is woken by the next delivery.
+        let s = Arc::clone(&stream);
+        let reader = std::thread::spawn(move || {
+            s.next_chunk(Some(Instant::now() + Duration::from_secs(10)))
+        });
+        while lock(&stream.state).sleepers == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let sent = Instant::now();
+        stream.deliver(1, vec![Ok(2), Ok(3)]);
+        let got = reader.join().unwrap().unwrap();
+        assert_eq!(
+            got.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            sent.elapsed()
+        );
+        assert_eq!(lock(&stream.state).sleepers, 0);
+    }
 
     #[test]
     fn a_pending_cell_of_a_small_value_stays_small() {
