@@ -8,13 +8,6 @@
 //! payloads travel in their own shared-memory blocks), so a producer never
 //! waits in the middle of a record.
 //!
-//! A producer that finds the ring empty past its first [`REWIND`] bytes
-//! writes a skip mark (the length [`SKIP`]) and goes on from the start of
-//! the data area, and the consumer follows it there. While the consumer
-//! keeps up, the ring then cycles through its first pages only: they stay
-//! mapped and cached, instead of each pass through a megabyte-sized ring
-//! faulting in and evicting fresh pages on both sides.
-//!
 //! Waiting is adaptive: spin for a budget (a blocking wake-up costs ~25 µs on
 //! a VM, so spinning for about that long is cheaper whenever the peer answers
 //! within it), then park on a shared futex [`Bell`]. A consumer announces
@@ -32,12 +25,6 @@ use multiproc_ipc::shm::ShmRegion;
 
 /// Bytes of a record's length prefix.
 const LEN: usize = 4;
-/// The length prefix of a skip mark: the next record is at the start of
-/// the data area.
-const SKIP: u32 = u32::MAX;
-/// How far into the data area a producer goes before it looks whether the
-/// ring is empty, to go back to its start.
-pub(crate) const REWIND: usize = 64 << 10;
 
 /// A futex word consumers park on and producers ring.
 #[derive(Clone)]
@@ -200,19 +187,6 @@ impl Ring {
         if len > self.max_record() {
             return false;
         }
-        let at = (*staged as usize) & (self.cap - 1);
-        // Past the first pages, and the record fits before the end: go back
-        // to the start if the consumer has read everything (its head is
-        // then at `staged`). The skip mark takes the last bytes of this
-        // pass, and the record must fit between the start and `staged`.
-        if at >= REWIND && self.cap - at >= LEN && len + LEN <= at {
-            let head = self.head().load(Ordering::Acquire);
-            self.cached_head.store(head, Ordering::Relaxed);
-            if head == *staged {
-                self.write_wrapped(*staged, &SKIP.to_le_bytes());
-                *staged = next_pass(*staged, self.cap);
-            }
-        }
         let fits = |head: u64| {
             let used = staged.wrapping_sub(head) as usize;
             used <= self.cap && self.cap - used >= len + LEN
@@ -258,27 +232,13 @@ impl Ring {
     /// [`pop`](Ring::pop)). Lets a consumer gather many records in one
     /// buffer without an allocation per record.
     pub(crate) fn pop_append(&self, buf: &mut Vec<u8>) -> Option<usize> {
-        let mut head = self.head().load(Ordering::Relaxed);
+        let head = self.head().load(Ordering::Relaxed);
         let tail = self.tail().load(Ordering::Acquire);
         if head == tail {
             return None;
         }
         let mut len = [0u8; LEN];
         self.read_wrapped(head, &mut len);
-        if u32::from_le_bytes(len) == SKIP {
-            // The producer went back to the start of the data area.
-            let next = next_pass(head, self.cap);
-            if next.wrapping_sub(head) > tail.wrapping_sub(head) {
-                self.head().store(tail, Ordering::Release);
-                return None;
-            }
-            head = next;
-            self.head().store(head, Ordering::Release);
-            if head == tail {
-                return None;
-            }
-            self.read_wrapped(head, &mut len);
-        }
         let len = u32::from_le_bytes(len) as usize;
         let avail = tail.wrapping_sub(head) as usize;
         if len + LEN > avail || len > self.max_record() {
@@ -292,12 +252,6 @@ impl Ring {
             .store(head.wrapping_add((len + LEN) as u64), Ordering::Release);
         Some(len)
     }
-}
-
-/// The position where the pass after the one `pos` is in starts (the
-/// start of the data area again).
-fn next_pass(pos: u64, cap: usize) -> u64 {
-    (pos | (cap as u64 - 1)).wrapping_add(1)
 }
 
 #[cfg(test)]
@@ -324,74 +278,6 @@ mod tests {
             assert_eq!(&buf[4..], &rec[..]);
         }
         assert!(!r.pop(&mut buf));
-    }
-
-    #[test]
-    fn a_ring_read_as_fast_as_written_stays_in_its_first_pages() {
-        let cap = 4 * REWIND;
-        let (_region, r) = ring(cap);
-        let rec = vec![7u8; 1000];
-        let mut buf = Vec::new();
-        for i in 0..2000u32 {
-            let mut t = r.tail_pos();
-            assert!(r.stage(&mut t, &[&i.to_le_bytes(), &rec]));
-            r.publish(t);
-            let end = (t as usize) & (cap - 1);
-            assert!(
-                end <= REWIND + 2 * (rec.len() + 8),
-                "record {i} ends at {end}"
-            );
-            assert!(r.pop(&mut buf));
-            assert_eq!(&buf[..4], &i.to_le_bytes());
-            assert_eq!(&buf[4..], &rec[..]);
-            assert!(!r.has_data());
-        }
-        // 2 MB went through a 256 KiB ring: many passes, each a short one.
-        assert!(r.tail_pos() > 4 * cap as u64, "{}", r.tail_pos());
-    }
-
-    #[test]
-    fn a_ring_with_unread_records_wraps_whole_and_keeps_their_order() {
-        let cap = 4 * REWIND;
-        let (_region, r) = ring(cap);
-        let rec = vec![9u8; 3000];
-        let mut buf = Vec::new();
-        let mut next_in = 0u32;
-        let mut next_out = 0u32;
-        // The consumer reads one record in three: the ring never empties,
-        // so the producer never goes back early and wraps at the end.
-        while next_in < 1000 {
-            let mut t = r.tail_pos();
-            if r.stage(&mut t, &[&next_in.to_le_bytes(), &rec]) {
-                r.publish(t);
-                next_in += 1;
-            }
-            if next_in % 3 == 0 || !r.stage(&mut r.tail_pos(), &[&rec]) {
-                assert!(r.pop(&mut buf));
-                assert_eq!(&buf[..4], &next_out.to_le_bytes());
-                next_out += 1;
-            }
-        }
-        while r.pop(&mut buf) {
-            assert_eq!(&buf[..4], &next_out.to_le_bytes());
-            assert_eq!(buf.len(), 3004);
-            next_out += 1;
-        }
-        assert_eq!(next_out, 1000);
-    }
-
-    #[test]
-    fn a_skip_mark_past_the_tail_empties_the_ring() {
-        let cap = 4 * REWIND;
-        let (_region, r) = ring(cap);
-        // A mark whose next pass lies beyond what was published: corrupt.
-        r.write_wrapped(0, &SKIP.to_le_bytes());
-        r.publish(16);
-        let mut buf = Vec::new();
-        assert!(!r.pop(&mut buf));
-        assert!(!r.has_data());
-        assert_eq!(next_pass(0, cap), cap as u64);
-        assert_eq!(next_pass(cap as u64 + 5, cap), 2 * cap as u64);
     }
 
     #[test]
