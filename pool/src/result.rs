@@ -85,6 +85,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Sleeps once on `cond` (until notified, or until `deadline`), counted in
+/// the sleepers of the state `g` guards, so that a notifier can skip the
+/// notification (a system call even with no waiter) when there are none;
+/// `None` if `deadline` had passed (nothing counted then).
+fn sleep_counted<'a, T>(
+    cond: &Condvar,
+    mut g: MutexGuard<'a, T>,
+    sleepers: impl Fn(&mut T) -> &mut u32,
+    deadline: Option<Instant>,
+) -> Option<MutexGuard<'a, T>> {
+    let wait = match deadline {
+        None => None,
+        Some(d) => Some(
+            d.checked_duration_since(Instant::now())
+                .filter(|w| !w.is_zero())?,
+        ),
+    };
+    *sleepers(&mut g) += 1;
+    let mut g = match wait {
+        None => cond.wait(g).unwrap_or_else(|p| p.into_inner()),
+        Some(w) => cond.wait_timeout(g, w).unwrap_or_else(|p| p.into_inner()).0,
+    };
+    *sleepers(&mut g) -= 1;
+    Some(g)
+}
+
 /// Runs a done callback on `value` (a value already taken by `get` reads
 /// as an error); a panic in it is contained.
 fn run_done_callback<R>(f: DoneCallback<R>, value: Option<std::result::Result<&R, &Error>>) {
@@ -232,23 +258,10 @@ impl<R> Cell<R> {
         }
         let mut s = lock(&self.slot);
         while s.successful.is_none() {
-            s.sleepers += 1;
-            match deadline {
-                None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        s.sleepers -= 1;
-                        return false;
-                    }
-                    s = self
-                        .cond
-                        .wait_timeout(s, d - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
+            match sleep_counted(&self.cond, s, |s| &mut s.sleepers, deadline) {
+                Some(g) => s = g,
+                None => return false,
             }
-            s.sleepers -= 1;
         }
         true
     }
@@ -266,9 +279,7 @@ impl<R> Cell<R> {
 
 impl<R: DeserializeOwned + Send> Resolve for Cell<R> {
     fn resolve_outcome(&self, outcome: Result<&[u8]>, stats: &Counters) {
-        let res = outcome.and_then(task::decode_one::<R>);
-        stats.count(res.is_ok());
-        self.resolve(res);
+        self.resolve(task::decode_counted(outcome, stats));
     }
 }
 
@@ -571,23 +582,10 @@ impl<R> Stream<R> {
                 s = lock(&self.state);
                 continue;
             }
-            s.sleepers += 1;
-            match deadline {
-                None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        s.sleepers -= 1;
-                        return Err(Error::timeout("no result arrived in time"));
-                    }
-                    s = self
-                        .cond
-                        .wait_timeout(s, d - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
+            match sleep_counted(&self.cond, s, |s| &mut s.sleepers, deadline) {
+                Some(g) => s = g,
+                None => return Err(Error::timeout("no result arrived in time")),
             }
-            s.sleepers -= 1;
         }
     }
 }
