@@ -103,42 +103,30 @@ impl Pool {
     }
 
     /// As [`slice_chunks`](Pool::slice_chunks) for plain numbers pulled
-    /// from `items`: each chunk's items are written straight into its
-    /// record (or its block) as they are pulled, never collected.
-    fn streamed_chunks<'a, F, A>(
+    /// from `items`, after `head` (the function, encoded once for every
+    /// chunk): each chunk's items are written straight into its record (or
+    /// its block) as they are pulled, never collected.
+    fn streamed_chunks<'a, A: 'static>(
         &'a self,
         template: &'a [u8],
-        f: F,
+        head: codec::PlainHead<A>,
         items: impl Iterator<Item = A> + 'a,
         chunksize: usize,
-    ) -> impl FnMut() -> Option<(Result<Encoded>, usize)> + 'a
-    where
-        F: Serialize + Copy + 'a,
-        A: 'static,
-    {
+    ) -> impl FnMut() -> Option<(Result<Encoded>, usize)> + 'a {
         let chunksize = chunksize.max(1);
         let mut items = items.peekable();
-        // The function is encoded once, for every chunk.
-        let head = codec::PlainHead::<A>::new(&f).map_or_else(
-            || {
-                Err(Error::new(
-                    ErrorKind::Serialization,
-                    "the items are not plain numbers",
-                ))
-            },
-            |h| h.map_err(Error::from),
-        );
         move || {
             items.peek()?;
-            let built = head.as_ref().map_err(Error::clone).and_then(|head| {
-                self.shared
-                    .build_plain_chunk(template, head, chunksize, &mut items)
-            });
-            Some(match built {
-                Ok((record, n)) => (Ok(record), n),
-                // The chunk's items fail with the error, in their places.
-                Err(e) => (Err(e), items.by_ref().take(chunksize).count()),
-            })
+            Some(
+                match self
+                    .shared
+                    .build_plain_chunk(template, &head, chunksize, &mut items)
+                {
+                    Ok((record, n)) => (Ok(record), n),
+                    // The chunk's items fail with the error, in their places.
+                    Err(e) => (Err(e), items.by_ref().take(chunksize).count()),
+                },
+            )
         }
     }
 
@@ -317,19 +305,24 @@ impl Pool {
         self.check_running()?;
         let items = items.into_iter();
         let template = task::head_template(&task::tramp_chunk::<A, R>())?;
-        match items.size_hint() {
+        let exact = match items.size_hint() {
+            (n, Some(m)) if n == m && n > 0 => Some(n),
+            _ => None,
+        };
+        // `None` unless the items are plain numbers.
+        match exact.and_then(|n| Some((n, codec::PlainHead::<A>::new(&f)?))) {
             // Plain numbers whose count is known: each chunk pulls its items
             // straight into its record (a range is never materialized). An
             // iterator whose count was wrong still maps every item it yields.
-            (n, Some(m)) if n == m && n > 0 && codec::is_plain::<A>() => {
+            Some((n, head)) => {
                 let cs = chunksize.unwrap_or_else(|| auto_chunksize(n, self.processes()));
                 Pool::check_chunksize(cs)?;
-                let next = self.streamed_chunks(&template, f, items, cs);
+                let next = self.streamed_chunks(&template, head?, items, cs);
                 self.gather(n, options, |deliver, timeout| {
                     self.submit_batched(next, n.div_ceil(cs), timeout, &deliver)
                 })
             }
-            _ => {
+            None => {
                 let items: Vec<A> = items.collect();
                 let cs = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
                 Pool::check_chunksize(cs)?;
