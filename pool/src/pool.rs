@@ -419,8 +419,7 @@ impl Pool {
         let panics = (callback.is_some() || error_callback.is_some())
             .then(|| Arc::clone(&self.shared.callback_panics));
         let complete = Completion::new(move |outcome: Result<&[u8]>, stats: &Counters| {
-            let res = outcome.and_then(task::decode_one::<R>);
-            stats.count(res.is_ok());
+            let res = task::decode_counted::<R>(outcome, stats);
             progress.advance(1);
             if let Some(panics) = &panics {
                 match &res {

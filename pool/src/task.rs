@@ -23,6 +23,8 @@ use multiproc_ipc::{codec, Error, ErrorKind, FnRef, WireError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::shared::Counters;
+
 /// The type every trampoline has.
 pub(crate) type Tramp = FnRef<TaskBody, Vec<u8>>;
 
@@ -399,6 +401,17 @@ pub(crate) fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, Error> 
         Ok((Err(w), _)) => Err(Error::from(w)),
         Err(e) => Err(Error::from(e)),
     }
+}
+
+/// The value of a one-task outcome (its bytes, or the error that failed
+/// the task), counted in `stats` as completed or failed.
+pub(crate) fn decode_counted<R: DeserializeOwned>(
+    outcome: Result<&[u8], Error>,
+    stats: &Counters,
+) -> Result<R, Error> {
+    let res = outcome.and_then(decode_one::<R>);
+    stats.count(res.is_ok());
+    res
 }
 
 /// Decodes `n` item outcomes from a chunk's outcome bytes; items the bytes
