@@ -87,10 +87,13 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
             .iter()
             .enumerate()
             .filter(|(_, w)| w.accepts(&shared.config, needs_idle))
-            // Of equally loaded workers, one that is awake (waking a
-            // sleeping one costs the submitting thread a system call and
-            // the worker a wake-up).
-            .min_by_key(|(_, w)| (w.outstanding.len(), w.view.bell.sleeping()))
+            // The fewest tasks still to run (a finished task whose result
+            // is not collected yet does not count) and, of equally loaded
+            // workers, one that is awake: waking a sleeping one costs the
+            // submitting thread a system call and the worker a wake-up,
+            // while an awake one that has run all its tasks takes the next
+            // at once.
+            .min_by_key(|(_, w)| (w.unfinished(), w.view.bell.sleeping()))
             .map(|(i, _)| i);
         let Some(wi) = best else { break };
         let w = &mut workers[wi];

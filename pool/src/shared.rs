@@ -250,6 +250,13 @@ pub(crate) struct WorkerSlot {
 }
 
 impl WorkerSlot {
+    /// Tasks dispatched to this worker that it has not finished (queued or
+    /// running).
+    pub(crate) fn unfinished(&self) -> u64 {
+        let finished = self.view.finished().load(Ordering::Acquire);
+        self.dispatched.saturating_sub(finished)
+    }
+
     pub(crate) fn accepts(&self, config: &Config, needs_idle: bool) -> bool {
         self.child.is_some()
             && !self.timed

@@ -26,6 +26,8 @@ const PARENT_BELL: usize = 64;
 const SLOT: usize = 4096 + 2 * RING_CAP;
 
 const CURRENT: usize = 0;
+/// Next to `CURRENT`: one cache line the worker writes on every task.
+const FINISHED: usize = 8;
 const WORKER_BELL: usize = 64;
 const LARGE_ACK: usize = 128;
 const TASK_RING: usize = 256;
@@ -82,6 +84,14 @@ impl SlotView {
     /// The id of the task the worker is running (0: none).
     pub(crate) fn current(&self) -> &AtomicU64 {
         self.region.atomic_u64(self.base + CURRENT)
+    }
+
+    /// How many tasks the worker has finished (run or skipped), stored
+    /// after each one's result is in the result ring. With the parent's
+    /// `dispatched` count, it tells how many of the worker's tasks are
+    /// still to run, results not yet collected excluded.
+    pub(crate) fn finished(&self) -> &AtomicU64 {
+        self.region.atomic_u64(self.base + FINISHED)
     }
 
     /// The claim word of the task at position `pos` of this worker's ring:
@@ -141,6 +151,7 @@ impl SlotView {
         self.tasks.reset();
         self.results.reset();
         self.current().store(0, Ordering::SeqCst);
+        self.finished().store(0, Ordering::SeqCst);
         self.large_ack().store(0, Ordering::SeqCst);
         for pos in 0..CLAIM_SLOTS as u64 {
             self.claim(pos).store(0, Ordering::SeqCst);
@@ -369,6 +380,7 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
         // dispatched here: else a worker due to retire would wait for a
         // task never sent.
         done += 1;
+        slot.finished().store(done, Ordering::Release);
         if arg.max_tasks.is_some_and(|m| done >= m) {
             release_blocks(&slot, &mut blocks, true);
             return 0;

@@ -203,3 +203,33 @@ fn a_callback_may_wait_for_another_result() {
         drop(pool);
     });
 }
+
+fn pid_after_ms(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+/// A worker busy with a long task is loaded even while it is awake: the
+/// next task goes to the idle worker (asleep or not), not behind it. Round
+/// after round, as the workers' sleep states change between them.
+#[test]
+fn a_task_goes_to_an_idle_worker_not_behind_a_running_one() {
+    checked(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        for round in 0..4 {
+            // Tiny tasks first: one worker or both awake and spinning.
+            for r in (0..50u64)
+                .map(|i| pool.apply_async(square, i).unwrap())
+                .collect::<Vec<_>>()
+            {
+                r.get().unwrap();
+            }
+            let a = pool.apply_async(pid_after_ms, 200).unwrap();
+            // Let the first start: the choice below sees a running task.
+            std::thread::sleep(Duration::from_millis(20));
+            let b = pool.apply_async(pid_after_ms, 200).unwrap();
+            let (a, b) = (a.get().unwrap(), b.get().unwrap());
+            assert_ne!(a, b, "round {round}: both ran on worker {a}");
+        }
+    });
+}
