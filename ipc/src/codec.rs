@@ -175,6 +175,29 @@ impl Codec {
         }
     }
 
+    /// Encodes `value` into the start of `out`, returning the number of
+    /// bytes written (size `out` with [`encoded_len`](Codec::encoded_len)).
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::Encode`] if the value's `Serialize` fails or `out` is
+    /// too short (`out` may then hold part of the message),
+    /// [`CodecError::TooLarge`] if the message exceeds the limit.
+    pub fn encode_into_slice<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        out: &mut [u8],
+    ) -> Result<usize, CodecError> {
+        match bincode::serde::encode_into_slice(value, out, base_config()) {
+            Ok(n) if n <= self.max_message => Ok(n),
+            Ok(n) => Err(CodecError::TooLarge {
+                size: n,
+                max: self.max_message,
+            }),
+            Err(e) => Err(CodecError::Encode(e.to_string())),
+        }
+    }
+
     /// Encodes `value` straight into `writer` (a shared-memory block, a
     /// socket...), returning the number of bytes written.
     ///
@@ -397,6 +420,30 @@ mod tests {
     use proptest::prelude::*;
     use serde::Deserialize;
     use std::collections::HashMap;
+
+    #[test]
+    fn encoding_into_a_slice_gives_the_bytes_of_encode_or_a_clear_error() {
+        let c = Codec::default();
+        let value = (7u64, "seven".to_string(), vec![1u32, 2, 3]);
+        let want = c.encode(&value).unwrap();
+        let mut out = vec![0xAAu8; want.len() + 5];
+        assert_eq!(c.encode_into_slice(&value, &mut out).unwrap(), want.len());
+        assert_eq!(&out[..want.len()], &want[..]);
+        assert!(
+            out[want.len()..].iter().all(|&b| b == 0xAA),
+            "wrote past the message"
+        );
+        let mut short = vec![0u8; want.len() - 1];
+        assert!(matches!(
+            c.encode_into_slice(&value, &mut short),
+            Err(CodecError::Encode(_))
+        ));
+        let small = Codec::with_max_message(4);
+        assert!(matches!(
+            small.encode_into_slice(&value, &mut out),
+            Err(CodecError::TooLarge { size, max: 4 }) if size == want.len()
+        ));
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum Msg {

@@ -61,6 +61,7 @@ mod options;
 mod pool;
 #[cfg(feature = "progress")]
 mod progress;
+mod record;
 mod result;
 mod ring;
 mod shared;

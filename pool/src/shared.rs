@@ -17,10 +17,11 @@ use serde::Serialize;
 use crate::builder::Config;
 use crate::collector::{pump, Collected};
 use crate::map::Deliver;
+use crate::record::Record;
 use crate::result::Help;
 use crate::ring::Bell;
 use crate::supervisor::Event;
-use crate::task::{self, KIND_BLOCK, KIND_INLINE};
+use crate::task::{KIND_BLOCK, KIND_INLINE};
 use crate::worker::{self, SlotView, KIND_FDS, KIND_IN_PLACE};
 
 /// Tasks a worker may have queued in its ring at once, by default.
@@ -175,7 +176,7 @@ pub(crate) struct Attached {
 
 pub(crate) struct Pending {
     pub(crate) id: u64,
-    pub(crate) record: Vec<u8>,
+    pub(crate) record: Record,
     /// Keeps a large argument's block and the argument's descriptors alive
     /// until the task ends (boxed, as most tasks have neither: a task
     /// record moves from queue to queue, and a backlog of a million tiny
@@ -196,7 +197,7 @@ impl Pending {
     /// A new task, not dispatched yet.
     pub(crate) fn new(
         id: u64,
-        record: Vec<u8>,
+        record: Record,
         block: Attached,
         timeout: Option<Duration>,
         complete: Completion,
@@ -379,12 +380,13 @@ pub(crate) fn check_state(g: &Inner) -> Result<()> {
 
 /// The record of a task whose body is the first `len` bytes of `block`:
 /// `[len u64][block name]` after the head.
-fn block_record(template: &[u8], id: u64, len: usize, block: &SharedMemory) -> Vec<u8> {
+fn block_record(template: &[u8], id: u64, len: usize, block: &SharedMemory) -> Result<Record> {
     let name = block.name().as_bytes();
-    let mut rec = task::record_head(template, KIND_BLOCK, id, 8 + name.len());
-    rec.extend_from_slice(&(len as u64).to_le_bytes());
-    rec.extend_from_slice(name);
-    rec
+    Record::build(template, KIND_BLOCK, id, 8 + name.len(), |out| {
+        out[..8].copy_from_slice(&(len as u64).to_le_bytes());
+        out[8..8 + name.len()].copy_from_slice(name);
+        Ok(8 + name.len())
+    })
 }
 
 /// The most bytes of task body that travel inline in a ring record.
@@ -396,7 +398,7 @@ pub(crate) const SPARE_BLOCKS: usize = 4;
 
 /// A task record ready to queue: its id, its bytes, and the block that
 /// holds its body when it is large and the descriptors of its `Fd`s.
-pub(crate) type Encoded = (u64, Vec<u8>, Attached);
+pub(crate) type Encoded = (u64, Record, Attached);
 
 impl Shared {
     /// Cancels task `id` if no worker has started it: taken out of the
@@ -481,8 +483,9 @@ impl Shared {
         let shared_bytes = EncodeScope::begin();
         let len = c.encoded_len(value)?;
         if len <= INLINE_MAX {
-            let mut rec = task::record_head(template, KIND_INLINE, id, len);
-            c.encode_into(value, &mut rec)?;
+            let mut rec = Record::build(template, KIND_INLINE, id, len, |out| {
+                Ok(c.encode_into_slice(value, out)?)
+            })?;
             let fds = scope.finish()?;
             if !fds.is_empty() {
                 rec[0] |= KIND_FDS;
@@ -495,7 +498,7 @@ impl Shared {
         let mut w: &mut [u8] = block.as_mut_slice();
         c.encode_to_writer(value, &mut w)?;
         let fds = scope.finish()?;
-        let mut rec = block_record(template, id, len, &block);
+        let mut rec = block_record(template, id, len, &block)?;
         if !fds.is_empty() {
             rec[0] |= KIND_FDS;
         }
@@ -534,16 +537,17 @@ impl Shared {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if len <= INLINE_MAX {
-            let mut rec = task::record_head(template, KIND_INLINE, id, len);
-            let start = rec.len();
-            rec.resize(start + len, 0);
-            let (used, got) = head.encode_from_iter(n, items, &mut rec[start..])?;
-            rec.truncate(start + used);
+            let mut got = 0;
+            let rec = Record::build(template, KIND_INLINE, id, len, |out| {
+                let (used, n) = head.encode_from_iter(n, items, out)?;
+                got = n;
+                Ok(used)
+            })?;
             return Ok(((id, rec, Attached::default()), got));
         }
         let mut block = self.take_block(len)?;
         let (used, got) = head.encode_from_iter(n, items, block.as_mut_slice())?;
-        let rec = block_record(template, id, used, &block);
+        let rec = block_record(template, id, used, &block)?;
         let attached = Attached {
             shm: Some(block),
             fds: Vec::new(),

@@ -507,15 +507,6 @@ pub(crate) fn set_head(rec: &mut [u8], kind: u8, id: u64) {
     }
 }
 
-/// A new task record: a copy of `template` (see [`head_template`]) with
-/// `kind` and `id` set, and room for `body` more bytes.
-pub(crate) fn record_head(template: &[u8], kind: u8, id: u64, body: usize) -> Vec<u8> {
-    let mut rec = Vec::with_capacity(template.len() + body);
-    rec.extend_from_slice(template);
-    set_head(&mut rec, kind, id);
-    rec
-}
-
 /// Encodes a task record's fixed part: kind, id and trampoline.
 pub(crate) fn task_head(kind: u8, id: u64, tramp: &Tramp) -> Result<Vec<u8>, Error> {
     let t = codec::encode(tramp)?;
