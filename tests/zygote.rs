@@ -266,3 +266,53 @@ fn a_child_reports_its_exit_code_or_its_signal() {
     );
     assert_no_zombie_children();
 }
+
+fn code_plus_fds(code: i32, fds: Vec<OwnedFd>) -> i32 {
+    code + fds.len() as i32
+}
+
+/// Several requests sent before the first answer is read: each child gets
+/// its own argument and descriptors, the answers come back in order, and a
+/// request that cannot be sent fails it and the ones after it while the
+/// socket stays in step for the next spawn.
+#[test]
+fn spawn_many_forks_each_child_with_its_own_argument_and_descriptors() {
+    use std::os::fd::{AsFd, BorrowedFd};
+    let zygote = Zygote::start().expect("zygote");
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    let one: Vec<BorrowedFd<'_>> = vec![file.as_fd()];
+    let args = vec![
+        (10, Vec::new()),
+        (20, one.clone()),
+        (30, vec![file.as_fd(); 3]),
+    ];
+    let children = zygote.spawn_many(code_plus_fds, &args);
+    let codes: Vec<ExitStatus> = children
+        .into_iter()
+        .map(|c| c.expect("spawn").wait_timeout(LIMIT).expect("wait"))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ExitStatus::Code(10),
+            ExitStatus::Code(21),
+            ExitStatus::Code(33)
+        ]
+    );
+
+    // `Zygote::spawn` takes at most 253 descriptors per child.
+    let too_many = vec![file.as_fd(); 254];
+    let args = vec![(1, Vec::new()), (2, too_many), (3, one)];
+    let mut children = zygote.spawn_many(code_plus_fds, &args).into_iter();
+    let mut first = children.next().unwrap().expect("the first is sent");
+    assert_eq!(first.wait_timeout(LIMIT).unwrap(), ExitStatus::Code(1));
+    let rest: Vec<ErrorKind> = children.map(|c| c.unwrap_err().kind()).collect();
+    assert_eq!(
+        rest,
+        [ErrorKind::InvalidArgument, ErrorKind::InvalidArgument]
+    );
+    let mut after = zygote.spawn(code_plus_fds, &5, &[]).expect("in step");
+    assert_eq!(after.wait_timeout(LIMIT).unwrap(), ExitStatus::Code(5));
+    drop(zygote);
+    assert_no_zombie_children();
+}

@@ -679,6 +679,60 @@ impl Zygote {
     where
         A: Serialize + DeserializeOwned + 'static,
     {
+        let request = self.spawn_request(main, arg, fds)?;
+        let mut io = self.shared.lock();
+        self.send_spawn(&mut io, &request, fds)?;
+        self.receive_spawned(&mut io)
+    }
+
+    /// Forks one child per entry of `args`, as [`spawn`](Zygote::spawn)
+    /// does for each, but sends every request before it waits for the
+    /// first answer: the zygote forks the children back to back instead of
+    /// waiting for this process between them. One result per entry, in
+    /// order; a request that could not be sent fails, and so do the ones
+    /// after it (the children forked for the ones before it are returned).
+    pub fn spawn_many<A>(
+        &self,
+        main: fn(A, Vec<OwnedFd>) -> i32,
+        args: &[(A, Vec<BorrowedFd<'_>>)],
+    ) -> Vec<Result<ZygoteChild>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        let mut io = self.shared.lock();
+        let mut sent = 0;
+        let mut failure = None;
+        for (arg, fds) in args {
+            let r = self
+                .spawn_request(main, arg, fds)
+                .and_then(|request| self.send_spawn(&mut io, &request, fds));
+            if let Err(e) = r {
+                failure = Some(e);
+                break;
+            }
+            sent += 1;
+        }
+        // Every request sent gets its answer read, to keep the socket in
+        // step, whatever happened to a later one.
+        let mut out: Vec<Result<ZygoteChild>> =
+            (0..sent).map(|_| self.receive_spawned(&mut io)).collect();
+        if let Some(e) = failure {
+            out.extend((sent..args.len()).map(|_| Err(e.clone())));
+        }
+        out
+    }
+
+    /// Checks a spawn's arguments and encodes its request: the message and
+    /// the payload.
+    fn spawn_request<A>(
+        &self,
+        main: fn(A, Vec<OwnedFd>) -> i32,
+        arg: &A,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(Vec<u8>, Vec<u8>)>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+    {
         if fds.len() > fd::MAX_FDS {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -696,21 +750,33 @@ impl Zygote {
             trampoline: FnAddr::of(trampoline::<A> as Trampoline),
             main: FnAddr::of(main),
         };
-        let msg = codec::encode(&request)?;
-        let mut io = self.shared.lock();
+        Ok((codec::encode(&request)?, payload))
+    }
+
+    /// Sends one spawn request (see [`spawn_request`](Zygote::spawn_request)).
+    fn send_spawn(
+        &self,
+        io: &mut ClientIo,
+        (msg, payload): &(Vec<u8>, Vec<u8>),
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<()> {
         if io.closed {
             return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
         }
         let zygote = self.shared.process.pidfd.as_fd();
-        if let Err(e) = send_frame(io.sock.as_fd(), zygote, &msg, &payload, fds) {
+        if let Err(e) = send_frame(io.sock.as_fd(), zygote, msg, payload, fds) {
             if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset {
                 io.closed = true;
                 return Err(Error::new(ErrorKind::Closed, "the zygote process is gone"));
             }
             return Err(Error::io("cannot send a request to the zygote", e));
         }
+        Ok(())
+    }
+
+    /// Reads the answer to the oldest spawn request not answered yet.
+    fn receive_spawned(&self, io: &mut ClientIo) -> Result<ZygoteChild> {
         let answer = io.pump(self.shared.process.pidfd.as_fd(), None, Stop::Reply)?;
-        drop(io);
         let (id, pid, pidfd) = match answer {
             Some((Reply::Spawned { id, pid }, mut fds)) => match fds.pop() {
                 Some(pidfd) => (id, pid, pidfd),

@@ -23,7 +23,7 @@ use crate::shared::{
     check_state, lock, terminated, Completion, Counters, Encoded, Inner, Pending, Shared, State,
     WorkerSlot, EXIT_GRACE, MAX_OUTSTANDING,
 };
-use crate::supervisor::{reap, spawn_worker, supervisor_loop};
+use crate::supervisor::{reap, spawn_workers, supervisor_loop};
 use crate::task::{self, KIND_EXIT};
 use crate::worker::{self, SlotView};
 
@@ -121,22 +121,29 @@ impl Pool {
         let _ = wake_rx.set_nonblocking(true);
         let mut workers = Vec::with_capacity(n);
         let mut watch = Vec::with_capacity(n);
-        for slot in 0..n {
-            let view = SlotView::new(&region, slot);
-            let (child, fd_tx) = match spawn_worker(&zygote, &region, slot, &config) {
-                Ok((c, fd_tx)) => (Arc::new(c), fd_tx),
+        let mut started = Vec::with_capacity(n);
+        let mut failure = None;
+        // All requests at once: the zygote forks them back to back.
+        for spawned in spawn_workers(&zygote, &region, 0..n, &config) {
+            match spawned {
+                Ok((c, fd_tx)) => started.push((Arc::new(c), fd_tx)),
                 Err(e) => {
-                    // Leave nothing behind: kill and reap the workers
-                    // started so far (the zygote and region go on drop).
-                    let started: Vec<Arc<ZygoteChild>> =
-                        watch.into_iter().map(|(_, _, c)| c).collect();
-                    for c in &started {
-                        let _ = c.kill();
-                    }
-                    reap(&started, Instant::now() + EXIT_GRACE);
-                    return Err(e);
+                    failure.get_or_insert(e);
                 }
-            };
+            }
+        }
+        if let Some(e) = failure {
+            // Leave nothing behind: kill and reap the workers that did
+            // start (the zygote and region go on drop).
+            let started: Vec<Arc<ZygoteChild>> = started.into_iter().map(|(c, _)| c).collect();
+            for c in &started {
+                let _ = c.kill();
+            }
+            reap(&started, Instant::now() + EXIT_GRACE);
+            return Err(e);
+        }
+        for (slot, (child, fd_tx)) in started.into_iter().enumerate() {
+            let view = SlotView::new(&region, slot);
             watch.push((slot, 0, Arc::clone(&child)));
             workers.push(WorkerSlot {
                 view,
@@ -602,18 +609,27 @@ impl Pool {
         }
         drop(g);
         // Every task has finished and the workers are leaving: the pool's
-        // threads stop while they exit, not after.
-        self.stop_threads();
+        // threads stop while they exit, not after (waking a sleeping
+        // thread and the exit of a process both take a while: they
+        // overlap).
+        self.signal_threads();
         reap(&children, Instant::now() + EXIT_GRACE);
+        self.stop_threads();
         lock(&self.shared.inner).state = State::Terminated;
         self.terminate();
         Ok(())
     }
 
-    pub(crate) fn stop_threads(&self) {
+    /// Tells the pool's threads to stop, without waiting for them.
+    fn signal_threads(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         let _ = (&self.shared.wake_tx).write(&[1]);
         self.shared.parent_bell.ring_always();
+    }
+
+    /// Stops the pool's threads and waits for them to end.
+    pub(crate) fn stop_threads(&self) {
+        self.signal_threads();
         let me = std::thread::current().id();
         let threads: Vec<JoinHandle<()>> = lock(&self.threads).drain(..).collect();
         for t in threads {

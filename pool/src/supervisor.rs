@@ -29,18 +29,68 @@ pub(crate) fn spawn_worker(
     slot: usize,
     config: &Config,
 ) -> Result<(ZygoteChild, UnixStream)> {
+    spawn_workers(zygote, region, slot..slot + 1, config)
+        .pop()
+        .unwrap_or_else(|| Err(Error::new(ErrorKind::Io, "no worker was forked")))
+}
+
+/// Forks the workers of `slots` through the zygote, sending every request
+/// before waiting for the first answer ([`Zygote::spawn_many`]); returns
+/// each one and the socket on which it receives its tasks' descriptors, in
+/// order. The first that cannot be prepared fails, and the ones after it
+/// are not forked.
+pub(crate) fn spawn_workers(
+    zygote: &Zygote,
+    region: &ShmRegion,
+    slots: std::ops::Range<usize>,
+    config: &Config,
+) -> Vec<Result<(ZygoteChild, UnixStream)>> {
+    let Some(region) = region.fd() else {
+        return vec![Err(Error::new(
+            ErrorKind::Io,
+            "the pool's memory has no descriptor to send to a worker",
+        ))];
+    };
+    let mut args = Vec::with_capacity(slots.len());
+    let mut sockets = Vec::with_capacity(slots.len());
+    let mut failure = None;
+    for slot in slots {
+        match prepare(slot, config) {
+            Ok((arg, pair)) => {
+                args.push(arg);
+                sockets.push(pair);
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let requests: Vec<(WorkerArg, Vec<BorrowedFd<'_>>)> = args
+        .into_iter()
+        .zip(&sockets)
+        .map(|(arg, (_, fd_rx))| (arg, vec![region, fd_rx.as_fd()]))
+        .collect();
+    let children = zygote.spawn_many(worker::worker_main, &requests);
+    drop(requests);
+    let mut out: Vec<_> = children
+        .into_iter()
+        .zip(sockets)
+        .map(|(child, (fd_tx, _))| child.map(|c| (c, fd_tx)))
+        .collect();
+    out.extend(failure.map(Err));
+    out
+}
+
+/// A worker's argument, and both ends of its descriptor socket (the
+/// worker gets the second).
+fn prepare(slot: usize, config: &Config) -> Result<(WorkerArg, (UnixStream, UnixStream))> {
     if crate::test_hooks::spawn_fails() {
         return Err(Error::new(
             ErrorKind::Io,
             format!("cannot fork worker {slot}: the spawn failure test hook fired"),
         ));
     }
-    let region = region.fd().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Io,
-            "the pool's memory has no descriptor to send to a worker",
-        )
-    })?;
     let arg = WorkerArg {
         slot,
         max_tasks: config.max_tasks,
@@ -52,8 +102,7 @@ pub(crate) fn spawn_worker(
     };
     let (fd_tx, fd_rx) = UnixStream::pair()
         .map_err(|e| Error::io("cannot create a worker's descriptor socket", e))?;
-    let child = zygote.spawn(worker::worker_main, &arg, &[region, fd_rx.as_fd()])?;
-    Ok((child, fd_tx))
+    Ok((arg, (fd_tx, fd_rx)))
 }
 
 /// Waits until every child is reaped or `deadline` passes, then kills and
