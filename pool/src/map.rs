@@ -486,7 +486,9 @@ fn finish_once<T, F: FnOnce(T)>(finish: &Mutex<Option<F>>, res: Option<T>) {
 /// The results of a map as its chunks come in.
 struct Gather<R> {
     /// The results of items `0..all.len()`, in order: a chunk that comes in
-    /// order is decoded straight onto its end.
+    /// order is decoded straight onto its end. Plain numbers are placed
+    /// where they belong whatever the order (zeros stand for the items of
+    /// chunks yet to come: the map is done when every item has come in).
     all: Vec<R>,
     /// Chunks that came before an earlier one, by their first item's index.
     early: BTreeMap<usize, Vec<R>>,
@@ -510,8 +512,11 @@ impl<R: DeserializeOwned + 'static> Gather<R> {
                 return false;
             }
         };
-        if self.first_error.is_none() && first == self.all.len() {
-            match task::decode_chunk_into(bytes, n, &mut self.all) {
+        // Plain numbers go straight to their place in `all`, in whatever
+        // order the chunks come (no vector of their own); other results
+        // only onto its end.
+        if self.first_error.is_none() && (first == self.all.len() || codec::is_plain::<R>()) {
+            match task::decode_chunk_at(bytes, n, &mut self.all, first) {
                 Ok(()) => {
                     while let Some(v) = self.early.remove(&self.all.len()) {
                         self.all.extend(v);
@@ -604,7 +609,7 @@ mod tests {
             .unwrap()
     }
 
-    fn gather(total: usize) -> Gather<u64> {
+    fn gather<R>(total: usize) -> Gather<R> {
         Gather {
             all: Vec::with_capacity(total),
             early: Default::default(),
@@ -614,20 +619,58 @@ mod tests {
         }
     }
 
+    /// Takes in a chunk as the map's delivery does: counted, then checked
+    /// for the end.
+    fn deliver<R: serde::de::DeserializeOwned + 'static>(
+        g: &mut Gather<R>,
+        first: usize,
+        n: usize,
+        bytes: &[u8],
+    ) -> (bool, Option<multiproc_ipc::Result<Vec<R>>>) {
+        let ok = g.take(first, n, Ok(bytes));
+        g.received += n;
+        (ok, g.done())
+    }
+
+    fn shout(s: String) -> String {
+        s.to_uppercase()
+    }
+
+    /// The worker's outcome bytes for `shout` over `words` (results that
+    /// are not plain numbers).
+    fn words(words: &[&str]) -> Vec<u8> {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let body = codec::encode(&(FnRef::new(shout), PlainSlice(&words))).unwrap();
+        tramp_chunk::<String, String>()
+            .call(TaskBody::Inline(body))
+            .unwrap()
+    }
+
     #[test]
     fn chunks_in_any_order_come_out_in_input_order() {
-        let mut g = gather(7);
-        assert!(g.take(5, 2, Ok(&chunk(&[5, 6]))));
-        assert!(g.take(2, 3, Ok(&chunk(&[2, 3, 4]))));
+        let mut g = gather::<u64>(7);
+        for (first, items) in [(5, &[5u64, 6][..]), (2, &[2, 3, 4][..])] {
+            let (ok, done) = deliver(&mut g, first, items.len(), &chunk(items));
+            assert!(ok && done.is_none());
+        }
+        assert!(
+            g.early.is_empty(),
+            "plain numbers go straight to their place"
+        );
+        let (ok, done) = deliver(&mut g, 0, 2, &chunk(&[0, 1]));
+        assert!(ok);
+        assert_eq!(done.unwrap().unwrap(), [0, 3, 6, 9, 12, 15, 18]);
+        // Other results wait for the chunks before them.
+        let mut g = gather::<String>(3);
+        assert!(deliver(&mut g, 1, 2, &words(&["b", "c"])).1.is_none());
         assert!(g.all.is_empty(), "nothing is in order yet");
-        assert!(g.take(0, 2, Ok(&chunk(&[0, 1]))));
-        assert!(g.early.is_empty());
-        assert_eq!(g.finish(7).unwrap(), [0, 3, 6, 9, 12, 15, 18]);
+        let done = deliver(&mut g, 0, 1, &words(&["a"])).1;
+        assert_eq!(done.unwrap().unwrap(), ["A", "B", "C"]);
     }
 
     #[test]
     fn the_error_of_the_first_failed_item_in_input_order_wins() {
-        let mut g = gather(6);
+        let mut g = gather::<u64>(6);
         assert!(g.take(0, 2, Ok(&chunk(&[0, 1]))));
         let late = Error::new(ErrorKind::WorkerLost, "late");
         assert!(!g.take(4, 2, Err(late)));
@@ -641,14 +684,16 @@ mod tests {
 
     #[test]
     fn missing_results_are_an_error_not_a_short_list() {
-        let mut g = gather(3);
+        let mut g = gather::<u64>(3);
         // A chunk that claims two items but carries one.
-        assert!(!g.take(0, 2, Ok(&chunk(&[0]))));
-        assert!(g.take(2, 1, Ok(&chunk(&[2]))));
-        assert_eq!(g.finish(3).unwrap_err().kind(), ErrorKind::Serialization);
+        let (ok, done) = deliver(&mut g, 0, 2, &chunk(&[0]));
+        assert!(!ok && done.is_none());
+        let (ok, done) = deliver(&mut g, 2, 1, &chunk(&[2]));
+        assert!(ok);
+        assert_eq!(done.unwrap().unwrap_err().kind(), ErrorKind::Serialization);
         // Chunks that never cover the start.
-        let mut g = gather(3);
-        assert!(g.take(1, 2, Ok(&chunk(&[1, 2]))));
+        let mut g = gather::<String>(3);
+        assert!(g.take(1, 2, Ok(&words(&["b", "c"]))));
         assert_eq!(g.finish(3).unwrap_err().kind(), ErrorKind::Serialization);
     }
 }

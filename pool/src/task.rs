@@ -253,17 +253,23 @@ pub(crate) fn chunk_result<R: DeserializeOwned + 'static>(
 }
 
 /// Decodes the outcome bytes of a chunk of `n` items that all succeeded
-/// onto the end of `out`, without an intermediate vector when the results
-/// are plain numbers; `Err` with the chunk's results, `out` unchanged,
-/// when an item failed or the bytes are malformed.
-pub(crate) fn decode_chunk_into<R: DeserializeOwned + 'static>(
+/// into `out` from index `at`, without an intermediate vector when the
+/// results are plain numbers (placed at `at` whatever `out`'s length: see
+/// [`PlainVec::place_decoded`]; other results only onto the end, `at ==
+/// out.len()`). `Err` with the chunk's results when an item failed, when
+/// the bytes are malformed, or when other results do not go onto the end;
+/// `out` keeps its length, and its items stay as they were except, for a
+/// worker that sent another number of plain results than `n`, those the
+/// chunk overwrote (the map fails then).
+pub(crate) fn decode_chunk_at<R: DeserializeOwned + 'static>(
     bytes: &[u8],
     n: usize,
     out: &mut Vec<R>,
+    at: usize,
 ) -> std::result::Result<(), ChunkResult<R>> {
     if let Some((&CHUNK_ALL_OK, rest)) = bytes.split_first() {
         let before = out.len();
-        match PlainVec::append_decoded(rest, out) {
+        match PlainVec::place_decoded(rest, out, at) {
             Some(Ok(got)) if got == n => return Ok(()),
             Some(Ok(got)) => {
                 out.truncate(before);
@@ -275,11 +281,11 @@ pub(crate) fn decode_chunk_into<R: DeserializeOwned + 'static>(
         }
     }
     match decode_chunk(bytes, n) {
-        ChunkResult::All(v) => {
+        ChunkResult::All(v) if at == out.len() => {
             out.extend(v);
             Ok(())
         }
-        mixed => Err(mixed),
+        other => Err(other),
     }
 }
 
@@ -653,7 +659,7 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_decodes_onto_the_end_of_a_vector_or_leaves_it_as_it_was() {
+    fn a_chunk_decodes_into_its_place_in_a_vector_or_leaves_it_as_it_was() {
         let run = |items: &[u64], f: fn(u64) -> u64| {
             let body = codec::encode(&(FnRef::new(f), PlainSlice(items))).unwrap();
             tramp_chunk::<u64, u64>()
@@ -661,17 +667,17 @@ mod tests {
                 .unwrap()
         };
         let mut all = vec![100u64];
-        assert!(decode_chunk_into(&run(&[1, 2, 3], square), 3, &mut all).is_ok());
+        assert!(decode_chunk_at(&run(&[1, 2, 3], square), 3, &mut all, 1).is_ok());
         assert_eq!(all, [100, 1, 4, 9]);
         // A count that does not match the chunk's items.
-        match decode_chunk_into(&run(&[4, 5], square), 3, &mut all) {
+        match decode_chunk_at(&run(&[4, 5], square), 3, &mut all, 4) {
             Err(ChunkResult::Mixed(v)) => assert_eq!(v.len(), 3),
             _ => panic!("expected a failed chunk"),
         }
         assert_eq!(all, [100, 1, 4, 9]);
         // A failed item: the results go back to the caller, item by item.
         install_panic_hook();
-        match decode_chunk_into(&run(&[2, 3], boom), 2, &mut all) {
+        match decode_chunk_at(&run(&[2, 3], boom), 2, &mut all, 4) {
             Err(ChunkResult::Mixed(v)) => {
                 assert_eq!(*v[0].as_ref().unwrap(), 2);
                 assert_eq!(v[1].as_ref().unwrap_err().kind(), ErrorKind::TaskPanicked);
@@ -682,7 +688,7 @@ mod tests {
         // A torn block.
         let mut torn = vec![CHUNK_ALL_OK];
         torn.extend(codec::encode(&PlainSlice(&[7u8; 17])).unwrap());
-        assert!(decode_chunk_into(&torn, 2, &mut all).is_err());
+        assert!(decode_chunk_at(&torn, 2, &mut all, 4).is_err());
         assert_eq!(all.len(), 4);
         // Results that are not plain numbers take the vector path.
         let words = ["ab".to_string()];
@@ -691,8 +697,21 @@ mod tests {
             .call(TaskBody::Inline(body))
             .unwrap();
         let mut strings = vec!["x".to_string()];
-        assert!(decode_chunk_into(&out, 1, &mut strings).is_ok());
+        assert!(decode_chunk_at(&out, 1, &mut strings, 1).is_ok());
         assert_eq!(strings, ["x", "AB"]);
+        // ... and only onto the end: placed elsewhere, they come back.
+        match decode_chunk_at(&out, 1, &mut strings, 5) {
+            Err(ChunkResult::All(v)) => assert_eq!(v, ["AB"]),
+            _ => panic!("expected the decoded chunk back"),
+        }
+        assert_eq!(strings.len(), 2);
+        // Plain results go where they belong, zeros in the gap until the
+        // chunk before them comes in.
+        let mut placed = vec![100u64];
+        assert!(decode_chunk_at(&run(&[3, 4], square), 2, &mut placed, 3).is_ok());
+        assert_eq!(placed, [100, 0, 0, 9, 16]);
+        assert!(decode_chunk_at(&run(&[1, 2], square), 2, &mut placed, 1).is_ok());
+        assert_eq!(placed, [100, 1, 4, 9, 16]);
     }
 
     #[test]

@@ -95,6 +95,39 @@ impl<T: 'static> PlainVec<T> {
     /// assert!(PlainVec::<String>::append_decoded(&bytes, &mut Vec::new()).is_none());
     /// ```
     pub fn append_decoded(bytes: &[u8], out: &mut Vec<T>) -> Option<Result<usize, CodecError>> {
+        let at = out.len();
+        Self::place_decoded(bytes, out, at)
+    }
+
+    /// Like [`append_decoded`](PlainVec::append_decoded), but writes the
+    /// items into `out` from index `at`: over the items there, growing
+    /// `out` as needed, with zeros between its old end and `at` if `at` is
+    /// past it. For results that arrive out of order, each placed where it
+    /// belongs in one vector.
+    ///
+    /// # Errors
+    ///
+    /// As [`append_decoded`](PlainVec::append_decoded); `out` is left as
+    /// it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::codec::{self, PlainSlice, PlainVec};
+    ///
+    /// let mut all: Vec<u32> = Vec::new();
+    /// let later = codec::encode(&PlainSlice(&[3u32, 4])).unwrap();
+    /// let first = codec::encode(&PlainSlice(&[1u32, 2])).unwrap();
+    /// assert_eq!(PlainVec::place_decoded(&later, &mut all, 2).unwrap().unwrap(), 2);
+    /// assert_eq!(all, [0, 0, 3, 4]);
+    /// assert_eq!(PlainVec::place_decoded(&first, &mut all, 0).unwrap().unwrap(), 2);
+    /// assert_eq!(all, [1, 2, 3, 4]);
+    /// ```
+    pub fn place_decoded(
+        bytes: &[u8],
+        out: &mut Vec<T>,
+        at: usize,
+    ) -> Option<Result<usize, CodecError>> {
         if !plain::is_plain::<T>() {
             return None;
         }
@@ -108,7 +141,7 @@ impl<T: 'static> PlainVec<T> {
                 extra: bytes.len() - used,
             }));
         }
-        plain::extend_from_bytes(out, block).map(|r| {
+        plain::place_from_bytes(out, at, block).map(|r| {
             r.map_err(|len| {
                 CodecError::Decode(format!(
                     "a block of {len} bytes is not a whole number of {}-byte numbers",

@@ -45,6 +45,19 @@ pub(crate) fn extend_from_bytes<T: 'static>(
     items: &mut Vec<T>,
     bytes: &[u8],
 ) -> Option<Result<usize, usize>> {
+    let at = items.len();
+    place_from_bytes(items, at, bytes)
+}
+
+/// Writes the `T`s whose bytes are `bytes` into `items` from index `at` if
+/// `T` is plain, overwriting the items there and growing `items` as
+/// needed; the items between its old length and `at`, if `at` is past it,
+/// are zero. Returns how many (or as [`vec_from_bytes`], writing nothing).
+pub(crate) fn place_from_bytes<T: 'static>(
+    items: &mut Vec<T>,
+    at: usize,
+    bytes: &[u8],
+) -> Option<Result<usize, usize>> {
     if !is_plain::<T>() {
         return None;
     }
@@ -53,21 +66,28 @@ pub(crate) fn extend_from_bytes<T: 'static>(
         return Some(Err(bytes.len()));
     }
     let n = bytes.len() / size;
-    items.reserve(n);
+    let Some(end) = at.checked_add(n) else {
+        return Some(Err(bytes.len()));
+    };
     let len = items.len();
-    // SAFETY: after `reserve`, the allocation has room for `n` more
-    // elements past `len`, i.e. `n * size == bytes.len()` bytes, which do
-    // not overlap `bytes` (a borrowed slice cannot alias the vector's spare
-    // capacity); `T` is a primitive number type, for which every bit
-    // pattern is a valid value, so the `n` elements are initialized and
-    // valid once copied.
+    if end > len {
+        items.reserve(end - len);
+    }
+    // SAFETY: after `reserve`, the allocation has room for `end` elements,
+    // so the `at - len` elements of the gap past `len` (if any) and the `n`
+    // elements from `at` are inside it; `bytes` is a borrowed slice, which
+    // cannot alias the vector's buffer. `T` is a primitive number type, for
+    // which every bit pattern (all zeros included) is a valid value, so all
+    // elements up to `max(len, end)` are initialized and valid once written.
     unsafe {
-        std::ptr::copy_nonoverlapping(
-            bytes.as_ptr(),
-            items.as_mut_ptr().add(len).cast::<u8>(),
-            bytes.len(),
-        );
-        items.set_len(len + n);
+        let base = items.as_mut_ptr();
+        if at > len {
+            std::ptr::write_bytes(base.add(len), 0, at - len);
+        }
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(at).cast::<u8>(), bytes.len());
+        if end > len {
+            items.set_len(end);
+        }
     }
     Some(Ok(n))
 }
@@ -122,6 +142,22 @@ mod tests {
         assert_eq!(extend_from_bytes(&mut more, &bytes[..5]), Some(Err(5)));
         assert_eq!(more.len(), 4);
         assert_eq!(extend_from_bytes(&mut vec!['a'], &[0; 4]), None);
+        // Placed past the end (zeros in the gap), then into the gap, then
+        // over items already there.
+        let mut placed = vec![9u32];
+        assert_eq!(place_from_bytes(&mut placed, 3, &bytes[..8]), Some(Ok(2)));
+        assert_eq!(placed, [9, 0, 0, 1, 0xdead_beef]);
+        assert_eq!(place_from_bytes(&mut placed, 1, &bytes[8..]), Some(Ok(1)));
+        assert_eq!(placed, [9, u32::MAX, 0, 1, 0xdead_beef]);
+        assert_eq!(place_from_bytes(&mut placed, 0, bytes), Some(Ok(3)));
+        assert_eq!(placed, [1, 0xdead_beef, u32::MAX, 1, 0xdead_beef]);
+        assert_eq!(place_from_bytes(&mut placed, 9, &bytes[..3]), Some(Err(3)));
+        assert_eq!(
+            place_from_bytes(&mut placed, usize::MAX, bytes),
+            Some(Err(12))
+        );
+        assert_eq!(placed.len(), 5, "a refused placement writes nothing");
+        assert_eq!(place_from_bytes(&mut vec!['a'], 0, &[0; 4]), None);
         let mut dst = [0u8; 14];
         let mut it = [5u32, 6, 7, 8].into_iter();
         assert_eq!(
