@@ -10,6 +10,7 @@ pub mod channel;
 pub mod codec;
 pub mod error;
 pub mod fd;
+mod fnref;
 pub mod fnref2;
 pub mod forkserver;
 pub mod park;
