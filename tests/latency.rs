@@ -1,5 +1,5 @@
-//! multiproc's own waiting threads and processes (a pool's workers, result
-//! and supervisor threads; a manager's server) ask the scheduler for a short
+//! multiproc's own waiting threads and processes (a pool's zygote and
+//! workers, result and supervisor threads; a manager's server) ask the scheduler for a short
 //! slice (`multiproc::latency`); the caller's threads keep theirs, and
 //! `MULTIPROC_SLICE_US=off` leaves every slice at the kernel's default.
 //!
@@ -25,16 +25,32 @@ fn thread_slices(pid: u32) -> Vec<(String, u64)> {
     for entry in std::fs::read_dir(&dir).expect("the process is alive") {
         let task = entry.expect("a task entry").path();
         let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        let sched = std::fs::read_to_string(task.join("sched")).unwrap_or_default();
-        let slice = sched
-            .lines()
-            .find_map(|l| l.strip_prefix("se.slice"))
-            .and_then(|rest| rest.trim_start_matches([' ', ':']).trim().parse().ok());
-        if let Some(slice) = slice {
+        if let Some(slice) = sched_slice(task.join("sched")) {
             out.push((comm.trim().to_string(), slice));
         }
     }
     out
+}
+
+/// The `se.slice` line of a thread's `sched` file.
+fn sched_slice(path: impl AsRef<std::path::Path>) -> Option<u64> {
+    let sched = std::fs::read_to_string(path).unwrap_or_default();
+    sched
+        .lines()
+        .find_map(|l| l.strip_prefix("se.slice"))
+        .and_then(|rest| rest.trim_start_matches([' ', ':']).trim().parse().ok())
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process is alive");
+    // `pid (comm) state ppid ...`: the name may hold spaces and parentheses.
+    let after = &stat[stat.rfind(')').expect("a comm field") + 1..];
+    after
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("a ppid")
 }
 
 /// The slices multiproc's threads must have: the configured one as the
@@ -57,6 +73,12 @@ fn check_slices() {
     for _ in 0..4 {
         assert_eq!(pool.apply(slice_here, ()).unwrap(), Some(want), "a worker");
     }
+    // The workers' parent, the pool's zygote, has it too (its replacements
+    // inherit it). Its main thread: a zygote started from a thread other
+    // than the main one also runs a lifeline thread, which only polls.
+    let zygote = parent_of(pool.worker_pids()[0]);
+    let main = format!("/proc/{zygote}/task/{zygote}/sched");
+    assert_eq!(sched_slice(&main), Some(want), "the zygote {zygote}");
     // The two threads name themselves and ask for the slice as they start:
     // wait (bounded) until both have.
     let pool_threads = || {

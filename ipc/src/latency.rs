@@ -1,7 +1,7 @@
 //! A short scheduler slice for multiproc's own waiting threads.
 //!
 //! The threads and processes multiproc runs for you (a pool's result
-//! thread, supervisor and workers, a manager's server) spend their lives
+//! thread, supervisor, zygote and workers, a manager's server) spend their lives
 //! waiting for a peer and then doing a few microseconds of work. On an
 //! idle machine they spin ([`crate::spin`]); on a busy one every hand-off
 //! is a wake-up, and a thread that wakes behind a CPU-bound process waits
@@ -101,6 +101,16 @@ pub fn apply() {
 pub fn apply_slice(ns: u64) {
     if ns != 0 {
         let _ = crate::sys::sched::set_slice(ns);
+    }
+}
+
+/// Asks for the short slice for process `pid`'s main thread: a process
+/// multiproc started for you (a pool's zygote, whose children inherit it).
+/// Best effort, as [`apply`].
+pub fn apply_to(pid: i32) {
+    let ns = slice_ns();
+    if ns != 0 && pid > 0 {
+        let _ = crate::sys::sched::set_slice_of(pid, ns);
     }
 }
 

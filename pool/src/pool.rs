@@ -115,6 +115,10 @@ impl Pool {
         // only the pages the rings touch are ever allocated.
         let region = ShmRegion::memfd(worker::region_len(n))?;
         let zygote = Zygote::start()?;
+        // Ours, and mostly waiting: the short slice, which the workers it
+        // forks inherit (on a busy machine each of them would otherwise
+        // wait a whole slice of a CPU-bound process to start).
+        latency::apply_to(zygote.pid());
         let (wake_tx, wake_rx) =
             UnixStream::pair().map_err(|e| Error::io("cannot create the pool's wake socket", e))?;
         let _ = wake_tx.set_nonblocking(true);

@@ -31,11 +31,17 @@ const SCHED_BATCH: u32 = 3;
 
 /// The calling thread's attributes.
 fn get() -> io::Result<SchedAttr> {
+    get_of(0)
+}
+
+/// The attributes of thread `pid` (0: the calling thread).
+fn get_of(pid: i32) -> io::Result<SchedAttr> {
     let mut attr = SchedAttr::default();
     let size = std::mem::size_of::<SchedAttr>() as libc::c_uint;
     // SAFETY: `attr` is a writable `sched_attr` of `size` bytes that
-    // outlives the call; pid 0 is the calling thread; flags must be 0.
-    cvt(unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &mut attr, size, 0) })?;
+    // outlives the call; `pid` names a thread (0: the calling one); flags
+    // must be 0.
+    cvt(unsafe { libc::syscall(libc::SYS_sched_getattr, pid, &mut attr, size, 0) })?;
     Ok(attr)
 }
 
@@ -44,7 +50,13 @@ fn get() -> io::Result<SchedAttr> {
 /// inherit the slice. Returns false (and changes nothing) for a thread
 /// under a real-time or deadline policy.
 pub(crate) fn set_slice(ns: u64) -> io::Result<bool> {
-    let mut attr = get()?;
+    set_slice_of(0, ns)
+}
+
+/// [`set_slice`] for thread `pid` (0: the calling thread; a process's pid
+/// names its main thread).
+pub(crate) fn set_slice_of(pid: i32, ns: u64) -> io::Result<bool> {
+    let mut attr = get_of(pid)?;
     if attr.policy != SCHED_OTHER && attr.policy != SCHED_BATCH {
         return Ok(false);
     }
@@ -54,9 +66,9 @@ pub(crate) fn set_slice(ns: u64) -> io::Result<bool> {
     attr.deadline = 0;
     attr.period = 0;
     // SAFETY: `attr` is a valid `sched_attr` whose `size` field matches its
-    // layout and which outlives the call; pid 0 is the calling thread;
-    // flags must be 0.
-    cvt(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr, 0) })?;
+    // layout and which outlives the call; `pid` names a thread (0: the
+    // calling one); flags must be 0.
+    cvt(unsafe { libc::syscall(libc::SYS_sched_setattr, pid, &attr, 0) })?;
     Ok(true)
 }
 
