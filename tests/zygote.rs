@@ -281,11 +281,8 @@ fn spawn_many_forks_each_child_with_its_own_argument_and_descriptors() {
     let zygote = Zygote::start().expect("zygote");
     let file = std::fs::File::open("/proc/self/exe").unwrap();
     let one: Vec<BorrowedFd<'_>> = vec![file.as_fd()];
-    let args = vec![
-        (10, Vec::new()),
-        (20, one.clone()),
-        (30, vec![file.as_fd(); 3]),
-    ];
+    let three = [file.as_fd(); 3];
+    let args = [(&10, &[][..]), (&20, &one[..]), (&30, &three[..])];
     let children = zygote.spawn_many(code_plus_fds, &args);
     let codes: Vec<ExitStatus> = children
         .into_iter()
@@ -302,7 +299,7 @@ fn spawn_many_forks_each_child_with_its_own_argument_and_descriptors() {
 
     // `Zygote::spawn` takes at most 253 descriptors per child.
     let too_many = vec![file.as_fd(); 254];
-    let args = vec![(1, Vec::new()), (2, too_many), (3, one)];
+    let args = [(&1, &[][..]), (&2, &too_many[..]), (&3, &one[..])];
     let mut children = zygote.spawn_many(code_plus_fds, &args).into_iter();
     let mut first = children.next().unwrap().expect("the first is sent");
     assert_eq!(first.wait_timeout(LIMIT).unwrap(), ExitStatus::Code(1));

@@ -195,6 +195,17 @@ pub(crate) enum Reaped {
 
 /// Decodes the argument and calls the child's main: the monomorphized entry
 /// of every zygote child.
+/// Refuses more descriptors than one request carries.
+fn check_fds(fds: &[BorrowedFd<'_>]) -> Result<()> {
+    if fds.len() > fd::MAX_FDS {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("at most {} descriptors per child", fd::MAX_FDS),
+        ));
+    }
+    Ok(())
+}
+
 fn trampoline<A: DeserializeOwned + 'static>(
     main: FnAddr,
     payload: &[u8],
@@ -684,10 +695,10 @@ impl Zygote {
     where
         A: Serialize + DeserializeOwned + 'static,
     {
-        let request = self.spawn_request(main, arg, fds)?;
-        let mut io = self.shared.lock();
-        self.send_spawn(&mut io, &request, fds)?;
-        self.receive_spawned(&mut io)
+        self.spawn_many(main, &[(arg, fds)])
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(Error::new(ErrorKind::Io, "no answer from the zygote")))
     }
 
     /// Forks one child per entry of `args`, as [`spawn`](Zygote::spawn)
@@ -699,18 +710,23 @@ impl Zygote {
     pub fn spawn_many<A>(
         &self,
         main: fn(A, Vec<OwnedFd>) -> i32,
-        args: &[(A, Vec<BorrowedFd<'_>>)],
+        args: &[(&A, &[BorrowedFd<'_>])],
     ) -> Vec<Result<ZygoteChild>>
     where
         A: Serialize + DeserializeOwned + 'static,
     {
+        // One message for every child: only the argument differs.
+        let msg = match self.spawn_message(main) {
+            Ok(msg) => msg,
+            Err(e) => return args.iter().map(|_| Err(e.clone())).collect(),
+        };
         let mut io = self.shared.lock();
         let mut sent = 0;
         let mut failure = None;
         for (arg, fds) in args {
-            let r = self
-                .spawn_request(main, arg, fds)
-                .and_then(|request| self.send_spawn(&mut io, &request, fds));
+            let r = check_fds(fds)
+                .and_then(|()| Ok(codec::encode(*arg)?))
+                .and_then(|payload| self.send_spawn(&mut io, &msg, &payload, fds));
             if let Err(e) = r {
                 failure = Some(e);
                 break;
@@ -727,42 +743,33 @@ impl Zygote {
         out
     }
 
-    /// Checks a spawn's arguments and encodes its request: the message and
-    /// the payload.
-    fn spawn_request<A>(
-        &self,
-        main: fn(A, Vec<OwnedFd>) -> i32,
-        arg: &A,
-        fds: &[BorrowedFd<'_>],
-    ) -> Result<(Vec<u8>, Vec<u8>)>
+    /// The message of a request to fork a child running `main`, if this
+    /// process may use the zygote.
+    fn spawn_message<A>(&self, main: fn(A, Vec<OwnedFd>) -> i32) -> Result<Vec<u8>>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: DeserializeOwned + 'static,
     {
-        if fds.len() > fd::MAX_FDS {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("at most {} descriptors per child", fd::MAX_FDS),
-            ));
-        }
         if self.shared.owner != fork::getpid() {
             return Err(Error::new(
                 ErrorKind::NotRunning,
                 "this zygote belongs to the process that started it, not to this fork of it",
             ));
         }
-        let payload = codec::encode(arg)?;
         let request = Request::Spawn {
             trampoline: FnAddr::of(trampoline::<A> as Trampoline),
             main: FnAddr::of(main),
         };
-        Ok((codec::encode(&request)?, payload))
+        Ok(codec::encode(&request)?)
     }
 
-    /// Sends one spawn request (see [`spawn_request`](Zygote::spawn_request)).
+    /// Sends one spawn request: its message (see
+    /// [`spawn_message`](Zygote::spawn_message)), the child's encoded
+    /// argument and its descriptors.
     fn send_spawn(
         &self,
         io: &mut ClientIo,
-        (msg, payload): &(Vec<u8>, Vec<u8>),
+        msg: &[u8],
+        payload: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> Result<()> {
         if io.closed {

@@ -66,13 +66,18 @@ pub(crate) fn spawn_workers(
             }
         }
     }
-    let requests: Vec<(WorkerArg, Vec<BorrowedFd<'_>>)> = args
-        .into_iter()
-        .zip(&sockets)
-        .map(|(arg, (_, fd_rx))| (arg, vec![region, fd_rx.as_fd()]))
+    let fds: Vec<[BorrowedFd<'_>; 2]> = sockets
+        .iter()
+        .map(|(_, fd_rx)| [region, fd_rx.as_fd()])
+        .collect();
+    let requests: Vec<(&WorkerArg, &[BorrowedFd<'_>])> = args
+        .iter()
+        .zip(&fds)
+        .map(|(arg, f)| (arg, &f[..]))
         .collect();
     let children = zygote.spawn_many(worker::worker_main, &requests);
     drop(requests);
+    drop(fds);
     let mut out: Vec<_> = children
         .into_iter()
         .zip(sockets)
