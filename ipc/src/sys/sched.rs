@@ -29,13 +29,8 @@ struct SchedAttr {
 const SCHED_OTHER: u32 = 0;
 const SCHED_BATCH: u32 = 3;
 
-/// The calling thread's attributes.
-fn get() -> io::Result<SchedAttr> {
-    get_of(0)
-}
-
 /// The attributes of thread `pid` (0: the calling thread).
-fn get_of(pid: i32) -> io::Result<SchedAttr> {
+fn get(pid: i32) -> io::Result<SchedAttr> {
     let mut attr = SchedAttr::default();
     let size = std::mem::size_of::<SchedAttr>() as libc::c_uint;
     // SAFETY: `attr` is a writable `sched_attr` of `size` bytes that
@@ -56,7 +51,7 @@ pub(crate) fn set_slice(ns: u64) -> io::Result<bool> {
 /// [`set_slice`] for thread `pid` (0: the calling thread; a process's pid
 /// names its main thread).
 pub(crate) fn set_slice_of(pid: i32, ns: u64) -> io::Result<bool> {
-    let mut attr = get_of(pid)?;
+    let mut attr = get(pid)?;
     if attr.policy != SCHED_OTHER && attr.policy != SCHED_BATCH {
         return Ok(false);
     }
@@ -75,5 +70,5 @@ pub(crate) fn set_slice_of(pid: i32, ns: u64) -> io::Result<bool> {
 /// The slice the calling thread asks for, in nanoseconds (0 before Linux
 /// 6.12 has been asked for one, or where the kernel reports none).
 pub(crate) fn slice() -> io::Result<u64> {
-    get().map(|a| a.runtime)
+    get(0).map(|a| a.runtime)
 }
