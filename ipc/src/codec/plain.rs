@@ -103,7 +103,9 @@ impl<T: 'static> PlainVec<T> {
     /// items into `out` from index `at`: over the items there, growing
     /// `out` as needed, with zeros between its old end and `at` if `at` is
     /// past it. For results that arrive out of order, each placed where it
-    /// belongs in one vector.
+    /// belongs in one vector. `out` grows to `at` plus the items decoded:
+    /// `at` is the caller's own index, never one read from the bytes (an
+    /// `at` beyond memory fails the allocation as `Vec::reserve` does).
     ///
     /// # Errors
     ///
