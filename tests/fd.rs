@@ -15,7 +15,10 @@ use multiproc::{Executor, Fd, Pipe, Pool, Process, Queue};
 use multiproc_testkit::{checked, join_or_kill, wait_until};
 
 mod fd_helpers;
-use fd_helpers::{assert_no_fd_leak, echo_lines, open_fds, read_to_string, talk, temp_file};
+use fd_helpers::{
+    assert_no_fd_leak, echo_lines, open_fds, read_to_string, start_process_wide_helpers, talk,
+    temp_file,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -135,6 +138,7 @@ fn pipe_message_carries_an_fd() {
 #[test]
 fn fd_through_a_transport_without_descriptors_is_an_error() {
     checked(LIMIT, || {
+        start_process_wide_helpers();
         let before = open_fds();
         let q: Queue<Fd<File>> = Queue::new().unwrap();
         let e = q.put(Fd::new(temp_file("queue", "x"))).unwrap_err();

@@ -19,7 +19,10 @@ use multiproc_testkit::{join_or_kill, zombie_children};
 
 /// The bound of the whole binary.
 mod fd_helpers;
-use fd_helpers::{assert_no_fd_leak, echo_lines, open_fds, read_to_string, talk, temp_file};
+use fd_helpers::{
+    assert_no_fd_leak, echo_lines, open_fds, read_to_string, start_process_wide_helpers, talk,
+    temp_file,
+};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 const LIMIT: Duration = Duration::from_secs(30);
@@ -116,11 +119,7 @@ fn main() {
         eprintln!("fd_forkserver: timed out after {WATCHDOG:?}");
         std::process::exit(1);
     });
-    // The first pool and executor drops start process-wide helpers that
-    // keep a descriptor (the reaper thread's pipe): start them before
-    // counting.
-    drop(Pool::new(1).expect("a pool"));
-    drop(Executor::new(1).expect("an executor"));
+    start_process_wide_helpers();
     type Check = fn();
     let checks: [(&str, Check); 5] = [
         (

@@ -20,6 +20,18 @@ pub fn open_fds() -> usize {
         .unwrap_or(0)
 }
 
+/// Starts the process-wide helpers that keep a descriptor for the
+/// process's life, so that counting after this sees only a test's own: the
+/// shared-memory tracker's pipe (started by the first named segment: a
+/// queue, a `Value`) and the reaper thread's pipe (started by the first pool
+/// or executor dropped). A test counting before its first segment or pool
+/// would otherwise report them as leaks whenever it happens to run first.
+pub fn start_process_wide_helpers() {
+    drop(multiproc::Value::new(0u8).expect("a shared value"));
+    drop(multiproc::Pool::new(1).expect("a pool"));
+    drop(multiproc::Executor::new(1).expect("an executor"));
+}
+
 /// What each descriptor of this process refers to (for failure messages).
 pub fn open_fd_targets() -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
