@@ -36,7 +36,8 @@ use bincode::config;
 
 mod plain;
 pub use plain::{
-    encode_plain_from_iter, is_plain, plain_encoded_len, PlainHead, PlainSlice, PlainVec,
+    decode_plain_parts, encode_plain_from_iter, is_plain, plain_encoded_len, PlainHead, PlainItems,
+    PlainSlice, PlainVec,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;

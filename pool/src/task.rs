@@ -35,9 +35,21 @@ pub(crate) enum TaskBody {
     Inline(Vec<u8>),
     /// A whole task record; the body starts at the offset.
     Record(Vec<u8>, usize),
-    Shared(std::sync::Arc<multiproc_ipc::shm::SharedMemory>, usize),
+    /// The first bytes of a block, and the buffer to write the outcome
+    /// into: the worker's, kept from task to task, so that a large outcome
+    /// (a map's chunk) is written into memory already mapped instead of
+    /// fresh pages each time.
+    Shared(
+        std::sync::Arc<multiproc_ipc::shm::SharedMemory>,
+        usize,
+        Vec<u8>,
+    ),
     /// As `Shared`, holding `SharedBytes`, decoded pointing into the block.
-    InPlace(std::sync::Arc<multiproc_ipc::shm::SharedMemory>, usize),
+    InPlace(
+        std::sync::Arc<multiproc_ipc::shm::SharedMemory>,
+        usize,
+        Vec<u8>,
+    ),
 }
 
 impl TaskBody {
@@ -45,7 +57,7 @@ impl TaskBody {
         match self {
             TaskBody::Inline(v) => v,
             TaskBody::Record(v, at) => v.get(*at..).unwrap_or(&[]),
-            TaskBody::Shared(shm, len) | TaskBody::InPlace(shm, len) => {
+            TaskBody::Shared(shm, len, _) | TaskBody::InPlace(shm, len, _) => {
                 shm.as_slice().get(..*len).unwrap_or(&[])
             }
         }
@@ -54,20 +66,34 @@ impl TaskBody {
     /// Decodes the body: in place for `InPlace`, else from its bytes.
     fn decode<T: DeserializeOwned>(&self) -> Result<T, codec::CodecError> {
         match self {
-            TaskBody::InPlace(shm, len) => codec::Codec::default().decode_in_place(shm, *len),
+            TaskBody::InPlace(shm, len, _) => codec::Codec::default().decode_in_place(shm, *len),
             _ => codec::decode(self.bytes()),
         }
     }
 
     /// The body's buffer, emptied, to write an outcome into (saves an
     /// allocation per task).
-    fn into_buffer(self) -> Vec<u8> {
-        match self {
-            TaskBody::Inline(mut v) | TaskBody::Record(mut v, _) => {
+    fn into_buffer(mut self) -> Vec<u8> {
+        match &mut self {
+            TaskBody::Inline(v) | TaskBody::Record(v, _) => {
+                let mut v = std::mem::take(v);
                 v.clear();
                 v
             }
-            TaskBody::Shared(..) | TaskBody::InPlace(..) => Vec::new(),
+            TaskBody::Shared(..) | TaskBody::InPlace(..) => self.take_spare(),
+        }
+    }
+
+    /// The outcome buffer of a body in a block, emptied (empty for an
+    /// inline body, whose buffer holds its bytes); the body stays readable.
+    fn take_spare(&mut self) -> Vec<u8> {
+        match self {
+            TaskBody::Shared(_, _, out) | TaskBody::InPlace(_, _, out) => {
+                let mut out = std::mem::take(out);
+                out.clear();
+                out
+            }
+            TaskBody::Inline(_) | TaskBody::Record(..) => Vec::new(),
         }
     }
 }
@@ -203,17 +229,99 @@ pub(crate) fn chunk_body<F, A>(f: F, items: &[A]) -> (F, PlainSlice<'_, A>) {
 }
 
 /// Trampoline for a chunk: body `(FnRef<A, R>, PlainSlice<A>)`.
-fn run_chunk<A, R>(body: TaskBody) -> Vec<u8>
+fn run_chunk<A, R>(mut body: TaskBody) -> Vec<u8>
 where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
+    if codec::is_plain::<A>() && codec::is_plain::<R>() {
+        let out = body.take_spare();
+        return run_plain_chunk::<A, R>(body.bytes(), out);
+    }
     match body.decode::<(FnRef<A, R>, PlainVec<A>)>() {
         Ok((f, PlainVec(items))) => match f.get() {
             Ok(f) => run_items(items, f),
             Err(e) => chunk_error::<R>(e.to_wire()),
         },
         Err(e) => chunk_error::<R>(ser_error("cannot decode the chunk's arguments", e)),
+    }
+}
+
+/// [`run_chunk`] for plain numbers in and out (`u64` to `u64`, say): each
+/// argument is read where it is in the body and each result written
+/// straight into its place in `out`, the outcome's buffer. No vector is
+/// made for the arguments or the results: for a large chunk those would
+/// be fresh pages, faulted in one by one, for every chunk. The outcome
+/// bytes are those of [`run_items`]: all results in one block while every
+/// item succeeds, one outcome per item from a panic on.
+fn run_plain_chunk<A: 'static, R: Serialize + 'static>(bytes: &[u8], mut out: Vec<u8>) -> Vec<u8> {
+    let (f, items) = match codec::decode_plain_parts::<FnRef<A, R>, A>(bytes) {
+        Some(Ok(parts)) => parts,
+        Some(Err(e)) => {
+            return chunk_error::<R>(ser_error("cannot decode the chunk's arguments", e))
+        }
+        None => {
+            return chunk_error::<R>(ser_error(
+                "cannot decode the chunk's arguments",
+                "they are not plain numbers",
+            ))
+        }
+    };
+    let f = match f.get() {
+        Ok(f) => f,
+        Err(e) => return chunk_error::<R>(e.to_wire()),
+    };
+    let head = match codec::PlainHead::<R>::new(&()) {
+        Some(Ok(head)) => head,
+        Some(Err(e)) => return chunk_error::<R>(ser_error("cannot encode the chunk's results", e)),
+        None => {
+            return chunk_error::<R>(ser_error(
+                "cannot encode the chunk's results",
+                "they are not plain numbers",
+            ))
+        }
+    };
+    let n = items.len();
+    out.clear();
+    out.push(CHUNK_ALL_OK);
+    out.resize(1 + head.encoded_len(n), 0);
+    // Items whose result is in `out`; one panic guard for the whole chunk,
+    // as in `run_items`.
+    let done = std::cell::Cell::new(0usize);
+    let mut args = items.iter();
+    let results = &mut args.by_ref().map(|a| {
+        let r = f(a);
+        done.set(done.get() + 1);
+        r
+    });
+    let written = catch_remote_panic(|| head.encode_from_iter(n, results, &mut out[1..]));
+    match written {
+        Ok(Ok((used, got))) if got == n => {
+            out.truncate(1 + used);
+            out
+        }
+        Ok(Ok((_, got))) => {
+            // Cannot happen: the block holds exactly `n` items.
+            chunk_error::<R>(ser_error(
+                "cannot encode the chunk's results",
+                format!("{got} of {n} items"),
+            ))
+        }
+        Ok(Err(e)) => chunk_error::<R>(ser_error("cannot encode the chunk's results", e)),
+        Err(panic) => {
+            // The results before the panic, the panic, then each item after
+            // it on its own (`args` is past the item that panicked).
+            let mut per_item = vec![CHUNK_PER_ITEM];
+            let before = head.laid_out(&out[1..], n);
+            for v in before.iter().take(done.get()) {
+                push_outcome::<R>(&mut per_item, &Ok(v));
+            }
+            push_outcome::<R>(&mut per_item, &Err(Error::panicked(panic).to_wire()));
+            for a in args {
+                push_outcome(&mut per_item, &call(f, a));
+            }
+            per_item
+        }
     }
 }
 
@@ -631,6 +739,82 @@ mod tests {
             decode_chunk::<u64>(&out, 4),
             ChunkResult::Mixed(_)
         ));
+    }
+
+    fn halve_unless_five_divides(x: u32) -> f64 {
+        if x % 5 == 0 {
+            panic!("five divides {x}");
+        }
+        f64::from(x) / 2.0
+    }
+
+    /// Runs a chunk of `items` whose body is in a shared block (as a large
+    /// chunk's is), with `spare` as the worker's outcome buffer.
+    fn run_in_block(body: &[u8], spare: Vec<u8>) -> Vec<u8> {
+        let mut shm = multiproc_ipc::shm::SharedMemory::create(
+            &crate::worker::block_name(),
+            body.len().max(1),
+        )
+        .unwrap();
+        let _ = shm.unlink();
+        shm.write_at(0, body).unwrap();
+        let body = TaskBody::Shared(std::sync::Arc::new(shm), body.len(), spare);
+        tramp_chunk::<u32, f64>().call(body).unwrap()
+    }
+
+    fn halving_chunk(items: &[u32]) -> Vec<u8> {
+        codec::encode(&(FnRef::new(halve_unless_five_divides), PlainSlice(items))).unwrap()
+    }
+
+    /// Plain numbers in and out: the outcome is written into the worker's
+    /// buffer (no allocation of its own), and a panic anywhere keeps every
+    /// other item's result.
+    #[test]
+    fn a_plain_chunk_is_written_into_the_workers_buffer_and_keeps_per_item_errors() {
+        install_panic_hook();
+        let spare = Vec::with_capacity(4096);
+        let at = spare.as_ptr();
+        let out = run_in_block(&halving_chunk(&[1, 2, 3, 4]), spare);
+        assert_eq!(out.as_ptr(), at, "the outcome is in the spare buffer");
+        match decode_chunk::<f64>(&out, 4) {
+            ChunkResult::All(v) => assert_eq!(v, [0.5, 1.0, 1.5, 2.0]),
+            ChunkResult::Mixed(_) => panic!("expected the all-ok form"),
+        }
+        // A panic at the first item, at two in the middle, at the last.
+        for items in [&[5u32, 1, 2][..], &[1, 10, 3, 15, 4], &[1, 2, 20]] {
+            let got = decode_chunk::<f64>(
+                &run_in_block(&halving_chunk(items), Vec::new()),
+                items.len(),
+            )
+            .into_items();
+            assert_eq!(got.len(), items.len());
+            for (x, r) in items.iter().zip(&got) {
+                match r {
+                    Ok(v) => assert_eq!(*v, f64::from(*x) / 2.0, "{items:?}"),
+                    Err(e) => {
+                        assert_eq!(x % 5, 0, "{items:?}: {e}");
+                        assert_eq!(e.kind(), ErrorKind::TaskPanicked);
+                        assert_eq!(e.panic_info().unwrap().message, format!("five divides {x}"));
+                    }
+                }
+            }
+        }
+        // A body cut short fails every item of the chunk, clearly.
+        let body = halving_chunk(&[1, 2, 3]);
+        let got =
+            decode_chunk::<f64>(&run_in_block(&body[..body.len() - 2], Vec::new()), 3).into_items();
+        assert_eq!(got.len(), 3);
+        for r in got {
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Serialization);
+            assert!(
+                e.to_string()
+                    .contains("cannot decode the chunk's arguments"),
+                "{e}"
+            );
+        }
+        // The hook stays: `chunk_outcomes_keep_per_item_errors`, which may
+        // run beside this test, reads panic locations through it.
     }
 
     fn shout(s: String) -> String {

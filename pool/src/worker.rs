@@ -260,6 +260,9 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
     }
     let spin = Duration::from_nanos(arg.spin_ns);
     let mut buf = Vec::new();
+    // The buffer of the last large outcome, for the next one (see
+    // `TaskBody::Shared`).
+    let mut spare = Vec::new();
     let mut done = 0u64;
     let mut blocks: VecDeque<(u64, SharedMemory)> = VecDeque::new();
     let mut block_seq = 0u64;
@@ -305,18 +308,23 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                     let offset = buf.len() - rec.body.len();
                     Ok(TaskBody::Record(std::mem::take(&mut buf), offset))
                 }
-                _ => open_block(rec.body, kind & KIND_IN_PLACE != 0, &mut attached),
+                _ => open_block(
+                    rec.body,
+                    kind & KIND_IN_PLACE != 0,
+                    &mut attached,
+                    &mut spare,
+                ),
             };
             // The block of an argument decoded in place, to see afterwards
             // whether the task kept part of it.
             let in_place = match &body {
-                Ok(TaskBody::InPlace(block, _)) => Some(Arc::clone(block)),
+                Ok(TaskBody::InPlace(block, ..)) => Some(Arc::clone(block)),
                 _ => None,
             };
             // The block of an argument copied out of: a large outcome goes
             // back into it.
             let arg_block = match &body {
-                Ok(TaskBody::Shared(block, _)) => Some(Arc::clone(block)),
+                Ok(TaskBody::Shared(block, ..)) => Some(Arc::clone(block)),
                 _ => None,
             };
             let out = match (tramp, body) {
@@ -367,6 +375,8 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                 // A single task's trampoline writes its outcome into the buffer
                 // it got the body in: the next record reuses the allocation.
                 buf = out;
+            } else if out.capacity() <= SPARE_MAX {
+                spare = out;
             }
             slot.current().store(0, Ordering::Release);
         } else {
@@ -387,6 +397,10 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
         }
     }
 }
+
+/// The largest outcome buffer a worker keeps for the next large outcome
+/// (see `TaskBody::Shared`): a map's chunk of a million `u64`s takes 8 MB.
+const SPARE_MAX: usize = 8 << 20;
 
 /// The longest initializer error message sent to the parent (it must fit
 /// in one ring record).
@@ -449,11 +463,13 @@ fn write_in_arg(
 
 /// Opens the block of a large task body (`[len u64][name]`), reusing this
 /// worker's mapping when the parent reuses a block; `in_place`: the body is
-/// to be decoded in place.
+/// to be decoded in place. The body takes `spare`, the worker's buffer for
+/// large outcomes.
 fn open_block(
     rec: &[u8],
     in_place: bool,
     attached: &mut VecDeque<Arc<SharedMemory>>,
+    spare: &mut Vec<u8>,
 ) -> multiproc_ipc::Result<TaskBody> {
     let bad = || {
         multiproc_ipc::Error::new(
@@ -491,10 +507,11 @@ fn open_block(
     if len > shm.size() {
         return Err(bad());
     }
+    let out = std::mem::take(spare);
     Ok(if in_place {
-        TaskBody::InPlace(shm, len)
+        TaskBody::InPlace(shm, len, out)
     } else {
-        TaskBody::Shared(shm, len)
+        TaskBody::Shared(shm, len, out)
     })
 }
 

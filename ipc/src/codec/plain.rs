@@ -4,7 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 
 use super::{base_config, CodecError};
@@ -265,6 +265,33 @@ impl<T: 'static> PlainHead<T> {
         self.head.len() + len_len + n.saturating_mul(std::mem::size_of::<T>())
     }
 
+    /// The items of an encoding of `n` items laid out in `out` by
+    /// [`encode_from_iter`](PlainHead::encode_from_iter), as far as `out`
+    /// holds them: for a caller whose iterator stopped part way (a panic),
+    /// the items pulled before it are the first ones here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::codec::PlainHead;
+    ///
+    /// let head = PlainHead::<u16>::new(&()).unwrap().unwrap();
+    /// let mut out = vec![0u8; head.encoded_len(3)];
+    /// head.encode_from_iter(3, &mut [7u16, 8, 9].into_iter(), &mut out).unwrap();
+    /// assert_eq!(head.laid_out(&out, 3).iter().collect::<Vec<_>>(), [7, 8, 9]);
+    /// assert_eq!(head.laid_out(&out[..4], 3).len(), 1, "as far as out goes");
+    /// ```
+    pub fn laid_out<'o>(&self, out: &'o [u8], n: usize) -> PlainItems<'o, T> {
+        let size = std::mem::size_of::<T>();
+        let (_, len_len) = Self::len_prefix(n);
+        let block = out.get(self.head.len() + len_len..).unwrap_or(&[]);
+        let whole = block.len().min(n.saturating_mul(size)) / size * size;
+        PlainItems {
+            bytes: &block[..whole],
+            _items: PhantomData,
+        }
+    }
+
     /// The block length of `n` items as bincode prefixes a byte string (a
     /// `u64` varint), in at most 9 bytes.
     fn len_prefix(n: usize) -> ([u8; 9], usize) {
@@ -313,6 +340,103 @@ impl<T: 'static> PlainHead<T> {
         room.copy_within(prefix..prefix + bytes, at);
         room[self.head.len()..at].copy_from_slice(&short[..short_len]);
         Ok((at + bytes, got))
+    }
+}
+
+/// Reads the encoding of `(head, PlainSlice(&items))` for plain numbers of
+/// type `T` (what [`PlainHead::encode_from_iter`] writes) without
+/// collecting the items: the decoded head, and the items read where they
+/// are in `bytes`. `None` if `T` is not a plain number type (decode a
+/// `(H, PlainVec<T>)` then).
+///
+/// # Errors
+///
+/// [`CodecError::Decode`] if the head does not decode or the block is not
+/// a whole number of `T`s, [`CodecError::TrailingBytes`] if bytes remain
+/// after the block.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::codec::{self, decode_plain_parts, PlainSlice};
+///
+/// let bytes = codec::encode(&("f", PlainSlice(&[1u32, 2, 3]))).unwrap();
+/// let (head, items) = decode_plain_parts::<String, u32>(&bytes).unwrap().unwrap();
+/// assert_eq!(head, "f");
+/// assert_eq!(items.len(), 3);
+/// assert_eq!(items.iter().map(|x| x * 10).collect::<Vec<_>>(), [10, 20, 30]);
+/// assert!(decode_plain_parts::<String, u32>(&bytes[..bytes.len() - 1]).unwrap().is_err());
+/// assert!(decode_plain_parts::<String, char>(&bytes).is_none());
+/// ```
+pub fn decode_plain_parts<H: DeserializeOwned, T: 'static>(
+    bytes: &[u8],
+) -> Option<Result<(H, PlainItems<'_, T>), CodecError>> {
+    if !plain::is_plain::<T>() {
+        return None;
+    }
+    let parts = || {
+        let (head, used) = super::Codec::default().decode_prefix::<H>(bytes)?;
+        let rest = bytes.get(used..).unwrap_or(&[]);
+        let (block, used): (&[u8], usize) =
+            bincode::serde::borrow_decode_from_slice(rest, base_config())
+                .map_err(|e| CodecError::Decode(e.to_string()))?;
+        if used != rest.len() {
+            return Err(CodecError::TrailingBytes {
+                extra: rest.len() - used,
+            });
+        }
+        PlainItems::new(block)
+            .map(|items| (head, items))
+            .ok_or_else(|| {
+                CodecError::Decode(format!(
+                    "a block of {} bytes is not a whole number of {}-byte numbers",
+                    block.len(),
+                    std::mem::size_of::<T>()
+                ))
+            })
+    };
+    Some(parts())
+}
+
+/// Plain numbers of type `T` read in place from a block of bytes (from
+/// [`decode_plain_parts`]): no vector is made for them.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainItems<'a, T> {
+    bytes: &'a [u8],
+    _items: PhantomData<fn() -> T>,
+}
+
+impl<'a, T: 'static> PlainItems<'a, T> {
+    /// The items whose bytes are `bytes`; `None` if `T` is not plain or
+    /// `bytes` is not a whole number of `T`s.
+    fn new(bytes: &'a [u8]) -> Option<PlainItems<'a, T>> {
+        let size = std::mem::size_of::<T>();
+        (plain::is_plain::<T>() && bytes.len() % size == 0).then_some(PlainItems {
+            bytes,
+            _items: PhantomData,
+        })
+    }
+
+    /// How many items there are.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / std::mem::size_of::<T>()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Item `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<T> {
+        plain::read_at(self.bytes, i)
+    }
+
+    /// The items in order.
+    pub fn iter(&self) -> impl Iterator<Item = T> + 'a {
+        let bytes = self.bytes;
+        // Every index below `len` is a whole item: none is skipped.
+        (0..self.len()).filter_map(move |i| plain::read_at(bytes, i))
     }
 }
 
@@ -365,6 +489,57 @@ mod tests {
             let want = crate::codec::encode(&(head, PlainSlice(&items[..got]))).unwrap();
             assert_eq!(&out[..used], &want[..], "{wanted} wanted, {have} there");
         }
+    }
+
+    /// Parts decode as the collected items would, and every malformed
+    /// encoding is an error: a head that does not decode, a torn block,
+    /// trailing bytes, a block cut short.
+    #[test]
+    fn parts_read_in_place_equal_the_decoded_items_or_fail_clearly() {
+        let items: Vec<u64> = (0..300u64).map(|i| i * 7).collect();
+        let bytes = crate::codec::encode(&((3u8, "fn"), PlainSlice(&items))).unwrap();
+        let (head, got) = decode_plain_parts::<(u8, String), u64>(&bytes)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head, (3, "fn".to_string()));
+        assert_eq!(got.len(), 300);
+        assert_eq!(got.get(299), Some(299 * 7));
+        assert_eq!(got.get(300), None);
+        assert_eq!(got.iter().collect::<Vec<_>>(), items);
+        let empty = crate::codec::encode(&((), PlainSlice::<u64>(&[]))).unwrap();
+        let (_, none) = decode_plain_parts::<(), u64>(&empty).unwrap().unwrap();
+        assert!(none.is_empty() && none.iter().next().is_none());
+        let err = |b: &[u8]| {
+            decode_plain_parts::<(u8, String), u64>(b)
+                .unwrap()
+                .unwrap_err()
+        };
+        assert!(
+            matches!(err(&bytes[..bytes.len() - 3]), CodecError::Decode(_)),
+            "cut short"
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(
+            err(&longer),
+            CodecError::TrailingBytes { extra: 1 }
+        ));
+        // A block of 9 bytes announced and present: not a whole number of u64s.
+        let torn = crate::codec::encode(&((3u8, "fn"), serde_bytes_of(&[0u8; 9]))).unwrap();
+        assert!(
+            err(&torn).to_string().contains("not a whole number"),
+            "{}",
+            err(&torn)
+        );
+        assert!(
+            matches!(err(&[0xff, 0xff]), CodecError::Decode(_)),
+            "a bad head"
+        );
+    }
+
+    /// Bytes encoded as a byte string (what a `PlainSlice` of plain numbers is).
+    fn serde_bytes_of(b: &[u8]) -> PlainSlice<'_, u8> {
+        PlainSlice(b)
     }
 
     #[test]

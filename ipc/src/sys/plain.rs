@@ -116,6 +116,21 @@ pub(crate) fn write_from_iter<T: 'static>(
     Some(n)
 }
 
+/// The `i`th `T` of `bytes`, read as its bytes, if `T` is plain and the
+/// item is whole inside `bytes`.
+pub(crate) fn read_at<T: 'static>(bytes: &[u8], i: usize) -> Option<T> {
+    if !is_plain::<T>() {
+        return None;
+    }
+    let size = std::mem::size_of::<T>();
+    let start = i.checked_mul(size)?;
+    let item = bytes.get(start..start.checked_add(size)?)?;
+    // SAFETY: `item` is `size == size_of::<T>()` readable bytes borrowed
+    // here; `read_unaligned` needs no alignment; `T` is a primitive number
+    // type, for which every bit pattern is a valid value.
+    Some(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<T>()) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +186,22 @@ mod tests {
         assert_eq!(write_from_iter(&mut dst, &mut "ab".chars()), None);
         assert_eq!(vec_from_bytes::<u32>(&bytes[..11]), Some(Err(11)));
         assert_eq!(vec_from_bytes::<f64>(&[]), Some(Ok(Vec::new())));
+    }
+
+    #[test]
+    fn items_are_read_whole_at_any_alignment_or_not_at_all() {
+        let mut bytes = vec![0xffu8];
+        bytes.extend_from_slice(as_bytes(&[3u64, u64::MAX]).unwrap());
+        // Unaligned: the items start at offset 1.
+        assert_eq!(read_at::<u64>(&bytes[1..], 0), Some(3));
+        assert_eq!(read_at::<u64>(&bytes[1..], 1), Some(u64::MAX));
+        assert_eq!(read_at::<u64>(&bytes[1..], 2), None, "past the end");
+        assert_eq!(read_at::<u64>(&bytes[1..16], 1), None, "a torn item");
+        assert_eq!(
+            read_at::<u64>(&bytes, usize::MAX),
+            None,
+            "an overflowing index"
+        );
+        assert_eq!(read_at::<char>(&bytes, 0), None, "not plain");
     }
 }
