@@ -14,6 +14,35 @@ use redis::{Connection, RedisResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// `Clone` and `Debug` for an object that is a backend, a key, the fields
+/// named after its type (copied by `clone`, shown by `Debug`) and a type
+/// marker `_t`. Written out because a derive would require every type
+/// parameter to be `Clone` and `Debug` too, which a handle to remote data
+/// does not need.
+macro_rules! keyed_object {
+    ($name:ident<$($t:ident),+> $(, $extra:ident)*) => {
+        impl<$($t),+> Clone for $name<$($t),+> {
+            fn clone(&self) -> Self {
+                $name {
+                    backend: self.backend.clone(),
+                    key: self.key.clone(),
+                    $($extra: self.$extra.clone(),)*
+                    _t: std::marker::PhantomData,
+                }
+            }
+        }
+
+        impl<$($t),+> std::fmt::Debug for $name<$($t),+> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("key", &self.key)
+                    $(.field(stringify!($extra), &self.$extra))*
+                    .finish()
+            }
+        }
+    };
+}
+
 mod dict;
 mod joinable;
 mod list;
@@ -79,4 +108,33 @@ fn try_optimistic(
     .ignore();
     let done: Option<()> = pipe.query(c)?;
     Ok(Ok(done.map(|()| new)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use crate::RedisBackend;
+
+    /// Neither `Clone` nor `Debug`: the objects must not need either.
+    #[derive(Serialize, Deserialize)]
+    struct Opaque(u8);
+
+    #[test]
+    fn objects_clone_and_show_their_key_whatever_their_item_types() {
+        // Opening connects to nothing: no server is needed here.
+        let backend = RedisBackend::open("redis://127.0.0.1:1").unwrap();
+        let list = backend.list::<Opaque>("xs").clone();
+        assert_eq!(format!("{list:?}"), r#"RedisList { key: "xs" }"#);
+        assert_eq!(list.key(), "xs");
+        let dict = backend.dict::<Opaque, Opaque>("d").clone();
+        assert_eq!(format!("{dict:?}"), r#"RedisDict { key: "d" }"#);
+        let queue = backend.bounded_queue::<Opaque>("q", 3).clone();
+        assert_eq!(
+            format!("{queue:?}"),
+            r#"RedisQueue { key: "q", maxsize: Some(3) }"#
+        );
+        let jq = backend.joinable_queue::<Opaque>("j").clone();
+        assert_eq!(format!("{jq:?}"), r#"RedisJoinableQueue { key: "j" }"#);
+    }
 }

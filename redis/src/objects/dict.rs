@@ -37,21 +37,7 @@ pub struct RedisDict<K, V> {
     _t: PhantomData<fn() -> (K, V)>,
 }
 
-impl<K, V> Clone for RedisDict<K, V> {
-    fn clone(&self) -> Self {
-        RedisDict {
-            backend: self.backend.clone(),
-            key: self.key.clone(),
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<K, V> std::fmt::Debug for RedisDict<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisDict").field("key", &self.key).finish()
-    }
-}
+keyed_object!(RedisDict<K, V>);
 
 /// Sets ARGV[1] to ARGV[2] unless present; returns the value there now.
 static HASH_SETDEFAULT: &str = r"

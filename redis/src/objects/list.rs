@@ -36,21 +36,7 @@ pub struct RedisList<T> {
     _t: PhantomData<fn() -> T>,
 }
 
-impl<T> Clone for RedisList<T> {
-    fn clone(&self) -> Self {
-        RedisList {
-            backend: self.backend.clone(),
-            key: self.key.clone(),
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<T> std::fmt::Debug for RedisList<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisList").field("key", &self.key).finish()
-    }
-}
+keyed_object!(RedisList<T>);
 
 /// Removes the item at ARGV[1] (a list index) and returns it.
 static LIST_POP_AT: &str = r"

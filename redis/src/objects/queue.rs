@@ -54,25 +54,7 @@ pub struct RedisQueue<T> {
     _t: PhantomData<fn() -> T>,
 }
 
-impl<T> Clone for RedisQueue<T> {
-    fn clone(&self) -> Self {
-        RedisQueue {
-            backend: self.backend.clone(),
-            key: self.key.clone(),
-            maxsize: self.maxsize,
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<T> std::fmt::Debug for RedisQueue<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisQueue")
-            .field("key", &self.key)
-            .field("maxsize", &self.maxsize)
-            .finish()
-    }
-}
+keyed_object!(RedisQueue<T>, maxsize);
 
 impl<T: Serialize + DeserializeOwned> RedisQueue<T> {
     pub(crate) fn new(backend: RedisBackend, key: &str, maxsize: Option<usize>) -> Self {

@@ -42,23 +42,7 @@ pub struct RedisValue<T> {
     _t: PhantomData<fn() -> T>,
 }
 
-impl<T> Clone for RedisValue<T> {
-    fn clone(&self) -> Self {
-        RedisValue {
-            backend: self.backend.clone(),
-            key: self.key.clone(),
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<T> std::fmt::Debug for RedisValue<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisValue")
-            .field("key", &self.key)
-            .finish()
-    }
-}
+keyed_object!(RedisValue<T>);
 
 impl<T: Serialize + DeserializeOwned> RedisValue<T> {
     /// The value under `key`, set to `initial` unless it exists.
