@@ -55,7 +55,9 @@ fn si(v: f64) -> String {
 }
 
 /// The smallest and largest value of `values`, widened so a flat or single
-/// value still spans a range a log axis can show.
+/// value still spans a range a log axis can show, and down to a power of
+/// ten if none lies inside (a log axis labels nothing in a range within one
+/// decade: 138k to 363k would have no label at all).
 fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     let (lo, hi) = values
         .filter(|v| v.is_finite() && *v > 0.0)
@@ -65,7 +67,9 @@ fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     if hi == 0.0 {
         return None;
     }
-    Some((lo / 1.5, hi * 1.5))
+    let (lo, hi) = (lo / 1.5, hi * 1.5);
+    let decade = 10f64.powi(hi.log10().floor() as i32);
+    Some((lo.min(decade), hi))
 }
 
 /// Draws `chart` on log-log axes into the SVG file `path`.
@@ -120,6 +124,17 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_axis_range_holds_a_power_of_ten() {
+        // Within one decade: widened down to the power of ten below.
+        assert_eq!(span([207e3, 242e3].into_iter()), Some((1e5, 242e3 * 1.5)));
+        // Already across one: only the usual margin.
+        assert_eq!(span([50.0, 400.0].into_iter()), Some((50.0 / 1.5, 600.0)));
+        // A single value, and what a log axis cannot show.
+        assert_eq!(span([3.0].into_iter()), Some((1.0, 4.5)));
+        assert_eq!(span([0.0, -1.0, f64::NAN].into_iter()), None);
+    }
 
     #[test]
     fn a_chart_names_its_series_and_axes() {
