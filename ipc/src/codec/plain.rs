@@ -130,27 +130,17 @@ impl<T: 'static> PlainVec<T> {
         out: &mut Vec<T>,
         at: usize,
     ) -> Option<Result<usize, CodecError>> {
-        if !plain::is_plain::<T>() {
-            return None;
-        }
-        let (block, used): (&[u8], usize) =
-            match bincode::serde::borrow_decode_from_slice(bytes, base_config()) {
-                Ok(v) => v,
-                Err(e) => return Some(Err(CodecError::Decode(e.to_string()))),
-            };
-        if used != bytes.len() {
-            return Some(Err(CodecError::TrailingBytes {
-                extra: bytes.len() - used,
-            }));
-        }
-        plain::place_from_bytes(out, at, block).map(|r| {
-            r.map_err(|len| {
-                CodecError::Decode(format!(
-                    "a block of {len} bytes is not a whole number of {}-byte numbers",
-                    std::mem::size_of::<T>()
-                ))
-            })
-        })
+        let items = match decode_plain_parts::<(), T>(bytes)? {
+            Ok(((), items)) => items,
+            Err(e) => return Some(Err(e)),
+        };
+        let placed = plain::place_from_bytes(out, at, items.bytes)?;
+        Some(placed.map_err(|_| {
+            CodecError::Decode(format!(
+                "{} items do not fit in a vector at index {at}",
+                items.len()
+            ))
+        }))
     }
 }
 
@@ -407,11 +397,11 @@ pub struct PlainItems<'a, T> {
 }
 
 impl<'a, T: 'static> PlainItems<'a, T> {
-    /// The items whose bytes are `bytes`; `None` if `T` is not plain or
+    /// The items whose bytes are `bytes` (for a plain `T`); `None` if
     /// `bytes` is not a whole number of `T`s.
     fn new(bytes: &'a [u8]) -> Option<PlainItems<'a, T>> {
         let size = std::mem::size_of::<T>();
-        (plain::is_plain::<T>() && bytes.len() % size == 0).then_some(PlainItems {
+        (bytes.len() % size == 0).then_some(PlainItems {
             bytes,
             _items: PhantomData,
         })
@@ -535,6 +525,31 @@ mod tests {
             matches!(err(&[0xff, 0xff]), CodecError::Decode(_)),
             "a bad head"
         );
+    }
+
+    /// Placing reads the block as `decode_plain_parts` does: the same
+    /// errors, and an index the items cannot go to is one too.
+    #[test]
+    fn placing_refuses_a_torn_block_and_an_index_past_memory_and_writes_nothing() {
+        let mut out = vec![1u64, 2];
+        let torn = crate::codec::encode(&serde_bytes_of(&[0u8; 9])).unwrap();
+        let e = PlainVec::place_decoded(&torn, &mut out, 0)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("not a whole number"), "{e}");
+        let good = crate::codec::encode(&PlainSlice(&[5u64])).unwrap();
+        let e = PlainVec::place_decoded(&good, &mut out, usize::MAX)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("do not fit"), "{e}");
+        assert_eq!(out, [1, 2]);
+        assert_eq!(
+            PlainVec::place_decoded(&good, &mut out, 1)
+                .unwrap()
+                .unwrap(),
+            1
+        );
+        assert_eq!(out, [1, 5]);
     }
 
     /// Bytes encoded as a byte string (what a `PlainSlice` of plain numbers is).
