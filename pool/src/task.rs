@@ -71,17 +71,16 @@ impl TaskBody {
         }
     }
 
-    /// The body's buffer, emptied, to write an outcome into (saves an
-    /// allocation per task).
-    fn into_buffer(mut self) -> Vec<u8> {
-        match &mut self {
-            TaskBody::Inline(v) | TaskBody::Record(v, _) => {
-                let mut v = std::mem::take(v);
-                v.clear();
-                v
-            }
-            TaskBody::Shared(..) | TaskBody::InPlace(..) => self.take_spare(),
-        }
+    /// The body's buffer (for a body in a block, the worker's outcome
+    /// buffer), emptied, to write an outcome into (saves an allocation per
+    /// task).
+    fn into_buffer(self) -> Vec<u8> {
+        let (TaskBody::Inline(mut v)
+        | TaskBody::Record(mut v, _)
+        | TaskBody::Shared(_, _, mut v)
+        | TaskBody::InPlace(_, _, mut v)) = self;
+        v.clear();
+        v
     }
 
     /// The outcome buffer of a body in a block, emptied (empty for an
@@ -190,15 +189,7 @@ fn run_items<A, R: Serialize + 'static>(items: Vec<A>, f: impl Fn(A) -> R) -> Ve
     // item costs more than a tiny task. A result is pushed only once `f`
     // has returned, so `oks` holds exactly the items before the panic.
     if let Err(panic) = catch_remote_panic(|| rest.by_ref().for_each(|arg| oks.push(f(arg)))) {
-        let mut out = vec![CHUNK_PER_ITEM];
-        for v in oks {
-            push_outcome(&mut out, &Ok(v));
-        }
-        push_outcome::<R>(&mut out, &Err(Error::panicked(panic).to_wire()));
-        for arg in rest {
-            push_outcome(&mut out, &call(&f, arg));
-        }
-        return out;
+        return outcome_after_panic(oks, panic, rest, f);
     }
     let mut out = vec![CHUNK_ALL_OK];
     if codec::Codec::default()
@@ -210,6 +201,26 @@ fn run_items<A, R: Serialize + 'static>(items: Vec<A>, f: impl Fn(A) -> R) -> Ve
         for v in oks {
             push_outcome(&mut out, &Ok(v));
         }
+    }
+    out
+}
+
+/// Chunk outcome bytes, item by item, for a chunk whose function panicked
+/// part way: the results before the panic, the panic, then each item after
+/// it (`rest`, past the one that panicked) run on its own.
+fn outcome_after_panic<A, R: Serialize>(
+    before: impl IntoIterator<Item = R>,
+    panic: multiproc_ipc::RemotePanic,
+    rest: impl Iterator<Item = A>,
+    f: impl Fn(A) -> R,
+) -> Vec<u8> {
+    let mut out = vec![CHUNK_PER_ITEM];
+    for v in before {
+        push_outcome(&mut out, &Ok(v));
+    }
+    push_outcome::<R>(&mut out, &Err(Error::panicked(panic).to_wire()));
+    for arg in rest {
+        push_outcome(&mut out, &call(&f, arg));
     }
     out
 }
@@ -234,9 +245,13 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
+    // Checked here too, so that a chunk of other types leaves the worker's
+    // outcome buffer where it is.
     if codec::is_plain::<A>() && codec::is_plain::<R>() {
         let out = body.take_spare();
-        return run_plain_chunk::<A, R>(body.bytes(), out);
+        if let Some(out) = run_plain_chunk::<A, R>(body.bytes(), out) {
+            return out;
+        }
     }
     match body.decode::<(FnRef<A, R>, PlainVec<A>)>() {
         Ok((f, PlainVec(items))) => match f.get() {
@@ -253,33 +268,26 @@ where
 /// made for the arguments or the results: for a large chunk those would
 /// be fresh pages, faulted in one by one, for every chunk. The outcome
 /// bytes are those of [`run_items`]: all results in one block while every
-/// item succeeds, one outcome per item from a panic on.
-fn run_plain_chunk<A: 'static, R: Serialize + 'static>(bytes: &[u8], mut out: Vec<u8>) -> Vec<u8> {
-    let (f, items) = match codec::decode_plain_parts::<FnRef<A, R>, A>(bytes) {
-        Some(Ok(parts)) => parts,
-        Some(Err(e)) => {
-            return chunk_error::<R>(ser_error("cannot decode the chunk's arguments", e))
-        }
-        None => {
-            return chunk_error::<R>(ser_error(
-                "cannot decode the chunk's arguments",
-                "they are not plain numbers",
-            ))
-        }
+/// item succeeds, one outcome per item from a panic on. `None` if `A` or
+/// `R` is not a plain number type.
+fn run_plain_chunk<A: 'static, R: Serialize + 'static>(
+    bytes: &[u8],
+    mut out: Vec<u8>,
+) -> Option<Vec<u8>> {
+    let parts = codec::decode_plain_parts::<FnRef<A, R>, A>(bytes)?;
+    let head = codec::PlainHead::<R>::new(&())?;
+    let fail = |what: &str, e: &dyn std::fmt::Display| Some(chunk_error::<R>(ser_error(what, e)));
+    let (f, items) = match parts {
+        Ok(parts) => parts,
+        Err(e) => return fail("cannot decode the chunk's arguments", &e),
+    };
+    let head = match head {
+        Ok(head) => head,
+        Err(e) => return fail("cannot encode the chunk's results", &e),
     };
     let f = match f.get() {
         Ok(f) => f,
-        Err(e) => return chunk_error::<R>(e.to_wire()),
-    };
-    let head = match codec::PlainHead::<R>::new(&()) {
-        Some(Ok(head)) => head,
-        Some(Err(e)) => return chunk_error::<R>(ser_error("cannot encode the chunk's results", e)),
-        None => {
-            return chunk_error::<R>(ser_error(
-                "cannot encode the chunk's results",
-                "they are not plain numbers",
-            ))
-        }
+        Err(e) => return Some(chunk_error::<R>(e.to_wire())),
     };
     let n = items.len();
     out.clear();
@@ -294,33 +302,20 @@ fn run_plain_chunk<A: 'static, R: Serialize + 'static>(bytes: &[u8], mut out: Ve
         done.set(done.get() + 1);
         r
     });
-    let written = catch_remote_panic(|| head.encode_from_iter(n, results, &mut out[1..]));
-    match written {
+    match catch_remote_panic(|| head.encode_from_iter(n, results, &mut out[1..])) {
+        // The block holds exactly `n` items: fewer cannot come back.
         Ok(Ok((used, got))) if got == n => {
             out.truncate(1 + used);
-            out
+            Some(out)
         }
-        Ok(Ok((_, got))) => {
-            // Cannot happen: the block holds exactly `n` items.
-            chunk_error::<R>(ser_error(
-                "cannot encode the chunk's results",
-                format!("{got} of {n} items"),
-            ))
-        }
-        Ok(Err(e)) => chunk_error::<R>(ser_error("cannot encode the chunk's results", e)),
+        Ok(Ok((_, got))) => fail(
+            "cannot encode the chunk's results",
+            &format!("{got} of {n} items"),
+        ),
+        Ok(Err(e)) => fail("cannot encode the chunk's results", &e),
         Err(panic) => {
-            // The results before the panic, the panic, then each item after
-            // it on its own (`args` is past the item that panicked).
-            let mut per_item = vec![CHUNK_PER_ITEM];
-            let before = head.laid_out(&out[1..], n);
-            for v in before.iter().take(done.get()) {
-                push_outcome::<R>(&mut per_item, &Ok(v));
-            }
-            push_outcome::<R>(&mut per_item, &Err(Error::panicked(panic).to_wire()));
-            for a in args {
-                push_outcome(&mut per_item, &call(f, a));
-            }
-            per_item
+            let before = head.laid_out(&out[1..], n).iter().take(done.get());
+            Some(outcome_after_panic(before, panic, args, f))
         }
     }
 }
