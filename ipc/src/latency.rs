@@ -100,7 +100,7 @@ pub fn apply() {
 /// system calls are safe there.
 pub fn apply_slice(ns: u64) {
     if ns != 0 {
-        let _ = crate::sys::sched::set_slice(ns);
+        let _ = crate::sys::sched::set_slice(0, ns);
     }
 }
 
@@ -110,14 +110,14 @@ pub fn apply_slice(ns: u64) {
 pub fn apply_to(pid: i32) {
     let ns = slice_ns();
     if ns != 0 && pid > 0 {
-        let _ = crate::sys::sched::set_slice_of(pid, ns);
+        let _ = crate::sys::sched::set_slice(pid, ns);
     }
 }
 
 /// Gives the calling thread the kernel's default slice again (0 asks for
 /// the default).
 pub fn reset() {
-    let _ = crate::sys::sched::set_slice(0);
+    let _ = crate::sys::sched::set_slice(0, 0);
 }
 
 /// The slice the calling thread asks for, in nanoseconds, as the kernel

@@ -40,17 +40,12 @@ fn get(pid: i32) -> io::Result<SchedAttr> {
     Ok(attr)
 }
 
-/// Asks for a slice of `ns` nanoseconds for the calling thread, keeping
-/// its policy and nice value. Threads it creates and processes it forks
-/// inherit the slice. Returns false (and changes nothing) for a thread
-/// under a real-time or deadline policy.
-pub(crate) fn set_slice(ns: u64) -> io::Result<bool> {
-    set_slice_of(0, ns)
-}
-
-/// [`set_slice`] for thread `pid` (0: the calling thread; a process's pid
-/// names its main thread).
-pub(crate) fn set_slice_of(pid: i32, ns: u64) -> io::Result<bool> {
+/// Asks for a slice of `ns` nanoseconds for thread `pid` (0: the calling
+/// thread; a process's pid names its main thread), keeping its policy and
+/// nice value. Threads it creates and processes it forks inherit the
+/// slice. Returns false (and changes nothing) for a thread under a
+/// real-time or deadline policy.
+pub(crate) fn set_slice(pid: i32, ns: u64) -> io::Result<bool> {
     let mut attr = get(pid)?;
     if attr.policy != SCHED_OTHER && attr.policy != SCHED_BATCH {
         return Ok(false);
