@@ -522,7 +522,9 @@ impl Manager {
         let (mut child, zygote) = match multiproc_ipc::fork_server() {
             Some(server) => (server.spawn(manager_main, &args, &[theirs.as_fd()])?, None),
             None => {
-                let z = Zygote::start()?;
+                // The zygote and the server it forks are ours: the short
+                // slice from the fork on (see `latency::starting_owned`).
+                let z = multiproc_ipc::latency::starting_owned(Zygote::start)?;
                 let c = z.spawn(manager_main, &args, &[theirs.as_fd()])?;
                 (c, Some(z))
             }

@@ -114,10 +114,11 @@ impl Pool {
         // A memory file, sent to each worker: nothing in `/dev/shm`, and
         // only the pages the rings touch are ever allocated.
         let region = ShmRegion::memfd(worker::region_len(n))?;
-        let zygote = Zygote::start()?;
-        // Ours, and mostly waiting: the short slice, which the workers it
-        // forks inherit (on a busy machine each of them would otherwise
-        // wait a whole slice of a CPU-bound process to start).
+        // Ours, and mostly waiting: the short slice, from its fork on, which
+        // the workers it forks inherit (on a busy machine each of them would
+        // otherwise wait for a CPU-bound process to end its slice before
+        // its first run). `apply_to` covers a zygote from the fork server.
+        let zygote = latency::starting_owned(Zygote::start)?;
         latency::apply_to(zygote.pid());
         let (wake_tx, wake_rx) =
             UnixStream::pair().map_err(|e| Error::io("cannot create the pool's wake socket", e))?;
