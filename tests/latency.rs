@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use multiproc::{latency, Manager, Pool};
-use multiproc_testkit::{checked, Reexec};
+use multiproc_testkit::{checked, parent_of, sched_slice, Reexec};
 
 const ROLE: &str = "MP_SLICE_ROLE";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -19,38 +19,20 @@ fn slice_here(_: ()) -> Option<u64> {
 }
 
 /// `(thread name, se.slice)` of every thread of `pid`, from `/proc`.
-fn thread_slices(pid: u32) -> Vec<(String, u64)> {
+fn thread_slices(pid: i32) -> Vec<(String, u64)> {
     let dir = format!("/proc/{pid}/task");
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("the process is alive") {
-        let task = entry.expect("a task entry").path();
-        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if let Some(slice) = sched_slice(task.join("sched")) {
+        let task = entry.expect("a task entry");
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if let Some(slice) = sched_slice(pid, tid) {
             out.push((comm.trim().to_string(), slice));
         }
     }
     out
-}
-
-/// The `se.slice` line of a thread's `sched` file.
-fn sched_slice(path: impl AsRef<std::path::Path>) -> Option<u64> {
-    let sched = std::fs::read_to_string(path).unwrap_or_default();
-    sched
-        .lines()
-        .find_map(|l| l.strip_prefix("se.slice"))
-        .and_then(|rest| rest.trim_start_matches([' ', ':']).trim().parse().ok())
-}
-
-/// The parent of process `pid`, from `/proc/<pid>/stat`.
-fn parent_of(pid: i32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process is alive");
-    // `pid (comm) state ppid ...`: the name may hold spaces and parentheses.
-    let after = &stat[stat.rfind(')').expect("a comm field") + 1..];
-    after
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("a ppid")
 }
 
 /// The slices multiproc's threads must have: the configured one as the
@@ -76,15 +58,18 @@ fn check_slices() {
     // The workers' parent, the pool's zygote, has it too (its replacements
     // inherit it). Its main thread: a zygote started from a thread other
     // than the main one also runs a lifeline thread, which only polls.
-    let zygote = parent_of(pool.worker_pids()[0]);
-    let main = format!("/proc/{zygote}/task/{zygote}/sched");
-    assert_eq!(sched_slice(&main), Some(want), "the zygote {zygote}");
+    let zygote = parent_of(pool.worker_pids()[0]).expect("the worker runs");
+    assert_eq!(
+        sched_slice(zygote, zygote),
+        Some(want),
+        "the zygote {zygote}"
+    );
     // The two threads name themselves and ask for the slice as they start:
     // wait (bounded) until both have.
     let pool_threads = || {
         let started = std::time::Instant::now();
         loop {
-            let threads: Vec<_> = thread_slices(std::process::id())
+            let threads: Vec<_> = thread_slices(std::process::id() as i32)
                 .into_iter()
                 .filter(|(name, _)| name.starts_with("multiproc-pool"))
                 .collect();
@@ -106,7 +91,7 @@ fn check_slices() {
     let manager = Manager::start().unwrap();
     let d = manager.dict::<String, u64>().unwrap();
     d.insert(&"k".to_string(), &1).unwrap();
-    let server = thread_slices(manager.pid() as u32);
+    let server = thread_slices(manager.pid());
     assert!(server.len() >= 2, "the server and a handler: {server:?}");
     assert!(server.iter().all(|&(_, s)| s == want), "{server:?}");
 

@@ -8,7 +8,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, ExitStatus, Pool, StartMethod, Value};
-use multiproc_testkit::{alive, gone, kill_pid, leftovers, shm_names, wait_until, zombie_children};
+use multiproc_testkit::{
+    alive, gone, kill_pid, leftovers, parent_of, sched_slice, shm_names, wait_until,
+    zombie_children,
+};
 
 /// The bound of the whole binary.
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -34,17 +37,6 @@ fn record_pid_then_sleep(slot: Value<i32>) -> i32 {
     0
 }
 
-/// The parent pid of `pid`, from `/proc`.
-fn ppid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Pids whose parent is `parent` (running or zombie).
 fn children_of(parent: i32) -> Vec<i32> {
     let mut out = Vec::new();
@@ -52,7 +44,7 @@ fn children_of(parent: i32) -> Vec<i32> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        if ppid(pid) == Some(parent) {
+        if parent_of(pid) == Some(parent) {
             out.push(pid);
         }
     }
@@ -69,9 +61,13 @@ fn workers_descend_from_the_fork_server(pool: &Pool) {
     let pids = pool.worker_pids();
     assert_eq!(pids.len(), 2, "{pids:?}");
     for &w in &pids {
-        let zygote = ppid(w).expect("worker is alive");
+        let zygote = parent_of(w).expect("worker is alive");
         assert_ne!(zygote, me, "worker {w} was forked by this process");
-        assert_eq!(ppid(zygote), Some(server), "worker {w}'s zygote {zygote}");
+        assert_eq!(
+            parent_of(zygote),
+            Some(server),
+            "worker {w}'s zygote {zygote}"
+        );
     }
     assert_eq!(
         children_of(me),
@@ -164,9 +160,11 @@ fn teardown_leaves_nothing(pool: Pool) {
     );
 }
 
-/// Workers forked by the fork server ask for the short scheduler slice
-/// (`multiproc::latency`) themselves; a `Process` it forks for the caller
-/// runs with the caller's slice, as a directly forked child would.
+/// The fork server and the pool's zygote have the short scheduler slice
+/// (`multiproc::latency`), so that what they fork starts with it, and the
+/// workers keep it; a `Process` the server forks for the caller takes the
+/// caller's slice back before it runs the caller's code, as a directly
+/// forked child has it.
 fn workers_ask_for_the_short_slice_and_a_process_keeps_the_callers(pool: &Pool) {
     let mine = multiproc::latency::current().expect("sched_getattr works");
     if mine == 0 || multiproc::latency::slice_ns() == 0 {
@@ -175,6 +173,10 @@ fn workers_ask_for_the_short_slice_and_a_process_keeps_the_callers(pool: &Pool) 
     }
     let short = multiproc::latency::granted_ns();
     assert_ne!(mine, short, "the caller's own thread is untouched");
+    let server = server_pid();
+    assert_eq!(sched_slice(server, server), Some(short), "the fork server");
+    let zygote = parent_of(pool.worker_pids()[0]).expect("the worker runs");
+    assert_eq!(sched_slice(zygote, zygote), Some(short), "the zygote");
     assert_eq!(pool.apply(slice_here, ()).unwrap(), Some(short), "a worker");
     let child = multiproc::Process::spawn(slice_here, ()).unwrap();
     assert_eq!(child.join().unwrap(), Some(mine), "a Process child");

@@ -63,7 +63,10 @@ pub fn init() -> Result<()> {
     }
     // Children of the server inherit the hook instead of installing it.
     crate::process::install_panic_hook();
-    let server = Zygote::start_forked()?;
+    // With the short slice: every process it forks starts with it (a
+    // pool's zygote, a manager; a `Process` gives itself the caller's back
+    // before it runs the caller's code: see `process::server_main`).
+    let server = crate::latency::starting_owned(Zygote::start_forked)?;
     let _ = SERVER.set(server);
     // Registered after nothing else of ours: runs after the `Process` exit
     // handler (registered at the first spawn) has waited for children.

@@ -1,7 +1,8 @@
 //! A short scheduler slice for multiproc's own waiting threads.
 //!
 //! The threads and processes multiproc runs for you (a pool's result
-//! thread, supervisor, zygote and workers, a manager's server) spend their lives
+//! thread, supervisor, zygote and workers, a manager's server, the fork
+//! server of [`init`](crate::init)) spend their lives
 //! waiting for a peer and then doing a few microseconds of work. On an
 //! idle machine they spin ([`crate::spin`]); on a busy one every hand-off
 //! is a wake-up, and a thread that wakes behind a CPU-bound process waits
@@ -9,8 +10,10 @@
 //! Since Linux 6.12 a thread can ask the fair scheduler for a shorter
 //! slice, and a woken thread with a short slice preempts the CPU-bound one
 //! at once. It gets no more CPU time than before, only sooner. So those
-//! threads ask for one ([`apply`]); threads that run your code in your
-//! process are never changed.
+//! threads ask for one ([`apply`]), and those processes have it from their
+//! fork on ([`starting_owned`]); threads that run your code in your process
+//! are never changed, and a `Process` forked by the fork server takes your
+//! thread's slice back before it runs your code.
 //!
 //! The knob is the environment variable `MULTIPROC_SLICE_US`, read once per
 //! process: the slice in microseconds (default 100, the kernel's minimum;
@@ -104,9 +107,11 @@ pub fn apply_slice(ns: u64) {
     }
 }
 
-/// Asks for the short slice for process `pid`'s main thread: a process
-/// multiproc started for you (a pool's zygote, whose children inherit it).
-/// Best effort, as [`apply`].
+/// Asks for the short slice for process `pid`'s main thread, and the
+/// processes it forks from then on. Best effort, as [`apply`]. A process
+/// already queued for its first run keeps the slice it was forked with
+/// until then: multiproc starts its own processes with
+/// [`starting_owned`] instead.
 pub fn apply_to(pid: i32) {
     let ns = slice_ns();
     if ns != 0 && pid > 0 {
@@ -155,8 +160,9 @@ pub fn starting_owned<T>(start: impl FnOnce() -> T) -> T {
 }
 
 /// Gives the calling thread the slice `before` again: the kernel's default
-/// (asked for with 0) if that is what it had, else its own.
-fn give_back(before: u64) {
+/// (asked for with 0) if that is what it had, else its own. Only system
+/// calls: a forked child may call it.
+pub(crate) fn give_back(before: u64) {
     let default_is_it = crate::sys::sched::set_slice(0, 0).is_ok()
         && crate::sys::sched::slice().is_ok_and(|now| now == before);
     if !default_is_it {

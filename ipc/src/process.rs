@@ -267,6 +267,9 @@ fn unencodable_frame<T: Serialize>(buf: &mut Vec<u8>, error: impl fmt::Display) 
 struct ServerArgs<A: 'static, T: 'static> {
     target: FnRef<A, T>,
     args: Vec<u8>,
+    /// The caller's scheduler slice (0: unknown), which the child takes
+    /// back from the fork server's short one before it runs `target`.
+    slice: u64,
 }
 
 /// The zygote entry of a process spawned through the fork server.
@@ -275,6 +278,9 @@ where
     A: Serialize + DeserializeOwned + 'static,
     T: Serialize + DeserializeOwned + 'static,
 {
+    if arg.slice != 0 {
+        crate::latency::give_back(arg.slice);
+    }
     let (Ok(target), Some(out)) = (arg.target.get(), fds.pop()) else {
         return 127;
     };
@@ -571,6 +577,7 @@ impl ProcessBuilder {
                 let arg = ServerArgs {
                     target: FnRef::new(target),
                     args: bytes,
+                    slice: crate::sys::sched::slice().unwrap_or(0),
                 };
                 let mut fds: Vec<_> = attached.iter().map(|f| f.as_fd()).collect();
                 fds.push(w.as_fd());

@@ -117,9 +117,9 @@ impl Pool {
         // Ours, and mostly waiting: the short slice, from its fork on, which
         // the workers it forks inherit (on a busy machine each of them would
         // otherwise wait for a CPU-bound process to end its slice before
-        // its first run). `apply_to` covers a zygote from the fork server.
+        // its first run). A zygote from the fork server inherits the
+        // server's, which is short too.
         let zygote = latency::starting_owned(Zygote::start)?;
-        latency::apply_to(zygote.pid());
         let (wake_tx, wake_rx) =
             UnixStream::pair().map_err(|e| Error::io("cannot create the pool's wake socket", e))?;
         let _ = wake_tx.set_nonblocking(true);

@@ -1,7 +1,8 @@
 //! Helpers shared by multiproc's integration tests: one copy of each.
 //!
 //! - [`procs`](mod@procs): this process's children, zombies, whether a pid is gone,
-//!   SIGKILL; and the settle-then-assert checks [`assert_no_zombie_children`]
+//!   a pid's parent and a thread's scheduler slice, SIGKILL; and the
+//!   settle-then-assert checks [`assert_no_zombie_children`]
 //!   and [`assert_no_children`], which tolerate another test's child that has
 //!   exited but is not yet joined.
 //! - [`wait`](mod@wait): polling with a deadline ([`wait_until`], [`eventually`]),
@@ -43,7 +44,7 @@ use std::time::Duration;
 pub use kid::{join_or_kill, kill_and_reap, Kid};
 pub use procs::{
     alive, assert_no_children, assert_no_zombie_children, children, descendants, descendants_of,
-    gone, kill_pid, kill_survivors, reaped, wait_gone, zombie_children,
+    gone, kill_pid, kill_survivors, parent_of, reaped, sched_slice, wait_gone, zombie_children,
 };
 pub use redis::{redis_server_path, RedisOptions, RedisServer};
 pub use reexec::{printed_pids, Helper, Reexec};

@@ -5,6 +5,18 @@ use std::time::Duration;
 use crate::wait::poll_until;
 use crate::SETTLE;
 
+/// The state letter and parent pid of `pid`, from `/proc/<pid>/stat`.
+fn state_and_parent(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may hold anything: the fields after its last ')' are
+    // state, ppid, ...
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse::<i32>().ok()?;
+    Some((state, ppid))
+}
+
 /// One entry of `/proc`: its pid, state letter and parent pid.
 fn proc_entries() -> Vec<(i32, char, i32)> {
     let mut out = Vec::new();
@@ -12,22 +24,44 @@ fn proc_entries() -> Vec<(i32, char, i32)> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The command may hold anything: the fields after its last ')' are
-        // state, ppid, ...
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next());
-        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
-        if let (Some(state), Some(ppid)) = (state, ppid) {
+        if let Some((state, ppid)) = state_and_parent(pid) {
             out.push((pid, state, ppid));
         }
     }
     out
+}
+
+/// The parent of `pid` (`None` once it is gone).
+///
+/// # Examples
+///
+/// ```
+/// let me = std::process::id() as i32;
+/// assert!(multiproc_testkit::parent_of(me).is_some_and(|p| p != me));
+/// ```
+pub fn parent_of(pid: i32) -> Option<i32> {
+    state_and_parent(pid).map(|(_, ppid)| ppid)
+}
+
+/// The scheduler slice, in nanoseconds, of thread `tid` of process `pid`
+/// (its `se.slice` in `/proc/<pid>/task/<tid>/sched`; `None` where the
+/// kernel shows none, or once it is gone).
+///
+/// # Examples
+///
+/// ```
+/// let me = std::process::id() as i32;
+/// // Kernels with EEVDF (6.6 and later) show one.
+/// if let Some(ns) = multiproc_testkit::sched_slice(me, me) {
+///     assert!(ns > 0);
+/// }
+/// ```
+pub fn sched_slice(pid: i32, tid: i32) -> Option<u64> {
+    let sched = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/sched")).ok()?;
+    sched
+        .lines()
+        .find_map(|l| l.strip_prefix("se.slice"))
+        .and_then(|rest| rest.trim_start_matches([' ', ':']).trim().parse().ok())
 }
 
 fn my_pid() -> i32 {
