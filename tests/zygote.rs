@@ -313,3 +313,48 @@ fn spawn_many_forks_each_child_with_its_own_argument_and_descriptors() {
     drop(zygote);
     assert_no_zombie_children();
 }
+
+/// A child that starts a thread of its own: exit code 0 if it could.
+fn start_a_thread(_: (), _fds: Vec<OwnedFd>) -> i32 {
+    match std::thread::spawn(|| 7).join() {
+        Ok(7) => 0,
+        _ => 1,
+    }
+}
+
+/// Started from a thread other than the main one, a zygote runs a lifeline
+/// thread (which kills it when this process exits), and forks nothing
+/// before that thread runs: a fork while the thread starts could leave the
+/// standard library's thread-registration lock held in the child, and
+/// every thread the child started (a manager's connection threads) would
+/// wait for it forever. With the lifeline's start delayed by the test hook,
+/// the zygote's first answer comes no sooner; its child starts a thread.
+#[test]
+fn helper_lifeline_first() {
+    if role().as_deref() != Some("lifeline_first") {
+        return;
+    }
+    const DELAY: Duration = Duration::from_millis(300);
+    multiproc::test_hooks::delay_lifeline_start(DELAY);
+    let waited = std::thread::spawn(|| {
+        let start = Instant::now();
+        let zygote = Zygote::start().expect("zygote");
+        println!("CHILD {}", zygote.pid());
+        let mut child = zygote.spawn(start_a_thread, &(), &[]).expect("spawn");
+        let waited = start.elapsed();
+        let status = child.wait_timeout(LIMIT).expect("the child ends");
+        assert_eq!(status, ExitStatus::Code(0), "a child starts a thread");
+        waited
+    })
+    .join()
+    .expect("the zygote's round");
+    assert!(waited >= DELAY, "the zygote answered after {waited:?}");
+    println!("LIFELINE FIRST");
+}
+
+#[test]
+fn a_zygote_from_another_thread_forks_only_once_its_lifeline_runs() {
+    let (status, out) = run_helper("lifeline_first", "helper_lifeline_first");
+    assert!(status.success(), "{status}\n{out}");
+    assert!(out.contains("LIFELINE FIRST"), "the helper ran: {out}");
+}

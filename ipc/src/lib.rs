@@ -20,6 +20,7 @@ pub mod process;
 pub mod star;
 #[allow(unsafe_code)]
 mod sys;
+pub mod test_hooks;
 pub mod zygote;
 
 pub use error::{Error, ErrorKind, ExitInfo, ExitStatus, RemotePanic, Result, WireError};

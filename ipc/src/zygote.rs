@@ -606,7 +606,9 @@ impl Zygote {
     /// Started from a thread other than the main one, the zygote has a
     /// second thread, a watcher that kills it when the parent process exits
     /// (`PR_SET_PDEATHSIG` would fire when the starting *thread* exits); it
-    /// only waits in `poll` and holds no lock.
+    /// only waits in `poll` and holds no lock, and the zygote forks nothing
+    /// before it runs (a fork while a thread starts could leave a lock of
+    /// the standard library held in every child).
     pub fn start() -> Result<Zygote> {
         match crate::forkserver::fork_server() {
             Some(server) => Zygote::start_via(server),

@@ -1,9 +1,12 @@
-//! Hooks that let tests provoke failures that are hard to cause for real.
+//! Hooks that let tests provoke failures and orderings that are hard to
+//! cause for real.
 //!
 //! They are process-wide, cost one relaxed atomic load on the paths they
 //! guard, and do nothing unless a test arms them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use multiproc_ipc::test_hooks::delay_lifeline_start;
 
 /// Spawns left before the armed one fails; 0 when disarmed.
 static FAIL_SPAWN_IN: AtomicUsize = AtomicUsize::new(0);

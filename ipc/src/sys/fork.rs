@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -180,12 +180,24 @@ fn exit_child(code: i32, flush: bool) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// How long a forked child waits for its lifeline thread to start before
+/// it gives up and exits (see [`watch_parent`]).
+const LIFELINE_START: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts a thread that kills this process with `SIGKILL` when `parent`
-/// exits (the parent-death signal, for children of non-main threads).
+/// exits (the parent-death signal, for children of non-main threads), and
+/// returns once that thread runs.
 ///
-/// The thread only waits in `poll` on a pidfd: it takes no lock and does not
-/// allocate, so the process may still fork safely while it runs (zygotes
-/// started from a non-main thread rely on this).
+/// Once running, the thread only waits in `poll` on a pidfd: it takes no
+/// lock and does not allocate, so the process may fork safely while it
+/// runs (zygotes started from a non-main thread rely on this). Its start
+/// is another matter: the standard library registers a starting thread
+/// under a process-wide lock, and a fork at that moment leaves the lock
+/// held in the child for good, so that every thread the child (a manager
+/// forked by this zygote, say) starts waits for it forever. Hence the wait
+/// here. A thread that cannot start (this process inherited that lock held
+/// from its own parent) exits the process after [`LIFELINE_START`], an
+/// error for whoever asked for it, instead of children that hang.
 fn watch_parent(parent: Pid) {
     let Ok(pidfd) = super::wait::pidfd_open(parent) else {
         exit_child(1, false)
@@ -195,15 +207,31 @@ fn watch_parent(parent: Pid) {
         // The parent died (the pidfd may even name a recycled pid).
         exit_child(1, false);
     }
+    let running = std::sync::Arc::new(AtomicU32::new(0));
+    let flag = std::sync::Arc::clone(&running);
     let started = std::thread::Builder::new()
         .name("multiproc-lifeline".into())
         .spawn(move || {
+            if let Some(delay) = crate::test_hooks::lifeline_delay() {
+                std::thread::sleep(delay);
+            }
+            // The standard library's start-up of this thread is over.
+            flag.store(1, Ordering::Release);
+            crate::park::wake_all_u32(&flag);
             super::fd::wait_readable_forever(std::os::fd::AsFd::as_fd(&pidfd));
             // SAFETY: kill with our own pid and a signal number.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         });
     if started.is_err() {
         exit_child(1, false);
+    }
+    let deadline = std::time::Instant::now() + LIFELINE_START;
+    while running.load(Ordering::Acquire) == 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            exit_child(1, false);
+        }
+        crate::park::wait_u32(&running, 0, Some(left));
     }
 }
 

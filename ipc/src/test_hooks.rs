@@ -1,0 +1,55 @@
+//! Hooks that let tests provoke orderings that are hard to cause for real
+//! (re-exported in `multiproc::test_hooks`).
+//!
+//! They cost one relaxed atomic load where they act, and do nothing unless
+//! a test arms them. Forked processes inherit them armed or not.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The armed delay, in nanoseconds (0: disarmed).
+static LIFELINE_DELAY_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the lifeline thread of every process forked from then on by a
+/// thread other than the main one (a zygote, a `Process`: the thread that
+/// kills the child when this process exits) wait `delay` before it reports
+/// that it runs; [`Duration::ZERO`] disarms the hook.
+///
+/// Such a child does nothing else before its lifeline thread runs (a fork
+/// while that thread starts could leave a lock of the standard library
+/// held in every process the child forks), so with the hook armed a
+/// zygote's first answer comes at least `delay` late.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use multiproc::{test_hooks, Pool};
+///
+/// test_hooks::delay_lifeline_start(Duration::from_millis(50));
+/// // Started from a thread other than the main one: the pool's zygote has
+/// // a lifeline thread, and it forks the worker only once that runs.
+/// let took = std::thread::spawn(|| {
+///     let start = Instant::now();
+///     let pool = Pool::new(1)?;
+///     Ok::<_, multiproc::Error>((start.elapsed(), pool.apply(|x: u64| x + 1, 1)?))
+/// })
+/// .join()
+/// .unwrap()?;
+/// test_hooks::delay_lifeline_start(Duration::ZERO);
+/// assert!(took.0 >= Duration::from_millis(50));
+/// assert_eq!(took.1, 2);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn delay_lifeline_start(delay: Duration) {
+    let ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+    LIFELINE_DELAY_NS.store(ns, Ordering::SeqCst);
+}
+
+/// The armed lifeline delay, if any.
+pub(crate) fn lifeline_delay() -> Option<Duration> {
+    match LIFELINE_DELAY_NS.load(Ordering::Relaxed) {
+        0 => None,
+        ns => Some(Duration::from_nanos(ns)),
+    }
+}
