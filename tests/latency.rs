@@ -35,6 +35,28 @@ fn thread_slices(pid: i32) -> Vec<(String, u64)> {
     out
 }
 
+/// `(name, state, kernel wait channel)` of every thread of `pid`, from
+/// `/proc`: what a manager that does not answer is doing.
+fn thread_states(pid: i32) -> Vec<(String, String, String)> {
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            let stat = read(t.path().join("stat"));
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?")
+                .to_string();
+            let comm = read(t.path().join("comm")).trim().to_string();
+            (comm, state, read(t.path().join("wchan")))
+        })
+        .collect()
+}
+
 /// The slices multiproc's threads must have: the configured one as the
 /// kernel clamps it, or the caller's (the default) when the hint is off.
 fn expected(default: u64) -> u64 {
@@ -89,7 +111,12 @@ fn check_slices() {
     assert!(threads.iter().all(|&(_, s)| s == want), "{threads:?}");
 
     let manager = Manager::start().unwrap();
-    let d = manager.dict::<String, u64>().unwrap();
+    let d = manager.dict::<String, u64>().unwrap_or_else(|e| {
+        panic!(
+            "{e}; the manager's threads: {:?}",
+            thread_states(manager.pid())
+        )
+    });
     d.insert(&"k".to_string(), &1).unwrap();
     let server = thread_slices(manager.pid());
     assert!(server.len() >= 2, "the server and a handler: {server:?}");
