@@ -328,7 +328,9 @@ fn start_a_thread(_: (), _fds: Vec<OwnedFd>) -> i32 {
 /// standard library's thread-registration lock held in the child, and
 /// every thread the child started (a manager's connection threads) would
 /// wait for it forever. With the lifeline's start delayed by the test hook,
-/// the zygote's first answer comes no sooner; its child starts a thread.
+/// the zygote's first answer comes no sooner; its child starts a thread. A
+/// `Process` forked by such a thread runs the caller's code and does not
+/// wait (a thread start on every spawn): its result comes long before.
 #[test]
 fn helper_lifeline_first() {
     if role().as_deref() != Some("lifeline_first") {
@@ -336,7 +338,7 @@ fn helper_lifeline_first() {
     }
     const DELAY: Duration = Duration::from_millis(300);
     multiproc::test_hooks::delay_lifeline_start(DELAY);
-    let waited = std::thread::spawn(|| {
+    let (zygote_waited, process_took) = std::thread::spawn(|| {
         let start = Instant::now();
         let zygote = Zygote::start().expect("zygote");
         println!("CHILD {}", zygote.pid());
@@ -344,11 +346,21 @@ fn helper_lifeline_first() {
         let waited = start.elapsed();
         let status = child.wait_timeout(LIMIT).expect("the child ends");
         assert_eq!(status, ExitStatus::Code(0), "a child starts a thread");
-        waited
+        let start = Instant::now();
+        let p = multiproc::Process::spawn(square, 12).expect("spawn a process");
+        assert_eq!(p.join().expect("its result"), 144);
+        (waited, start.elapsed())
     })
     .join()
     .expect("the zygote's round");
-    assert!(waited >= DELAY, "the zygote answered after {waited:?}");
+    assert!(
+        zygote_waited >= DELAY,
+        "the zygote answered after {zygote_waited:?}"
+    );
+    assert!(
+        process_took < DELAY,
+        "a Process waited for its lifeline: {process_took:?}"
+    );
     println!("LIFELINE FIRST");
 }
 

@@ -602,7 +602,9 @@ impl ProcessBuilder {
                 // closed here when the fork returns) and must not keep the
                 // read end, or a child whose reader is gone would block
                 // forever on a full pipe instead of getting EPIPE.
-                ChildProc::fork_direct(&[r.as_fd()], move || child_run(target, args, w))?
+                ChildProc::fork_direct(&[r.as_fd()], fork::Lifeline::Started, move || {
+                    child_run(target, args, w)
+                })?
             }
         };
         let child = Arc::new(child);

@@ -624,7 +624,10 @@ impl Zygote {
         // The zygote owns `theirs` (moved in: closed here when the fork
         // returns) and must not keep `ours`, or it would never see end of
         // file when the requester drops its handle.
-        let process = ChildProc::fork_direct(&[ours.as_fd()], move || zygote_loop(theirs))?;
+        let process =
+            ChildProc::fork_direct(&[ours.as_fd()], fork::Lifeline::Settled, move || {
+                zygote_loop(theirs)
+            })?;
         Ok(Zygote::from_parts(ours, process))
     }
 

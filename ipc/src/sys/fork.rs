@@ -50,6 +50,7 @@ unsafe fn fork_with(
     close_in_child: &[BorrowedFd<'_>],
     stdio: ChildStdio,
     alone: bool,
+    lifeline: Lifeline,
     child: impl FnOnce() -> i32,
 ) -> io::Result<Pid> {
     let close: Vec<RawFd> = close_in_child.iter().map(|f| f.as_raw_fd()).collect();
@@ -96,7 +97,7 @@ unsafe fn fork_with(
     } else {
         // Forked from a thread that may exit long before the process: watch
         // the parent process itself instead.
-        watch_parent(parent);
+        watch_parent(parent, lifeline);
     }
     let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(PANIC_EXIT_CODE);
     run_exit_hooks();
@@ -180,13 +181,26 @@ fn exit_child(code: i32, flush: bool) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// What a child forked by a thread other than the main one does while its
+/// lifeline thread (see [`watch_parent`]) starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lifeline {
+    /// Waits until it runs: the child forks processes of its own (a
+    /// zygote), and a fork while that thread starts could leave a lock of
+    /// the standard library held in them.
+    Settled,
+    /// Goes on at once: the child runs the caller's code (a `Process`),
+    /// whose own forks, if any, are the caller's business.
+    Started,
+}
+
 /// How long a forked child waits for its lifeline thread to start before
 /// it gives up and exits (see [`watch_parent`]).
 const LIFELINE_START: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts a thread that kills this process with `SIGKILL` when `parent`
-/// exits (the parent-death signal, for children of non-main threads), and
-/// returns once that thread runs.
+/// exits (the parent-death signal, for children of non-main threads), and,
+/// for a [`Lifeline::Settled`] child, returns only once that thread runs.
 ///
 /// Once running, the thread only waits in `poll` on a pidfd: it takes no
 /// lock and does not allocate, so the process may fork safely while it
@@ -197,8 +211,10 @@ const LIFELINE_START: std::time::Duration = std::time::Duration::from_secs(5);
 /// forked by this zygote, say) starts waits for it forever. Hence the wait
 /// here. A thread that cannot start (this process inherited that lock held
 /// from its own parent) exits the process after [`LIFELINE_START`], an
-/// error for whoever asked for it, instead of children that hang.
-fn watch_parent(parent: Pid) {
+/// error for whoever asked for it, instead of children that hang. A
+/// [`Lifeline::Started`] child does not wait (one thread start, about 75 µs
+/// on our VMs, on every `Process` forked by a non-main thread).
+fn watch_parent(parent: Pid, lifeline: Lifeline) {
     let Ok(pidfd) = super::wait::pidfd_open(parent) else {
         exit_child(1, false)
     };
@@ -225,6 +241,9 @@ fn watch_parent(parent: Pid) {
     if started.is_err() {
         exit_child(1, false);
     }
+    if lifeline == Lifeline::Started {
+        return;
+    }
     let deadline = std::time::Instant::now() + LIFELINE_START;
     while running.load(Ordering::Acquire) == 0 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -247,7 +266,7 @@ pub(crate) fn fork_single_threaded(
     // it was started from a non-main thread, the lifeline watcher of
     // `watch_parent`, which only waits in a raw `poll` (no lock, no
     // allocation): no lock can be held by another thread at the fork.
-    unsafe { fork_with(close_in_child, stdio, true, child) }
+    unsafe { fork_with(close_in_child, stdio, true, Lifeline::Started, child) }
 }
 
 /// Forks the caller's process as it is (Python's `fork` start method),
@@ -262,6 +281,7 @@ pub(crate) fn fork_single_threaded(
 /// the fork): such children should flush what they print themselves.
 pub(crate) fn fork_plain(
     close_in_child: &[BorrowedFd<'_>],
+    lifeline: Lifeline,
     child: impl FnOnce() -> i32,
 ) -> io::Result<Pid> {
     let alone = thread_count().is_ok_and(|n| n == 1);
@@ -270,7 +290,7 @@ pub(crate) fn fork_plain(
     // hazard; glibc's own atfork handlers keep malloc usable in the child,
     // and the child only runs the caller's code and `_exit`s (not touching
     // stdout's lock unless the process was single-threaded).
-    unsafe { fork_with(close_in_child, stdio, alone, child) }
+    unsafe { fork_with(close_in_child, stdio, alone, lifeline, child) }
 }
 
 /// The process's own pid.

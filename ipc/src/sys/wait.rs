@@ -156,11 +156,12 @@ mod tests {
 
     #[test]
     fn kill_and_reap_leaves_nothing() {
-        let pid = super::super::fork::fork_plain(&[], || {
-            std::thread::sleep(std::time::Duration::from_secs(60));
-            0
-        })
-        .expect("fork");
+        let pid =
+            super::super::fork::fork_plain(&[], super::super::fork::Lifeline::Started, || {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                0
+            })
+            .expect("fork");
         kill_and_reap(pid);
         // Reaped: the pid is gone (not a zombie) and no longer our child.
         assert!(std::fs::metadata(format!("/proc/{pid}")).is_err());

@@ -41,9 +41,12 @@ impl ChildProc {
     }
 
     /// Forks the caller (plain fork) and wraps the child; `close_in_child`
-    /// are descriptors of the caller that the child must not keep.
+    /// are descriptors of the caller that the child must not keep, and
+    /// `lifeline` says whether a child of a non-main thread waits for its
+    /// lifeline thread (see [`fork::Lifeline`]).
     pub(crate) fn fork_direct(
         close_in_child: &[BorrowedFd<'_>],
+        lifeline: fork::Lifeline,
         child: impl FnOnce() -> i32,
     ) -> Result<ChildProc> {
         // If the kernel reaps our children itself, a child that exits at once
@@ -57,7 +60,7 @@ impl ChildProc {
         };
         let mut close = close_in_child.to_vec();
         close.extend(gate_w.as_ref().map(|w| w.as_fd()));
-        let pid = fork::fork_plain(&close, move || {
+        let pid = fork::fork_plain(&close, lifeline, move || {
             if let Some(gate) = gate_r {
                 fd::wait_readable_forever(gate.as_fd());
             }
