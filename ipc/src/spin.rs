@@ -9,14 +9,28 @@
 //! it is busy, and then keeps spinning off for a while ([`QUIET`]) in the
 //! whole process:
 //!
-//! - one `sched_yield` after a short pure spin: if it took long, another
-//!   runnable task had this CPU;
-//! - a gap between two looks of the spin loop: the spinner was preempted;
+//! - past a short pure spin (4 µs), it polls between `sched_yield`s, so
+//!   that a runnable thread on its CPU (often the very peer it waits for,
+//!   or another thread of the same pool) runs first and the spinner takes
+//!   only CPU time nobody else wants; a yield that took long ran a
+//!   CPU-bound task;
+//! - a long gap between two looks of the spin loop: the spinner was
+//!   preempted by one;
 //!
 //! but only when the wait was fruitless: a yield or a preemption after
 //! which the awaited peer has delivered gave the CPU to our own pipeline
 //! (a pool with more threads and workers than CPUs), and spinning on is
 //! what keeps that pipeline fast.
+//!
+//! "Long" is [`FOREIGN`], 0.4 ms: longer than a peer's turn, shorter than
+//! a CPU-bound task's. A thread of a pool's own pipeline (its result
+//! thread, a worker) runs for microseconds between two waits, while a
+//! CPU-bound program, once it has the CPU, keeps it until the scheduler
+//! takes it away at a tick (every 1–4 ms). With 25 µs instead, and one
+//! yield per wait, a pool's own pipeline on a machine with fewer CPUs than
+//! its threads read as a busy machine (its threads' turns took 30–130 µs
+//! on a 2-CPU VM): spinning stayed off for most of an idle run, and every
+//! hand-off became a sleep and a wake-up.
 //!
 //! The knob is the environment variable `MULTIPROC_SPIN`, read once per
 //! process: `adaptive` (the default, as above), `always` (spin whatever the
@@ -32,12 +46,15 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long the first, pure spin lasts before the yield probe.
+/// How long the first, pure spin lasts before the spinner polls between
+/// yields.
 const PURE: Duration = Duration::from_micros(4);
-/// A yield that takes this long ran another task: the CPU is contended.
-const SLOW_YIELD: Duration = Duration::from_micros(25);
-/// A gap this long between two looks means the spinner was preempted.
-const PREEMPTED: Duration = Duration::from_micros(40);
+/// A yield that took this long, or a gap this long between two looks,
+/// ran a task that kept the CPU until the scheduler took it away: the CPU
+/// is contended. A peer's turn (a few microseconds, at most about a
+/// hundred) is shorter; the rest of a scheduler tick (1–4 ms), which a
+/// CPU-bound task keeps, is mostly longer.
+pub const FOREIGN: Duration = Duration::from_micros(400);
 /// How long spinning stays off once contention was seen.
 pub const QUIET: Duration = Duration::from_millis(5);
 
@@ -143,12 +160,19 @@ fn budget_for(policy: Policy, contended: bool, wanted: Duration) -> Duration {
     }
 }
 
-/// Yields the CPU once; true if another task ran meanwhile (the yield
-/// took long).
+/// Reads what spinning reads once (the CPU count and the policy) in this
+/// process, so that a child forked next inherits them and never reads the
+/// environment for them.
+pub(crate) fn prime() {
+    let _ = policy();
+}
+
+/// Yields the CPU once; true if a CPU-bound task ran meanwhile (the yield
+/// took [`FOREIGN`] or longer).
 fn slow_yield() -> bool {
     let t = Instant::now();
     std::thread::yield_now();
-    t.elapsed() >= SLOW_YIELD
+    t.elapsed() >= FOREIGN
 }
 
 /// Yields the CPU once; false (and contention noted) if another task ran
@@ -184,7 +208,6 @@ pub fn spin_until(
         end = end.min(d);
     }
     let mut last = start;
-    let mut probed = false;
     loop {
         for _ in 0..64 {
             std::hint::spin_loop();
@@ -197,22 +220,18 @@ pub fn spin_until(
             return ready();
         }
         if adaptive {
-            if now - last >= PREEMPTED {
-                // Preempted. If the peer delivered meanwhile, the CPU went
-                // to our own pipeline (more threads than CPUs): not a busy
-                // machine.
+            // A long gap or yield after which the peer delivered gave the
+            // CPU to our own pipeline: only a fruitless one turns spinning
+            // off.
+            if now - last >= FOREIGN {
                 if ready() {
                     return true;
                 }
                 note_contention();
                 return false;
             }
-            if !probed && now - start >= PURE {
-                probed = true;
+            if now - start >= PURE {
                 let slow = slow_yield();
-                // A long yield that let the peer deliver was the pipeline
-                // at work, not contention: only a fruitless one turns
-                // spinning off.
                 if ready() {
                     return true;
                 }

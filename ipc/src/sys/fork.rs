@@ -58,6 +58,7 @@ unsafe fn fork_with(
     // child would each draw their own. Our constructor normally draws it, but
     // a user's constructor can fork (`init()`) before ours runs.
     let _ = tree_key();
+    crate::spin::prime();
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     // SAFETY: getpid and gettid have no preconditions.
