@@ -159,12 +159,13 @@
 //! on an idle machine the answer usually comes within that time. Past the
 //! first 4 µs it polls between `sched_yield`s, so that any runnable thread
 //! on its CPU goes first. Once a spinner sees the machine is busy (a yield
-//! or a preemption kept it off the CPU for 0.4 ms or more, as a CPU-bound
-//! program does, and the answer still had not come), its process stops
-//! spinning for 5 ms, so a busy machine is not made busier. (Shorter turns
-//! are the program's own pipeline at work, as in a pool with more workers
-//! than CPUs, and so is a yield after which the answer is there: spinning
-//! goes on.) The environment variable
+//! kept it off the CPU for 0.4 ms or more, as a CPU-bound program does, or
+//! it was preempted for 40 µs or more while it spun, and the answer still
+//! had not come), its process stops spinning for 5 ms, so a busy machine is
+//! not made busier. (Shorter yields are the program's own pipeline at work,
+//! as in a pool with more workers than CPUs, and so is a yield after which
+//! the answer is there: spinning goes on. A manager's client, which cannot
+//! tell, stops at a 25 µs yield.) The environment variable
 //! `MULTIPROC_SPIN` sets this per process: `adaptive` (the default),
 //! `always` (spin whatever the load, for a machine reserved to the program)
 //! or `never` (sleep at once, the least CPU). With one CPU nothing spins.

@@ -12,25 +12,35 @@
 //! - past a short pure spin (4 µs), it polls between `sched_yield`s, so
 //!   that a runnable thread on its CPU (often the very peer it waits for,
 //!   or another thread of the same pool) runs first and the spinner takes
-//!   only CPU time nobody else wants; a yield that took long ran a
-//!   CPU-bound task;
-//! - a long gap between two looks of the spin loop: the spinner was
-//!   preempted by one;
+//!   only CPU time nobody else wants; a yield that took long ([`FOREIGN`],
+//!   0.4 ms) ran a CPU-bound task;
+//! - a gap between two looks of the spin loop ([`PREEMPTED`], 40 µs): the
+//!   spinner was preempted;
 //!
 //! but only when the wait was fruitless: a yield or a preemption after
 //! which the awaited peer has delivered gave the CPU to our own pipeline
 //! (a pool with more threads and workers than CPUs), and spinning on is
 //! what keeps that pipeline fast.
 //!
-//! "Long" is [`FOREIGN`], 0.4 ms: longer than a peer's turn, shorter than
-//! a CPU-bound task's. A thread of a pool's own pipeline (its result
-//! thread, a worker) runs for microseconds between two waits, while a
-//! CPU-bound program, once it has the CPU, keeps it until the scheduler
-//! takes it away at a tick (every 1–4 ms). With 25 µs instead, and one
-//! yield per wait, a pool's own pipeline on a machine with fewer CPUs than
-//! its threads read as a busy machine (its threads' turns took 30–130 µs
-//! on a 2-CPU VM): spinning stayed off for most of an idle run, and every
-//! hand-off became a sleep and a wake-up.
+//! A yield is judged long only at 0.4 ms: longer than a peer's turn,
+//! shorter than a CPU-bound task's. A thread of a pool's own pipeline (its
+//! result thread, a worker) runs for microseconds between two waits, while
+//! a CPU-bound program, once it has the CPU, keeps it until the scheduler
+//! takes it away at a tick (every 1–4 ms). With 25 µs instead, a pool's own
+//! pipeline on a machine with fewer CPUs than its threads read as a busy
+//! machine (its threads' turns took 30–130 µs on a 2-CPU VM): spinning
+//! stayed off for most of an idle run, and every hand-off became a sleep
+//! and a wake-up. A preemption stays at 40 µs: a spinner preempted while
+//! it spins was not offering its CPU, and once it reads the machine as
+//! busy, it sleeps, and a sleeper is woken ahead of a CPU-bound task while
+//! a yielder waits for that task's turn to end (with 0.4 ms there too, a
+//! pool's round trip beside two busy loops took 6–48 µs instead of 2.7).
+//!
+//! [`yield_probe`], for pollers that yield without knowing whether their
+//! peer delivered meanwhile (a manager's clients and connections), keeps
+//! 25 µs: any turn of other work ends such a poll (with 0.4 ms, a manager's
+//! client beside two busy loops polled on, and its dict operations fell
+//! to a third).
 //!
 //! The knob is the environment variable `MULTIPROC_SPIN`, read once per
 //! process: `adaptive` (the default, as above), `always` (spin whatever the
@@ -49,12 +59,17 @@ use std::time::{Duration, Instant};
 /// How long the first, pure spin lasts before the spinner polls between
 /// yields.
 const PURE: Duration = Duration::from_micros(4);
-/// A yield that took this long, or a gap this long between two looks,
-/// ran a task that kept the CPU until the scheduler took it away: the CPU
-/// is contended. A peer's turn (a few microseconds, at most about a
-/// hundred) is shorter; the rest of a scheduler tick (1–4 ms), which a
-/// CPU-bound task keeps, is mostly longer.
+/// A fruitless yield in [`spin_until`] that took this long ran a task
+/// that kept the CPU until the scheduler took it away: the CPU is
+/// contended. A peer's turn (a few microseconds, at most about a hundred)
+/// is shorter; the rest of a scheduler tick (1–4 ms), which a CPU-bound
+/// task keeps, is mostly longer.
 pub const FOREIGN: Duration = Duration::from_micros(400);
+/// A gap this long between two looks of [`spin_until`] without a yield:
+/// the spinner was preempted.
+pub const PREEMPTED: Duration = Duration::from_micros(40);
+/// A [`yield_probe`] that took this long ran other work.
+pub const SLOW_YIELD: Duration = Duration::from_micros(25);
 /// How long spinning stays off once contention was seen.
 pub const QUIET: Duration = Duration::from_millis(5);
 
@@ -167,18 +182,18 @@ pub(crate) fn prime() {
     let _ = policy();
 }
 
-/// Yields the CPU once; true if a CPU-bound task ran meanwhile (the yield
-/// took [`FOREIGN`] or longer).
-fn slow_yield() -> bool {
+/// Yields the CPU once; true if the yield took `long` or longer (another
+/// task ran meanwhile).
+fn yield_took(long: Duration) -> bool {
     let t = Instant::now();
     std::thread::yield_now();
-    t.elapsed() >= FOREIGN
+    t.elapsed() >= long
 }
 
-/// Yields the CPU once; false (and contention noted) if another task ran
-/// meanwhile.
+/// Yields the CPU once; false (and contention noted) if other work ran
+/// meanwhile (the yield took [`SLOW_YIELD`] or longer).
 pub fn yield_probe() -> bool {
-    if slow_yield() {
+    if yield_took(SLOW_YIELD) {
         note_contention();
         false
     } else {
@@ -220,10 +235,10 @@ pub fn spin_until(
             return ready();
         }
         if adaptive {
-            // A long gap or yield after which the peer delivered gave the
-            // CPU to our own pipeline: only a fruitless one turns spinning
-            // off.
-            if now - last >= FOREIGN {
+            // A preemption or long yield after which the peer delivered
+            // gave the CPU to our own pipeline: only a fruitless one turns
+            // spinning off.
+            if now - last >= PREEMPTED {
                 if ready() {
                     return true;
                 }
@@ -231,7 +246,7 @@ pub fn spin_until(
                 return false;
             }
             if now - start >= PURE {
-                let slow = slow_yield();
+                let slow = yield_took(FOREIGN);
                 if ready() {
                     return true;
                 }
