@@ -34,7 +34,8 @@
 //! it spins was not offering its CPU, and once it reads the machine as
 //! busy, it sleeps, and a sleeper is woken ahead of a CPU-bound task while
 //! a yielder waits for that task's turn to end (with 0.4 ms there too, a
-//! pool's round trip beside two busy loops took 6–48 µs instead of 2.7).
+//! pool's round trip beside two busy loops took a median 2.9 to 48 µs,
+//! depending on the run, instead of 2.7).
 //!
 //! [`yield_probe`], for pollers that yield without knowing whether their
 //! peer delivered meanwhile (a manager's clients and connections), keeps
