@@ -370,3 +370,44 @@ fn a_zygote_from_another_thread_forks_only_once_its_lifeline_runs() {
     assert!(status.success(), "{status}\n{out}");
     assert!(out.contains("LIFELINE FIRST"), "the helper ran: {out}");
 }
+
+/// A retiring zygote forks nothing more and exits once its last child has
+/// exited and been reported, by itself: the exits it reported before it
+/// went are still read, and dropping the handle then finds it gone.
+#[test]
+fn a_retiring_zygote_exits_after_its_last_child_and_its_reports_stay_readable() {
+    let zygote = Zygote::start().expect("zygote");
+    let zpid = zygote.pid();
+    let mut quick = zygote.spawn(exit_with, &3, &[]).expect("spawn");
+    let mut slow = zygote.spawn(sleep_child, &300u64, &[]).expect("spawn");
+    zygote.retire().expect("retire");
+    let refused = zygote.spawn(exit_with, &4, &[]).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Io, "{refused}");
+    assert!(refused.to_string().contains("retiring"), "{refused}");
+    // Still there: a child runs.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(zygote.is_alive(), "the zygote left before its last child");
+    assert_eq!(slow.wait_timeout(LIMIT).expect("wait"), ExitStatus::Code(0));
+    // Gone by itself, the handle still held.
+    assert!(
+        wait_until(LIMIT, || !zygote.is_alive()),
+        "the zygote {zpid} did not exit after its last child"
+    );
+    assert_eq!(
+        quick.wait_timeout(LIMIT).expect("wait"),
+        ExitStatus::Code(3)
+    );
+    // Reaped when the last handle on it, or on a child of it, goes.
+    drop((quick, slow, zygote));
+    assert_no_zombie_children();
+
+    // With no child at all, it goes at once.
+    let zygote = Zygote::start().expect("zygote");
+    zygote.retire().expect("retire");
+    assert!(
+        wait_until(LIMIT, || !zygote.is_alive()),
+        "an idle zygote did not exit when retired"
+    );
+    drop(zygote);
+    assert_no_zombie_children();
+}

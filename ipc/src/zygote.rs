@@ -53,6 +53,8 @@ pub(crate) use child::{ChildProc, Reaper};
 // descriptors attached to the header's first byte.
 
 const HEADER: usize = 12;
+/// How long a retiring zygote waits for room to write its last reports.
+const RETIRE_FLUSH: Duration = Duration::from_secs(2);
 const MAX_FRAME: usize = codec::DEFAULT_MAX_MESSAGE;
 
 fn frame_bytes(msg: &[u8], payload: &[u8], nfds: usize) -> io::Result<Vec<u8>> {
@@ -171,6 +173,8 @@ impl FrameReader {
 enum Request {
     /// Fork a child running `trampoline(main, payload, fds)`.
     Spawn { trampoline: FnAddr, main: FnAddr },
+    /// Fork nothing more; exit once every child is reaped and reported.
+    Retire,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -236,6 +240,8 @@ struct ZygoteState {
     reader: FrameReader,
     out: VecDeque<(Vec<u8>, Vec<OwnedFd>, usize)>,
     next_id: u64,
+    /// Asked to exit once its last child is reaped ([`Request::Retire`]).
+    retiring: bool,
 }
 
 impl ZygoteState {
@@ -270,9 +276,36 @@ impl ZygoteState {
         Ok(())
     }
 
+    /// Writes every queued reply, waiting for room as needed; gives up if
+    /// the requester is gone or does not read for [`RETIRE_FLUSH`].
+    fn flush_all(&mut self) {
+        let deadline = Instant::now() + RETIRE_FLUSH;
+        while !self.out.is_empty() && Instant::now() < deadline {
+            if self.flush().is_err() {
+                return;
+            }
+            let Some(sock) = self.sock.as_ref() else {
+                return;
+            };
+            if !self.out.is_empty()
+                && fd::poll_until(&[(sock.as_fd(), Poll::POLLOUT)], Some(deadline)).is_err()
+            {
+                return;
+            }
+        }
+    }
+
     fn spawn(&mut self, frame: Frame) {
         let (trampoline, main) = match codec::decode::<Request>(&frame.msg) {
+            Ok(Request::Spawn { .. }) if self.retiring => {
+                let message = "the zygote is retiring: it forks nothing more".to_owned();
+                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
+            }
             Ok(Request::Spawn { trampoline, main }) => (trampoline, main),
+            Ok(Request::Retire) => {
+                self.retiring = true;
+                return;
+            }
             Err(e) => {
                 let message = format!("bad request: {e}");
                 return self.reply(&Reply::SpawnFailed { message }, Vec::new());
@@ -365,6 +398,7 @@ fn zygote_loop(sock: OwnedFd) -> i32 {
         reader: FrameReader::default(),
         out: VecDeque::new(),
         next_id: 1,
+        retiring: false,
     };
     loop {
         let Some(sock) = st.sock.as_ref() else {
@@ -418,6 +452,13 @@ fn zygote_loop(sock: OwnedFd) -> i32 {
             return 0;
         }
         if st.flush().is_err() {
+            return 0;
+        }
+        if st.retiring && st.children.is_empty() {
+            // Every child is reaped: report the last exits, then go (our
+            // requester reaps us while it does the rest of its own
+            // shutting down, instead of after it).
+            st.flush_all();
             return 0;
         }
     }
@@ -731,7 +772,7 @@ impl Zygote {
         for (arg, fds) in args {
             let r = check_fds(fds)
                 .and_then(|()| Ok(codec::encode(*arg)?))
-                .and_then(|payload| self.send_spawn(&mut io, &msg, &payload, fds));
+                .and_then(|payload| self.send_request(&mut io, &msg, &payload, fds));
             if let Err(e) = r {
                 failure = Some(e);
                 break;
@@ -746,6 +787,29 @@ impl Zygote {
             out.extend((sent..args.len()).map(|_| Err(e.clone())));
         }
         out
+    }
+
+    /// Asks the zygote to fork nothing more and to exit once every child it
+    /// forked has exited, been reaped and had its exit reported: its exit
+    /// then overlaps what the owner still does (a pool's join stops its
+    /// threads meanwhile), and dropping the last handle finds it gone. A
+    /// later spawn fails. Exits already reported stay readable after the
+    /// zygote is gone.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotRunning`] in a fork of the owner, [`ErrorKind::Closed`]
+    /// if the zygote is gone, [`ErrorKind::Io`] if the request cannot be sent.
+    pub fn retire(&self) -> Result<()> {
+        if self.shared.owner != fork::getpid() {
+            return Err(Error::new(
+                ErrorKind::NotRunning,
+                "this zygote belongs to the process that started it, not to this fork of it",
+            ));
+        }
+        let msg = codec::encode(&Request::Retire)?;
+        let mut io = self.shared.lock();
+        self.send_request(&mut io, &msg, &[], &[])
     }
 
     /// The message of a request to fork a child running `main`, if this
@@ -767,10 +831,11 @@ impl Zygote {
         Ok(codec::encode(&request)?)
     }
 
-    /// Sends one spawn request: its message (see
-    /// [`spawn_message`](Zygote::spawn_message)), the child's encoded
-    /// argument and its descriptors.
-    fn send_spawn(
+    /// Sends one request: its message (a spawn's, see
+    /// [`spawn_message`](Zygote::spawn_message), or a retirement's), the
+    /// child's encoded argument and its descriptors (none for a
+    /// retirement).
+    fn send_request(
         &self,
         io: &mut ClientIo,
         msg: &[u8],

@@ -612,7 +612,13 @@ impl Pool {
                 children.push(c);
             }
         }
+        // No worker is forked from now on: the zygote exits as soon as it
+        // has reaped them, while this thread stops the pool's threads.
+        let zygote = g.zygote.clone();
         drop(g);
+        if let Some(z) = zygote {
+            let _ = z.retire();
+        }
         // Every task has finished and the workers are leaving: the pool's
         // threads stop while they exit, not after (waking a sleeping
         // thread and the exit of a process both take a while: they
