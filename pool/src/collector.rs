@@ -335,8 +335,35 @@ pub(crate) fn pump(shared: &Shared, g: &mut Inner, col: &mut Collected) -> (bool
 
 pub(crate) fn collector_loop(shared: &Shared) {
     let mut col = Collected::default();
+    // It waits first: at its start nothing has arrived, and a first look
+    // under the pool's lock would only meet the caller (closing or
+    // submitting) there, which then sleeps on the lock and, woken, waits
+    // for a CPU behind the pool's freshly forked workers.
+    let mut worked = false;
+    let mut next_deadline: Option<Instant> = None;
     loop {
-        let (any, next_deadline) = {
+        if !worked {
+            let h = shared.helpers.load(Ordering::SeqCst);
+            if h > 0 {
+                // A waiting caller collects; stay off the CPUs until it leaves.
+                park::wait_u32(&shared.helpers, h, Some(Duration::from_millis(1)));
+            } else {
+                let ready = || {
+                    shared.event_flag.load(Ordering::Acquire)
+                        || shared.shutdown.load(Ordering::Acquire)
+                        || shared.helpers.load(Ordering::Relaxed) > 0
+                        || shared.result_rings.iter().any(|r| r.has_data())
+                };
+                if !spin_until(COLLECT_SPIN, ready) {
+                    let timeout = next_deadline.map(|d| {
+                        d.saturating_duration_since(Instant::now()) + Duration::from_micros(100)
+                    });
+                    shared.parent_bell.sleep(timeout, ready);
+                }
+            }
+        }
+        let any;
+        (any, next_deadline) = {
             let mut g = lock(&shared.inner);
             let r = pump(shared, &mut g, &mut col);
             // Only `join` (after `close`) waits for the pool to go idle.
@@ -345,32 +372,11 @@ pub(crate) fn collector_loop(shared: &Shared) {
             }
             r
         };
-        let worked = any || !col.is_empty();
+        worked = any || !col.is_empty();
         col.complete_all(shared);
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }
-        if worked {
-            continue;
-        }
-        let h = shared.helpers.load(Ordering::SeqCst);
-        if h > 0 {
-            // A waiting caller collects; stay off the CPUs until it leaves.
-            park::wait_u32(&shared.helpers, h, Some(Duration::from_millis(1)));
-            continue;
-        }
-        let ready = || {
-            shared.event_flag.load(Ordering::Acquire)
-                || shared.shutdown.load(Ordering::Acquire)
-                || shared.helpers.load(Ordering::Relaxed) > 0
-                || shared.result_rings.iter().any(|r| r.has_data())
-        };
-        if spin_until(COLLECT_SPIN, ready) {
-            continue;
-        }
-        let timeout = next_deadline
-            .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(100));
-        shared.parent_bell.sleep(timeout, ready);
     }
 }
 
