@@ -295,22 +295,24 @@ impl ZygoteState {
         }
     }
 
-    fn spawn(&mut self, frame: Frame) {
-        let (trampoline, main) = match codec::decode::<Request>(&frame.msg) {
+    /// Carries out one request: a spawn (answered), or the retirement.
+    fn handle(&mut self, frame: Frame) {
+        match codec::decode::<Request>(&frame.msg) {
             Ok(Request::Spawn { .. }) if self.retiring => {
                 let message = "the zygote is retiring: it forks nothing more".to_owned();
-                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
+                self.reply(&Reply::SpawnFailed { message }, Vec::new());
             }
-            Ok(Request::Spawn { trampoline, main }) => (trampoline, main),
-            Ok(Request::Retire) => {
-                self.retiring = true;
-                return;
-            }
+            Ok(Request::Spawn { trampoline, main }) => self.spawn(trampoline, main, frame),
+            Ok(Request::Retire) => self.retiring = true,
             Err(e) => {
                 let message = format!("bad request: {e}");
-                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
+                self.reply(&Reply::SpawnFailed { message }, Vec::new());
             }
-        };
+        }
+    }
+
+    /// Forks a child running `trampoline(main, payload, fds)` of `frame`.
+    fn spawn(&mut self, trampoline: FnAddr, main: FnAddr, frame: Frame) {
         let Some(entry) = trampoline.get::<Trampoline>() else {
             let message = "entry address is not from this program".to_owned();
             return self.reply(&Reply::SpawnFailed { message }, Vec::new());
@@ -441,7 +443,7 @@ fn zygote_loop(sock: OwnedFd) -> i32 {
             }
             loop {
                 match st.reader.next_frame() {
-                    Ok(Some(frame)) => st.spawn(frame),
+                    Ok(Some(frame)) => st.handle(frame),
                     Ok(None) => break,
                     Err(_) => return 2,
                 }
@@ -801,15 +803,21 @@ impl Zygote {
     /// [`ErrorKind::NotRunning`] in a fork of the owner, [`ErrorKind::Closed`]
     /// if the zygote is gone, [`ErrorKind::Io`] if the request cannot be sent.
     pub fn retire(&self) -> Result<()> {
+        self.check_owner()?;
+        let msg = codec::encode(&Request::Retire)?;
+        let mut io = self.shared.lock();
+        self.send_request(&mut io, &msg, &[], &[])
+    }
+
+    /// Refuses a fork of the owner the use of the owner's zygote.
+    fn check_owner(&self) -> Result<()> {
         if self.shared.owner != fork::getpid() {
             return Err(Error::new(
                 ErrorKind::NotRunning,
                 "this zygote belongs to the process that started it, not to this fork of it",
             ));
         }
-        let msg = codec::encode(&Request::Retire)?;
-        let mut io = self.shared.lock();
-        self.send_request(&mut io, &msg, &[], &[])
+        Ok(())
     }
 
     /// The message of a request to fork a child running `main`, if this
@@ -818,12 +826,7 @@ impl Zygote {
     where
         A: DeserializeOwned + 'static,
     {
-        if self.shared.owner != fork::getpid() {
-            return Err(Error::new(
-                ErrorKind::NotRunning,
-                "this zygote belongs to the process that started it, not to this fork of it",
-            ));
-        }
+        self.check_owner()?;
         let request = Request::Spawn {
             trampoline: FnAddr::of(trampoline::<A> as Trampoline),
             main: FnAddr::of(main),

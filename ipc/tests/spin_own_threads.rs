@@ -78,11 +78,16 @@ impl Drop for Burner {
     }
 }
 
+/// Waits until the contention mark of an earlier spin has expired.
+fn wait_out_quiet() {
+    std::thread::sleep(spin::QUIET + Duration::from_millis(2));
+    assert!(!spin::contended());
+}
+
 /// Spins 3 ms on a condition that never holds, after the mark of an
 /// earlier spin has expired; whether contention was noted.
 fn spin_once() -> bool {
-    std::thread::sleep(spin::QUIET + Duration::from_millis(2));
-    assert!(!spin::contended());
+    wait_out_quiet();
     spin::spin_until(Duration::from_millis(3), None, || false);
     spin::contended()
 }
@@ -90,8 +95,7 @@ fn spin_once() -> bool {
 /// Polls with `yield_probe` for 3 ms at most, after the mark of an
 /// earlier spin has expired; whether a probe saw other work run.
 fn probe_once() -> bool {
-    std::thread::sleep(spin::QUIET + Duration::from_millis(2));
-    assert!(!spin::contended());
+    wait_out_quiet();
     let t = Instant::now();
     while t.elapsed() < Duration::from_millis(3) {
         if !spin::yield_probe() {
