@@ -402,10 +402,14 @@ fn serve_local(
     }
     let codec = Codec::default();
     let mut buf = Vec::with_capacity(256);
-    let spin = spin_budget(SERVER_SPIN);
     loop {
         let gone = || peer_gone(&sock);
-        if chan.recv(&mut buf, spin, &gone).is_err() {
+        // Asked for each request: a busy machine seen since the last one
+        // turns spinning off for a while (see multiproc_ipc::spin).
+        if chan
+            .recv(&mut buf, spin_budget(SERVER_SPIN), &gone)
+            .is_err()
+        {
             return;
         }
         let req: Request = match codec.decode(&buf) {

@@ -571,12 +571,12 @@ fn serve_requests(
     let codec = client::codec(shared.max_frame);
     let mut buf = Vec::new();
     let mut resp_buf = Vec::new();
-    let spin = shm_spin();
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        match io.read_frame(&mut buf, shared.max_frame, spin) {
+        // Asked for each request, as a busy machine turns spinning off.
+        match io.read_frame(&mut buf, shared.max_frame, shm_spin()) {
             Ok(()) => {}
             Err(ReadError::Eof) => return,
             Err(e) => {
