@@ -436,9 +436,11 @@ impl Pool {
             finish(Ok(Vec::new()));
             return Ok(AsyncResult::from_cell(cell, None));
         }
+        let mut all = Vec::with_capacity(total);
+        multiproc_ipc::heap::prefer_huge_pages(&mut all);
         let state = Arc::new(Mutex::new(Gather::<R> {
             // Filled in order, straight from the workers' bytes.
-            all: Vec::with_capacity(total),
+            all,
             early: BTreeMap::new(),
             first_error: None,
             received: 0,
