@@ -126,7 +126,9 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
     }
     if new_deadline {
         // The result thread may be asleep without a deadline: let it see this
-        // one (the flag covers a thread that is just about to sleep).
+        // one (the count covers a thread that is just about to sleep, even
+        // when a waiting caller's pump takes in the flag first).
+        shared.deadlines.fetch_add(1, Ordering::SeqCst);
         shared.event_flag.store(true, Ordering::SeqCst);
         shared.parent_bell.ring_always();
     }
@@ -341,6 +343,8 @@ pub(crate) fn collector_loop(shared: &Shared) {
     // for a CPU behind the pool's freshly forked workers.
     let mut worked = false;
     let mut next_deadline: Option<Instant> = None;
+    // The deadlines dispatched as of the last pump (none yet).
+    let mut seen = 0;
     loop {
         if !worked {
             let h = shared.helpers.load(Ordering::SeqCst);
@@ -350,6 +354,7 @@ pub(crate) fn collector_loop(shared: &Shared) {
             } else {
                 let ready = || {
                     shared.event_flag.load(Ordering::Acquire)
+                        || shared.deadlines.load(Ordering::SeqCst) != seen
                         || shared.shutdown.load(Ordering::Acquire)
                         || shared.helpers.load(Ordering::Relaxed) > 0
                         || shared.result_rings.iter().any(|r| r.has_data())
@@ -362,6 +367,8 @@ pub(crate) fn collector_loop(shared: &Shared) {
                 }
             }
         }
+        // Read before the pump: a deadline dispatched after it is new.
+        seen = shared.deadlines.load(Ordering::SeqCst);
         let any;
         (any, next_deadline) = {
             let mut g = lock(&shared.inner);

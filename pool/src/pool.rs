@@ -181,6 +181,7 @@ impl Pool {
             result_rings,
             events: Mutex::new(Vec::new()),
             event_flag: AtomicBool::new(false),
+            deadlines: AtomicU64::new(0),
             watch: Mutex::new(watch),
             wake_tx,
             shutdown: AtomicBool::new(false),

@@ -313,6 +313,11 @@ pub(crate) struct Shared {
     pub(crate) result_rings: Vec<crate::ring::Ring>,
     pub(crate) events: Mutex<Vec<Event>>,
     pub(crate) event_flag: AtomicBool,
+    /// How many times a task with a deadline has been dispatched. The
+    /// result thread enforces deadlines and sleeps until the next one; a
+    /// waiting caller's pump may take in the event flag first, so the
+    /// result thread compares this count with the one it last saw.
+    pub(crate) deadlines: AtomicU64,
     pub(crate) watch: Mutex<Vec<(usize, u64, Arc<ZygoteChild>)>>,
     pub(crate) wake_tx: UnixStream,
     pub(crate) shutdown: AtomicBool,

@@ -76,3 +76,32 @@ fn the_builder_timeout_applies_to_every_task() {
         assert_eq!(*out[2].as_ref().unwrap(), 2);
     });
 }
+
+/// A timed task submitted the moment a pool starts, and waited for at
+/// once: the waiting caller collects results itself, and may take in the
+/// pool's news before the result thread does; the deadline must still
+/// reach the thread that enforces it (a lost one let the task run on).
+#[test]
+fn a_deadline_is_kept_whoever_collects_first() {
+    checked(LIMIT, || {
+        for round in 0..20 {
+            let pool = Pool::new(1).unwrap();
+            let t = Instant::now();
+            let e = pool
+                .apply_async_with(
+                    sleep_ms,
+                    5_000,
+                    ApplyOptions::new().timeout(Duration::from_millis(20)),
+                )
+                .unwrap()
+                .get()
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Timeout, "round {round}: {e}");
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "round {round}: a 20 ms timeout took {:?}",
+                t.elapsed()
+            );
+        }
+    });
+}
