@@ -1,6 +1,7 @@
 //! multiproc's own waiting threads and processes (a pool's zygote and
 //! workers, result and supervisor threads; a manager's server) ask the scheduler for a short
-//! slice (`multiproc::latency`); the caller's threads keep theirs, and
+//! slice (`multiproc::latency`); the caller's threads keep theirs, a
+//! `Process` runs the caller's code with the caller's slice, and
 //! `MULTIPROC_SLICE_US=off` leaves every slice at the kernel's default.
 //!
 //! The `off` case runs in a re-executed copy of this test binary (role
@@ -8,7 +9,7 @@
 
 use std::time::Duration;
 
-use multiproc::{latency, Manager, Pool};
+use multiproc::{latency, Manager, Pool, Process};
 use multiproc_testkit::{checked, parent_of, sched_slice, Reexec};
 
 const ROLE: &str = "MP_SLICE_ROLE";
@@ -73,6 +74,14 @@ fn check_slices() {
         return;
     }
     let want = expected(mine);
+    // A Process runs your code: forked with the short slice (so that it gets
+    // a CPU at once beside busy processes), it takes the caller's back
+    // before it runs; the caller's thread has its own back at once too.
+    for _ in 0..2 {
+        let p = Process::spawn(slice_here, ()).unwrap();
+        assert_eq!(latency::current(), Some(mine), "the caller, after a spawn");
+        assert_eq!(p.join().unwrap(), Some(mine), "a Process");
+    }
     let pool = Pool::new(2).unwrap();
     for _ in 0..4 {
         assert_eq!(pool.apply(slice_here, ()).unwrap(), Some(want), "a worker");

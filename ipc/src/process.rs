@@ -602,9 +602,21 @@ impl ProcessBuilder {
                 // closed here when the fork returns) and must not keep the
                 // read end, or a child whose reader is gone would block
                 // forever on a full pipe instead of getting EPIPE.
-                ChildProc::fork_direct(&[r.as_fd()], fork::Lifeline::Started, move || {
-                    child_run(target, args, w)
-                })?
+                // Forked with the short slice, the child gets a CPU at once
+                // beside busy processes; it takes the caller's slice back
+                // before it runs `target`, and so does this thread.
+                let lent = crate::latency::lend();
+                let child =
+                    ChildProc::fork_direct(&[r.as_fd()], fork::Lifeline::Started, move || {
+                        if let Some(before) = lent {
+                            crate::latency::give_back(before);
+                        }
+                        child_run(target, args, w)
+                    });
+                if let Some(before) = lent {
+                    crate::latency::give_back(before);
+                }
+                child?
             }
         };
         let child = Arc::new(child);
