@@ -176,7 +176,9 @@
 //! result and supervisor threads, a manager's server) ask the kernel for a
 //! short scheduler slice ([`latency`], Linux 6.12 and later): they preempt
 //! at once when woken, and get no more CPU time than before. Your own
-//! threads are never changed. `MULTIPROC_SLICE_US` sets the slice in
+//! threads keep theirs; a `Process` is forked with the short slice, so that
+//! it gets a CPU at once, and takes your thread's slice back before it runs
+//! your code. `MULTIPROC_SLICE_US` sets the slice in
 //! microseconds (default 100), `off` leaves the kernel's default.
 //!
 //! # Memory that workers keep
