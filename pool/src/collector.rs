@@ -126,10 +126,9 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
     }
     if new_deadline {
         // The result thread may be asleep without a deadline: let it see this
-        // one (the count covers a thread that is just about to sleep, even
-        // when a waiting caller's pump takes in the flag first).
+        // one (the count covers a thread that is just about to sleep; unlike
+        // the event flag, a waiting caller's pump cannot take it in first).
         shared.deadlines.fetch_add(1, Ordering::SeqCst);
-        shared.event_flag.store(true, Ordering::SeqCst);
         shared.parent_bell.ring_always();
     }
     for w in &mut g.workers {
