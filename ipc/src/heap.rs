@@ -80,8 +80,8 @@ pub fn apply(keep: usize) -> bool {
     keep != 0 && crate::sys::heap::keep_freed(HEAP_BELOW.min(keep), keep)
 }
 
-/// Asks for huge pages behind the spare capacity of `v` when it spans at
-/// least [`HUGE_FROM`] bytes, before `v` is filled: on a VM a fresh 4 KiB
+/// Asks for huge pages behind the spare capacity of `v`, before `v` is
+/// filled: on a VM a fresh 4 KiB
 /// page costs a fault of 1–2 µs, while a 2 MiB huge page costs one fault
 /// and a clear. A pool's `map` does this for its result vector, which is otherwise fresh memory
 /// faulted in on the calling side's critical path (a `map` of a million
@@ -89,8 +89,8 @@ pub fn apply(keep: usize) -> bool {
 ///
 /// Only whole 2 MiB pages inside the spare capacity are advised; the
 /// contents and the length of `v` are unchanged. Best effort: false when
-/// `v` has too little spare capacity or the kernel has no transparent huge
-/// pages; where they are set to `never` the advice is taken and changes
+/// the spare capacity holds no whole huge page (no system call then) or
+/// the kernel has no transparent huge pages; where they are set to `never` the advice is taken and changes
 /// nothing, and pages fault in one by one as before.
 ///
 /// ```
@@ -105,13 +105,8 @@ pub fn apply(keep: usize) -> bool {
 /// # let _ = advised;
 /// ```
 pub fn prefer_huge_pages<T>(v: &mut Vec<T>) -> bool {
-    let spare = v.spare_capacity_mut();
-    std::mem::size_of_val(spare) >= HUGE_FROM && crate::sys::heap::advise_huge(spare)
+    crate::sys::heap::advise_huge(v.spare_capacity_mut())
 }
-
-/// The smallest spare capacity [`prefer_huge_pages`] advises (4 MiB: a
-/// vector that size holds at least one whole huge page).
-pub const HUGE_FROM: usize = 4 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -126,29 +121,6 @@ mod tests {
         Some(s[start..end].to_owned())
     }
 
-    /// The `AnonHugePages` of the mapping holding `addr`, in KiB.
-    fn huge_kib_at(addr: usize) -> Option<u64> {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-        let mut inside = false;
-        for line in smaps.lines() {
-            if let Some((range, _)) = line.split_once(' ').filter(|(r, _)| r.contains('-')) {
-                if let Some((a, b)) = range.split_once('-') {
-                    let (a, b) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16));
-                    if let (Ok(a), Ok(b)) = (a, b) {
-                        inside = (a..b).contains(&addr);
-                        continue;
-                    }
-                }
-            }
-            if inside {
-                if let Some(kib) = line.strip_prefix("AnonHugePages:") {
-                    return kib.trim().trim_end_matches("kB").trim().parse().ok();
-                }
-            }
-        }
-        None
-    }
-
     #[test]
     fn a_large_vector_is_backed_by_huge_pages_where_the_kernel_allows() {
         let mut v: Vec<u64> = Vec::with_capacity(3 << 20); // 24 MiB
@@ -158,7 +130,8 @@ mod tests {
         match thp_mode().as_deref() {
             Some("always") | Some("madvise") => {
                 assert!(advised, "the kernel allows huge pages but refused");
-                let kib = huge_kib_at(v.as_ptr() as usize + (12 << 20)).expect("smaps");
+                let at = v.as_ptr() as usize + (12 << 20);
+                let kib = crate::smaps::kb_at(at, "AnonHugePages:").expect("smaps");
                 assert!(kib >= 2048, "no huge page behind the vector: {kib} KiB");
             }
             // `never`: the advice is taken and changes nothing; no huge

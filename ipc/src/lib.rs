@@ -17,6 +17,8 @@ pub mod park;
 pub mod pipe;
 mod prefork;
 pub mod process;
+#[cfg(test)]
+mod smaps;
 pub mod star;
 #[allow(unsafe_code)]
 mod sys;

@@ -852,21 +852,9 @@ fn sweep_stale_regions() {
 mod tests {
     use super::*;
 
-    /// Resident kilobytes of the mapping that starts at `addr`, from
-    /// `/proc/self/smaps`.
+    /// Resident kilobytes of the mapping that holds `addr`.
     fn rss_kb(addr: usize) -> Option<u64> {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-        let mut lines = smaps.lines();
-        while let Some(line) = lines.next() {
-            let start = line.split('-').next()?;
-            if usize::from_str_radix(start, 16).ok() != Some(addr) {
-                continue;
-            }
-            return lines
-                .find_map(|l| l.strip_prefix("Rss:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
-        }
-        None
+        crate::smaps::kb_at(addr, "Rss:")
     }
 
     #[test]
