@@ -104,7 +104,10 @@ fn io_err(context: &str, e: std::io::Error) -> Error {
 /// [`SpinPermit::acquire`] grants a permit only while fewer threads of this
 /// process than there are CPUs hold one; without a permit, wait by sleeping.
 #[derive(Debug)]
-pub struct SpinPermit(());
+pub struct SpinPermit {
+    /// The holder is one of the program's spinners while it polls.
+    _counted: crate::spin::Spinning,
+}
 
 static SPINNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -115,7 +118,9 @@ impl SpinPermit {
     pub fn acquire() -> Option<SpinPermit> {
         let n = SPINNERS.fetch_add(1, Ordering::AcqRel);
         if n < cpus() {
-            Some(SpinPermit(()))
+            Some(SpinPermit {
+                _counted: crate::spin::Spinning::start(),
+            })
         } else {
             SPINNERS.fetch_sub(1, Ordering::AcqRel);
             None

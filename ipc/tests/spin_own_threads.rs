@@ -83,10 +83,18 @@ impl Drop for Burner {
     }
 }
 
-/// Waits until the contention mark of an earlier spin has expired.
+/// Waits until the contention mark of an earlier spin has expired: a quiet
+/// period is renewed while every CPU of the machine is busy (here the
+/// pinned threads take one), so this looks a few times.
 fn wait_out_quiet() {
-    std::thread::sleep(spin::QUIET + Duration::from_millis(2));
-    assert!(!spin::contended());
+    let back = (0..40).any(|_| {
+        std::thread::sleep(spin::QUIET + Duration::from_millis(1));
+        !spin::contended()
+    });
+    assert!(
+        back,
+        "every CPU of the machine stayed busy for 40 quiet periods"
+    );
 }
 
 /// Spins 3 ms on a condition that never holds, after the mark of an

@@ -27,6 +27,7 @@ macro_rules! impl_is_minus_one {
 }
 impl_is_minus_one! { i32 i64 isize }
 
+pub(crate) mod family;
 pub(crate) mod fd;
 pub(crate) mod fork;
 pub(crate) mod futex;

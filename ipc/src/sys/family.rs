@@ -1,0 +1,101 @@
+//! Memory shared by a program's processes: the process that made it and
+//! every process forked from it afterwards (a pool's workers, its fork
+//! server, a manager, each `Process`).
+//!
+//! It lives in an anonymous `MAP_SHARED` mapping made once, before the
+//! first fork, and never unmapped: each child inherits it at the same
+//! address. Processes not forked from the program (a remote manager's
+//! clients) have their own.
+//!
+//! What it holds: one [`SpinCell`] per process that spins, counting that
+//! process's threads spinning right now, so that any process of the
+//! program can tell how many of the machine's runnable tasks are its own
+//! spinners (see `crate::spin`).
+
+use std::ptr;
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+
+use super::shm::{Mapping, ShmSafe};
+
+/// How many processes of a program can count their spinners (one page of
+/// cells); a process that finds none free is not counted.
+pub(crate) const CELLS: usize = 64;
+
+/// One process's count of its threads spinning now.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub(crate) struct SpinCell {
+    /// The process holding the cell; 0 when free.
+    pub(crate) pid: AtomicI32,
+    /// How many of its threads spin now.
+    pub(crate) spinning: AtomicI32,
+}
+
+/// The program's cells.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct SpinCells {
+    pub(crate) cells: [SpinCell; CELLS],
+}
+
+// SAFETY: `SpinCells` is `repr(C)`, made only of atomic integers (valid
+// for every bit pattern, all zeroes included), mutated only through them.
+unsafe impl ShmSafe for SpinCells {}
+
+/// The program's cells, or null until [`make`] succeeds here or in a
+/// parent before the fork.
+static SHARED: AtomicPtr<SpinCells> = AtomicPtr::new(ptr::null_mut());
+
+/// Makes the program's shared memory if this process has none yet; a no-op
+/// once made. Call before forking: a child forked before it exists makes
+/// its own. False if no mapping could be made. Allocates nothing (it may
+/// run in a child just forked).
+pub(crate) fn make() -> bool {
+    if cells().is_some() {
+        return true;
+    }
+    let Ok(map) = Mapping::anonymous(std::mem::size_of::<SpinCells>()) else {
+        return false;
+    };
+    let Some(fresh) = map
+        .view::<SpinCells>(0)
+        .map(|c| ptr::from_ref(c).cast_mut())
+    else {
+        return false;
+    };
+    // Never unmapped: the cells live as long as the process.
+    std::mem::forget(map);
+    // Another thread may have made one first: then this one stays mapped,
+    // unused (one page, once per process at most).
+    let _ = SHARED.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire);
+    true
+}
+
+/// The program's cells, made now if they were not.
+pub(crate) fn cells_or_make() -> Option<&'static SpinCells> {
+    cells().or_else(|| if make() { cells() } else { None })
+}
+
+/// The program's cells, if made (here, or in a parent before the fork).
+pub(crate) fn cells() -> Option<&'static SpinCells> {
+    let p = SHARED.load(Ordering::Acquire);
+    // SAFETY: a non-null value was stored only by `make`, from a view into
+    // a mapping forgotten there: it is never unmapped, so the reference stays
+    // valid for the rest of the process, and in each child, which inherits
+    // the mapping at the same address.
+    unsafe { p.cast_const().as_ref() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cells_are_made_once() {
+        assert!(make());
+        let first = cells().expect("made");
+        assert!(make());
+        assert!(std::ptr::eq(first, cells().expect("still made")));
+        assert_eq!(std::mem::size_of::<SpinCells>(), 4096);
+    }
+}
