@@ -51,21 +51,27 @@
 //! (beside two busy loops on two CPUs, a pool's `imap_unordered` ran 595k
 //! items/s with a quiet period that simply ended, 822k with one renewed).
 //! The program's spinners are counted in memory that all its processes
-//! share (`sys::family`): one process's spinning threads must not
-//! read, to another, as a busy CPU.
+//! share (`sys::family`, made at the program's first fork or first spin,
+//! inherited by every process forked after that; up to 1,024 processes
+//! count, others read as load): one process's spinning threads must not
+//! read, to another, as a busy CPU. Both counts are the host's, so in a
+//! container given fewer CPUs than the host has, a busy host can keep
+//! spinning off while the container's CPUs idle: after [`MAX_RENEWALS`]
+//! renewals in a row (half a second), spinning comes back for one look of
+//! its own.
 //!
 //! The knob is the environment variable `MULTIPROC_SPIN`, read once per
 //! process: `adaptive` (the default, as above), `always` (spin whatever the
 //! load: the fastest on a machine reserved for this program), or `never`
 //! (sleep at once: the least CPU). A machine with a single CPU never spins.
 //!
-//! The values read once (CPU count, policy, clock origin) are kept in plain
+//! The values read once (CPU counts, policy, clock origin) are kept in plain
 //! atomics, never behind a `OnceLock`: a process forked while another thread
 //! was inside a `OnceLock`'s initializer inherits it as "being initialized"
 //! for ever, and its first spin would then wait for a thread that does not
 //! exist there. Two threads racing to fill one in compute the same value.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys::family::SpinCell;
@@ -188,13 +194,24 @@ pub fn contended() -> bool {
     {
         return quiet(QUIET_UNTIL.load(Ordering::Relaxed), now_ns());
     }
-    if machine_busy() {
+    if machine_busy() && RENEWALS.fetch_add(1, Ordering::Relaxed) + 1 < MAX_RENEWALS {
         return true;
     }
+    RENEWALS.store(0, Ordering::Relaxed);
     // Spinning is on again, unless contention was noted meanwhile.
     let _ = QUIET_UNTIL.compare_exchange(next, 0, Ordering::Relaxed, Ordering::Relaxed);
     quiet(QUIET_UNTIL.load(Ordering::Relaxed), now)
 }
+
+/// Quiet periods renewed in a row since spinning was last on.
+static RENEWALS: AtomicU32 = AtomicU32::new(0);
+/// At most this many renewals in a row (half a second): then spinning comes back
+/// for one look of its own, which on a machine still busy notes contention
+/// again at its first slow yield. The runnable count and the CPU count are
+/// the host's: in a container given fewer CPUs than the host has, a busy
+/// host would otherwise keep spinning off for good while the container's
+/// own CPUs idle.
+pub const MAX_RENEWALS: u32 = 100;
 
 /// Whether every CPU of the machine is taken by work now: as many tasks
 /// runnable besides the caller, not counting the program's spinners, as
@@ -274,53 +291,61 @@ fn parse_runnable(text: &[u8]) -> Option<u64> {
     })
 }
 
-/// This process's cell among the program's ([`crate::sys::family`]):
-/// its index plus one, 0 until claimed, [`NO_CELL`] when none was free.
+/// This process's cell among the program's (`sys::family`): its index
+/// plus one, 0 until claimed, [`CLAIMING`] while one thread claims it,
+/// [`NO_CELL`] when none was free.
 static MY_CELL: AtomicUsize = AtomicUsize::new(0);
+const CLAIMING: usize = usize::MAX - 1;
 const NO_CELL: usize = usize::MAX;
 
-/// This process's spinner cell, claimed at its first spin.
-fn my_cell() -> Option<&'static SpinCell> {
-    let cells = &crate::sys::family::cells_or_make()?.cells;
-    match MY_CELL.load(Ordering::Relaxed) {
-        0 => {
-            let me = i32::try_from(std::process::id()).ok();
-            match me.and_then(|me| claim_cell(cells, me)) {
-                Some(i) => {
-                    MY_CELL.store(i + 1, Ordering::Relaxed);
-                    cells.get(i)
-                }
-                None => {
-                    MY_CELL.store(NO_CELL, Ordering::Relaxed);
-                    None
-                }
-            }
-        }
-        NO_CELL => None,
-        i => cells.get(i - 1),
-    }
+/// A cell's word: the process in the high 32 bits, its spinners in the low.
+fn pack(pid: u32, spinning: u32) -> u64 {
+    (u64::from(pid) << 32) | u64::from(spinning)
 }
 
-/// Takes for process `me` a cell of `cells` that is free, its own, or
-/// left by a process that is gone; its index.
-fn claim_cell(cells: &[SpinCell], me: i32) -> Option<usize> {
+fn unpack(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
+}
+
+/// This process's spinner cell, claimed at its first spin, by one thread
+/// (the others wait for its claim: a few system calls).
+fn my_cell() -> Option<&'static SpinCell> {
+    let cells = &crate::sys::family::cells_or_make()?.cells;
+    for _ in 0..1000 {
+        match MY_CELL.load(Ordering::Acquire) {
+            0 => {
+                if MY_CELL
+                    .compare_exchange(0, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    let got = claim_cell(cells, std::process::id());
+                    MY_CELL.store(got.map_or(NO_CELL, |i| i + 1), Ordering::Release);
+                    return cells.get(got?);
+                }
+            }
+            CLAIMING => std::thread::yield_now(),
+            NO_CELL => return None,
+            i => return cells.get(i - 1),
+        }
+    }
+    // The claim takes far longer than it should: count from a later spin.
+    None
+}
+
+/// Takes for process `me` a cell of `cells` that is free or left by a
+/// process that is gone (one with `me`'s pid before it included), with a
+/// count of zero; its index.
+fn claim_cell(cells: &[SpinCell], me: u32) -> Option<usize> {
     cells.iter().position(|cell| {
-        let holder = cell.pid.load(Ordering::Relaxed);
-        if holder == me {
-            // Claimed by another thread of this process, which may count
-            // in it already.
-            return true;
-        }
-        let taken = (holder == 0 || !pid_alive(holder))
-            && cell
-                .pid
-                .compare_exchange(holder, me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok();
-        if taken {
-            // A process gone while it spun left its count behind.
-            cell.spinning.store(0, Ordering::Relaxed);
-        }
-        taken
+        let word = cell.word.load(Ordering::Relaxed);
+        let (holder, _) = unpack(word);
+        let free = holder == 0
+            || holder == me
+            || i32::try_from(holder).map_or(true, |pid| !pid_alive(pid));
+        free && cell
+            .word
+            .compare_exchange(word, pack(me, 0), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
     })
 }
 
@@ -331,20 +356,25 @@ pub fn program_spinners() -> u64 {
 }
 
 /// How many threads the processes of `cells` spin now; a process gone
-/// while it spun counts no more (its count is cleared).
+/// while it spun counts no more (its count is cleared, unless the cell
+/// changed hands meanwhile).
 fn spinners_in(cells: &[SpinCell]) -> u64 {
     let mut n = 0u64;
     for cell in cells {
-        let spinning = cell.spinning.load(Ordering::Relaxed);
-        if spinning <= 0 {
+        let word = cell.word.load(Ordering::Relaxed);
+        let (holder, spinning) = unpack(word);
+        if spinning == 0 {
             continue;
         }
-        if pid_alive(cell.pid.load(Ordering::Relaxed)) {
-            n += u64::from(spinning.unsigned_abs());
+        if i32::try_from(holder).is_ok_and(pid_alive) {
+            n += u64::from(spinning);
         } else {
-            let _ =
-                cell.spinning
-                    .compare_exchange(spinning, 0, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = cell.word.compare_exchange(
+                word,
+                pack(holder, 0),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
     n
@@ -366,7 +396,9 @@ impl Spinning {
     pub fn start() -> Spinning {
         let cell = (policy() == Policy::Adaptive).then(my_cell).flatten();
         if let Some(c) = cell {
-            c.spinning.fetch_add(1, Ordering::Relaxed);
+            // The count's low bits: a process has far fewer than 2^32
+            // threads, so it never reaches the pid's.
+            c.word.fetch_add(1, Ordering::Relaxed);
         }
         Spinning(cell)
     }
@@ -375,7 +407,9 @@ impl Spinning {
 impl Drop for Spinning {
     fn drop(&mut self) {
         if let Some(c) = self.0 {
-            c.spinning.fetch_sub(1, Ordering::Relaxed);
+            // Never below zero: the cell was cleared or taken only if this
+            // process were gone.
+            c.word.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -564,44 +598,60 @@ mod tests {
         assert!(online_cpus() >= 1);
     }
 
-    fn cells(pids_counts: &[(i32, i32)]) -> Vec<SpinCell> {
+    fn cells(pids_counts: &[(u32, u32)]) -> Vec<SpinCell> {
         pids_counts
             .iter()
             .map(|&(pid, n)| SpinCell {
-                pid: std::sync::atomic::AtomicI32::new(pid),
-                spinning: std::sync::atomic::AtomicI32::new(n),
+                word: AtomicU64::new(pack(pid, n)),
             })
             .collect()
     }
 
+    fn cell(c: &SpinCell) -> (u32, u32) {
+        unpack(c.word.load(Ordering::Relaxed))
+    }
+
     /// A pid no process has (above Linux's largest `pid_max`).
-    const GONE: i32 = 1 << 23;
+    const GONE: u32 = 1 << 23;
 
     #[test]
     fn spinners_of_processes_gone_count_no_more() {
-        let me = std::process::id() as i32;
+        let me = std::process::id();
         let cs = cells(&[(me, 2), (GONE, 3), (0, 0), (me, 0)]);
         assert_eq!(spinners_in(&cs), 2);
-        assert_eq!(cs[1].spinning.load(Ordering::Relaxed), 0, "cleared");
+        assert_eq!(cell(&cs[1]), (GONE, 0), "cleared");
+        assert_eq!(cell(&cs[0]), (me, 2), "kept");
     }
 
     #[test]
-    fn a_cell_is_claimed_free_own_or_left_behind() {
-        let me = std::process::id() as i32;
-        let parent = nix::unistd::getppid().as_raw();
+    fn a_cell_is_claimed_free_or_left_behind() {
+        let me = std::process::id();
+        let parent = u32::try_from(nix::unistd::getppid().as_raw()).unwrap();
         // A live process's cell is skipped, a gone one's taken and cleared.
         let cs = cells(&[(parent, 1), (GONE, 4), (0, 0)]);
         assert_eq!(claim_cell(&cs, me), Some(1));
-        assert_eq!(cs[1].pid.load(Ordering::Relaxed), me);
-        assert_eq!(cs[1].spinning.load(Ordering::Relaxed), 0);
-        // The claimer's own cell comes first, its count kept (another
-        // thread of the process counts in it).
-        cs[1].spinning.store(1, Ordering::Relaxed);
+        assert_eq!(cell(&cs[1]), (me, 0));
+        assert_eq!(cell(&cs[0]), (parent, 1), "a live process keeps its cell");
+        // A cell with the claimer's pid was left by a gone process that had
+        // it (one thread of a process claims): taken and cleared.
+        let cs = cells(&[(parent, 0), (me, 3)]);
         assert_eq!(claim_cell(&cs, me), Some(1));
-        assert_eq!(cs[1].spinning.load(Ordering::Relaxed), 1);
+        assert_eq!(cell(&cs[1]), (me, 0));
         // None free.
         assert_eq!(claim_cell(&cells(&[(parent, 0)]), me), None);
         assert_eq!(claim_cell(&cells(&[(0, 0)]), me), Some(0));
+    }
+
+    #[test]
+    fn a_count_stays_in_its_half_of_the_word() {
+        let c = SpinCell {
+            word: AtomicU64::new(pack(u32::MAX, 0)),
+        };
+        c.word.fetch_add(1, Ordering::Relaxed);
+        c.word.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(cell(&c), (u32::MAX, 2));
+        c.word.fetch_sub(2, Ordering::Relaxed);
+        assert_eq!(cell(&c), (u32::MAX, 0));
     }
 
     #[test]

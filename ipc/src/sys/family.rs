@@ -7,28 +7,29 @@
 //! address. Processes not forked from the program (a remote manager's
 //! clients) have their own.
 //!
-//! What it holds: one [`SpinCell`] per process that spins, counting that
-//! process's threads spinning right now, so that any process of the
-//! program can tell how many of the machine's runnable tasks are its own
-//! spinners (see `crate::spin`).
+//! What it holds: one [`SpinCell`] per process that spins (up to
+//! [`CELLS`]), counting that process's threads spinning right now, so that
+//! any process of the program can tell how many of the machine's runnable
+//! tasks are its own spinners (see `crate::spin`).
 
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use super::shm::{Mapping, ShmSafe};
 
-/// How many processes of a program can count their spinners (one page of
-/// cells); a process that finds none free is not counted.
-pub(crate) const CELLS: usize = 64;
+/// How many processes of a program can count their spinners; a process
+/// that finds none free is not counted. The cells are pages of a shared
+/// mapping, allocated as they are first touched.
+pub(crate) const CELLS: usize = 1024;
 
-/// One process's count of its threads spinning now.
+/// One process's count of its threads spinning now, and the process: one
+/// word, so that a cell changes hands and is counted in one atomic step
+/// (the process id in the high 32 bits, the count in the low 32; 0 when
+/// free).
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub(crate) struct SpinCell {
-    /// The process holding the cell; 0 when free.
-    pub(crate) pid: AtomicI32,
-    /// How many of its threads spin now.
-    pub(crate) spinning: AtomicI32,
+    pub(crate) word: AtomicU64,
 }
 
 /// The program's cells.
@@ -66,7 +67,7 @@ pub(crate) fn make() -> bool {
     // Never unmapped: the cells live as long as the process.
     std::mem::forget(map);
     // Another thread may have made one first: then this one stays mapped,
-    // unused (one page, once per process at most).
+    // unused (once per process at most).
     let _ = SHARED.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire);
     true
 }
@@ -96,6 +97,6 @@ mod tests {
         let first = cells().expect("made");
         assert!(make());
         assert!(std::ptr::eq(first, cells().expect("still made")));
-        assert_eq!(std::mem::size_of::<SpinCells>(), 4096);
+        assert_eq!(std::mem::size_of::<SpinCells>(), 64 * CELLS);
     }
 }
