@@ -212,6 +212,7 @@ pub use multiproc_ipc::latency;
 pub use multiproc_ipc::pipe;
 pub use multiproc_ipc::pipe::{Connection, Inherited, Pipe, RecvConnection, SendConnection};
 pub use multiproc_ipc::process::at_child_exit;
+pub use multiproc_ipc::process::current_pid;
 pub use multiproc_ipc::shm;
 pub use multiproc_ipc::Fd;
 pub use multiproc_ipc::SharedBytes;

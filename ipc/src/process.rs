@@ -139,6 +139,47 @@ pub fn at_child_exit(hook: fn()) -> Result<()> {
     }
 }
 
+/// This process's id, without a system call on most calls: cached per
+/// thread together with the fork count of the C library's `fork` (a child
+/// forked by anyone through it reads its own id again).
+///
+/// For code that must tell a process from its forked children at every
+/// call (a manager's client keeps one connection per process).
+///
+/// ```
+/// use multiproc::{current_pid, Process};
+///
+/// fn ids(_: ()) -> (u32, u32) {
+///     (current_pid(), std::process::id())
+/// }
+///
+/// let me = current_pid();
+/// assert_eq!(me, std::process::id());
+/// let (cached, real) = Process::spawn(ids, ())?.join()?;
+/// assert_eq!(cached, real);
+/// assert_ne!(cached, me);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn current_pid() -> u32 {
+    thread_local! {
+        /// The fork count and the id read with it (`u64::MAX`: none yet).
+        static PID: std::cell::Cell<(u64, u32)> = const { std::cell::Cell::new((u64::MAX, 0)) };
+    }
+    let Some(generation) = fork::fork_generation() else {
+        return std::process::id();
+    };
+    PID.with(|cached| {
+        let (seen, pid) = cached.get();
+        if seen == generation {
+            pid
+        } else {
+            let pid = std::process::id();
+            cached.set((generation, pid));
+            pid
+        }
+    })
+}
+
 static QUIET_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Stops the panics that [`catch_remote_panic`] catches in this process from

@@ -306,7 +306,9 @@ fn with_conn<R>(
     hold: Hold,
     f: impl FnOnce(&mut dyn Conn) -> Result<R>,
 ) -> Result<(R, u64)> {
-    let pid = std::process::id();
+    // Cached: a request must not pay a system call to tell this process
+    // from a child forked since the connection was made.
+    let pid = multiproc_ipc::process::current_pid();
     CONNS.with(|cell| {
         let mut conns = cell.borrow_mut();
         // Connections inherited from a parent process belong to the parent.

@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -299,6 +299,50 @@ pub(crate) fn fork_plain(
 pub(crate) fn getpid() -> Pid {
     // SAFETY: getpid has no preconditions.
     unsafe { libc::getpid() }
+}
+
+/// Forks this process's line has seen since [`fork_generation`] was first
+/// called: each child counts one more than its parent had at the fork.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+/// 0: the counting handler is not registered; 1: being registered; 2:
+/// registered; 3: its registration failed.
+static COUNTING: AtomicU8 = AtomicU8::new(0);
+
+/// Runs in every child right after a `fork` (glibc's, whoever calls it):
+/// one atomic add, async-signal-safe.
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A number that differs in a child from what its parent had when it
+/// forked, whoever forked it through the C library's `fork` (ours, a
+/// user's `libc::fork`, any crate's): a value cached together with it (the
+/// process id, say) is still valid while it is unchanged. The first call
+/// registers the counting handler (`pthread_atfork`) before it returns, so
+/// any value read after it is followed by the count. `None` if the handler
+/// could not be registered.
+pub(crate) fn fork_generation() -> Option<u64> {
+    // Bounded: a child forked while another thread of its parent was
+    // registering the handler inherits "being registered" for ever.
+    for _ in 0..1000 {
+        match COUNTING.load(Ordering::Acquire) {
+            2 => return Some(FORKS.load(Ordering::Relaxed)),
+            0 if COUNTING
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok() =>
+            {
+                // SAFETY: registers a plain `extern "C" fn()` with no
+                // captured state as the child handler; it only adds to an
+                // atomic, which is async-signal-safe.
+                let r = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+                COUNTING.store(if r == 0 { 2 } else { 3 }, Ordering::Release);
+            }
+            3 => return None,
+            // Another thread registers it now.
+            _ => std::thread::yield_now(),
+        }
+    }
+    None
 }
 
 /// Runs `f` when the process exits normally (returning from `main` or
