@@ -120,10 +120,18 @@ impl Policy {
 pub fn cpus() -> usize {
     /// 0 until first read.
     static CPUS: AtomicUsize = AtomicUsize::new(0);
-    match CPUS.load(Ordering::Relaxed) {
-        0 => {
-            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-            CPUS.store(n, Ordering::Relaxed);
+    read_once(&CPUS, 0, || {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    })
+}
+
+/// The value in `cell`, read with `read` and kept there if it still holds
+/// `unset` (which `read` never returns).
+fn read_once(cell: &AtomicUsize, unset: usize, read: impl FnOnce() -> usize) -> usize {
+    match cell.load(Ordering::Relaxed) {
+        n if n == unset => {
+            let n = read();
+            cell.store(n, Ordering::Relaxed);
             n
         }
         n => n,
@@ -192,7 +200,7 @@ pub fn contended() -> bool {
         .compare_exchange(until, next, Ordering::Relaxed, Ordering::Relaxed)
         .is_err()
     {
-        return quiet(QUIET_UNTIL.load(Ordering::Relaxed), now_ns());
+        return quiet(QUIET_UNTIL.load(Ordering::Relaxed), now);
     }
     if machine_busy() && RENEWALS.fetch_add(1, Ordering::Relaxed) + 1 < MAX_RENEWALS {
         return true;
@@ -244,18 +252,14 @@ pub fn note_contention() {
 pub fn online_cpus() -> usize {
     /// `usize::MAX` until first read.
     static ONLINE: AtomicUsize = AtomicUsize::new(usize::MAX);
-    match ONLINE.load(Ordering::Relaxed) {
-        usize::MAX => {
-            let n = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
-                .ok()
-                .flatten()
-                .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or(0);
-            ONLINE.store(n, Ordering::Relaxed);
-            n
-        }
-        n => n,
-    }
+    read_once(&ONLINE, usize::MAX, || {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+            .ok()
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n != usize::MAX)
+            .unwrap_or(0)
+    })
 }
 
 /// How many tasks on the machine are runnable now besides the caller (the
@@ -291,16 +295,21 @@ fn parse_runnable(text: &[u8]) -> Option<u64> {
     })
 }
 
-/// This process's cell among the program's (`sys::family`): its index
-/// plus one, 0 until claimed, [`CLAIMING`] while one thread claims it,
-/// [`NO_CELL`] when none was free.
-static MY_CELL: AtomicUsize = AtomicUsize::new(0);
-const CLAIMING: usize = usize::MAX - 1;
-const NO_CELL: usize = usize::MAX;
+/// This process's cell among the program's (`sys::family`), with the
+/// fork count it was claimed at ([`pack`]ed: the count's low 32 bits, then
+/// the state: [`UNCLAIMED`], [`CLAIMING`] while one thread claims it,
+/// [`NO_CELL`] when none was free, else its index plus one). A child's
+/// fork count differs from its parent's, so a child forked by anyone
+/// through the C library claims a cell of its own.
+static MY_CELL: AtomicU64 = AtomicU64::new(0);
+const UNCLAIMED: u32 = 0;
+const CLAIMING: u32 = u32::MAX - 1;
+const NO_CELL: u32 = u32::MAX;
 
-/// A cell's word: the process in the high 32 bits, its spinners in the low.
-fn pack(pid: u32, spinning: u32) -> u64 {
-    (u64::from(pid) << 32) | u64::from(spinning)
+/// Two 32-bit halves in a word: a cell's process and its spinners, or
+/// [`MY_CELL`]'s fork count and state.
+fn pack(high: u32, low: u32) -> u64 {
+    (u64::from(high) << 32) | u64::from(low)
 }
 
 fn unpack(word: u64) -> (u32, u32) {
@@ -311,21 +320,30 @@ fn unpack(word: u64) -> (u32, u32) {
 /// (the others wait for its claim: a few system calls).
 fn my_cell() -> Option<&'static SpinCell> {
     let cells = &crate::sys::family::cells_or_make()?.cells;
+    let forks = crate::sys::fork::fork_generation()? as u32;
     for _ in 0..1000 {
-        match MY_CELL.load(Ordering::Acquire) {
-            0 => {
+        let word = MY_CELL.load(Ordering::Acquire);
+        let state = match unpack(word) {
+            (seen, state) if seen == forks => state,
+            // Claimed (or being claimed) in the parent, before the fork.
+            _ => UNCLAIMED,
+        };
+        match state {
+            UNCLAIMED => {
+                let claiming = pack(forks, CLAIMING);
                 if MY_CELL
-                    .compare_exchange(0, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(word, claiming, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
                     let got = claim_cell(cells, std::process::id());
-                    MY_CELL.store(got.map_or(NO_CELL, |i| i + 1), Ordering::Release);
+                    let state = got.map_or(NO_CELL, |i| i as u32 + 1);
+                    MY_CELL.store(pack(forks, state), Ordering::Release);
                     return cells.get(got?);
                 }
             }
             CLAIMING => std::thread::yield_now(),
             NO_CELL => return None,
-            i => return cells.get(i - 1),
+            i => return cells.get(i as usize - 1),
         }
     }
     // The claim takes far longer than it should: count from a later spin.
@@ -431,19 +449,14 @@ fn budget_for(policy: Policy, contended: bool, wanted: Duration) -> Duration {
 
 /// Reads what spinning reads once (the CPU counts and the policy) in this
 /// process, so that a child forked next inherits them and never reads the
-/// environment for them, and makes the program's spinner cells
-/// ([`crate::sys::family`]) that the child will share.
+/// environment for them; makes the program's spinner cells
+/// (`sys::family`) that the child will share, and starts the fork count
+/// that tells the child its cell is not its parent's.
 pub(crate) fn prime() {
     let _ = policy();
     let _ = online_cpus();
-    // Before the first fork: the program's spinner cells.
-    let _ = crate::sys::family::make();
-}
-
-/// In a child just forked: its threads spinning are counted in a cell of
-/// its own, not its parent's (claimed at its first spin).
-pub(crate) fn forked() {
-    MY_CELL.store(0, Ordering::Relaxed);
+    let _ = crate::sys::family::cells_or_make();
+    let _ = crate::sys::fork::fork_generation();
 }
 
 /// Yields the CPU once; true if the yield took `long` or longer (another

@@ -43,45 +43,33 @@ pub(crate) struct SpinCells {
 // for every bit pattern, all zeroes included), mutated only through them.
 unsafe impl ShmSafe for SpinCells {}
 
-/// The program's cells, or null until [`make`] succeeds here or in a
-/// parent before the fork.
+/// The program's cells, or null until [`cells_or_make`] makes them here
+/// or in a parent before the fork.
 static SHARED: AtomicPtr<SpinCells> = AtomicPtr::new(ptr::null_mut());
 
-/// Makes the program's shared memory if this process has none yet; a no-op
-/// once made. Call before forking: a child forked before it exists makes
-/// its own. False if no mapping could be made. Allocates nothing (it may
-/// run in a child just forked).
-pub(crate) fn make() -> bool {
-    if cells().is_some() {
-        return true;
+/// The program's cells, made now if this process has none yet (call it
+/// before forking: a child forked before they exist makes its own); `None`
+/// if no mapping could be made. Allocates nothing (it may run in a child
+/// just forked).
+pub(crate) fn cells_or_make() -> Option<&'static SpinCells> {
+    if let Some(c) = cells() {
+        return Some(c);
     }
-    let Ok(map) = Mapping::anonymous(std::mem::size_of::<SpinCells>()) else {
-        return false;
-    };
-    let Some(fresh) = map
-        .view::<SpinCells>(0)
-        .map(|c| ptr::from_ref(c).cast_mut())
-    else {
-        return false;
-    };
+    let map = Mapping::anonymous(std::mem::size_of::<SpinCells>()).ok()?;
+    let fresh = ptr::from_ref(map.view::<SpinCells>(0)?).cast_mut();
     // Never unmapped: the cells live as long as the process.
     std::mem::forget(map);
     // Another thread may have made one first: then this one stays mapped,
     // unused (once per process at most).
     let _ = SHARED.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire);
-    true
-}
-
-/// The program's cells, made now if they were not.
-pub(crate) fn cells_or_make() -> Option<&'static SpinCells> {
-    cells().or_else(|| if make() { cells() } else { None })
+    cells()
 }
 
 /// The program's cells, if made (here, or in a parent before the fork).
 pub(crate) fn cells() -> Option<&'static SpinCells> {
     let p = SHARED.load(Ordering::Acquire);
-    // SAFETY: a non-null value was stored only by `make`, from a view into
-    // a mapping forgotten there: it is never unmapped, so the reference stays
+    // SAFETY: a non-null value was stored only by `cells_or_make`, from a
+    // view into a mapping forgotten there: it is never unmapped, so the reference stays
     // valid for the rest of the process, and in each child, which inherits
     // the mapping at the same address.
     unsafe { p.cast_const().as_ref() }
@@ -93,10 +81,12 @@ mod tests {
 
     #[test]
     fn the_cells_are_made_once() {
-        assert!(make());
-        let first = cells().expect("made");
-        assert!(make());
-        assert!(std::ptr::eq(first, cells().expect("still made")));
+        let first = cells_or_make().expect("made");
+        assert!(std::ptr::eq(first, cells().expect("kept")));
+        assert!(std::ptr::eq(
+            first,
+            cells_or_make().expect("not made again")
+        ));
         assert_eq!(std::mem::size_of::<SpinCells>(), 64 * CELLS);
     }
 }

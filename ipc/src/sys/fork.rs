@@ -79,7 +79,6 @@ unsafe fn fork_with(
     // In the child from here on.
     let flush = stdio == ChildStdio::Flush;
     STDIO_FREE.store(flush, Ordering::Relaxed);
-    crate::spin::forked();
     for &fd in &close {
         // SAFETY: `fd` was open in the parent, hence here; the `OwnedFd` or
         // `BorrowedFd` naming it in the parent's frames is never used nor
