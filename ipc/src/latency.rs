@@ -150,24 +150,37 @@ pub fn apply_to(pid: i32) {
 pub fn starting_owned<T>(start: impl FnOnce() -> T) -> T {
     let lent = lend();
     let out = start();
-    if let Some(before) = lent {
-        give_back(before);
-    }
+    lent.give_back();
     out
 }
 
-/// Gives the calling thread the short slice for a fork; the slice it had
-/// before, to [`give_back`] afterwards (in the parent, and in a child that
-/// runs your code), or `None` when nothing changed (the hint is off, the
-/// thread already has the short slice, or the kernel ignores the hint).
-pub(crate) fn lend() -> Option<u64> {
+/// The slice a thread had before [`lend`] gave it the short one, if it
+/// changed anything.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lent(Option<u64>);
+
+impl Lent {
+    /// Gives the calling thread its slice of before the lending again (in
+    /// the parent, and in a forked child that runs your code); nothing if
+    /// the lending changed nothing. Only system calls.
+    pub(crate) fn give_back(self) {
+        if let Some(before) = self.0 {
+            give_back(before);
+        }
+    }
+}
+
+/// Gives the calling thread the short slice for a fork, unless the hint is
+/// off, the thread already has the short slice, or the kernel ignores the
+/// hint.
+pub(crate) fn lend() -> Lent {
     let ns = slice_ns();
     let before = match crate::sys::sched::slice() {
         // 0: a kernel that reports no slice ignores the hint too.
         Ok(b) if ns != 0 && b != 0 && b != granted_ns() => b,
-        _ => return None,
+        _ => return Lent(None),
     };
-    matches!(crate::sys::sched::set_slice(0, ns), Ok(true)).then_some(before)
+    Lent(matches!(crate::sys::sched::set_slice(0, ns), Ok(true)).then_some(before))
 }
 
 /// Gives the calling thread the slice `before` again: the kernel's default

@@ -649,14 +649,10 @@ impl ProcessBuilder {
                 let lent = crate::latency::lend();
                 let child =
                     ChildProc::fork_direct(&[r.as_fd()], fork::Lifeline::Started, move || {
-                        if let Some(before) = lent {
-                            crate::latency::give_back(before);
-                        }
+                        lent.give_back();
                         child_run(target, args, w)
                     });
-                if let Some(before) = lent {
-                    crate::latency::give_back(before);
-                }
+                lent.give_back();
                 child?
             }
         };
