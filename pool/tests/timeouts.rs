@@ -2,12 +2,18 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc_pool::{ApplyOptions, ErrorKind, Pool};
+use multiproc_pool::{ApplyOptions, AsyncResult, ErrorKind, Pool};
 use multiproc_testkit::{checked, wait_gone, LIMIT};
 
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
+}
+
+/// `sleep_ms(ms)` submitted with a per-task `timeout`.
+fn sleep_timed(pool: &Pool, ms: u64, timeout: Duration) -> AsyncResult<u64> {
+    pool.apply_async_with(sleep_ms, ms, ApplyOptions::new().timeout(timeout))
+        .unwrap()
 }
 
 fn current_pid(_: ()) -> i32 {
@@ -22,13 +28,7 @@ fn a_task_over_its_timeout_fails_and_its_worker_is_replaced() {
             panic!()
         };
         let t = Instant::now();
-        let r = pool
-            .apply_async_with(
-                sleep_ms,
-                30_000,
-                ApplyOptions::new().timeout(Duration::from_millis(300)),
-            )
-            .unwrap();
+        let r = sleep_timed(&pool, 30_000, Duration::from_millis(300));
         let e = r.get().unwrap_err();
         let took = t.elapsed();
         assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
@@ -40,13 +40,7 @@ fn a_task_over_its_timeout_fails_and_its_worker_is_replaced() {
         let new_pid = pool.apply(current_pid, ()).unwrap();
         assert_ne!(new_pid, pid);
         // Within its timeout a task succeeds.
-        let r = pool
-            .apply_async_with(
-                sleep_ms,
-                10,
-                ApplyOptions::new().timeout(Duration::from_secs(10)),
-            )
-            .unwrap();
+        let r = sleep_timed(&pool, 10, Duration::from_secs(10));
         assert_eq!(r.get().unwrap(), 10);
     });
 }
@@ -87,13 +81,7 @@ fn a_deadline_is_kept_whoever_collects_first() {
         for round in 0..20 {
             let pool = Pool::new(1).unwrap();
             let t = Instant::now();
-            let e = pool
-                .apply_async_with(
-                    sleep_ms,
-                    5_000,
-                    ApplyOptions::new().timeout(Duration::from_millis(20)),
-                )
-                .unwrap()
+            let e = sleep_timed(&pool, 5_000, Duration::from_millis(20))
                 .get()
                 .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Timeout, "round {round}: {e}");
