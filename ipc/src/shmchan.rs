@@ -33,8 +33,7 @@
 //! against 470k–600k with both sides on one CPU, and which of the two a run
 //! got was chance. So a channel may be given a *doorbell*
 //! ([`ShmChannel::set_doorbell`]): the stream socket of the same connection.
-//! While the machine is busy with other programs' work (see
-//! [`crate::spin::busy_with_others`]) and the peer
+//! While the machine is busy (see [`crate::spin::contended`]) and the peer
 //! last ran on another CPU, a side parks by waiting for a byte on it instead
 //! of on the futex, and its peer rings by writing one: a socket write wakes
 //! its reader *synchronously*, which the scheduler answers by moving the
@@ -368,7 +367,7 @@ impl ShmChannel {
     fn pull_peer_here(&self) -> bool {
         self.doorbell.is_some()
             && self.word(OFF_DOORBELLS).load(Ordering::Relaxed) == CLIENT_BIT | SERVER_BIT
-            && crate::spin::busy_with_others()
+            && crate::spin::contended()
             && current_cpu() != self.peer_cpu().load(Ordering::Relaxed)
     }
 

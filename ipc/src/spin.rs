@@ -71,7 +71,7 @@
 //! for ever, and its first spin would then wait for a thread that does not
 //! exist there. Two threads racing to fill one in compute the same value.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys::family::SpinCell;
@@ -239,33 +239,11 @@ fn all_cpus_taken(others: Option<u64>, online: usize) -> bool {
     matches!(others, Some(n) if online > 0 && n >= online as u64)
 }
 
-/// Records that the CPU is contended by other programs' work (as a
-/// stall of [`FOREIGN`] or longer shows): spinning stays off for
-/// [`QUIET`], and after that for as long as the machine has no CPU to
-/// spare.
+/// Records that the CPU is contended: spinning stays off for [`QUIET`],
+/// and after that for as long as the machine has no CPU to spare.
 pub fn note_contention() {
-    note_stall(FOREIGN);
-}
-
-/// Whether the last stall noted was as long as another program's turn:
-/// this program's own threads take shorter ones (a spinner kept off its
-/// CPU by the program's own pipeline, as when a pool or a manager has more
-/// busy threads than the machine has CPUs, notes contention too).
-static BY_OTHERS: AtomicBool = AtomicBool::new(false);
-
-/// Notes contention seen as a stall of `took` (a slow yield, a
-/// preemption).
-fn note_stall(took: Duration) {
-    BY_OTHERS.store(took >= FOREIGN, Ordering::Relaxed);
     let until = now_ns().saturating_add(QUIET.as_nanos() as u64);
     QUIET_UNTIL.fetch_max(until, Ordering::Relaxed);
-}
-
-/// True while spinning is off ([`contended`]) after a stall as long as
-/// another program's turn: the machine is busy with other work, not only
-/// with this program's own threads.
-pub fn busy_with_others() -> bool {
-    contended() && BY_OTHERS.load(Ordering::Relaxed)
 }
 
 /// The number of CPUs online on the machine (not only those this process
@@ -481,19 +459,19 @@ pub(crate) fn prime() {
     let _ = crate::sys::fork::fork_generation();
 }
 
-/// Yields the CPU once; how long that took.
-fn yield_once() -> Duration {
+/// Yields the CPU once; true if the yield took `long` or longer (another
+/// task ran meanwhile).
+fn yield_took(long: Duration) -> bool {
     let t = Instant::now();
     std::thread::yield_now();
-    t.elapsed()
+    t.elapsed() >= long
 }
 
 /// Yields the CPU once; false (and contention noted) if other work ran
 /// meanwhile (the yield took [`SLOW_YIELD`] or longer).
 pub fn yield_probe() -> bool {
-    let took = yield_once();
-    if took >= SLOW_YIELD {
-        note_stall(took);
+    if yield_took(SLOW_YIELD) {
+        note_contention();
         false
     } else {
         true
@@ -542,16 +520,16 @@ pub fn spin_until(
                 if ready() {
                     return true;
                 }
-                note_stall(now - last);
+                note_contention();
                 return false;
             }
             if now - start >= PURE {
-                let took = yield_once();
+                let slow = yield_took(FOREIGN);
                 if ready() {
                     return true;
                 }
-                if took >= FOREIGN {
-                    note_stall(took);
+                if slow {
+                    note_contention();
                     return false;
                 }
                 last = Instant::now();
