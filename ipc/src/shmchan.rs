@@ -22,25 +22,6 @@
 //! through the `peer_gone` probe it passes to [`ShmChannel::recv`], called
 //! whenever it has waited for a while.
 //!
-//! # A doorbell on a busy machine
-//!
-//! A futex wake-up leaves the woken side on the CPU it slept on. On an idle
-//! machine that is what we want (each side keeps a CPU of its own), but while
-//! every CPU is taken by other work, two sides on different CPUs each wait
-//! behind another program's turn at every hand-off: a bare round trip
-//! (futex parking, no spinning) between two processes beside two busy loops
-//! on this project's 2-CPU machines ran at 90k–180k a second that way,
-//! against 470k–600k with both sides on one CPU, and which of the two a run
-//! got was chance. So a channel may be given a *doorbell*
-//! ([`ShmChannel::set_doorbell`]): the stream socket of the same connection.
-//! While the machine is busy (see [`crate::spin::contended`]) and the peer
-//! last ran on another CPU, a side parks by waiting for a byte on it instead
-//! of on the futex, and its peer rings by writing one: a socket write wakes
-//! its reader *synchronously*, which the scheduler answers by moving the
-//! reader to the writer's CPU. From then on both sides share a CPU and park
-//! on the futex again. A hung-up doorbell also tells a parked side at once
-//! that its peer is gone.
-//!
 //! # No names
 //!
 //! The channel lives in an unnamed memory file (`memfd_create`): the server
@@ -54,13 +35,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys;
-use crate::sys::fd::Rung;
 use crate::sys::futex;
 use crate::sys::shm::Mapping;
 
 const MAGIC: u32 = 0x6d70_6368; // "mpch"
-const VERSION: u32 = 2;
+const VERSION: u32 = 1;
 
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 4;
@@ -72,19 +51,10 @@ const OFF_CLIENT_PARKED: usize = 196;
 const OFF_CLOSED: usize = 200;
 const OFF_LEN: usize = 208;
 const OFF_MORE: usize = 216;
-const OFF_SERVER_CPU: usize = 224;
-const OFF_CLIENT_CPU: usize = 228;
-const OFF_DOORBELLS: usize = 232;
 const HEADER: usize = 256;
 
-/// The values of a side's parked word: how to wake it.
-const AWAKE: u32 = 0;
-const ON_FUTEX: u32 = 1;
-const ON_DOORBELL: u32 = 2;
-
-/// A side's bit in the closed word and in the doorbells word.
-const CLIENT_BIT: u32 = 1;
-const SERVER_BIT: u32 = 2;
+const CLIENT_CLOSED: u32 = 1;
+const SERVER_CLOSED: u32 = 2;
 
 /// How long a waiter spins without yielding its CPU; the rest of its budget
 /// it polls between `sched_yield`s.
@@ -109,13 +79,6 @@ pub struct ShmChannel {
     map: Mapping,
     /// The memory file's descriptor (the server's, to send to its client).
     fd: Option<OwnedFd>,
-    /// The socket a parked side may wait on instead of the futex (see the
-    /// module documentation).
-    doorbell: Option<OwnedFd>,
-    /// How many parked waits a doorbell byte ended (tests tell a ring from a
-    /// timed-out wait by it).
-    #[cfg(test)]
-    doorbell_wakes: u32,
     side: Side,
     opener: u32,
     last_in: u32,
@@ -128,19 +91,6 @@ impl fmt::Debug for ShmChannel {
             .field("capacity", &self.capacity())
             .finish()
     }
-}
-
-/// The CPU the calling thread runs on (a hint: it may move at once); an
-/// impossible CPU number where unknown.
-fn current_cpu() -> u32 {
-    nix::sched::sched_getcpu().map_or(u32::MAX, |c| c as u32)
-}
-
-/// True if the peer of the doorbell socket `sock` hung up, false while it
-/// is connected. Reads and drops any wake-up calls waiting on it: peeking
-/// would see a call the peer made just before it died, and call it alive.
-pub fn doorbell_hung_up(sock: BorrowedFd<'_>) -> bool {
-    sys::fd::drain_hung_up(sock)
 }
 
 fn io_err(context: &str, e: std::io::Error) -> Error {
@@ -222,9 +172,6 @@ impl ShmChannel {
         let chan = ShmChannel {
             map,
             fd: Some(fd),
-            doorbell: None,
-            #[cfg(test)]
-            doorbell_wakes: 0,
             side: Side::Server,
             opener: std::process::id(),
             last_in: 0,
@@ -255,9 +202,6 @@ impl ShmChannel {
         let mut chan = ShmChannel {
             map,
             fd: None,
-            doorbell: None,
-            #[cfg(test)]
-            doorbell_wakes: 0,
             side: Side::Client,
             opener: std::process::id(),
             last_in: 0,
@@ -320,55 +264,11 @@ impl ShmChannel {
         }
     }
 
-    fn my_bit(&self) -> u32 {
-        match self.side {
-            Side::Server => SERVER_BIT,
-            Side::Client => CLIENT_BIT,
-        }
-    }
-
     fn peer_closed_bit(&self) -> u32 {
         match self.side {
-            Side::Server => CLIENT_BIT,
-            Side::Client => SERVER_BIT,
+            Side::Server => CLIENT_CLOSED,
+            Side::Client => SERVER_CLOSED,
         }
-    }
-
-    /// The CPU this side last published from (kept only with a doorbell).
-    fn my_cpu(&self) -> &AtomicU32 {
-        match self.side {
-            Side::Server => self.word(OFF_SERVER_CPU),
-            Side::Client => self.word(OFF_CLIENT_CPU),
-        }
-    }
-
-    fn peer_cpu(&self) -> &AtomicU32 {
-        match self.side {
-            Side::Server => self.word(OFF_CLIENT_CPU),
-            Side::Client => self.word(OFF_SERVER_CPU),
-        }
-    }
-
-    /// Gives this end its doorbell: a stream socket connected to the peer's
-    /// end of the same connection (each end gives its own), on which nothing
-    /// else is read or written from now on. Bytes on it are only wake-up
-    /// calls: a socket watched for its peer's death must be drained, not
-    /// peeked at ([`doorbell_hung_up`]). See the module documentation.
-    pub fn set_doorbell(&mut self, sock: OwnedFd) {
-        self.doorbell = Some(sock);
-        self.my_cpu().store(current_cpu(), Ordering::Relaxed);
-        self.word(OFF_DOORBELLS)
-            .fetch_or(self.my_bit(), Ordering::SeqCst);
-    }
-
-    /// Whether parking now should pull the peer onto this CPU: both ends
-    /// have a doorbell, the machine is busy, and the peer last ran
-    /// elsewhere.
-    fn pull_peer_here(&self) -> bool {
-        self.doorbell.is_some()
-            && self.word(OFF_DOORBELLS).load(Ordering::Relaxed) == CLIENT_BIT | SERVER_BIT
-            && crate::spin::contended()
-            && current_cpu() != self.peer_cpu().load(Ordering::Relaxed)
     }
 
     /// Which end this handle is.
@@ -395,18 +295,9 @@ impl ShmChannel {
     }
 
     fn publish(&self) {
-        if self.doorbell.is_some() {
-            self.my_cpu().store(current_cpu(), Ordering::Relaxed);
-        }
         self.out_word().fetch_add(1, Ordering::SeqCst);
-        match (self.peer_parked().load(Ordering::SeqCst), &self.doorbell) {
-            (AWAKE, _) => {}
-            // A full socket already holds a wake-up; a hung-up one has no
-            // reader left to wake.
-            (ON_DOORBELL, Some(bell)) => sys::fd::ring(bell.as_fd()),
-            _ => {
-                futex::wake_all(self.out_word());
-            }
+        if self.peer_parked().load(Ordering::SeqCst) != 0 {
+            futex::wake_all(self.out_word());
         }
     }
 
@@ -468,40 +359,21 @@ impl ShmChannel {
             if self.peer_closed() {
                 return self.last_turn(last);
             }
-            let bell = self.doorbell.as_ref().filter(|_| self.pull_peer_here());
-            let how = if bell.is_some() {
-                ON_DOORBELL
-            } else {
-                ON_FUTEX
-            };
-            self.my_parked().store(how, Ordering::SeqCst);
+            self.my_parked().store(1, Ordering::SeqCst);
             let cur = self.in_word().load(Ordering::SeqCst);
             if cur != last {
-                self.my_parked().store(AWAKE, Ordering::Relaxed);
+                self.my_parked().store(0, Ordering::Relaxed);
                 self.last_in = cur;
                 return Ok(());
             }
-            let woke = match bell {
-                Some(bell) => {
-                    let woke = sys::fd::wait_rung(bell.as_fd(), PROBE_INTERVAL);
-                    #[cfg(test)]
-                    if woke == Rung::Rang {
-                        self.doorbell_wakes += 1;
-                    }
-                    woke
-                }
-                None => match futex::wait(self.in_word(), last, Some(PROBE_INTERVAL)) {
-                    futex::Wake::TimedOut => Rung::Quiet,
-                    _ => Rung::Rang,
-                },
-            };
-            self.my_parked().store(AWAKE, Ordering::Relaxed);
+            let woke = futex::wait(self.in_word(), last, Some(PROBE_INTERVAL));
+            self.my_parked().store(0, Ordering::Relaxed);
             let cur = self.in_word().load(Ordering::Acquire);
             if cur != last {
                 self.last_in = cur;
                 return Ok(());
             }
-            if woke == Rung::HungUp || (woke == Rung::Quiet && peer_gone()) {
+            if woke == futex::Wake::TimedOut && peer_gone() {
                 return Err(Error::new(
                     ErrorKind::Closed,
                     "the other end of the channel is gone",
@@ -582,15 +454,12 @@ impl ShmChannel {
     /// process that opened the handle (never in a forked child).
     pub fn close(&self) {
         let bit = match self.side {
-            Side::Server => SERVER_BIT,
-            Side::Client => CLIENT_BIT,
+            Side::Server => SERVER_CLOSED,
+            Side::Client => CLIENT_CLOSED,
         };
         self.word(OFF_CLOSED).fetch_or(bit, Ordering::SeqCst);
         futex::wake_all(self.word(OFF_TO_SERVER));
         futex::wake_all(self.word(OFF_TO_CLIENT));
-        if let Some(bell) = &self.doorbell {
-            sys::fd::ring(bell.as_fd());
-        }
     }
 }
 
@@ -616,142 +485,6 @@ mod tests {
     /// What the server sends its client: a copy of the channel's descriptor.
     pub(super) fn client_fd(server: &ShmChannel) -> OwnedFd {
         server.fd().unwrap().try_clone_to_owned().unwrap()
-    }
-
-    /// Two CPUs this thread may run on, if it has two.
-    fn two_cpus() -> Option<(usize, usize)> {
-        let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
-        let mut cpus = (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false));
-        Some((cpus.next()?, cpus.next()?))
-    }
-
-    fn pin(cpu: usize) {
-        let mut set = nix::sched::CpuSet::new();
-        set.set(cpu).unwrap();
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
-    }
-
-    /// A server on one CPU and, on another, a client thread with doorbells
-    /// on both ends; the client receives (each wait right after marking the
-    /// machine busy, as a slow yield would) until a message says `stop` or
-    /// a wait fails, and returns the messages, the last error and how many
-    /// waits its doorbell ended. `None` on a machine with one CPU.
-    #[allow(clippy::type_complexity)]
-    fn busy_pair() -> Option<(
-        ShmChannel,
-        std::os::unix::net::UnixStream,
-        std::sync::mpsc::Receiver<(Vec<Vec<u8>>, Option<Error>, u32)>,
-    )> {
-        let (a, b) = two_cpus()?;
-        pin(a);
-        let (s_sock, c_sock) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut server = ShmChannel::create(64).unwrap();
-        let mut client = ShmChannel::attach(client_fd(&server)).unwrap();
-        server.set_doorbell(OwnedFd::from(s_sock.try_clone().unwrap()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            pin(b);
-            client.set_doorbell(OwnedFd::from(c_sock));
-            let mut got = Vec::new();
-            let mut buf = Vec::new();
-            let failed = loop {
-                crate::spin::note_contention();
-                match client.recv(&mut buf, Duration::ZERO, &|| false) {
-                    Ok(()) if buf == b"stop" => break None,
-                    Ok(()) => got.push(buf.clone()),
-                    Err(e) => break Some(e),
-                }
-            };
-            let _ = tx.send((got, failed, client.doorbell_wakes));
-        });
-        Some((server, s_sock, rx))
-    }
-
-    /// Waits until the client parks; how it parked.
-    fn parked(server: &ShmChannel) -> u32 {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let how = server.peer_parked().load(Ordering::SeqCst);
-            if how != AWAKE {
-                return how;
-            }
-            assert!(Instant::now() < deadline, "the client never parked");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    #[test]
-    fn on_a_busy_machine_a_side_parks_on_its_doorbell_and_a_write_wakes_it() {
-        let Some((mut server, _sock, rx)) = busy_pair() else {
-            eprintln!("skipped: one CPU");
-            return;
-        };
-        // The busy mark lasts a few milliseconds: a client thread that waited
-        // longer than that for its CPU parks on the futex, and tries again.
-        let mut on_doorbell = 0;
-        for round in 0..50u8 {
-            if parked(&server) == ON_DOORBELL {
-                on_doorbell += 1;
-            }
-            server.send(&[round], &|| false).unwrap();
-            if on_doorbell == 3 {
-                break;
-            }
-        }
-        let _ = parked(&server);
-        server.send(b"stop", &|| false).unwrap();
-        let (got, failed, wakes) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert!(failed.is_none(), "{failed:?}");
-        assert!(on_doorbell > 0, "the client never parked on its doorbell");
-        assert!(wakes > 0, "no doorbell byte woke the client");
-        assert_eq!(
-            got.len(),
-            got.iter()
-                .enumerate()
-                .filter(|(i, m)| m[..] == [*i as u8])
-                .count()
-        );
-    }
-
-    #[test]
-    fn a_side_parked_on_its_doorbell_learns_at_once_that_the_peer_hung_up() {
-        let Some((mut server, sock, rx)) = busy_pair() else {
-            eprintln!("skipped: one CPU");
-            return;
-        };
-        let mut round = 0u8;
-        while parked(&server) != ON_DOORBELL {
-            assert!(round < 50, "the client never parked on its doorbell");
-            server.send(&[round], &|| false).unwrap();
-            round += 1;
-        }
-        // The peer dies without closing the channel: its socket goes with
-        // it. The client's probe says "alive" for ever, so only the hung-up
-        // doorbell can end its wait.
-        drop(server.doorbell.take());
-        drop(sock);
-        let (_, failed, _) = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the client did not notice that its peer hung up");
-        assert_eq!(failed.map(|e| e.kind()), Some(ErrorKind::Closed));
-    }
-
-    #[test]
-    fn a_hung_up_doorbell_is_seen_past_a_wake_up_call_left_on_it() {
-        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert!(!doorbell_hung_up(a.as_fd()));
-        sys::fd::ring(b.as_fd());
-        sys::fd::ring(b.as_fd());
-        assert!(
-            !doorbell_hung_up(a.as_fd()),
-            "a connected peer read as gone"
-        );
-        sys::fd::ring(b.as_fd());
-        drop(b);
-        assert!(
-            doorbell_hung_up(a.as_fd()),
-            "a call left before the hang-up hid it"
-        );
     }
 
     #[test]

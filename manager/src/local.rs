@@ -6,10 +6,8 @@
 //! connects, proves it holds the manager's random token, and gets the name of
 //! a [`ShmChannel`] made for it: from then on every request and response is a
 //! shared-memory hand-off (a short spin, then a futex sleep), not a socket
-//! round trip. The socket stays open so that each side notices when the
-//! other dies, and as the channel's doorbell: on a busy machine a side parks
-//! on it so that its peer's wake-up call moves it to the peer's CPU (see
-//! [`ShmChannel::set_doorbell`]).
+//! round trip. The socket stays open only so that each side notices when the
+//! other dies.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -22,7 +20,7 @@ use std::time::Duration;
 
 use multiproc_ipc::codec::Codec;
 use multiproc_ipc::fd;
-use multiproc_ipc::shmchan::{doorbell_hung_up, spin_budget, ShmChannel};
+use multiproc_ipc::shmchan::{spin_budget, ShmChannel};
 use multiproc_ipc::{Error, ErrorKind, FnRef, Result, Zygote, ZygoteChild};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -74,11 +72,20 @@ fn read_small_frame(s: &mut UnixStream) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// True if the peer closed the socket. After the handshake the socket
-/// carries only the channel's wake-up calls, which this drops (see
-/// [`ShmChannel::set_doorbell`]).
+/// True if the peer closed the (non-blocking) socket.
 fn peer_gone(s: &UnixStream) -> bool {
-    doorbell_hung_up(s.as_fd())
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    match recv(
+        s.as_raw_fd(),
+        &mut b,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e != nix::errno::Errno::EAGAIN && e != nix::errno::Errno::EINTR,
+    }
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -163,12 +170,8 @@ impl LocalConn {
                 ))
             }
         };
-        let mut chan = ShmChannel::attach(chan_fd)?;
+        let chan = ShmChannel::attach(chan_fd)?;
         sock.set_read_timeout(None)?;
-        // Without one (no descriptor to spare) parking stays on the futex.
-        if let Ok(bell) = sock.try_clone() {
-            chan.set_doorbell(OwnedFd::from(bell));
-        }
         Ok(LocalConn {
             chan,
             sock,
@@ -392,10 +395,6 @@ fn serve_local(
     };
     if fd::send_handles(sock.as_fd(), CHANNEL_TAG, &[chan_fd], false).is_err() {
         return;
-    }
-    match sock.try_clone() {
-        Ok(bell) => chan.set_doorbell(OwnedFd::from(bell)),
-        Err(e) => tracing::debug!(error = %e, "a manager connection goes without a doorbell"),
     }
     if need_spare {
         // While the client attaches to the channel.

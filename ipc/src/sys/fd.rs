@@ -3,7 +3,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -154,56 +154,6 @@ pub(crate) fn wait_readable_forever(fd: BorrowedFd<'_>) {
         let n = unsafe { libc::poll(&mut pfd, 1, -1) };
         if n > 0 || (n == -1 && Errno::last() != Errno::EINTR) {
             return;
-        }
-    }
-}
-
-/// What waiting on a doorbell socket found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rung {
-    /// A byte came (or the wait was interrupted): look again.
-    Rang,
-    /// Nothing came in time.
-    Quiet,
-    /// The peer hung up.
-    HungUp,
-}
-
-/// Writes one wake-up byte to the doorbell socket `sock`, never blocking:
-/// a full socket already holds wake-ups, and a hung-up one has no reader.
-pub(crate) fn ring(sock: BorrowedFd<'_>) {
-    let _ = socket::send(
-        sock.as_raw_fd(),
-        &[1],
-        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-    );
-}
-
-/// Waits up to `timeout` for a wake-up byte on the doorbell socket `sock`,
-/// then reads every byte waiting (without allocating: this is a parking
-/// path).
-pub(crate) fn wait_rung(sock: BorrowedFd<'_>, timeout: Duration) -> Rung {
-    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    let mut pfd = [PollFd::new(sock, PollFlags::POLLIN)];
-    match nix::poll::poll(
-        &mut pfd,
-        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-    ) {
-        Ok(0) => Rung::Quiet,
-        Ok(_) if drain_hung_up(sock) => Rung::HungUp,
-        _ => Rung::Rang,
-    }
-}
-
-/// Reads and drops every byte waiting on the doorbell socket `sock`; true if
-/// its peer hung up (end of stream, or an error other than "nothing yet").
-pub(crate) fn drain_hung_up(sock: BorrowedFd<'_>) -> bool {
-    let mut buf = [0u8; 64];
-    loop {
-        match socket::recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) => return true,
-            Ok(_) | Err(Errno::EINTR) => continue,
-            Err(e) => return e != Errno::EAGAIN,
         }
     }
 }
