@@ -111,9 +111,7 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
         let Some(mut task) = backlog.pop_front() else {
             break;
         };
-        // Published with the record (the ring's release store).
         task.pos = w.dispatched;
-        w.view.mark_queued(task.pos, task.id);
         w.staged = Some(t);
         w.dispatched += 1;
         if let Some(to) = task.timeout {

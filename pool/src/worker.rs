@@ -40,7 +40,6 @@ pub(crate) const CLAIM_SLOTS: usize = 128;
 const _: () = assert!(CLAIMS + CLAIM_SLOTS * 8 <= 4096 && RESULT_RING + RING_HEADER <= CLAIMS);
 
 /// A claim word's states (its low two bits; the task id is above them).
-const QUEUED: u64 = 1;
 const STARTED: u64 = 2;
 const CANCELLED: u64 = 3;
 
@@ -95,49 +94,63 @@ impl SlotView {
     }
 
     /// The claim word of the task at position `pos` of this worker's ring:
-    /// the parent marks it queued when it dispatches the task; the worker
-    /// and `cancel` then race to move it on, by compare-and-swap, so that
-    /// exactly one of them wins: the task starts, or it is cancelled.
+    /// the worker and `cancel` race to mark it started or cancelled (task id
+    /// and state), by compare-and-swap, so that exactly one of them wins:
+    /// the task starts, or it is cancelled. Until then it holds whatever an
+    /// earlier task left there: the parent writes nothing when it dispatches
+    /// a task, so the words stay in the worker's cache (a mark per dispatch
+    /// moved a cache line to the parent and back for every task).
     fn claim(&self, pos: u64) -> &AtomicU64 {
         let i = (pos % CLAIM_SLOTS as u64) as usize;
         self.region.atomic_u64(self.base + CLAIMS + i * 8)
     }
 
-    /// Parent, when it dispatches task `id` at position `pos` (before the
-    /// record is published: the ring's release store orders this).
-    pub(crate) fn mark_queued(&self, pos: u64, id: u64) {
-        self.claim(pos).store(id << 2 | QUEUED, Ordering::Relaxed);
-    }
-
     /// Parent: cancels task `id` at `pos` if the worker has not started it.
     pub(crate) fn try_cancel(&self, pos: u64, id: u64) -> bool {
-        self.claim(pos)
-            .compare_exchange(
-                id << 2 | QUEUED,
+        let word = self.claim(pos);
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            if cur == id << 2 | STARTED || cur == id << 2 | CANCELLED {
+                return false;
+            }
+            match word.compare_exchange_weak(
+                cur,
                 id << 2 | CANCELLED,
                 Ordering::AcqRel,
                 Ordering::Acquire,
-            )
-            .is_ok()
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
     }
 
     /// Parent: true while task `id` at `pos` waits in the ring, unstarted.
     pub(crate) fn is_unstarted(&self, pos: u64, id: u64) -> bool {
-        self.claim(pos).load(Ordering::Acquire) == id << 2 | QUEUED
+        let cur = self.claim(pos).load(Ordering::Acquire);
+        cur != id << 2 | STARTED && cur != id << 2 | CANCELLED
     }
 
     /// Worker: claims task `id` at `pos` to run it; false if it was
-    /// cancelled. A word that names another task (never, while the parent
-    /// keeps fewer than [`CLAIM_SLOTS`] tasks queued) does not stop it.
+    /// cancelled. Only an executor's tasks are ever cancelled, and it keeps
+    /// fewer than [`CLAIM_SLOTS`] of them queued at a worker: no word is
+    /// shared by two tasks that wait.
     fn start(&self, pos: u64, id: u64) -> bool {
-        match self.claim(pos).compare_exchange(
-            id << 2 | QUEUED,
-            id << 2 | STARTED,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => true,
-            Err(now) => now != id << 2 | CANCELLED,
+        let word = self.claim(pos);
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            if cur == id << 2 | CANCELLED {
+                return false;
+            }
+            match word.compare_exchange_weak(
+                cur,
+                id << 2 | STARTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
         }
     }
 
