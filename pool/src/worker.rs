@@ -105,8 +105,9 @@ impl SlotView {
         self.region.atomic_u64(self.base + CLAIMS + i * 8)
     }
 
-    /// Parent: cancels task `id` at `pos` if the worker has not started it.
-    pub(crate) fn try_cancel(&self, pos: u64, id: u64) -> bool {
+    /// Moves the word of task `id` at `pos` to `state` (started or
+    /// cancelled) unless the task is settled already; whether it did.
+    fn settle(&self, pos: u64, id: u64, state: u64) -> bool {
         let word = self.claim(pos);
         let mut cur = word.load(Ordering::Acquire);
         loop {
@@ -115,7 +116,7 @@ impl SlotView {
             }
             match word.compare_exchange_weak(
                 cur,
-                id << 2 | CANCELLED,
+                id << 2 | state,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -123,6 +124,11 @@ impl SlotView {
                 Err(now) => cur = now,
             }
         }
+    }
+
+    /// Parent: cancels task `id` at `pos` if the worker has not started it.
+    pub(crate) fn try_cancel(&self, pos: u64, id: u64) -> bool {
+        self.settle(pos, id, CANCELLED)
     }
 
     /// Parent: true while task `id` at `pos` waits in the ring, unstarted.
@@ -136,22 +142,7 @@ impl SlotView {
     /// fewer than [`CLAIM_SLOTS`] of them queued at a worker: no word is
     /// shared by two tasks that wait.
     fn start(&self, pos: u64, id: u64) -> bool {
-        let word = self.claim(pos);
-        let mut cur = word.load(Ordering::Acquire);
-        loop {
-            if cur == id << 2 | CANCELLED {
-                return false;
-            }
-            match word.compare_exchange_weak(
-                cur,
-                id << 2 | STARTED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(now) => cur = now,
-            }
-        }
+        self.settle(pos, id, STARTED)
     }
 
     /// The sequence number of the last large result the parent has read.
