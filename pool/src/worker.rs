@@ -334,6 +334,9 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                 Ok(TaskBody::Shared(block, ..)) => Some(Arc::clone(block)),
                 _ => None,
             };
+            // A body in a block took `spare` as its outcome buffer, and the
+            // record buffer `buf` still holds the record.
+            let out_is_spare = matches!(&body, Ok(TaskBody::Shared(..) | TaskBody::InPlace(..)));
             let out = match (tramp, body) {
                 (Some(t), Ok(body)) => match received {
                     None => t.call(body).unwrap_or_else(error_outcome),
@@ -378,13 +381,7 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                 true
             };
             debug_assert!(sent);
-            if out.capacity() <= RING_CAP {
-                // A single task's trampoline writes its outcome into the buffer
-                // it got the body in: the next record reuses the allocation.
-                buf = out;
-            } else if out.capacity() <= SPARE_MAX {
-                spare = out;
-            }
+            keep_outcome(out, out_is_spare, &mut buf, &mut spare);
             slot.current().store(0, Ordering::Release);
         } else {
             // Cancelled while it waited here: its descriptors (taken above,
@@ -402,6 +399,22 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             release_blocks(&slot, &mut blocks, true);
             return 0;
         }
+    }
+}
+
+/// Keeps the buffer of a finished task's outcome for the next task. One
+/// that came from `spare` (the body was in a block) goes back there, even
+/// if it would fit a record: kept in `buf`, the record buffer, it would
+/// leave the next chunk of a map to fault in a fresh outcome buffer (a
+/// million-item `map` faulted in three 1 MB buffers per worker instead of
+/// one). Otherwise the trampoline wrote the outcome into the buffer it got
+/// the body in, and the next record reuses it, unless it grew past a
+/// record's size. Larger than [`SPARE_MAX`], it is dropped.
+fn keep_outcome(out: Vec<u8>, from_spare: bool, buf: &mut Vec<u8>, spare: &mut Vec<u8>) {
+    if !from_spare && out.capacity() <= RING_CAP {
+        *buf = out;
+    } else if out.capacity() <= SPARE_MAX {
+        *spare = out;
     }
 }
 
@@ -586,5 +599,41 @@ fn push_result(slot: &SlotView, parent: &Bell, kind: u8, id: u64, payload: &[u8]
         }) {
             std::thread::sleep(Duration::from_micros(100));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_buffer_goes_back_where_it_came_from() {
+        // A map chunk's outcome, built in the spare buffer: back to spare,
+        // though a record would take it; the record buffer stays.
+        let (mut buf, mut spare) = (vec![7u8; 16], Vec::new());
+        let out = Vec::<u8>::with_capacity(1 << 20);
+        let at = out.as_ptr();
+        keep_outcome(out, true, &mut buf, &mut spare);
+        assert_eq!(spare.as_ptr(), at);
+        assert_eq!(buf, vec![7u8; 16]);
+
+        // A small task's outcome, built in the record buffer: back to it.
+        let out = Vec::<u8>::with_capacity(64);
+        let at = out.as_ptr();
+        keep_outcome(out, false, &mut buf, &mut spare);
+        assert_eq!(buf.as_ptr(), at);
+
+        // Grown past a record: kept as spare; past SPARE_MAX: dropped.
+        let out = Vec::<u8>::with_capacity(RING_CAP + 1);
+        let at = out.as_ptr();
+        keep_outcome(out, false, &mut buf, &mut spare);
+        assert_eq!(spare.as_ptr(), at);
+        keep_outcome(
+            Vec::with_capacity(SPARE_MAX + 1),
+            true,
+            &mut buf,
+            &mut spare,
+        );
+        assert_eq!(spare.as_ptr(), at);
     }
 }
