@@ -6,6 +6,7 @@
 //! thread pulls, encodes and submits the next chunks when it asks for a
 //! result, in batches of a quarter of the buffer.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,8 +18,8 @@ use serde::Serialize;
 
 use crate::map::Deliver;
 use crate::pool::Pool;
-use crate::result::Stream;
 use crate::shared::{Counters, Shared};
+use crate::stream::Stream;
 use crate::task::{self, ChunkResult};
 
 /// Chunks in flight per worker process when no buffersize is given: as many
@@ -182,7 +183,8 @@ where
 #[must_use = "the input is read and tasks run only as the iterator is consumed"]
 pub struct IMapIter<'a, R> {
     stream: Arc<Stream<R>>,
-    local: std::vec::IntoIter<Result<R>>,
+    /// Results taken from the stream and not yet yielded.
+    local: VecDeque<Result<R>>,
     /// The input; `None` once it ended or failed.
     feed: Option<Box<dyn Feed + 'a>>,
     /// The input's failure, yielded after every result before it.
@@ -228,7 +230,7 @@ impl<R> IMapIter<'_, R> {
 
     fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
         loop {
-            if let Some(v) = self.local.next() {
+            if let Some(v) = self.local.pop_front() {
                 self.pending_items = self.pending_items.saturating_sub(1);
                 self.remaining = self.remaining.map(|n| n.saturating_sub(1));
                 return Some(v);
@@ -237,11 +239,11 @@ impl<R> IMapIter<'_, R> {
             if self.in_flight == 0 {
                 return self.failure.take().map(Err);
             }
-            match self.stream.next_chunk(deadline) {
-                Ok(chunk) => {
-                    self.in_flight -= 1;
-                    self.local = chunk.into_iter();
-                }
+            match self.stream.take(deadline, &mut self.local) {
+                // Taken, so no longer in flight: the input is read again only
+                // once `local` is empty (above), so what it holds never adds
+                // to the `buffersize` chunks read ahead.
+                Ok(chunks) => self.in_flight = self.in_flight.saturating_sub(chunks),
                 Err(e) => return Some(Err(e)),
             }
         }
@@ -578,7 +580,7 @@ impl Pool {
             move |first: usize, n: usize, outcome: Result<&[u8]>, stats: &Counters| {
                 let items = task::chunk_result::<R>(n, outcome);
                 stats.count(matches!(items, ChunkResult::All(_)));
-                s.deliver(first, items.into_items());
+                s.deliver(first, n, items);
             },
         );
         let source = Source {
@@ -592,7 +594,7 @@ impl Pool {
         };
         let mut it = IMapIter {
             stream,
-            local: Vec::new().into_iter(),
+            local: VecDeque::new(),
             feed: Some(Box::new(source)),
             failure: None,
             buffersize: options

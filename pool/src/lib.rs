@@ -66,6 +66,7 @@ mod result;
 mod ring;
 mod shared;
 mod stats;
+mod stream;
 mod supervisor;
 mod task;
 pub mod test_hooks;

@@ -1,7 +1,6 @@
-//! Handles on results that arrive later: [`AsyncResult`], and the iterators
-//! of `imap` and `imap_unordered`.
+//! Handles on results that arrive later: [`AsyncResult`] (the iterators of
+//! `imap` and `imap_unordered` read theirs from a `stream::Stream`).
 
-use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -37,7 +36,7 @@ pub(crate) trait Help: Send + Sync {
 }
 
 /// Spins up to `budget` until `ready()`, helping `helper` meanwhile.
-fn spin_helping(helper: &Option<Weak<dyn Help>>, ready: impl Fn() -> bool) -> bool {
+pub(crate) fn spin_helping(helper: &Option<Weak<dyn Help>>, ready: impl Fn() -> bool) -> bool {
     match helper.as_ref().and_then(Weak::upgrade) {
         Some(h) => {
             h.enter();
@@ -57,12 +56,12 @@ fn spin_helping(helper: &Option<Weak<dyn Help>>, ready: impl Fn() -> bool) -> bo
 /// The name of the pool's result thread, which runs callbacks.
 pub(crate) const RESULT_THREAD: &str = "multiproc-pool-results";
 
-fn on_result_thread() -> bool {
+pub(crate) fn on_result_thread() -> bool {
     std::thread::current().name() == Some(RESULT_THREAD)
 }
 
 /// Collects results on this thread until `ready()` or `deadline`.
-fn help_until(
+pub(crate) fn help_until(
     helper: &Option<Weak<dyn Help>>,
     deadline: Option<Instant>,
     ready: impl Fn() -> bool,
@@ -81,7 +80,7 @@ fn help_until(
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -89,7 +88,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// the sleepers of the state `g` guards, so that a notifier can skip the
 /// notification (a system call even with no waiter) when there are none;
 /// `None` if `deadline` had passed (nothing counted then).
-fn sleep_counted<'a, T>(
+pub(crate) fn sleep_counted<'a, T>(
     cond: &Condvar,
     mut g: MutexGuard<'a, T>,
     sleepers: impl Fn(&mut T) -> &mut u32,
@@ -485,147 +484,9 @@ impl<R> Future for AsyncResult<R> {
     }
 }
 
-// ---------------------------------------------------------------------------
-
-struct StreamState<R> {
-    ordered: bool,
-    /// Ordered: delivered chunks by their first index.
-    by_index: BTreeMap<usize, Vec<Result<R>>>,
-    /// Unordered: delivered chunks in arrival order.
-    queue: VecDeque<Vec<Result<R>>>,
-    /// Ordered: the first index not yet handed to the iterator.
-    next: usize,
-    /// Threads blocked on the condition variable: a delivery notifies only
-    /// if there are any (a notification is a system call even with no
-    /// waiter, paid once per chunk otherwise).
-    sleepers: u32,
-}
-
-/// The shared state behind an `imap` iterator: whole chunks are handed
-/// over, so the iterator locks once per chunk, not once per item.
-pub(crate) struct Stream<R> {
-    helper: Option<Weak<dyn Help>>,
-    available: AtomicBool,
-    state: Mutex<StreamState<R>>,
-    cond: Condvar,
-}
-
-impl<R> Stream<R> {
-    pub(crate) fn new(ordered: bool, helper: Option<Weak<dyn Help>>) -> Arc<Stream<R>> {
-        Arc::new(Stream {
-            helper,
-            available: AtomicBool::new(false),
-            state: Mutex::new(StreamState {
-                ordered,
-                by_index: BTreeMap::new(),
-                queue: VecDeque::new(),
-                next: 0,
-                sleepers: 0,
-            }),
-            cond: Condvar::new(),
-        })
-    }
-
-    /// Delivers the results of items `first..first + values.len()`.
-    pub(crate) fn deliver(&self, first: usize, values: Vec<Result<R>>) {
-        let sleepers = {
-            let mut s = lock(&self.state);
-            if s.ordered {
-                s.by_index.insert(first, values);
-            } else {
-                s.queue.push_back(values);
-            }
-            self.available.store(true, Ordering::Release);
-            s.sleepers
-        };
-        if sleepers > 0 {
-            self.cond.notify_all();
-        }
-    }
-
-    fn try_take(s: &mut StreamState<R>) -> Option<Vec<Result<R>>> {
-        if s.ordered {
-            let i = s.next;
-            let v = s.by_index.remove(&i)?;
-            s.next += v.len().max(1);
-            Some(v)
-        } else {
-            s.queue.pop_front()
-        }
-    }
-
-    /// The next delivered chunk (in order if ordered), waiting until
-    /// `deadline`; `Err(Timeout)` if none came in time.
-    pub(crate) fn next_chunk(&self, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
-        let mut s = lock(&self.state);
-        loop {
-            if let Some(v) = Stream::try_take(&mut s) {
-                return Ok(v);
-            }
-            self.available.store(false, Ordering::Release);
-            drop(s);
-            let more = spin_helping(&self.helper, || self.available.load(Ordering::Acquire));
-            s = lock(&self.state);
-            if more {
-                continue;
-            }
-            if let Some(v) = Stream::try_take(&mut s) {
-                return Ok(v);
-            }
-            if on_result_thread() {
-                drop(s);
-                if !help_until(&self.helper, deadline, || {
-                    self.available.load(Ordering::Acquire)
-                }) {
-                    return Err(Error::timeout("no result arrived in time"));
-                }
-                s = lock(&self.state);
-                continue;
-            }
-            match sleep_counted(&self.cond, s, |s| &mut s.sleepers, deadline) {
-                Some(g) => s = g,
-                None => return Err(Error::timeout("no result arrived in time")),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_stream_wakes_a_sleeping_reader_and_keeps_track_of_timed_out_ones() {
-        let stream = Stream::<u64>::new(false, None);
-        // Nobody there: nothing to wake, and a reader that gives up leaves
-        // no sleeper counted.
-        stream.deliver(0, vec![Ok(1)]);
-        assert_eq!(stream.next_chunk(None).unwrap().len(), 1);
-        let soon = Instant::now() + Duration::from_millis(20);
-        assert!(stream.next_chunk(Some(soon)).unwrap_err().is_timeout());
-        assert_eq!(lock(&stream.state).sleepers, 0);
-        // A reader asleep (past its spin) is woken by the next delivery.
-        let s = Arc::clone(&stream);
-        let reader = std::thread::spawn(move || {
-            s.next_chunk(Some(Instant::now() + Duration::from_secs(10)))
-        });
-        while lock(&stream.state).sleepers == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let sent = Instant::now();
-        stream.deliver(1, vec![Ok(2), Ok(3)]);
-        let got = reader.join().unwrap().unwrap();
-        assert_eq!(
-            got.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
-            [2, 3]
-        );
-        assert!(
-            sent.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            sent.elapsed()
-        );
-        assert_eq!(lock(&stream.state).sleepers, 0);
-    }
 
     #[test]
     fn a_pending_cell_of_a_small_value_stays_small() {

@@ -335,6 +335,7 @@ impl<R> ChunkResult<R> {
     }
 
     /// One result per item.
+    #[cfg(test)]
     pub(crate) fn into_items(self) -> Vec<Result<R, Error>> {
         match self {
             ChunkResult::All(v) => v.into_iter().map(Ok).collect(),
