@@ -7,6 +7,7 @@
 //! (`MP_ROLE` set), with a bounded wait and its children killed on failure.
 
 use std::os::fd::OwnedFd;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, ExitStatus};
@@ -369,6 +370,52 @@ fn a_zygote_from_another_thread_forks_only_once_its_lifeline_runs() {
     let (status, out) = run_helper("lifeline_first", "helper_lifeline_first");
     assert!(status.success(), "{status}\n{out}");
     assert!(out.contains("LIFELINE FIRST"), "the helper ran: {out}");
+}
+
+/// A zygote forked while another thread of the program held stdout's lock
+/// (a test harness printing a result line, say) inherits that lock held
+/// for ever. It prints nothing of its own and must never wait for it: it
+/// used to flush stdout before forking each worker, and a pool's start then
+/// hung until it was killed (`pool/tests/executor.rs` failed so, in about
+/// one run in ten). The test hook has a thread take the lock right before
+/// the zygote's fork, after the forking thread's own flush.
+#[test]
+fn helper_stdout_held_at_the_fork() {
+    if role().as_deref() != Some("stdout_held") {
+        return;
+    }
+    let (take_tx, take_rx) = mpsc::channel::<()>();
+    let (held_tx, held_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        take_rx.recv().expect("asked to take the lock");
+        let out = std::io::stdout().lock();
+        held_tx.send(()).expect("the fork waits");
+        let _ = release_rx.recv();
+        drop(out);
+    });
+    multiproc::test_hooks::before_next_fork(move || {
+        take_tx.send(()).expect("the holder waits");
+        held_rx.recv().expect("the holder holds stdout");
+    });
+    let start = Instant::now();
+    let pool = multiproc::Pool::new(1);
+    let took = start.elapsed();
+    release_tx.send(()).expect("the holder waits");
+    holder.join().expect("the holder");
+    let pool = pool.expect("the pool starts");
+    assert!(took < LIMIT / 2, "the pool took {took:?} to start");
+    assert_eq!(pool.apply(square, 3).expect("a task runs"), 9);
+    pool.close();
+    pool.join().expect("the pool ends");
+    println!("STDOUT HELD OK");
+}
+
+#[test]
+fn a_pool_starts_while_another_thread_holds_stdout_at_the_fork() {
+    let (status, out) = run_helper("stdout_held", "helper_stdout_held_at_the_fork");
+    assert!(status.success(), "{status}\n{out}");
+    assert!(out.contains("STDOUT HELD OK"), "the helper ran: {out}");
 }
 
 /// A retiring zygote forks nothing more and exits once its last child has

@@ -4,7 +4,8 @@
 //! They cost one relaxed atomic load where they act, and do nothing unless
 //! a test arms them. Forked processes inherit them armed or not.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The armed delay, in nanoseconds (0: disarmed).
@@ -51,5 +52,50 @@ pub(crate) fn lifeline_delay() -> Option<Duration> {
     match LIFELINE_DELAY_NS.load(Ordering::Relaxed) {
         0 => None,
         ns => Some(Duration::from_nanos(ns)),
+    }
+}
+
+/// Whether a hook waits in [`BEFORE_FORK`] (checked first: a fork that
+/// finds it unarmed takes no lock).
+static BEFORE_FORK_ARMED: AtomicBool = AtomicBool::new(false);
+/// The function to run before the next fork, if armed.
+static BEFORE_FORK: Mutex<Option<Box<dyn FnOnce() + Send>>> = Mutex::new(None);
+
+/// Runs `hook` on the forking thread right before this process's next
+/// `fork` (by any of multiproc's ways of forking: a pool's zygote, a
+/// `Process`, a manager), once: after the fork's own preparations (stdout
+/// and stderr are flushed by then), with nothing of multiproc's held. Tests
+/// use it to have another thread hold a lock at the instant of a fork.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use multiproc::{test_hooks, Process};
+///
+/// let ran = Arc::new(AtomicBool::new(false));
+/// let r = Arc::clone(&ran);
+/// test_hooks::before_next_fork(move || r.store(true, Ordering::SeqCst));
+/// let p = Process::spawn(|x: u64| x + 1, 1)?;
+/// assert_eq!(p.join()?, 2);
+/// assert!(ran.load(Ordering::SeqCst));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn before_next_fork(hook: impl FnOnce() + Send + 'static) {
+    *BEFORE_FORK.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(hook));
+    BEFORE_FORK_ARMED.store(true, Ordering::SeqCst);
+}
+
+/// Runs the hook armed with [`before_next_fork`], if any (in the parent,
+/// right before the fork).
+pub(crate) fn run_before_fork() {
+    if !BEFORE_FORK_ARMED.load(Ordering::Relaxed) {
+        return;
+    }
+    BEFORE_FORK_ARMED.store(false, Ordering::SeqCst);
+    let hook = BEFORE_FORK.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(hook) = hook {
+        hook();
     }
 }

@@ -20,7 +20,11 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 /// Forks the calling process and runs `child` in the new one.
 ///
 /// Before the fork, stdout and stderr are flushed (so text buffered in the
-/// parent is not printed again by the child). In the child: the descriptors
+/// parent is not printed again by the child), unless this process was itself
+/// forked while another thread may have held their lock (a zygote forked
+/// from a threaded program): there the lock may be held for ever, and a
+/// flush would wait for ever (such a process prints nothing of its own, and
+/// its children never flush what it inherited). In the child: the descriptors
 /// of `close_in_child` are closed first (they belong to the parent: the child
 /// never runs destructors, so a descriptor it inherits but does not own stays
 /// open until it exits unless closed here); `PR_SET_PDEATHSIG(SIGKILL)` is
@@ -59,8 +63,11 @@ unsafe fn fork_with(
     // a user's constructor can fork (`init()`) before ours runs.
     let _ = tree_key();
     crate::spin::prime();
-    let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
+    if STDIO_FREE.load(Ordering::Relaxed) {
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
+    }
+    crate::test_hooks::run_before_fork();
     // SAFETY: getpid and gettid have no preconditions.
     let (parent, from_main_thread) = unsafe { (libc::getpid(), libc::gettid() == libc::getpid()) };
     // No other thread of ours is half-way through the registries a child
