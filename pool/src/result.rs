@@ -13,7 +13,7 @@ use multiproc_ipc::{Error, ErrorKind, Result};
 use serde::de::DeserializeOwned;
 
 use crate::ring::spin_until;
-use crate::shared::{Counters, Resolve};
+use crate::shared::{lock, Counters, Resolve};
 use crate::task;
 
 /// How long a blocking wait spins (collecting results) before it sleeps:
@@ -78,10 +78,6 @@ pub(crate) fn help_until(
         }
         std::thread::sleep(Duration::from_micros(50));
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Sleeps once on `cond` (until notified, or until `deadline`), counted in

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use multiproc_ipc::{Error, Result};
 
-use crate::result::{help_until, lock, on_result_thread, sleep_counted, spin_helping, Help};
+use crate::result::{help_until, on_result_thread, sleep_counted, spin_helping, Help};
+use crate::shared::lock;
 use crate::task::ChunkResult;
 
 struct StreamState<R> {
