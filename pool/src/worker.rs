@@ -43,6 +43,12 @@ const _: () = assert!(CLAIMS + CLAIM_SLOTS * 8 <= 4096 && RESULT_RING + RING_HEA
 const STARTED: u64 = 2;
 const CANCELLED: u64 = 3;
 
+/// Whether claim word `word` says task `id` has started or was cancelled
+/// (anything else: it waits, whatever an earlier task left there).
+fn settled(word: u64, id: u64) -> bool {
+    word == id << 2 | STARTED || word == id << 2 | CANCELLED
+}
+
 /// Bytes of the region for `n` workers.
 pub(crate) fn region_len(n: usize) -> usize {
     REGION_HEADER + n * SLOT
@@ -111,7 +117,7 @@ impl SlotView {
         let word = self.claim(pos);
         let mut cur = word.load(Ordering::Acquire);
         loop {
-            if cur == id << 2 | STARTED || cur == id << 2 | CANCELLED {
+            if settled(cur, id) {
                 return false;
             }
             match word.compare_exchange_weak(
@@ -133,8 +139,7 @@ impl SlotView {
 
     /// Parent: true while task `id` at `pos` waits in the ring, unstarted.
     pub(crate) fn is_unstarted(&self, pos: u64, id: u64) -> bool {
-        let cur = self.claim(pos).load(Ordering::Acquire);
-        cur != id << 2 | STARTED && cur != id << 2 | CANCELLED
+        !settled(self.claim(pos).load(Ordering::Acquire), id)
     }
 
     /// Worker: claims task `id` at `pos` to run it; false if it was
