@@ -82,46 +82,90 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
         backlog, workers, ..
     } = g;
     while let Some(task) = backlog.front() {
-        let needs_idle = task.timeout.is_some();
-        let best = workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.accepts(&shared.config, needs_idle))
-            // The fewest tasks still to run (a finished task whose result
-            // is not collected yet does not count) and, of equally loaded
-            // workers, one that is awake: waking a sleeping one costs the
-            // submitting thread a system call and the worker a wake-up,
-            // while an awake one that has run all its tasks takes the next
-            // at once.
-            .min_by_key(|(_, w)| (w.unfinished(), w.view.bell.sleeping()))
-            .map(|(i, _)| i);
-        let Some(wi) = best else { break };
-        let w = &mut workers[wi];
-        let mut t = w.staged.unwrap_or_else(|| w.view.tasks.tail_pos());
-        if !w.view.tasks.stage(&mut t, &[&task.record]) {
-            // Ring full: publish what is staged and let results drain it.
-            break;
-        }
-        if task.record.first().is_some_and(|k| k & KIND_FDS != 0) && !send_fds(w, task) {
-            // Its socket is full (or the worker is dying): the task stays
-            // first in line, its staged copy is dropped (`t` is not kept),
-            // and a later round (on the next result) tries again.
-            break;
-        }
-        let Some(mut task) = backlog.pop_front() else {
+        let Some((wi, staged)) = stage(shared, workers, task) else {
             break;
         };
-        task.pos = w.dispatched;
-        w.staged = Some(t);
-        w.dispatched += 1;
-        if let Some(to) = task.timeout {
+        let Some(task) = backlog.pop_front() else {
+            break;
+        };
+        new_deadline |= queue(&mut workers[wi], staged, task);
+    }
+    publish(shared, g, new_deadline);
+}
+
+/// Dispatches `task`, a new one: straight into a ring when nothing waits
+/// before it (no trip through the backlog: a task's entry is about 200
+/// bytes, copied at each move), else after the backlog, whose order it
+/// keeps.
+pub(crate) fn dispatch_new(shared: &Shared, g: &mut Inner, task: Pending) {
+    if !g.backlog.is_empty() {
+        g.backlog.push_back(task);
+        return dispatch(shared, g);
+    }
+    let new_deadline = match stage(shared, &g.workers, &task) {
+        Some((wi, staged)) => queue(&mut g.workers[wi], staged, task),
+        None => {
+            g.backlog.push_back(task);
+            false
+        }
+    };
+    publish(shared, g, new_deadline);
+}
+
+/// Stages `task`'s record in the ring of the worker that should run it
+/// (see [`dispatch`]); that worker and the ring position after the record,
+/// or `None` if no worker can take it now.
+fn stage(shared: &Shared, workers: &[WorkerSlot], task: &Pending) -> Option<(usize, u64)> {
+    let needs_idle = task.timeout.is_some();
+    let wi = workers
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.accepts(&shared.config, needs_idle))
+        // The fewest tasks still to run (a finished task whose result
+        // is not collected yet does not count) and, of equally loaded
+        // workers, one that is awake: waking a sleeping one costs the
+        // submitting thread a system call and the worker a wake-up,
+        // while an awake one that has run all its tasks takes the next
+        // at once.
+        .min_by_key(|(_, w)| (w.unfinished(), w.view.bell.sleeping()))
+        .map(|(i, _)| i)?;
+    let w = &workers[wi];
+    let mut t = w.staged.unwrap_or_else(|| w.view.tasks.tail_pos());
+    if !w.view.tasks.stage(&mut t, &[&task.record]) {
+        // Ring full: publish what is staged and let results drain it.
+        return None;
+    }
+    if task.record.first().is_some_and(|k| k & KIND_FDS != 0) && !send_fds(w, task) {
+        // Its socket is full (or the worker is dying): the task stays
+        // first in line, its staged copy is dropped (`t` is not kept),
+        // and a later round (on the next result) tries again.
+        return None;
+    }
+    Some((wi, t))
+}
+
+/// Queues `task`, whose record [`stage`] put in `w`'s ring up to `staged`,
+/// at that worker; true if it has a deadline.
+fn queue(w: &mut WorkerSlot, staged: u64, mut task: Pending) -> bool {
+    task.pos = w.dispatched;
+    w.staged = Some(staged);
+    w.dispatched += 1;
+    let deadline = match task.timeout {
+        Some(to) => {
             w.timed = true;
-            new_deadline = true;
             // A timeout too long to represent is no timeout.
             task.deadline = Instant::now().checked_add(to);
+            true
         }
-        w.outstanding.push_back(task);
-    }
+        None => false,
+    };
+    w.outstanding.push_back(task);
+    deadline
+}
+
+/// Ends a dispatch round: tells the result thread of a new deadline and
+/// publishes each ring that got tasks.
+fn publish(shared: &Shared, g: &mut Inner, new_deadline: bool) {
     if new_deadline {
         // The result thread may be asleep without a deadline: let it see this
         // one (the count covers a thread that is just about to sleep; unlike
@@ -406,6 +450,42 @@ mod tests {
     fn sleep_ms(ms: u64) -> u64 {
         std::thread::sleep(Duration::from_millis(ms));
         ms
+    }
+
+    /// Microseconds since the Unix epoch, when the task starts.
+    fn started_at(_: ()) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    }
+
+    /// A new task goes straight into a worker's ring only when nothing
+    /// waits before it: here a task with a timeout waits in the backlog for
+    /// the busy worker to be idle, and the plain task submitted after it,
+    /// which that busy worker would take at once, still starts after it.
+    #[test]
+    fn a_new_task_does_not_pass_the_tasks_waiting_before_it() {
+        let _serial = multiproc_testkit::serial();
+        let pool = Pool::new(1).unwrap();
+        let blocker = pool.apply_async(sleep_ms, 300).unwrap();
+        let timed = pool
+            .apply_async_with(
+                started_at,
+                (),
+                crate::ApplyOptions::new().timeout(Duration::from_secs(30)),
+            )
+            .unwrap();
+        let plain = pool.apply_async(started_at, ()).unwrap();
+        let bound = Duration::from_secs(60);
+        assert_eq!(blocker.get_timeout(bound).unwrap(), 300);
+        let (timed, plain) = (
+            timed.get_timeout(bound).unwrap(),
+            plain.get_timeout(bound).unwrap(),
+        );
+        assert!(
+            timed < plain,
+            "submitted second, started first: {timed} >= {plain}"
+        );
     }
 
     /// More descriptor messages than a worker's socket buffer holds: the

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::builder::{Config, PoolBuilder, StartMethod};
-use crate::collector::{collector_loop, dispatch};
+use crate::collector::{collector_loop, dispatch_new};
 use crate::options::{run_guarded, ApplyOptions};
 use crate::result::{AsyncResult, Cell, Help};
 use crate::shared::{
@@ -472,13 +472,12 @@ impl Pool {
             drop(g);
             return Err(e);
         }
-        g.backlog
-            .push_back(Pending::new(id, record, block, timeout, complete));
         self.shared
             .counters
             .submitted
             .fetch_add(1, Ordering::Relaxed);
-        dispatch(&self.shared, &mut g);
+        let task = Pending::new(id, record, block, timeout, complete);
+        dispatch_new(&self.shared, &mut g, task);
         Ok(())
     }
 
