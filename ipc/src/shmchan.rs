@@ -192,6 +192,11 @@ impl ShmChannel {
     /// Maps the channel whose memory file descriptor is `fd` (sent by the
     /// server); this handle is the [`Side::Client`].
     ///
+    /// The client's count of turns starts at the channel's creation, not at
+    /// the attach: a message the server sent before the client mapped the
+    /// channel (its answer to a request that reached it another way, as
+    /// the manager's first request does) is the first one received.
+    ///
     /// # Errors
     ///
     /// `Io` if `fd` cannot be mapped; `InvalidArgument` if it is not a
@@ -199,7 +204,7 @@ impl ShmChannel {
     pub fn attach(fd: OwnedFd) -> Result<ShmChannel> {
         let map = Mapping::from_fd(&fd)
             .map_err(|e| io_err("cannot attach to a shared memory channel", e))?;
-        let mut chan = ShmChannel {
+        let chan = ShmChannel {
             map,
             fd: None,
             side: Side::Client,
@@ -216,7 +221,6 @@ impl ShmChannel {
                 "the descriptor is not a shared memory channel",
             ));
         }
-        chan.last_in = chan.in_word().load(Ordering::Acquire);
         Ok(chan)
     }
 
@@ -511,6 +515,27 @@ mod tests {
             assert_eq!(reply.len(), msg.len() + 1);
         }
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_message_sent_before_the_attach_is_received() {
+        let mut s = ShmChannel::create(64).unwrap();
+        s.send(b"early", &|| false).unwrap();
+        let mut c = ShmChannel::attach(client_fd(&s)).unwrap();
+        let mut buf = Vec::new();
+        // A client that missed it would wait: it gives up after a second.
+        let t = Instant::now();
+        let waited_too_long = || t.elapsed() > Duration::from_secs(1);
+        c.recv(&mut buf, Duration::ZERO, &waited_too_long)
+            .expect("the message sent before the attach");
+        assert_eq!(buf, b"early");
+        // And the conversation goes on in step.
+        c.send(b"next", &|| false).unwrap();
+        s.recv(&mut buf, Duration::ZERO, &|| false).unwrap();
+        assert_eq!(buf, b"next");
+        s.send(b"reply", &|| false).unwrap();
+        c.recv(&mut buf, Duration::ZERO, &|| false).unwrap();
+        assert_eq!(buf, b"reply");
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //! [`Manager::start`] forks the server (through the fork server when
 //! [`multiproc::init`](multiproc_ipc::init) ran, else through a fresh single-threaded zygote)
 //! and hands it a listening unix socket in the abstract namespace. A client
-//! connects, proves it holds the manager's random token, and gets the name of
-//! a [`ShmChannel`] made for it: from then on every request and response is a
-//! shared-memory hand-off (a short spin, then a futex sleep), not a socket
-//! round trip. The socket stays open only so that each side notices when the
-//! other dies.
+//! connects and sends the manager's random token together with its first
+//! request (a large one follows on the channel instead); the manager answers
+//! with a [`ShmChannel`] made for it (its memory file) and puts the response
+//! in it. A connection thus costs its first request one round trip, not two:
+//! a process that connects inside a critical section (a `Process` child's
+//! `with lock: d[k] -= 1`) holds its lock that much shorter. From then on
+//! every request and response is a shared-memory hand-off (a short spin,
+//! then a futex sleep), not a socket round trip. The socket stays open only
+//! so that each side notices when the other dies.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -42,6 +46,9 @@ const CLIENT_SPIN: Duration = Duration::from_micros(30);
 /// How long a server thread polls for the next request before it sleeps.
 const SERVER_SPIN: Duration = Duration::from_micros(50);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest first request sent with the handshake (see
+/// `LocalConn::first_call`); a larger one follows on the channel.
+const FIRST_REQUEST_MAX: usize = 16 * 1024;
 const TOKEN: usize = 32;
 /// The tag of the handshake's answer, which carries the channel's memory
 /// file.
@@ -50,18 +57,13 @@ const READY: &[u8] = b"ready";
 /// The longest time `shutdown` waits for the server to exit before killing it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-fn write_small_frame(s: &mut UnixStream, payload: &[u8]) -> io::Result<()> {
-    let mut out = Vec::with_capacity(4 + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(payload);
-    s.write_all(&out)
-}
-
-fn read_small_frame(s: &mut UnixStream) -> io::Result<Vec<u8>> {
+/// Reads one handshake frame (a little-endian `u32` length, then that
+/// many bytes) of at most `max` bytes.
+fn read_frame(s: &mut impl Read, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
-    if len > 1024 {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "oversized handshake frame",
@@ -104,7 +106,7 @@ fn abstract_addr(name: &str) -> io::Result<SocketAddr> {
 
 /// A client's connection to a local manager.
 pub(crate) struct LocalConn {
-    chan: ShmChannel,
+    chan: Channel,
     sock: UnixStream,
     buf: Vec<u8>,
     codec: Codec,
@@ -112,6 +114,13 @@ pub(crate) struct LocalConn {
     broken: bool,
     /// The manager process's pid, for error messages.
     pid: i32,
+}
+
+/// A connection's channel to its manager.
+enum Channel {
+    /// Connected; the token is sent with the first request.
+    Pending([u8; TOKEN]),
+    Ready(ShmChannel),
 }
 
 /// The error for a manager process that has gone away.
@@ -142,25 +151,57 @@ fn request_failed(pid: i32, e: Error) -> Error {
 }
 
 impl LocalConn {
+    /// Connects; the handshake goes with the first request (see
+    /// [`first_call`](LocalConn::first_call)).
     pub(crate) fn connect(addr: &str, token: &[u8; TOKEN], pid: i32) -> Result<LocalConn> {
-        let gone = || manager_gone(pid);
-        let mut sock = UnixStream::connect_addr(&abstract_addr(addr)?).map_err(|e| {
+        let sock = UnixStream::connect_addr(&abstract_addr(addr)?).map_err(|e| {
             if e.kind() == io::ErrorKind::ConnectionRefused {
-                gone()
+                manager_gone(pid)
             } else {
                 Error::io(format!("cannot connect to the manager (pid {pid})"), e)
             }
         })?;
         sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        write_small_frame(&mut sock, token).map_err(|_| gone())?;
+        Ok(LocalConn {
+            chan: Channel::Pending(*token),
+            sock,
+            buf: Vec::with_capacity(256),
+            codec: Codec::default(),
+            broken: false,
+            pid,
+        })
+    }
+
+    /// The first request, sent with the handshake: the token and the
+    /// request (or, for a large one, an empty frame: it follows on the
+    /// channel) in one write; the manager answers with the channel's memory
+    /// file and then puts its response in the channel: one round trip to
+    /// the manager's connection thread, which may have to be woken, instead
+    /// of two (see the module docs). `self.buf` holds the encoded request,
+    /// and the response on success.
+    fn first_call(&mut self, token: &[u8; TOKEN]) -> Result<ShmChannel> {
+        let pid = self.pid;
+        let inline = self.buf.len() <= FIRST_REQUEST_MAX;
+        let body = if inline { &self.buf[..] } else { &[] };
+        let mut out = Vec::with_capacity(8 + TOKEN + body.len());
+        for frame in [&token[..], body] {
+            out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            out.extend_from_slice(frame);
+        }
+        (&self.sock)
+            .write_all(&out)
+            .map_err(|_| manager_gone(pid))?;
         // The answer: the channel's memory file, or the socket closed.
-        let (tag, mut fds) = fd::recv_handles(sock.as_fd(), false).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => Error::new(
-                ErrorKind::Authentication,
-                format!("the manager (pid {pid}) refused the connection"),
-            ),
-            _ => Error::io(format!("handshake with the manager (pid {pid}) failed"), e),
-        })?;
+        let (tag, mut fds) =
+            fd::recv_handles(self.sock.as_fd(), false).map_err(|e| match e.kind() {
+                // Closed without an answer (a reset: the request was left
+                // unread when the token was refused).
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => Error::new(
+                    ErrorKind::Authentication,
+                    format!("the manager (pid {pid}) refused the connection"),
+                ),
+                _ => Error::io(format!("handshake with the manager (pid {pid}) failed"), e),
+            })?;
         let chan_fd = match (tag, fds.pop()) {
             (CHANNEL_TAG, Some(chan_fd)) if fds.is_empty() => chan_fd,
             _ => {
@@ -170,16 +211,18 @@ impl LocalConn {
                 ))
             }
         };
-        let chan = ShmChannel::attach(chan_fd)?;
-        sock.set_read_timeout(None)?;
-        Ok(LocalConn {
-            chan,
-            sock,
-            buf: Vec::with_capacity(256),
-            codec: Codec::default(),
-            broken: false,
-            pid,
-        })
+        // The socket's read timeout stays: from now on it is only peeked at
+        // without waiting (`peer_gone`).
+        let mut chan = ShmChannel::attach(chan_fd)?;
+        let sock = &self.sock;
+        let gone = || peer_gone(sock);
+        if !inline {
+            chan.send(&self.buf, &gone)
+                .map_err(|e| request_failed(pid, e))?;
+        }
+        chan.recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)
+            .map_err(|e| request_failed(pid, e))?;
+        Ok(chan)
     }
 }
 
@@ -187,17 +230,23 @@ impl Conn for LocalConn {
     fn call(&mut self, req: &Request) -> Result<Response> {
         self.buf.clear();
         self.codec.encode_into(req, &mut self.buf)?;
-        let sock = &self.sock;
-        let gone = || peer_gone(sock);
         // Anything that fails from here on leaves the channel out of step.
         self.broken = true;
         let pid = self.pid;
-        self.chan
-            .send(&self.buf, &gone)
-            .map_err(|e| request_failed(pid, e))?;
-        self.chan
-            .recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)
-            .map_err(|e| request_failed(pid, e))?;
+        match &mut self.chan {
+            Channel::Ready(chan) => {
+                let sock = &self.sock;
+                let gone = || peer_gone(sock);
+                chan.send(&self.buf, &gone)
+                    .map_err(|e| request_failed(pid, e))?;
+                chan.recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)
+                    .map_err(|e| request_failed(pid, e))?;
+            }
+            Channel::Pending(token) => {
+                let token = *token;
+                self.chan = Channel::Ready(self.first_call(&token)?);
+            }
+        }
         self.broken = false;
         self.codec.decode(&self.buf).map_err(|e| {
             Error::with_source(
@@ -386,10 +435,15 @@ fn serve_local(
         return;
     }
     let store = &state.store;
-    match read_small_frame(&mut sock) {
+    match read_frame(&mut sock, TOKEN) {
         Ok(t) if ct_eq(&t, &state.token) => {}
         _ => return, // wrong token or a broken client: just close
     }
+    // The client's first request, sent with the token (empty: it comes on
+    // the channel).
+    let Ok(first) = read_frame(&mut sock, FIRST_REQUEST_MAX) else {
+        return;
+    };
     let Some(chan_fd) = chan.fd() else {
         return;
     };
@@ -401,14 +455,17 @@ fn serve_local(
         spawn_handler(state);
     }
     let codec = Codec::default();
-    let mut buf = Vec::with_capacity(256);
+    let mut have_request = !first.is_empty();
+    let mut buf = first;
+    buf.reserve(256);
     loop {
         let gone = || peer_gone(&sock);
         // Asked for each request: a busy machine seen since the last one
         // turns spinning off for a while (see multiproc_ipc::spin).
-        if chan
-            .recv(&mut buf, spin_budget(SERVER_SPIN), &gone)
-            .is_err()
+        if !std::mem::take(&mut have_request)
+            && chan
+                .recv(&mut buf, spin_budget(SERVER_SPIN), &gone)
+                .is_err()
         {
             return;
         }
@@ -921,5 +978,52 @@ impl Drop for Manager {
         if self.creator == std::process::id() {
             let _ = self.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(m: &Manager) -> (String, [u8; TOKEN], i32) {
+        match m.endpoint() {
+            Endpoint::Local { addr, token, pid } => (addr.clone(), *token, *pid),
+            Endpoint::Remote { .. } => unreachable!("a local manager"),
+        }
+    }
+
+    #[test]
+    fn a_wrong_token_is_refused_with_the_first_request_and_others_are_served() {
+        let m = Manager::start().expect("manager");
+        let (addr, token, pid) = local(&m);
+        let mut wrong = token;
+        wrong[0] ^= 1;
+        let mut intruder = LocalConn::connect(&addr, &wrong, pid).expect("the socket connects");
+        let e = intruder.call(&Request::Ping).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+        assert!(!intruder.usable());
+        let mut client = LocalConn::connect(&addr, &token, pid).expect("connect");
+        client.call(&Request::Ping).expect("served");
+        client
+            .call(&Request::Ping)
+            .expect("served again, on the channel");
+    }
+
+    #[test]
+    fn an_oversized_first_request_frame_closes_that_connection_only() {
+        let m = Manager::start().expect("manager");
+        let (addr, token, pid) = local(&m);
+        let mut raw = UnixStream::connect_addr(&abstract_addr(&addr).unwrap()).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = Vec::new();
+        out.extend_from_slice(&(TOKEN as u32).to_le_bytes());
+        out.extend_from_slice(&token);
+        out.extend_from_slice(&(FIRST_REQUEST_MAX as u32 + 1).to_le_bytes());
+        raw.write_all(&out).unwrap();
+        // Closed without an answer (the length alone is refused).
+        let mut b = [0u8; 16];
+        assert_eq!(raw.read(&mut b).expect("closed, not timed out"), 0);
+        let mut client = LocalConn::connect(&addr, &token, pid).expect("connect");
+        client.call(&Request::Ping).expect("others are served");
     }
 }

@@ -449,6 +449,39 @@ fn proxies_work_in_child_processes() {
     assert_eq!(v.get().unwrap(), 0);
 }
 
+/// A child's first request goes with its connection's handshake when it
+/// is small (up to 16 KiB encoded), on the channel when larger.
+fn first_insert((d, size): (DictProxy<String, Vec<u8>>, usize)) -> usize {
+    d.insert(&format!("k{size}"), &vec![7u8; size]).unwrap();
+    d.len().unwrap()
+}
+
+/// A first request whose answer is larger than the channel's buffer.
+fn first_get((d, key): (DictProxy<String, Vec<u8>>, String)) -> usize {
+    let v = d.get(&key).unwrap().unwrap();
+    assert!(v.iter().all(|&b| b == 7));
+    v.len()
+}
+
+#[test]
+fn a_first_request_of_any_size_gets_its_answer() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<String, Vec<u8>>().unwrap();
+    // Around the 16 KiB a first request may have, and far past the
+    // channel's 64 KiB buffer.
+    let sizes = [0usize, 1, 16_000, 16_384, 16_500, 200_000];
+    for (i, &size) in sizes.iter().enumerate() {
+        let p = Process::spawn(first_insert, (d.clone(), size)).unwrap();
+        let len = bounded(Duration::from_secs(30), move || p.join().unwrap());
+        assert_eq!(len, i + 1, "the insert of {size} bytes");
+    }
+    for &size in &sizes {
+        let p = Process::spawn(first_get, (d.clone(), format!("k{size}"))).unwrap();
+        let len = bounded(Duration::from_secs(30), move || p.join().unwrap());
+        assert_eq!(len, size);
+    }
+}
+
 fn hold_lock_and_wait((lock, q, jobs): (LockProxy, QueueProxy<u32>, QueueProxy<u32>)) {
     let _g = lock.lock().unwrap();
     q.put(std::process::id()).unwrap();
