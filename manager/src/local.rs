@@ -177,8 +177,11 @@ impl LocalConn {
     /// channel) in one write; the manager answers with the channel's memory
     /// file and then puts its response in the channel: one round trip to
     /// the manager's connection thread, which may have to be woken, instead
-    /// of two (see the module docs). `self.buf` holds the encoded request,
-    /// and the response on success.
+    /// of two (see the module docs). The answer is polled for, yielding the
+    /// CPU between looks, while spinning pays ([`poll_answer`]): the woken
+    /// connection thread often runs on this very CPU, and a client asleep
+    /// would add a wake-up of its own. `self.buf` holds the encoded
+    /// request, and the response on success.
     fn first_call(&mut self, token: &[u8; TOKEN]) -> Result<ShmChannel> {
         let pid = self.pid;
         let inline = self.buf.len() <= FIRST_REQUEST_MAX;
@@ -192,16 +195,19 @@ impl LocalConn {
             .write_all(&out)
             .map_err(|_| manager_gone(pid))?;
         // The answer: the channel's memory file, or the socket closed.
-        let (tag, mut fds) =
-            fd::recv_handles(self.sock.as_fd(), false).map_err(|e| match e.kind() {
-                // Closed without an answer (a reset: the request was left
-                // unread when the token was refused).
-                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => Error::new(
-                    ErrorKind::Authentication,
-                    format!("the manager (pid {pid}) refused the connection"),
-                ),
-                _ => Error::io(format!("handshake with the manager (pid {pid}) failed"), e),
-            })?;
+        let answer = match poll_answer(&self.sock) {
+            Some(a) => a,
+            None => fd::recv_handles(self.sock.as_fd(), false),
+        };
+        let (tag, mut fds) = answer.map_err(|e| match e.kind() {
+            // Closed without an answer (a reset: the request was left
+            // unread when the token was refused).
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => Error::new(
+                ErrorKind::Authentication,
+                format!("the manager (pid {pid}) refused the connection"),
+            ),
+            _ => Error::io(format!("handshake with the manager (pid {pid}) failed"), e),
+        })?;
         let chan_fd = match (tag, fds.pop()) {
             (CHANNEL_TAG, Some(chan_fd)) if fds.is_empty() => chan_fd,
             _ => {
@@ -223,6 +229,26 @@ impl LocalConn {
         chan.recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)
             .map_err(|e| request_failed(pid, e))?;
         Ok(chan)
+    }
+}
+
+/// The handshake's answer if it comes while polling pays (see
+/// [`spin_budget`]); `None`: wait for it asleep.
+fn poll_answer(sock: &UnixStream) -> Option<io::Result<(u64, Vec<OwnedFd>)>> {
+    let budget = spin_budget(CLIENT_SPIN);
+    if budget.is_zero() {
+        return None;
+    }
+    let _permit = multiproc_ipc::shmchan::SpinPermit::acquire()?;
+    let start = std::time::Instant::now();
+    loop {
+        match fd::recv_handles(sock.as_fd(), true) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return Some(other),
+        }
+        if start.elapsed() >= budget || !multiproc_ipc::shmchan::yield_briefly() {
+            return None;
+        }
     }
 }
 
