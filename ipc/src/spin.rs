@@ -478,6 +478,36 @@ pub fn yield_probe() -> bool {
     }
 }
 
+/// Polls `ready()` between yields of the CPU, for at most `wanted` (not at
+/// all on a busy machine: see [`budget`]), for a waiter whose look is a
+/// system call (a socket, a pidfd), too costly to spin on. The peer it
+/// waits for was often just woken on this very CPU, which a yield hands
+/// it; a waiter asleep would leave its CPU idle (a virtual CPU that halts
+/// costs tens of microseconds to wake) and need a wake-up of its own.
+/// Returns whether `ready()` held; on false, wait asleep. Looks at least
+/// once.
+pub fn poll_yielding(wanted: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    if ready() {
+        return true;
+    }
+    let budget = budget(wanted);
+    if budget.is_zero() {
+        return false;
+    }
+    let Some(_permit) = crate::shmchan::SpinPermit::acquire() else {
+        return false;
+    };
+    let start = Instant::now();
+    loop {
+        if start.elapsed() >= budget || !yield_probe() {
+            return ready();
+        }
+        if ready() {
+            return true;
+        }
+    }
+}
+
 /// Spins until `ready()` holds, for at most `wanted` (and not past
 /// `deadline`), giving up early when the machine is busy; returns whether
 /// `ready()` became true. Looks at least once.
@@ -565,6 +595,29 @@ mod tests {
         let t = Instant::now();
         assert!(!spin_until(Duration::from_micros(200), None, || false));
         // The budget is 200 µs; even preempted, the call ends soon after.
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn polling_sees_a_ready_condition_whatever_the_budget() {
+        assert!(poll_yielding(Duration::ZERO, || true));
+        let mut looks = 0u32;
+        assert!(!poll_yielding(Duration::ZERO, || {
+            looks += 1;
+            false
+        }));
+        assert_eq!(looks, 1, "no budget: one look, then sleep");
+    }
+
+    #[test]
+    fn polling_gives_up_within_its_budget() {
+        let t = Instant::now();
+        assert!(!poll_yielding(Duration::from_micros(200), || false));
+        // Even preempted, the call ends soon after its 200 µs.
         assert!(
             t.elapsed() < Duration::from_millis(500),
             "{:?}",

@@ -233,23 +233,19 @@ impl LocalConn {
 }
 
 /// The handshake's answer if it comes while polling pays (see
-/// [`spin_budget`]); `None`: wait for it asleep.
+/// [`multiproc_ipc::spin::poll_yielding`]); `None`: wait for it asleep.
 fn poll_answer(sock: &UnixStream) -> Option<io::Result<(u64, Vec<OwnedFd>)>> {
-    let budget = spin_budget(CLIENT_SPIN);
-    if budget.is_zero() {
-        return None;
-    }
-    let _permit = multiproc_ipc::shmchan::SpinPermit::acquire()?;
-    let start = std::time::Instant::now();
-    loop {
+    let mut answer = None;
+    multiproc_ipc::spin::poll_yielding(CLIENT_SPIN, || {
         match fd::recv_handles(sock.as_fd(), true) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            other => return Some(other),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            other => {
+                answer = Some(other);
+                true
+            }
         }
-        if start.elapsed() >= budget || !multiproc_ipc::shmchan::yield_briefly() {
-            return None;
-        }
-    }
+    });
+    answer
 }
 
 impl Conn for LocalConn {
