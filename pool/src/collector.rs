@@ -81,11 +81,10 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
     let Inner {
         backlog, workers, ..
     } = g;
-    while let Some(task) = backlog.front() {
-        let Some((wi, staged)) = stage(shared, workers, task) else {
-            break;
-        };
-        let Some(task) = backlog.pop_front() else {
+    while let Some(task) = backlog.pop_front() {
+        let Some((wi, staged)) = stage(shared, workers, &task) else {
+            // No worker can take it now: it stays first in line.
+            backlog.push_front(task);
             break;
         };
         new_deadline |= queue(&mut workers[wi], staged, task);
