@@ -47,7 +47,7 @@ const CLIENT_SPIN: Duration = Duration::from_micros(30);
 const SERVER_SPIN: Duration = Duration::from_micros(50);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest first request sent with the handshake (see
-/// `LocalConn::first_call`); a larger one follows on the channel.
+/// `LocalConn::handshake`); a larger one follows on the channel.
 const FIRST_REQUEST_MAX: usize = 16 * 1024;
 const TOKEN: usize = 32;
 /// The tag of the handshake's answer, which carries the channel's memory
@@ -152,7 +152,7 @@ fn request_failed(pid: i32, e: Error) -> Error {
 
 impl LocalConn {
     /// Connects; the handshake goes with the first request (see
-    /// [`first_call`](LocalConn::first_call)).
+    /// [`handshake`](LocalConn::handshake)).
     pub(crate) fn connect(addr: &str, token: &[u8; TOKEN], pid: i32) -> Result<LocalConn> {
         let sock = UnixStream::connect_addr(&abstract_addr(addr)?).map_err(|e| {
             if e.kind() == io::ErrorKind::ConnectionRefused {
@@ -172,7 +172,7 @@ impl LocalConn {
         })
     }
 
-    /// The first request, sent with the handshake: the token and the
+    /// The handshake, sent with the first request: the token and the
     /// request (or, for a large one, an empty frame: it follows on the
     /// channel) in one write; the manager answers with the channel's memory
     /// file and then puts its response in the channel: one round trip to
@@ -181,8 +181,9 @@ impl LocalConn {
     /// CPU between looks, while spinning pays ([`poll_answer`]): the woken
     /// connection thread often runs on this very CPU, and a client asleep
     /// would add a wake-up of its own. `self.buf` holds the encoded
-    /// request, and the response on success.
-    fn first_call(&mut self, token: &[u8; TOKEN]) -> Result<ShmChannel> {
+    /// request. Returns the channel, and whether the request went with the
+    /// handshake.
+    fn handshake(&mut self, token: &[u8; TOKEN]) -> Result<(ShmChannel, bool)> {
         let pid = self.pid;
         let inline = self.buf.len() <= FIRST_REQUEST_MAX;
         let body = if inline { &self.buf[..] } else { &[] };
@@ -219,17 +220,25 @@ impl LocalConn {
         };
         // The socket's read timeout stays: from now on it is only peeked at
         // without waiting (`peer_gone`).
-        let mut chan = ShmChannel::attach(chan_fd)?;
-        let sock = &self.sock;
-        let gone = || peer_gone(sock);
-        if !inline {
-            chan.send(&self.buf, &gone)
-                .map_err(|e| request_failed(pid, e))?;
-        }
-        chan.recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)
-            .map_err(|e| request_failed(pid, e))?;
-        Ok(chan)
+        Ok((ShmChannel::attach(chan_fd)?, inline))
     }
+}
+
+/// One request's turn on `chan`: sends `buf` (unless it went with the
+/// handshake) and receives the response into it.
+fn exchange(
+    chan: &mut ShmChannel,
+    sock: &UnixStream,
+    buf: &mut Vec<u8>,
+    pid: i32,
+    send: bool,
+) -> Result<()> {
+    let gone = || peer_gone(sock);
+    if send {
+        chan.send(buf, &gone).map_err(|e| request_failed(pid, e))?;
+    }
+    chan.recv(buf, spin_budget(CLIENT_SPIN), &gone)
+        .map_err(|e| request_failed(pid, e))
 }
 
 /// The handshake's answer if it comes while polling pays (see
@@ -256,17 +265,12 @@ impl Conn for LocalConn {
         self.broken = true;
         let pid = self.pid;
         match &mut self.chan {
-            Channel::Ready(chan) => {
-                let sock = &self.sock;
-                let gone = || peer_gone(sock);
-                chan.send(&self.buf, &gone)
-                    .map_err(|e| request_failed(pid, e))?;
-                chan.recv(&mut self.buf, spin_budget(CLIENT_SPIN), &gone)
-                    .map_err(|e| request_failed(pid, e))?;
-            }
+            Channel::Ready(chan) => exchange(chan, &self.sock, &mut self.buf, pid, true)?,
             Channel::Pending(token) => {
                 let token = *token;
-                self.chan = Channel::Ready(self.first_call(&token)?);
+                let (mut chan, sent) = self.handshake(&token)?;
+                exchange(&mut chan, &self.sock, &mut self.buf, pid, !sent)?;
+                self.chan = Channel::Ready(chan);
             }
         }
         self.broken = false;
