@@ -674,6 +674,7 @@ impl ShmRegion {
         }
     }
 
+    #[inline]
     fn map(&self) -> &Mapping {
         match &*self.backing {
             Backing::Named(n) => &n.map,
@@ -691,6 +692,7 @@ impl ShmRegion {
     }
 
     /// The region's size in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.map().len()
     }
@@ -705,14 +707,11 @@ impl ShmRegion {
         self.map().addr() == other.map().addr()
     }
 
+    #[inline]
     fn view_at<T: sys::ShmSafe>(&self, offset: usize) -> &T {
         match self.map().view::<T>(offset) {
             Some(v) => v,
-            None => panic!(
-                "offset {offset} is out of bounds or misaligned for a {}-byte region; \
-                 region layouts are fixed by the library, so this is a bug in multiproc",
-                self.len()
-            ),
+            None => layout_bug(offset, self.len()),
         }
     }
 
@@ -722,6 +721,7 @@ impl ShmRegion {
     ///
     /// If `offset` is misaligned or out of bounds: layouts are fixed by the
     /// code that creates a region, so this is a programming error.
+    #[inline]
     pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         self.view_at(offset)
     }
@@ -731,6 +731,7 @@ impl ShmRegion {
     /// # Panics
     ///
     /// As [`atomic_u32`](ShmRegion::atomic_u32).
+    #[inline]
     pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         self.view_at(offset)
     }
@@ -740,6 +741,7 @@ impl ShmRegion {
     /// # Panics
     ///
     /// As [`atomic_u32`](ShmRegion::atomic_u32).
+    #[inline]
     pub fn atomic_usize(&self, offset: usize) -> &AtomicUsize {
         self.view_at(offset)
     }
@@ -756,6 +758,7 @@ impl ShmRegion {
     /// # Errors
     ///
     /// `InvalidArgument` if the range is outside the region.
+    #[inline]
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         if self.map().read_at(offset, dst) {
             Ok(())
@@ -772,6 +775,7 @@ impl ShmRegion {
     /// # Errors
     ///
     /// `InvalidArgument` if the range is outside the region.
+    #[inline]
     pub fn write_at(&self, offset: usize, src: &[u8]) -> Result<()> {
         if self.map().write_at(offset, src) {
             Ok(())
@@ -846,6 +850,17 @@ fn sweep_stale_regions() {
             let _ = sys::unlink(&format!("/{name}"));
         }
     }
+}
+
+/// The panic of [`ShmRegion::view_at`], out of line: the accessors it
+/// serves are inlined into the library's hottest loops.
+#[cold]
+#[inline(never)]
+fn layout_bug(offset: usize, len: usize) -> ! {
+    panic!(
+        "offset {offset} is out of bounds or misaligned for a {len}-byte region; \
+         region layouts are fixed by the library, so this is a bug in multiproc"
+    )
 }
 
 #[cfg(test)]

@@ -262,16 +262,19 @@ impl Mapping {
         unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, advice) == 0 }
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// The address of the mapping in this process (for identity checks only).
+    #[inline]
     pub(crate) fn addr(&self) -> usize {
         self.ptr.as_ptr() as usize
     }
 
     /// A view of a `T` at `offset`, or `None` if it is out of bounds or misaligned.
+    #[inline]
     pub(crate) fn view<T: ShmSafe>(&self, offset: usize) -> Option<&T> {
         let end = offset.checked_add(std::mem::size_of::<T>())?;
         if end > self.len {
@@ -288,6 +291,7 @@ impl Mapping {
     }
 
     /// Copies `dst.len()` bytes from `offset` into `dst`. Returns false if out of bounds.
+    #[inline]
     pub(crate) fn read_at(&self, offset: usize, dst: &mut [u8]) -> bool {
         match offset.checked_add(dst.len()) {
             Some(end) if end <= self.len => {
@@ -307,6 +311,7 @@ impl Mapping {
     }
 
     /// Copies `src` into the mapping at `offset`. Returns false if out of bounds.
+    #[inline]
     pub(crate) fn write_at(&self, offset: usize, src: &[u8]) -> bool {
         match offset.checked_add(src.len()) {
             Some(end) if end <= self.len => {
