@@ -158,6 +158,7 @@ impl Pool {
                 generation: 0,
                 outstanding: VecDeque::new(),
                 dispatched: 0,
+                seen_finished: 0,
                 timed: false,
                 timed_out: None,
                 staged: None,

@@ -240,6 +240,9 @@ pub(crate) struct WorkerSlot {
     /// Tasks in its ring, in order (it runs them first to last).
     pub(crate) outstanding: VecDeque<Pending>,
     pub(crate) dispatched: u64,
+    /// The worker's finished count at the last look: it only grows, so
+    /// `dispatched - seen_finished` never undercounts the tasks still to run.
+    pub(crate) seen_finished: u64,
     /// Runs a task with a timeout: gets nothing else meanwhile.
     pub(crate) timed: bool,
     /// The task it was killed for, by its timeout.
@@ -254,9 +257,17 @@ pub(crate) struct WorkerSlot {
 impl WorkerSlot {
     /// Tasks dispatched to this worker that it has not finished (queued or
     /// running).
-    pub(crate) fn unfinished(&self) -> u64 {
-        let finished = self.view.finished().load(Ordering::Acquire);
-        self.dispatched.saturating_sub(finished)
+    pub(crate) fn unfinished(&mut self) -> u64 {
+        self.seen_finished = self.view.finished().load(Ordering::Acquire);
+        self.dispatched.saturating_sub(self.seen_finished)
+    }
+
+    /// True if the last look at its finished count showed every task
+    /// dispatched to it finished: then it is idle now (no new look needed).
+    /// A look from before the worker was replaced (a count above
+    /// `dispatched`) shows nothing: the next choice looks again.
+    pub(crate) fn seen_idle(&self) -> bool {
+        self.dispatched == self.seen_finished
     }
 
     pub(crate) fn accepts(&self, config: &Config, needs_idle: bool) -> bool {

@@ -175,6 +175,7 @@ pub(crate) fn handle_death(
     w.timed = false;
     w.view.reset();
     w.dispatched = 0;
+    w.seen_finished = 0;
     if status.success() {
         tracing::debug!(pid, slot, "a pool worker retired (max_tasks_per_child)");
     } else if matches!(g.state, State::Running | State::Closed) {
