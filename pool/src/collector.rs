@@ -77,6 +77,13 @@ impl Collected {
 /// awake one of equally loaded ones), tasks with a timeout only to idle
 /// workers; publishes each ring once (batching).
 pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
+    let new_deadline = move_backlog(shared, g);
+    publish(shared, g, new_deadline);
+}
+
+/// The moves of [`dispatch`], unpublished; true if a task with a deadline
+/// was queued.
+fn move_backlog(shared: &Shared, g: &mut Inner) -> bool {
     let mut new_deadline = false;
     let Inner {
         backlog, workers, ..
@@ -89,25 +96,29 @@ pub(crate) fn dispatch(shared: &Shared, g: &mut Inner) {
         };
         new_deadline |= queue(&mut workers[wi], staged, task);
     }
-    publish(shared, g, new_deadline);
+    new_deadline
 }
 
-/// Dispatches `task`, a new one: straight into a ring when nothing waits
-/// before it (no trip through the backlog: a task's entry is about 200
-/// bytes, copied at each move), else after the backlog, whose order it
-/// keeps.
-pub(crate) fn dispatch_new(shared: &Shared, g: &mut Inner, task: Pending) {
-    if !g.backlog.is_empty() {
-        g.backlog.push_back(task);
-        return dispatch(shared, g);
-    }
-    let new_deadline = match stage(shared, &mut g.workers, &task) {
-        Some((wi, staged)) => queue(&mut g.workers[wi], staged, task),
-        None => {
-            g.backlog.push_back(task);
-            false
+/// Dispatches `tasks`, new ones, in order: each straight into a ring while
+/// nothing waits before it (no trip through the backlog: a task's entry is
+/// about 200 bytes, copied at each move), else after the backlog, whose
+/// order it keeps; then publishes each ring once.
+pub(crate) fn dispatch_new(
+    shared: &Shared,
+    g: &mut Inner,
+    tasks: impl IntoIterator<Item = Pending>,
+) {
+    // Tasks that waited already: a worker may have room for them now.
+    let mut new_deadline = !g.backlog.is_empty() && move_backlog(shared, g);
+    for task in tasks {
+        if g.backlog.is_empty() {
+            if let Some((wi, staged)) = stage(shared, &mut g.workers, &task) {
+                new_deadline |= queue(&mut g.workers[wi], staged, task);
+                continue;
+            }
         }
-    };
+        g.backlog.push_back(task);
+    }
     publish(shared, g, new_deadline);
 }
 
@@ -548,6 +559,31 @@ mod tests {
         assert!(
             timed < plain,
             "submitted second, started first: {timed} >= {plain}"
+        );
+    }
+
+    /// The same for a map's chunks, submitted in one batch: the first
+    /// cannot pass the timed task, so none of them may.
+    #[test]
+    fn a_maps_chunks_do_not_pass_the_tasks_waiting_before_them() {
+        let _serial = multiproc_testkit::serial();
+        let pool = Pool::new(1).unwrap();
+        let blocker = pool.apply_async(sleep_ms, 300).unwrap();
+        let timed = pool
+            .apply_async_with(
+                started_at,
+                (),
+                crate::ApplyOptions::new().timeout(Duration::from_secs(30)),
+            )
+            .unwrap();
+        let chunks = pool.map_async(started_at, vec![(); 8]).unwrap();
+        let bound = Duration::from_secs(60);
+        assert_eq!(blocker.get_timeout(bound).unwrap(), 300);
+        let timed = timed.get_timeout(bound).unwrap();
+        let starts = chunks.get_timeout(bound).unwrap();
+        assert!(
+            starts.iter().all(|&s| s > timed),
+            "the timed task started at {timed}, the chunks at {starts:?}"
         );
     }
 

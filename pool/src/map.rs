@@ -9,7 +9,7 @@ use multiproc_ipc::{codec, Error, ErrorKind, FnRef, Result, StarFn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::collector::dispatch;
+use crate::collector::dispatch_new;
 use crate::options::{auto_chunksize, run_guarded, ApplyOptions};
 use crate::pool::Pool;
 use crate::result::{AsyncResult, Cell};
@@ -56,20 +56,20 @@ impl Shared {
                 }
                 return Ok(());
             }
-            for (first, body, n) in chunks {
+            let counters = &self.counters;
+            let tasks = chunks.into_iter().filter_map(|(first, body, n)| {
                 let (id, record, block) = match body {
                     Ok(b) => b,
                     Err(e) => {
                         failed.push((first, n, e));
-                        continue;
+                        return None;
                     }
                 };
                 let complete = Completion::chunk(Arc::clone(deliver), first, n);
-                g.backlog
-                    .push_back(Pending::new(id, record, block, timeout, complete));
-                self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-            }
-            dispatch(self, &mut g);
+                counters.submitted.fetch_add(1, Ordering::Relaxed);
+                Some(Pending::new(id, record, block, timeout, complete))
+            });
+            dispatch_new(self, &mut g, tasks);
         }
         let uncounted = Counters::default();
         for (first, n, e) in failed {

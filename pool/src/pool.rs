@@ -478,7 +478,7 @@ impl Pool {
             .submitted
             .fetch_add(1, Ordering::Relaxed);
         let task = Pending::new(id, record, block, timeout, complete);
-        dispatch_new(&self.shared, &mut g, task);
+        dispatch_new(&self.shared, &mut g, [task]);
         Ok(())
     }
 
