@@ -108,6 +108,8 @@ struct Source<I, A: 'static, R: 'static> {
     deliver: Arc<Deliver>,
     /// The index of the next input item.
     next: usize,
+    /// The items of the chunk being encoded (kept: no allocation per chunk).
+    chunk: Vec<A>,
 }
 
 impl<I, A, R> Feed for Source<I, A, R>
@@ -120,8 +122,9 @@ where
         let mut batch = Vec::with_capacity(max_chunks);
         let mut end = None;
         let mut items = 0;
+        let mut chunk = std::mem::take(&mut self.chunk);
         while batch.len() < max_chunks && end.is_none() {
-            let mut chunk = Vec::with_capacity(self.chunksize);
+            chunk.clear();
             while chunk.len() < self.chunksize {
                 let at = self.next + chunk.len();
                 let failed = match catch_remote_panic(|| self.items.next()) {
@@ -150,6 +153,8 @@ where
             self.next += n;
             items += n;
         }
+        chunk.clear();
+        self.chunk = chunk;
         let chunks = batch.len();
         if chunks > 0 {
             // A pool that stopped running fails these chunks (`later`).
@@ -591,6 +596,7 @@ impl Pool {
             shared: Arc::clone(&self.shared),
             deliver,
             next: 0,
+            chunk: Vec::new(),
         };
         let mut it = IMapIter {
             stream,
