@@ -533,13 +533,10 @@ mod tests {
         check("replaced workers");
     }
 
-    /// A new task goes straight into a worker's ring only when nothing
-    /// waits before it: here a task with a timeout waits in the backlog for
-    /// the busy worker to be idle, and the plain task submitted after it,
-    /// which that busy worker would take at once, still starts after it.
-    #[test]
-    fn a_new_task_does_not_pass_the_tasks_waiting_before_it() {
-        let _serial = multiproc_testkit::serial();
+    /// A one-worker pool busy for 300 ms, and a task with a timeout that
+    /// waits in the backlog for that worker to be idle: the pool and the
+    /// timed task's start, once the busy task has ended.
+    fn busy_then_timed(then: impl FnOnce(&Pool)) -> (Pool, u64) {
         let pool = Pool::new(1).unwrap();
         let blocker = pool.apply_async(sleep_ms, 300).unwrap();
         let timed = pool
@@ -549,13 +546,25 @@ mod tests {
                 crate::ApplyOptions::new().timeout(Duration::from_secs(30)),
             )
             .unwrap();
-        let plain = pool.apply_async(started_at, ()).unwrap();
+        then(&pool);
         let bound = Duration::from_secs(60);
         assert_eq!(blocker.get_timeout(bound).unwrap(), 300);
-        let (timed, plain) = (
-            timed.get_timeout(bound).unwrap(),
-            plain.get_timeout(bound).unwrap(),
-        );
+        let timed = timed.get_timeout(bound).unwrap();
+        (pool, timed)
+    }
+
+    /// A new task goes straight into a worker's ring only when nothing
+    /// waits before it: here a task with a timeout waits in the backlog for
+    /// the busy worker to be idle, and the plain task submitted after it,
+    /// which that busy worker would take at once, still starts after it.
+    #[test]
+    fn a_new_task_does_not_pass_the_tasks_waiting_before_it() {
+        let _serial = multiproc_testkit::serial();
+        let mut plain = None;
+        let (_pool, timed) = busy_then_timed(|pool| {
+            plain = Some(pool.apply_async(started_at, ()).unwrap());
+        });
+        let plain = plain.unwrap().get_timeout(Duration::from_secs(60)).unwrap();
         assert!(
             timed < plain,
             "submitted second, started first: {timed} >= {plain}"
@@ -567,20 +576,14 @@ mod tests {
     #[test]
     fn a_maps_chunks_do_not_pass_the_tasks_waiting_before_them() {
         let _serial = multiproc_testkit::serial();
-        let pool = Pool::new(1).unwrap();
-        let blocker = pool.apply_async(sleep_ms, 300).unwrap();
-        let timed = pool
-            .apply_async_with(
-                started_at,
-                (),
-                crate::ApplyOptions::new().timeout(Duration::from_secs(30)),
-            )
+        let mut chunks = None;
+        let (_pool, timed) = busy_then_timed(|pool| {
+            chunks = Some(pool.map_async(started_at, vec![(); 8]).unwrap());
+        });
+        let starts = chunks
+            .unwrap()
+            .get_timeout(Duration::from_secs(60))
             .unwrap();
-        let chunks = pool.map_async(started_at, vec![(); 8]).unwrap();
-        let bound = Duration::from_secs(60);
-        assert_eq!(blocker.get_timeout(bound).unwrap(), 300);
-        let timed = timed.get_timeout(bound).unwrap();
-        let starts = chunks.get_timeout(bound).unwrap();
         assert!(
             starts.iter().all(|&s| s > timed),
             "the timed task started at {timed}, the chunks at {starts:?}"
