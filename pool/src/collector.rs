@@ -490,16 +490,25 @@ mod tests {
             .map_or(0, |d| d.as_micros() as u64)
     }
 
-    fn pid_after_ms(ms: u64) -> u32 {
+    fn now_us() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    }
+
+    /// The worker's pid and the time it ends, after `ms` milliseconds.
+    fn pid_after_ms(ms: u64) -> (u32, u64) {
         std::thread::sleep(Duration::from_millis(ms));
-        std::process::id()
+        (std::process::id(), now_us())
     }
 
     /// While one worker runs a long task, every task submitted meanwhile
-    /// goes to the other, idle one: a worker judged idle without a new look
-    /// at its finished count (the count only grows) is idle, and one given a
-    /// task since is looked at again. The same after both workers were
-    /// killed and replaced (their counts start again from zero).
+    /// goes to the other, idle one, also right after a result came back
+    /// (the worker counts its task finished before it publishes the
+    /// result). A worker judged idle without a new look at its finished
+    /// count (the count only grows) is idle, and one given a task since is
+    /// looked at again. The same after both workers were killed and
+    /// replaced (their counts start again from zero).
     #[test]
     fn a_task_goes_to_the_idle_worker_not_behind_the_busy_one() {
         let _serial = multiproc_testkit::serial();
@@ -507,13 +516,16 @@ mod tests {
         let pool = Pool::new(2).unwrap();
         let check = |round: &str| {
             let blocker = pool.apply_async(pid_after_ms, 600).unwrap();
-            let pids: Vec<u32> = (0..5)
-                .map(|_| pool.apply(pid_after_ms, 0).unwrap())
+            // Each task's submission time and where it ran.
+            let ran: Vec<(u64, u32)> = (0..5)
+                .map(|_| (now_us(), pool.apply(pid_after_ms, 0).unwrap().0))
                 .collect();
-            let busy = blocker.get_timeout(bound).unwrap();
+            let (busy, end) = blocker.get_timeout(bound).unwrap();
+            assert!(ran[0].0 < end, "{round}: the long task ended too soon");
+            // A task submitted after the long task's end may go anywhere.
             assert!(
-                pids.iter().all(|&p| p != busy),
-                "{round}: a task waited behind the busy worker {busy}: {pids:?}"
+                ran.iter().all(|&(at, pid)| pid != busy || at >= end),
+                "{round}: a task waited behind the busy worker {busy}: {ran:?}"
             );
         };
         // Both workers finish tasks first: the dispatcher has seen counts

@@ -92,9 +92,10 @@ impl SlotView {
     }
 
     /// How many tasks the worker has finished (run or skipped), stored
-    /// after each one's result is in the result ring. With the parent's
-    /// `dispatched` count, it tells how many of the worker's tasks are
-    /// still to run, results not yet collected excluded.
+    /// just before each one's result goes into the result ring (so whoever
+    /// reads the result sees the count). With the parent's `dispatched`
+    /// count, it tells how many of the worker's tasks are still to run,
+    /// results not yet collected excluded.
     pub(crate) fn finished(&self) -> &AtomicU64 {
         self.region.atomic_u64(self.base + FINISHED)
     }
@@ -361,6 +362,12 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             let kept = in_place.is_some_and(|block| kept_beyond_task(block, &mut attached));
             let flag = if kept { KIND_KEPT } else { 0 };
             let large = out.len() + 9 > slot.results.max_record();
+            // Counted before the result is published (below, in every
+            // branch), so that whoever has the result also sees this worker
+            // done with the task: a next task chosen then comes here, not
+            // behind a busy worker.
+            done += 1;
+            slot.finished().store(done, Ordering::Release);
             let sent = if large && arg_block.is_some_and(|b| write_in_arg(b, &out, &mut attached)) {
                 let len = out.len() as u64;
                 push_result(&slot, &parent, KIND_IN_ARG | flag, id, &len.to_le_bytes());
@@ -393,13 +400,13 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             // to keep the socket in step) close; the parent, which already
             // resolved the task, only learns that its place is free.
             drop(received);
+            // A skipped task counts too, as the parent counts every task it
+            // dispatched here: else a worker due to retire would wait for a
+            // task never sent.
+            done += 1;
+            slot.finished().store(done, Ordering::Release);
             push_result(&slot, &parent, KIND_SKIPPED, id, &[]);
         }
-        // A skipped task counts too, as the parent counts every task it
-        // dispatched here: else a worker due to retire would wait for a
-        // task never sent.
-        done += 1;
-        slot.finished().store(done, Ordering::Release);
         if arg.max_tasks.is_some_and(|m| done >= m) {
             release_blocks(&slot, &mut blocks, true);
             return 0;
