@@ -485,9 +485,7 @@ mod tests {
 
     /// Microseconds since the Unix epoch, when the task starts.
     fn started_at(_: ()) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64)
+        now_us()
     }
 
     fn now_us() -> u64 {
