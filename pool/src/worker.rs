@@ -362,15 +362,16 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             let kept = in_place.is_some_and(|block| kept_beyond_task(block, &mut attached));
             let flag = if kept { KIND_KEPT } else { 0 };
             let large = out.len() + 9 > slot.results.max_record();
-            // Counted before the result is published (below, in every
-            // branch), so that whoever has the result also sees this worker
-            // done with the task: a next task chosen then comes here, not
-            // behind a busy worker.
-            done += 1;
-            slot.finished().store(done, Ordering::Release);
             let sent = if large && arg_block.is_some_and(|b| write_in_arg(b, &out, &mut attached)) {
                 let len = out.len() as u64;
-                push_result(&slot, &parent, KIND_IN_ARG | flag, id, &len.to_le_bytes());
+                push_outcome(
+                    &slot,
+                    &parent,
+                    &mut done,
+                    KIND_IN_ARG | flag,
+                    id,
+                    &len.to_le_bytes(),
+                );
                 true
             } else if large {
                 block_seq += 1;
@@ -379,17 +380,17 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                         let mut payload = block_seq.to_le_bytes().to_vec();
                         payload.extend_from_slice(shm.name().as_bytes());
                         blocks.push_back((block_seq, shm));
-                        push_result(&slot, &parent, KIND_BLOCK | flag, id, &payload);
+                        push_outcome(&slot, &parent, &mut done, KIND_BLOCK | flag, id, &payload);
                         true
                     }
                     Err(e) => {
                         let e = error_outcome(e);
-                        push_result(&slot, &parent, KIND_INLINE | flag, id, &e);
+                        push_outcome(&slot, &parent, &mut done, KIND_INLINE | flag, id, &e);
                         true
                     }
                 }
             } else {
-                push_result(&slot, &parent, KIND_INLINE | flag, id, &out);
+                push_outcome(&slot, &parent, &mut done, KIND_INLINE | flag, id, &out);
                 true
             };
             debug_assert!(sent);
@@ -403,9 +404,7 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             // A skipped task counts too, as the parent counts every task it
             // dispatched here: else a worker due to retire would wait for a
             // task never sent.
-            done += 1;
-            slot.finished().store(done, Ordering::Release);
-            push_result(&slot, &parent, KIND_SKIPPED, id, &[]);
+            push_outcome(&slot, &parent, &mut done, KIND_SKIPPED, id, &[]);
         }
         if arg.max_tasks.is_some_and(|m| done >= m) {
             release_blocks(&slot, &mut blocks, true);
@@ -595,6 +594,16 @@ fn release_blocks(slot: &SlotView, blocks: &mut VecDeque<(u64, SharedMemory)>, a
 }
 
 /// Publishes one result record, waiting for room if the ring is full.
+/// Pushes the outcome of a task (run or skipped), counting the task in the
+/// worker's finished count (`done`) first: whoever reads the result then
+/// sees the worker done with the task, so a task chosen right after comes
+/// here rather than behind a busy worker.
+fn push_outcome(slot: &SlotView, parent: &Bell, done: &mut u64, kind: u8, id: u64, payload: &[u8]) {
+    *done += 1;
+    slot.finished().store(*done, Ordering::Release);
+    push_result(slot, parent, kind, id, payload);
+}
+
 fn push_result(slot: &SlotView, parent: &Bell, kind: u8, id: u64, payload: &[u8]) {
     let id = id.to_le_bytes();
     loop {
