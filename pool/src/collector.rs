@@ -99,18 +99,20 @@ fn move_backlog(shared: &Shared, g: &mut Inner) -> bool {
     new_deadline
 }
 
-/// Dispatches `tasks`, new ones, in order: each straight into a ring while
-/// nothing waits before it (no trip through the backlog: a task's entry is
-/// about 200 bytes, copied at each move), else after the backlog, whose
-/// order it keeps; then publishes each ring once.
+/// Dispatches `tasks`, new ones, in order, counting each as submitted:
+/// each straight into a ring while nothing waits before it (no trip
+/// through the backlog: a task's entry is about 200 bytes, copied at each
+/// move), else after the backlog, whose order it keeps; then publishes each
+/// ring once.
 pub(crate) fn dispatch_new(
     shared: &Shared,
     g: &mut Inner,
     tasks: impl IntoIterator<Item = Pending>,
 ) {
     // Tasks that waited already: a worker may have room for them now.
-    let mut new_deadline = !g.backlog.is_empty() && move_backlog(shared, g);
+    let mut new_deadline = move_backlog(shared, g);
     for task in tasks {
+        shared.counters.submitted.fetch_add(1, Ordering::Relaxed);
         if g.backlog.is_empty() {
             if let Some((wi, staged)) = stage(shared, &mut g.workers, &task) {
                 new_deadline |= queue(&mut g.workers[wi], staged, task);

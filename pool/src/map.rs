@@ -1,7 +1,6 @@
 //! `map`, `map_async`, `starmap`: eager submission of chunked inputs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,7 +55,6 @@ impl Shared {
                 }
                 return Ok(());
             }
-            let counters = &self.counters;
             let tasks = chunks.into_iter().filter_map(|(first, body, n)| {
                 let (id, record, block) = match body {
                     Ok(b) => b,
@@ -66,7 +64,6 @@ impl Shared {
                     }
                 };
                 let complete = Completion::chunk(Arc::clone(deliver), first, n);
-                counters.submitted.fetch_add(1, Ordering::Relaxed);
                 Some(Pending::new(id, record, block, timeout, complete))
             });
             dispatch_new(self, &mut g, tasks);

@@ -473,10 +473,6 @@ impl Pool {
             drop(g);
             return Err(e);
         }
-        self.shared
-            .counters
-            .submitted
-            .fetch_add(1, Ordering::Relaxed);
         let task = Pending::new(id, record, block, timeout, complete);
         dispatch_new(&self.shared, &mut g, [task]);
         Ok(())

@@ -127,9 +127,9 @@ impl Drop for Completion {
 /// The pool's running totals (see [`PoolStats`](crate::PoolStats)).
 #[derive(Default)]
 pub(crate) struct Counters {
-    /// Tasks submitted (queued or dispatched at once), each counted once;
-    /// changed only under the pool's lock. Every one is eventually counted
-    /// `completed` or `failed`.
+    /// Tasks submitted (queued or dispatched at once), each counted once, by
+    /// `collector::dispatch_new`, under the pool's lock. Every one is
+    /// eventually counted `completed` or `failed`.
     pub(crate) submitted: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,
