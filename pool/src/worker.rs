@@ -362,7 +362,8 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
             let kept = in_place.is_some_and(|block| kept_beyond_task(block, &mut attached));
             let flag = if kept { KIND_KEPT } else { 0 };
             let large = out.len() + 9 > slot.results.max_record();
-            let sent = if large && arg_block.is_some_and(|b| write_in_arg(b, &out, &mut attached)) {
+            // Every branch pushes the task's outcome, exactly once.
+            if large && arg_block.is_some_and(|b| write_in_arg(b, &out, &mut attached)) {
                 let len = out.len() as u64;
                 push_outcome(
                     &slot,
@@ -372,7 +373,6 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                     id,
                     &len.to_le_bytes(),
                 );
-                true
             } else if large {
                 block_seq += 1;
                 match write_block(&out, block_seq) {
@@ -381,19 +381,15 @@ pub(crate) fn worker_main(arg: WorkerArg, mut fds: Vec<OwnedFd>) -> i32 {
                         payload.extend_from_slice(shm.name().as_bytes());
                         blocks.push_back((block_seq, shm));
                         push_outcome(&slot, &parent, &mut done, KIND_BLOCK | flag, id, &payload);
-                        true
                     }
                     Err(e) => {
                         let e = error_outcome(e);
                         push_outcome(&slot, &parent, &mut done, KIND_INLINE | flag, id, &e);
-                        true
                     }
                 }
             } else {
                 push_outcome(&slot, &parent, &mut done, KIND_INLINE | flag, id, &out);
-                true
-            };
-            debug_assert!(sent);
+            }
             keep_outcome(out, out_is_spare, &mut buf, &mut spare);
             slot.current().store(0, Ordering::Release);
         } else {
