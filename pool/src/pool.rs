@@ -120,16 +120,16 @@ impl Pool {
         // its first run). A zygote from the fork server inherits the
         // server's, which is short too.
         let zygote = latency::starting_owned(Zygote::start)?;
-        let (wake_tx, wake_rx) =
-            UnixStream::pair().map_err(|e| Error::io("cannot create the pool's wake socket", e))?;
-        let _ = wake_tx.set_nonblocking(true);
-        let _ = wake_rx.set_nonblocking(true);
         let mut workers = Vec::with_capacity(n);
         let mut watch = Vec::with_capacity(n);
         let mut started = Vec::with_capacity(n);
         let mut failure = None;
-        // All requests at once: the zygote forks them back to back.
-        for spawned in spawn_workers(&zygote, &region, 0..n, &config) {
+        // This thread forks the workers itself if it may (a zygote forked
+        // from this process, which runs no other thread), while the zygote
+        // starts; otherwise the zygote forks them, every request sent at
+        // once. With the short slice, as the zygote's.
+        let spawned = latency::starting_owned(|| spawn_workers(&zygote, &region, 0..n, n, &config));
+        for spawned in spawned {
             match spawned {
                 Ok((c, fd_tx)) => started.push((Arc::new(c), fd_tx)),
                 Err(e) => {
@@ -137,16 +137,28 @@ impl Pool {
                 }
             }
         }
-        if let Some(e) = failure {
-            // Leave nothing behind: kill and reap the workers that did
-            // start (the zygote and region go on drop).
-            let started: Vec<Arc<ZygoteChild>> = started.into_iter().map(|(c, _)| c).collect();
-            for c in &started {
-                let _ = c.kill();
+        // Made after the workers: one forked by this thread would keep it.
+        let wake = match failure {
+            None => {
+                UnixStream::pair().map_err(|e| Error::io("cannot create the pool's wake socket", e))
             }
-            reap(&started, Instant::now() + EXIT_GRACE);
-            return Err(e);
-        }
+            Some(e) => Err(e),
+        };
+        let (wake_tx, wake_rx) = match wake {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Leave nothing behind: kill and reap the workers that did
+                // start (the zygote and region go on drop).
+                let started: Vec<Arc<ZygoteChild>> = started.into_iter().map(|(c, _)| c).collect();
+                for c in &started {
+                    let _ = c.kill();
+                }
+                reap(&started, Instant::now() + EXIT_GRACE);
+                return Err(e);
+            }
+        };
+        let _ = wake_tx.set_nonblocking(true);
+        let _ = wake_rx.set_nonblocking(true);
         for (slot, (child, fd_tx)) in started.into_iter().enumerate() {
             let view = SlotView::new(&region, slot);
             watch.push((slot, 0, Arc::clone(&child)));

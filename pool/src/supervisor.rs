@@ -29,20 +29,23 @@ pub(crate) fn spawn_worker(
     slot: usize,
     config: &Config,
 ) -> Result<(ZygoteChild, UnixStream)> {
-    spawn_workers(zygote, region, slot..slot + 1, config)
+    spawn_workers(zygote, region, slot..slot + 1, 0, config)
         .pop()
         .unwrap_or_else(|| Err(Error::new(ErrorKind::Io, "no worker was forked")))
 }
 
-/// Forks the workers of `slots` through the zygote, sending every request
-/// before waiting for the first answer ([`Zygote::spawn_many`]); returns
-/// each one and the socket on which it receives its tasks' descriptors, in
-/// order. The first that cannot be prepared fails, and the ones after it
-/// are not forked.
+/// Forks the workers of `slots`, the first `here` of them from this
+/// process while the zygote forks the others, where the zygote allows it
+/// ([`Zygote::spawn_many_beside`]: a zygote forked from this process, which
+/// runs a single thread), else all through the zygote, every request sent
+/// before waiting for the first answer; returns each one and the socket on
+/// which it receives its tasks' descriptors, in order. The first that
+/// cannot be prepared fails, and the ones after it are not forked.
 pub(crate) fn spawn_workers(
     zygote: &Zygote,
     region: &ShmRegion,
     slots: std::ops::Range<usize>,
+    here: usize,
     config: &Config,
 ) -> Vec<Result<(ZygoteChild, UnixStream)>> {
     let Some(region) = region.fd() else {
@@ -75,7 +78,10 @@ pub(crate) fn spawn_workers(
         .zip(&fds)
         .map(|(arg, f)| (arg, &f[..]))
         .collect();
-    let children = zygote.spawn_many(worker::worker_main, &requests);
+    // A worker forked here keeps no end of the pool's side.
+    let ours: Vec<BorrowedFd<'_>> = sockets.iter().map(|(fd_tx, _)| fd_tx.as_fd()).collect();
+    let children = zygote.spawn_many_beside(worker::worker_main, &requests, here, &ours);
+    drop(ours);
     drop(requests);
     drop(fds);
     let mut out: Vec<_> = children

@@ -83,6 +83,11 @@ impl ChildProc {
         Ok(ChildProc::new(pid, pidfd, Reaper::Direct))
     }
 
+    /// True if this process forked the child itself (it reaps it).
+    pub(crate) fn is_direct(&self) -> bool {
+        matches!(self.reaper, Reaper::Direct)
+    }
+
     pub(crate) fn is_alive(&self) -> bool {
         if self.reaped().is_some() {
             return false;

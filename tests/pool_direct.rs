@@ -1,0 +1,216 @@
+//! A pool started by a single-threaded process forks its first workers
+//! itself, while its zygote starts, and only their replacements come from
+//! the zygote (`Zygote::spawn_many_beside`). A process with a second thread,
+//! or one that ignores `SIGCHLD`, gets every worker from the zygote.
+//!
+//! Each case runs in a re-executed copy of this binary (role
+//! `MULTIPROC_POOL_DIRECT`), whose main thread is its only thread until the
+//! case says otherwise; the harness waits for it with a deadline and kills
+//! it and its children on failure.
+//!
+//! `harness = false`: the test harness runs each test on a thread of its
+//! own, and a process with more than one thread takes the zygote's way.
+
+use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use multiproc::{latency, ErrorKind, ExitStatus, Pool};
+use multiproc_testkit::{
+    assert_no_children, assert_no_zombie_children, parent_of, wait_gone, wait_until, Reexec,
+};
+
+const ROLE: &str = "MULTIPROC_POOL_DIRECT";
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn sleep_long(_: ()) -> u32 {
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+fn slice_here(_: ()) -> Option<u64> {
+    latency::current()
+}
+
+/// The sockets process `pid` holds, as `socket:[inode]` names.
+fn sockets(pid: i32) -> BTreeSet<String> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the process is alive");
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|t| t.starts_with("socket:"))
+        .collect()
+}
+
+/// The role of a single-threaded process: its first workers are its own
+/// children, hold none of its sockets nor each other's, and work; a killed
+/// one fails its task with the signal and is replaced from the zygote.
+fn single_threaded() {
+    let me = std::process::id() as i32;
+    let pool = Pool::new(2).expect("pool");
+    let first = pool.worker_pids();
+    for &w in &first {
+        assert_eq!(
+            parent_of(w),
+            Some(me),
+            "worker {w} is forked by the pool's process"
+        );
+    }
+    let (a, b, mine) = (sockets(first[0]), sockets(first[1]), sockets(me));
+    assert!(!a.is_empty() && !b.is_empty(), "{a:?} {b:?}");
+    assert!(
+        a.is_disjoint(&mine),
+        "worker 0 keeps the pool's sockets: {a:?} {mine:?}"
+    );
+    assert!(
+        b.is_disjoint(&mine),
+        "worker 1 keeps the pool's sockets: {b:?} {mine:?}"
+    );
+    assert!(a.is_disjoint(&b), "the workers share sockets: {a:?} {b:?}");
+    let want: Vec<u64> = (0..1000u64).map(square).collect();
+    assert_eq!(pool.map(square, 0..1000u64).expect("map"), want);
+    let slice = pool.apply(slice_here, ()).expect("apply");
+
+    // One long task each; the first worker is killed under its task.
+    let held: Vec<_> = (0..2)
+        .map(|_| pool.apply_async(sleep_long, ()).expect("apply_async"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let failed = wait_until(Duration::from_secs(5), || held.iter().any(|r| r.ready()));
+    assert!(failed, "no task failed after its worker was killed");
+    let e = held
+        .iter()
+        .find(|r| r.ready())
+        .and_then(|r| r.get_timeout(Duration::ZERO).err())
+        .expect("the killed worker's task failed");
+    assert_eq!(e.kind(), ErrorKind::WorkerLost, "{e}");
+    let info = e.exit_info().expect("exit info");
+    assert_eq!(info.pid, first[0]);
+    assert_eq!(
+        info.status,
+        ExitStatus::Signal(9),
+        "its status, from waitid"
+    );
+    assert!(wait_gone(first[0]), "the killed worker is reaped");
+
+    // Its replacement comes from the zygote, with the same slice.
+    let replaced = wait_until(Duration::from_secs(5), || {
+        pool.worker_pids().len() == 2 && !pool.worker_pids().contains(&first[0])
+    });
+    assert!(replaced, "no replacement: {:?}", pool.worker_pids());
+    let new = *pool
+        .worker_pids()
+        .iter()
+        .find(|p| !first.contains(p))
+        .expect("a new worker");
+    let zygote = parent_of(new).expect("the replacement runs");
+    assert_ne!(zygote, me, "the replacement is the zygote's child");
+    assert_eq!(parent_of(zygote), Some(me), "the zygote is ours");
+    // The other worker still sleeps: the replacement runs this.
+    assert_eq!(
+        pool.apply(slice_here, ()).expect("apply"),
+        slice,
+        "a worker forked here has the slice of one forked by the zygote"
+    );
+    pool.terminate();
+    drop(held);
+    drop(pool);
+    assert_no_zombie_children();
+    assert_no_children();
+    println!("ROLE OK single-threaded");
+}
+
+/// The role of a process with a second thread: every worker is the
+/// zygote's child.
+fn threaded() {
+    let me = std::process::id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || rx.recv());
+    let pool = Pool::new(2).expect("pool");
+    for &w in &pool.worker_pids() {
+        let zygote = parent_of(w).expect("the worker runs");
+        assert_ne!(zygote, me, "worker {w} is the zygote's child");
+        assert_eq!(parent_of(zygote), Some(me), "the zygote is ours");
+    }
+    assert_eq!(pool.map(square, 0..100u64).expect("map").len(), 100);
+    pool.close();
+    pool.join().expect("join");
+    drop(pool);
+    drop(tx);
+    let _ = other.join();
+    assert_no_zombie_children();
+    assert_no_children();
+    println!("ROLE OK threaded");
+}
+
+/// The role of a process that ignores `SIGCHLD`: every worker is the
+/// zygote's child, whose exit status the zygote reaps and reports.
+fn sigchld_ignored() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) }.expect("ignore SIGCHLD");
+    let me = std::process::id() as i32;
+    let pool = Pool::new(2).expect("pool");
+    let pids = pool.worker_pids();
+    for &w in &pids {
+        assert_ne!(parent_of(w), Some(me), "worker {w} is the zygote's child");
+    }
+    let held = pool.apply_async(sleep_long, ()).expect("apply_async");
+    std::thread::sleep(Duration::from_millis(100));
+    for &w in &pids {
+        multiproc_testkit::kill_pid(w);
+    }
+    let e = held
+        .get_timeout(Duration::from_secs(5))
+        .expect_err("its worker was killed");
+    assert_eq!(e.kind(), ErrorKind::WorkerLost, "{e}");
+    let info = e.exit_info().expect("exit info");
+    assert_eq!(info.status, ExitStatus::Signal(9), "reported by the zygote");
+    pool.terminate();
+    drop(pool);
+    assert_no_children();
+    println!("ROLE OK sigchld ignored");
+}
+
+fn main() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("single") => return single_threaded(),
+        Ok("threaded") => return threaded(),
+        Ok("sigchld") => return sigchld_ignored(),
+        Ok(role) => panic!("unknown role {role}"),
+        Err(_) => {}
+    }
+    let cases = [
+        ("single", "ROLE OK single-threaded"),
+        ("threaded", "ROLE OK threaded"),
+        ("sigchld", "ROLE OK sigchld ignored"),
+    ];
+    let mut failed = 0;
+    for (role, ok) in cases {
+        let name = format!("pool_direct::{role}");
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            let (status, out) = Reexec::program().env(ROLE, role).spawn().output(LIMIT);
+            assert!(status.success(), "{status}\n{out}");
+            assert!(out.contains(ok), "the role ran: {out}");
+        }));
+        match run {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", cases.len() - failed);
+    if failed != 0 {
+        std::process::exit(1);
+    }
+}
