@@ -36,10 +36,12 @@
 //! # Start methods: plain fork, or [`init()`] first
 //!
 //! By default a [`Pool`] forks the calling program once, into a
-//! single-threaded *zygote*, and the zygote forks every worker and every
-//! replacement; [`Process::spawn`] forks the program directly. A child then
-//! sees the program's memory as it was at that fork, copy-on-write, as with
-//! Python's `fork` start method. If the program runs other threads at that
+//! single-threaded *zygote*, which forks every replacement worker; the first
+//! workers are forked by the program itself when it runs a single thread
+//! (and does not ignore `SIGCHLD`), else by the zygote too.
+//! [`Process::spawn`] forks the program directly. A child then sees the
+//! program's memory as it was at that fork, copy-on-write, as with Python's
+//! `fork` start method. If the program runs other threads at that
 //! moment (tokio, rayon, a logger), whatever they hold (a lock inside
 //! `malloc`, stdout, a runtime) is inherited held.
 //!
@@ -61,7 +63,7 @@
 //! | child | forked from | sees the program's state as of |
 //! |---|---|---|
 //! | [`Process::spawn`], no [`init`] | the caller | the `spawn` call |
-//! | [`Pool`] / [`Executor`] worker, no [`init`] | the pool's zygote | [`Pool::new`] (also for every replacement worker) |
+//! | [`Pool`] / [`Executor`] worker, no [`init`] | the caller (a single-threaded one) or the pool's zygote; replacements: the zygote | [`Pool::new`] (also for every replacement worker) |
 //! | anything after [`init`] | the fork server (through a zygote for pools) | the [`init`] call, first thing in `main` |
 //!
 //! What the child gets from that snapshot:

@@ -4,8 +4,10 @@
 //! process can leave a child with locks that never unlock (stdout, the
 //! environment, an allocator arena...). A [`Zygote`] is forked from the caller
 //! once, never starts a thread, and forks every child it is asked for; pools
-//! start one at `Pool::new` and spawn workers and their replacements through
-//! it, and [`init`](crate::init) starts a process-wide one (the fork server).
+//! start one at `Pool::new` and spawn replacement workers through it (and
+//! their first workers, unless the caller may fork those itself:
+//! [`Zygote::spawn_many_beside`]), and [`init`](crate::init) starts a
+//! process-wide one (the fork server).
 //!
 //! A child is described by a function pointer `fn(A, Vec<OwnedFd>) -> i32`
 //! (sent as an address, valid because the zygote is a fork of the same

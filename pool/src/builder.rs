@@ -16,8 +16,11 @@ use crate::task::{self, InitResult, Tramp};
 pub enum StartMethod {
     /// The default: a zygote forked from the fork server if
     /// [`multiproc::init`](multiproc_ipc::init) started one, else a zygote
-    /// forked from this process at `Pool::new`. Workers and every
-    /// replacement are forked by the zygote.
+    /// forked from this process at `Pool::new`. Every replacement is forked
+    /// by the zygote, and so are the first workers, except that a
+    /// single-threaded process without a fork server (that does not ignore
+    /// `SIGCHLD`) forks those itself, at the same moment: they see the same
+    /// memory.
     #[default]
     Zygote,
     /// Require the process-wide fork server (Python's `forkserver`): the
