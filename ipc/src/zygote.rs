@@ -799,20 +799,11 @@ impl Zygote {
     /// processes, that wait made a pool's start and stop 6 times slower).
     ///
     /// Only where such a child is what the zygote's would be: the zygote was
-    /// forked from this process (not started by the fork server), this
-    /// process runs a single thread, so that no other thread can hold a lock
-    /// at the fork, and it does not let the kernel reap its children (with
-    /// `SIGCHLD` ignored their exit statuses would be lost; the zygote reaps
-    /// its own whatever the program ignores). Otherwise the zygote forks
-    /// every child.
-    ///
-    /// A child forked here sees this process's memory as it is at the call
-    /// (not as it was when the zygote started), gets its own copies of its
-    /// descriptors (the inherited ones stay open in it too), and keeps
-    /// neither the zygote's socket, nor the other children's descriptors,
-    /// nor `close_in_child`; every other descriptor of this process it
-    /// inherits, as a zygote's child inherits the zygote's. Its exit status
-    /// is read with `waitid`, not from the zygote's report.
+    /// forked from this process (not started by the fork server), and
+    /// [`may_fork_here`](Zygote::may_fork_here). Otherwise the zygote forks
+    /// every child. A child forked here is as one of
+    /// [`spawn_here`](Zygote::spawn_here), which also keeps neither the
+    /// zygote's socket nor the other children's descriptors.
     pub fn spawn_many_beside<A>(
         &self,
         main: fn(A, Vec<OwnedFd>) -> i32,
@@ -823,11 +814,7 @@ impl Zygote {
     where
         A: Serialize + DeserializeOwned + 'static,
     {
-        let here = if here > 0
-            && self.shared.process.is_direct()
-            && !wait::children_auto_reaped()
-            && fork::thread_count().is_ok_and(|n| n == 1)
-        {
+        let here = if here > 0 && self.shared.process.is_direct() && Zygote::may_fork_here() {
             here.min(args.len())
         } else {
             0
@@ -872,6 +859,49 @@ impl Zygote {
             out.extend((here + sent..args.len()).map(|_| Err(e.clone())));
         }
         out
+    }
+
+    /// True if this process may fork a child itself where it would ask a
+    /// zygote forked from it now: it runs a single thread, so that no other
+    /// thread can hold a lock at the fork, and it does not let the kernel
+    /// reap its children (with `SIGCHLD` ignored their exit statuses would be
+    /// lost; a zygote reaps its own whatever the program ignores).
+    pub fn may_fork_here() -> bool {
+        !wait::children_auto_reaped() && fork::thread_count().is_ok_and(|n| n == 1)
+    }
+
+    /// Forks this process into a child that runs `main(arg, fds)` as a
+    /// zygote's child would, without a zygote (a manager's start).
+    ///
+    /// The child sees this process's memory as it is now, gets its own
+    /// copies of `fds` (the inherited ones stay open in it too), does not
+    /// keep `close_in_child`, and inherits every other descriptor of this
+    /// process, as a zygote's child inherits the zygote's. Its exit status
+    /// is read with `waitid`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] unless [`may_fork_here`](Zygote::may_fork_here)
+    /// (ask a zygote then), or for more than 253 descriptors;
+    /// [`ErrorKind::Serialization`] if `arg` cannot be encoded;
+    /// [`ErrorKind::Io`] if the fork fails.
+    pub fn spawn_here<A>(
+        main: fn(A, Vec<OwnedFd>) -> i32,
+        arg: &A,
+        fds: &[BorrowedFd<'_>],
+        close_in_child: &[BorrowedFd<'_>],
+    ) -> Result<ZygoteChild>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        if !Zygote::may_fork_here() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "this process runs other threads or lets the kernel reap its children: \
+                 ask a zygote to fork the child",
+            ));
+        }
+        fork_here(main, arg, fds, close_in_child)
     }
 
     /// Asks the zygote to fork nothing more and to exit once every child it

@@ -1,7 +1,8 @@
 //! The local manager: a forked server process that owns shared objects.
 //!
 //! [`Manager::start`] forks the server (through the fork server when
-//! [`multiproc::init`](multiproc_ipc::init) ran, else through a fresh single-threaded zygote)
+//! [`multiproc::init`](multiproc_ipc::init) ran, else itself when the caller runs a single
+//! thread, else through a fresh single-threaded zygote)
 //! and hands it a listening unix socket in the abstract namespace. A client
 //! connects and sends the manager's random token together with its first
 //! request (a large one follows on the channel instead); the manager answers
@@ -584,8 +585,9 @@ impl Manager {
     /// # Caveats
     ///
     /// Without [`multiproc::init`](multiproc_ipc::init), the server is forked
-    /// (through a single-threaded zygote) from this process as it is now: if
-    /// another thread of the program holds a lock at that moment (stdout, the
+    /// from this process as it is now (by this process itself when it runs a
+    /// single thread, else through a single-threaded zygote): if another
+    /// thread of the program holds a lock at that moment (stdout, the
     /// allocator, a runtime's), the manager inherits it held. Call `init`
     /// first in `main` in programs that run threads.
     pub fn start() -> Result<Manager> {
@@ -608,6 +610,14 @@ impl Manager {
         };
         let (mut child, zygote) = match multiproc_ipc::fork_server() {
             Some(server) => (server.spawn(manager_main, &args, &[theirs.as_fd()])?, None),
+            // A single-threaded process forks the server itself: no zygote
+            // to fork first and wait for. With the short slice from the
+            // fork on, as the zygote's.
+            None if Zygote::may_fork_here() => {
+                let fork =
+                    || Zygote::spawn_here(manager_main, &args, &[theirs.as_fd()], &[ours.as_fd()]);
+                (multiproc_ipc::latency::starting_owned(fork)?, None)
+            }
             None => {
                 // The zygote and the server it forks are ours: the short
                 // slice from the fork on (see `latency::starting_owned`).

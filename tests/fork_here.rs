@@ -1,10 +1,11 @@
-//! A pool started by a single-threaded process forks its first workers
-//! itself, while its zygote starts, and only their replacements come from
-//! the zygote (`Zygote::spawn_many_beside`). A process with a second thread,
-//! or one that ignores `SIGCHLD`, gets every worker from the zygote.
+//! A single-threaded process forks its pools' first workers itself, while
+//! each pool's zygote starts, and only their replacements come from the
+//! zygote (`Zygote::spawn_many_beside`); it forks a manager's server itself,
+//! without a zygote (`Zygote::spawn_here`). A process with a second thread,
+//! or one that ignores `SIGCHLD`, gets them all from a zygote.
 //!
 //! Each case runs in a re-executed copy of this binary (role
-//! `MULTIPROC_POOL_DIRECT`), whose main thread is its only thread until the
+//! `MULTIPROC_FORK_HERE`), whose main thread is its only thread until the
 //! case says otherwise; the harness waits for it with a deadline and kills
 //! it and its children on failure.
 //!
@@ -15,12 +16,13 @@ use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use multiproc::{latency, ErrorKind, ExitStatus, Pool};
+use multiproc::{latency, ErrorKind, ExitStatus, Manager, Pool};
+use multiproc_ipc::Zygote;
 use multiproc_testkit::{
     assert_no_children, assert_no_zombie_children, parent_of, wait_gone, wait_until, Reexec,
 };
 
-const ROLE: &str = "MULTIPROC_POOL_DIRECT";
+const ROLE: &str = "MULTIPROC_FORK_HERE";
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn square(x: u64) -> u64 {
@@ -30,6 +32,15 @@ fn square(x: u64) -> u64 {
 fn sleep_long(_: ()) -> u32 {
     std::thread::sleep(Duration::from_secs(60));
     0
+}
+
+fn pid_after(ms: u64) -> i32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id() as i32
+}
+
+fn exit_with(code: i32, _: Vec<std::os::fd::OwnedFd>) -> i32 {
+    code
 }
 
 fn slice_here(_: ()) -> Option<u64> {
@@ -59,6 +70,15 @@ fn single_threaded() {
             "worker {w} is forked by the pool's process"
         );
     }
+    // A child closes what it must not keep when it first runs: both have.
+    let ran: Vec<_> = (0..2)
+        .map(|_| pool.apply_async(pid_after, 100).expect("apply_async"))
+        .collect();
+    let mut ran: Vec<i32> = ran.into_iter().map(|r| r.get().expect("get")).collect();
+    ran.sort_unstable();
+    let mut both = first.clone();
+    both.sort_unstable();
+    assert_eq!(ran, both, "one task ran on each worker");
     let (a, b, mine) = (sockets(first[0]), sockets(first[1]), sockets(me));
     assert!(!a.is_empty() && !b.is_empty(), "{a:?} {b:?}");
     assert!(
@@ -128,19 +148,51 @@ fn single_threaded() {
     println!("ROLE OK single-threaded");
 }
 
-/// The role of a process with a second thread: every worker is the
-/// zygote's child.
-fn threaded() {
+/// The role of a single-threaded process that starts a manager: the server
+/// is its own child, works, stops and is reaped.
+fn manager_here() {
     let me = std::process::id() as i32;
+    let manager = Manager::start().expect("manager");
+    assert_eq!(
+        parent_of(manager.pid()),
+        Some(me),
+        "the server is forked here"
+    );
+    let d = manager.dict::<String, u64>().expect("dict");
+    d.insert(&"k".to_string(), &7).expect("insert");
+    assert_eq!(d.get(&"k".to_string()).expect("get"), Some(7));
+    drop(d);
+    manager.shutdown().expect("shutdown");
+    drop(manager);
+    assert_no_zombie_children();
+    assert_no_children();
+    println!("ROLE OK manager");
+}
+
+/// True if `child` is a child of a child of this process (a zygote's).
+fn grandchild(child: i32) -> bool {
+    let me = std::process::id() as i32;
+    let parent = parent_of(child).expect("the child runs");
+    parent != me && parent_of(parent) == Some(me)
+}
+
+/// The role of a process with a second thread: every worker and the
+/// manager's server are a zygote's children, and nothing is forked here.
+fn threaded() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let other = std::thread::spawn(move || rx.recv());
     let pool = Pool::new(2).expect("pool");
     for &w in &pool.worker_pids() {
-        let zygote = parent_of(w).expect("the worker runs");
-        assert_ne!(zygote, me, "worker {w} is the zygote's child");
-        assert_eq!(parent_of(zygote), Some(me), "the zygote is ours");
+        assert!(grandchild(w), "worker {w} is the zygote's child");
     }
     assert_eq!(pool.map(square, 0..100u64).expect("map").len(), 100);
+    let manager = Manager::start().expect("manager");
+    assert!(grandchild(manager.pid()), "the server is a zygote's child");
+    manager.shutdown().expect("shutdown");
+    drop(manager);
+    assert!(!Zygote::may_fork_here());
+    let refused = Zygote::spawn_here(exit_with, &0, &[], &[]).expect_err("two threads");
+    assert_eq!(refused.kind(), ErrorKind::InvalidArgument, "{refused}");
     pool.close();
     pool.join().expect("join");
     drop(pool);
@@ -157,12 +209,15 @@ fn sigchld_ignored() {
     use nix::sys::signal::{signal, SigHandler, Signal};
     // SAFETY: SIG_IGN installs no handler code.
     unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) }.expect("ignore SIGCHLD");
-    let me = std::process::id() as i32;
     let pool = Pool::new(2).expect("pool");
     let pids = pool.worker_pids();
     for &w in &pids {
-        assert_ne!(parent_of(w), Some(me), "worker {w} is the zygote's child");
+        assert!(grandchild(w), "worker {w} is the zygote's child");
     }
+    let manager = Manager::start().expect("manager");
+    assert!(grandchild(manager.pid()), "the server is a zygote's child");
+    manager.shutdown().expect("shutdown");
+    drop(manager);
     let held = pool.apply_async(sleep_long, ()).expect("apply_async");
     std::thread::sleep(Duration::from_millis(100));
     for &w in &pids {
@@ -185,6 +240,7 @@ fn main() {
         Ok("single") => return single_threaded(),
         Ok("threaded") => return threaded(),
         Ok("sigchld") => return sigchld_ignored(),
+        Ok("manager") => return manager_here(),
         Ok(role) => panic!("unknown role {role}"),
         Err(_) => {}
     }
@@ -192,10 +248,11 @@ fn main() {
         ("single", "ROLE OK single-threaded"),
         ("threaded", "ROLE OK threaded"),
         ("sigchld", "ROLE OK sigchld ignored"),
+        ("manager", "ROLE OK manager"),
     ];
     let mut failed = 0;
     for (role, ok) in cases {
-        let name = format!("pool_direct::{role}");
+        let name = format!("fork_here::{role}");
         let run = catch_unwind(AssertUnwindSafe(|| {
             let (status, out) = Reexec::program().env(ROLE, role).spawn().output(LIMIT);
             assert!(status.success(), "{status}\n{out}");
