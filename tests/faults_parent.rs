@@ -12,11 +12,10 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use multiproc::{Manager, Pool, Queue};
-use multiproc_testkit::{descendants_of, gone, shm_names, wait_until, Reexec};
+use multiproc_testkit::{descendants_of, gone, shm_names, wait_until, Cases, Reexec};
 
 const ROLE: &str = "MULTIPROC_FAULTS_PARENT";
 const WATCHDOG: Duration = Duration::from_secs(90);
@@ -127,20 +126,9 @@ fn main() {
         ("parent_sigkill_without_init_leaves_nothing", false),
         ("parent_sigkill_with_init_leaves_nothing", true),
     ];
-    let mut failed = 0;
+    let mut cases = Cases::new();
     for (name, with_init) in tests {
-        match catch_unwind(AssertUnwindSafe(|| {
-            parent_sigkill_leaves_nothing(with_init)
-        })) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
+        cases.run(name, || parent_sigkill_leaves_nothing(with_init));
     }
-    println!("{} passed, {failed} failed", tests.len() - failed);
-    if failed != 0 {
-        std::process::exit(1);
-    }
+    cases.finish();
 }

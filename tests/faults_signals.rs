@@ -18,7 +18,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use multiproc::{Manager, Pool, Queue};
-use multiproc_testkit::{descendants_of, gone, shm_names, wait_until, Reexec};
+use multiproc_testkit::{descendants_of, gone, shm_names, wait_until, Cases, Reexec};
 use nix::sys::signal::{killpg, signal, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 
@@ -172,18 +172,9 @@ fn main() {
             taken_by_the_program,
         ),
     ];
-    let mut failed = 0;
+    let mut cases = Cases::new();
     for (name, test) in tests {
-        match std::panic::catch_unwind(test) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
+        cases.run(name, test);
     }
-    println!("{} passed, {failed} failed", tests.len() - failed);
-    if failed != 0 {
-        std::process::exit(1);
-    }
+    cases.finish();
 }

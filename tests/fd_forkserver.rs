@@ -9,13 +9,12 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use std::os::unix::net::UnixStream;
 
 use multiproc::{Connection, Executor, Fd, Pipe, Pool, Process, StartMethod};
-use multiproc_testkit::{join_or_kill, zombie_children};
+use multiproc_testkit::{join_or_kill, zombie_children, Cases};
 
 /// The bound of the whole binary.
 mod fd_helpers;
@@ -143,26 +142,13 @@ fn main() {
             executor_task_receives_an_fd_file,
         ),
     ];
-    let (mut passed, mut failed) = (0, 0);
+    let mut cases = Cases::new();
     for (name, check) in checks {
-        match catch_unwind(AssertUnwindSafe(check)) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
+        cases.run(name, check);
     }
     let zombies = zombie_children();
     if !zombies.is_empty() {
-        println!("zombie children left: {zombies:?}");
-        failed += 1;
+        cases.fail(&format!("zombie children left: {zombies:?}"));
     }
-    println!("{passed} passed, {failed} failed");
-    if failed != 0 {
-        std::process::exit(1);
-    }
+    cases.finish();
 }

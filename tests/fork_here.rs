@@ -13,13 +13,12 @@
 //! own, and a process with more than one thread takes the zygote's way.
 
 use std::collections::BTreeSet;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use multiproc::{latency, ErrorKind, ExitStatus, Manager, Pool};
 use multiproc_ipc::Zygote;
 use multiproc_testkit::{
-    assert_no_children, assert_no_zombie_children, parent_of, wait_gone, wait_until, Reexec,
+    assert_no_children, assert_no_zombie_children, parent_of, wait_gone, wait_until, Cases, Reexec,
 };
 
 const ROLE: &str = "MULTIPROC_FORK_HERE";
@@ -250,24 +249,13 @@ fn main() {
         ("sigchld", "ROLE OK sigchld ignored"),
         ("manager", "ROLE OK manager"),
     ];
-    let mut failed = 0;
+    let mut results = Cases::new();
     for (role, ok) in cases {
-        let name = format!("fork_here::{role}");
-        let run = catch_unwind(AssertUnwindSafe(|| {
+        results.run(&format!("fork_here::{role}"), || {
             let (status, out) = Reexec::program().env(ROLE, role).spawn().output(LIMIT);
             assert!(status.success(), "{status}\n{out}");
             assert!(out.contains(ok), "the role ran: {out}");
-        }));
-        match run {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
+        });
     }
-    println!("{} passed, {failed} failed", cases.len() - failed);
-    if failed != 0 {
-        std::process::exit(1);
-    }
+    results.finish();
 }

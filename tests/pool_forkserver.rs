@@ -4,13 +4,12 @@
 //!
 //! `harness = false`: `multiproc::init()` must run before any thread exists.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, ExitStatus, Pool, StartMethod, Value};
 use multiproc_testkit::{
     alive, gone, kill_pid, leftovers, parent_of, sched_slice, shm_names, wait_until,
-    zombie_children,
+    zombie_children, Cases,
 };
 
 /// The bound of the whole binary.
@@ -214,32 +213,10 @@ fn main() {
             sigkilled_worker_fails_its_task_and_the_pool_recovers,
         ),
     ];
-    let (mut passed, mut failed) = (0, 0);
+    let mut cases = Cases::new();
     for (name, check) in checks {
-        match catch_unwind(AssertUnwindSafe(|| check(&pool))) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
+        cases.run(name, || check(&pool));
     }
-    let name = "teardown_leaves_nothing";
-    match catch_unwind(AssertUnwindSafe(|| teardown_leaves_nothing(pool))) {
-        Ok(()) => {
-            passed += 1;
-            println!("test {name} ... ok");
-        }
-        Err(_) => {
-            failed += 1;
-            println!("test {name} ... FAILED");
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed != 0 {
-        std::process::exit(1);
-    }
+    cases.run("teardown_leaves_nothing", || teardown_leaves_nothing(pool));
+    cases.finish();
 }

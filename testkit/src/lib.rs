@@ -17,6 +17,8 @@
 //!   process, always waited for with a deadline.
 //! - [`redis`](mod@redis): a real `redis-server` on a free loopback port, stopped
 //!   when dropped ([`RedisServer`]).
+//! - [`cases`](mod@cases): the harness of a `harness = false` test binary
+//!   ([`Cases`]).
 //!
 //! Dev-only: used by the workspace's tests, never published.
 //!
@@ -31,6 +33,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cases;
 pub mod kid;
 pub mod procs;
 pub mod redis;
@@ -41,6 +44,7 @@ pub mod wait;
 
 use std::time::Duration;
 
+pub use cases::Cases;
 pub use kid::{join_or_kill, kill_and_reap, Kid};
 pub use procs::{
     alive, assert_no_children, assert_no_zombie_children, children, descendants, descendants_of,
