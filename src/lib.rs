@@ -64,7 +64,7 @@
 //! |---|---|---|
 //! | [`Process::spawn`], no [`init`] | the caller | the `spawn` call |
 //! | [`Pool`] / [`Executor`] worker, no [`init`] | the caller (a single-threaded one) or the pool's zygote; replacements: the zygote | [`Pool::new`] (also for every replacement worker) |
-//! | anything after [`init`] | the fork server (through a zygote for pools) | the [`init`] call, first thing in `main` |
+//! | anything after [`init`] | the fork server (a pool's replacement workers through the pool's zygote, its child) | the [`init`] call, first thing in `main` |
 //!
 //! What the child gets from that snapshot:
 //!

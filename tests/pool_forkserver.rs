@@ -1,6 +1,7 @@
-//! `Pool` with `StartMethod::ForkServer`: workers descend from the fork
-//! server, results are right, a SIGKILLed worker fails its task with
-//! `WorkerLost` and the pool recovers, and nothing is left behind.
+//! `Pool` with `StartMethod::ForkServer`: the first workers are the fork
+//! server's children and a replacement its zygote's, results are right, a
+//! SIGKILLed worker fails its task with `WorkerLost` and the pool recovers,
+//! and nothing is left behind.
 //!
 //! `harness = false`: `multiproc::init()` must run before any thread exists.
 
@@ -54,18 +55,19 @@ fn server_pid() -> i32 {
     multiproc_ipc::fork_server().expect("init ran").pid()
 }
 
+/// Each worker is the fork server's child (the first ones) or its
+/// zygote's (a replacement), never this process's.
 fn workers_descend_from_the_fork_server(pool: &Pool) {
     let me = std::process::id() as i32;
     let server = server_pid();
     let pids = pool.worker_pids();
     assert_eq!(pids.len(), 2, "{pids:?}");
     for &w in &pids {
-        let zygote = parent_of(w).expect("worker is alive");
-        assert_ne!(zygote, me, "worker {w} was forked by this process");
-        assert_eq!(
-            parent_of(zygote),
-            Some(server),
-            "worker {w}'s zygote {zygote}"
+        let parent = parent_of(w).expect("worker is alive");
+        assert_ne!(parent, me, "worker {w} was forked by this process");
+        assert!(
+            parent == server || parent_of(parent) == Some(server),
+            "worker {w}'s parent {parent}"
         );
     }
     assert_eq!(
@@ -73,6 +75,15 @@ fn workers_descend_from_the_fork_server(pool: &Pool) {
         vec![server],
         "only the fork server is a child of this process"
     );
+}
+
+/// The first workers are forked by the fork server itself, not by the
+/// pool's zygote, which has only just been forked when they are needed.
+fn first_workers_are_the_servers_children(pool: &Pool) {
+    let server = server_pid();
+    for w in pool.worker_pids() {
+        assert_eq!(parent_of(w), Some(server), "worker {w}");
+    }
 }
 
 fn apply_returns_the_value(pool: &Pool) {
@@ -88,6 +99,7 @@ fn map_over_a_thousand_items(pool: &Pool) {
 }
 
 fn sigkilled_worker_fails_its_task_and_the_pool_recovers(pool: &Pool) {
+    let before = pool.worker_pids();
     let slot = Value::new(0i32).unwrap();
     let victim = pool
         .apply_async(record_pid_then_sleep, slot.clone())
@@ -107,11 +119,23 @@ fn sigkilled_worker_fails_its_task_and_the_pool_recovers(pool: &Pool) {
     assert_eq!(info.pid, pid);
     assert_eq!(info.status, ExitStatus::Signal(9));
     assert!(wait_until(DETECT, || gone(pid)));
-    // The replacement also comes from the fork server's zygote.
+    // The replacement comes from the pool's zygote, the fork server's child.
     assert!(wait_until(Duration::from_secs(10), || {
         let pids = pool.worker_pids();
         pids.len() == 2 && !pids.contains(&pid) && pids.iter().all(|&p| alive(p))
     }));
+    let new = *pool
+        .worker_pids()
+        .iter()
+        .find(|p| !before.contains(p))
+        .expect("a replacement");
+    let zygote = parent_of(new).expect("the replacement runs");
+    assert_ne!(
+        zygote,
+        server_pid(),
+        "the replacement is the zygote's child"
+    );
+    assert_eq!(parent_of(zygote), Some(server_pid()), "the zygote {zygote}");
     assert_eq!(pool.apply(square, 9).unwrap(), 81);
     workers_descend_from_the_fork_server(pool);
 }
@@ -122,6 +146,7 @@ fn teardown_leaves_nothing(pool: Pool) {
     let me = std::process::id() as i32;
     let server = server_pid();
     let workers = pool.worker_pids();
+    // The pool's zygote and its first workers.
     let zygotes: Vec<i32> = children_of(server);
     assert!(
         !zygotes.is_empty(),
@@ -197,7 +222,11 @@ fn main() {
         .expect("a ForkServer pool after init");
 
     type Check = fn(&Pool);
-    let checks: [(&str, Check); 5] = [
+    let checks: [(&str, Check); 6] = [
+        (
+            "first_workers_are_the_servers_children",
+            first_workers_are_the_servers_children,
+        ),
         (
             "workers_ask_for_the_short_slice_and_a_process_keeps_the_callers",
             workers_ask_for_the_short_slice_and_a_process_keeps_the_callers,

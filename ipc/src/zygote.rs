@@ -792,18 +792,20 @@ impl Zygote {
         self.spawn_many_beside(main, args, 0, &[])
     }
 
-    /// As [`spawn_many`](Zygote::spawn_many), but this process forks the
-    /// first `here` children itself while the zygote forks the others. A
+    /// As [`spawn_many`](Zygote::spawn_many), but the first `here` children
+    /// are forked without this zygote, while it forks the others: by this
+    /// process itself, or by the fork server this zygote was forked from. A
     /// pool forks its first workers so: its start then waits for no answer
     /// from a zygote that has only just been forked (beside two busy
     /// processes, that wait made a pool's start and stop 6 times slower).
     ///
-    /// Only where such a child is what the zygote's would be: the zygote was
-    /// forked from this process (not started by the fork server), and
-    /// [`may_fork_here`](Zygote::may_fork_here). Otherwise the zygote forks
-    /// every child. A child forked here is as one of
-    /// [`spawn_here`](Zygote::spawn_here), which also keeps neither the
-    /// zygote's socket nor the other children's descriptors.
+    /// Only where such a child is what this zygote's would be: this process
+    /// forks them if it forked the zygote and
+    /// [`may_fork_here`](Zygote::may_fork_here) (a child forked here is as
+    /// one of [`spawn_here`](Zygote::spawn_here), which also keeps neither the
+    /// zygote's socket nor the other children's descriptors); the fork
+    /// server forks them if it forked the zygote (the zygote is the server's
+    /// image unchanged). Otherwise the zygote forks every child.
     pub fn spawn_many_beside<A>(
         &self,
         main: fn(A, Vec<OwnedFd>) -> i32,
@@ -814,7 +816,13 @@ impl Zygote {
     where
         A: Serialize + DeserializeOwned + 'static,
     {
-        let here = if here > 0 && self.shared.process.is_direct() && Zygote::may_fork_here() {
+        // Who forks the first `here`: this process (`None`), or the fork
+        // server that forked this zygote.
+        let server = crate::forkserver::fork_server()
+            .filter(|s| here > 0 && self.shared.process.forked_by(&s.shared));
+        let here = if server.is_some()
+            || (here > 0 && self.shared.process.is_direct() && Zygote::may_fork_here())
+        {
             here.min(args.len())
         } else {
             0
@@ -838,19 +846,25 @@ impl Zygote {
             }
             sent += 1;
         }
-        // While the zygote forks: this process's own. (The lock held here
-        // stays held in them: a fork of the owner never uses its zygote.)
+        // While the zygote forks: the fork server's, or this process's own.
+        // (The lock held here stays held in them: a fork of the owner never
+        // uses its zygote.)
         let mut out: Vec<Result<ZygoteChild>> = Vec::with_capacity(args.len());
-        for (i, (arg, fds)) in mine.iter().enumerate() {
-            let mut close: Vec<BorrowedFd<'_>> = vec![io.sock.as_fd()];
-            close.extend_from_slice(close_in_child);
-            let others = args.iter().enumerate().filter(|&(j, _)| j != i);
-            close.extend(
-                others
-                    .flat_map(|(_, (_, f))| f.iter())
-                    .filter(|f| fds.iter().all(|own| own.as_raw_fd() != f.as_raw_fd())),
-            );
-            out.push(fork_here(main, *arg, fds, &close));
+        match server {
+            Some(server) => out.extend(server.spawn_many(main, mine)),
+            None => {
+                for (i, (arg, fds)) in mine.iter().enumerate() {
+                    let mut close: Vec<BorrowedFd<'_>> = vec![io.sock.as_fd()];
+                    close.extend_from_slice(close_in_child);
+                    let others = args.iter().enumerate().filter(|&(j, _)| j != i);
+                    close.extend(
+                        others
+                            .flat_map(|(_, (_, f))| f.iter())
+                            .filter(|f| fds.iter().all(|own| own.as_raw_fd() != f.as_raw_fd())),
+                    );
+                    out.push(fork_here(main, *arg, fds, &close));
+                }
+            }
         }
         // Every request sent gets its answer read, to keep the socket in
         // step, whatever happened to a later one.

@@ -17,15 +17,16 @@ pub enum StartMethod {
     /// The default: a zygote forked from the fork server if
     /// [`multiproc::init`](multiproc_ipc::init) started one, else a zygote
     /// forked from this process at `Pool::new`. Every replacement is forked
-    /// by the zygote, and so are the first workers, except that a
-    /// single-threaded process without a fork server (that does not ignore
-    /// `SIGCHLD`) forks those itself, at the same moment: they see the same
-    /// memory.
+    /// by the zygote. The first workers are forked by the fork server if
+    /// there is one, else by this process itself if it runs a single thread
+    /// (and does not ignore `SIGCHLD`), else by the zygote: they see the
+    /// same memory either way.
     #[default]
     Zygote,
     /// Require the process-wide fork server (Python's `forkserver`): the
-    /// pool's zygote is forked from it, so workers never inherit this
-    /// process's threads' state. `build` fails if `init()` was not called.
+    /// first workers and the pool's zygote, which forks their replacements,
+    /// are forked from it, so workers never inherit this process's threads'
+    /// state. `build` fails if `init()` was not called.
     ForkServer,
 }
 

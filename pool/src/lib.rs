@@ -12,8 +12,8 @@
 //! `Pool::new` maps one shared-memory region (an unnamed memory file, sent
 //! to each worker: nothing in `/dev/shm`, pages allocated as the rings touch
 //! them), forks a single-threaded zygote, and forks the workers itself
-//! when the caller runs a single thread (else the zygote forks them); the
-//! zygote forks every replacement. Each worker
+//! when the caller runs a single thread (after `init()`, the fork server
+//! forks them; else the zygote); the zygote forks every replacement. Each worker
 //! has two single-producer single-consumer byte rings in the region: tasks
 //! in, results out. Both sides spin briefly before parking on a shared futex,
 //! and the parent publishes dispatched tasks in batches. Payloads too large

@@ -125,9 +125,10 @@ impl Pool {
         let mut started = Vec::with_capacity(n);
         let mut failure = None;
         // This thread forks the workers itself if it may (a zygote forked
-        // from this process, which runs no other thread), while the zygote
-        // starts; otherwise the zygote forks them, every request sent at
-        // once. With the short slice, as the zygote's.
+        // from this process, which runs no other thread), or the fork server
+        // forks them (a zygote forked from it), while the zygote starts;
+        // otherwise the zygote forks them, every request sent at once. With
+        // the short slice, as the zygote's.
         let spawned = latency::starting_owned(|| spawn_workers(&zygote, &region, 0..n, n, &config));
         for spawned in spawned {
             match spawned {

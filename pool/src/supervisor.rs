@@ -34,11 +34,12 @@ pub(crate) fn spawn_worker(
         .unwrap_or_else(|| Err(Error::new(ErrorKind::Io, "no worker was forked")))
 }
 
-/// Forks the workers of `slots`, the first `here` of them from this
-/// process while the zygote forks the others, where the zygote allows it
-/// ([`Zygote::spawn_many_beside`]: a zygote forked from this process, which
-/// runs a single thread), else all through the zygote, every request sent
-/// before waiting for the first answer; returns each one and the socket on
+/// Forks the workers of `slots`, the first `here` of them without the
+/// zygote while it forks the others, where the zygote allows it
+/// ([`Zygote::spawn_many_beside`]: by this process if it forked the zygote
+/// and runs a single thread, by the fork server if it forked the zygote),
+/// else all through the zygote, every request sent before waiting for the
+/// first answer; returns each one and the socket on
 /// which it receives its tasks' descriptors, in order. The first that
 /// cannot be prepared fails, and the ones after it are not forked.
 pub(crate) fn spawn_workers(

@@ -88,6 +88,11 @@ impl ChildProc {
         matches!(self.reaper, Reaper::Direct)
     }
 
+    /// True if the zygote `parent` forked the child.
+    pub(crate) fn forked_by(&self, parent: &Arc<ZygoteShared>) -> bool {
+        matches!(&self.reaper, Reaper::Zygote { zygote, .. } if Arc::ptr_eq(zygote, parent))
+    }
+
     pub(crate) fn is_alive(&self) -> bool {
         if self.reaped().is_some() {
             return false;
