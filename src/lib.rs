@@ -38,7 +38,8 @@
 //! By default a [`Pool`] forks the calling program once, into a
 //! single-threaded *zygote*, which forks every replacement worker; the first
 //! workers are forked by the program itself when it runs a single thread
-//! (and does not ignore `SIGCHLD`), else by the zygote too.
+//! (and leaves `SIGCHLD` at its default: neither ignored nor handled), else
+//! by the zygote too.
 //! [`Process::spawn`] forks the program directly. A child then sees the
 //! program's memory as it was at that fork, copy-on-write, as with Python's
 //! `fork` start method. If the program runs other threads at that

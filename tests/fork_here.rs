@@ -2,7 +2,7 @@
 //! each pool's zygote starts, and only their replacements come from the
 //! zygote (`Zygote::spawn_many_beside`); it forks a manager's server itself,
 //! without a zygote (`Zygote::spawn_here`). A process with a second thread,
-//! or one that ignores `SIGCHLD`, gets them all from a zygote.
+//! or one that ignores or handles `SIGCHLD`, gets them all from a zygote.
 //!
 //! Each case runs in a re-executed copy of this binary (role
 //! `MULTIPROC_FORK_HERE`), whose main thread is its only thread until the
@@ -202,12 +202,22 @@ fn threaded() {
     println!("ROLE OK threaded");
 }
 
-/// The role of a process that ignores `SIGCHLD`: every worker is the
-/// zygote's child, whose exit status the zygote reaps and reports.
-fn sigchld_ignored() {
+/// A `SIGCHLD` handler that does nothing (a program's own would reap).
+extern "C" fn on_sigchld(_: std::os::raw::c_int) {}
+
+/// The role of a process that ignores `SIGCHLD` (`ignored`) or handles it:
+/// every worker is the zygote's child, whose exit status the zygote reaps
+/// and reports.
+fn sigchld_not_default(ignored: bool) {
     use nix::sys::signal::{signal, SigHandler, Signal};
-    // SAFETY: SIG_IGN installs no handler code.
-    unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) }.expect("ignore SIGCHLD");
+    let disposition = if ignored {
+        SigHandler::SigIgn
+    } else {
+        SigHandler::Handler(on_sigchld)
+    };
+    // SAFETY: SIG_IGN installs no handler code; `on_sigchld` does nothing
+    // (async-signal-safe).
+    unsafe { signal(Signal::SIGCHLD, disposition) }.expect("set SIGCHLD's disposition");
     let pool = Pool::new(2).expect("pool");
     let pids = pool.worker_pids();
     for &w in &pids {
@@ -231,14 +241,18 @@ fn sigchld_ignored() {
     pool.terminate();
     drop(pool);
     assert_no_children();
-    println!("ROLE OK sigchld ignored");
+    println!(
+        "ROLE OK sigchld {}",
+        if ignored { "ignored" } else { "handled" }
+    );
 }
 
 fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("single") => return single_threaded(),
         Ok("threaded") => return threaded(),
-        Ok("sigchld") => return sigchld_ignored(),
+        Ok("sigchld") => return sigchld_not_default(true),
+        Ok("sigchld_handler") => return sigchld_not_default(false),
         Ok("manager") => return manager_here(),
         Ok(role) => panic!("unknown role {role}"),
         Err(_) => {}
@@ -247,6 +261,7 @@ fn main() {
         ("single", "ROLE OK single-threaded"),
         ("threaded", "ROLE OK threaded"),
         ("sigchld", "ROLE OK sigchld ignored"),
+        ("sigchld_handler", "ROLE OK sigchld handled"),
         ("manager", "ROLE OK manager"),
     ];
     let mut results = Cases::new();

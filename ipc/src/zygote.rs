@@ -877,11 +877,12 @@ impl Zygote {
 
     /// True if this process may fork a child itself where it would ask a
     /// zygote forked from it now: it runs a single thread, so that no other
-    /// thread can hold a lock at the fork, and it does not let the kernel
-    /// reap its children (with `SIGCHLD` ignored their exit statuses would be
-    /// lost; a zygote reaps its own whatever the program ignores).
+    /// thread can hold a lock at the fork, and `SIGCHLD` has its default
+    /// disposition (ignored, the kernel would discard its children's exit
+    /// statuses; with a handler, the program might reap them itself; a
+    /// zygote reaps its own whatever the program does).
     pub fn may_fork_here() -> bool {
-        !wait::children_auto_reaped() && fork::thread_count().is_ok_and(|n| n == 1)
+        wait::sigchld_is_default() && fork::thread_count().is_ok_and(|n| n == 1)
     }
 
     /// Forks this process into a child that runs `main(arg, fds)` as a
@@ -911,7 +912,7 @@ impl Zygote {
         if !Zygote::may_fork_here() {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "this process runs other threads or lets the kernel reap its children: \
+                "this process runs other threads or does not leave SIGCHLD at its default: \
                  ask a zygote to fork the child",
             ));
         }

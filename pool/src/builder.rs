@@ -19,8 +19,8 @@ pub enum StartMethod {
     /// forked from this process at `Pool::new`. Every replacement is forked
     /// by the zygote. The first workers are forked by the fork server if
     /// there is one, else by this process itself if it runs a single thread
-    /// (and does not ignore `SIGCHLD`), else by the zygote: they see the
-    /// same memory either way.
+    /// (and leaves `SIGCHLD` at its default), else by the zygote: they see
+    /// the same memory either way.
     #[default]
     Zygote,
     /// Require the process-wide fork server (Python's `forkserver`): the

@@ -71,6 +71,19 @@ pub(crate) fn children_auto_reaped() -> bool {
     cur.sa_sigaction == libc::SIG_IGN || cur.sa_flags & libc::SA_NOCLDWAIT != 0
 }
 
+/// True if `SIGCHLD` has its default disposition: the kernel keeps this
+/// process's children's statuses, and no handler of the program's (which
+/// might reap any child with `waitpid(-1)`) runs when one exits.
+pub(crate) fn sigchld_is_default() -> bool {
+    // SAFETY: sigaction is plain data; all-zero is a valid value.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; a valid pointer for the old.
+    if unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut cur) } == -1 {
+        return false;
+    }
+    cur.sa_sigaction == libc::SIG_DFL && cur.sa_flags & libc::SA_NOCLDWAIT == 0
+}
+
 /// Restores a disposition of `SIGCHLD` saved by [`default_sigchld`] (in a
 /// child of the process that saved it: same program image, so a handler
 /// address saved there is valid here).
