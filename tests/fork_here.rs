@@ -46,12 +46,30 @@ fn slice_here(_: ()) -> Option<u64> {
     latency::current()
 }
 
-/// The sockets process `pid` holds, as `socket:[inode]` names.
-fn sockets(pid: i32) -> BTreeSet<String> {
+/// What each descriptor of process `pid` names (`socket:[inode]`, a path).
+fn descriptors(pid: i32) -> Vec<String> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the process is alive");
     dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .map(|target| target.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The sockets process `pid` holds, as `socket:[inode]` names.
+fn sockets(pid: i32) -> BTreeSet<String> {
+    descriptors(pid)
+        .into_iter()
         .filter(|t| t.starts_with("socket:"))
+        .collect()
+}
+
+/// The sockets and memory files process `pid` holds more than one
+/// descriptor of.
+fn held_twice(pid: i32) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    descriptors(pid)
+        .into_iter()
+        .filter(|t| t.starts_with("socket:") || t.starts_with("/memfd:"))
+        .filter(|t| !seen.insert(t.clone()))
         .collect()
 }
 
@@ -89,6 +107,13 @@ fn single_threaded() {
         "worker 1 keeps the pool's sockets: {b:?} {mine:?}"
     );
     assert!(a.is_disjoint(&b), "the workers share sockets: {a:?} {b:?}");
+    for &w in &first {
+        assert_eq!(
+            held_twice(w),
+            Vec::<String>::new(),
+            "worker {w}: one descriptor each"
+        );
+    }
     let want: Vec<u64> = (0..1000u64).map(square).collect();
     assert_eq!(pool.map(square, 0..1000u64).expect("map"), want);
     let slice = pool.apply(slice_here, ()).expect("apply");

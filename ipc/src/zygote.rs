@@ -231,7 +231,8 @@ fn trampoline<A: DeserializeOwned + 'static>(
 }
 
 /// Forks this process into a child that runs `main(arg, fds)` as a
-/// zygote's child would, with copies of `fds`, not keeping `close`.
+/// zygote's child would, with copies of `fds` and not `fds` themselves, not
+/// keeping `close`.
 fn fork_here<A: Serialize + DeserializeOwned + 'static>(
     main: fn(A, Vec<OwnedFd>) -> i32,
     arg: &A,
@@ -240,16 +241,18 @@ fn fork_here<A: Serialize + DeserializeOwned + 'static>(
 ) -> Result<ZygoteChild> {
     check_fds(fds)?;
     let payload = codec::encode(arg)?;
-    let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    // The child's copies, made here and moved into it: it closes the
+    // originals, and here the copies close as the fork returns.
+    let copies = fds
+        .iter()
+        .map(|f| f.try_clone_to_owned())
+        .collect::<io::Result<Vec<OwnedFd>>>()
+        .map_err(|e| Error::io("cannot copy a child's descriptors", e))?;
+    let mut close = close.to_vec();
+    close.extend_from_slice(fds);
     let main = FnAddr::of(main);
-    let child = ChildProc::fork_direct(close, fork::Lifeline::Settled, move || {
-        match raw.iter().map(|&r| fd::dup_raw(r)).collect() {
-            Ok(fds) => trampoline::<A>(main, &payload, fds),
-            Err(e) => {
-                tracing::error!(error = %e, "forked child: cannot copy its descriptors; exiting with 127");
-                127
-            }
-        }
+    let child = ChildProc::fork_direct(&close, fork::Lifeline::Settled, move || {
+        trampoline::<A>(main, &payload, copies)
     })?;
     Ok(ZygoteChild::from_proc(child))
 }
@@ -889,9 +892,9 @@ impl Zygote {
     /// zygote's child would, without a zygote (a manager's start).
     ///
     /// The child sees this process's memory as it is now, gets its own
-    /// copies of `fds` (the inherited ones stay open in it too), does not
-    /// keep `close_in_child`, and inherits every other descriptor of this
-    /// process, as a zygote's child inherits the zygote's. Its exit status
+    /// copies of `fds` (one each: the inherited ones are closed in it), does
+    /// not keep `close_in_child`, and inherits every other descriptor of
+    /// this process, as a zygote's child inherits the zygote's. Its exit status
     /// is read with `waitid`.
     ///
     /// # Errors
