@@ -58,30 +58,29 @@ pub(crate) fn default_sigchld() -> io::Result<SigchldDisposition> {
     Ok(SigchldDisposition(old))
 }
 
+/// The current disposition of `SIGCHLD`, if it can be read.
+fn sigchld_action() -> Option<libc::sigaction> {
+    // SAFETY: sigaction is plain data; all-zero is a valid value.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; a valid pointer for the old.
+    let r = unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut cur) };
+    (r != -1).then_some(cur)
+}
+
 /// True if the kernel reaps this process's children itself as they exit
 /// (`SIGCHLD` ignored, or `SA_NOCLDWAIT`): their statuses are lost, and a
 /// child that exits at once may be gone before `pidfd_open` names it.
 pub(crate) fn children_auto_reaped() -> bool {
-    // SAFETY: sigaction is plain data; all-zero is a valid value.
-    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only queries; a valid pointer for the old.
-    if unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut cur) } == -1 {
-        return false;
-    }
-    cur.sa_sigaction == libc::SIG_IGN || cur.sa_flags & libc::SA_NOCLDWAIT != 0
+    sigchld_action()
+        .is_some_and(|a| a.sa_sigaction == libc::SIG_IGN || a.sa_flags & libc::SA_NOCLDWAIT != 0)
 }
 
 /// True if `SIGCHLD` has its default disposition: the kernel keeps this
 /// process's children's statuses, and no handler of the program's (which
 /// might reap any child with `waitpid(-1)`) runs when one exits.
 pub(crate) fn sigchld_is_default() -> bool {
-    // SAFETY: sigaction is plain data; all-zero is a valid value.
-    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only queries; a valid pointer for the old.
-    if unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut cur) } == -1 {
-        return false;
-    }
-    cur.sa_sigaction == libc::SIG_DFL && cur.sa_flags & libc::SA_NOCLDWAIT == 0
+    sigchld_action()
+        .is_some_and(|a| a.sa_sigaction == libc::SIG_DFL && a.sa_flags & libc::SA_NOCLDWAIT == 0)
 }
 
 /// Restores a disposition of `SIGCHLD` saved by [`default_sigchld`] (in a
