@@ -2,7 +2,8 @@
 //! each pool's zygote starts, and only their replacements come from the
 //! zygote (`Zygote::spawn_many_beside`); it forks a manager's server itself,
 //! without a zygote (`Zygote::spawn_here`). A process with a second thread,
-//! or one that ignores or handles `SIGCHLD`, gets them all from a zygote.
+//! or one that ignores or handles `SIGCHLD`, gets them all from a zygote,
+//! forked again when it cannot start a thread.
 //!
 //! Each case runs in a re-executed copy of this binary (role
 //! `MULTIPROC_FORK_HERE`), whose main thread is its only thread until the
@@ -15,7 +16,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use multiproc::{latency, ErrorKind, ExitStatus, Manager, Pool};
+use multiproc::{latency, test_hooks, ErrorKind, ExitStatus, Manager, Pool};
 use multiproc_ipc::Zygote;
 use multiproc_testkit::{
     assert_no_children, assert_no_zombie_children, parent_of, wait_gone, wait_until, Cases, Reexec,
@@ -205,12 +206,22 @@ fn grandchild(child: i32) -> bool {
 fn threaded() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let other = std::thread::spawn(move || rx.recv());
+    // A zygote forked by the main thread of a threaded process starts a
+    // thread first and forks again when it cannot (the hook stalls it).
+    test_hooks::stall_lifeline_starts(1);
     let pool = Pool::new(2).expect("pool");
+    assert_eq!(test_hooks::lifeline_stalls_left(), 0, "the pool's zygote");
     for &w in &pool.worker_pids() {
         assert!(grandchild(w), "worker {w} is the zygote's child");
     }
     assert_eq!(pool.map(square, 0..100u64).expect("map").len(), 100);
+    test_hooks::stall_lifeline_starts(1);
     let manager = Manager::start().expect("manager");
+    assert_eq!(
+        test_hooks::lifeline_stalls_left(),
+        0,
+        "the manager's zygote"
+    );
     assert!(grandchild(manager.pid()), "the server is a zygote's child");
     manager.shutdown().expect("shutdown");
     drop(manager);

@@ -372,6 +372,51 @@ fn a_zygote_from_another_thread_forks_only_once_its_lifeline_runs() {
     assert!(out.contains("LIFELINE FIRST"), "the helper ran: {out}");
 }
 
+/// A zygote whose lifeline thread cannot start (another thread of this
+/// process was starting or ending one at the fork, and the lock the
+/// standard library takes for that stayed held in the copy) exits within
+/// milliseconds, and `Zygote::start` forks it again: twice stuck, then a
+/// zygote whose child starts a thread. Five stuck forks in a row give an
+/// error that says why. The hook makes the thread sleep as a stuck one does.
+#[test]
+fn helper_lifeline_stalls() {
+    if role().as_deref() != Some("lifeline_stalls") {
+        return;
+    }
+    use multiproc::test_hooks::{lifeline_stalls_left, stall_lifeline_starts};
+    std::thread::spawn(|| {
+        stall_lifeline_starts(2);
+        let zygote = Zygote::start().expect("a zygote after two stuck ones");
+        println!("CHILD {}", zygote.pid());
+        assert_eq!(lifeline_stalls_left(), 0);
+        let mut child = zygote.spawn(start_a_thread, &(), &[]).expect("spawn");
+        let status = child.wait_timeout(LIMIT).expect("the child ends");
+        assert_eq!(status, ExitStatus::Code(0), "a child starts a thread");
+        drop(zygote);
+        stall_lifeline_starts(5);
+        let refused = Zygote::start().expect_err("five stuck zygotes");
+        assert_eq!(refused.kind(), ErrorKind::Io, "{refused}");
+        assert!(
+            refused
+                .to_string()
+                .contains("could not start a thread in 5 forks"),
+            "{refused}"
+        );
+        assert_eq!(lifeline_stalls_left(), 0);
+    })
+    .join()
+    .expect("the zygotes' round");
+    assert_no_zombie_children();
+    println!("LIFELINE STALLS");
+}
+
+#[test]
+fn a_zygote_that_cannot_start_a_thread_is_forked_again() {
+    let (status, out) = run_helper("lifeline_stalls", "helper_lifeline_stalls");
+    assert!(status.success(), "{status}\n{out}");
+    assert!(out.contains("LIFELINE STALLS"), "the helper ran: {out}");
+}
+
 /// A zygote forked while another thread of the program held stdout's lock
 /// (a test harness printing a result line, say) inherits that lock held
 /// for ever. It prints nothing of its own and must never wait for it: it

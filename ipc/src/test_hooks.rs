@@ -4,7 +4,7 @@
 //! They cost one relaxed atomic load where they act, and do nothing unless
 //! a test arms them. Forked processes inherit them armed or not.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -53,6 +53,50 @@ pub(crate) fn lifeline_delay() -> Option<Duration> {
         0 => None,
         ns => Some(Duration::from_nanos(ns)),
     }
+}
+
+/// How many of the next settled children stall their lifeline thread.
+static LIFELINE_STALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Makes the lifeline thread of each of the next `n` children that wait
+/// for theirs (zygotes started from a process that runs more than one
+/// thread, or from a thread other than the main one) sleep for good before
+/// it runs any of its own code, as a thread does whose start waits for a
+/// lock of the standard library that another thread of this process held
+/// at the fork. Such a zygote sees that within milliseconds and exits, and
+/// [`Zygote::start`](crate::Zygote::start) forks it again, a few times at
+/// most; 0 disarms the hook.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{test_hooks, Pool};
+///
+/// // Another thread runs: a zygote started now waits for its lifeline.
+/// let other = std::thread::spawn(|| std::thread::park());
+/// test_hooks::stall_lifeline_starts(2);
+/// let pool = Pool::new(1)?; // its zygote is forked three times
+/// assert_eq!(test_hooks::lifeline_stalls_left(), 0);
+/// assert_eq!(pool.apply(|x: u64| x + 1, 1)?, 2);
+/// other.thread().unpark();
+/// other.join().unwrap();
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn stall_lifeline_starts(n: u32) {
+    LIFELINE_STALLS.store(n, Ordering::SeqCst);
+}
+
+/// How many lifeline threads [`stall_lifeline_starts`] still has to stall.
+pub fn lifeline_stalls_left() -> u32 {
+    LIFELINE_STALLS.load(Ordering::SeqCst)
+}
+
+/// Whether the child about to be forked stalls its lifeline thread (one
+/// stall used up if so).
+pub(crate) fn take_lifeline_stall() -> bool {
+    LIFELINE_STALLS
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// Whether a hook waits in [`BEFORE_FORK`] (checked first: a fork that

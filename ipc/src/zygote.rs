@@ -57,6 +57,13 @@ pub(crate) use child::{ChildProc, Reaper};
 const HEADER: usize = 12;
 /// How long a retiring zygote waits for room to write its last reports.
 const RETIRE_FLUSH: Duration = Duration::from_secs(2);
+/// How many times [`Zygote::start_forked`] forks a zygote that cannot start
+/// a thread before it gives up. Each fork that fails so overlapped another
+/// thread's start or end by a few microseconds: a second in a row is rare.
+const START_ATTEMPTS: u32 = 5;
+/// How long a threaded requester waits for a new zygote's first message
+/// (the zygote itself gives up after 5 s).
+const READY_WAIT: Duration = Duration::from_secs(10);
 const MAX_FRAME: usize = codec::DEFAULT_MAX_MESSAGE;
 
 fn frame_bytes(msg: &[u8], payload: &[u8], nfds: usize) -> io::Result<Vec<u8>> {
@@ -181,6 +188,10 @@ enum Request {
 
 #[derive(Serialize, Deserialize)]
 enum Reply {
+    /// The zygote is ready for requests: its first message. A requester
+    /// that runs other threads waits for it (see
+    /// [`Zygote::start_forked`]); others read it with the first answer.
+    Ready,
     /// The child runs; its pidfd is attached.
     Spawned { id: u64, pid: i32 },
     /// The fork (or the request) failed.
@@ -431,6 +442,7 @@ fn zygote_loop(sock: OwnedFd) -> i32 {
         next_id: 1,
         retiring: false,
     };
+    st.reply(&Reply::Ready, Vec::new());
     loop {
         let Some(sock) = st.sock.as_ref() else {
             return 0;
@@ -542,6 +554,11 @@ impl ClientIo {
                             self.statuses.insert(id, status);
                         }
                     }
+                    Reply::Ready => {
+                        if stop == Stop::Ready {
+                            return Ok(None);
+                        }
+                    }
                     other => {
                         if stop == Stop::Reply {
                             return Ok(Some((other, frame.fds)));
@@ -585,6 +602,7 @@ impl ClientIo {
 enum Stop {
     Reply,
     Status(u64),
+    Ready,
 }
 
 pub(crate) struct ZygoteShared {
@@ -664,7 +682,8 @@ impl Zygote {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] if the socketpair or the fork fails.
+    /// [`ErrorKind::Io`] if the socketpair or the fork fails, or if five
+    /// zygotes in a row could not start a thread (below).
     ///
     /// # Caveats
     ///
@@ -675,12 +694,17 @@ impl Zygote {
     /// For that reason the children of such a zygote do not flush stdout
     /// when they exit: a last line printed without a newline is lost unless
     /// the child flushes it itself.
-    /// Started from a thread other than the main one, the zygote has a
-    /// second thread, a watcher that kills it when the parent process exits
+    /// Started from a thread other than the main one, or from a process
+    /// that runs more than one thread, the zygote has a second thread, a
+    /// watcher that kills it when the parent process exits
     /// (`PR_SET_PDEATHSIG` would fire when the starting *thread* exits); it
     /// only waits in `poll` and holds no lock, and the zygote forks nothing
     /// before it runs (a fork while a thread starts could leave a lock of
-    /// the standard library held in every child).
+    /// the standard library held in every child). A fork while *another*
+    /// thread of the caller starts or ends leaves that lock held in the
+    /// zygote: its watcher then cannot start, the zygote sees that within
+    /// milliseconds and exits, and `start`, which waits for a new zygote's
+    /// first word whenever the caller runs other threads, forks it again.
     pub fn start() -> Result<Zygote> {
         match crate::forkserver::fork_server() {
             Some(server) => Zygote::start_via(server),
@@ -689,7 +713,46 @@ impl Zygote {
     }
 
     /// Starts a zygote by forking the calling process (used by `init`).
+    ///
+    /// From a process that runs other threads, waits until the zygote is
+    /// ready, and forks it again (up to [`START_ATTEMPTS`] times in all)
+    /// while it exits because it cannot start a thread (see
+    /// [`fork::LIFELINE_STUCK_EXIT_CODE`]).
     pub(crate) fn start_forked() -> Result<Zygote> {
+        let threaded = !fork::thread_count().is_ok_and(|n| n == 1);
+        for _ in 0..START_ATTEMPTS {
+            let zygote = Zygote::fork_one()?;
+            if !threaded {
+                return Ok(zygote);
+            }
+            match zygote.wait_ready() {
+                Ok(()) => return Ok(zygote),
+                Err(e) if e.kind() != ErrorKind::Closed => return Err(e),
+                Err(_) => {}
+            }
+            let bound = Some(Instant::now() + Duration::from_secs(1));
+            match zygote.shared.process.wait_status(bound) {
+                Ok(ExitStatus::Code(fork::LIFELINE_STUCK_EXIT_CODE)) => continue,
+                Ok(status) => {
+                    return Err(Error::new(
+                        ErrorKind::Closed,
+                        format!("the zygote exited ({status}) before it was ready"),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the zygote could not start a thread in {START_ATTEMPTS} forks: another thread \
+                 of this process was starting or ending one at each"
+            ),
+        ))
+    }
+
+    /// Forks the calling process into a zygote.
+    fn fork_one() -> Result<Zygote> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| Error::io("cannot create the zygote socketpair", e))?;
         let (ours, theirs) = (OwnedFd::from(ours), OwnedFd::from(theirs));
@@ -701,6 +764,20 @@ impl Zygote {
                 zygote_loop(theirs)
             })?;
         Ok(Zygote::from_parts(ours, process))
+    }
+
+    /// Waits for the zygote's first message ([`Reply::Ready`]): Closed if it
+    /// exits first, Timeout if it sends nothing for [`READY_WAIT`] (the
+    /// zygote gives up on its own well before).
+    fn wait_ready(&self) -> Result<()> {
+        let mut io = self.shared.lock();
+        let deadline = Instant::now() + READY_WAIT;
+        io.pump(
+            self.shared.process.pidfd.as_fd(),
+            Some(deadline),
+            Stop::Ready,
+        )
+        .map(drop)
     }
 
     fn start_via(server: &Zygote) -> Result<Zygote> {

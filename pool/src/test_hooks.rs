@@ -6,7 +6,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use multiproc_ipc::test_hooks::{before_next_fork, delay_lifeline_start};
+pub use multiproc_ipc::test_hooks::{
+    before_next_fork, delay_lifeline_start, lifeline_stalls_left, stall_lifeline_starts,
+};
 
 /// Spawns left before the armed one fails; 0 when disarmed.
 static FAIL_SPAWN_IN: AtomicUsize = AtomicUsize::new(0);

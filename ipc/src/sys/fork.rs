@@ -31,7 +31,9 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 /// set if the caller is the main thread (the signal fires when the forking
 /// *thread* exits; from other threads a small watcher thread in the child
 /// polls a pidfd of the parent process and kills the child when it exits
-/// instead); if the parent is already gone, the child exits at once. Then
+/// instead, and a [`Lifeline::Settled`] child of a threaded process starts
+/// one too, see [`watch_parent`]); if the parent is already gone, the child
+/// exits at once. Then
 /// `child` runs with panics caught, and the process ends with `_exit(code)`;
 /// it never returns into the caller's frames and never runs the parent's
 /// `atexit` handlers. A panic escaping `child` exits with [`PANIC_EXIT_CODE`].
@@ -70,6 +72,11 @@ unsafe fn fork_with(
     crate::test_hooks::run_before_fork();
     // SAFETY: getpid and gettid have no preconditions.
     let (parent, from_main_thread) = unsafe { (libc::getpid(), libc::gettid() == libc::getpid()) };
+    // A child forked by a thread other than the main one needs a lifeline;
+    // a settled child of a threaded process starts one too, to learn that
+    // it can start threads at all (see `watch_parent`).
+    let watch = !from_main_thread || (lifeline == Lifeline::Settled && !alone);
+    let stall = watch && lifeline == Lifeline::Settled && crate::test_hooks::take_lifeline_stall();
     // No other thread of ours is half-way through the registries a child
     // uses: they are held across the fork and released on both sides;
     // `alone`, no other thread can be (and taking and releasing them would
@@ -102,10 +109,12 @@ unsafe fn fork_with(
             // The parent died before prctl took effect: die with it.
             exit_child(1, false);
         }
-    } else {
+    }
+    if watch {
         // Forked from a thread that may exit long before the process: watch
-        // the parent process itself instead.
-        watch_parent(parent, lifeline);
+        // the parent process itself instead (as well, for a settled child
+        // of a threaded process).
+        watch_parent(parent, lifeline, stall);
     }
     let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(PANIC_EXIT_CODE);
     run_exit_hooks();
@@ -195,7 +204,10 @@ fn exit_child(code: i32, flush: bool) -> ! {
 pub(crate) enum Lifeline {
     /// Waits until it runs: the child forks processes of its own (a
     /// zygote), and a fork while that thread starts could leave a lock of
-    /// the standard library held in them.
+    /// the standard library held in them. Forked by the main thread of a
+    /// process that runs other threads, it starts one too, and waits for
+    /// it: whether it can start a thread at all is what its children's
+    /// threads depend on.
     Settled,
     /// Goes on at once: the child runs the caller's code (a `Process`),
     /// whose own forks, if any, are the caller's business.
@@ -203,8 +215,28 @@ pub(crate) enum Lifeline {
 }
 
 /// How long a forked child waits for its lifeline thread to start before
-/// it gives up and exits (see [`watch_parent`]).
+/// it gives up and exits (see [`watch_parent`]): a bound for a thread that
+/// is starved, not for one that is stuck (that is seen within milliseconds).
 const LIFELINE_START: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The exit code of a settled child whose lifeline thread cannot start: a
+/// lock the standard library takes while a thread starts or ends was held
+/// by another thread of the parent at the fork (`EX_TEMPFAIL`: forking
+/// again will most likely do).
+pub(crate) const LIFELINE_STUCK_EXIT_CODE: i32 = 75;
+
+/// How often in a row a settled child must see its lifeline thread asleep
+/// before it has run any of its own code to call it stuck.
+const STUCK_LOOKS: u32 = 3;
+
+/// The time between two looks at a lifeline thread that has not run yet.
+const STUCK_LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The lifeline thread's progress: not started yet, running its own code,
+/// and done with what the child waits for.
+const LIFELINE_NOT_IN: u32 = 0;
+const LIFELINE_IN: u32 = 1;
+const LIFELINE_RUNS: u32 = 2;
 
 /// Starts a thread that kills this process with `SIGKILL` when `parent`
 /// exits (the parent-death signal, for children of non-main threads), and,
@@ -213,16 +245,26 @@ const LIFELINE_START: std::time::Duration = std::time::Duration::from_secs(5);
 /// Once running, the thread only waits in `poll` on a pidfd: it takes no
 /// lock and does not allocate, so the process may fork safely while it
 /// runs (zygotes started from a non-main thread rely on this). Its start
-/// is another matter: the standard library registers a starting thread
-/// under a process-wide lock, and a fork at that moment leaves the lock
-/// held in the child for good, so that every thread the child (a manager
-/// forked by this zygote, say) starts waits for it forever. Hence the wait
-/// here. A thread that cannot start (this process inherited that lock held
-/// from its own parent) exits the process after [`LIFELINE_START`], an
-/// error for whoever asked for it, instead of children that hang. A
+/// is another matter: the standard library records every thread that
+/// starts or ends under a process-wide lock, and a fork at that moment
+/// leaves the lock held in the child for good, so that every thread the
+/// child (a manager forked by this zygote, say) starts waits for it
+/// forever. Hence the wait here, which a settled child of a threaded
+/// process does even when the main thread forked it. A thread stuck so
+/// sleeps before it runs any of its own code, and nothing left in this
+/// process can wake it: a settled child that sees that [`STUCK_LOOKS`]
+/// times in a row exits with [`LIFELINE_STUCK_EXIT_CODE`], for its parent
+/// to fork it again. A thread that is merely slow to start (a busy
+/// machine) is runnable, not asleep; the child gives up on it only after
+/// [`LIFELINE_START`], exiting with 1. Either way an error for whoever
+/// asked for the child, instead of children that hang. A
 /// [`Lifeline::Started`] child does not wait (one thread start, about 75 µs
 /// on our VMs, on every `Process` forked by a non-main thread).
-fn watch_parent(parent: Pid, lifeline: Lifeline) {
+///
+/// `stall` (a test hook, [`crate::test_hooks::stall_lifeline_starts`])
+/// makes the thread sleep for good before it runs any of its own code, as
+/// a stuck one does.
+fn watch_parent(parent: Pid, lifeline: Lifeline, stall: bool) {
     let Ok(pidfd) = super::wait::pidfd_open(parent) else {
         exit_child(1, false)
     };
@@ -231,16 +273,23 @@ fn watch_parent(parent: Pid, lifeline: Lifeline) {
         // The parent died (the pidfd may even name a recycled pid).
         exit_child(1, false);
     }
-    let running = std::sync::Arc::new(AtomicU32::new(0));
-    let flag = std::sync::Arc::clone(&running);
+    let progress = std::sync::Arc::new(AtomicU32::new(LIFELINE_NOT_IN));
+    let flag = std::sync::Arc::clone(&progress);
     let started = std::thread::Builder::new()
         .name("multiproc-lifeline".into())
         .spawn(move || {
+            if stall {
+                let never = AtomicU32::new(0);
+                loop {
+                    crate::park::wait_u32(&never, 0, None);
+                }
+            }
+            // The standard library's start-up of this thread is over.
+            flag.store(LIFELINE_IN, Ordering::Release);
             if let Some(delay) = crate::test_hooks::lifeline_delay() {
                 std::thread::sleep(delay);
             }
-            // The standard library's start-up of this thread is over.
-            flag.store(1, Ordering::Release);
+            flag.store(LIFELINE_RUNS, Ordering::Release);
             crate::park::wake_all_u32(&flag);
             super::fd::wait_readable_forever(std::os::fd::AsFd::as_fd(&pidfd));
             // SAFETY: kill with our own pid and a signal number.
@@ -253,13 +302,64 @@ fn watch_parent(parent: Pid, lifeline: Lifeline) {
         return;
     }
     let deadline = std::time::Instant::now() + LIFELINE_START;
-    while running.load(Ordering::Acquire) == 0 {
+    let mut asleep = 0;
+    loop {
+        let seen = progress.load(Ordering::Acquire);
+        if seen == LIFELINE_RUNS {
+            return;
+        }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             exit_child(1, false);
         }
-        crate::park::wait_u32(&running, 0, Some(left));
+        crate::park::wait_u32(&progress, seen, Some(left.min(STUCK_LOOK_EVERY)));
+        // Asleep, and still not in its own code (looked at in this order,
+        // so that a thread that got there and now waits on the pidfd is
+        // not taken for a stuck one).
+        if others_asleep() && progress.load(Ordering::Acquire) == LIFELINE_NOT_IN {
+            asleep += 1;
+            if asleep == STUCK_LOOKS {
+                exit_child(LIFELINE_STUCK_EXIT_CODE, false);
+            }
+        } else {
+            asleep = 0;
+        }
     }
+}
+
+/// Whether every thread of this process but the calling one sleeps (state
+/// `S` in `/proc/self/task/TID/stat`), and there is one. False if they
+/// cannot be read.
+fn others_asleep() -> bool {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    let mut seen = false;
+    for task in tasks.flatten() {
+        let name = task.file_name();
+        let Some(tid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            return false;
+        };
+        if tid == me {
+            continue;
+        }
+        let Ok(stat) = std::fs::read(task.path().join("stat")) else {
+            return false;
+        };
+        // The state follows the command name, which ends with the line's
+        // last ')' (the name itself may hold one).
+        let state = stat
+            .iter()
+            .rposition(|&b| b == b')')
+            .and_then(|end| stat.get(end + 2));
+        if state != Some(&b'S') {
+            return false;
+        }
+        seen = true;
+    }
+    seen
 }
 
 /// Forks from a zygote, closing `close_in_child` in the child. The child
