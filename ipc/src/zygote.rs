@@ -683,7 +683,8 @@ impl Zygote {
     /// # Errors
     ///
     /// [`ErrorKind::Io`] if the socketpair or the fork fails, or if five
-    /// zygotes in a row could not start a thread (below).
+    /// zygotes in a row could not start a thread (below);
+    /// [`ErrorKind::Closed`] if the zygote exited before it was ready.
     ///
     /// # Caveats
     ///

@@ -198,8 +198,9 @@ fn exit_child(code: i32, flush: bool) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// What a child forked by a thread other than the main one does while its
-/// lifeline thread (see [`watch_parent`]) starts.
+/// What a child with a lifeline thread (see [`watch_parent`]: one forked by
+/// a thread other than the main one, or a settled child of a threaded
+/// process) does while that thread starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lifeline {
     /// Waits until it runs: the child forks processes of its own (a
@@ -371,9 +372,10 @@ pub(crate) fn fork_single_threaded(
 ) -> io::Result<Pid> {
     let stdio = child_stdio(true);
     // SAFETY: callers are zygote loops. A zygote runs one thread, plus, when
-    // it was started from a non-main thread, the lifeline watcher of
-    // `watch_parent`, which only waits in a raw `poll` (no lock, no
-    // allocation): no lock can be held by another thread at the fork.
+    // it was started from a non-main thread or a threaded process, the
+    // lifeline watcher of `watch_parent`, which only waits in a raw `poll`
+    // (no lock, no allocation): no lock can be held by another thread at
+    // the fork.
     unsafe { fork_with(close_in_child, stdio, true, Lifeline::Started, child) }
 }
 

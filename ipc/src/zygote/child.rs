@@ -42,8 +42,8 @@ impl ChildProc {
 
     /// Forks the caller (plain fork) and wraps the child; `close_in_child`
     /// are descriptors of the caller that the child must not keep, and
-    /// `lifeline` says whether a child of a non-main thread waits for its
-    /// lifeline thread (see [`fork::Lifeline`]).
+    /// `lifeline` says whether a child with a lifeline thread waits for it
+    /// (see [`fork::Lifeline`]).
     pub(crate) fn fork_direct(
         close_in_child: &[BorrowedFd<'_>],
         lifeline: fork::Lifeline,
