@@ -33,9 +33,9 @@ fn role() -> Option<String> {
 
 /// Runs this binary as helper `test` with `MP_ROLE=role`, waits up to
 /// `LIMIT` for it to exit (SIGKILLing it and the `CHILD <pid>`s it printed
-/// otherwise), checks those children are gone, and returns its exit status
-/// and stdout.
-fn run_helper(role: &str, test: &str) -> (std::process::ExitStatus, String) {
+/// otherwise), checks those children are gone, that it succeeded and that
+/// it printed `done` (it ran to its end), and returns its stdout.
+fn run_helper(role: &str, test: &str, done: &str) -> String {
     let (status, out) = Reexec::test(test)
         .env("MP_ROLE", role)
         .spawn()
@@ -43,7 +43,9 @@ fn run_helper(role: &str, test: &str) -> (std::process::ExitStatus, String) {
     for pid in printed_pids(&out, "CHILD ") {
         assert!(gone(pid), "{pid} left running by {test}");
     }
-    (status, out)
+    assert!(status.success(), "{status}\n{out}");
+    assert!(out.contains(done), "{test} ran to its end: {out}");
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -77,9 +79,7 @@ fn buffered_stdout_is_not_repeated_by_zygote_and_children() {
     if role().is_some() {
         return;
     }
-    let (status, out) = run_helper("partial_line", "helper_partial_line");
-    assert!(status.success(), "{status:?}\n{out}");
-    assert!(out.contains("\nEND"), "{out}");
+    let out = run_helper("partial_line", "helper_partial_line", "\nEND");
     assert_eq!(out.matches("PARTIAL").count(), 1, "{out}");
     // A zygote forked from a single-threaded process has a usable stdout
     // lock: its children flush their partial lines at exit. (Forked from a
@@ -158,9 +158,7 @@ fn ignored_sigchld_does_not_hang_zygote_waits() {
     if role().is_some() {
         return;
     }
-    let (status, out) = run_helper("sigchld_ignored", "helper_sigchld_ignored");
-    assert!(status.success(), "{status:?}\n{out}");
-    assert!(out.contains("SIGCHLD-OK"), "{out}");
+    run_helper("sigchld_ignored", "helper_sigchld_ignored", "SIGCHLD-OK");
 }
 
 // ---------------------------------------------------------------------------
@@ -367,9 +365,7 @@ fn helper_lifeline_first() {
 
 #[test]
 fn a_zygote_from_another_thread_forks_only_once_its_lifeline_runs() {
-    let (status, out) = run_helper("lifeline_first", "helper_lifeline_first");
-    assert!(status.success(), "{status}\n{out}");
-    assert!(out.contains("LIFELINE FIRST"), "the helper ran: {out}");
+    run_helper("lifeline_first", "helper_lifeline_first", "LIFELINE FIRST");
 }
 
 /// A zygote whose lifeline thread cannot start (another thread of this
@@ -412,9 +408,11 @@ fn helper_lifeline_stalls() {
 
 #[test]
 fn a_zygote_that_cannot_start_a_thread_is_forked_again() {
-    let (status, out) = run_helper("lifeline_stalls", "helper_lifeline_stalls");
-    assert!(status.success(), "{status}\n{out}");
-    assert!(out.contains("LIFELINE STALLS"), "the helper ran: {out}");
+    run_helper(
+        "lifeline_stalls",
+        "helper_lifeline_stalls",
+        "LIFELINE STALLS",
+    );
 }
 
 /// A zygote forked while another thread of the program held stdout's lock
@@ -458,9 +456,11 @@ fn helper_stdout_held_at_the_fork() {
 
 #[test]
 fn a_pool_starts_while_another_thread_holds_stdout_at_the_fork() {
-    let (status, out) = run_helper("stdout_held", "helper_stdout_held_at_the_fork");
-    assert!(status.success(), "{status}\n{out}");
-    assert!(out.contains("STDOUT HELD OK"), "the helper ran: {out}");
+    run_helper(
+        "stdout_held",
+        "helper_stdout_held_at_the_fork",
+        "STDOUT HELD OK",
+    );
 }
 
 /// A retiring zygote forks nothing more and exits once its last child has
