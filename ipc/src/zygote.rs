@@ -720,7 +720,7 @@ impl Zygote {
     /// while it exits because it cannot start a thread (see
     /// [`fork::LIFELINE_STUCK_EXIT_CODE`]).
     pub(crate) fn start_forked() -> Result<Zygote> {
-        let threaded = !fork::thread_count().is_ok_and(|n| n == 1);
+        let threaded = !fork::single_threaded();
         for _ in 0..START_ATTEMPTS {
             let zygote = Zygote::fork_one()?;
             if !threaded {
@@ -963,7 +963,7 @@ impl Zygote {
     /// statuses; with a handler, the program might reap them itself; a
     /// zygote reaps its own whatever the program does).
     pub fn may_fork_here() -> bool {
-        wait::sigchld_is_default() && fork::thread_count().is_ok_and(|n| n == 1)
+        wait::sigchld_is_default() && fork::single_threaded()
     }
 
     /// Forks this process into a child that runs `main(arg, fds)` as a

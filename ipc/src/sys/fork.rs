@@ -394,7 +394,7 @@ pub(crate) fn fork_plain(
     lifeline: Lifeline,
     child: impl FnOnce() -> i32,
 ) -> io::Result<Pid> {
-    let alone = thread_count().is_ok_and(|n| n == 1);
+    let alone = single_threaded();
     let stdio = child_stdio(alone);
     // SAFETY: the public entry points reaching here document the threaded
     // hazard; glibc's own atfork handlers keep malloc usable in the child,
@@ -474,6 +474,12 @@ pub(crate) fn thread_count() -> io::Result<usize> {
         .ok()
         .filter(|&n| n >= 1)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/task"))
+}
+
+/// True if this process runs a single thread (false if that cannot be
+/// read): no other thread can hold a lock at a fork.
+pub(crate) fn single_threaded() -> bool {
+    thread_count().is_ok_and(|n| n == 1)
 }
 
 // ---------------------------------------------------------------------------
