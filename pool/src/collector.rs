@@ -1,15 +1,18 @@
 //! The result thread: collects results, dispatches queued tasks, enforces
 //! timeouts and handles the deaths the supervisor reports.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multiproc_ipc::shm::SharedMemory;
 use multiproc_ipc::{codec, fd, park, Error, ErrorKind, Result, WireError};
 
+use crate::record::Record;
 use crate::ring::spin_until;
-use crate::shared::{lock, Completion, Inner, Pending, Shared, State, WorkerSlot, COLLECT_SPIN};
+use crate::shared::{
+    lock, Completion, Encoded, Inner, Pending, Shared, State, WorkerSlot, COLLECT_SPIN,
+};
 use crate::supervisor::{handle_death, Event};
 use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_IN_ARG, KIND_READY, KIND_SKIPPED};
 use crate::worker::{SlotView, KIND_FDS, KIND_KEPT};
@@ -99,43 +102,87 @@ fn move_backlog(shared: &Shared, g: &mut Inner) -> bool {
     new_deadline
 }
 
-/// Dispatches `tasks`, new ones, in order, counting each as submitted:
-/// each straight into a ring while nothing waits before it (no trip
-/// through the backlog: a task's entry is about 200 bytes, copied at each
-/// move), else after the backlog, whose order it keeps; then publishes each
-/// ring once.
+/// Dispatches `tasks`, new ones given by their parts, in order, counting
+/// each as submitted: each straight into a ring while nothing waits before
+/// it (no trip through the backlog), else after the backlog, whose order it
+/// keeps; then publishes each ring once.
 pub(crate) fn dispatch_new(
     shared: &Shared,
     g: &mut Inner,
-    tasks: impl IntoIterator<Item = Pending>,
+    timeout: Option<Duration>,
+    tasks: impl IntoIterator<Item = (Encoded, Completion)>,
 ) {
     // Tasks that waited already: a worker may have room for them now.
     let mut new_deadline = move_backlog(shared, g);
-    for task in tasks {
-        shared.counters.submitted.fetch_add(1, Ordering::Relaxed);
-        if g.backlog.is_empty() {
-            if let Some((wi, staged)) = stage(shared, &mut g.workers, &task) {
-                new_deadline |= queue(&mut g.workers[wi], staged, task);
-                continue;
-            }
-        }
-        g.backlog.push_back(task);
+    for (encoded, complete) in tasks {
+        new_deadline |= place_new(shared, g, encoded, timeout, complete);
     }
     publish(shared, g, new_deadline);
+}
+
+/// One task of [`dispatch_new`]: its record staged first, its entry made
+/// once its place is known. An entry is about 200 bytes and each move of
+/// one is a call to `memcpy`: made first and handed on, a plain
+/// `apply_async`'s entry was copied eight times. True if it was queued at a
+/// worker with a deadline.
+#[inline(always)]
+fn place_new(
+    shared: &Shared,
+    g: &mut Inner,
+    (id, record, block): Encoded,
+    timeout: Option<Duration>,
+    complete: Completion,
+) -> bool {
+    shared.counters.submitted.fetch_add(1, Ordering::Relaxed);
+    let staged = if g.backlog.is_empty() {
+        let fds = block.as_deref().map_or(&[][..], |b| &b.fds[..]);
+        stage_record(shared, &mut g.workers, id, &record, fds, timeout.is_some())
+    } else {
+        None
+    };
+    let task = Pending::new(id, record, block, timeout, complete);
+    match staged {
+        Some((wi, t)) => queue(&mut g.workers[wi], t, task),
+        None => {
+            g.backlog.push_back(task);
+            false
+        }
+    }
 }
 
 /// Stages `task`'s record in the ring of the worker that should run it
 /// (see [`dispatch`]); that worker and the ring position after the record,
 /// or `None` if no worker can take it now.
 fn stage(shared: &Shared, workers: &mut [WorkerSlot], task: &Pending) -> Option<(usize, u64)> {
-    let wi = choose(shared, workers, task.timeout.is_some())?;
+    let fds = task.block.as_deref().map_or(&[][..], |b| &b.fds[..]);
+    stage_record(
+        shared,
+        workers,
+        task.id,
+        &task.record,
+        fds,
+        task.timeout.is_some(),
+    )
+}
+
+/// [`stage`] of a task given by its parts: `record`, the descriptors its
+/// argument carries, and whether it has a timeout.
+fn stage_record(
+    shared: &Shared,
+    workers: &mut [WorkerSlot],
+    id: u64,
+    record: &Record,
+    fds: &[OwnedFd],
+    timed: bool,
+) -> Option<(usize, u64)> {
+    let wi = choose(shared, workers, timed)?;
     let w = &workers[wi];
     let mut t = w.staged.unwrap_or_else(|| w.view.tasks.tail_pos());
-    if !w.view.tasks.stage(&mut t, &[&task.record]) {
+    if !w.view.tasks.stage(&mut t, &[record]) {
         // Ring full: publish what is staged and let results drain it.
         return None;
     }
-    if task.record.first().is_some_and(|k| k & KIND_FDS != 0) && !send_fds(w, task) {
+    if record.first().is_some_and(|k| k & KIND_FDS != 0) && !send_fds(w, id, fds) {
         // Its socket is full (or the worker is dying): the task stays
         // first in line, its staged copy is dropped (`t` is not kept),
         // and a later round (on the next result) tries again.
@@ -179,6 +226,7 @@ fn choose(shared: &Shared, workers: &mut [WorkerSlot], needs_idle: bool) -> Opti
 
 /// Queues `task`, whose record [`stage`] put in `w`'s ring up to `staged`,
 /// at that worker; true if it has a deadline.
+#[inline(always)]
 fn queue(w: &mut WorkerSlot, staged: u64, mut task: Pending) -> bool {
     task.pos = w.dispatched;
     w.staged = Some(staged);
@@ -217,14 +265,9 @@ fn publish(shared: &Shared, g: &mut Inner, new_deadline: bool) {
 /// Sends the descriptors of `task` to worker `w` (before its record is
 /// published: the worker finds them waiting). False if they could not be
 /// sent now.
-fn send_fds(w: &WorkerSlot, task: &Pending) -> bool {
-    let fds: Vec<BorrowedFd<'_>> = task
-        .block
-        .iter()
-        .flat_map(|b| b.fds.iter())
-        .map(|f| f.as_fd())
-        .collect();
-    fd::send_handles(w.fd_tx.as_fd(), task.id, &fds, true).is_ok()
+fn send_fds(w: &WorkerSlot, id: u64, fds: &[OwnedFd]) -> bool {
+    let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    fd::send_handles(w.fd_tx.as_fd(), id, &fds, true).is_ok()
 }
 
 /// Reads every result available in worker `wi`'s ring.

@@ -12,7 +12,7 @@ use crate::collector::dispatch_new;
 use crate::options::{auto_chunksize, run_guarded, ApplyOptions};
 use crate::pool::Pool;
 use crate::result::{AsyncResult, Cell};
-use crate::shared::{check_state, lock, Completion, Counters, Encoded, Pending, Shared};
+use crate::shared::{check_state, lock, Completion, Counters, Encoded, Shared};
 use crate::task::{self, ChunkResult};
 
 /// Receives the outcome of a chunk: the index of its first item, its number
@@ -64,9 +64,9 @@ impl Shared {
                     }
                 };
                 let complete = Completion::chunk(Arc::clone(deliver), first, n);
-                Some(Pending::new(id, record, block, timeout, complete))
+                Some(((id, record, block), complete))
             });
-            dispatch_new(self, &mut g, tasks);
+            dispatch_new(self, &mut g, timeout, tasks);
         }
         let uncounted = Counters::default();
         for (first, n, e) in failed {

@@ -20,8 +20,8 @@ use crate::collector::{collector_loop, dispatch_new};
 use crate::options::{run_guarded, ApplyOptions};
 use crate::result::{AsyncResult, Cell, Help};
 use crate::shared::{
-    check_state, lock, terminated, Completion, Counters, Encoded, Inner, Pending, Shared, State,
-    WorkerSlot, EXIT_GRACE, MAX_OUTSTANDING,
+    check_state, lock, terminated, Completion, Counters, Encoded, Inner, Shared, State, WorkerSlot,
+    EXIT_GRACE, MAX_OUTSTANDING,
 };
 use crate::supervisor::{reap, spawn_workers, supervisor_loop};
 use crate::task::{self, KIND_EXIT};
@@ -476,7 +476,7 @@ impl Pool {
     /// Queues one encoded task and dispatches what can be dispatched.
     pub(crate) fn submit(
         &self,
-        (id, record, block): Encoded,
+        encoded: Encoded,
         timeout: Option<Duration>,
         complete: Completion,
     ) -> Result<()> {
@@ -486,8 +486,7 @@ impl Pool {
             drop(g);
             return Err(e);
         }
-        let task = Pending::new(id, record, block, timeout, complete);
-        dispatch_new(&self.shared, &mut g, [task]);
+        dispatch_new(&self.shared, &mut g, timeout, [(encoded, complete)]);
         Ok(())
     }
 

@@ -196,14 +196,14 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// A new task, not dispatched yet.
+    #[inline(always)]
     pub(crate) fn new(
         id: u64,
         record: Record,
-        block: Attached,
+        block: Option<Box<Attached>>,
         timeout: Option<Duration>,
         complete: Completion,
     ) -> Pending {
-        let block = (block.shm.is_some() || !block.fds.is_empty()).then(|| Box::new(block));
         Pending {
             id,
             record,
@@ -415,7 +415,10 @@ pub(crate) const SPARE_BLOCKS: usize = 4;
 
 /// A task record ready to queue: its id, its bytes, and the block that
 /// holds its body when it is large and the descriptors of its `Fd`s.
-pub(crate) type Encoded = (u64, Record, Attached);
+/// A task's id, record, and what the record needs kept alive (boxed, and
+/// only when there is any: see [`Pending::block`]; an `Attached` is about
+/// 190 bytes, moved with the record from the encoder to the queue).
+pub(crate) type Encoded = (u64, Record, Option<Box<Attached>>);
 
 impl Shared {
     /// Cancels task `id` if no worker has started it: taken out of the
@@ -507,7 +510,8 @@ impl Shared {
             if !fds.is_empty() {
                 rec[0] |= KIND_FDS;
             }
-            return Ok((id, rec, Attached { shm: None, fds }));
+            let attached = (!fds.is_empty()).then(|| Box::new(Attached { shm: None, fds }));
+            return Ok((id, rec, attached));
         }
         let mut block = self.take_block(len)?;
         // Straight into the mapping (a slice writer: each primitive is a
@@ -526,7 +530,7 @@ impl Shared {
             shm: Some(block),
             fds,
         };
-        Ok((id, rec, attached))
+        Ok((id, rec, Some(Box::new(attached))))
     }
 
     /// Builds the record of a chunk of up to `n` plain numbers pulled from
@@ -560,7 +564,7 @@ impl Shared {
                 got = n;
                 Ok(used)
             })?;
-            return Ok(((id, rec, Attached::default()), got));
+            return Ok(((id, rec, None), got));
         }
         let mut block = self.take_block(len)?;
         let (used, got) = head.encode_from_iter(n, items, block.as_mut_slice())?;
@@ -569,7 +573,7 @@ impl Shared {
             shm: Some(block),
             fds: Vec::new(),
         };
-        Ok(((id, rec, attached), got))
+        Ok(((id, rec, Some(Box::new(attached))), got))
     }
 
     /// A spare block of at least `len` bytes, or a new one.
