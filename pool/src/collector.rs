@@ -11,7 +11,8 @@ use multiproc_ipc::{codec, fd, park, Error, ErrorKind, Result, WireError};
 use crate::record::Record;
 use crate::ring::spin_until;
 use crate::shared::{
-    lock, Completion, Encoded, Inner, Pending, Shared, State, WorkerSlot, COLLECT_SPIN,
+    attached_fds, lock, Completion, Encoded, Inner, Pending, Shared, State, WorkerSlot,
+    COLLECT_SPIN,
 };
 use crate::supervisor::{handle_death, Event};
 use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_IN_ARG, KIND_READY, KIND_SKIPPED};
@@ -123,8 +124,8 @@ pub(crate) fn dispatch_new(
 /// One task of [`dispatch_new`]: its record staged first, its entry made
 /// once its place is known. An entry is about 200 bytes and each move of
 /// one is a call to `memcpy`: made first and handed on, a plain
-/// `apply_async`'s entry was copied eight times. True if it was queued at a
-/// worker with a deadline.
+/// `apply_async`'s entry and encoded record took nine copies. True if it
+/// was queued at a worker with a deadline.
 #[inline(always)]
 fn place_new(
     shared: &Shared,
@@ -135,7 +136,7 @@ fn place_new(
 ) -> bool {
     shared.counters.submitted.fetch_add(1, Ordering::Relaxed);
     let staged = if g.backlog.is_empty() {
-        let fds = block.as_deref().map_or(&[][..], |b| &b.fds[..]);
+        let fds = attached_fds(&block);
         stage_record(shared, &mut g.workers, id, &record, fds, timeout.is_some())
     } else {
         None
@@ -154,7 +155,7 @@ fn place_new(
 /// (see [`dispatch`]); that worker and the ring position after the record,
 /// or `None` if no worker can take it now.
 fn stage(shared: &Shared, workers: &mut [WorkerSlot], task: &Pending) -> Option<(usize, u64)> {
-    let fds = task.block.as_deref().map_or(&[][..], |b| &b.fds[..]);
+    let fds = attached_fds(&task.block);
     stage_record(
         shared,
         workers,

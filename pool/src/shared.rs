@@ -413,12 +413,17 @@ pub(crate) const INLINE_MAX: usize = worker::RING_CAP / 2 - 256;
 /// mapped in the parent and in the workers: no page faults on reuse).
 pub(crate) const SPARE_BLOCKS: usize = 4;
 
-/// A task record ready to queue: its id, its bytes, and the block that
-/// holds its body when it is large and the descriptors of its `Fd`s.
-/// A task's id, record, and what the record needs kept alive (boxed, and
-/// only when there is any: see [`Pending::block`]; an `Attached` is about
-/// 190 bytes, moved with the record from the encoder to the queue).
+/// A task record ready to queue: its id, its bytes, and what they need kept
+/// alive (the block that holds a large body, the descriptors of its `Fd`s),
+/// boxed and only when there is any, as in [`Pending::block`]: an
+/// `Attached` is about 190 bytes, and this moves from the encoder to the
+/// queue.
 pub(crate) type Encoded = (u64, Record, Option<Box<Attached>>);
+
+/// The descriptors a task's argument carries (none without attachments).
+pub(crate) fn attached_fds(block: &Option<Box<Attached>>) -> &[OwnedFd] {
+    block.as_deref().map_or(&[], |b| &b.fds)
+}
 
 impl Shared {
     /// Cancels task `id` if no worker has started it: taken out of the
