@@ -16,7 +16,7 @@ use crate::shared::{
 };
 use crate::supervisor::{handle_death, Event};
 use crate::task::{KIND_BLOCK, KIND_INIT_FAILED, KIND_IN_ARG, KIND_READY, KIND_SKIPPED};
-use crate::worker::{SlotView, KIND_FDS, KIND_KEPT};
+use crate::worker::{SlotView, KIND_KEPT};
 
 /// Where the bytes of a collected outcome are.
 pub(crate) enum Outcome {
@@ -183,7 +183,7 @@ fn stage_record(
         // Ring full: publish what is staged and let results drain it.
         return None;
     }
-    if record.first().is_some_and(|k| k & KIND_FDS != 0) && !send_fds(w, id, fds) {
+    if !fds.is_empty() && !send_fds(w, id, fds) {
         // Its socket is full (or the worker is dying): the task stays
         // first in line, its staged copy is dropped (`t` is not kept),
         // and a later round (on the next result) tries again.
@@ -225,7 +225,7 @@ fn choose(shared: &Shared, workers: &mut [WorkerSlot], needs_idle: bool) -> Opti
     best.map(|(i, _)| i)
 }
 
-/// Queues `task`, whose record [`stage`] put in `w`'s ring up to `staged`,
+/// Queues `task`, whose record [`stage_record`] put in `w`'s ring up to `staged`,
 /// at that worker; true if it has a deadline.
 #[inline(always)]
 fn queue(w: &mut WorkerSlot, staged: u64, mut task: Pending) -> bool {
@@ -263,9 +263,9 @@ fn publish(shared: &Shared, g: &mut Inner, new_deadline: bool) {
     }
 }
 
-/// Sends the descriptors of `task` to worker `w` (before its record is
-/// published: the worker finds them waiting). False if they could not be
-/// sent now.
+/// Sends `fds`, the descriptors of task `id`, to worker `w` (before its
+/// record is published: the worker finds them waiting). False if they could
+/// not be sent now.
 fn send_fds(w: &WorkerSlot, id: u64, fds: &[OwnedFd]) -> bool {
     let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     fd::send_handles(w.fd_tx.as_fd(), id, &fds, true).is_ok()

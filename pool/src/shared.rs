@@ -165,7 +165,6 @@ pub(crate) fn terminated() -> Error {
 }
 
 /// What a task record keeps alive besides its bytes until the task ends.
-#[derive(Default)]
 pub(crate) struct Attached {
     /// The shared-memory block of a large argument.
     pub(crate) shm: Option<SharedMemory>,
@@ -512,11 +511,11 @@ impl Shared {
                 Ok(c.encode_into_slice(value, out)?)
             })?;
             let fds = scope.finish()?;
-            if !fds.is_empty() {
-                rec[0] |= KIND_FDS;
+            if fds.is_empty() {
+                return Ok((id, rec, None));
             }
-            let attached = (!fds.is_empty()).then(|| Box::new(Attached { shm: None, fds }));
-            return Ok((id, rec, attached));
+            rec[0] |= KIND_FDS;
+            return Ok((id, rec, Some(Box::new(Attached { shm: None, fds }))));
         }
         let mut block = self.take_block(len)?;
         // Straight into the mapping (a slice writer: each primitive is a
