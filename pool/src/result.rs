@@ -84,10 +84,10 @@ pub(crate) fn help_until(
 /// the sleepers of the state `g` guards, so that a notifier can skip the
 /// notification (a system call even with no waiter) when there are none;
 /// `None` if `deadline` had passed (nothing counted then).
-pub(crate) fn sleep_counted<'a, T>(
+pub(crate) fn sleep_counted<'a, T, S: Asleep>(
     cond: &Condvar,
     mut g: MutexGuard<'a, T>,
-    sleepers: impl Fn(&mut T) -> &mut u32,
+    sleepers: impl Fn(&mut T) -> &mut S,
     deadline: Option<Instant>,
 ) -> Option<MutexGuard<'a, T>> {
     let wait = match deadline {
@@ -97,13 +97,86 @@ pub(crate) fn sleep_counted<'a, T>(
                 .filter(|w| !w.is_zero())?,
         ),
     };
-    *sleepers(&mut g) += 1;
+    let since = sleepers(&mut g).fell_asleep();
     let mut g = match wait {
         None => cond.wait(g).unwrap_or_else(|p| p.into_inner()),
         Some(w) => cond.wait_timeout(g, w).unwrap_or_else(|p| p.into_inner()).0,
     };
-    *sleepers(&mut g) -= 1;
+    sleepers(&mut g).woke(since);
     Some(g)
+}
+
+/// A count of the threads asleep in [`sleep_counted`], kept under the lock
+/// it sleeps with.
+pub(crate) trait Asleep {
+    /// Counts one more sleeper; returns what [`woke`](Asleep::woke) is to
+    /// be given when it wakes.
+    fn fell_asleep(&mut self) -> u32;
+    /// Counts off a sleeper that woke, given what `fell_asleep` returned.
+    fn woke(&mut self, since: u32);
+}
+
+/// For a state notified once (a result resolves once): each sleeper counts
+/// itself off when it wakes.
+impl Asleep for u32 {
+    fn fell_asleep(&mut self) -> u32 {
+        *self += 1;
+        0
+    }
+
+    fn woke(&mut self, _: u32) {
+        *self -= 1;
+    }
+}
+
+/// Sleepers of a state notified again and again (an `imap`'s stream, at
+/// each delivery): a notification counts off every sleeper at once, so
+/// that the next one is sent only to a thread that went to sleep after it.
+/// Counted off by a sleeper's own wake-up instead, a thread woken but not
+/// yet running (behind busy processes, for milliseconds) still counted,
+/// and the result thread notified it again at every delivery until then:
+/// ten system calls per sleep in a slow run beside two busy loops.
+#[derive(Debug, Default)]
+pub(crate) struct Sleepers {
+    /// Threads asleep that no notification has counted off yet.
+    asleep: u32,
+    /// Notifications sent so far: a sleeper that wakes after one was sent
+    /// has been counted off by it.
+    sent: u32,
+}
+
+impl Sleepers {
+    /// True if a notification is due (a thread sleeps that none has been
+    /// sent to); the sleepers count as notified from now on.
+    pub(crate) fn notify(&mut self) -> bool {
+        if self.asleep == 0 {
+            return false;
+        }
+        self.asleep = 0;
+        self.sent = self.sent.wrapping_add(1);
+        true
+    }
+
+    /// Threads asleep that no notification has counted off yet.
+    #[cfg(test)]
+    pub(crate) fn asleep(&self) -> u32 {
+        self.asleep
+    }
+}
+
+impl Asleep for Sleepers {
+    fn fell_asleep(&mut self) -> u32 {
+        self.asleep += 1;
+        self.sent
+    }
+
+    fn woke(&mut self, since: u32) {
+        // Woken by its deadline (or spuriously) before any notification:
+        // still counted, it counts itself off.
+        if self.sent == since {
+            self.asleep -= 1;
+        }
+    }
 }
 
 /// Runs a done callback on `value` (a value already taken by `get` reads
@@ -483,6 +556,65 @@ impl<R> Future for AsyncResult<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A notification counts off every sleeper there is: the next delivery
+    /// notifies nobody until a thread goes to sleep again, and a thread
+    /// counted off does not count off a later sleeper when it wakes; one
+    /// woken by its deadline before any notification counts itself off.
+    #[test]
+    fn a_notification_counts_off_its_sleepers_once() {
+        let mut s = Sleepers::default();
+        assert!(!s.notify(), "nobody asleep");
+        let a = s.fell_asleep();
+        let b = s.fell_asleep();
+        assert!(s.notify());
+        assert_eq!(s.asleep(), 0);
+        assert!(!s.notify(), "both were notified already");
+        // A third goes to sleep before the first two ran.
+        let c = s.fell_asleep();
+        s.woke(a);
+        s.woke(b);
+        assert_eq!(s.asleep(), 1, "the third still sleeps");
+        assert!(s.notify());
+        s.woke(c);
+        assert_eq!(s.asleep(), 0);
+        // Woken by its deadline: nothing was sent, it counts itself off.
+        let d = s.fell_asleep();
+        s.woke(d);
+        assert_eq!(s.asleep(), 0);
+        assert!(!s.notify());
+    }
+
+    /// Through a condition variable: a thread asleep in `sleep_counted` is
+    /// woken by the one notification due, and a second delivery before it
+    /// runs sends none.
+    #[test]
+    fn a_sleeper_is_notified_once_and_counts_off_cleanly() {
+        let state = Arc::new((Mutex::new((false, Sleepers::default())), Condvar::new()));
+        let s = Arc::clone(&state);
+        let sleeper = std::thread::spawn(move || {
+            let (m, cond) = &*s;
+            let mut g = lock(m);
+            let deadline = Some(Instant::now() + Duration::from_secs(30));
+            while !g.0 {
+                g = sleep_counted(cond, g, |g| &mut g.1, deadline)
+                    .expect("woken before the deadline");
+            }
+        });
+        let (m, cond) = &*state;
+        while lock(m).1.asleep() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let notify = {
+            let mut g = lock(m);
+            g.0 = true;
+            (g.1.notify(), g.1.notify())
+        };
+        assert_eq!(notify, (true, false));
+        cond.notify_all();
+        sleeper.join().unwrap();
+        assert_eq!(lock(m).1.asleep(), 0);
+    }
 
     #[test]
     fn a_pending_cell_of_a_small_value_stays_small() {

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use multiproc_ipc::{Error, Result};
 
-use crate::result::{help_until, on_result_thread, sleep_counted, spin_helping, Help};
+use crate::result::{help_until, on_result_thread, sleep_counted, spin_helping, Help, Sleepers};
 use crate::shared::lock;
 use crate::task::ChunkResult;
 
@@ -33,9 +33,10 @@ struct StreamState<R> {
     /// Ordered: the index of the next item to go into `ready`.
     next: usize,
     /// Threads blocked on the condition variable: a delivery notifies only
-    /// if there are any (a notification is a system call even with no
-    /// waiter, paid once per chunk otherwise).
-    sleepers: u32,
+    /// if there are any that no delivery has notified yet (a notification
+    /// is a system call even with no waiter, paid once per chunk
+    /// otherwise).
+    sleepers: Sleepers,
 }
 
 impl<R> StreamState<R> {
@@ -67,7 +68,7 @@ impl<R> Stream<R> {
                 chunks: 0,
                 ahead: BTreeMap::new(),
                 next: 0,
-                sleepers: 0,
+                sleepers: Sleepers::default(),
             }),
             cond: Condvar::new(),
         })
@@ -75,7 +76,7 @@ impl<R> Stream<R> {
 
     /// Delivers the results of the chunk of `n` items from index `first`.
     pub(crate) fn deliver(&self, first: usize, n: usize, items: ChunkResult<R>) {
-        let sleepers = {
+        let notify = {
             let mut s = lock(&self.state);
             if !s.ordered {
                 s.push(items);
@@ -97,9 +98,9 @@ impl<R> Stream<R> {
                 return;
             }
             self.available.store(true, Ordering::Release);
-            s.sleepers
+            s.sleepers.notify()
         };
-        if sleepers > 0 {
+        if notify {
             self.cond.notify_all();
         }
     }
@@ -184,7 +185,7 @@ mod tests {
         let soon = Instant::now() + Duration::from_millis(20);
         assert!(stream.take(Some(soon), &mut got).unwrap_err().is_timeout());
         assert!(got.is_empty());
-        assert_eq!(lock(&stream.state).sleepers, 0);
+        assert_eq!(lock(&stream.state).sleepers.asleep(), 0);
         // A reader asleep (past its spin) is woken by the next delivery.
         let s = Arc::clone(&stream);
         let reader = std::thread::spawn(move || {
@@ -192,7 +193,7 @@ mod tests {
             let chunks = s.take(Some(Instant::now() + Duration::from_secs(10)), &mut got);
             (chunks, got)
         });
-        while lock(&stream.state).sleepers == 0 {
+        while lock(&stream.state).sleepers.asleep() == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
         let sent = Instant::now();
@@ -205,7 +206,7 @@ mod tests {
             "{:?}",
             sent.elapsed()
         );
-        assert_eq!(lock(&stream.state).sleepers, 0);
+        assert_eq!(lock(&stream.state).sleepers.asleep(), 0);
     }
 
     #[test]
