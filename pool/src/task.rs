@@ -2,7 +2,7 @@
 //! trampolines that run a task in a worker.
 //!
 //! A task record is `[kind u8][id u64][tramp len u16][tramp][body]`. `tramp`
-//! is an encoded [`FnRef`] to a trampoline `fn(Vec<u8>) -> Vec<u8>`
+//! is an encoded [`FnRef`] to a trampoline `fn(TaskBody) -> Vec<u8>`
 //! instantiated for the task's `A` and `R`; `body` is the encoded
 //! `(FnRef<A, R>, A)` (or `PlainSlice<A>` for a chunk), inline or, when large, the
 //! name of a shared-memory block holding it. The trampoline decodes the body,
