@@ -104,6 +104,9 @@ pub(crate) trait Peer {
     fn trusted(&self) -> bool;
     /// True once the client has disconnected or died.
     fn gone(&self) -> bool;
+    /// Told before the request may take long: before it waits (a queue's
+    /// `get`, a lock) or runs the client's function (`update_with`).
+    fn waiting(&self) {}
 }
 
 /// All objects of one server.
@@ -231,6 +234,7 @@ fn wait_until<'a>(
             }
             _ => PEER_PROBE,
         };
+        peer.waiting();
         obj.sleepers.fetch_add(1, Ordering::SeqCst);
         let (g, res) = obj
             .cond
@@ -538,6 +542,9 @@ impl Store {
                 ErrorKind::InvalidArgument,
                 "remote clients cannot run functions on the server; register a callable",
             );
+        }
+        if matches!(op, Op::DictUpdateWith(..) | Op::ValueUpdateWith(..)) {
+            peer.waiting();
         }
         let mut guard = obj.state.lock().unwrap_or_else(|p| p.into_inner());
         let kind = obj.kind;
