@@ -31,9 +31,11 @@
 //! connection on its own thread, so a client blocked in a queue `get` or a
 //! lock `acquire` holds up nobody else.
 //!
-//! * Local clients connect through an abstract unix socket, prove they hold
-//!   the manager's random token, and then talk through a shared-memory
-//!   channel: a request is a hand-off in shared
+//! * Local clients connect through an abstract unix socket and send the
+//!   manager's random token with their first request. A connection's first
+//!   eight requests go on the socket (a process that makes one or two, a
+//!   `Process` per task, costs the manager no more); from then on it talks
+//!   through a shared-memory channel: a request is a hand-off in shared
 //!   memory, with a short spin (then polling between `sched_yield`s, then a
 //!   futex sleep) instead of a blocking socket round trip. The socket stays
 //!   open so that each side sees the other die.
