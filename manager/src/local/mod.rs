@@ -15,7 +15,8 @@
 //! that. Its next requests go on the socket too, a frame each way, until it
 //! has made [`SOCKET_REQUESTS`](wire::SOCKET_REQUESTS) of them or one is
 //! larger than [`FIRST_REQUEST_MAX`](wire::FIRST_REQUEST_MAX): then it sends
-//! an empty frame, the manager answers with a [`ShmChannel`] made for it
+//! an empty frame, the manager answers with a
+//! [`ShmChannel`](multiproc_ipc::shmchan::ShmChannel) made for it
 //! (its memory file), and from then on every request and response is a
 //! shared-memory hand-off (a short spin, then a futex sleep) and the socket
 //! stays open only so that each side notices when the other dies. A
