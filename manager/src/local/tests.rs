@@ -204,3 +204,22 @@ fn a_bad_answer_on_the_socket_is_an_error_not_a_hang() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn a_manager_that_dies_before_it_accepts_is_gone_not_a_refusal() {
+    // A connection left in the backlog of a listening socket that then
+    // closes (the manager died) is reset without a word, as a refused
+    // token is; nothing listens there any more, so it is the manager's
+    // death. The listener closes while the request waits for its answer.
+    let addr = format!("multiproc-dying-manager-{}", std::process::id());
+    let listener = UnixListener::bind_addr(&abstract_addr(&addr).unwrap()).unwrap();
+    let mut c = LocalConn::connect(&addr, &[0; TOKEN], 1).expect("connect");
+    let dies = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(listener);
+    });
+    let e = c.call(&Request::Ping).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
+    assert!(!c.usable());
+    dies.join().unwrap();
+}
