@@ -77,6 +77,7 @@ pub(super) enum Peek {
     Closed,
 }
 
+/// Looks at `s` without waiting and without taking a byte.
 pub(super) fn peek(s: &UnixStream) -> Peek {
     use nix::sys::socket::{recv, MsgFlags};
     let mut b = [0u8; 1];
