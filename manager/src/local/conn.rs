@@ -11,8 +11,8 @@ use multiproc_ipc::shmchan::{spin_budget, ShmChannel};
 use multiproc_ipc::{Error, ErrorKind, Result};
 
 use super::wire::{
-    abstract_addr, peek, peer_gone, push_frame, Peek, CHANNEL_TAG, CLIENT_SPIN, FIRST_REQUEST_MAX,
-    HANDSHAKE_TIMEOUT, SOCKET_REQUESTS, TOKEN, WAITING,
+    abstract_addr, peek, peer_gone, push_frame, read_body, read_len, Peek, CHANNEL_TAG,
+    CLIENT_SPIN, FIRST_REQUEST_MAX, HANDSHAKE_TIMEOUT, SOCKET_REQUESTS, TOKEN, WAITING,
 };
 use crate::client::Conn;
 use crate::protocol::{Request, Response};
@@ -82,7 +82,7 @@ impl LocalConn {
                 Error::io(format!("cannot connect to the manager (pid {pid})"), e)
             }
         })?;
-        // Bounds the wait for the manager's first word (see `read_answer`).
+        // Bounds the wait for the manager's first word (see `Patient`).
         sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         Ok(LocalConn {
             chan: Channel::Pending(*token),
@@ -170,7 +170,7 @@ impl LocalConn {
 
     /// Receives the channel the manager made for this connection; `heard`:
     /// whether the manager had said anything on it before.
-    fn take_channel(&mut self, heard: bool) -> Result<ShmChannel> {
+    fn take_channel(&self, heard: bool) -> Result<ShmChannel> {
         let pid = self.pid;
         let (tag, mut fds) =
             fd::recv_handles(self.sock.as_fd(), false).map_err(|e| self.answer_failed(heard, e))?;
@@ -193,59 +193,50 @@ fn listening(addr: &str) -> bool {
     abstract_addr(addr).is_ok_and(|a| UnixStream::connect_addr(&a).is_ok())
 }
 
-/// Reads a response frame into `buf`. Until the manager has said anything
-/// on the connection (`heard`, set by any byte read), a silence as long as
-/// the socket's read timeout is an error; from then on the response takes
-/// as long as the request does (a queue's `get`), and only a closed socket
-/// ends the wait.
+/// Reads a response frame into `buf`, past any [`WAITING`] frame.
 fn read_answer(
     sock: &UnixStream,
     buf: &mut Vec<u8>,
     max: usize,
     heard: &mut bool,
 ) -> io::Result<()> {
-    let mut len = [0u8; 4];
+    let mut r = Patient { sock, heard };
     loop {
-        read_all(sock, &mut len, heard)?;
-        match u32::from_le_bytes(len) {
+        match read_len(&mut r)? {
             WAITING => continue,
-            n if n as usize > max => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("a response of {n} bytes, over the limit of {max}"),
-                ))
-            }
-            n => {
-                buf.clear();
-                buf.resize(n as usize, 0);
-                return read_all(sock, buf, heard);
-            }
+            len => return read_body(&mut r, len, max, buf),
         }
     }
 }
 
-/// Fills `out` from the socket; a timeout is an error only while nothing
-/// was `heard` from the manager (a byte read sets it).
-fn read_all(mut sock: &UnixStream, out: &mut [u8], heard: &mut bool) -> io::Result<()> {
-    let mut got = 0;
-    while got < out.len() {
-        match sock.read(&mut out[got..]) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                got += n;
-                *heard = true;
+/// The socket as a client waiting for an answer reads it: until the
+/// manager has said anything on the connection (`heard`, set by any byte
+/// read), a silence as long as the socket's read timeout is an error; from
+/// then on the answer takes as long as the request does (a queue's `get`),
+/// and only a closed socket ends the wait.
+struct Patient<'a> {
+    sock: &'a UnixStream,
+    heard: &'a mut bool,
+}
+
+impl Read for Patient<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match (&*self.sock).read(out) {
+                Ok(n) => {
+                    *self.heard |= n > 0;
+                    return Ok(n);
+                }
+                Err(e)
+                    if *self.heard
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) => {}
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if *heard
-                    && matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-            Err(e) => return Err(e),
         }
     }
-    Ok(())
 }
 
 /// One request's turn on `chan`: sends `buf` (unless `send` is false) and

@@ -50,9 +50,26 @@ pub(super) const WAITING: u32 = u32::MAX;
 /// Reads one frame of at most `max` bytes into `buf` (replacing what it
 /// held).
 pub(super) fn read_frame(s: &mut impl Read, max: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+    let len = read_len(s)?;
+    read_body(s, len, max, buf)
+}
+
+/// Reads a frame's length.
+pub(super) fn read_len(s: &mut impl Read) -> io::Result<u32> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len) as usize;
+    Ok(u32::from_le_bytes(len))
+}
+
+/// Reads the `len` bytes of a frame of at most `max` bytes into `buf`
+/// (replacing what it held).
+pub(super) fn read_body(
+    s: &mut impl Read,
+    len: u32,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    let len = len as usize;
     if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
