@@ -58,10 +58,25 @@ const MAX_IDLE_HANDLERS: usize = 4;
 struct LocalPeer<'a> {
     id: u64,
     sock: &'a UnixStream,
+    state: &'a Arc<ServerState>,
     /// The request is the connection's first, made on the socket: the
     /// client bounds its wait for the manager's first word, so a request
     /// that waits must say so first ([`WAITING`]).
     first: Cell<bool>,
+    /// Too few handlers were left waiting when this one took its client: it
+    /// starts another once it has answered the first request, or before it
+    /// waits in a request (a queue's `get` that never ends must not leave
+    /// the next client without a handler to accept it).
+    owes_spare: Cell<bool>,
+}
+
+impl LocalPeer<'_> {
+    /// Starts the handler this one owes, if any.
+    fn pay_spare(&self) {
+        if self.owes_spare.replace(false) {
+            spawn_handler(self.state);
+        }
+    }
 }
 
 impl Peer for LocalPeer<'_> {
@@ -79,6 +94,7 @@ impl Peer for LocalPeer<'_> {
             // A failed write is seen by the response's.
             let _ = (&*self.sock).write_all(&WAITING.to_le_bytes());
         }
+        self.pay_spare();
     }
 }
 
@@ -223,10 +239,11 @@ fn serve_local(mut sock: UnixStream, state: &Arc<ServerState>, id: u64, need_spa
     let peer = LocalPeer {
         id,
         sock: &sock,
+        state,
         first: Cell::new(true),
+        owes_spare: Cell::new(need_spare),
     };
     let codec = Codec::default();
-    let mut spare = need_spare;
     let mut out = Vec::with_capacity(256);
     // On the socket, until the client asks for the channel.
     while !buf.is_empty() {
@@ -248,10 +265,8 @@ fn serve_local(mut sock: UnixStream, state: &Arc<ServerState>, id: u64, need_spa
             stop(state);
             return;
         }
-        if std::mem::take(&mut spare) {
-            // While the client reads its answer.
-            spawn_handler(state);
-        }
+        // While the client reads its answer.
+        peer.pay_spare();
         if read_frame(&mut &sock, FIRST_REQUEST_MAX, &mut buf).is_err() {
             return;
         }
@@ -270,10 +285,8 @@ fn serve_local(mut sock: UnixStream, state: &Arc<ServerState>, id: u64, need_spa
     if fd::send_handles(sock.as_fd(), CHANNEL_TAG, &[chan_fd], false).is_err() {
         return;
     }
-    if std::mem::take(&mut spare) {
-        // While the client attaches to the channel.
-        spawn_handler(state);
-    }
+    // While the client attaches to the channel.
+    peer.pay_spare();
     let gone = || peer_gone(&sock);
     loop {
         // Asked for each request: a busy machine seen since the last one

@@ -223,3 +223,39 @@ fn a_manager_that_dies_before_it_accepts_is_gone_not_a_refusal() {
     assert!(!c.usable());
     dies.join().unwrap();
 }
+
+#[test]
+fn first_requests_that_wait_leave_handlers_for_the_next_clients() {
+    // Each connection thread that takes a client when too few wait in
+    // `accept` starts another; one whose first request waits for ever must
+    // do so before it waits, or the next client is never accepted.
+    let m = Manager::start().expect("manager");
+    let mut c = conn(&m);
+    let q = new_queue(&mut c);
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, token, pid) = local(&m);
+            std::thread::spawn(move || {
+                let mut w = LocalConn::connect(&addr, &token, pid).expect("connect");
+                w.call(&Request::Op(q, Op::QueueGet(Block::Forever)))
+            })
+        })
+        .collect();
+    // Let the three reach their wait in the manager.
+    std::thread::sleep(Duration::from_millis(200));
+    let (addr, token, pid) = local(&m);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut next = LocalConn::connect(&addr, &token, pid).expect("connect");
+        let _ = tx.send(next.call(&Request::Ping).map(|_| ()));
+    });
+    let served = rx.recv_timeout(Duration::from_secs(5));
+    assert!(matches!(served, Ok(Ok(()))), "{served:?}");
+    for i in 0..3 {
+        c.call(&Request::Op(q, Op::QueuePut(vec![i], Block::No)))
+            .expect("put");
+    }
+    for w in waiters {
+        assert!(matches!(w.join().unwrap(), Ok(Response::Value(_))));
+    }
+}
