@@ -28,7 +28,7 @@
 //! its requester closes the connection (drops the last [`Zygote`] handle) or
 //! dies.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
@@ -45,18 +45,16 @@ use crate::sys::fork::{self, FnAddr, Trampoline};
 use crate::sys::wait;
 
 mod child;
+mod server;
+mod wire;
 
 pub use crate::fnref::FnRef;
 pub use child::ZygoteChild;
 pub(crate) use child::{ChildProc, Reaper};
+use server::{zygote_loop, zygote_main};
+pub(crate) use wire::Reaped;
+use wire::{send_frame, FrameReader, Reply, Request};
 
-// ---------------------------------------------------------------------------
-// Framing: [u32 msg len][u32 payload len][u32 fd count] msg payload, with the
-// descriptors attached to the header's first byte.
-
-const HEADER: usize = 12;
-/// How long a retiring zygote waits for room to write its last reports.
-const RETIRE_FLUSH: Duration = Duration::from_secs(2);
 /// How many times [`Zygote::start_forked`] forks a zygote that cannot start
 /// a thread before it gives up. Each fork that fails so overlapped another
 /// thread's start or end by a few microseconds: a second in a row is rare.
@@ -64,154 +62,7 @@ const START_ATTEMPTS: u32 = 5;
 /// How long a threaded requester waits for a new zygote's first message
 /// (the zygote itself gives up after 5 s).
 const READY_WAIT: Duration = Duration::from_secs(10);
-const MAX_FRAME: usize = codec::DEFAULT_MAX_MESSAGE;
 
-fn frame_bytes(msg: &[u8], payload: &[u8], nfds: usize) -> io::Result<Vec<u8>> {
-    let too_big = || io::Error::new(io::ErrorKind::InvalidInput, "frame too large");
-    if msg.len() + payload.len() > MAX_FRAME || nfds > fd::MAX_FDS {
-        return Err(too_big());
-    }
-    let mut out = Vec::with_capacity(HEADER + msg.len() + payload.len());
-    for n in [msg.len(), payload.len(), nfds] {
-        out.extend_from_slice(&u32::try_from(n).map_err(|_| too_big())?.to_le_bytes());
-    }
-    out.extend_from_slice(msg);
-    out.extend_from_slice(payload);
-    Ok(out)
-}
-
-/// Sends one frame to the zygote whose pidfd is `zygote`, blocking until
-/// all of it is written, or until the zygote is dead (`BrokenPipe`, even if
-/// a stray copy of its end of the socket keeps the connection open).
-fn send_frame(
-    sock: BorrowedFd<'_>,
-    zygote: BorrowedFd<'_>,
-    msg: &[u8],
-    payload: &[u8],
-    fds: &[BorrowedFd<'_>],
-) -> io::Result<()> {
-    let bytes = frame_bytes(msg, payload, fds.len())?;
-    let mut sent = 0;
-    while sent < bytes.len() {
-        let attach = if sent == 0 { fds } else { &[] };
-        match fd::send_with_fds(sock, &bytes[sent..], attach, true) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let revents =
-                    fd::poll_until(&[(sock, Poll::POLLOUT), (zygote, Poll::POLLIN)], None)?;
-                if revents.get(1).is_some_and(|r| !r.is_empty()) {
-                    return Err(io::Error::from(io::ErrorKind::BrokenPipe));
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Word `i` of a frame header (`[msg len u32][payload len u32][fds u32]`);
-/// `head` holds at least the header.
-fn header_word(head: &[u8], i: usize) -> usize {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&head[i * 4..i * 4 + 4]);
-    u32::from_le_bytes(w) as usize
-}
-
-struct Frame {
-    msg: Vec<u8>,
-    payload: Vec<u8>,
-    fds: Vec<OwnedFd>,
-}
-
-/// Accumulates bytes and descriptors from a socket and cuts them into frames.
-#[derive(Default)]
-struct FrameReader {
-    buf: Vec<u8>,
-    fds: VecDeque<OwnedFd>,
-}
-
-impl FrameReader {
-    /// Reads what is available (blocking only if `!nonblocking` and nothing
-    /// is). `Ok(0)` is end of file.
-    ///
-    /// It reads as much as the frame at hand still lacks (at least 4 KiB):
-    /// see [`fd::read_lacking`].
-    fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<usize> {
-        const MIN_READ: usize = 4 * 1024;
-        let whole = self
-            .buf
-            .get(..HEADER)
-            .map(|head| HEADER + header_word(head, 0).saturating_add(header_word(head, 1)));
-        let fds = &mut self.fds;
-        fd::read_lacking(&mut self.buf, whole, MIN_READ, |room| {
-            let mut got = Vec::new();
-            let r = fd::recv_with_fds(sock, room, &mut got, nonblocking);
-            fds.extend(got);
-            r
-        })
-    }
-
-    fn next_frame(&mut self) -> io::Result<Option<Frame>> {
-        if self.buf.len() < HEADER {
-            return Ok(None);
-        }
-        let word = |i: usize| header_word(&self.buf, i);
-        let (msg_len, payload_len, nfds) = (word(0), word(1), word(2));
-        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
-        if msg_len.saturating_add(payload_len) > MAX_FRAME || nfds > fd::MAX_FDS {
-            return Err(bad("oversized frame"));
-        }
-        if self.buf.len() < HEADER + msg_len + payload_len {
-            return Ok(None);
-        }
-        if self.fds.len() < nfds {
-            return Err(bad("frame announces descriptors that did not arrive"));
-        }
-        let payload = self.buf[HEADER + msg_len..HEADER + msg_len + payload_len].to_vec();
-        let msg = self.buf[HEADER..HEADER + msg_len].to_vec();
-        self.buf.drain(..HEADER + msg_len + payload_len);
-        let fds = self.fds.drain(..nfds).collect();
-        Ok(Some(Frame { msg, payload, fds }))
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Wire messages.
-
-#[derive(Serialize, Deserialize)]
-enum Request {
-    /// Fork a child running `trampoline(main, payload, fds)`.
-    Spawn { trampoline: FnAddr, main: FnAddr },
-    /// Fork nothing more; exit once every child is reaped and reported.
-    Retire,
-}
-
-#[derive(Serialize, Deserialize)]
-enum Reply {
-    /// The zygote is ready for requests: its first message. A requester
-    /// that runs other threads waits for it (see
-    /// [`Zygote::start_forked`]); others read it with the first answer.
-    Ready,
-    /// The child runs; its pidfd is attached.
-    Spawned { id: u64, pid: i32 },
-    /// The fork (or the request) failed.
-    SpawnFailed { message: String },
-    /// Child `id` was reaped.
-    Exited { id: u64, status: Reaped },
-}
-
-/// How a child ended, as far as its parent can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Reaped {
-    /// It exited or was killed: its status.
-    Status(ExitStatus),
-    /// It is gone but its status is lost: the kernel reaped it (its parent
-    /// ignored `SIGCHLD`) or `waitid` failed.
-    Unavailable,
-}
-
-/// Decodes the argument and calls the child's main: the monomorphized entry
-/// of every zygote child.
 /// Refuses more descriptors than one request carries.
 fn check_fds(fds: &[BorrowedFd<'_>]) -> Result<()> {
     if fds.len() > fd::MAX_FDS {
@@ -223,6 +74,8 @@ fn check_fds(fds: &[BorrowedFd<'_>]) -> Result<()> {
     Ok(())
 }
 
+/// Decodes the argument and calls the child's main: the monomorphized entry
+/// of every zygote child.
 fn trampoline<A: DeserializeOwned + 'static>(
     main: FnAddr,
     payload: &[u8],
@@ -266,253 +119,6 @@ fn fork_here<A: Serialize + DeserializeOwned + 'static>(
         trampoline::<A>(main, &payload, copies)
     })?;
     Ok(ZygoteChild::from_proc(child))
-}
-
-// ---------------------------------------------------------------------------
-// The zygote process.
-
-struct ZygoteState {
-    sock: Option<OwnedFd>,
-    /// The `SIGCHLD` disposition inherited from the program, restored in
-    /// each child (the zygote itself needs the default to reap).
-    sigchld: Option<wait::SigchldDisposition>,
-    children: Vec<(u64, i32, OwnedFd)>,
-    reader: FrameReader,
-    out: VecDeque<(Vec<u8>, Vec<OwnedFd>, usize)>,
-    next_id: u64,
-    /// Asked to exit once its last child is reaped ([`Request::Retire`]).
-    retiring: bool,
-}
-
-impl ZygoteState {
-    fn reply(&mut self, reply: &Reply, fds: Vec<OwnedFd>) {
-        match codec::encode(reply).and_then(|m| {
-            frame_bytes(&m, &[], fds.len()).map_err(|e| codec::CodecError::Encode(e.to_string()))
-        }) {
-            Ok(bytes) => self.out.push_back((bytes, fds, 0)),
-            Err(e) => tracing::error!(error = %e, "zygote: cannot encode a reply; dropped"),
-        }
-    }
-
-    /// Writes queued replies without blocking. Err on a broken connection.
-    fn flush(&mut self) -> io::Result<()> {
-        let Some(sock) = self.sock.as_ref() else {
-            return Ok(());
-        };
-        while let Some((bytes, fds, sent)) = self.out.front_mut() {
-            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-            let attach: &[BorrowedFd<'_>] = if *sent == 0 { &borrowed } else { &[] };
-            match fd::send_with_fds(sock.as_fd(), &bytes[*sent..], attach, true) {
-                Ok(n) => {
-                    *sent += n;
-                    if *sent == bytes.len() {
-                        self.out.pop_front();
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes every queued reply, waiting for room as needed; gives up if
-    /// the requester is gone or does not read for [`RETIRE_FLUSH`].
-    fn flush_all(&mut self) {
-        let deadline = Instant::now() + RETIRE_FLUSH;
-        while !self.out.is_empty() && Instant::now() < deadline {
-            if self.flush().is_err() {
-                return;
-            }
-            let Some(sock) = self.sock.as_ref() else {
-                return;
-            };
-            if !self.out.is_empty()
-                && fd::poll_until(&[(sock.as_fd(), Poll::POLLOUT)], Some(deadline)).is_err()
-            {
-                return;
-            }
-        }
-    }
-
-    /// Carries out one request: a spawn (answered), or the retirement.
-    fn handle(&mut self, frame: Frame) {
-        match codec::decode::<Request>(&frame.msg) {
-            Ok(Request::Spawn { .. }) if self.retiring => {
-                let message = "the zygote is retiring: it forks nothing more".to_owned();
-                self.reply(&Reply::SpawnFailed { message }, Vec::new());
-            }
-            Ok(Request::Spawn { trampoline, main }) => self.spawn(trampoline, main, frame),
-            Ok(Request::Retire) => self.retiring = true,
-            Err(e) => {
-                let message = format!("bad request: {e}");
-                self.reply(&Reply::SpawnFailed { message }, Vec::new());
-            }
-        }
-    }
-
-    /// Forks a child running `trampoline(main, payload, fds)` of `frame`.
-    fn spawn(&mut self, trampoline: FnAddr, main: FnAddr, frame: Frame) {
-        let Some(entry) = trampoline.get::<Trampoline>() else {
-            let message = "entry address is not from this program".to_owned();
-            return self.reply(&Reply::SpawnFailed { message }, Vec::new());
-        };
-        let mut child_fds = Some(frame.fds);
-        let payload = frame.payload;
-        let forked = fork::fork_single_threaded(&[], || {
-            // Drop what belongs to the zygote: its socket, its children's pidfds.
-            self.sock = None;
-            self.children.clear();
-            self.out.clear();
-            self.reader = FrameReader::default();
-            if let Some(saved) = &self.sigchld {
-                wait::restore_sigchld(saved);
-            }
-            entry(main, &payload, child_fds.take().unwrap_or_default())
-        });
-        drop(child_fds);
-        let pid = match forked {
-            Ok(pid) => pid,
-            Err(e) => {
-                let message = format!("fork failed: {e}");
-                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
-            }
-        };
-        // We are the parent and have not reaped it: the pid is still ours.
-        let pidfd = match wait::pidfd_open(pid) {
-            Ok(p) => p,
-            Err(e) => {
-                wait::kill_and_reap(pid);
-                let message = format!("pidfd_open failed: {e}");
-                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
-            }
-        };
-        let copy = match pidfd.try_clone() {
-            Ok(copy) => copy,
-            Err(e) => {
-                drop(pidfd);
-                wait::kill_and_reap(pid);
-                let message = format!("cannot duplicate the pidfd: {e}");
-                return self.reply(&Reply::SpawnFailed { message }, Vec::new());
-            }
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        self.children.push((id, pid, pidfd));
-        self.reply(&Reply::Spawned { id, pid }, vec![copy]);
-    }
-
-    fn reap(&mut self, ready: &[bool]) {
-        let mut i = 0;
-        let mut k = 0;
-        while i < self.children.len() {
-            let is_ready = ready.get(k).copied().unwrap_or(false);
-            k += 1;
-            if is_ready {
-                let reaped = match wait::waitid_pidfd(self.children[i].2.as_fd(), false) {
-                    Ok(Some(status)) => Some(Reaped::Status(status)),
-                    Ok(None) => None,
-                    // Its pidfd says it is dead, yet it cannot be reaped
-                    // (someone else did): report it, or it would be polled
-                    // forever.
-                    Err(_) => Some(Reaped::Unavailable),
-                };
-                if let Some(status) = reaped {
-                    let (id, _, _) = self.children.remove(i);
-                    self.reply(&Reply::Exited { id, status }, Vec::new());
-                    continue;
-                }
-            }
-            i += 1;
-        }
-    }
-}
-
-/// The zygote's event loop; returns its exit code when the requester is gone.
-fn zygote_loop(sock: OwnedFd) -> i32 {
-    // An inherited `SIG_IGN` would let the kernel reap our children and
-    // lose their statuses.
-    let sigchld = wait::default_sigchld().ok();
-    let mut st = ZygoteState {
-        sock: Some(sock),
-        sigchld,
-        children: Vec::new(),
-        reader: FrameReader::default(),
-        out: VecDeque::new(),
-        next_id: 1,
-        retiring: false,
-    };
-    st.reply(&Reply::Ready, Vec::new());
-    loop {
-        let Some(sock) = st.sock.as_ref() else {
-            return 0;
-        };
-        let mut events = Poll::POLLIN;
-        if !st.out.is_empty() {
-            events |= Poll::POLLOUT;
-        }
-        let mut set = vec![(sock.as_fd(), events)];
-        set.extend(st.children.iter().map(|c| (c.2.as_fd(), Poll::POLLIN)));
-        let revents = match fd::poll_until(&set, None) {
-            Ok(r) => r,
-            Err(_) => return 1,
-        };
-        drop(set);
-        let ready: Vec<bool> = revents.iter().skip(1).map(|r| !r.is_empty()).collect();
-        st.reap(&ready);
-        let mut eof = false;
-        if revents
-            .first()
-            .is_some_and(|r| r.intersects(Poll::POLLIN | Poll::POLLHUP | Poll::POLLERR))
-        {
-            loop {
-                let Some(sock) = st.sock.as_ref() else {
-                    return 0;
-                };
-                match st.reader.fill(sock.as_fd(), true) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        eof = true;
-                        break;
-                    }
-                }
-            }
-            loop {
-                match st.reader.next_frame() {
-                    Ok(Some(frame)) => st.handle(frame),
-                    Ok(None) => break,
-                    Err(_) => return 2,
-                }
-            }
-        }
-        if eof {
-            // The requester is gone; our children die with us (PDEATHSIG).
-            return 0;
-        }
-        if st.flush().is_err() {
-            return 0;
-        }
-        if st.retiring && st.children.is_empty() {
-            // Every child is reaped: report the last exits, then go (our
-            // requester reaps us while it does the rest of its own
-            // shutting down, instead of after it).
-            st.flush_all();
-            return 0;
-        }
-    }
-}
-
-/// The entry of a zygote forked through another zygote (the fork server).
-fn zygote_main(_: (), mut fds: Vec<OwnedFd>) -> i32 {
-    match fds.pop() {
-        Some(sock) => zygote_loop(sock),
-        None => 2,
-    }
 }
 
 // ---------------------------------------------------------------------------
