@@ -4,6 +4,7 @@
 pub const USAGE: &str = "\
 usage: multiproc-bench [--only NAME...] [--quick] [--compare] [--runs N] [--load N] [--list]
        multiproc-bench --charts DIR [--quick] [--load N]
+       multiproc-bench --floors [--quick] [--runs N] [--load N]
 
 Runs multiproc's benchmark scenarios and prints one JSON line per scenario
 (the schema of the Python baseline, with \"impl\": \"multiproc\").
@@ -19,6 +20,10 @@ Runs multiproc's benchmark scenarios and prints one JSON line per scenario
   --charts DIR    run the scaling sweeps instead (pool size, payload size,
                   manager clients, worker memory) and write SVG charts in DIR;
                   each point is also printed as a JSON line
+  --floors        run the bare system calls under process_spawn_join,
+                  pool_startup and pool_apply_latency (small C programs,
+                  compiled with $CC or cc) alternately with multiproc's runs
+                  of those scenarios, and print how far above them it is
   -h, --help      this text
 
 Environment: MULTIPROC_BENCH_PYTHON overrides the directory of the Python
@@ -41,6 +46,8 @@ pub struct Options {
     pub list: bool,
     /// Run the scaling sweeps and write their charts in this directory.
     pub charts: Option<std::path::PathBuf>,
+    /// Run the floors beside multiproc's scenarios instead.
+    pub floors: bool,
     /// Only print the usage.
     pub help: bool,
 }
@@ -55,6 +62,7 @@ impl Default for Options {
             load: 0,
             list: false,
             charts: None,
+            floors: false,
             help: false,
         }
     }
@@ -99,6 +107,7 @@ where
             "--quick" => options.quick = true,
             "--compare" => options.compare = true,
             "--list" => options.list = true,
+            "--floors" => options.floors = true,
             "-h" | "--help" => options.help = true,
             "--runs" => {
                 let value = args.next().ok_or("--runs needs a value")?;
@@ -134,6 +143,9 @@ where
     }
     if only_seen && options.only.is_empty() {
         return Err("--only needs at least one scenario name".to_owned());
+    }
+    if options.floors && (only_seen || options.compare || options.charts.is_some()) {
+        return Err("--floors runs its own scenarios: no --only, --compare or --charts".to_owned());
     }
     Ok(options)
 }
@@ -171,6 +183,9 @@ mod tests {
         let o = parse_str("--charts docs/perf --quick").expect("valid");
         assert_eq!(o.charts.as_deref(), Some(std::path::Path::new("docs/perf")));
         assert!(o.quick);
+        let o = parse_str("--floors --runs 3 --load 2").expect("valid");
+        assert!(o.floors && !o.compare);
+        assert_eq!((o.runs, o.load), (3, 2));
     }
 
     #[test]
@@ -186,6 +201,9 @@ mod tests {
         assert!(parse_str("--load x").is_err());
         assert!(parse_str("--load 1000").is_err());
         assert!(parse_str("--charts").is_err());
+        assert!(parse_str("--floors --compare").is_err());
+        assert!(parse_str("--floors --only pool_startup").is_err());
+        assert!(parse_str("--floors --charts x").is_err());
         assert!(parse_str("extra").is_err());
     }
 }

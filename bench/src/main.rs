@@ -10,6 +10,7 @@ mod charts;
 mod cli;
 mod compare;
 mod cpu;
+mod floors;
 mod isolate;
 mod python;
 mod record;
@@ -64,6 +65,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if options.floors {
+        return match floors::run(options.runs, options.quick, options.load) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("multiproc-bench: --floors: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(dir) = &options.charts {
         return match charts::run(dir, options.quick) {
             Ok(()) => ExitCode::SUCCESS,

@@ -55,3 +55,39 @@ fn a_bad_run_one_is_refused() {
         assert!(json_lines(&out.stdout).is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn floors_run_beside_their_scenarios_and_print_both_lines() {
+    let out = Command::new(BENCH)
+        .args(["--floors", "--quick"])
+        .output()
+        .expect("run the bench");
+    assert!(out.status.success(), "{out:?}");
+    let lines = json_lines(&out.stdout);
+    let scenarios = ["process_spawn_join", "pool_startup", "pool_apply_latency"];
+    let fields = ["per_process_us", "median_cycle_seconds", "p50_us"];
+    assert_eq!(lines.len(), 2 * scenarios.len(), "{lines:?}");
+    for (pair, (scenario, field)) in lines.chunks(2).zip(scenarios.iter().zip(fields)) {
+        assert_eq!(pair[0]["impl"], "floor", "{pair:?}");
+        assert_eq!(pair[1]["impl"], "multiproc", "{pair:?}");
+        for line in pair {
+            assert_eq!(line["bench"], *scenario, "{line:?}");
+            assert!(line[field].as_f64().is_some_and(|v| v > 0.0), "{line:?}");
+        }
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("multiproc / floor"), "{table}");
+}
+
+#[test]
+fn floors_without_a_compiler_fail_and_say_why() {
+    let out = Command::new(BENCH)
+        .args(["--floors", "--quick"])
+        .env("CC", "/nonexistent/cc")
+        .output()
+        .expect("run the bench");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(json_lines(&out.stdout).is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--floors needs a C compiler"), "{err}");
+}
