@@ -5,24 +5,12 @@
  * usage: futex_round_trip ROUND_TRIPS */
 #include <linux/futex.h>
 #include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-static double now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "floor.h"
 
 /* Sleeps while *word is still `seen`. */
 static void wait_past(atomic_int *word, int seen) {
@@ -36,17 +24,12 @@ static void post(atomic_int *word, int value) {
 }
 
 int main(int argc, char **argv) {
-    int n = argc > 1 ? atoi(argv[1]) : 0;
-    if (n < 1) {
-        fprintf(stderr, "usage: futex_round_trip ROUND_TRIPS\n");
-        return 2;
-    }
+    double *trip;
+    int n = count_arg(argc, argv, "futex_round_trip ROUND_TRIPS", &trip);
     /* Two words on separate cache lines. */
     atomic_int *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shared == MAP_FAILED) { perror("mmap"); return 1; }
     atomic_int *ping = shared, *pong = shared + 16;
-    double *trip = malloc(n * sizeof *trip);
-    if (!trip) return 1;
     pid_t pid = fork();
     if (pid < 0) { perror("fork"); return 1; }
     if (pid == 0) {
@@ -63,8 +46,7 @@ int main(int argc, char **argv) {
         trip[i - 1] = now_us() - start;
     }
     if (waitpid(pid, NULL, 0) != pid) { perror("waitpid"); return 1; }
-    qsort(trip, n, sizeof *trip, by_value);
     printf("{\"bench\": \"pool_apply_latency\", \"impl\": \"floor\", \"floor\": \"futex_round_trip\", \"n\": %d, \"p50_us\": %.2f, \"p99_us\": %.2f}\n", n,
-           trip[n / 2], trip[n * 99 / 100]);
+           quantile(trip, n, 0.5), quantile(trip, n, 0.99));
     return 0;
 }

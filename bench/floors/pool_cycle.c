@@ -5,23 +5,11 @@
  * the third child. Prints one JSON line: the median cycle in seconds.
  * usage: pool_cycle CYCLES */
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-static double now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "floor.h"
 
 static void check(int ok, const char *what) {
     if (!ok) { perror(what); exit(1); }
@@ -67,13 +55,8 @@ static void *wait_for_stop(void *fd) {
 }
 
 int main(int argc, char **argv) {
-    int n = argc > 1 ? atoi(argv[1]) : 0;
-    if (n < 1) {
-        fprintf(stderr, "usage: pool_cycle CYCLES\n");
-        return 2;
-    }
-    double *cycle = malloc(n * sizeof *cycle);
-    if (!cycle) return 1;
+    double *cycle;
+    int n = count_arg(argc, argv, "pool_cycle CYCLES", &cycle);
     for (int i = 0; i < n; i++) {
         double start = now_us();
         struct child zygote = fork_child(), a = fork_child(), b = fork_child();
@@ -98,8 +81,7 @@ int main(int argc, char **argv) {
         reap(&zygote);
         cycle[i] = now_us() - start;
     }
-    qsort(cycle, n, sizeof *cycle, by_value);
     printf("{\"bench\": \"pool_startup\", \"impl\": \"floor\", \"floor\": \"pool_cycle\", \"n\": %d, \"median_cycle_seconds\": %.6f}\n", n,
-           cycle[n / 2] / 1e6);
+           quantile(cycle, n, 0.5) / 1e6);
     return 0;
 }

@@ -108,8 +108,15 @@ pub fn table(rows: &[Row<'_>]) -> String {
             cells.push(line);
         }
     }
-    let mut widths = vec![0usize; cells[0].len()];
-    for row in &cells {
+    layout(&cells, 2)
+}
+
+/// Lays out `cells` (the header row first) in columns two spaces apart,
+/// with a rule under the header: the first `text_columns` columns aligned
+/// left, the others (numbers) right.
+pub fn layout(cells: &[Vec<String>], text_columns: usize) -> String {
+    let mut widths = vec![0usize; cells.first().map_or(0, Vec::len)];
+    for row in cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
@@ -121,7 +128,7 @@ pub fn table(rows: &[Row<'_>]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(col, (c, w))| {
-                if col >= 2 {
+                if col >= text_columns {
                     format!("{c:>w$}")
                 } else {
                     format!("{c:<w$}")

@@ -1,8 +1,9 @@
 //! `--floors`: the bare system calls under the scenarios that sit on this
 //! machine's floor, measured beside multiproc's runs of those scenarios.
 //!
-//! Each floor is a small C program (`bench/floors/*.c`, built into this
-//! binary and compiled with the system's C compiler at run time) that makes
+//! Each floor is a small C program (`bench/floors/*.c` and the `floor.h`
+//! they share, built into this binary and compiled with the system's C
+//! compiler at run time) that makes
 //! only the system calls a scenario cannot do without, and prints the
 //! scenario's headline field for them: `fork` + `_exit` + `waitpid` for
 //! `process_spawn_join`; three forks, two threads and their stopping for a
@@ -15,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::compare::layout;
 use crate::isolate;
 use crate::python::{run_line, time_limit};
 use crate::record::{combine_runs, emit, Record, IMPL};
@@ -35,6 +37,9 @@ pub struct Floor {
     /// Its one argument (cycles or round trips), full and quick.
     count: (u32, u32),
 }
+
+/// What every floor program includes (`#include "floor.h"`).
+const SHARED_HEADER: &str = include_str!("../floors/floor.h");
 
 /// Every floor, in the scenarios' order.
 pub const FLOORS: &[Floor] = &[
@@ -83,8 +88,12 @@ fn compiler() -> String {
 fn compile(floor: &Floor, dir: &Path, cc: &str) -> Result<PathBuf, String> {
     let source = dir.join(format!("{}.c", floor.name));
     let program = dir.join(floor.name);
-    std::fs::write(&source, floor.source)
-        .map_err(|e| format!("cannot write {}: {e}", source.display()))?;
+    for (path, text) in [
+        (dir.join("floor.h"), SHARED_HEADER),
+        (source.clone(), floor.source),
+    ] {
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let out = Command::new(cc)
         .args(["-O2", "-pthread", "-o"])
         .arg(&program)
@@ -190,28 +199,7 @@ fn table(rows: &[FloorRow<'_>]) -> String {
             multiple.unwrap_or_else(|| "-".to_owned()),
         ]);
     }
-    let mut widths = vec![0; header.len()];
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::new();
-    for (i, row) in cells.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-        if i == 0 {
-            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            out.push_str(&rule.join("  "));
-            out.push('\n');
-        }
-    }
-    out
+    layout(&cells, 3)
 }
 
 #[cfg(test)]

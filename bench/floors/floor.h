@@ -1,0 +1,37 @@
+/* What every floor program shares: the clock, the median, its one argument. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts the n samples and returns the value at fraction q of them. */
+static double quantile(double *samples, int n, double q) {
+    qsort(samples, n, sizeof *samples, by_value);
+    return samples[(int)(n * q)];
+}
+
+/* The positive count of argv[1] (cycles or round trips), and room for as
+ * many samples; exits with the usage on anything else. */
+static int count_arg(int argc, char **argv, const char *usage, double **samples) {
+    int n = argc > 1 ? atoi(argv[1]) : 0;
+    if (n < 1) {
+        fprintf(stderr, "usage: %s\n", usage);
+        exit(2);
+    }
+    *samples = malloc(n * sizeof **samples);
+    if (!*samples) {
+        perror("malloc");
+        exit(1);
+    }
+    return n;
+}
