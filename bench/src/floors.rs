@@ -3,15 +3,16 @@
 //!
 //! Each floor is a small C program (`bench/floors/*.c` and the `floor.h`
 //! they share, built into this binary and compiled with the system's C
-//! compiler at run time) that makes
-//! only the system calls a scenario cannot do without, and prints the
-//! scenario's headline field for them: `fork` + `_exit` + `waitpid` for
-//! `process_spawn_join`; three forks, two threads and their stopping for a
-//! `Pool(2)`'s start and stop (`pool_startup`); a round trip between two
-//! processes that sleep in `futex` for `pool_apply_latency` when nothing
-//! spins. The table then says how far above its floor multiproc runs. A
-//! goal whose ratio would need a time under the floor cannot be met on the
-//! machine, whatever the library does.
+//! compiler at run time) that makes only the system calls a scenario
+//! cannot do without, and prints the scenario's headline field for them:
+//! `fork` + `_exit` + `waitpid` for `process_spawn_join`; three forks, two
+//! threads and their stopping for a `Pool(2)`'s start and stop
+//! (`pool_startup`); a round trip between two processes that sleep in
+//! `futex` for `pool_apply_latency` when nothing spins. The table then says
+//! how far above its floor multiproc runs. A goal that needs less time than
+//! its floor cannot be met by code that makes those calls (a round trip
+//! that spins makes no `futex` call, and runs below that floor when a CPU
+//! is free for it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
