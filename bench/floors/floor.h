@@ -1,4 +1,4 @@
-/* What every floor program shares: the clock, the median, its one argument. */
+/* What every floor program shares: the clock, the quantiles, its one argument. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -14,10 +14,14 @@ static int by_value(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Sorts the n samples and returns the value at fraction q of them. */
-static double quantile(double *samples, int n, double q) {
+/* Sorts the n samples, for `quantile`. */
+static void sort_samples(double *samples, int n) {
     qsort(samples, n, sizeof *samples, by_value);
-    return samples[(int)(n * q)];
+}
+
+/* The value at fraction q of n sorted samples. */
+static double quantile(const double *sorted, int n, double q) {
+    return sorted[(int)(n * q)];
 }
 
 /* The positive count of argv[1] (cycles or round trips), and room for as

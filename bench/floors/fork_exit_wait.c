@@ -17,6 +17,7 @@ int main(int argc, char **argv) {
         if (waitpid(pid, NULL, 0) != pid) { perror("waitpid"); return 1; }
         cycle[i] = now_us() - start;
     }
+    sort_samples(cycle, n);
     printf("{\"bench\": \"process_spawn_join\", \"impl\": \"floor\", \"floor\": \"fork_exit_wait\", \"n\": %d, \"per_process_us\": %.1f}\n", n, quantile(cycle, n, 0.5));
     return 0;
 }

@@ -46,6 +46,7 @@ int main(int argc, char **argv) {
         trip[i - 1] = now_us() - start;
     }
     if (waitpid(pid, NULL, 0) != pid) { perror("waitpid"); return 1; }
+    sort_samples(trip, n);
     printf("{\"bench\": \"pool_apply_latency\", \"impl\": \"floor\", \"floor\": \"futex_round_trip\", \"n\": %d, \"p50_us\": %.2f, \"p99_us\": %.2f}\n", n,
            quantile(trip, n, 0.5), quantile(trip, n, 0.99));
     return 0;

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use crate::compare::layout;
 use crate::isolate;
 use crate::python::{run_line, time_limit};
-use crate::record::{combine_runs, emit, Record, IMPL};
+use crate::record::{combined, emit, Record, IMPL};
 use crate::registry;
 
 /// The `impl` value of a floor's line.
@@ -84,17 +84,17 @@ fn compiler() -> String {
         .unwrap_or_else(|| "cc".to_owned())
 }
 
-/// Writes `floor`'s source into `dir` and compiles it; the program's path,
-/// or what went wrong.
+/// Writes `text` to `path`.
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Writes `floor`'s source into `dir` (which holds `floor.h`) and compiles
+/// it; the program's path, or what went wrong.
 fn compile(floor: &Floor, dir: &Path, cc: &str) -> Result<PathBuf, String> {
     let source = dir.join(format!("{}.c", floor.name));
     let program = dir.join(floor.name);
-    for (path, text) in [
-        (dir.join("floor.h"), SHARED_HEADER),
-        (source.clone(), floor.source),
-    ] {
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
+    write(&source, floor.source)?;
     let out = Command::new(cc)
         .args(["-O2", "-pthread", "-o"])
         .arg(&program)
@@ -127,6 +127,7 @@ pub fn run(runs: usize, quick: bool, load: usize) -> Result<bool, String> {
     let dir = std::env::temp_dir().join(format!("multiproc-bench-floors-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let scratch = Scratch(dir);
+    write(&scratch.0.join("floor.h"), SHARED_HEADER)?;
     let cc = compiler();
     let programs = FLOORS
         .iter()
@@ -137,13 +138,21 @@ pub fn run(runs: usize, quick: bool, load: usize) -> Result<bool, String> {
     for (floor, program) in FLOORS.iter().zip(&programs) {
         let scenario = registry::find(floor.scenario)
             .ok_or_else(|| format!("no scenario {}", floor.scenario))?;
-        // Alternated, so that both see the same phases of the machine.
+        // Alternated, so that both see the same phases of the machine;
+        // a failed run ends both sides' (its error line is reported).
         let (mut bare, mut ours) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             bare.push(run_floor(floor, program, quick));
             ours.push(isolate::run(scenario, IMPL, quick, time_limit(quick)));
+            if bare
+                .iter()
+                .chain(&ours)
+                .any(|l| l.error_message().is_some())
+            {
+                break;
+            }
         }
-        let mut lines = [combined(bare), combined(ours)];
+        let mut lines = [combined(&bare), combined(&ours)];
         for line in &mut lines {
             if load > 0 {
                 line.set("load", load);
@@ -160,14 +169,6 @@ pub fn run(runs: usize, quick: bool, load: usize) -> Result<bool, String> {
     );
     print!("{}", table(&rows));
     Ok(ok)
-}
-
-/// The runs' medians; the first error line as is.
-fn combined(lines: Vec<Record>) -> Record {
-    match lines.iter().find(|l| l.error_message().is_some()) {
-        Some(error) => error.clone(),
-        None => combine_runs(&lines).unwrap_or_default(),
-    }
 }
 
 type FloorRow<'a> = (&'a Floor, Option<f64>, Option<f64>);

@@ -21,7 +21,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 
 use compare::Side;
-use record::{combine_runs, emit, Record, IMPL};
+use record::{combined, emit, Record, IMPL};
 use registry::{Scenario, SCENARIOS};
 
 fn main() -> ExitCode {
@@ -148,12 +148,13 @@ fn repeat(runs: usize, mut once: impl FnMut() -> Record) -> Record {
     let mut lines = Vec::with_capacity(runs);
     for _ in 0..runs {
         let line = once();
-        if line.error_message().is_some() {
-            return line;
-        }
+        let failed = line.error_message().is_some();
         lines.push(line);
+        if failed {
+            break;
+        }
     }
-    combine_runs(&lines).unwrap_or_default()
+    combined(&lines)
 }
 
 /// One run of a Rust side (`implementation`: multiproc or the peer); a

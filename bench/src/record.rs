@@ -187,6 +187,15 @@ pub fn combine_runs(runs: &[Record]) -> Option<Record> {
     Some(combined)
 }
 
+/// One line for a scenario's repeated runs: the first error line as is,
+/// else the runs combined ([`combine_runs`]).
+pub fn combined(lines: &[Record]) -> Record {
+    match lines.iter().find(|l| l.error_message().is_some()) {
+        Some(error) => error.clone(),
+        None => combine_runs(lines).unwrap_or_default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +274,19 @@ mod tests {
         assert_eq!(combined.get("runs"), Some(&Value::from(3)));
         assert_eq!(combine_runs(&runs[..1]), Some(runs[0].clone()));
         assert_eq!(combine_runs(&[]), None);
+    }
+
+    #[test]
+    fn combined_gives_the_first_error_or_the_medians() {
+        let ok = |s| Record::timed("x", 10, s);
+        let lines = [
+            ok(1.0),
+            Record::error("x", IMPL, "first"),
+            Record::error("x", IMPL, "second"),
+        ];
+        assert_eq!(combined(&lines).error_message(), Some("first"));
+        let line = combined(&[ok(3.0), ok(1.0), ok(2.0)]);
+        assert_eq!(line.number("seconds"), Some(2.0));
+        assert_eq!(line.number("runs"), Some(3.0));
     }
 }
