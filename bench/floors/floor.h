@@ -24,14 +24,20 @@ static double quantile(const double *sorted, int n, double q) {
     return sorted[(int)(n * q)];
 }
 
-/* The positive count of argv[1] (cycles or round trips), and room for as
- * many samples; exits with the usage on anything else. */
-static int count_arg(int argc, char **argv, const char *usage, double **samples) {
+/* The positive count of argv[1]; exits with the usage on anything else. */
+static int positive_arg(int argc, char **argv, const char *usage) {
     int n = argc > 1 ? atoi(argv[1]) : 0;
     if (n < 1) {
         fprintf(stderr, "usage: %s\n", usage);
         exit(2);
     }
+    return n;
+}
+
+/* The positive count of argv[1] (cycles or round trips), and room for as
+ * many samples; exits with the usage on anything else. */
+static int count_arg(int argc, char **argv, const char *usage, double **samples) {
+    int n = positive_arg(argc, argv, usage);
     *samples = malloc(n * sizeof **samples);
     if (!*samples) {
         perror("malloc");

@@ -21,9 +21,10 @@ Runs multiproc's benchmark scenarios and prints one JSON line per scenario
                   manager clients, worker memory) and write SVG charts in DIR;
                   each point is also printed as a JSON line
   --floors        run the bare system calls under process_spawn_join,
-                  pool_startup and pool_apply_latency (small C programs,
-                  compiled with $CC or cc) alternately with multiproc's runs
-                  of those scenarios, and print how far above them it is
+                  pool_startup, pool_apply_latency and
+                  manager_decrement_seed (small C programs, compiled with
+                  $CC or cc) alternately with multiproc's runs of those
+                  scenarios, and print how far above them it is
   -h, --help      this text
 
 Environment: MULTIPROC_BENCH_PYTHON overrides the directory of the Python

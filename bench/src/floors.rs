@@ -8,7 +8,10 @@
 //! `fork` + `_exit` + `waitpid` for `process_spawn_join`; three forks, two
 //! threads and their stopping for a `Pool(2)`'s start and stop
 //! (`pool_startup`); a round trip between two processes that sleep in
-//! `futex` for `pool_apply_latency` when nothing spins. The table then says
+//! `futex` for `pool_apply_latency` when nothing spins; a server process,
+//! and a hundred children that each take a `futex` lock, connect to it on
+//! a unix socket, make two round trips and exit, for
+//! `manager_decrement_seed` (sleeping, not spinning). The table then says
 //! how far above its floor multiproc runs. A goal that needs less time than
 //! its floor cannot be met by code that makes those calls (a round trip
 //! that spins makes no `futex` call, and runs below that floor when a CPU
@@ -35,7 +38,7 @@ pub struct Floor {
     pub scenario: &'static str,
     /// The headline field both print.
     pub field: &'static str,
-    /// Its one argument (cycles or round trips), full and quick.
+    /// Its one argument (cycles, round trips or processes), full and quick.
     count: (u32, u32),
 }
 
@@ -64,6 +67,14 @@ pub const FLOORS: &[Floor] = &[
         scenario: "pool_apply_latency",
         field: "p50_us",
         count: (20000, 500),
+    },
+    Floor {
+        name: "manager_seed",
+        source: include_str!("../floors/manager_seed.c"),
+        scenario: "manager_decrement_seed",
+        field: "seconds",
+        // The scenario's processes.
+        count: (100, 10),
     },
 ];
 
@@ -225,6 +236,22 @@ mod tests {
                 floor.name,
                 floor.field
             );
+        }
+    }
+
+    #[test]
+    fn the_seed_floor_forks_as_many_children_as_its_scenario() {
+        let floor = FLOORS
+            .iter()
+            .find(|f| f.name == "manager_seed")
+            .expect("the seed's floor");
+        let scenario = registry::find(floor.scenario).expect("a registered scenario");
+        for (quick, count) in [(false, floor.count.0), (true, floor.count.1)] {
+            let processes = scenario
+                .params(quick)
+                .get("processes")
+                .expect("the seed's processes");
+            assert_eq!(processes, u64::from(count), "quick: {quick}");
         }
     }
 

@@ -64,8 +64,18 @@ fn floors_run_beside_their_scenarios_and_print_both_lines() {
         .expect("run the bench");
     assert!(out.status.success(), "{out:?}");
     let lines = json_lines(&out.stdout);
-    let scenarios = ["process_spawn_join", "pool_startup", "pool_apply_latency"];
-    let fields = ["per_process_us", "median_cycle_seconds", "p50_us"];
+    let scenarios = [
+        "process_spawn_join",
+        "pool_startup",
+        "pool_apply_latency",
+        "manager_decrement_seed",
+    ];
+    let fields = [
+        "per_process_us",
+        "median_cycle_seconds",
+        "p50_us",
+        "seconds",
+    ];
     assert_eq!(lines.len(), 2 * scenarios.len(), "{lines:?}");
     for (pair, (scenario, field)) in lines.chunks(2).zip(scenarios.iter().zip(fields)) {
         assert_eq!(pair[0]["impl"], "floor", "{pair:?}");
@@ -74,6 +84,10 @@ fn floors_run_beside_their_scenarios_and_print_both_lines() {
             assert_eq!(line["bench"], *scenario, "{line:?}");
             assert!(line[field].as_f64().is_some_and(|v| v > 0.0), "{line:?}");
         }
+    }
+    // The seed's floor checks its count as the scenario does.
+    for line in &lines[6..] {
+        assert_eq!(line["final_count"], 0, "{line:?}");
     }
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("multiproc / floor"), "{table}");
