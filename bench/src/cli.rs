@@ -13,7 +13,9 @@ Runs multiproc's benchmark scenarios and prints one JSON line per scenario
   --quick         small sizes: every scenario in seconds (CI smoke run)
   --compare       also run the Python counterparts (bench/python/NAME.py, same
                   sizes) and print a side-by-side table with ratios
-  --runs N        run each scenario N times and report the medians (default 1)
+  --runs N        run each scenario N times and report the medians (default 1);
+                  the sides (multiproc, Python, the peer, a floor) take turns,
+                  a run each
   --load N        run N CPU-bound busy processes during both sides' runs (a
                   busy machine); every line gets \"load\": N
   --list          list the scenarios, their headline fields and sizes

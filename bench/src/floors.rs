@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use crate::compare::layout;
 use crate::isolate;
 use crate::python::{run_line, time_limit};
-use crate::record::{combined, emit, Record, IMPL};
+use crate::record::{emit, take_turns, Record, Run, IMPL};
 use crate::registry;
 
 /// The `impl` value of a floor's line.
@@ -149,21 +149,11 @@ pub fn run(runs: usize, quick: bool, load: usize) -> Result<bool, String> {
     for (floor, program) in FLOORS.iter().zip(&programs) {
         let scenario = registry::find(floor.scenario)
             .ok_or_else(|| format!("no scenario {}", floor.scenario))?;
-        // Alternated, so that both see the same phases of the machine;
-        // a failed run ends both sides' (its error line is reported).
-        let (mut bare, mut ours) = (Vec::new(), Vec::new());
-        for _ in 0..runs {
-            bare.push(run_floor(floor, program, quick));
-            ours.push(isolate::run(scenario, IMPL, quick, time_limit(quick)));
-            if bare
-                .iter()
-                .chain(&ours)
-                .any(|l| l.error_message().is_some())
-            {
-                break;
-            }
-        }
-        let mut lines = [combined(&bare), combined(&ours)];
+        // Alternated, so that both see the same phases of the machine.
+        let mut bare = || run_floor(floor, program, quick);
+        let mut ours = || isolate::run(scenario, IMPL, quick, time_limit(quick));
+        let [bare, ours] = take_turns(runs, [Some(&mut bare as Run<'_>), Some(&mut ours)]);
+        let mut lines = [bare.unwrap_or_default(), ours.unwrap_or_default()];
         for line in &mut lines {
             if load > 0 {
                 line.set("load", load);

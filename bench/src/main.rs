@@ -21,7 +21,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 
 use compare::Side;
-use record::{combined, emit, Record, IMPL};
+use record::{emit, take_turns, Record, Run, IMPL};
 use registry::{Scenario, SCENARIOS};
 
 fn main() -> ExitCode {
@@ -142,21 +142,6 @@ fn list(selected: &[&Scenario]) -> String {
     out
 }
 
-/// Runs `once` `runs` times and combines the lines; the first error line
-/// ends the repetition and is returned as is.
-fn repeat(runs: usize, mut once: impl FnMut() -> Record) -> Record {
-    let mut lines = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let line = once();
-        let failed = line.error_message().is_some();
-        lines.push(line);
-        if failed {
-            break;
-        }
-    }
-    combined(&lines)
-}
-
 /// One run of a Rust side (`implementation`: multiproc or the peer); a
 /// panic or error becomes an error line.
 fn run_rust(
@@ -240,31 +225,34 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
     let mut ok = true;
     let mut results: Vec<Measured> = Vec::new();
     for &scenario in selected {
-        // Each Rust-side run in a process of its own, as each Python run is.
-        let multiproc = scenario.run.map(|_| {
-            repeat(options.runs, || {
-                isolate::run(scenario, IMPL, options.quick, limit)
-            })
-        });
+        // Each Rust-side run in a process of its own, as each Python run is;
+        // the sides take turns, run by run.
+        let mut multiproc = scenario
+            .run
+            .map(|_| || isolate::run(scenario, IMPL, options.quick, limit));
         // The Rust-only scenarios (the Redis proofs) have no Python side.
-        let python_line = python
+        let mut python_side = python
             .as_deref()
             .filter(|_| scenario.has_python())
             .map(|py| {
-                repeat(options.runs, || {
+                || {
                     cpu::measured(|| {
                         python::run_script(py, &script_dir, scenario.name, options.quick, limit)
                     })
-                })
+                }
             });
-        let peer = python
+        let mut peer = python
             .as_ref()
             .and_then(|_| scenarios::peer::find(scenario.name))
-            .map(|_| {
-                repeat(options.runs, || {
-                    isolate::run(scenario, scenarios::peer::PEER_IMPL, options.quick, limit)
-                })
-            });
+            .map(|_| || isolate::run(scenario, scenarios::peer::PEER_IMPL, options.quick, limit));
+        let [multiproc, python_line, peer] = take_turns(
+            options.runs,
+            [
+                multiproc.as_mut().map(|run| run as Run<'_>),
+                python_side.as_mut().map(|run| run as Run<'_>),
+                peer.as_mut().map(|run| run as Run<'_>),
+            ],
+        );
         let (mut multiproc, mut python_line, mut peer) = (multiproc, python_line, peer);
         for line in multiproc
             .iter_mut()
@@ -334,24 +322,6 @@ mod tests {
         );
         assert!(text.contains("sizes: calls=20000 warmup=1000"), "{text}");
         assert!(text.contains("quick:  calls=500 warmup=50"), "{text}");
-    }
-
-    #[test]
-    fn repeat_combines_runs_and_stops_at_the_first_error() {
-        let mut seconds = [3.0, 1.0, 2.0].into_iter();
-        let line = repeat(3, || {
-            Record::timed("x", 10, seconds.next().expect("three runs"))
-        });
-        assert_eq!(line.number("seconds"), Some(2.0));
-        assert_eq!(line.number("runs"), Some(3.0));
-
-        let mut calls = 0;
-        let line = repeat(5, || {
-            calls += 1;
-            Record::error("x", IMPL, "boom")
-        });
-        assert_eq!(calls, 1);
-        assert_eq!(line.error_message(), Some("boom"));
     }
 
     fn failing(_: &registry::Params) -> Result<Record, registry::BenchError> {

@@ -196,9 +196,65 @@ pub fn combined(lines: &[Record]) -> Record {
     }
 }
 
+/// One run of one side of a scenario (multiproc, Python, the Rust peer, a
+/// floor), as a line.
+pub type Run<'a> = &'a mut dyn FnMut() -> Record;
+
+/// Runs each present side `runs` times, taking turns: one run of every side
+/// a round, in the order given, so that all sides see the same phases of a
+/// machine whose speed drifts over minutes (one side's runs in a row, then
+/// the other's, would give each a phase of its own). A side's first error
+/// line ends that side's runs; the others go on. One line a side
+/// ([`combined`]), `None` for an absent one.
+pub fn take_turns<const N: usize>(
+    runs: usize,
+    mut sides: [Option<Run<'_>>; N],
+) -> [Option<Record>; N] {
+    let mut lines: [Vec<Record>; N] = std::array::from_fn(|_| Vec::with_capacity(runs));
+    for _ in 0..runs {
+        for (side, done) in sides.iter_mut().zip(lines.iter_mut()) {
+            if done.last().is_some_and(|l| l.error_message().is_some()) {
+                continue;
+            }
+            if let Some(run) = side {
+                done.push(run());
+            }
+        }
+    }
+    std::array::from_fn(|i| sides[i].as_ref().map(|_| combined(&lines[i])))
+}
+
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+
     use super::*;
+
+    #[test]
+    fn sides_take_turns_and_a_failed_side_stops_alone() {
+        let order = RefCell::new(String::new());
+        let mut seconds = [3.0, 1.0, 2.0].into_iter();
+        let mut steady = || {
+            order.borrow_mut().push('a');
+            Record::timed("x", 10, seconds.next().expect("three runs"))
+        };
+        let mut failing_second = || {
+            order.borrow_mut().push('b');
+            match order.borrow().matches('b').count() {
+                2 => Record::error("x", IMPL, "boom"),
+                _ => Record::timed("x", 10, 1.0),
+            }
+        };
+        let [steady, absent, failed] =
+            take_turns(3, [Some(&mut steady), None, Some(&mut failing_second)]);
+        assert_eq!(*order.borrow(), "ababa");
+        let steady = steady.expect("a line for a present side");
+        assert_eq!(steady.number("seconds"), Some(2.0));
+        assert_eq!(steady.number("runs"), Some(3.0));
+        assert!(absent.is_none());
+        let failed = failed.expect("a line for a present side");
+        assert_eq!(failed.error_message(), Some("boom"));
+    }
 
     #[test]
     fn timed_record_has_the_schema_fields_in_order() {
