@@ -180,8 +180,8 @@
 //! short scheduler slice ([`latency`], Linux 6.12 and later): they preempt
 //! at once when woken, and get no more CPU time than before. Your own
 //! threads keep theirs; a `Process` is forked with the short slice, so that
-//! it gets a CPU at once, and takes your thread's slice back before it runs
-//! your code. `MULTIPROC_SLICE_US` sets the slice in
+//! it gets a CPU at once, and keeps it while it runs your code, as a pool's
+//! workers do. `MULTIPROC_SLICE_US` sets the slice in
 //! microseconds (default 100), `off` leaves the kernel's default.
 //!
 //! # Memory that workers keep

@@ -1,7 +1,7 @@
 //! multiproc's own waiting threads and processes (a pool's zygote and
 //! workers, result and supervisor threads; a manager's server) ask the scheduler for a short
 //! slice (`multiproc::latency`); the caller's threads keep theirs, a
-//! `Process` runs the caller's code with the caller's slice, and
+//! `Process` child has the short slice as pool workers do, and
 //! `MULTIPROC_SLICE_US=off` leaves every slice at the kernel's default.
 //!
 //! The `off` case runs in a re-executed copy of this test binary (role
@@ -74,13 +74,13 @@ fn check_slices() {
         return;
     }
     let want = expected(mine);
-    // A Process runs your code: forked with the short slice (so that it gets
-    // a CPU at once beside busy processes), it takes the caller's back
-    // before it runs; the caller's thread has its own back at once too.
+    // A Process is forked with the short slice (so that it gets a CPU at
+    // once beside busy processes) and keeps it, as workers do; the caller's
+    // thread has its own back at once.
     for _ in 0..2 {
         let p = Process::spawn(slice_here, ()).unwrap();
         assert_eq!(latency::current(), Some(mine), "the caller, after a spawn");
-        assert_eq!(p.join().unwrap(), Some(mine), "a Process");
+        assert_eq!(p.join().unwrap(), Some(want), "a Process");
     }
     let pool = Pool::new(2).unwrap();
     for _ in 0..4 {

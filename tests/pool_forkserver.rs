@@ -186,10 +186,9 @@ fn teardown_leaves_nothing(pool: Pool) {
 
 /// The fork server and the pool's zygote have the short scheduler slice
 /// (`multiproc::latency`), so that what they fork starts with it, and the
-/// workers keep it; a `Process` the server forks for the caller takes the
-/// caller's slice back before it runs the caller's code, as a directly
-/// forked child has it.
-fn workers_ask_for_the_short_slice_and_a_process_keeps_the_callers(pool: &Pool) {
+/// workers keep it, and so does a `Process` the server forks for the
+/// caller, as a directly forked child does.
+fn workers_and_processes_have_the_short_slice(pool: &Pool) {
     let mine = multiproc::latency::current().expect("sched_getattr works");
     if mine == 0 || multiproc::latency::slice_ns() == 0 {
         // A kernel before 6.12 (no slices), or the hint turned off.
@@ -203,7 +202,7 @@ fn workers_ask_for_the_short_slice_and_a_process_keeps_the_callers(pool: &Pool) 
     assert_eq!(sched_slice(zygote, zygote), Some(short), "the zygote");
     assert_eq!(pool.apply(slice_here, ()).unwrap(), Some(short), "a worker");
     let child = multiproc::Process::spawn(slice_here, ()).unwrap();
-    assert_eq!(child.join().unwrap(), Some(mine), "a Process child");
+    assert_eq!(child.join().unwrap(), Some(short), "a Process child");
 }
 
 fn main() {
@@ -228,8 +227,8 @@ fn main() {
             first_workers_are_the_servers_children,
         ),
         (
-            "workers_ask_for_the_short_slice_and_a_process_keeps_the_callers",
-            workers_ask_for_the_short_slice_and_a_process_keeps_the_callers,
+            "workers_and_processes_have_the_short_slice",
+            workers_and_processes_have_the_short_slice,
         ),
         (
             "workers_descend_from_the_fork_server",

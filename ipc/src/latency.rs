@@ -15,16 +15,20 @@
 //! are never changed. A `Process` is forked with the short slice too, so
 //! that beside busy processes it gets a CPU at once (with the default one,
 //! a `Process::spawn` + `join` beside two busy loops took 4.0 ms in some
-//! runs instead of 0.1), and takes your thread's slice back before it runs
-//! your code; your thread has its own back as soon as the fork returns.
+//! runs instead of 0.1), and keeps it while it runs your code, as a pool's
+//! workers do: a child that took your thread's slice back first thing was
+//! preempted right there, in some runs, by a busy process with an earlier
+//! deadline, and waited out that process's slice (3.5 ms). Your thread has
+//! its own back as soon as the fork returns.
 //!
 //! The knob is the environment variable `MULTIPROC_SLICE_US`, read once per
 //! process: the slice in microseconds (default 100, the kernel's minimum;
 //! values are clamped by the kernel to 100–100,000), or `0` / `off` to leave
 //! the kernel's default slice alone. Kernels before 6.12 ignore the hint.
-//! Pool workers inherit their slice from the process that spawned them, so
-//! a task that starts processes of its own passes the hint on; call
-//! [`reset`] there to give them the default slice.
+//! Pool workers and `Process` children inherit their slice from the
+//! process that forked them, so a task or target that starts processes of
+//! its own passes the hint on; call [`reset`] there (in the worker's task
+//! or the child's target) for the default slice.
 //!
 //! A thread of your own that mostly waits on multiproc (a loop collecting
 //! results, say) can ask for the same slice:
@@ -160,9 +164,8 @@ pub fn starting_owned<T>(start: impl FnOnce() -> T) -> T {
 pub(crate) struct Lent(Option<u64>);
 
 impl Lent {
-    /// Gives the calling thread its slice of before the lending again (in
-    /// the parent, and in a forked child that runs your code); nothing if
-    /// the lending changed nothing. Only system calls.
+    /// Gives the calling thread its slice of before the lending again;
+    /// nothing if the lending changed nothing.
     pub(crate) fn give_back(self) {
         if let Some(before) = self.0 {
             give_back(before);
@@ -184,9 +187,8 @@ pub(crate) fn lend() -> Lent {
 }
 
 /// Gives the calling thread the slice `before` again: the kernel's default
-/// (asked for with 0) if that is what it had, else its own. Only system
-/// calls: a forked child may call it.
-pub(crate) fn give_back(before: u64) {
+/// (asked for with 0) if that is what it had, else its own.
+fn give_back(before: u64) {
     let default_is_it = crate::sys::sched::set_slice(0, 0).is_ok()
         && crate::sys::sched::slice().is_ok_and(|now| now == before);
     if !default_is_it {

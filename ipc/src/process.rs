@@ -308,9 +308,6 @@ fn unencodable_frame<T: Serialize>(buf: &mut Vec<u8>, error: impl fmt::Display) 
 struct ServerArgs<A: 'static, T: 'static> {
     target: FnRef<A, T>,
     args: Vec<u8>,
-    /// The caller's scheduler slice (0: unknown), which the child takes
-    /// back from the fork server's short one before it runs `target`.
-    slice: u64,
 }
 
 /// The zygote entry of a process spawned through the fork server.
@@ -319,9 +316,8 @@ where
     A: Serialize + DeserializeOwned + 'static,
     T: Serialize + DeserializeOwned + 'static,
 {
-    if arg.slice != 0 {
-        crate::latency::give_back(arg.slice);
-    }
+    // The child keeps the fork server's short slice, as a directly forked
+    // one keeps the one it is forked with (see `ProcessBuilder::spawn`).
     let (Ok(target), Some(out)) = (arg.target.get(), fds.pop()) else {
         return 127;
     };
@@ -618,7 +614,6 @@ impl ProcessBuilder {
                 let arg = ServerArgs {
                     target: FnRef::new(target),
                     args: bytes,
-                    slice: crate::sys::sched::slice().unwrap_or(0),
                 };
                 let mut fds: Vec<_> = attached.iter().map(|f| f.as_fd()).collect();
                 fds.push(w.as_fd());
@@ -644,12 +639,16 @@ impl ProcessBuilder {
                 // read end, or a child whose reader is gone would block
                 // forever on a full pipe instead of getting EPIPE.
                 // Forked with the short slice, the child gets a CPU at once
-                // beside busy processes; it takes the caller's slice back
-                // before it runs `target`, and so does this thread.
+                // beside busy processes, and keeps it, as a pool's workers
+                // do: taking the caller's slice back would itself be a point
+                // where a busy process with an earlier deadline takes the
+                // CPU for its whole slice (a child that gave it back first
+                // thing waited 3.5 ms there, in some runs beside two busy
+                // loops). This thread has its own back as soon as the fork
+                // returns.
                 let lent = crate::latency::lend();
                 let child =
                     ChildProc::fork_direct(&[r.as_fd()], fork::Lifeline::Started, move || {
-                        lent.give_back();
                         child_run(target, args, w)
                     });
                 lent.give_back();
