@@ -245,7 +245,7 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
             .as_ref()
             .and_then(|_| scenarios::peer::find(scenario.name))
             .map(|_| || isolate::run(scenario, scenarios::peer::PEER_IMPL, options.quick, limit));
-        let [multiproc, python_line, peer] = take_turns(
+        let [mut multiproc, mut python_line, mut peer] = take_turns(
             options.runs,
             [
                 multiproc.as_mut().map(|run| run as Run<'_>),
@@ -253,7 +253,6 @@ fn run(options: &cli::Options, selected: &[&'static Scenario]) -> bool {
                 peer.as_mut().map(|run| run as Run<'_>),
             ],
         );
-        let (mut multiproc, mut python_line, mut peer) = (multiproc, python_line, peer);
         for line in multiproc
             .iter_mut()
             .chain(python_line.iter_mut())
