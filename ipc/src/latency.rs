@@ -127,15 +127,16 @@ pub fn apply_to(pid: i32) {
 }
 
 /// Runs `start`, which forks a process multiproc owns (a pool's or a
-/// manager's zygote), with the short slice on the calling thread, and gives
-/// the thread its own slice back before returning.
+/// manager's zygote, a `Process` child), with the short slice on the
+/// calling thread, and gives the thread its own slice back before
+/// returning.
 ///
 /// A forked process inherits its parent's slice, and the kernel places it
 /// on a CPU with the slice it has at the fork: one given the short slice
 /// only afterwards ([`apply_to`]) still waits, on a busy machine, until a
 /// CPU-bound process ends its slice (measured: 3.6 ms for a pool's zygote
 /// beside two busy loops). Only `start` runs while the thread has the short
-/// slice; your code never does. Nothing changes when the hint is off, when
+/// slice; your code on it never does. Nothing changes when the hint is off, when
 /// the thread already has the short slice, under a real-time policy, or on
 /// a kernel before 6.12.
 ///
@@ -152,38 +153,25 @@ pub fn apply_to(pid: i32) {
 /// }
 /// ```
 pub fn starting_owned<T>(start: impl FnOnce() -> T) -> T {
-    let lent = lend();
+    let Some(before) = lend() else {
+        return start();
+    };
     let out = start();
-    lent.give_back();
+    give_back(before);
     out
-}
-
-/// The slice a thread had before [`lend`] gave it the short one, if it
-/// changed anything.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Lent(Option<u64>);
-
-impl Lent {
-    /// Gives the calling thread its slice of before the lending again;
-    /// nothing if the lending changed nothing.
-    pub(crate) fn give_back(self) {
-        if let Some(before) = self.0 {
-            give_back(before);
-        }
-    }
 }
 
 /// Gives the calling thread the short slice for a fork, unless the hint is
 /// off, the thread already has the short slice, or the kernel ignores the
-/// hint.
-pub(crate) fn lend() -> Lent {
+/// hint; the slice it had before, if this changed it.
+fn lend() -> Option<u64> {
     let ns = slice_ns();
     let before = match crate::sys::sched::slice() {
         // 0: a kernel that reports no slice ignores the hint too.
         Ok(b) if ns != 0 && b != 0 && b != granted_ns() => b,
-        _ => return Lent(None),
+        _ => return None,
     };
-    Lent(matches!(crate::sys::sched::set_slice(0, ns), Ok(true)).then_some(before))
+    matches!(crate::sys::sched::set_slice(0, ns), Ok(true)).then_some(before)
 }
 
 /// Gives the calling thread the slice `before` again: the kernel's default

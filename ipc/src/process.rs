@@ -646,13 +646,11 @@ impl ProcessBuilder {
                 // thing waited 3.5 ms there, in some runs beside two busy
                 // loops). This thread has its own back as soon as the fork
                 // returns.
-                let lent = crate::latency::lend();
-                let child =
+                crate::latency::starting_owned(|| {
                     ChildProc::fork_direct(&[r.as_fd()], fork::Lifeline::Started, move || {
                         child_run(target, args, w)
-                    });
-                lent.give_back();
-                child?
+                    })
+                })?
             }
         };
         let child = Arc::new(child);
