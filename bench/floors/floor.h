@@ -1,7 +1,17 @@
-/* What every floor program shares: the clock, the quantiles, its one argument. */
+/* What every floor program shares: the clock, the quantiles, its one
+ * argument, the futex call. */
+#include <linux/futex.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+
+/* FUTEX_WAIT or FUTEX_WAKE on a word in memory shared between processes. */
+static void futex(atomic_int *word, int op, int value) {
+    syscall(SYS_futex, word, op, value, NULL, NULL, 0);
+}
 
 static double now_us(void) {
     struct timespec t;

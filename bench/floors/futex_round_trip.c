@@ -15,12 +15,12 @@
 /* Sleeps while *word is still `seen`. */
 static void wait_past(atomic_int *word, int seen) {
     while (atomic_load(word) == seen)
-        syscall(SYS_futex, word, FUTEX_WAIT, seen, NULL, NULL, 0);
+        futex(word, FUTEX_WAIT, seen);
 }
 
 static void post(atomic_int *word, int value) {
     atomic_store(word, value);
-    syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
+    futex(word, FUTEX_WAKE, 1);
 }
 
 int main(int argc, char **argv) {

@@ -33,10 +33,6 @@ struct message {
     int64_t op, value;
 };
 
-static void futex(atomic_int *word, int op, int value) {
-    syscall(SYS_futex, word, op, value, NULL, NULL, 0);
-}
-
 /* A lock word: 0 free, 1 held, 2 held with sleepers. */
 static void lock(atomic_int *word) {
     int seen = 0;
